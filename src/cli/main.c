@@ -1,0 +1,99 @@
+/*
+ * main: the `sharemail` tool's entry point: global options and the command table.
+ * See sharemail(1).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+
+struct cli_command {
+	const char *name;
+	int (*run)(struct cli_ctx *ctx, int argc, char **argv);
+	const char *usage;
+};
+
+static const struct cli_command commands[] = {
+	{"account", cmd_account,
+	 "account add ADDRESS [--password-file F] [--disabled] | del ADDRESS |\n"
+	 "          list [DOMAIN] | disable ADDRESS | enable ADDRESS | over-quota ADDRESS |\n"
+	 "          passwd ADDRESS --password-file F"},
+	{"alias", cmd_alias, "alias add ALIAS TARGET... | del ALIAS | list"},
+	{"minger", cmd_minger,
+	 "minger query ADDRESS... --server HOST[:PORT] [--secret-file F] [--timeout MS]\n"
+	 "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"
+	 "          [--cached] [--no-cache]"},
+	{"cache", cmd_cache, "cache list | flush [ADDRESS]"},
+	{"check-config", cmd_check_config, "check-config"},
+	{"config-doc", cmd_config_doc, "config-doc [--man]"},
+};
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("sharemail: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+struct conf *cli_conf(struct cli_ctx *ctx)
+{
+	if (ctx->conf)
+		return ctx->conf;
+	struct conf_errors errs = {0};
+	ctx->conf = conf_load(ctx->conf_path, &errs);
+	if (!ctx->conf) {
+		conf_errors_print(&errs);
+		conf_errors_free(&errs);
+		exit(CLI_EXIT_CONFIG);
+	}
+	return ctx->conf;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sharemail [-c FILE] COMMAND ...\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  sharemail %s\n", commands[i].usage);
+}
+
+int main(int argc, char **argv)
+{
+	struct cli_ctx ctx = {0};
+	const char *env = getenv("SHAREMAIL_CONF");
+	ctx.conf_path = env && *env ? env : CLI_DEFAULT_CONF;
+	ctx.conf_given = env && *env;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			ctx.conf_path = argv[++i];
+			ctx.conf_given = 1;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return CLI_EXIT_OK;
+		} else {
+			usage(stderr);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
+		if (strcmp(argv[i], commands[k].name) == 0) {
+			int rc = commands[k].run(&ctx, argc - i, argv + i);
+			if (rc == CLI_EXIT_USAGE)
+				fprintf(stderr, "usage: sharemail [-c FILE] %s\n", commands[k].usage);
+			conf_free(ctx.conf);
+			return rc;
+		}
+	}
+	cli_error("unknown command '%s'", argv[i]);
+	usage(stderr);
+	return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,141 @@
+/*
+ * conf: the configuration, loaded from one "key = value" file through ONE schema
+ * table (conf_schema.c): every key's name, type, default, range and one-line doc.
+ * The table drives parsing, validation, defaults, `sharemail check-config` and the
+ * table in doc/sharemail.conf.5 (a unit test checks the man page against it).
+ *
+ * File syntax: one "key = value" per line; '#' starts a comment line; blank lines
+ * ignored; surrounding white space trimmed; repeatable keys (type LIST, NETLIST,
+ * ADDRLIST) accumulate, others may appear once. Relative paths are resolved
+ * against the folder of the config file.
+ *
+ * Ownership: conf_load() returns a struct conf the caller frees with conf_free();
+ * every string in it is owned by it.
+ */
+#ifndef SHAREMAIL_CONF_CONF_H
+#define SHAREMAIL_CONF_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/netaddr.h"
+
+/* The exit status for configuration errors (sysexits EX_CONFIG). */
+#define CONF_EXIT_CONFIG 78
+
+struct strlist {
+	char **v;
+	size_t n;
+};
+
+struct addrlist {
+	struct netaddr *v;
+	char **text;            /* as written, for messages */
+	size_t n;
+};
+
+struct netlist {
+	struct netaddr_net *v;
+	size_t n;
+};
+
+struct conf {
+	char *path;                       /* the file loaded (absolute) */
+	/* general */
+	char *hostname;                   /* default: gethostname() */
+	char *state_dir;                  /* default /var/lib/sharemail */
+	struct strlist local_domains;     /* lower-cased */
+	char *log_level;                  /* err|warning|info|debug */
+	/* listeners (SMTP/POP3 services are not built yet: accepted, warned about) */
+	struct addrlist smtp_listen;
+	struct addrlist submission_listen;
+	struct addrlist smtps_listen;
+	struct addrlist pop3_listen;
+	struct addrlist minger_listen;
+	/* Minger server */
+	char *minger_secret_file;         /* NULL: no secret */
+	int minger_anonymous;             /* bool, default 0 */
+	int minger_compat;                /* bool, default 1 */
+	struct netlist minger_allow;      /* empty: everyone */
+	int minger_foreign_aliases_active;/* bool, default 0 */
+	int minger_threads;               /* 1..64, default 1 */
+	int minger_rate_per_source;       /* replies/s per source address, 0 = no limit */
+	int minger_rate_global;           /* replies/s in all, 0 = no limit */
+	int minger_source_table_size;     /* entries in the per-source table */
+	int minger_replay_window;         /* seconds, default 60 */
+	int minger_strict_amplification;  /* bool, default 1 */
+	/* Minger client and verification cache */
+	int minger_timeout_ms;            /* default 2000 */
+	int minger_retries;               /* retransmissions, default 2 */
+	int minger_require_reply_mac;     /* bool, default 0 */
+	int minger_cache;                 /* bool, default 1 */
+	int minger_cache_positive_ttl;    /* seconds, default 432000 (5 days) */
+	int minger_cache_negative_ttl;    /* seconds, default 3600 */
+};
+
+/* One problem found while loading: "file:line: message" is how it is shown. */
+struct conf_error {
+	char *file;
+	int line;          /* 0 when the problem is not tied to a line */
+	char *message;
+};
+
+struct conf_errors {
+	struct conf_error *v;
+	size_t n;
+};
+
+/*
+ * Loads and validates `path`. Returns a conf when there were no errors; otherwise
+ * NULL, and every problem found (not just the first) is appended to *errs, which
+ * the caller frees with conf_errors_free(). Checks include unknown keys, bad
+ * values, out-of-range numbers, repeated single keys, and cross-key checks (a
+ * secret file that cannot be read or holds a bad secret, Minger listening with
+ * neither a secret nor anonymous mode).
+ */
+struct conf *conf_load(const char *path, struct conf_errors *errs);
+
+/* Returns a conf holding every default (for tests and the demo). */
+struct conf *conf_defaults(void);
+
+/* Frees a conf (NULL is a no-op). */
+void conf_free(struct conf *c);
+
+/* Prints each error as "file:line: message\n" (or "file: message") to stderr. */
+void conf_errors_print(const struct conf_errors *errs);
+
+/* Frees the errors' contents and empties the list. */
+void conf_errors_free(struct conf_errors *errs);
+
+/*
+ * Reads the secret file: one secret per line, blank lines and '#' lines ignored.
+ * Each must satisfy minger_secret_valid(). Returns the number of secrets (>= 1)
+ * stored in *out (caller frees with strlist_free), or -1 with errors appended.
+ */
+int conf_read_secrets(const char *path, struct strlist *out, struct conf_errors *errs);
+
+/* 1 if `domain` (any case) is one of local_domains, else 0. */
+int conf_is_local_domain(const struct conf *c, const char *domain, size_t len);
+
+/* Frees a strlist's contents. */
+void strlist_free(struct strlist *l);
+
+/* Path of a file under state_dir: "<state_dir>/<name>" into out. Returns 0 or -1 if too long. */
+int conf_state_path(const struct conf *c, const char *name, char *out, size_t outsz);
+
+/*
+ * The schema, for documentation and tests: conf_schema_count() entries, each with
+ * name, type name ("string", "path", "bool", "int", "list", "addrlist", "netlist"),
+ * default as text ("" for none), range as text ("" when none) and one-line doc.
+ */
+struct conf_key_doc {
+	const char *name;
+	const char *type;
+	const char *def;
+	const char *range;
+	const char *doc;
+};
+size_t conf_schema_count(void);
+const struct conf_key_doc *conf_schema_doc(size_t i);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * lookup: THE recipient lookup ("one mailbox truth", DESIGN.md). The Minger server
+ * and (later) the SMTP RCPT check call mailbox_lookup() and nothing else, so what
+ * Minger says exists is exactly what RCPT accepts.
+ *
+ * Results are three-valued: found / not found / try later. A directory that cannot
+ * be read answers LOOKUP_TEMPFAIL, never LOOKUP_NOTFOUND.
+ *
+ * Lookups are served from an in-memory index (verify/mailbox_index.h) built from
+ * the directory at start-up and kept current from the directory's change log, so
+ * one lookup costs a hash probe, not a SQLite query.
+ */
+#ifndef SHAREMAIL_VERIFY_LOOKUP_H
+#define SHAREMAIL_VERIFY_LOOKUP_H
+
+#include <stddef.h>
+
+enum lookup_result {
+	LOOKUP_FOUND = 0,
+	LOOKUP_NOTFOUND,
+	LOOKUP_TEMPFAIL,
+};
+
+enum lookup_kind {
+	LOOKUP_KIND_NONE = 0,
+	LOOKUP_KIND_ACCOUNT,
+	LOOKUP_KIND_ALIAS_LOCAL,   /* alias whose targets include at least one local address */
+	LOOKUP_KIND_ALIAS_FOREIGN, /* alias whose targets are all outside the local domains */
+};
+
+struct lookup_answer {
+	enum lookup_kind kind;
+	int can_receive;   /* 1: active; 0: exists but disabled / over quota */
+};
+
+struct mailbox_index;
+
+/*
+ * Looks up one mailbox (as written, any case). Aliases are followed (up to 8
+ * levels, a loop counts as not found): an alias can receive if any local target
+ * can, or, for an alias whose targets are all foreign, always (the Minger
+ * server decides with minger_foreign_aliases_active whether to answer 5 or 3).
+ * Thread-safe: may be called from many threads while another refreshes the index.
+ */
+enum lookup_result mailbox_lookup(struct mailbox_index *idx, const char *mailbox, size_t len,
+				  struct lookup_answer *out);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * mailbox_index: an in-memory, read-mostly hash index of the directory (accounts
+ * with their state, aliases with their targets), the data behind mailbox_lookup().
+ *
+ * Built with one directory_scan() at start-up; mailbox_index_refresh() applies the
+ * directory's change log since the last refresh (or rescans after a gap). Readers
+ * take a shared lock per call (or per batch with mailbox_index_read_lock()); a
+ * refresh takes the exclusive lock only while applying the changes it read.
+ * If a refresh fails (database locked, I/O error), lookups answer LOOKUP_TEMPFAIL
+ * until one succeeds: a stale answer is never given as a definite "no".
+ *
+ * Memory: open addressing over one string arena; about 50 bytes per account.
+ * Ownership: the index owns its directory connection (opened read-only).
+ */
+#ifndef SHAREMAIL_VERIFY_MAILBOX_INDEX_H
+#define SHAREMAIL_VERIFY_MAILBOX_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "verify/lookup.h"
+
+struct mailbox_index;
+
+/*
+ * Opens the directory at db_path and builds the index. `local_domains` (n of them,
+ * lower case) decide whether an alias target is local. Returns NULL with a message
+ * in err on failure.
+ */
+struct mailbox_index *mailbox_index_open(const char *db_path, const char *const *local_domains,
+					 size_t n_domains, char *err, size_t errlen);
+
+/* Frees the index and closes its connection (NULL is a no-op). */
+void mailbox_index_free(struct mailbox_index *idx);
+
+/*
+ * Applies changes made to the directory since the last refresh. Call from one
+ * thread (the daemon's main loop, about once a second). Returns the number of
+ * addresses updated, or -1 on failure (lookups then answer TEMPFAIL until a
+ * refresh succeeds).
+ */
+int mailbox_index_refresh(struct mailbox_index *idx);
+
+/* Number of addresses (accounts + aliases) in the index. */
+size_t mailbox_index_count(const struct mailbox_index *idx);
+
+/* Bytes of memory the index uses (table + arena), for logs and benchmarks. */
+size_t mailbox_index_memory(const struct mailbox_index *idx);
+
+#endif
