@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "util/netaddr.h"
 
@@ -137,5 +138,18 @@ struct conf_key_doc {
 };
 size_t conf_schema_count(void);
 const struct conf_key_doc *conf_schema_doc(size_t i);
+
+/*
+ * Writes the schema as a plain text table (one key a line) to out. Returns 0, or
+ * -1 on a write error. (conf_doc.c; `sharemail config-doc`.)
+ */
+int conf_doc_text(FILE *out);
+
+/*
+ * Writes the KEYS table of sharemail.conf(5) in roff (tbl) to out: exactly the
+ * lines doc/sharemail.conf.5 holds between `.\" BEGIN SCHEMA TABLE` and
+ * `.\" END SCHEMA TABLE`. Returns 0, or -1 on a write error.
+ */
+int conf_doc_man(FILE *out);
 
 #endif

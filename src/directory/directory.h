@@ -21,16 +21,16 @@
 enum directory_result {
 	DIRECTORY_OK = 0,
 	DIRECTORY_NOTFOUND,
-	DIRECTORY_EXISTS,      /* address already used by an account or alias */
+	DIRECTORY_EXISTS, /* address already used by an account or alias */
 	DIRECTORY_BAD_ADDRESS,
-	DIRECTORY_LOOP,        /* alias would point to itself */
-	DIRECTORY_TEMPFAIL,    /* busy/locked: try later */
-	DIRECTORY_ERROR,       /* I/O error, corrupt file */
+	DIRECTORY_LOOP, /* alias would point to itself */
+	DIRECTORY_TEMPFAIL, /* busy/locked: try later */
+	DIRECTORY_ERROR, /* I/O error, corrupt file */
 };
 
 enum account_state {
 	ACCOUNT_ACTIVE = 0,
-	ACCOUNT_DISABLED = 1,   /* exists, cannot receive */
+	ACCOUNT_DISABLED = 1, /* exists, cannot receive */
 	ACCOUNT_OVER_QUOTA = 2, /* exists, cannot receive */
 };
 
@@ -55,52 +55,50 @@ const char *directory_errmsg(struct directory *d);
  * Fails with EXISTS if an account or alias has that address.
  */
 enum directory_result directory_account_add(struct directory *d, const char *address,
-					    const char *password_hash, enum account_state state);
+                                            const char *password_hash, enum account_state state);
 
 /* Deletes an account; NOTFOUND if there is none. */
 enum directory_result directory_account_del(struct directory *d, const char *address);
 
 /* Sets an account's state; NOTFOUND if there is none. */
 enum directory_result directory_account_set_state(struct directory *d, const char *address,
-						  enum account_state state);
+                                                  enum account_state state);
 
 /* Sets an account's password hash (NULL clears it); NOTFOUND if there is none. */
 enum directory_result directory_account_set_password(struct directory *d, const char *address,
-						     const char *password_hash);
+                                                     const char *password_hash);
 
 /* Calls fn for each account in address order (stops early if fn returns non-zero). */
 enum directory_result directory_account_list(struct directory *d, const char *domain_or_null,
-					     int (*fn)(void *arg, const char *address,
-						       enum account_state state),
-					     void *arg);
+                                             int (*fn)(void *arg, const char *address,
+                                                       enum account_state state),
+                                             void *arg);
 
 /*
  * Adds an alias with n targets (each a valid mailbox, local or foreign). Fails with
  * EXISTS if an account or alias has that address, LOOP if a target is the alias.
  */
 enum directory_result directory_alias_add(struct directory *d, const char *alias,
-					  const char *const *targets, size_t n);
+                                          const char *const *targets, size_t n);
 
 /* Deletes an alias and its targets; NOTFOUND if there is none. */
 enum directory_result directory_alias_del(struct directory *d, const char *alias);
 
 /* Calls fn for each (alias, target) pair, ordered by alias then target. */
-enum directory_result directory_alias_list(struct directory *d,
-					   int (*fn)(void *arg, const char *alias,
-						     const char *target),
-					   void *arg);
+enum directory_result
+directory_alias_list(struct directory *d,
+                     int (*fn)(void *arg, const char *alias, const char *target), void *arg);
 
 /*
  * Looks one address key up. On DIRECTORY_OK *kind is 'A' (account; *state set) or
  * 'L' (alias). NOTFOUND when neither. TEMPFAIL/ERROR on database trouble.
  */
 enum directory_result directory_get(struct directory *d, const char *key, char *kind,
-				    enum account_state *state);
+                                    enum account_state *state);
 
 /* Calls fn for every target of alias `key` (none if it is not an alias). */
 enum directory_result directory_alias_targets(struct directory *d, const char *key,
-					      int (*fn)(void *arg, const char *target),
-					      void *arg);
+                                              int (*fn)(void *arg, const char *target), void *arg);
 
 /*
  * Bulk read for index building: calls fn for every account (kind 'A', state) and
@@ -109,9 +107,9 @@ enum directory_result directory_alias_targets(struct directory *d, const char *k
  * *seq. Stops early if fn returns non-zero.
  */
 enum directory_result directory_scan(struct directory *d,
-				     int (*fn)(void *arg, char kind, const char *key,
-					       enum account_state state, const char *target),
-				     void *arg, int64_t *seq);
+                                     int (*fn)(void *arg, char kind, const char *key,
+                                               enum account_state state, const char *target),
+                                     void *arg, int64_t *seq);
 
 /*
  * Calls fn for every address changed after change-log position `since`, in order,
@@ -119,8 +117,19 @@ enum directory_result directory_scan(struct directory *d,
  * `since` were already pruned (the caller must rescan). Cheap when nothing changed.
  */
 enum directory_result directory_changes(struct directory *d, int64_t since,
-					int (*fn)(void *arg, const char *key), void *arg,
-					int64_t *seq, int *gap);
+                                        int (*fn)(void *arg, const char *key), void *arg,
+                                        int64_t *seq, int *gap);
+
+/*
+ * Opens a read transaction so that the calls that follow (directory_changes,
+ * directory_get, directory_alias_targets, ...) all see one snapshot; the other
+ * functions join it instead of starting their own. End it with directory_read_end()
+ * soon: an open snapshot hides newer changes and holds back WAL checkpoints.
+ */
+enum directory_result directory_read_begin(struct directory *d);
+
+/* Ends the transaction opened by directory_read_begin() (a no-op when none is open). */
+void directory_read_end(struct directory *d);
 
 /* Deletes change-log rows older than `keep_seconds` (keeps at least the newest one). */
 enum directory_result directory_prune_changes(struct directory *d, int64_t keep_seconds);

@@ -21,8 +21,8 @@ struct minger_server;
  * Reads the secrets, binds every socket. Returns NULL with a message in err on
  * failure (nothing left open). Does not start threads.
  */
-struct minger_server *minger_server_new(const struct conf *c, struct mailbox_index *idx,
-					char *err, size_t errlen);
+struct minger_server *minger_server_new(const struct conf *c, struct mailbox_index *idx, char *err,
+                                        size_t errlen);
 
 /* Starts the worker threads. Returns 0 or -1 (err set). */
 int minger_server_start(struct minger_server *s, char *err, size_t errlen);

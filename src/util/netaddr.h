@@ -30,7 +30,10 @@ struct netaddr_net {
 int netaddr_parse_hostport(const char *s, int default_port, int allow_port0, struct netaddr *out,
 			   char *err, size_t errlen);
 
-/* Parses "ADDR/PREFIX" or "ADDR". Returns 0 or -1 with a reason in err. */
+/*
+ * Parses "ADDR/PREFIX" or "ADDR". Returns 0 or -1 with a reason in err. A network
+ * with bits set after the prefix ("192.0.2.5/24") is refused, not widened.
+ */
 int netaddr_parse_net(const char *s, struct netaddr_net *out, char *err, size_t errlen);
 
 /* 1 if the socket address lies in the network, else 0. */
@@ -42,7 +45,10 @@ void netaddr_format(const struct sockaddr *sa, char *out, size_t outsz);
 /* Port of an AF_INET/AF_INET6 address in host order (0 for other families). */
 int netaddr_port(const struct sockaddr *sa);
 
-/* 1 if two AF_INET/AF_INET6 addresses have the same address and port, else 0. */
+/*
+ * 1 if two AF_INET/AF_INET6 addresses have the same address and port, else 0.
+ * An IPv4 address equals its IPv4-mapped IPv6 form (a dual-stack socket's view).
+ */
 int netaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
 #endif

@@ -24,13 +24,13 @@ enum lookup_result {
 enum lookup_kind {
 	LOOKUP_KIND_NONE = 0,
 	LOOKUP_KIND_ACCOUNT,
-	LOOKUP_KIND_ALIAS_LOCAL,   /* alias whose targets include at least one local address */
+	LOOKUP_KIND_ALIAS_LOCAL, /* alias whose targets include at least one local address */
 	LOOKUP_KIND_ALIAS_FOREIGN, /* alias whose targets are all outside the local domains */
 };
 
 struct lookup_answer {
 	enum lookup_kind kind;
-	int can_receive;   /* 1: active; 0: exists but disabled / over quota */
+	int can_receive; /* 1: active; 0: exists but disabled / over quota */
 };
 
 struct mailbox_index;
@@ -43,6 +43,14 @@ struct mailbox_index;
  * Thread-safe: may be called from many threads while another refreshes the index.
  */
 enum lookup_result mailbox_lookup(struct mailbox_index *idx, const char *mailbox, size_t len,
-				  struct lookup_answer *out);
+                                  struct lookup_answer *out);
+
+/*
+ * The same lookup for a caller that already holds the index's read lock
+ * (mailbox_index_read_lock()), so a server thread can lock once per batch of
+ * datagrams instead of once per address. Never allocates, never touches SQLite.
+ */
+enum lookup_result mailbox_lookup_locked(struct mailbox_index *idx, const char *mailbox, size_t len,
+                                         struct lookup_answer *out);
 
 #endif

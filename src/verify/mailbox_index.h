@@ -10,7 +10,10 @@
  * until one succeeds: a stale answer is never given as a definite "no".
  *
  * Memory: open addressing over one string arena; about 50 bytes per account.
- * Ownership: the index owns its directory connection (opened read-only).
+ * Ownership: the index owns its directory connection. It only ever reads through
+ * it, but opens it read-write so that a first start creates an empty directory
+ * (and because a read-only connection to a WAL database needs the -shm file to
+ * exist already).
  */
 #ifndef SHAREMAIL_VERIFY_MAILBOX_INDEX_H
 #define SHAREMAIL_VERIFY_MAILBOX_INDEX_H
@@ -28,7 +31,7 @@ struct mailbox_index;
  * in err on failure.
  */
 struct mailbox_index *mailbox_index_open(const char *db_path, const char *const *local_domains,
-					 size_t n_domains, char *err, size_t errlen);
+                                         size_t n_domains, char *err, size_t errlen);
 
 /* Frees the index and closes its connection (NULL is a no-op). */
 void mailbox_index_free(struct mailbox_index *idx);
@@ -46,5 +49,18 @@ size_t mailbox_index_count(const struct mailbox_index *idx);
 
 /* Bytes of memory the index uses (table + arena), for logs and benchmarks. */
 size_t mailbox_index_memory(const struct mailbox_index *idx);
+
+/*
+ * Takes / releases the index's shared lock for a batch of mailbox_lookup_locked()
+ * calls. Hold it briefly (one batch): a refresh waits for it, and waiting writers
+ * are preferred over new readers so a refresh is never starved. Not recursive:
+ * while holding it call only mailbox_lookup_locked() (mailbox_lookup(),
+ * mailbox_index_count(), _memory() and _failed() take the lock themselves).
+ */
+void mailbox_index_read_lock(struct mailbox_index *idx);
+void mailbox_index_read_unlock(struct mailbox_index *idx);
+
+/* 1 while the last refresh failed (lookups answer LOOKUP_TEMPFAIL), else 0. */
+int mailbox_index_failed(struct mailbox_index *idx);
 
 #endif

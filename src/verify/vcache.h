@@ -33,16 +33,16 @@ int vcache_get(struct vcache *vc, const char *server, const char *address, int *
  * storing). Returns 0 or -1 on a database error.
  */
 int vcache_put(struct vcache *vc, const char *server, const char *address, int status,
-	       int positive_ttl, int negative_ttl);
+               int positive_ttl, int negative_ttl);
 
 /*
  * Calls fn for each live entry (server, address, status, expiry as epoch seconds),
  * ordered by address then server. Returns 0 or -1.
  */
 int vcache_list(struct vcache *vc,
-		int (*fn)(void *arg, const char *server, const char *address, int status,
-			  int64_t expires),
-		void *arg);
+                int (*fn)(void *arg, const char *server, const char *address, int status,
+                          int64_t expires),
+                void *arg);
 
 /* Deletes every entry for address (any server), or all entries if address is NULL,
  * plus any expired ones. Returns the number deleted, or -1. */

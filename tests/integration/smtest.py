@@ -38,7 +38,8 @@ class Suite:
             self.passed += 1
         else:
             self.failed += 1
-            caller = traceback.extract_stack(limit=2)[0]
+            frames = [f for f in traceback.extract_stack() if f.filename != __file__]
+            caller = frames[-1] if frames else traceback.extract_stack()[-2]
             print(f"FAIL {self.current}: {caller.filename}:{caller.lineno}: {what}", flush=True)
         return cond
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""make run: a demo sharemaild in the foreground on loopback.
+
+Creates ./demo-state/ (kept between runs; delete it to start over) with a config,
+a Minger secret and a few demo accounts and aliases, then runs build/sharemaild
+in the foreground until Ctrl-C. Ports are unprivileged: Minger on 127.0.0.1:14069
+and [::1]:14069.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET = "demo-secret-0123456789"
+CONF = """# sharemail demo configuration (written by scripts/demo.py)
+hostname = demo.sharemail.test
+state_dir = .
+local_domains = example.com example.org
+log_level = info
+minger_listen = 127.0.0.1:14069
+{v6}minger_secret_file = minger-secrets
+minger_anonymous = no
+"""
+ACCOUNTS = [("arvel@example.com", []), ("alice@example.com", []),
+            ("bob@example.org", []), ("frozen@example.com", ["--disabled"])]
+ALIASES = [("sales@example.com", ["alice@example.com", "bob@example.org"]),
+           ("outside@example.com", ["someone@elsewhere.net"])]
+
+
+def have_ipv6():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    a = ap.parse_args()
+    build = os.path.join(TOP, a.build)
+    state = os.path.join(TOP, "demo-state")
+    conf = os.path.join(state, "sharemail.conf")
+    cli = [os.path.join(build, "sharemail"), "-c", conf]
+    fresh = not os.path.exists(conf)
+    os.makedirs(state, exist_ok=True)
+    if fresh:
+        v6 = "minger_listen = [::1]:14069\n" if have_ipv6() else ""
+        with open(conf, "w") as f:
+            f.write(CONF.format(v6=v6))
+        fd = os.open(os.path.join(state, "minger-secrets"), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (SECRET + "\n").encode())
+        os.close(fd)
+        pw = os.path.join(state, "demo-password")
+        with open(pw, "w") as f:
+            f.write("demo-password\n")
+        for addr, flags in ACCOUNTS:
+            subprocess.run(cli + ["account", "add", addr, "--password-file", pw] + flags,
+                           check=True)
+        for alias, targets in ALIASES:
+            subprocess.run(cli + ["alias", "add", alias] + targets, check=True)
+    print(f"demo: config {conf}", file=sys.stderr)
+    print("demo: try  printf '%s\\n' " + SECRET + " > /tmp/s; build/sharemail minger query "
+          "arvel@example.com --server 127.0.0.1:14069 --secret-file /tmp/s", file=sys.stderr)
+    try:
+        return subprocess.run([os.path.join(build, "sharemaild"), "-c", conf]).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+/*
+ * cmd_account: `sharemail -c FILE account ...`, the accounts of the mailbox
+ * directory (<state_dir>/directory.db):
+ *
+ *   add ADDRESS [--password-file F] [--disabled]   F's first line is the password
+ *                                                  ('-' = standard input)
+ *   del ADDRESS
+ *   list [DOMAIN]                                  "address state" lines
+ *   disable | enable | over-quota ADDRESS
+ *   passwd ADDRESS --password-file F
+ *
+ * Exit status: 0 done; 1 duplicate or not found; 64 usage; 65 bad address, domain
+ * not local, bad password input; 74 directory I/O; 75 directory busy.
+ * Successful changes print nothing. Adding requires the address's domain to be in
+ * local_domains; changing or deleting an existing account does not, so leftovers
+ * of a domain removed from the configuration can still be cleaned up.
+ * Every write also prunes change-log rows older than 7 days.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "directory/directory.h"
+#include "directory/password.h"
+#include "proto/mailaddr.h"
+
+#define ACCOUNT_LOG_KEEP (7 * 24 * 3600)
+
+/* mkdir -p for the state directory (private: the directory file holds password hashes). */
+static int make_dirs(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof buf)
+		return -1;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char c = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -1;
+		buf[i] = c;
+	}
+	return 0;
+}
+
+/* Opens <state_dir>/directory.db, creating the folder and file if needed; NULL on error. */
+static struct directory *open_directory(struct cli_ctx *ctx)
+{
+	char path[4096], err[512];
+	struct conf *c = cli_conf(ctx);
+	if (conf_state_path(c, "directory.db", path, sizeof path) < 0) {
+		cli_error("state_dir path too long");
+		return NULL;
+	}
+	if (make_dirs(c->state_dir) < 0) {
+		cli_error("cannot create state_dir %s: %s", c->state_dir, strerror(errno));
+		return NULL;
+	}
+	struct directory *d = directory_open(path, 0, err, sizeof err);
+	if (!d)
+		cli_error("%s: %s", path, err);
+	return d;
+}
+
+/*
+ * Checks an address's syntax and, if need_local, that its domain is local.
+ * Returns 0 or the exit status after printing why.
+ */
+static int check_address(struct cli_ctx *ctx, const char *addr, int need_local)
+{
+	struct mailaddr a;
+	enum mailaddr_result r = mailaddr_parse_exact(addr, strlen(addr), &a);
+	if (r != MAILADDR_OK) {
+		cli_error("'%s': %s", addr, mailaddr_strerror(r));
+		return CLI_EXIT_DATAERR;
+	}
+	if (!need_local)
+		return 0;
+	struct conf *c = cli_conf(ctx);
+	if (!conf_is_local_domain(c, a.domain, a.domain_len)) {
+		cli_error("domain '%.*s' is not in local_domains (%s)", (int)a.domain_len, a.domain,
+		          c->path ? c->path : ctx->conf_path);
+		return CLI_EXIT_DATAERR;
+	}
+	return 0;
+}
+
+/* Maps a failed directory call to an exit status, printing why. */
+static int report(struct directory *d, enum directory_result r, const char *addr)
+{
+	switch (r) {
+	case DIRECTORY_OK: return CLI_EXIT_OK;
+	case DIRECTORY_NOTFOUND: cli_error("no such account: %s", addr); return CLI_EXIT_FAIL;
+	case DIRECTORY_EXISTS:
+		cli_error("%s already exists (as an account or an alias)", addr);
+		return CLI_EXIT_FAIL;
+	case DIRECTORY_BAD_ADDRESS:
+	case DIRECTORY_LOOP:
+		cli_error("'%s': %s", addr, directory_strerror(r));
+		return CLI_EXIT_DATAERR;
+	case DIRECTORY_TEMPFAIL: cli_error("%s", directory_strerror(r)); return CLI_EXIT_TEMPFAIL;
+	case DIRECTORY_ERROR: break;
+	}
+	cli_error("directory error: %s", directory_errmsg(d));
+	return CLI_EXIT_IOERR;
+}
+
+/*
+ * Reads the first line of `file` ('-' = stdin) as the password into pw.
+ * Returns 0 or the exit status after printing why.
+ */
+static int read_password(const char *file, char *pw, size_t pwsz)
+{
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	if (!f) {
+		cli_error("cannot open password file %s: %s", file, strerror(errno));
+		return CLI_EXIT_IOERR;
+	}
+	size_t n = 0;
+	int c, bad = 0;
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (c == '\0')
+			bad = 1;
+		if (n + 1 < pwsz)
+			pw[n] = (char)c;
+		n++;
+	}
+	int err = ferror(f);
+	if (f != stdin)
+		fclose(f);
+	if (n > 0 && n < pwsz && pw[n - 1] == '\r')
+		n--; /* a file written on Windows */
+	if (err) {
+		cli_error("cannot read password file %s", file);
+		return CLI_EXIT_IOERR;
+	}
+	if (n >= pwsz || n > PASSWORD_MAX) {
+		cli_error("password longer than %d octets", PASSWORD_MAX);
+		return CLI_EXIT_DATAERR;
+	}
+	pw[n] = '\0';
+	if (bad) {
+		cli_error("password contains a NUL octet");
+		return CLI_EXIT_DATAERR;
+	}
+	if (n == 0) {
+		cli_error("empty password refused");
+		return CLI_EXIT_DATAERR;
+	}
+	return 0;
+}
+
+/* Reads and hashes the password from `file` into hash. Returns 0 or an exit status. */
+static int hash_password_file(const char *file, char *hash, size_t hashsz)
+{
+	char pw[PASSWORD_MAX + 2];
+	int rc = read_password(file, pw, sizeof pw);
+	if (rc == 0 && password_hash(pw, hash, hashsz) < 0) {
+		cli_error("cannot hash the password");
+		rc = CLI_EXIT_SOFTWARE;
+	}
+	explicit_bzero(pw, sizeof pw);
+	return rc;
+}
+
+struct account_opts {
+	const char *pos[2]; /* positional arguments after the subcommand */
+	int npos;
+	const char *password_file;
+	int disabled;
+};
+
+/* Parses the arguments after the subcommand. Returns 0 or CLI_EXIT_USAGE. */
+static int parse_opts(int argc, char **argv, struct account_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--password-file") == 0 && i + 1 < argc) {
+			o->password_file = argv[++i];
+		} else if (strcmp(argv[i], "--disabled") == 0) {
+			o->disabled = 1;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			cli_error("unknown option '%s'", argv[i]);
+			return CLI_EXIT_USAGE;
+		} else if (o->npos < 2) {
+			o->pos[o->npos++] = argv[i];
+		} else {
+			return CLI_EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
+static const char *state_word(enum account_state s)
+{
+	switch (s) {
+	case ACCOUNT_ACTIVE: return "active";
+	case ACCOUNT_DISABLED: return "disabled";
+	case ACCOUNT_OVER_QUOTA: return "over-quota";
+	}
+	return "disabled";
+}
+
+static int print_account(void *arg, const char *address, enum account_state state)
+{
+	printf("%s %s\n", address, state_word(state));
+	return 0;
+}
+
+static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
+{
+	if (o->npos > 1 || o->password_file || o->disabled)
+		return CLI_EXIT_USAGE;
+	const char *domain = o->npos ? o->pos[0] : NULL;
+	if (domain && (strlen(domain) == 0 || strlen(domain) > MAILADDR_DOMAIN_MAX)) {
+		cli_error("'%s': not a domain", domain);
+		return CLI_EXIT_DATAERR;
+	}
+	struct directory *d = open_directory(ctx);
+	if (!d)
+		return CLI_EXIT_IOERR;
+	int rc = report(d, directory_account_list(d, domain, print_account, NULL), "");
+	directory_close(d);
+	if (fflush(stdout) != 0 && rc == CLI_EXIT_OK)
+		rc = CLI_EXIT_IOERR;
+	return rc;
+}
+
+/* Runs one write subcommand on an open directory. */
+static enum directory_result account_write(struct directory *d, const char *sub, const char *addr,
+                                           const char *hash, int disabled)
+{
+	if (strcmp(sub, "add") == 0)
+		return directory_account_add(d, addr, hash,
+		                             disabled ? ACCOUNT_DISABLED : ACCOUNT_ACTIVE);
+	if (strcmp(sub, "del") == 0)
+		return directory_account_del(d, addr);
+	if (strcmp(sub, "passwd") == 0)
+		return directory_account_set_password(d, addr, hash);
+	if (strcmp(sub, "disable") == 0)
+		return directory_account_set_state(d, addr, ACCOUNT_DISABLED);
+	if (strcmp(sub, "over-quota") == 0)
+		return directory_account_set_state(d, addr, ACCOUNT_OVER_QUOTA);
+	return directory_account_set_state(d, addr, ACCOUNT_ACTIVE); /* enable */
+}
+
+int cmd_account(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const char *const writes[] = {"add",     "del",    "passwd",
+	                                     "disable", "enable", "over-quota"};
+	struct account_opts o;
+	if (argc < 2)
+		return CLI_EXIT_USAGE;
+	const char *sub = argv[1];
+	if (parse_opts(argc, argv, &o) != 0)
+		return CLI_EXIT_USAGE;
+	if (strcmp(sub, "list") == 0)
+		return account_list(ctx, &o);
+	int known = 0;
+	for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++)
+		known |= strcmp(sub, writes[i]) == 0;
+	if (!known) {
+		cli_error("unknown account command '%s'", sub);
+		return CLI_EXIT_USAGE;
+	}
+	int is_add = strcmp(sub, "add") == 0, is_passwd = strcmp(sub, "passwd") == 0;
+	if (o.npos != 1 || (o.disabled && !is_add) || (o.password_file && !is_add && !is_passwd) ||
+	    (is_passwd && !o.password_file))
+		return CLI_EXIT_USAGE;
+	const char *addr = o.pos[0];
+	int rc = check_address(ctx, addr, is_add);
+	if (rc != 0)
+		return rc;
+	/* Hash before opening: yescrypt takes a while and must not hold the write lock. */
+	char hash[PASSWORD_HASH_MAX] = "";
+	if (o.password_file && (rc = hash_password_file(o.password_file, hash, sizeof hash)) != 0)
+		return rc;
+	struct directory *d = open_directory(ctx);
+	if (!d)
+		return CLI_EXIT_IOERR;
+	rc = report(d, account_write(d, sub, addr, o.password_file ? hash : NULL, o.disabled),
+	            addr);
+	directory_prune_changes(d, ACCOUNT_LOG_KEEP); /* housekeeping; failure is harmless */
+	directory_close(d);
+	return rc;
+}

@@ -1,0 +1,822 @@
+/*
+ * conf: see conf.h. The loader reads the file line by line, finds each key in the
+ * schema (conf_schema.c) and hands the value to the setter for the key's type.
+ * Every problem is recorded and loading goes on, so one run of check-config shows
+ * them all. Messages never echo a secret and never pass control bytes through.
+ */
+#include "conf/conf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf_schema.h"
+#include "proto/minger_msg.h"
+#include "util/log.h"
+
+#define CONF_LINE_MAX 4096 /* octets in one line, newline excluded */
+#define CONF_ERRORS_MAX 1000 /* problems kept; past that one line says so */
+#define CONF_QUOTE_MAX 64 /* octets of a value quoted in a message */
+#define CONF_PATH_MAX 4096
+#define CONF_DOMAIN_MAX 253 /* RFC 1035 2.3.4, without the final dot */
+#define CONF_LABEL_MAX 63
+
+#define SPACE " \t\r\v\f"
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+struct loader {
+	struct conf *c;
+	struct conf_errors *errs;
+	const char *file; /* as given, for messages */
+	char *dir; /* the config file's folder, absolute */
+	int line;
+	int *seen; /* per key: line of its first appearance, 0 if none */
+	size_t nerr; /* problems found (even if one could not be stored) */
+};
+
+/* ---- errors ---- */
+
+/* Replaces every octet outside printable ASCII so a message cannot drive a terminal. */
+static void sanitize(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
+}
+
+static void errs_vadd(struct conf_errors *e, const char *file, int line, const char *fmt,
+                      va_list ap)
+{
+	char msg[512];
+	if (e->n > CONF_ERRORS_MAX)
+		return;
+	if (e->n == CONF_ERRORS_MAX)
+		snprintf(msg, sizeof msg, "too many problems; the rest are not shown");
+	else
+		vsnprintf(msg, sizeof msg, fmt, ap);
+	struct conf_error *v = realloc(e->v, (e->n + 1) * sizeof *v);
+	if (!v)
+		return;
+	e->v = v;
+	v[e->n].file = strdup(file ? file : "");
+	v[e->n].message = strdup(msg);
+	v[e->n].line = line;
+	if (!v[e->n].file || !v[e->n].message) {
+		free(v[e->n].file);
+		free(v[e->n].message);
+		return;
+	}
+	sanitize(v[e->n].file);
+	sanitize(v[e->n].message);
+	e->n++;
+}
+
+static void errs_add(struct conf_errors *e, const char *file, int line, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static void errs_add(struct conf_errors *e, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	errs_vadd(e, file, line, fmt, ap);
+	va_end(ap);
+}
+
+static void ld_error(struct loader *ld, int line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void ld_error(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+	ld->nerr++;
+	va_start(ap, fmt);
+	errs_vadd(ld->errs, ld->file, line, fmt, ap);
+	va_end(ap);
+}
+
+/* A value as shown in a message: at most CONF_QUOTE_MAX octets, then "...". */
+static const char *quote(char *buf, size_t bufsz, const char *s)
+{
+	size_t n = strlen(s);
+	if (n <= CONF_QUOTE_MAX || bufsz < CONF_QUOTE_MAX + 4)
+		return s;
+	memcpy(buf, s, CONF_QUOTE_MAX);
+	memcpy(buf + CONF_QUOTE_MAX, "...", 4);
+	return buf;
+}
+
+void conf_errors_print(const struct conf_errors *errs)
+{
+	for (size_t i = 0; errs && i < errs->n; i++) {
+		if (errs->v[i].line > 0)
+			fprintf(stderr, "%s:%d: %s\n", errs->v[i].file, errs->v[i].line,
+			        errs->v[i].message);
+		else
+			fprintf(stderr, "%s: %s\n", errs->v[i].file, errs->v[i].message);
+	}
+}
+
+void conf_errors_free(struct conf_errors *errs)
+{
+	if (!errs)
+		return;
+	for (size_t i = 0; i < errs->n; i++) {
+		free(errs->v[i].file);
+		free(errs->v[i].message);
+	}
+	free(errs->v);
+	errs->v = NULL;
+	errs->n = 0;
+}
+
+/* ---- lines ---- */
+
+enum line_result { LINE_OK, LINE_EOF, LINE_READ_ERROR };
+
+#define LINE_TOO_LONG 0x1
+#define LINE_HAS_NUL 0x2
+#define LINE_HAS_CTL 0x4
+
+/*
+ * Reads one line (without its newline) into buf (CONF_LINE_MAX + 1 octets). An
+ * overlong line is consumed to its end and flagged; NUL and other control octets
+ * (but tab and CR) are flagged, never trusted to end a string.
+ */
+static enum line_result line_read(FILE *f, char *buf, unsigned *flags)
+{
+	size_t len = 0;
+	int ch, any = 0;
+	*flags = 0;
+	while ((ch = getc(f)) != EOF) {
+		any = 1;
+		if (ch == '\n')
+			break;
+		if (ch == '\0')
+			*flags |= LINE_HAS_NUL;
+		else if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+			*flags |= LINE_HAS_CTL;
+		if (len < CONF_LINE_MAX)
+			buf[len++] = (char)(ch == '\0' ? ' ' : ch);
+		else
+			*flags |= LINE_TOO_LONG;
+	}
+	buf[len] = '\0';
+	if (ferror(f))
+		return LINE_READ_ERROR;
+	return any ? LINE_OK : LINE_EOF;
+}
+
+/* Trims surrounding white space in place; returns the start. */
+static char *trim(char *s)
+{
+	s += strspn(s, SPACE);
+	size_t n = strlen(s);
+	while (n > 0 && strchr(SPACE, s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Reports a line's flags; returns 1 when the line is unusable. */
+static int line_flags_report(struct conf_errors *e, const char *file, int line, unsigned flags)
+{
+	if (flags & LINE_TOO_LONG)
+		errs_add(e, file, line, "line is longer than %d octets", CONF_LINE_MAX);
+	if (flags & LINE_HAS_NUL)
+		errs_add(e, file, line, "line contains a NUL octet");
+	if (flags & LINE_HAS_CTL)
+		errs_add(e, file, line, "line contains a control character");
+	return flags != 0;
+}
+
+/* ---- small helpers ---- */
+
+/* Grows an array by one element; returns the new element (zeroed) or NULL. */
+static void *array_push(void **v, size_t *n, size_t elem)
+{
+	char *p = realloc(*v, (*n + 1) * elem);
+	if (!p)
+		return NULL;
+	*v = p;
+	memset(p + *n * elem, 0, elem);
+	return p + (*n)++ * elem;
+}
+
+static int strlist_push(struct strlist *l, const char *s)
+{
+	char *copy = strdup(s);
+	char **slot = copy ? array_push((void **)&l->v, &l->n, sizeof *l->v) : NULL;
+	if (!slot) {
+		free(copy);
+		return -1;
+	}
+	*slot = copy;
+	return 0;
+}
+
+void strlist_free(struct strlist *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static void addrlist_free(struct addrlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->text[i]);
+	free(l->text);
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+static void netlist_free(struct netlist *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+/*
+ * 1 if s is a domain name as a host name (RFC 1123 2.1): dot-separated labels
+ * of letters, digits and hyphens, no label starting or ending with a hyphen, and
+ * a last label that is not all digits (that would be an address, not a name).
+ */
+static int domain_valid(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+	int digits_only = 1;
+	if (n == 0 || n > CONF_DOMAIN_MAX)
+		return 0;
+	for (size_t i = 0; i <= n; i++) {
+		char ch = s[i];
+		if (ch == '.' || ch == '\0') {
+			if (label == 0 || label > CONF_LABEL_MAX || s[i - 1] == '-')
+				return 0;
+			if (ch == '\0')
+				return !digits_only;
+			label = 0;
+			digits_only = 1;
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-'))
+			return 0;
+		if (ch == '-' && label == 0)
+			return 0;
+		if (ch < '0' || ch > '9')
+			digits_only = 0;
+		label++;
+	}
+	return 0;
+}
+
+static void lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* ---- setters, one per type ---- */
+
+static void *field(struct loader *ld, const struct conf_key *k)
+{
+	return (char *)ld->c + k->offset;
+}
+
+static int replace_string(struct loader *ld, const struct conf_key *k, const char *v)
+{
+	char **f = field(ld, k), *copy = strdup(v);
+	if (!copy) {
+		ld_error(ld, ld->line, "out of memory");
+		return -1;
+	}
+	free(*f);
+	*f = copy;
+	return 0;
+}
+
+static int set_string(struct loader *ld, const struct conf_key *k, char *v)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	enum log_level lvl;
+	if ((k->flags & CONF_FLAG_DOMAIN) && !domain_valid(v)) {
+		ld_error(ld, ld->line, "'%s' for %s is not a domain name", quote(q, sizeof q, v),
+		         k->doc.name);
+		return -1;
+	}
+	if ((k->flags & CONF_FLAG_LOGLEVEL) && log_level_parse(v, &lvl) != 0) {
+		ld_error(ld, ld->line, "%s must be one of err, warning, info, debug (not '%s')",
+		         k->doc.name, quote(q, sizeof q, v));
+		return -1;
+	}
+	if (k->flags & CONF_FLAG_DOMAIN)
+		lower(v);
+	return replace_string(ld, k, v);
+}
+
+/* Relative paths are taken from the config file's folder, not the working one. */
+static int set_path(struct loader *ld, const struct conf_key *k, char *v)
+{
+	char buf[CONF_PATH_MAX];
+	int n = v[0] == '/' || !ld->dir ? snprintf(buf, sizeof buf, "%s", v)
+	                                : snprintf(buf, sizeof buf, "%s/%s", ld->dir, v);
+	if (n < 0 || (size_t)n >= sizeof buf) {
+		ld_error(ld, ld->line, "path for %s is longer than %d octets", k->doc.name,
+		         CONF_PATH_MAX - 1);
+		return -1;
+	}
+	return replace_string(ld, k, buf);
+}
+
+static int set_bool(struct loader *ld, const struct conf_key *k, char *v)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+	char q[CONF_QUOTE_MAX + 4];
+	int *f = field(ld, k);
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*f = 1;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*f = 0;
+			return 0;
+		}
+	}
+	ld_error(ld, ld->line, "value '%s' for %s is not yes or no", quote(q, sizeof q, v),
+	         k->doc.name);
+	return -1;
+}
+
+enum num_result { NUM_OK, NUM_NOT_NUMBER, NUM_TOO_BIG };
+
+/*
+ * Parses an optional '-', decimal digits and, when `seconds`, one suffix s, m,
+ * h or d. Values beyond 10^15 are NUM_TOO_BIG (reported as out of range).
+ */
+static enum num_result number_parse(const char *s, int seconds, long long *out)
+{
+	static const struct {
+		char suffix;
+		long long mult;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	const long long cap = 1000000000000000LL;
+	int neg = *s == '-', big = 0;
+	long long v = 0;
+	s += neg;
+	if (*s < '0' || *s > '9')
+		return NUM_NOT_NUMBER;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (*s - '0');
+		if (v > cap) {
+			v = cap;
+			big = 1;
+		}
+	}
+	if (*s && seconds && s[1] == '\0') {
+		size_t i = 0;
+		while (i < sizeof units / sizeof units[0] && units[i].suffix != *s)
+			i++;
+		if (i == sizeof units / sizeof units[0])
+			return NUM_NOT_NUMBER;
+		if (v > cap / units[i].mult) {
+			v = cap;
+			big = 1;
+		} else {
+			v *= units[i].mult;
+		}
+		s++;
+	}
+	if (*s)
+		return NUM_NOT_NUMBER;
+	*out = neg ? -v : v;
+	return big ? NUM_TOO_BIG : NUM_OK;
+}
+
+static int set_int(struct loader *ld, const struct conf_key *k, char *v)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	int seconds = (k->flags & CONF_FLAG_SECONDS) != 0;
+	long long n = 0;
+	enum num_result r = number_parse(v, seconds, &n);
+	if (r == NUM_NOT_NUMBER) {
+		ld_error(ld, ld->line, "value '%s' for %s is not a number%s", quote(q, sizeof q, v),
+		         k->doc.name, seconds ? " (of seconds; suffixes s, m, h, d)" : "");
+		return -1;
+	}
+	if (r == NUM_TOO_BIG || n < k->min || n > k->max) {
+		ld_error(ld, ld->line, "%s must be between %lld and %lld%s", k->doc.name, k->min,
+		         k->max, seconds ? " seconds" : "");
+		return -1;
+	}
+	*(int *)field(ld, k) = (int)n;
+	return 0;
+}
+
+/* Splits v into words in place; calls fn for each. Returns -1 if any call failed. */
+static int words_each(struct loader *ld, const struct conf_key *k, char *v,
+                      int (*fn)(struct loader *, const struct conf_key *, char *))
+{
+	int rc = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(v, SPACE, &save); w; w = strtok_r(NULL, SPACE, &save))
+		if (fn(ld, k, w) != 0)
+			rc = -1;
+	return rc;
+}
+
+static int list_word(struct loader *ld, const struct conf_key *k, char *w)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	struct strlist *l = field(ld, k);
+	if (k->flags & CONF_FLAG_DOMAIN) {
+		if (!domain_valid(w)) {
+			ld_error(ld, ld->line, "'%s' in %s is not a domain name",
+			         quote(q, sizeof q, w), k->doc.name);
+			return -1;
+		}
+		lower(w);
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], w) == 0)
+			return 0; /* a repeat changes nothing */
+	if (strlist_push(l, w) != 0) {
+		ld_error(ld, ld->line, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int set_list(struct loader *ld, const struct conf_key *k, char *v)
+{
+	return words_each(ld, k, v, list_word);
+}
+
+static int addr_word(struct loader *ld, const struct conf_key *k, char *w)
+{
+	char err[256], q[CONF_QUOTE_MAX + 4];
+	struct netaddr a;
+	struct addrlist *l = field(ld, k);
+	if (netaddr_parse_hostport(w, 0, 0, &a, err, sizeof err) != 0) {
+		ld_error(ld, ld->line, "%s: %s", k->doc.name, err);
+		return -1;
+	}
+	/* The same address twice would fail at bind() with a less helpful message. */
+	for (size_t i = 0; i < l->n; i++) {
+		if (netaddr_equal((struct sockaddr *)&l->v[i].ss, (struct sockaddr *)&a.ss)) {
+			ld_error(ld, ld->line, "%s: '%s' is listed twice", k->doc.name,
+			         quote(q, sizeof q, w));
+			return -1;
+		}
+	}
+	char *text = strdup(w);
+	char **ts = text ? realloc(l->text, (l->n + 1) * sizeof *ts) : NULL;
+	if (ts)
+		l->text = ts;
+	struct netaddr *slot = ts ? array_push((void **)&l->v, &l->n, sizeof *l->v) : NULL;
+	if (!slot) {
+		free(text);
+		ld_error(ld, ld->line, "out of memory");
+		return -1;
+	}
+	*slot = a;
+	l->text[l->n - 1] = text;
+	return 0;
+}
+
+static int set_addrlist(struct loader *ld, const struct conf_key *k, char *v)
+{
+	return words_each(ld, k, v, addr_word);
+}
+
+static int net_word(struct loader *ld, const struct conf_key *k, char *w)
+{
+	char err[256];
+	struct netaddr_net net;
+	struct netlist *l = field(ld, k);
+	if (netaddr_parse_net(w, &net, err, sizeof err) != 0) {
+		ld_error(ld, ld->line, "%s: %s", k->doc.name, err);
+		return -1;
+	}
+	struct netaddr_net *slot = array_push((void **)&l->v, &l->n, sizeof *l->v);
+	if (!slot) {
+		ld_error(ld, ld->line, "out of memory");
+		return -1;
+	}
+	*slot = net;
+	return 0;
+}
+
+static int set_netlist(struct loader *ld, const struct conf_key *k, char *v)
+{
+	return words_each(ld, k, v, net_word);
+}
+
+static int (*const setters[])(struct loader *, const struct conf_key *, char *) = {
+        [CONF_TYPE_STRING] = set_string,   [CONF_TYPE_PATH] = set_path,
+        [CONF_TYPE_BOOL] = set_bool,       [CONF_TYPE_INT] = set_int,
+        [CONF_TYPE_LIST] = set_list,       [CONF_TYPE_ADDRLIST] = set_addrlist,
+        [CONF_TYPE_NETLIST] = set_netlist,
+};
+
+/* ---- the conf itself ---- */
+
+static void field_free(struct conf *c, const struct conf_key *k)
+{
+	void *f = (char *)c + k->offset;
+	switch (k->type) {
+	case CONF_TYPE_STRING:
+	case CONF_TYPE_PATH:
+		free(*(char **)f);
+		*(char **)f = NULL;
+		break;
+	case CONF_TYPE_LIST: strlist_free(f); break;
+	case CONF_TYPE_ADDRLIST: addrlist_free(f); break;
+	case CONF_TYPE_NETLIST: netlist_free(f); break;
+	case CONF_TYPE_BOOL:
+	case CONF_TYPE_INT: break;
+	}
+}
+
+void conf_free(struct conf *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < conf_nkeys; i++)
+		field_free(c, &conf_keys[i]);
+	free(c->path);
+	free(c);
+}
+
+/* The system host name, lower-cased, or "localhost" when there is none. */
+static int default_hostname(struct loader *ld)
+{
+	char name[256] = "";
+	if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0')
+		snprintf(name, sizeof name, "localhost");
+	lower(name);
+	const struct conf_key *k = conf_key_find("hostname", strlen("hostname"));
+	return k ? replace_string(ld, k, name) : -1;
+}
+
+/* Fills every field from its default text, through the same setters as the file. */
+static int defaults_apply(struct loader *ld)
+{
+	char buf[CONF_LINE_MAX + 1];
+	for (size_t i = 0; i < conf_nkeys; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		if (k->doc.def[0] == '\0')
+			continue;
+		snprintf(buf, sizeof buf, "%s", k->doc.def);
+		if (setters[k->type](ld, k, buf) != 0)
+			return -1;
+	}
+	return default_hostname(ld);
+}
+
+struct conf *conf_defaults(void)
+{
+	struct conf_errors errs = {0};
+	struct loader ld = {.errs = &errs, .file = "(defaults)"};
+	ld.c = calloc(1, sizeof *ld.c);
+	if (ld.c && defaults_apply(&ld) != 0) {
+		conf_free(ld.c);
+		ld.c = NULL;
+	}
+	conf_errors_free(&errs);
+	return ld.c;
+}
+
+/* ---- loading ---- */
+
+/* One non-blank, non-comment line: "key = value". */
+static void line_parse(struct loader *ld, char *s)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	char *eq = strchr(s, '=');
+	if (!eq) {
+		ld_error(ld, ld->line, "missing '='");
+		return;
+	}
+	*eq = '\0';
+	char *key = trim(s), *value = trim(eq + 1);
+	if (!*key) {
+		ld_error(ld, ld->line, "missing key before '='");
+		return;
+	}
+	const struct conf_key *k = conf_key_find(key, strlen(key));
+	if (!k) {
+		ld_error(ld, ld->line, "unknown key '%s'", quote(q, sizeof q, key));
+		return;
+	}
+	int *seen = &ld->seen[k - conf_keys];
+	if (*seen && !conf_type_repeatable(k->type)) {
+		ld_error(ld, ld->line, "'%s' may appear only once (first at line %d)", k->doc.name,
+		         *seen);
+		return;
+	}
+	if (!*seen)
+		*seen = ld->line;
+	if (!*value) {
+		ld_error(ld, ld->line, "no value for '%s'", k->doc.name);
+		return;
+	}
+	setters[k->type](ld, k, value);
+}
+
+static void file_parse(struct loader *ld, FILE *f)
+{
+	char buf[CONF_LINE_MAX + 1];
+	unsigned flags;
+	enum line_result r;
+	while ((r = line_read(f, buf, &flags)) == LINE_OK) {
+		ld->line++;
+		if (line_flags_report(ld->errs, ld->file, ld->line, flags)) {
+			ld->nerr++;
+			continue;
+		}
+		char *s = trim(buf);
+		if (*s == '\0' || *s == '#')
+			continue;
+		line_parse(ld, s);
+	}
+	if (r == LINE_READ_ERROR)
+		ld_error(ld, 0, "cannot read: %s", strerror(errno));
+}
+
+/* Sets c->path (absolute) and ld->dir (its folder). */
+static int paths_set(struct loader *ld, const char *path)
+{
+	char *abs = realpath(path, NULL);
+	if (!abs) {
+		ld_error(ld, 0, "cannot resolve: %s", strerror(errno));
+		return -1;
+	}
+	ld->c->path = abs;
+	ld->dir = strdup(abs);
+	if (!ld->dir) {
+		ld_error(ld, 0, "out of memory");
+		return -1;
+	}
+	char *slash = strrchr(ld->dir, '/');
+	if (slash == ld->dir)
+		slash[1] = '\0'; /* a file in "/" */
+	else if (slash)
+		*slash = '\0';
+	return 0;
+}
+
+/* The line where a key first appeared (0 if it did not). */
+static int seen_line(const struct loader *ld, const char *name)
+{
+	const struct conf_key *k = conf_key_find(name, strlen(name));
+	return k ? ld->seen[k - conf_keys] : 0;
+}
+
+/* Checks that involve more than one key or something outside the file. */
+static void cross_check(struct loader *ld)
+{
+	struct conf *c = ld->c;
+	if (c->minger_secret_file) {
+		struct strlist secrets = {0};
+		if (conf_read_secrets(c->minger_secret_file, &secrets, ld->errs) < 0)
+			ld->nerr++;
+		strlist_free(&secrets);
+	}
+	if (c->minger_listen.n && !c->minger_secret_file && !c->minger_anonymous)
+		ld_error(ld, seen_line(ld, "minger_listen"),
+		         "minger_listen is set but there is neither a minger_secret_file nor "
+		         "minger_anonymous = yes, so no query could ever be answered");
+	if (c->minger_require_reply_mac && !c->minger_secret_file)
+		ld_error(ld, seen_line(ld, "minger_require_reply_mac"),
+		         "minger_require_reply_mac = yes needs a minger_secret_file");
+}
+
+struct conf *conf_load(const char *path, struct conf_errors *errs)
+{
+	struct loader ld = {.errs = errs, .file = path};
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		errs_add(errs, path, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		errs_add(errs, path, 0, "cannot open: %s", strerror(EISDIR));
+		fclose(f);
+		return NULL;
+	}
+	ld.c = calloc(1, sizeof *ld.c);
+	ld.seen = calloc(conf_nkeys, sizeof *ld.seen);
+	if (!ld.c || !ld.seen) {
+		ld_error(&ld, 0, "out of memory");
+	} else if (defaults_apply(&ld) == 0 && paths_set(&ld, path) == 0) {
+		file_parse(&ld, f);
+		cross_check(&ld);
+	}
+	fclose(f);
+	free(ld.seen);
+	free(ld.dir);
+	if (ld.nerr) {
+		conf_free(ld.c);
+		return NULL;
+	}
+	return ld.c;
+}
+
+/* ---- secrets ---- */
+
+/* Why a secret is refused (never the secret itself), or NULL when it is good. */
+static const char *secret_problem(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < MINGER_SECRET_MIN)
+		return "secret is shorter than " STR(MINGER_SECRET_MIN) " characters";
+	if (n > MINGER_SECRET_MAX)
+		return "secret is longer than " STR(MINGER_SECRET_MAX) " characters";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return "secret contains a space or a character that is not printable ASCII";
+	if (!minger_secret_valid(s, n))
+		return "secret is not valid";
+	return NULL;
+}
+
+int conf_read_secrets(const char *path, struct strlist *out, struct conf_errors *errs)
+{
+	char buf[CONF_LINE_MAX + 1];
+	unsigned flags;
+	enum line_result r;
+	int line = 0, bad = 0;
+	memset(out, 0, sizeof *out);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		errs_add(errs, path, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	while ((r = line_read(f, buf, &flags)) == LINE_OK) {
+		line++;
+		if (line_flags_report(errs, path, line, flags)) {
+			bad = 1;
+			continue;
+		}
+		char *s = trim(buf);
+		if (*s == '\0' || *s == '#')
+			continue;
+		const char *why = secret_problem(s);
+		if (why) {
+			errs_add(errs, path, line, "%s", why);
+			bad = 1;
+		} else if (!bad && strlist_push(out, s) != 0) {
+			errs_add(errs, path, line, "out of memory");
+			bad = 1;
+		}
+	}
+	if (r == LINE_READ_ERROR) {
+		errs_add(errs, path, 0, "cannot read: %s", strerror(errno));
+		bad = 1;
+	}
+	fclose(f);
+	explicit_bzero(buf, sizeof buf);
+	if (!bad && out->n == 0) {
+		errs_add(errs, path, 0, "holds no secret");
+		bad = 1;
+	}
+	if (bad) {
+		for (size_t i = 0; i < out->n; i++)
+			explicit_bzero(out->v[i], strlen(out->v[i]));
+		strlist_free(out);
+		return -1;
+	}
+	return (int)out->n;
+}
+
+/* ---- queries ---- */
+
+int conf_is_local_domain(const struct conf *c, const char *domain, size_t len)
+{
+	for (size_t i = 0; c && i < c->local_domains.n; i++) {
+		const char *d = c->local_domains.v[i];
+		if (strlen(d) == len && strncasecmp(d, domain, len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int conf_state_path(const struct conf *c, const char *name, char *out, size_t outsz)
+{
+	if (!c || !c->state_dir || !name || outsz == 0)
+		return -1;
+	int n = snprintf(out, outsz, "%s/%s", c->state_dir, name);
+	return n < 0 || (size_t)n >= outsz ? -1 : 0;
+}

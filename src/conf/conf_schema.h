@@ -1,0 +1,48 @@
+/*
+ * conf_schema: the ONE table of configuration keys (conf_schema.c), private to
+ * src/conf/. Each entry names a field of struct conf (the key and the field have
+ * the same name, so they cannot drift apart), its type, default text, range and
+ * doc line. conf.c parses with it; conf_doc.c documents it.
+ *
+ * Ownership: the table is static and read-only.
+ */
+#ifndef SHAREMAIL_CONF_CONF_SCHEMA_H
+#define SHAREMAIL_CONF_CONF_SCHEMA_H
+
+#include <stddef.h>
+
+#include "conf/conf.h"
+
+enum conf_type {
+	CONF_TYPE_STRING, /* char * */
+	CONF_TYPE_PATH, /* char *, resolved against the config file's folder */
+	CONF_TYPE_BOOL, /* int 0/1 */
+	CONF_TYPE_INT, /* int in [min, max] */
+	CONF_TYPE_LIST, /* struct strlist, repeatable */
+	CONF_TYPE_ADDRLIST, /* struct addrlist, repeatable */
+	CONF_TYPE_NETLIST, /* struct netlist, repeatable */
+};
+
+/* Extra checks and units. */
+#define CONF_FLAG_SECONDS 0x1 /* int in seconds: the suffixes s, m, h, d are accepted */
+#define CONF_FLAG_DOMAIN 0x2 /* string or list of domain names, lower-cased */
+#define CONF_FLAG_LOGLEVEL 0x4 /* string: err, warning, info or debug */
+
+struct conf_key {
+	struct conf_key_doc doc;
+	enum conf_type type;
+	size_t offset; /* of the field in struct conf */
+	long long min, max;
+	unsigned flags;
+};
+
+extern const struct conf_key conf_keys[];
+extern const size_t conf_nkeys;
+
+/* The key called name[0..len), or NULL. */
+const struct conf_key *conf_key_find(const char *name, size_t len);
+
+/* 1 for the types that may appear on several lines (they accumulate). */
+int conf_type_repeatable(enum conf_type t);
+
+#endif

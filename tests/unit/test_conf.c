@@ -1,0 +1,770 @@
+/*
+ * Unit tests for conf: defaults, every type, every error message with its line,
+ * the secret file, cross-key checks, and that doc/sharemail.conf.5 and
+ * etc/sharemail.conf agree with the schema (run with cwd = the repository root).
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "harness.h"
+
+#define SECRET_OK "0123456789abcdef"
+
+static char tmpdir[PATH_MAX];
+
+/* Writes len octets to tmpdir/name; returns the path in a static buffer. */
+static const char *write_file(const char *name, const char *text, size_t len)
+{
+	static char path[PATH_MAX + 64];
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+	if (!f || fwrite(text, 1, len, f) != len) {
+		printf("cannot write %s\n", path);
+		exit(2);
+	}
+	fclose(f);
+	return path;
+}
+
+static const char *write_text(const char *name, const char *text)
+{
+	return write_file(name, text, strlen(text));
+}
+
+/* Loads text as tmpdir/t.conf (with a good secrets.txt next to it). */
+static struct conf *load_text(const char *text, struct conf_errors *errs)
+{
+	char path[PATH_MAX + 64];
+	write_text("secrets.txt", "# comment\n\n" SECRET_OK "\n");
+	snprintf(path, sizeof path, "%s", write_text("t.conf", text));
+	return conf_load(path, errs);
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap + 1);
+	size_t r;
+	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+TEST(defaults)
+{
+	struct conf *c = conf_defaults();
+	if (!CHECK(c != NULL))
+		return;
+	CHECK(c->hostname != NULL && c->hostname[0] != '\0');
+	CHECK_STR(c->state_dir, "/var/lib/sharemail");
+	CHECK_STR(c->log_level, "info");
+	CHECK_INT(c->local_domains.n, 0);
+	CHECK_INT(c->minger_listen.n, 0);
+	CHECK(c->minger_secret_file == NULL);
+	CHECK_INT(c->minger_anonymous, 0);
+	CHECK_INT(c->minger_compat, 1);
+	CHECK_INT(c->minger_allow.n, 0);
+	CHECK_INT(c->minger_foreign_aliases_active, 0);
+	CHECK_INT(c->minger_threads, 1);
+	CHECK_INT(c->minger_rate_per_source, 50);
+	CHECK_INT(c->minger_rate_global, 20000);
+	CHECK_INT(c->minger_source_table_size, 16384);
+	CHECK_INT(c->minger_replay_window, 60);
+	CHECK_INT(c->minger_strict_amplification, 1);
+	CHECK_INT(c->minger_timeout_ms, 2000);
+	CHECK_INT(c->minger_retries, 2);
+	CHECK_INT(c->minger_require_reply_mac, 0);
+	CHECK_INT(c->minger_cache, 1);
+	CHECK_INT(c->minger_cache_positive_ttl, 5 * 86400);
+	CHECK_INT(c->minger_cache_negative_ttl, 3600);
+	conf_free(c);
+	conf_free(NULL);
+}
+
+TEST(schema_sane)
+{
+	static const char *const types[] = {"string", "path",     "bool",   "int",
+	                                    "list",   "addrlist", "netlist"};
+	size_t n = conf_schema_count();
+	CHECK(n >= 26);
+	CHECK(conf_schema_doc(n) == NULL);
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_key_doc *d = conf_schema_doc(i);
+		int known = 0;
+		for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+			known |= strcmp(d->type, types[t]) == 0;
+		CHECK(known);
+		CHECK(d->doc[0] != '\0' && strchr(d->doc, '\n') == NULL);
+		CHECK(strspn(d->name, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(d->name));
+		for (size_t j = 0; j < i; j++)
+			CHECK(strcmp(d->name, conf_schema_doc(j)->name) != 0);
+		if (strcmp(d->type, "int") == 0) {
+			long lo, hi;
+			char tail;
+			CHECK_INT(sscanf(d->range, "%ld-%ld%c", &lo, &hi, &tail), 2);
+			CHECK(lo <= hi);
+		}
+	}
+}
+
+/* Every field, set from a file, with paths resolved against the file's folder. */
+TEST(load_every_type)
+{
+	struct conf_errors errs = {0};
+	char want[PATH_MAX + 64];
+	struct conf *c = load_text("# a comment\n"
+	                           "   \t\n"
+	                           "  hostname\t=  MX1.Example.COM  \r\n"
+	                           "state_dir = state\n"
+	                           "local_domains = Example.COM example.org\n"
+	                           "local_domains = EXAMPLE.com xn--bcher-kva.example\n"
+	                           "log_level = debug\n"
+	                           "minger_listen = 127.0.0.1:4069 [::1]:4069\n"
+	                           "minger_listen = localhost:4070\n"
+	                           "smtp_listen = *:2525\n"
+	                           "minger_secret_file = secrets.txt\n"
+	                           "minger_allow = 192.0.2.0/24\n"
+	                           "minger_allow = 2001:db8::/32 127.0.0.1\n"
+	                           "minger_anonymous = On\n"
+	                           "minger_compat = false\n"
+	                           "minger_threads = 64\n"
+	                           "minger_rate_per_source = 0\n"
+	                           "minger_replay_window = 2m\n"
+	                           "minger_cache_positive_ttl = 7d\n"
+	                           "minger_cache_negative_ttl = 90\n"
+	                           "minger_timeout_ms = 100\n",
+	                           &errs);
+	conf_errors_print(&errs);
+	if (!CHECK(c != NULL)) {
+		conf_errors_free(&errs);
+		return;
+	}
+	CHECK_INT(errs.n, 0);
+	CHECK_STR(c->hostname, "mx1.example.com");
+	snprintf(want, sizeof want, "%s/state", tmpdir);
+	CHECK_STR(c->state_dir, want);
+	snprintf(want, sizeof want, "%s/secrets.txt", tmpdir);
+	CHECK_STR(c->minger_secret_file, want);
+	snprintf(want, sizeof want, "%s/t.conf", tmpdir);
+	CHECK_STR(c->path, want);
+	CHECK_INT(c->local_domains.n, 3); /* the repeat is stored once */
+	CHECK_STR(c->local_domains.v[0], "example.com");
+	CHECK_STR(c->local_domains.v[1], "example.org");
+	CHECK_STR(c->local_domains.v[2], "xn--bcher-kva.example");
+	CHECK_STR(c->log_level, "debug");
+	CHECK_INT(c->minger_listen.n, 3);
+	CHECK_STR(c->minger_listen.text[1], "[::1]:4069");
+	CHECK_INT(netaddr_port((struct sockaddr *)&c->minger_listen.v[2].ss), 4070);
+	CHECK_INT(c->smtp_listen.n, 1);
+	CHECK_INT(c->minger_allow.n, 3);
+	CHECK_INT(c->minger_allow.v[1].prefix, 32);
+	CHECK_INT(c->minger_allow.v[2].prefix, 32);
+	CHECK_INT(c->minger_anonymous, 1);
+	CHECK_INT(c->minger_compat, 0);
+	CHECK_INT(c->minger_threads, 64);
+	CHECK_INT(c->minger_rate_per_source, 0);
+	CHECK_INT(c->minger_replay_window, 120);
+	CHECK_INT(c->minger_cache_positive_ttl, 7 * 86400);
+	CHECK_INT(c->minger_cache_negative_ttl, 90);
+	CHECK_INT(c->minger_timeout_ms, 100);
+	CHECK_INT(c->minger_retries, 2); /* unset: default */
+	CHECK_INT(conf_is_local_domain(c, "EXAMPLE.ORG", 11), 1);
+	CHECK_INT(conf_is_local_domain(c, "example.orgx", 11), 1);
+	CHECK_INT(conf_is_local_domain(c, "example.or", 10), 0);
+	CHECK_INT(conf_is_local_domain(c, "example.net", 11), 0);
+	char sp[PATH_MAX + 64], tiny[8];
+	CHECK_INT(conf_state_path(c, "directory.db", sp, sizeof sp), 0);
+	snprintf(want, sizeof want, "%s/state/directory.db", tmpdir);
+	CHECK_STR(sp, want);
+	CHECK_INT(conf_state_path(c, "directory.db", tiny, sizeof tiny), -1);
+	conf_free(c);
+}
+
+struct value_case {
+	const char *line;
+	const char *field; /* which int field to check, by key */
+	int want;
+};
+
+static const struct value_case value_cases[] = {
+        {"minger_anonymous = yes", "minger_anonymous", 1},
+        {"minger_anonymous = TRUE", "minger_anonymous", 1},
+        {"minger_anonymous = on", "minger_anonymous", 1},
+        {"minger_anonymous = 1", "minger_anonymous", 1},
+        {"minger_cache = No", "minger_cache", 0},
+        {"minger_cache = false", "minger_cache", 0},
+        {"minger_cache = OFF", "minger_cache", 0},
+        {"minger_cache = 0", "minger_cache", 0},
+        {"minger_threads = 1", "minger_threads", 1},
+        {"minger_threads = 007", "minger_threads", 7},
+        {"minger_rate_global = 10000000", "minger_rate_global", 10000000},
+        {"minger_replay_window = 5", "minger_replay_window", 5},
+        {"minger_replay_window = 5s", "minger_replay_window", 5},
+        {"minger_replay_window = 1h", "minger_replay_window", 3600},
+        {"minger_cache_positive_ttl = 30d", "minger_cache_positive_ttl", 2592000},
+        {"minger_cache_negative_ttl = 1s", "minger_cache_negative_ttl", 1},
+        {"minger_cache_negative_ttl = 15m", "minger_cache_negative_ttl", 900},
+};
+
+static int int_field(const struct conf *c, const char *name)
+{
+	if (strcmp(name, "minger_anonymous") == 0)
+		return c->minger_anonymous;
+	if (strcmp(name, "minger_cache") == 0)
+		return c->minger_cache;
+	if (strcmp(name, "minger_threads") == 0)
+		return c->minger_threads;
+	if (strcmp(name, "minger_rate_global") == 0)
+		return c->minger_rate_global;
+	if (strcmp(name, "minger_replay_window") == 0)
+		return c->minger_replay_window;
+	if (strcmp(name, "minger_cache_positive_ttl") == 0)
+		return c->minger_cache_positive_ttl;
+	if (strcmp(name, "minger_cache_negative_ttl") == 0)
+		return c->minger_cache_negative_ttl;
+	return -12345;
+}
+
+TEST(values_table)
+{
+	for (size_t i = 0; i < sizeof value_cases / sizeof value_cases[0]; i++) {
+		struct conf_errors errs = {0};
+		char text[256];
+		snprintf(text, sizeof text, "%s\n", value_cases[i].line);
+		struct conf *c = load_text(text, &errs);
+		if (!CHECK(c != NULL)) {
+			printf("  '%s' refused\n", value_cases[i].line);
+			conf_errors_free(&errs);
+			continue;
+		}
+		if (!CHECK_INT(int_field(c, value_cases[i].field), value_cases[i].want))
+			printf("  '%s'\n", value_cases[i].line);
+		conf_free(c);
+	}
+}
+
+/* One bad line each: the exact message and its line number. */
+struct error_case {
+	const char *text;
+	int line;
+	const char *message;
+};
+
+static const struct error_case error_cases[] = {
+        {"foo = 1\n", 1, "unknown key 'foo'"},
+        {"# c\nHostname = x.example\n", 2, "unknown key 'Hostname'"},
+        {"minger_threads = abc\n", 1, "value 'abc' for minger_threads is not a number"},
+        {"minger_threads = 4 # four\n", 1, "value '4 # four' for minger_threads is not a number"},
+        {"minger_threads = 0\n", 1, "minger_threads must be between 1 and 64"},
+        {"minger_threads = 65\n", 1, "minger_threads must be between 1 and 64"},
+        {"minger_threads = -1\n", 1, "minger_threads must be between 1 and 64"},
+        {"minger_threads = 99999999999999999999999999\n", 1,
+         "minger_threads must be between 1 and 64"},
+        {"minger_threads = 4s\n", 1, "value '4s' for minger_threads is not a number"},
+        {"minger_threads = +4\n", 1, "value '+4' for minger_threads is not a number"},
+        {"minger_threads = 4 4\n", 1, "value '4 4' for minger_threads is not a number"},
+        {"minger_replay_window = 2h\n", 1,
+         "minger_replay_window must be between 5 and 3600 seconds"},
+        {"minger_replay_window = 1w\n", 1,
+         "value '1w' for minger_replay_window is not a number (of seconds; suffixes s, m, h, d)"},
+        {"minger_replay_window = 10ss\n", 1,
+         "value '10ss' for minger_replay_window is not a number (of seconds; suffixes s, m, h, d)"},
+        {"minger_replay_window = m\n", 1,
+         "value 'm' for minger_replay_window is not a number (of seconds; suffixes s, m, h, d)"},
+        {"minger_cache_positive_ttl = 999999999999999999d\n", 1,
+         "minger_cache_positive_ttl must be between 1 and 2592000 seconds"},
+        {"log_level = debug\nminger_threads = 2\nminger_threads = 3\n", 3,
+         "'minger_threads' may appear only once (first at line 2)"},
+        {"hostname = a.example\n\nhostname = b.example\n", 3,
+         "'hostname' may appear only once (first at line 1)"},
+        {"hostname\n", 1, "missing '='"},
+        {" = x\n", 1, "missing key before '='"},
+        {"state_dir =\n", 1, "no value for 'state_dir'"},
+        {"minger_cache = maybe\n", 1, "value 'maybe' for minger_cache is not yes or no"},
+        {"log_level = verbose\n", 1,
+         "log_level must be one of err, warning, info, debug (not 'verbose')"},
+        {"log_level = INFO\n", 1,
+         "log_level must be one of err, warning, info, debug (not 'INFO')"},
+        {"hostname = mx_1.example\n", 1, "'mx_1.example' for hostname is not a domain name"},
+        {"local_domains = ok.example -bad.example\n", 1,
+         "'-bad.example' in local_domains is not a domain name"},
+        {"local_domains = bad-.example\n", 1,
+         "'bad-.example' in local_domains is not a domain name"},
+        {"local_domains = a..example\n", 1, "'a..example' in local_domains is not a domain name"},
+        {"local_domains = example.com.\n", 1,
+         "'example.com.' in local_domains is not a domain name"},
+        {"local_domains = 192.0.2.1\n", 1, "'192.0.2.1' in local_domains is not a domain name"},
+        {"local_domains = user@example.com\n", 1,
+         "'user@example.com' in local_domains is not a domain name"},
+        {"local_domains = "
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example\n",
+         1,
+         "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' in local_domains "
+         "is "
+         "not a domain name"},
+        {"local_domains = caf\xc3\xa9.example\n", 1,
+         "'caf??.example' in local_domains is not a domain name"},
+        {"minger_listen = 127.0.0.1:0\nminger_anonymous = yes\n", 1,
+         "minger_listen: port 0 is not allowed in '127.0.0.1:0'"},
+        {"smtp_listen = 127.0.0.1\n", 1, "smtp_listen: missing ':PORT' in '127.0.0.1'"},
+        {"pop3_listen = 127.0.0.1:70000\n", 1,
+         "pop3_listen: '70000' is not a port number (1-65535)"},
+        {"smtp_listen = mail.example:25\n", 1,
+         "smtp_listen: 'mail.example' is not an IP address (no names but localhost are looked up)"},
+        {"smtp_listen = ::1:25\n", 1,
+         "smtp_listen: IPv6 addresses must be written in brackets, like [::1]:25, not '::1:25'"},
+        {"smtp_listen = 127.0.0.1:25\nsmtp_listen = localhost:25\n", 2,
+         "smtp_listen: 'localhost:25' is listed twice"},
+        {"minger_allow = 192.0.2.1/24\n", 1,
+         "minger_allow: '192.0.2.1/24' has bits set after its prefix length"},
+        {"minger_allow = 10.0.0.0/40\n", 1, "minger_allow: '40' is not a prefix length (0-32)"},
+        {"minger_allow = example.com\n", 1, "minger_allow: 'example.com' is not an IP address"},
+        {"minger_secret_file = missing.txt\n", 0, "cannot open: No such file or directory"},
+        {"minger_listen = 127.0.0.1:4069\n", 1,
+         "minger_listen is set but there is neither a minger_secret_file nor minger_anonymous = "
+         "yes, so no query could ever be answered"},
+        {"\n\nminger_require_reply_mac = yes\n", 3,
+         "minger_require_reply_mac = yes needs a minger_secret_file"},
+        {"hostname = a\x1b[2Jb.example\n", 1, "line contains a control character"},
+        {"hostname = a\x7f.example\n", 1, "line contains a control character"},
+};
+
+TEST(errors_table)
+{
+	for (size_t i = 0; i < sizeof error_cases / sizeof error_cases[0]; i++) {
+		const struct error_case *e = &error_cases[i];
+		struct conf_errors errs = {0};
+		struct conf *c = load_text(e->text, &errs);
+		CHECK(c == NULL);
+		conf_free(c);
+		if (!CHECK_INT(errs.n, 1)) {
+			printf("  case %zu:\n", i);
+			conf_errors_print(&errs);
+		}
+		if (errs.n >= 1) {
+			if (!CHECK_INT(errs.v[0].line, e->line) ||
+			    !CHECK_STR(errs.v[0].message, e->message))
+				printf("  case %zu\n", i);
+		}
+		conf_errors_free(&errs);
+		CHECK(errs.n == 0 && errs.v == NULL);
+	}
+}
+
+/* Every problem is reported, not only the first, each at its own line. */
+TEST(all_errors_collected)
+{
+	struct conf_errors errs = {0};
+	struct conf *c = load_text("foo = 1\n"
+	                           "minger_threads = abc\n"
+	                           "ok_comment_next\n"
+	                           "# minger_threads = 1\n"
+	                           "minger_retries = 11\n"
+	                           "local_domains = good.example bad_one also..bad\n"
+	                           "minger_threads = 3\n",
+	                           &errs);
+	CHECK(c == NULL);
+	static const int lines[] = {1, 2, 3, 5, 6, 6, 7};
+	if (CHECK_INT(errs.n, sizeof lines / sizeof lines[0]))
+		for (size_t i = 0; i < errs.n; i++)
+			CHECK_INT(errs.v[i].line, lines[i]);
+	CHECK_STR(errs.n == 7 ? errs.v[6].message : NULL,
+	          "'minger_threads' may appear only once (first at line 2)");
+	conf_errors_free(&errs);
+}
+
+TEST(raw_line_problems)
+{
+	char big[5000];
+	struct conf_errors errs = {0};
+	/* 4096 octets is the limit: exactly that is fine. */
+	size_t n = (size_t)snprintf(big, sizeof big, "# ");
+	memset(big + n, 'x', 4096 - n);
+	memcpy(big + 4096, "\nminger_threads = 2\n", 21);
+	const char *p = write_text("long.conf", big);
+	struct conf *c = conf_load(p, &errs);
+	CHECK(c != NULL);
+	CHECK_INT(errs.n, 0);
+	if (c)
+		CHECK_INT(c->minger_threads, 2);
+	conf_free(c);
+	/* One more octet is an error, and the next line is still read. */
+	memset(big + n, 'x', 4097 - n);
+	memcpy(big + 4097, "\nminger_threads = 0\n", 21);
+	p = write_text("long.conf", big);
+	c = conf_load(p, &errs);
+	CHECK(c == NULL);
+	if (CHECK_INT(errs.n, 2)) {
+		CHECK_INT(errs.v[0].line, 1);
+		CHECK_STR(errs.v[0].message, "line is longer than 4096 octets");
+		CHECK_INT(errs.v[1].line, 2);
+	}
+	conf_errors_free(&errs);
+	/* A NUL octet, then a last line with no newline that is still read. */
+	static const char nul[] = "minger_threads = 2\0\nminger_retries = 99";
+	p = write_file("nul.conf", nul, sizeof nul - 1);
+	c = conf_load(p, &errs);
+	CHECK(c == NULL);
+	if (CHECK_INT(errs.n, 2)) {
+		CHECK_INT(errs.v[0].line, 1);
+		CHECK_STR(errs.v[0].message, "line contains a NUL octet");
+		CHECK_INT(errs.v[1].line, 2);
+		CHECK_STR(errs.v[1].message, "minger_retries must be between 0 and 10");
+	}
+	conf_errors_free(&errs);
+	/* An empty file is a valid configuration (every default). */
+	p = write_text("empty.conf", "");
+	c = conf_load(p, &errs);
+	CHECK(c != NULL);
+	CHECK_INT(errs.n, 0);
+	conf_free(c);
+}
+
+TEST(cannot_open)
+{
+	struct conf_errors errs = {0};
+	char path[PATH_MAX + 64];
+	snprintf(path, sizeof path, "%s/does-not-exist.conf", tmpdir);
+	CHECK(conf_load(path, &errs) == NULL);
+	if (CHECK_INT(errs.n, 1)) {
+		CHECK_STR(errs.v[0].file, path);
+		CHECK_INT(errs.v[0].line, 0);
+		CHECK_STR(errs.v[0].message, "cannot open: No such file or directory");
+	}
+	conf_errors_free(&errs);
+	CHECK(conf_load(tmpdir, &errs) == NULL);
+	if (CHECK_INT(errs.n, 1))
+		CHECK_STR(errs.v[0].message, "cannot open: Is a directory");
+	conf_errors_free(&errs);
+}
+
+struct secret_case {
+	const char *text;
+	int want; /* count, or -1 */
+	int line;
+	const char *message;
+};
+
+static const struct secret_case secret_cases[] = {
+        {SECRET_OK "\n", 1, 0, NULL},
+        {"# one\n\n  " SECRET_OK "  \r\nanother-secret-0123456789\n", 2, 0, NULL},
+        {"01234567890123456789012345678901234567890123456789\n", 1, 0, NULL},
+        {"short-secret\n", -1, 1, "secret is shorter than 16 characters"},
+        {SECRET_OK "\n\n012345678901234567890123456789012345678901234567890\n", -1, 3,
+         "secret is longer than 50 characters"},
+        {"0123456789 abcdef\n", -1, 1,
+         "secret contains a space or a character that is not printable ASCII"},
+        {"0123456789abcdef\xc3\xa9\n", -1, 1,
+         "secret contains a space or a character that is not printable ASCII"},
+        {"# only comments\n\n", -1, 0, "holds no secret"},
+        {"", -1, 0, "holds no secret"},
+        {"0123456789abc\001def\n", -1, 1, "line contains a control character"},
+};
+
+TEST(secrets_table)
+{
+	for (size_t i = 0; i < sizeof secret_cases / sizeof secret_cases[0]; i++) {
+		const struct secret_case *s = &secret_cases[i];
+		struct conf_errors errs = {0};
+		struct strlist out = {0};
+		const char *p = write_text("s.txt", s->text);
+		int rc = conf_read_secrets(p, &out, &errs);
+		if (!CHECK_INT(rc, s->want))
+			printf("  case %zu\n", i);
+		if (s->want > 0) {
+			CHECK_INT(out.n, s->want);
+			CHECK_STR(out.n ? out.v[0] : NULL,
+			          strstr(s->text, SECRET_OK) ? SECRET_OK
+			                                     : "012345678901234567890123456789"
+			                                       "01234567890123456789");
+			CHECK_INT(errs.n, 0);
+		} else {
+			CHECK_INT(out.n, 0);
+			if (CHECK_INT(errs.n, 1)) {
+				CHECK_INT(errs.v[0].line, s->line);
+				CHECK_STR(errs.v[0].message, s->message);
+				CHECK_STR(errs.v[0].file, p);
+			}
+		}
+		strlist_free(&out);
+		conf_errors_free(&errs);
+	}
+}
+
+/* A message about a secret never contains the secret (even part of it). */
+TEST(secret_never_printed)
+{
+	struct conf_errors errs = {0};
+	struct strlist out = {0};
+	const char *p =
+	        write_text("s.txt", "Sup3rS3cr3t\nSup3rS3cr3tButFarTooLong-"
+	                            "0123456789012345678901234567890\nSup3r S3cr3t 123456\n");
+	CHECK_INT(conf_read_secrets(p, &out, &errs), -1);
+	CHECK_INT(errs.n, 3);
+	for (size_t i = 0; i < errs.n; i++) {
+		CHECK(strstr(errs.v[i].message, "Sup3r") == NULL);
+		CHECK(strstr(errs.v[i].message, "S3cr3t") == NULL);
+	}
+	conf_errors_free(&errs);
+	/* Through conf_load, the errors name the secret file and its line. */
+	char text[PATH_MAX + 64];
+	snprintf(text, sizeof text, "minger_secret_file = %s\nminger_listen = 127.0.0.1:4069\n", p);
+	write_text("s.txt", "# x\ntoo-short\n");
+	p = write_text("s.conf", text);
+	CHECK(conf_load(p, &errs) == NULL);
+	if (CHECK_INT(errs.n, 1)) {
+		CHECK(strstr(errs.v[0].file, "/s.txt") != NULL);
+		CHECK_INT(errs.v[0].line, 2);
+		CHECK_STR(errs.v[0].message, "secret is shorter than 16 characters");
+	}
+	conf_errors_free(&errs);
+}
+
+TEST(cross_checks_pass)
+{
+	static const char *const ok[] = {
+	        "minger_listen = 127.0.0.1:4069\nminger_anonymous = yes\n",
+	        "minger_listen = 127.0.0.1:4069\nminger_secret_file = secrets.txt\n",
+	        "minger_require_reply_mac = yes\nminger_secret_file = secrets.txt\n",
+	        "minger_anonymous = no\n",
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		struct conf_errors errs = {0};
+		struct conf *c = load_text(ok[i], &errs);
+		if (!CHECK(c != NULL))
+			conf_errors_print(&errs);
+		conf_free(c);
+		conf_errors_free(&errs);
+	}
+}
+
+/* Relative paths come from the config file's folder, whatever the cwd is. */
+TEST(relative_to_config_folder)
+{
+	char sub[PATH_MAX + 64], path[PATH_MAX + 80], cwd[PATH_MAX];
+	snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+	mkdir(sub, 0700);
+	write_text("sub/k.txt", SECRET_OK "\n");
+	snprintf(path, sizeof path, "%s/sub/r.conf", tmpdir);
+	write_text("sub/r.conf", "minger_secret_file = k.txt\nstate_dir = ../st\n");
+	if (!CHECK(getcwd(cwd, sizeof cwd) != NULL))
+		return;
+	CHECK_INT(chdir("/"), 0);
+	struct conf_errors errs = {0};
+	struct conf *c = conf_load(path, &errs);
+	CHECK_INT(chdir(cwd), 0);
+	conf_errors_print(&errs);
+	if (CHECK(c != NULL)) {
+		char want[PATH_MAX + 80];
+		snprintf(want, sizeof want, "%s/sub/../st", tmpdir);
+		CHECK_STR(c->state_dir, want);
+		snprintf(want, sizeof want, "%s/sub/k.txt", tmpdir);
+		CHECK_STR(c->minger_secret_file, want);
+	}
+	conf_free(c);
+	conf_errors_free(&errs);
+	unlink(path);
+	write_text("sub/k.txt", "");
+	snprintf(path, sizeof path, "%s/sub/k.txt", tmpdir);
+	unlink(path);
+	rmdir(sub);
+}
+
+TEST(error_count_bounded)
+{
+	size_t n = 3000, len = 0;
+	char *text = malloc(n * 8 + 1);
+	if (!CHECK(text != NULL))
+		return;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(text + len, "bad%04zu\n", i);
+	struct conf_errors errs = {0};
+	CHECK(load_text(text, &errs) == NULL);
+	free(text);
+	CHECK_INT(errs.n, 1001);
+	if (errs.n == 1001) {
+		CHECK_STR(errs.v[999].message, "missing '='");
+		CHECK_STR(errs.v[1000].message, "too many problems; the rest are not shown");
+	}
+	conf_errors_free(&errs);
+}
+
+TEST(errors_print_format)
+{
+	struct conf_errors errs = {0};
+	char out[PATH_MAX + 64];
+	snprintf(out, sizeof out, "%s/stderr.txt", tmpdir);
+	CHECK(load_text("minger_threads = 0\nminger_secret_file = nope\n", &errs) == NULL);
+	fflush(stderr);
+	int saved = dup(2), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	conf_errors_print(&errs);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(fd);
+	close(saved);
+	size_t len;
+	char *got = read_all(out, &len);
+	char want[2 * PATH_MAX + 256];
+	snprintf(want, sizeof want,
+	         "%s/t.conf:1: minger_threads must be between 1 and 64\n"
+	         "%s/nope: cannot open: No such file or directory\n",
+	         tmpdir, tmpdir);
+	CHECK_STR(got, want);
+	free(got);
+	unlink(out);
+	conf_errors_free(&errs);
+}
+
+/* The lines of doc/sharemail.conf.5 between the markers equal conf_doc_man(). */
+TEST(man_page_matches_schema)
+{
+	static const char begin[] = ".\\\" BEGIN SCHEMA TABLE\n";
+	static const char end[] = ".\\\" END SCHEMA TABLE\n";
+	size_t len, genlen = 0;
+	char *page = read_all("doc/sharemail.conf.5", &len);
+	if (!CHECK(page != NULL))
+		return;
+	char *b = strstr(page, begin);
+	char *e = b ? strstr(b, end) : NULL;
+	CHECK(b != NULL && (b == page || b[-1] == '\n'));
+	CHECK(e != NULL && e[-1] == '\n');
+	char *gen = NULL;
+	FILE *f = open_memstream(&gen, &genlen);
+	CHECK_INT(conf_doc_man(f), 0);
+	fclose(f);
+	if (b && e) {
+		b += strlen(begin);
+		if (!CHECK_MEM(b, (size_t)(e - b), gen, genlen))
+			printf("  regenerate the table: build/sharemail config-doc --man\n");
+	}
+	/* And the generator covers every key. */
+	for (size_t i = 0; i < conf_schema_count(); i++) {
+		char tag[128];
+		snprintf(tag, sizeof tag, ".B %s\n", conf_schema_doc(i)->name);
+		CHECK(strstr(gen, tag) != NULL);
+	}
+	free(gen);
+	free(page);
+}
+
+TEST(text_doc_lists_every_key)
+{
+	char *gen = NULL;
+	size_t genlen = 0, lines = 0;
+	FILE *f = open_memstream(&gen, &genlen);
+	CHECK_INT(conf_doc_text(f), 0);
+	fclose(f);
+	for (size_t i = 0; i < genlen; i++)
+		lines += gen[i] == '\n';
+	CHECK_INT(lines, conf_schema_count() + 1);
+	for (size_t i = 0; i < conf_schema_count(); i++) {
+		char tag[128];
+		snprintf(tag, sizeof tag, "\n%s ", conf_schema_doc(i)->name);
+		CHECK(strstr(gen, tag) != NULL);
+	}
+	free(gen);
+}
+
+/* 1 if a line of text is "key =" or "#key =" (spaces allowed around). */
+static int example_mentions(const char *text, const char *key)
+{
+	size_t klen = strlen(key);
+	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		const char *p = l + strspn(l, " \t");
+		if (*p == '#')
+			p += 1 + strspn(p + 1, " \t");
+		if (strncmp(p, key, klen) != 0)
+			continue;
+		p += klen;
+		p += strspn(p, " \t");
+		if (*p == '=')
+			return 1;
+	}
+	return 0;
+}
+
+TEST(example_config_complete_and_valid)
+{
+	size_t len;
+	char *text = read_all("etc/sharemail.conf", &len);
+	if (!CHECK(text != NULL))
+		return;
+	for (size_t i = 0; i < conf_schema_count(); i++)
+		if (!CHECK(example_mentions(text, conf_schema_doc(i)->name)))
+			printf("  etc/sharemail.conf lacks %s\n", conf_schema_doc(i)->name);
+	/* Copied next to a secret file, the example loads without a problem. */
+	const char *p = write_text("example.conf", text);
+	char path[PATH_MAX + 64];
+	snprintf(path, sizeof path, "%s", p);
+	write_text("minger-secrets", SECRET_OK "\n");
+	struct conf_errors errs = {0};
+	struct conf *c = conf_load(path, &errs);
+	conf_errors_print(&errs);
+	CHECK(c != NULL);
+	if (c)
+		CHECK(c->minger_listen.n > 0 && c->local_domains.n > 0);
+	conf_free(c);
+	conf_errors_free(&errs);
+	free(text);
+}
+
+static void cleanup(void)
+{
+	static const char *const names[] = {
+	        "t.conf", "secrets.txt", "long.conf",    "nul.conf",       "empty.conf",
+	        "s.txt",  "s.conf",      "example.conf", "minger-secrets", "stderr.txt"};
+	char path[PATH_MAX + 64];
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
+		unlink(path);
+	}
+	rmdir(tmpdir);
+}
+
+/* Runs before main() so that any subset of tests named on the command line works. */
+__attribute__((constructor)) static void setup(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(tmpdir, sizeof tmpdir, "%s/test_conf.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	char *real = realpath(tmpdir, NULL); /* conf paths are absolute and resolved */
+	if (real) {
+		snprintf(tmpdir, sizeof tmpdir, "%s", real);
+		free(real);
+	}
+	atexit(cleanup);
+}
+
+TEST_MAIN(T(defaults), T(schema_sane), T(load_every_type), T(values_table), T(errors_table),
+          T(all_errors_collected), T(raw_line_problems), T(cannot_open), T(secrets_table),
+          T(secret_never_printed), T(cross_checks_pass), T(relative_to_config_folder),
+          T(error_count_bounded), T(errors_print_format), T(man_page_matches_schema),
+          T(text_doc_lists_every_key), T(example_config_complete_and_valid))
