@@ -181,7 +181,8 @@ static void *worker_run(void *arg)
 		if (w->pfd[n_addr].revents)
 			break;
 		for (size_t a = 0; a < n_addr; a++) {
-			if (!(w->pfd[a].revents & POLLIN))
+			/* POLLERR too: reading clears a pending socket error, else poll would spin. */
+			if (!(w->pfd[a].revents & (POLLIN | POLLERR)))
 				continue;
 			/* Drain while batches come back full; a short batch means the queue is empty. */
 			for (int i = 0; i < BATCHES_PER_WAKEUP; i++)

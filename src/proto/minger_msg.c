@@ -10,6 +10,7 @@
  */
 #include "proto/minger_msg.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -302,18 +303,59 @@ enum minger_parse_result minger_query_parse(const uint8_t *dgram, size_t len, in
 	return MINGER_PARSE_OK;
 }
 
+/*
+ * OpenSSL 3 looks an algorithm up in its provider tables on every implicit use
+ * (EVP_md5(), EVP_MAC_fetch), which costs more than hashing a 40-octet query.
+ * The server hashes every datagram, so the algorithms are fetched once, and each
+ * thread keeps one reusable digest context (freed when the thread exits): no
+ * allocation per query.
+ */
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md5_algo;
+static EVP_MAC *hmac_algo;
+static pthread_key_t md_ctx_key;
+
+static void md_ctx_destroy(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
+
+static void crypto_init(void)
+{
+	md5_algo = EVP_MD_fetch(NULL, "MD5", NULL);
+	hmac_algo = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (pthread_key_create(&md_ctx_key, md_ctx_destroy) != 0)
+		md5_algo = NULL; /* every digest then fails closed */
+}
+
+/* This thread's digest context, created on first use; NULL on failure. */
+static EVP_MD_CTX *thread_md_ctx(void)
+{
+	pthread_once(&crypto_once, crypto_init);
+	if (!md5_algo)
+		return NULL;
+	EVP_MD_CTX *ctx = pthread_getspecific(md_ctx_key);
+	if (!ctx) {
+		ctx = EVP_MD_CTX_new();
+		if (ctx && pthread_setspecific(md_ctx_key, ctx) != 0) {
+			EVP_MD_CTX_free(ctx);
+			ctx = NULL;
+		}
+	}
+	return ctx;
+}
+
 /* MD5 over the concatenation of up to three parts; 0 on success. */
 static int md5_parts(const void *a, size_t alen, const void *b, size_t blen, const void *c,
-                     size_t clen, uint8_t out[MINGER_DIGEST_LEN])
+		     size_t clen, uint8_t out[MINGER_DIGEST_LEN])
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *ctx = thread_md_ctx();
 	unsigned int outlen = 0;
-	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
-	         EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
-	         EVP_DigestUpdate(ctx, c, clen) == 1 &&
-	         EVP_DigestFinal_ex(ctx, out, &outlen) == 1 && outlen == MINGER_DIGEST_LEN;
+	int ok = ctx && EVP_DigestInit_ex2(ctx, md5_algo, NULL) == 1 &&
+		 EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
+		 EVP_DigestUpdate(ctx, c, clen) == 1 &&
+		 EVP_DigestFinal_ex(ctx, out, &outlen) == 1 && outlen == MINGER_DIGEST_LEN;
 
-	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		memset(out, 0, MINGER_DIGEST_LEN);
 	return ok ? 0 : -1;
@@ -323,8 +365,8 @@ static int md5_parts(const void *a, size_t alen, const void *b, size_t blen, con
 static int hmac_parts(const char *key, size_t keylen, const struct span *parts, size_t nparts,
                       uint8_t out[MINGER_MAC_LEN])
 {
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	pthread_once(&crypto_once, crypto_init);
+	EVP_MAC_CTX *ctx = hmac_algo ? EVP_MAC_CTX_new(hmac_algo) : NULL;
 	OSSL_PARAM params[2];
 	size_t outlen = 0;
 	int ok;
@@ -339,7 +381,6 @@ static int hmac_parts(const char *key, size_t keylen, const struct span *parts, 
 	ok = ok && EVP_MAC_final(ctx, out, &outlen, MINGER_MAC_LEN) == 1 &&
 	     outlen == MINGER_MAC_LEN;
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
 	if (!ok)
 		memset(out, 0, MINGER_MAC_LEN);
 	return ok ? 0 : -1;

@@ -79,12 +79,15 @@ TEST(bounded_under_many_sources)
 	struct minger_source_table *t = minger_source_table_new(1000, 5, 99);
 	struct sockaddr_in heavy = v4(0xc0000201, 1);
 	int heavy_ok = 0, others_ok = 0;
+	size_t max_used = 0;
 	for (uint32_t i = 0; i < 100000; i++) {
 		struct sockaddr_in s = v4(0x0b000000u + i, 1);
 		others_ok += minger_source_table_allow(t, (const struct sockaddr *)&s, 100);
 		heavy_ok += minger_source_table_allow(t, (const struct sockaddr *)&heavy, 100);
-		CHECK(minger_source_table_used(t) <= 1000);
+		if (minger_source_table_used(t) > max_used)
+			max_used = minger_source_table_used(t);
 	}
+	CHECK_INT(max_used, 1000);
 	CHECK_INT(minger_source_table_slots(t), 1000);
 	CHECK_INT(minger_source_table_used(t), 1000);
 	CHECK(minger_source_table_evictions(t) >= 99000 - 1000);
