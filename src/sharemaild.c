@@ -35,9 +35,9 @@ struct daemon {
 static void usage(void)
 {
 	fprintf(stderr, "usage: sharemaild [-c FILE] [-t]\n"
-			"  -c FILE  configuration (default $SHAREMAIL_CONF or "
-			"/etc/sharemail/sharemail.conf)\n"
-			"  -t       check the configuration and exit\n");
+	                "  -c FILE  configuration (default $SHAREMAIL_CONF or "
+	                "/etc/sharemail/sharemail.conf)\n"
+	                "  -t       check the configuration and exit\n");
 }
 
 static struct conf *load_conf(const char *path)
@@ -76,13 +76,13 @@ static void warn_unbuilt(const struct conf *c)
 		const char *key;
 		size_t n;
 	} unbuilt[] = {{"smtp_listen", c->smtp_listen.n},
-		       {"submission_listen", c->submission_listen.n},
-		       {"smtps_listen", c->smtps_listen.n},
-		       {"pop3_listen", c->pop3_listen.n}};
+	               {"submission_listen", c->submission_listen.n},
+	               {"smtps_listen", c->smtps_listen.n},
+	               {"pop3_listen", c->pop3_listen.n}};
 	for (size_t i = 0; i < sizeof unbuilt / sizeof unbuilt[0]; i++)
 		if (unbuilt[i].n)
 			log_warning("%s is set but that service is not built yet; ignored",
-				    unbuilt[i].key);
+			            unbuilt[i].key);
 }
 
 /* Opens (creating if needed) the directory, then builds the in-memory index. */
@@ -103,14 +103,14 @@ static int open_index(struct daemon *d)
 	directory_close(dir);
 	uint64_t t0 = time_mono_ms();
 	d->index = mailbox_index_open(path, (const char *const *)d->conf->local_domains.v,
-				      d->conf->local_domains.n, err, sizeof err);
+	                              d->conf->local_domains.n, err, sizeof err);
 	if (!d->index) {
 		log_err("%s: %s", path, err);
 		return -1;
 	}
 	log_info("directory: %zu addresses indexed in %llu ms (%zu KiB)",
-		 mailbox_index_count(d->index), (unsigned long long)(time_mono_ms() - t0),
-		 mailbox_index_memory(d->index) / 1024);
+	         mailbox_index_count(d->index), (unsigned long long)(time_mono_ms() - t0),
+	         mailbox_index_memory(d->index) / 1024);
 	return 0;
 }
 

@@ -13,21 +13,21 @@
 struct conf;
 
 #define CLI_EXIT_OK 0
-#define CLI_EXIT_FAIL 1        /* the operation failed (e.g. not found, duplicate) */
-#define CLI_EXIT_USAGE 64      /* EX_USAGE */
-#define CLI_EXIT_DATAERR 65    /* EX_DATAERR: bad address or input */
+#define CLI_EXIT_FAIL 1 /* the operation failed (e.g. not found, duplicate) */
+#define CLI_EXIT_USAGE 64 /* EX_USAGE */
+#define CLI_EXIT_DATAERR 65 /* EX_DATAERR: bad address or input */
 #define CLI_EXIT_UNAVAILABLE 69
 #define CLI_EXIT_SOFTWARE 70
 #define CLI_EXIT_IOERR 74
-#define CLI_EXIT_TEMPFAIL 75   /* EX_TEMPFAIL: e.g. Minger timeout */
-#define CLI_EXIT_CONFIG 78     /* EX_CONFIG */
+#define CLI_EXIT_TEMPFAIL 75 /* EX_TEMPFAIL: e.g. Minger timeout */
+#define CLI_EXIT_CONFIG 78 /* EX_CONFIG */
 
 #define CLI_DEFAULT_CONF "/etc/sharemail/sharemail.conf"
 
 struct cli_ctx {
-	const char *conf_path;   /* -c, else $SHAREMAIL_CONF, else CLI_DEFAULT_CONF */
-	int conf_given;          /* -c or SHAREMAIL_CONF was used */
-	struct conf *conf;       /* loaded on first cli_conf() call */
+	const char *conf_path; /* -c, else $SHAREMAIL_CONF, else CLI_DEFAULT_CONF */
+	int conf_given; /* -c or SHAREMAIL_CONF was used */
+	struct conf *conf; /* loaded on first cli_conf() call */
 };
 
 /*

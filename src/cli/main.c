@@ -16,18 +16,18 @@ struct cli_command {
 };
 
 static const struct cli_command commands[] = {
-	{"account", cmd_account,
-	 "account add ADDRESS [--password-file F] [--disabled] | del ADDRESS |\n"
-	 "          list [DOMAIN] | disable ADDRESS | enable ADDRESS | over-quota ADDRESS |\n"
-	 "          passwd ADDRESS --password-file F"},
-	{"alias", cmd_alias, "alias add ALIAS TARGET... | del ALIAS | list"},
-	{"minger", cmd_minger,
-	 "minger query ADDRESS... --server HOST[:PORT] [--secret-file F] [--timeout MS]\n"
-	 "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"
-	 "          [--cached] [--no-cache]"},
-	{"cache", cmd_cache, "cache list | flush [ADDRESS]"},
-	{"check-config", cmd_check_config, "check-config"},
-	{"config-doc", cmd_config_doc, "config-doc [--man]"},
+        {"account", cmd_account,
+         "account add ADDRESS [--password-file F] [--disabled] | del ADDRESS |\n"
+         "          list [DOMAIN] | disable ADDRESS | enable ADDRESS | over-quota ADDRESS |\n"
+         "          passwd ADDRESS --password-file F"},
+        {"alias", cmd_alias, "alias add ALIAS TARGET... | del ALIAS | list"},
+        {"minger", cmd_minger,
+         "minger query ADDRESS... --server HOST[:PORT] [--secret-file F] [--timeout MS]\n"
+         "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"
+         "          [--cached] [--no-cache]"},
+        {"cache", cmd_cache, "cache list | flush [ADDRESS]"},
+        {"check-config", cmd_check_config, "check-config"},
+        {"config-doc", cmd_config_doc, "config-doc [--man]"},
 };
 
 void cli_error(const char *fmt, ...)
@@ -88,7 +88,8 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], commands[k].name) == 0) {
 			int rc = commands[k].run(&ctx, argc - i, argv + i);
 			if (rc == CLI_EXIT_USAGE)
-				fprintf(stderr, "usage: sharemail [-c FILE] %s\n", commands[k].usage);
+				fprintf(stderr, "usage: sharemail [-c FILE] %s\n",
+				        commands[k].usage);
 			conf_free(ctx.conf);
 			return rc;
 		}

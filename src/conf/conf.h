@@ -31,7 +31,7 @@ struct strlist {
 
 struct addrlist {
 	struct netaddr *v;
-	char **text;            /* as written, for messages */
+	char **text; /* as written, for messages */
 	size_t n;
 };
 
@@ -41,12 +41,12 @@ struct netlist {
 };
 
 struct conf {
-	char *path;                       /* the file loaded (absolute) */
+	char *path; /* the file loaded (absolute) */
 	/* general */
-	char *hostname;                   /* default: gethostname() */
-	char *state_dir;                  /* default /var/lib/sharemail */
-	struct strlist local_domains;     /* lower-cased */
-	char *log_level;                  /* err|warning|info|debug */
+	char *hostname; /* default: gethostname() */
+	char *state_dir; /* default /var/lib/sharemail */
+	struct strlist local_domains; /* lower-cased */
+	char *log_level; /* err|warning|info|debug */
 	/* listeners (SMTP/POP3 services are not built yet: accepted, warned about) */
 	struct addrlist smtp_listen;
 	struct addrlist submission_listen;
@@ -54,30 +54,30 @@ struct conf {
 	struct addrlist pop3_listen;
 	struct addrlist minger_listen;
 	/* Minger server */
-	char *minger_secret_file;         /* NULL: no secret */
-	int minger_anonymous;             /* bool, default 0 */
-	int minger_compat;                /* bool, default 1 */
-	struct netlist minger_allow;      /* empty: everyone */
-	int minger_foreign_aliases_active;/* bool, default 0 */
-	int minger_threads;               /* 1..64, default 1 */
-	int minger_rate_per_source;       /* replies/s per source address, 0 = no limit */
-	int minger_rate_global;           /* replies/s in all, 0 = no limit */
-	int minger_source_table_size;     /* entries in the per-source table */
-	int minger_replay_window;         /* seconds, default 60 */
-	int minger_strict_amplification;  /* bool, default 1 */
+	char *minger_secret_file; /* NULL: no secret */
+	int minger_anonymous; /* bool, default 0 */
+	int minger_compat; /* bool, default 1 */
+	struct netlist minger_allow; /* empty: everyone */
+	int minger_foreign_aliases_active; /* bool, default 0 */
+	int minger_threads; /* 1..64, default 1 */
+	int minger_rate_per_source; /* replies/s per source address, 0 = no limit */
+	int minger_rate_global; /* replies/s in all, 0 = no limit */
+	int minger_source_table_size; /* entries in the per-source table */
+	int minger_replay_window; /* seconds, default 60 */
+	int minger_strict_amplification; /* bool, default 1 */
 	/* Minger client and verification cache */
-	int minger_timeout_ms;            /* default 2000 */
-	int minger_retries;               /* retransmissions, default 2 */
-	int minger_require_reply_mac;     /* bool, default 0 */
-	int minger_cache;                 /* bool, default 1 */
-	int minger_cache_positive_ttl;    /* seconds, default 432000 (5 days) */
-	int minger_cache_negative_ttl;    /* seconds, default 3600 */
+	int minger_timeout_ms; /* default 2000 */
+	int minger_retries; /* retransmissions, default 2 */
+	int minger_require_reply_mac; /* bool, default 0 */
+	int minger_cache; /* bool, default 1 */
+	int minger_cache_positive_ttl; /* seconds, default 432000 (5 days) */
+	int minger_cache_negative_ttl; /* seconds, default 3600 */
 };
 
 /* One problem found while loading: "file:line: message" is how it is shown. */
 struct conf_error {
 	char *file;
-	int line;          /* 0 when the problem is not tied to a line */
+	int line; /* 0 when the problem is not tied to a line */
 	char *message;
 };
 

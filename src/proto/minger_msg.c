@@ -347,14 +347,14 @@ static EVP_MD_CTX *thread_md_ctx(void)
 
 /* MD5 over the concatenation of up to three parts; 0 on success. */
 static int md5_parts(const void *a, size_t alen, const void *b, size_t blen, const void *c,
-		     size_t clen, uint8_t out[MINGER_DIGEST_LEN])
+                     size_t clen, uint8_t out[MINGER_DIGEST_LEN])
 {
 	EVP_MD_CTX *ctx = thread_md_ctx();
 	unsigned int outlen = 0;
 	int ok = ctx && EVP_DigestInit_ex2(ctx, md5_algo, NULL) == 1 &&
-		 EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
-		 EVP_DigestUpdate(ctx, c, clen) == 1 &&
-		 EVP_DigestFinal_ex(ctx, out, &outlen) == 1 && outlen == MINGER_DIGEST_LEN;
+	         EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
+	         EVP_DigestUpdate(ctx, c, clen) == 1 &&
+	         EVP_DigestFinal_ex(ctx, out, &outlen) == 1 && outlen == MINGER_DIGEST_LEN;
 
 	if (!ok)
 		memset(out, 0, MINGER_DIGEST_LEN);

@@ -56,7 +56,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	gmtime_r(&now, &tm);
 	int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%SZ ", &tm);
 	n += snprintf(line + n, sizeof line - (size_t)n, "%s[%ld]: %s: ", log_prog, (long)getpid(),
-		      level_names[level]);
+	              level_names[level]);
 	if (n >= (int)sizeof line - 2)
 		n = (int)sizeof line - 2;
 	int head = n;

@@ -44,7 +44,10 @@ struct log_limit {
 	uint64_t last_ms;
 	uint64_t suppressed;
 };
-#define LOG_LIMIT_INIT(burst, interval_s) {(burst), (interval_s), (uint64_t)(burst) * 1000, 0, 0}
+#define LOG_LIMIT_INIT(burst, interval_s)                                                          \
+	{                                                                                          \
+		(burst), (interval_s), (uint64_t)(burst)*1000, 0, 0                                \
+	}
 uint64_t log_limit_allow(struct log_limit *lim);
 
 #endif

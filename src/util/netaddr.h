@@ -17,9 +17,9 @@ struct netaddr {
 };
 
 struct netaddr_net {
-	int family;             /* AF_INET or AF_INET6 */
+	int family; /* AF_INET or AF_INET6 */
 	unsigned char addr[16]; /* network address, host bits cleared */
-	int prefix;             /* 0..32 or 0..128 */
+	int prefix; /* 0..32 or 0..128 */
 };
 
 /*
@@ -28,7 +28,7 @@ struct netaddr_net {
  * err (NUL-terminated, errlen bytes at most).
  */
 int netaddr_parse_hostport(const char *s, int default_port, int allow_port0, struct netaddr *out,
-			   char *err, size_t errlen);
+                           char *err, size_t errlen);
 
 /*
  * Parses "ADDR/PREFIX" or "ADDR". Returns 0 or -1 with a reason in err. A network

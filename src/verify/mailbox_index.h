@@ -44,6 +44,27 @@ void mailbox_index_free(struct mailbox_index *idx);
  */
 int mailbox_index_refresh(struct mailbox_index *idx);
 
+/*
+ * Prefetch hints for a batch of lookups, to overlap the cache misses of many
+ * lookups instead of waiting for each in turn. Call with the read lock held:
+ * first mailbox_index_prefetch_slot() for every mailbox of the batch (returns a
+ * hash to keep), then mailbox_index_prefetch_entry() with each hash, then the
+ * lookups. Results never depend on these calls; they only warm the CPU cache.
+ */
+uint64_t mailbox_index_prefetch_slot(const struct mailbox_index *idx, const char *mailbox,
+                                     size_t len);
+void mailbox_index_prefetch_entry(const struct mailbox_index *idx, uint64_t hash);
+
+/*
+ * mailbox_lookup_locked() for a mailbox the caller has already parsed as one
+ * valid RFC 5321 Mailbox (mailaddr_parse), with the hash that
+ * mailbox_index_prefetch_slot() returned for exactly these octets: the same
+ * answer without parsing and hashing again. Read lock held.
+ */
+enum lookup_result mailbox_lookup_prefetched_locked(struct mailbox_index *idx, const char *mailbox,
+                                                    size_t len, uint64_t hash,
+                                                    struct lookup_answer *out);
+
 /* Number of addresses (accounts + aliases) in the index. */
 size_t mailbox_index_count(const struct mailbox_index *idx);
 

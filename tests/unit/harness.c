@@ -27,26 +27,26 @@ int harness_check_int(long long got, long long want, const char *expr, const cha
 }
 
 int harness_check_str(const char *got, const char *want, const char *expr, const char *file,
-		      int line)
+                      int line)
 {
 	int ok = (got == NULL || want == NULL) ? got == want : strcmp(got, want) == 0;
 	if (ok)
 		return harness_check(1, expr, file, line);
 	harness_check(0, expr, file, line);
 	fprintf(stderr, "     got \"%s\", want \"%s\"\n", got ? got : "(null)",
-		want ? want : "(null)");
+	        want ? want : "(null)");
 	return 0;
 }
 
 int harness_check_mem(const void *got, size_t got_len, const void *want, size_t want_len,
-		      const char *expr, const char *file, int line)
+                      const char *expr, const char *file, int line)
 {
 	int ok = got_len == want_len && (got_len == 0 || memcmp(got, want, got_len) == 0);
 	if (ok)
 		return harness_check(1, expr, file, line);
 	harness_check(0, expr, file, line);
 	fprintf(stderr, "     got \"%.*s\" (%zu), want \"%.*s\" (%zu)\n", (int)got_len,
-		(const char *)got, got_len, (int)want_len, (const char *)want, want_len);
+	        (const char *)got, got_len, (int)want_len, (const char *)want, want_len);
 	return 0;
 }
 

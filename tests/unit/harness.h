@@ -21,25 +21,29 @@ int harness_check(int cond, const char *expr, const char *file, int line);
 int harness_check_int(long long got, long long want, const char *expr, const char *file, int line);
 /* Like harness_check for two NUL-terminated strings (NULL compares equal only to NULL). */
 int harness_check_str(const char *got, const char *want, const char *expr, const char *file,
-		      int line);
+                      int line);
 /* Like harness_check_str for byte ranges. */
 int harness_check_mem(const void *got, size_t got_len, const void *want, size_t want_len,
-		      const char *expr, const char *file, int line);
+                      const char *expr, const char *file, int line);
 /* Runs every case (or only those named on the command line); returns the exit status. */
 int harness_run(const struct test_case *cases, size_t n, int argc, char **argv);
 
 #define TEST(name) static void name(void)
 #define CHECK(c) harness_check(!!(c), #c, __FILE__, __LINE__)
-#define CHECK_INT(got, want) harness_check_int((long long)(got), (long long)(want), #got, __FILE__, __LINE__)
+#define CHECK_INT(got, want)                                                                       \
+	harness_check_int((long long)(got), (long long)(want), #got, __FILE__, __LINE__)
 #define CHECK_STR(got, want) harness_check_str((got), (want), #got, __FILE__, __LINE__)
-#define CHECK_MEM(got, glen, want, wlen) \
+#define CHECK_MEM(got, glen, want, wlen)                                                           \
 	harness_check_mem((got), (glen), (want), (wlen), #got, __FILE__, __LINE__)
-#define TEST_MAIN(...)                                                               \
-	int main(int argc, char **argv)                                              \
-	{                                                                            \
-		static const struct test_case cases[] = {__VA_ARGS__};               \
-		return harness_run(cases, sizeof cases / sizeof cases[0], argc, argv); \
+#define TEST_MAIN(...)                                                                             \
+	int main(int argc, char **argv)                                                            \
+	{                                                                                          \
+		static const struct test_case cases[] = {__VA_ARGS__};                             \
+		return harness_run(cases, sizeof cases / sizeof cases[0], argc, argv);             \
 	}
-#define T(fn) {#fn, fn}
+#define T(fn)                                                                                      \
+	{                                                                                          \
+#fn, fn                                                                            \
+	}
 
 #endif

@@ -16,6 +16,7 @@
 #include "directory/directory.h"
 #include "harness.h"
 #include "verify/lookup.h"
+#include "proto/mailaddr.h"
 #include "verify/mailbox_index.h"
 
 static const char *const domains[] = {"example.com", "Example.NET"};
@@ -201,6 +202,24 @@ TEST(lookup_resolution)
 	CHECK_INT(mailbox_lookup_locked(f.idx, "SALES@example.com", 17, &a), LOOKUP_FOUND);
 	CHECK_INT(a.kind, LOOKUP_KIND_ALIAS_LOCAL);
 	CHECK_INT(mailbox_lookup_locked(f.idx, "nobody@example.com", 18, &a), LOOKUP_NOTFOUND);
+	/* The prefetch path (hash from prefetch_slot, no re-parse) answers alike for every
+	 * valid mailbox of the table. */
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mailaddr m;
+		const char *s = cases[i].addr;
+		if (mailaddr_parse_exact(s, strlen(s), &m) != MAILADDR_OK)
+			continue;
+		struct lookup_answer p, q;
+		uint64_t h = mailbox_index_prefetch_slot(f.idx, s, strlen(s));
+		mailbox_index_prefetch_entry(f.idx, h);
+		CHECK(h != 0);
+		enum lookup_result rp =
+		        mailbox_lookup_prefetched_locked(f.idx, s, strlen(s), h, &p);
+		enum lookup_result rq = mailbox_lookup_locked(f.idx, s, strlen(s), &q);
+		if (!CHECK_INT(rp, rq) || !CHECK_INT(p.kind, q.kind) ||
+		    !CHECK_INT(p.can_receive, q.can_receive))
+			fprintf(stderr, "    prefetched path differs for %s\n", s);
+	}
 	mailbox_index_read_unlock(f.idx);
 	fx_close(&f);
 }
