@@ -360,16 +360,22 @@ static int set_bool(struct loader *ld, const struct conf_key *k, char *v)
 
 enum num_result { NUM_OK, NUM_NOT_NUMBER, NUM_TOO_BIG };
 
+struct num_unit {
+	char suffix;
+	long long mult;
+};
+
+static const struct num_unit seconds_units[] = {
+        {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {0, 0}};
+static const struct num_unit bytes_units[] = {
+        {'k', 1024}, {'m', 1024 * 1024}, {'g', 1024 * 1024 * 1024}, {0, 0}};
+
 /*
- * Parses an optional '-', decimal digits and, when `seconds`, one suffix s, m,
- * h or d. Values beyond 10^15 are NUM_TOO_BIG (reported as out of range).
+ * Parses an optional '-', decimal digits and, when `units` is given, one suffix
+ * from it (any case). Values beyond 10^15 are NUM_TOO_BIG (reported as out of range).
  */
-static enum num_result number_parse(const char *s, int seconds, long long *out)
+static enum num_result number_parse(const char *s, const struct num_unit *units, long long *out)
 {
-	static const struct {
-		char suffix;
-		long long mult;
-	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
 	const long long cap = 1000000000000000LL;
 	int neg = *s == '-', big = 0;
 	long long v = 0;
@@ -383,17 +389,18 @@ static enum num_result number_parse(const char *s, int seconds, long long *out)
 			big = 1;
 		}
 	}
-	if (*s && seconds && s[1] == '\0') {
-		size_t i = 0;
-		while (i < sizeof units / sizeof units[0] && units[i].suffix != *s)
-			i++;
-		if (i == sizeof units / sizeof units[0])
+	if (*s && units && s[1] == '\0') {
+		char c = (char)((*s >= 'A' && *s <= 'Z') ? *s - 'A' + 'a' : *s);
+		const struct num_unit *u = units;
+		while (u->suffix && u->suffix != c)
+			u++;
+		if (!u->suffix)
 			return NUM_NOT_NUMBER;
-		if (v > cap / units[i].mult) {
+		if (v > cap / u->mult) {
 			v = cap;
 			big = 1;
 		} else {
-			v *= units[i].mult;
+			v *= u->mult;
 		}
 		s++;
 	}
@@ -407,16 +414,24 @@ static int set_int(struct loader *ld, const struct conf_key *k, char *v)
 {
 	char q[CONF_QUOTE_MAX + 4];
 	int seconds = (k->flags & CONF_FLAG_SECONDS) != 0;
+	int bytes = (k->flags & CONF_FLAG_BYTES) != 0;
+	const struct num_unit *units = seconds ? seconds_units : bytes ? bytes_units : NULL;
 	long long n = 0;
-	enum num_result r = number_parse(v, seconds, &n);
+	enum num_result r = number_parse(v, units, &n);
 	if (r == NUM_NOT_NUMBER) {
 		ld_error(ld, ld->line, "value '%s' for %s is not a number%s", quote(q, sizeof q, v),
-		         k->doc.name, seconds ? " (of seconds; suffixes s, m, h, d)" : "");
+		         k->doc.name,
+		         seconds ? " (of seconds; suffixes s, m, h, d)"
+		         : bytes ? " (of octets; suffixes k, m, g)"
+		                 : "");
 		return -1;
 	}
 	if (r == NUM_TOO_BIG || n < k->min || n > k->max) {
 		ld_error(ld, ld->line, "%s must be between %lld and %lld%s", k->doc.name, k->min,
-		         k->max, seconds ? " seconds" : "");
+		         k->max,
+		         seconds ? " seconds"
+		         : bytes ? " octets"
+		                 : "");
 		return -1;
 	}
 	*(int *)field(ld, k) = (int)n;

@@ -71,7 +71,32 @@ struct conf {
 	int minger_require_reply_mac; /* bool, default 0 */
 	int minger_cache; /* bool, default 1 */
 	int minger_cache_positive_ttl; /* seconds, default 432000 (5 days) */
-	int minger_cache_negative_ttl; /* seconds, default 3600 */
+	int minger_cache_negative_ttl;
+	        /* seconds, default 3600 */ /* SMTP server (smtp_listen, submission_listen) */
+	struct netlist smtp_trusted_networks; /* may relay to any domain */
+	int smtp_max_message_size; /* bytes; SIZE advertised, 552 above it */
+	int smtp_drop_connection_size; /* bytes; 0 = off */
+	int smtp_max_recipients; /* per transaction, default 100 */
+	struct strlist smtp_refuse_helo; /* substrings of HELO/EHLO refused */
+	int smtp_dsn; /* bool, default 1 */
+	int smtp_refuse_percent; /* bool, default 0 */
+	int smtp_refuse_bang; /* bool, default 0 */
+	int smtp_add_date_header; /* bool, default 1 */
+	int smtp_original_recipient_header; /* bool, default 0 */
+	char *smtp_rejected_recipients_log; /* path or NULL */
+	int smtp_vrfy; /* bool, default 0 */
+	int smtp_max_errors; /* default 10 */
+	int smtp_command_timeout; /* seconds, default 300 */
+	int smtp_data_timeout; /* seconds, default 600 */
+	int smtp_max_connections; /* default 1000 */
+	int smtp_max_connections_per_ip; /* default 20 */
+	int smtp_greet_pause_ms; /* default 0 */
+	int smtp_max_line_length; /* text line octets without CRLF, default 998 */
+	int smtp_max_received_headers; /* loop limit, default 50 */
+	/* queue and local delivery */
+	int queue_min_free; /* bytes of free disk kept; 452 below */
+	int queue_lifetime; /* seconds, default 5 days */
+	int queue_retry_interval; /* seconds, default 300 */
 };
 
 /* One problem found while loading: "file:line: message" is how it is shown. */

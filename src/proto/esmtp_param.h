@@ -1,0 +1,58 @@
+/*
+ * esmtp_param: ESMTP parameters of MAIL and RCPT (RFC 5321 4.1.2 esmtp-param):
+ * SIZE (RFC 1870), BODY (RFC 6152), RET, ENVID, NOTIFY, ORCPT (RFC 3461) and
+ * xtext (RFC 3461 section 4). Pure: no I/O, no allocation; decoded values are
+ * written into caller buffers with fixed maxima.
+ */
+#ifndef SHAREMAIL_PROTO_ESMTP_PARAM_H
+#define SHAREMAIL_PROTO_ESMTP_PARAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ESMTP_ENVID_MAX 100 /* RFC 3461 4.4: at most 100 characters */
+#define ESMTP_ORCPT_MAX 500 /* RFC 3461 4.2: the whole parameter is at most 500 */
+
+enum esmtp_result {
+	ESMTP_OK = 0,
+	ESMTP_SYNTAX, /* 501 5.5.4: malformed, duplicate, bad value, control octet */
+	ESMTP_UNKNOWN, /* 555 5.5.4: a parameter we do not know (or DSN off) */
+};
+
+struct esmtp_mail_params {
+	int has_size;
+	uint64_t size; /* SIZE=, at most 20 digits, no overflow */
+	int body; /* 0 unset, 1 7BIT, 2 8BITMIME */
+	int ret; /* 0 unset, 1 FULL, 2 HDRS */
+	int has_envid;
+	char envid[ESMTP_ENVID_MAX + 1]; /* xtext-decoded, printable ASCII only */
+};
+
+struct esmtp_rcpt_params {
+	unsigned notify; /* ENVELOPE_NOTIFY_* bits (queue/envelope.h); 0 unset */
+	int has_orcpt;
+	char orcpt[ESMTP_ORCPT_MAX + 1]; /* "addr-type;decoded-address", printable ASCII only */
+};
+
+/*
+ * Parses the MAIL parameters in s[0..len) (space-separated keyword[=value]).
+ * With dsn = 0, RET and ENVID are unknown parameters. Duplicates are ESMTP_SYNTAX.
+ */
+enum esmtp_result esmtp_mail_params_parse(const char *s, size_t len, int dsn,
+                                          struct esmtp_mail_params *out);
+
+/* Parses the RCPT parameters (NOTIFY, ORCPT). With dsn = 0 both are unknown. */
+enum esmtp_result esmtp_rcpt_params_parse(const char *s, size_t len, int dsn,
+                                          struct esmtp_rcpt_params *out);
+
+/*
+ * Decodes xtext s[0..len) into out (NUL-terminated). Fails (-1) on malformed
+ * "+XX" escapes, octets outside 0x21-0x7E, or a decoded control octet; else
+ * returns the decoded length.
+ */
+int xtext_decode(const char *s, size_t len, char *out, size_t outsz);
+
+/* Encodes s into xtext (for DSN reports and relaying). Returns length or -1. */
+int xtext_encode(const char *s, size_t len, char *out, size_t outsz);
+
+#endif
