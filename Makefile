@@ -32,7 +32,8 @@ LDFLAGS  += $(SANFLAGS)
 LDLIBS   += $(PKG_LIBS)
 
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
-                               src/verify/*.c src/minger/*.c))
+                               src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
+                               src/deliver/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -97,6 +98,7 @@ run: all
 
 bench: bench-bin
 	python3 bench/minger/run.py --build $(B)
+	python3 bench/smtp/run.py --build $(B)
 
 FUZZ_B := build-fuzz
 fuzz:

@@ -3,8 +3,14 @@
  * binds and starts every enabled service, then runs the main event loop (libevent)
  * for signals and housekeeping timers until SIGTERM or SIGINT. See sharemaild(8).
  *
- * Services built so far: Minger (UDP). SMTP, submission, SMTPS and POP3 listeners
- * are accepted in the configuration but not built yet: a warning says so.
+ * Services built so far: Minger (UDP), SMTP and submission (smtpd_server), the
+ * queue (<state_dir>/queue) and its local delivery runner. SMTPS and POP3
+ * listeners are accepted in the configuration but not built yet: a warning says so.
+ *
+ * Shutdown (SIGTERM/SIGINT): stop accepting, end every SMTP session with 421
+ * (a session waiting for a commit first gets its outcome), then stop the delivery
+ * runner and close the queue. A second signal, or DRAIN_MAX_S seconds, cuts the
+ * drain short.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -16,19 +22,28 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "deliver/deliver.h"
 #include "directory/directory.h"
 #include "minger/minger_server.h"
+#include "queue/queue.h"
+#include "smtpd/smtpd_server.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "verify/mailbox_index.h"
 
 #define REFRESH_INTERVAL_MS 1000
+#define DRAIN_MAX_S 10
 
 struct daemon {
 	struct conf *conf;
 	struct mailbox_index *index;
 	struct minger_server *minger;
 	struct event_base *base;
+	struct queue *queue;
+	struct deliver_runner *runner;
+	struct smtpd_server *smtpd;
+	struct event *drain_timer;
+	int stopping;
 	int refresh_failing;
 };
 
@@ -75,10 +90,7 @@ static void warn_unbuilt(const struct conf *c)
 	const struct {
 		const char *key;
 		size_t n;
-	} unbuilt[] = {{"smtp_listen", c->smtp_listen.n},
-	               {"submission_listen", c->submission_listen.n},
-	               {"smtps_listen", c->smtps_listen.n},
-	               {"pop3_listen", c->pop3_listen.n}};
+	} unbuilt[] = {{"smtps_listen", c->smtps_listen.n}, {"pop3_listen", c->pop3_listen.n}};
 	for (size_t i = 0; i < sizeof unbuilt / sizeof unbuilt[0]; i++)
 		if (unbuilt[i].n)
 			log_warning("%s is set but that service is not built yet; ignored",
@@ -114,11 +126,41 @@ static int open_index(struct daemon *d)
 	return 0;
 }
 
+static void on_drained(void *arg)
+{
+	struct daemon *d = arg;
+	event_base_loopbreak(d->base);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	log_warning("smtp: %zu connections still open after %d s; closing them",
+	            smtpd_server_connections(d->smtpd), DRAIN_MAX_S);
+	event_base_loopbreak(d->base);
+}
+
+/*
+ * First signal: stop accepting and let the SMTP sessions end with 421 (the loop
+ * keeps running so commits under way complete and their 250s go out). A second
+ * signal stops at once.
+ */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
-	log_info("signal %d: shutting down", (int)sig);
-	event_base_loopbreak(d->base);
+	if (d->stopping || !d->smtpd) {
+		log_info("signal %d: shutting down", (int)sig);
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = 1;
+	log_info("signal %d: shutting down (ending %zu SMTP sessions)", (int)sig,
+	         smtpd_server_connections(d->smtpd));
+	struct timeval tv = {DRAIN_MAX_S, 0};
+	d->drain_timer = evtimer_new(d->base, on_drain_timeout, d);
+	if (d->drain_timer)
+		evtimer_add(d->drain_timer, &tv);
+	smtpd_server_drain(d->smtpd, on_drained, d);
 }
 
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
@@ -134,9 +176,55 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	d->refresh_failing = n < 0;
 }
 
+/* Called on the event loop after each durable commit: wake the delivery runner. */
+static void on_queue_commit(void *arg, const char *id)
+{
+	struct daemon *d = arg;
+	deliver_runner_kick(d->runner);
+}
+
+/* The queue, its delivery runner, then the SMTP listeners that feed the queue. */
+static int start_mail(struct daemon *d)
+{
+	char path[4096], err[256];
+	if (conf_state_path(d->conf, "queue", path, sizeof path) != 0) {
+		log_err("state_dir too long");
+		return -1;
+	}
+	d->queue = queue_open(path, d->base, err, sizeof err);
+	if (!d->queue) {
+		log_err("queue: %s", err);
+		return -1;
+	}
+	d->runner = deliver_runner_start(d->conf, d->queue, d->index, err, sizeof err);
+	if (!d->runner) {
+		log_err("deliver: %s", err);
+		return -1;
+	}
+	queue_on_commit(d->queue, on_queue_commit, d);
+	d->smtpd = smtpd_server_new(d->conf, d->base, d->queue, d->index, err, sizeof err);
+	if (!d->smtpd) {
+		log_err("smtp: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void stop_mail(struct daemon *d)
+{
+	smtpd_server_free(d->smtpd);
+	d->smtpd = NULL;
+	deliver_runner_stop(d->runner);
+	d->runner = NULL;
+	queue_close(d->queue);
+	d->queue = NULL;
+}
+
 static int start_services(struct daemon *d)
 {
 	char err[256];
+	if (start_mail(d) != 0)
+		return -1;
 	if (d->conf->minger_listen.n == 0) {
 		log_info("minger: no minger_listen; Minger server off");
 		return 0;
@@ -151,9 +239,6 @@ static int start_services(struct daemon *d)
 
 static int run(struct daemon *d)
 {
-	d->base = event_base_new();
-	if (!d->base)
-		return -1;
 	struct event *sigterm = evsignal_new(d->base, SIGTERM, on_signal, d);
 	struct event *sigint = evsignal_new(d->base, SIGINT, on_signal, d);
 	struct event *refresh = event_new(d->base, -1, EV_PERSIST, on_refresh, d);
@@ -166,7 +251,8 @@ static int run(struct daemon *d)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(refresh);
-	event_base_free(d->base);
+	if (d->drain_timer)
+		event_free(d->drain_timer);
 	return 0;
 }
 
@@ -198,8 +284,14 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	warn_unbuilt(d.conf);
 	int rc = 1;
-	if (open_index(&d) == 0 && start_services(&d) == 0 && run(&d) == 0)
+	d.base = event_base_new();
+	if (!d.base)
+		log_err("cannot create the event loop");
+	else if (open_index(&d) == 0 && start_services(&d) == 0 && run(&d) == 0)
 		rc = 0;
+	stop_mail(&d);
+	if (d.base)
+		event_base_free(d.base);
 	minger_server_free(d.minger);
 	mailbox_index_free(d.index);
 	conf_free(d.conf);

@@ -72,7 +72,7 @@ struct conf {
 	int minger_cache; /* bool, default 1 */
 	int minger_cache_positive_ttl; /* seconds, default 432000 (5 days) */
 	int minger_cache_negative_ttl;
-	        /* seconds, default 3600 */ /* SMTP server (smtp_listen, submission_listen) */
+	/* seconds, default 3600 */ /* SMTP server (smtp_listen, submission_listen) */
 	struct netlist smtp_trusted_networks; /* may relay to any domain */
 	int smtp_max_message_size; /* bytes; SIZE advertised, 552 above it */
 	int smtp_drop_connection_size; /* bytes; 0 = off */

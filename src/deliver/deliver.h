@@ -4,11 +4,15 @@
  * shared mailbox index) to local mailboxes, and delivers to
  * <state_dir>/mail/<domain>/<user>/Maildir (tmp -> fsync -> new, unique names per
  * the Maildir specification), adding Return-Path, Delivered-To (and, when
- * configured, Date: and X-Sharemail-Original-Rcpt:) headers. A recipient that
- * already appears in a Delivered-To header is a loop and fails. Temporary
- * failures are retried every queue_retry_interval until queue_lifetime.
- * Recipients outside the local domains stay queued in state RCPT_REMOTE (remote
- * delivery is not built yet).
+ * configured, Date: and X-Sharemail-Original-Rcpt:) headers. A final mailbox
+ * that already appears in a Delivered-To header is a loop (FAILED 5.4.6), and so
+ * is a message with more Received + Delivered-To fields than
+ * smtp_max_received_headers. Temporary failures (I/O, directory TEMPFAIL, over
+ * quota) are retried every queue_retry_interval until queue_lifetime (then
+ * FAILED 5.4.7). Recipients outside the local domains, and aliases with foreign
+ * targets (after their local copies), stay queued in state RCPT_REMOTE (remote
+ * delivery is not built yet). FAILED recipients are logged (bounces: not built
+ * yet); a message whose recipients are all DELIVERED or FAILED is removed.
  *
  * Ownership: the runner borrows the conf, the queue and the index.
  */
@@ -31,5 +35,12 @@ void deliver_runner_kick(struct deliver_runner *r);
 
 /* Stops the runner (finishing the delivery under way) and frees it (NULL: no-op). */
 void deliver_runner_stop(struct deliver_runner *r);
+
+/*
+ * Runs one delivery pass over the queue in the calling thread (every due
+ * recipient of every message), as the runner thread does. For tests and for a
+ * process without a runner thread. Returns 0, or -1 if state_dir is unusable.
+ */
+int deliver_queue_once(const struct conf *c, struct queue *q, struct mailbox_index *idx);
 
 #endif

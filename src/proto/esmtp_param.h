@@ -3,6 +3,8 @@
  * SIZE (RFC 1870), BODY (RFC 6152), RET, ENVID, NOTIFY, ORCPT (RFC 3461) and
  * xtext (RFC 3461 section 4). Pure: no I/O, no allocation; decoded values are
  * written into caller buffers with fixed maxima.
+ *
+ * Owner: the SMTP codec engineer (proto). Used by the SMTP session.
  */
 #ifndef SHAREMAIL_PROTO_ESMTP_PARAM_H
 #define SHAREMAIL_PROTO_ESMTP_PARAM_H
@@ -22,8 +24,8 @@ enum esmtp_result {
 struct esmtp_mail_params {
 	int has_size;
 	uint64_t size; /* SIZE=, at most 20 digits, no overflow */
-	int body; /* 0 unset, 1 7BIT, 2 8BITMIME */
-	int ret; /* 0 unset, 1 FULL, 2 HDRS */
+	int body; /* enum envelope_body: 0 unset, 1 7BIT, 2 8BITMIME */
+	int ret; /* enum envelope_ret: 0 unset, 1 FULL, 2 HDRS */
 	int has_envid;
 	char envid[ESMTP_ENVID_MAX + 1]; /* xtext-decoded, printable ASCII only */
 };
@@ -35,24 +37,41 @@ struct esmtp_rcpt_params {
 };
 
 /*
- * Parses the MAIL parameters in s[0..len) (space-separated keyword[=value]).
- * With dsn = 0, RET and ENVID are unknown parameters. Duplicates are ESMTP_SYNTAX.
+ * Parses the MAIL parameters in s[0..len) (space-separated keyword[=value];
+ * keywords and the BODY/RET values are case-insensitive; s NULL means none).
+ * With dsn = 0, RET and ENVID are unknown parameters. ESMTP_SYNTAX for: any
+ * octet outside SP and 0x21-0x7E (CR, LF, NUL, TAB, 8-bit) anywhere, a
+ * malformed keyword, an empty value ("SIZE="), SIZE that is not 1-20 digits or
+ * exceeds UINT64_MAX, a bad BODY/RET value, an ENVID over 100 characters or with
+ * bad xtext, a duplicate. ESMTP_UNKNOWN for any other keyword (AUTH, SMTPUTF8
+ * included until they exist). The first error found wins; on error *out is
+ * zeroed. SIZE is not compared with any limit here.
  */
 enum esmtp_result esmtp_mail_params_parse(const char *s, size_t len, int dsn,
                                           struct esmtp_mail_params *out);
 
-/* Parses the RCPT parameters (NOTIFY, ORCPT). With dsn = 0 both are unknown. */
+/*
+ * Parses the RCPT parameters: NOTIFY (NEVER alone, or a comma list of SUCCESS,
+ * FAILURE, DELAY without repeats) and ORCPT (addr-type ";" xtext, addr-type of
+ * letters, digits and '-', whole parameter at most 500). With dsn = 0 both are
+ * unknown. Same octet, duplicate and error rules as the MAIL parameters.
+ */
 enum esmtp_result esmtp_rcpt_params_parse(const char *s, size_t len, int dsn,
                                           struct esmtp_rcpt_params *out);
 
 /*
  * Decodes xtext s[0..len) into out (NUL-terminated). Fails (-1) on malformed
- * "+XX" escapes, octets outside 0x21-0x7E, or a decoded control octet; else
- * returns the decoded length.
+ * "+XX" escapes (hex digits of either case), octets outside 0x21-0x7E or '=',
+ * a decoded octet outside 0x20-0x7E (control or 8-bit), or when out is too
+ * small; else returns the decoded length.
  */
 int xtext_decode(const char *s, size_t len, char *out, size_t outsz);
 
-/* Encodes s into xtext (for DSN reports and relaying). Returns length or -1. */
+/*
+ * Encodes s into xtext (for DSN reports and relaying): '+', '=', SP, controls
+ * and 8-bit octets become "+XX" (upper case). NUL-terminated. Returns length or
+ * -1 when out is too small (3 * len + 1 is always enough).
+ */
 int xtext_encode(const char *s, size_t len, char *out, size_t outsz);
 
 #endif

@@ -66,7 +66,8 @@ int envelope_set(char **field, const char *value);
 
 /*
  * Appends a recipient (copies addr and orcpt) in state RCPT_PENDING. Returns its
- * index, or -1 when out of memory.
+ * index, or -1 when out of memory. The rcpts array is grown only by this function
+ * (capacity is implied by n_rcpts: the next power of two).
  */
 int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, unsigned notify);
 

@@ -39,13 +39,19 @@ struct queue_msg;
 
 /*
  * Opens (creating its folders if needed) the queue under `dir`. With a non-NULL
- * base, completions of queue_msg_commit() are delivered on that event loop; with
- * NULL (the CLI) commits are not available. Damaged files are quarantined and
- * logged. Returns NULL with a message in err on failure.
+ * base (the daemon), completions of queue_msg_commit() are delivered on that
+ * event loop (through an eventfd: the base needs no evthread setup), tmp/
+ * leftovers are removed, and damaged files and junk names in msg/ and state/
+ * are moved to quarantine/ and logged. With NULL (the CLI, which may run beside
+ * the daemon) nothing is moved or removed and commits are not available.
+ * Returns NULL with a message in err on failure.
  */
 struct queue *queue_open(const char *dir, struct event_base *base, char *err, size_t errlen);
 
-/* Stops the committer threads (finishing commits under way) and frees (NULL: no-op). */
+/*
+ * Stops the committer threads (finishing commits under way), runs the done()
+ * callbacks still owed, and frees (NULL: no-op). Abort uncommitted msgs first.
+ */
 void queue_close(struct queue *q);
 
 /* Free octets on the queue's file system, or -1 if unknown. */
@@ -64,8 +70,9 @@ int queue_msg_write(struct queue_msg *m, const void *data, size_t len);
  * Stores the envelope (copied), then writes, fsyncs, renames and fsyncs the
  * directory on a committer thread. `done(arg, ok, id)` runs later on the event
  * loop (never before this returns): ok = 1 with the queue id once the message is
- * durable, ok = 0 if anything failed (the partial file is removed). The msg is
- * consumed in either case.
+ * durable, ok = 0 if anything failed (the partial file is removed; id is then
+ * the id the message would have had). The msg is consumed in either case. On a
+ * queue opened without an event loop, done() is never called.
  */
 void queue_msg_commit(struct queue_msg *m, const struct envelope *env,
                       void (*done)(void *arg, int ok, const char *id), void *arg);
@@ -74,7 +81,8 @@ void queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 void queue_msg_abort(struct queue_msg *m);
 
 /*
- * Calls fn for every queued message id (in id order). Returns the count, or -1.
+ * Calls fn (may be NULL) for every queued message id, in id order (= arrival
+ * order); a non-zero return from fn stops the walk. Returns the count, or -1.
  */
 int queue_list(struct queue *q, int (*fn)(void *arg, const char *id), void *arg);
 
@@ -96,7 +104,11 @@ int queue_update(struct queue *q, const struct envelope *env);
 /* Removes a message (all its files). Returns 0, or -1 if it did not exist. */
 int queue_remove(struct queue *q, const char *id);
 
-/* Makes every deferred recipient due now (sharemail queue flush). Returns count or -1. */
+/*
+ * Makes every deferred recipient due now: next_try = now (sharemail queue flush).
+ * Returns the number of recipients changed, or -1. A running daemon notices at
+ * its next scan of the queue.
+ */
 int queue_flush(struct queue *q);
 
 /*

@@ -855,3 +855,120 @@ enum lookup_result mailbox_lookup(struct mailbox_index *idx, const char *mailbox
 	pthread_rwlock_unlock(&idx->lock);
 	return r;
 }
+
+/* ---- expansion (delivery) ---- */
+
+#define MBX_EXPAND_MAX 1024 /* distinct targets yielded per expansion, at most */
+
+/*
+ * State of one expansion. The keys already yielded are remembered (bounded by
+ * MBX_EXPAND_MAX) so that an account reached through two aliases gets one copy.
+ * The keys live in the arena, which cannot move while the read lock is held, so
+ * the set stores pointers, not copies.
+ */
+struct mbx_expand {
+	const struct mbx_table *t;
+	const char *seen[MBX_EXPAND_MAX];
+	size_t seen_len[MBX_EXPAND_MAX];
+	size_t n_seen;
+	int visits;
+	int stop; /* the callback asked to stop */
+	int (*fn)(void *arg, const char *target, int local);
+	void *arg;
+};
+
+/* Yields a target once; returns 0, or 1 when the callback or the bound says stop. */
+static int expand_yield(struct mbx_expand *x, const char *key, size_t len, int kind)
+{
+	for (size_t i = 0; i < x->n_seen; i++)
+		if (x->seen_len[i] == len && memcmp(x->seen[i], key, len) == 0)
+			return 0;
+	if (x->n_seen == MBX_EXPAND_MAX)
+		return 1;
+	x->seen[x->n_seen] = key;
+	x->seen_len[x->n_seen] = len;
+	x->n_seen++;
+	if (x->fn(x->arg, key, kind) != 0) {
+		x->stop = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int account_kind(const unsigned char *e)
+{
+	switch (e[1]) {
+	case ACCOUNT_ACTIVE: return MAILBOX_TARGET_ACTIVE;
+	case ACCOUNT_OVER_QUOTA: return MAILBOX_TARGET_OVER_QUOTA;
+	default: return MAILBOX_TARGET_DISABLED;
+	}
+}
+
+/*
+ * Walks an alias's targets depth-first (the same rules as resolve_alias: missing
+ * local targets and chains deeper than MBX_MAX_DEPTH yield nothing), yielding
+ * every account and foreign target reached.
+ */
+static void expand_alias(struct mbx_expand *x, const unsigned char *e, int depth)
+{
+	size_t n = MBX_HDR + get16(e + 2) + 1;
+	uint32_t cnt = get32(e + n);
+	const unsigned char *p = e + n + 4;
+	for (uint32_t i = 0; i < cnt && !x->stop; i++) {
+		int local = p[0] & MBX_FLAG_LOCAL;
+		size_t tlen = get16(p + 1);
+		const char *target = (const char *)p + 3;
+		p += 3 + tlen + 1;
+		if (++x->visits > MBX_MAX_VISITS) {
+			x->stop = 1;
+			return;
+		}
+		if (!local) {
+			if (expand_yield(x, target, tlen, MAILBOX_TARGET_FOREIGN))
+				return;
+			continue;
+		}
+		const unsigned char *te = table_find(x->t, target, tlen);
+		if (!te)
+			continue;
+		if (te[0] == 'A') {
+			if (expand_yield(x, (const char *)te + MBX_HDR, tlen, account_kind(te)))
+				return;
+		} else if (depth < MBX_MAX_DEPTH) {
+			expand_alias(x, te, depth + 1);
+		}
+	}
+}
+
+enum lookup_result mailbox_expand(struct mailbox_index *idx, const char *mailbox, size_t len,
+                                  int (*fn)(void *arg, const char *target, int local), void *arg)
+{
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1];
+	if (!mailbox || mailaddr_parse_exact(mailbox, len, &a) != MAILADDR_OK)
+		return LOOKUP_NOTFOUND;
+	int klen = mailaddr_key(&a, key, sizeof key);
+	if (klen <= 0)
+		return LOOKUP_NOTFOUND;
+	struct mbx_expand *x = calloc(1, sizeof *x);
+	if (!x)
+		return LOOKUP_TEMPFAIL;
+	x->fn = fn;
+	x->arg = arg;
+	enum lookup_result r = LOOKUP_NOTFOUND;
+	pthread_rwlock_rdlock(&idx->lock);
+	x->t = &idx->t;
+	const unsigned char *e = idx->failed ? NULL : table_find(&idx->t, key, (size_t)klen);
+	if (idx->failed) {
+		r = LOOKUP_TEMPFAIL;
+	} else if (e && e[0] == 'A') {
+		expand_yield(x, (const char *)e + MBX_HDR, (size_t)klen, account_kind(e));
+	} else if (e) {
+		expand_alias(x, e, 1);
+	}
+	if (x->n_seen > 0)
+		r = LOOKUP_FOUND;
+	pthread_rwlock_unlock(&idx->lock);
+	free(x);
+	return r;
+}

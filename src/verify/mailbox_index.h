@@ -84,4 +84,27 @@ void mailbox_index_read_unlock(struct mailbox_index *idx);
 /* 1 while the last refresh failed (lookups answer LOOKUP_TEMPFAIL), else 0. */
 int mailbox_index_failed(struct mailbox_index *idx);
 
+/* What mailbox_expand() says about each target it yields (its `local` argument). */
+enum mailbox_target {
+	MAILBOX_TARGET_FOREIGN = 0, /* outside the local domains (as the alias wrote it) */
+	MAILBOX_TARGET_ACTIVE = 1, /* a local account that can receive */
+	MAILBOX_TARGET_DISABLED = 2, /* a local account that is disabled */
+	MAILBOX_TARGET_OVER_QUOTA = 3, /* a local account that is over quota */
+};
+
+/*
+ * Expands one mailbox (as written, any case) to where its mail goes: for an
+ * account, the account itself; for an alias, every account and foreign address
+ * reached through it (aliases followed up to 8 levels, as mailbox_lookup();
+ * missing local targets and loops yield nothing). fn receives each distinct
+ * target once (account keys in lower case; foreign targets as the alias stores
+ * them) with a MAILBOX_TARGET_* value (non-zero: local); a non-zero return stops
+ * the expansion. At most 1024 targets are yielded and 1024 alias targets
+ * examined. fn runs under the index's read lock: it must not call the index.
+ * Returns LOOKUP_FOUND if anything was yielded, LOOKUP_NOTFOUND if nothing was,
+ * LOOKUP_TEMPFAIL while the index cannot be trusted (or out of memory).
+ */
+enum lookup_result mailbox_expand(struct mailbox_index *idx, const char *mailbox, size_t len,
+                                  int (*fn)(void *arg, const char *target, int local), void *arg);
+
 #endif

@@ -123,6 +123,8 @@ class Daemon:
 
     def start(self, wait=10.0, extra_env=None):
         env = dict(os.environ, **(extra_env or {}))
+        # A restart appends to the same log: only lines written after this point count.
+        start_offset = len(self.logtext())
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([SHAREMAILD, "-c", self.conf_path], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
@@ -130,7 +132,7 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sharemaild exited {self.proc.returncode}:\n{self.logtext()}")
-            if "sharemaild ready" in self.logtext():
+            if "sharemaild ready" in self.logtext()[start_offset:]:
                 return self
             time.sleep(0.02)
         raise RuntimeError("sharemaild did not become ready:\n" + self.logtext())

@@ -1,0 +1,258 @@
+/*
+ * maildir: Maildir delivery. See maildir.h for the contract and the path mapping.
+ *
+ * Durability (Maildir specification, "How a message is delivered"): the file is
+ * written and fsynced under tmp/, then linked into new/ and the directory entry
+ * made durable by fsyncing new/. Directories created on the way are made durable
+ * by fsyncing their parents, so a crash after success never loses the mailbox.
+ */
+#include "deliver/maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static atomic_ulong maildir_counter;
+
+static int name_octet_kept(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '+' || c == '-';
+}
+
+int maildir_name_encode(const char *name, size_t len, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	if (len == 0 || (len == 1 && name[0] == '.') ||
+	    (len == 2 && name[0] == '.' && name[1] == '.'))
+		return -1;
+	if (memchr(name, '/', len) || memchr(name, '\0', len))
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (o + 4 > outsz)
+			return -1;
+		if (name_octet_kept(c)) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+int maildir_path(const char *root, const char *key, char *out, size_t outsz)
+{
+	char user[3 * 64 + 1 + 64], domain[3 * 255 + 1];
+	size_t klen = strlen(key);
+	const char *at = memrchr(key, '@', klen);
+	if (!at)
+		return -1;
+	if (maildir_name_encode(key, (size_t)(at - key), user, sizeof user) < 0 ||
+	    maildir_name_encode(at + 1, klen - (size_t)(at + 1 - key), domain, sizeof domain) < 0)
+		return -1;
+	int n = snprintf(out, outsz, "%s/%s/%s/Maildir", root, domain, user);
+	return n < 0 || (size_t)n >= outsz ? -1 : 0;
+}
+
+int maildir_unique_name(int64_t sec, long usec, long pid, unsigned long counter, const char *host,
+                        char *out, size_t outsz)
+{
+	int n = snprintf(out, outsz, "%lld.M%ldP%ldQ%lu.", (long long)sec, usec, pid, counter);
+	if (n < 0 || (size_t)n >= outsz)
+		return -1;
+	size_t o = (size_t)n;
+	for (const char *h = host; *h; h++) {
+		const char *rep = *h == '/' ? "\\057" : *h == ':' ? "\\072" : NULL;
+		size_t rl = rep ? 4 : 1;
+		if (o + rl >= outsz)
+			return -1;
+		if (rep)
+			memcpy(out + o, rep, 4);
+		else
+			out[o] = *h;
+		o += rl;
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+/*
+ * mkdir -p with mode 0700. Each directory this call creates is made durable by
+ * fsyncing its parent. Returns 0 or -1 (errno).
+ */
+static int mkdirs(const char *path)
+{
+	char buf[MAILDIR_PATH_MAX];
+	size_t len = strlen(path);
+	if (len >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char saved = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) == 0) {
+			char *slash = strrchr(buf, '/');
+			if (slash && slash != buf) {
+				*slash = '\0';
+				int rc = fsync_path(buf);
+				*slash = '/';
+				if (rc < 0)
+					return -1;
+			}
+		} else if (errno != EEXIST) {
+			return -1;
+		}
+		buf[i] = saved;
+	}
+	return 0;
+}
+
+static int ensure_maildir(const char *dir)
+{
+	static const char *const subs[] = {"tmp", "new", "cur"};
+	char p[MAILDIR_PATH_MAX];
+	for (size_t i = 0; i < 3; i++) {
+		int n = snprintf(p, sizeof p, "%s/%s", dir, subs[i]);
+		if (n < 0 || (size_t)n >= sizeof p) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		struct stat st;
+		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+			continue;
+		if (mkdirs(p) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int sub_path(const struct maildir_file *f, const char *sub, char *out, size_t outsz)
+{
+	int n = snprintf(out, outsz, "%s/%s/%s", f->dir, sub, f->name);
+	if (n < 0 || (size_t)n >= outsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int maildir_open(const char *dir, const char *host, struct maildir_file *f)
+{
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	size_t dl = strlen(dir);
+	if (dl >= sizeof f->dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(f->dir, dir, dl + 1);
+	if (ensure_maildir(dir) < 0)
+		return -1;
+	char tmp[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX];
+	/* A name can clash only if the clock went back or another host shares the name. */
+	for (int tries = 0; tries < 8; tries++) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		unsigned long q = atomic_fetch_add(&maildir_counter, 1) + 1;
+		if (maildir_unique_name(tv.tv_sec, (long)tv.tv_usec, (long)getpid(), q, host,
+		                        f->name, sizeof f->name) < 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (sub_path(f, "tmp", tmp, sizeof tmp) < 0)
+			return -1;
+		f->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (f->fd >= 0)
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+int maildir_write(struct maildir_file *f, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(f->fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int maildir_commit(struct maildir_file *f)
+{
+	char tmp[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX], dst[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX];
+	char newdir[MAILDIR_PATH_MAX + 8];
+	if (sub_path(f, "tmp", tmp, sizeof tmp) < 0 || sub_path(f, "new", dst, sizeof dst) < 0)
+		goto fail;
+	if (fsync(f->fd) < 0)
+		goto fail;
+	int rc = close(f->fd);
+	f->fd = -1;
+	if (rc < 0)
+		goto fail;
+	/* link() never replaces an existing message; rename() is the fallback for file
+	 * systems without hard links. */
+	if (link(tmp, dst) == 0) {
+		unlink(tmp);
+	} else if (errno == EEXIST || rename(tmp, dst) < 0) {
+		goto fail;
+	}
+	snprintf(newdir, sizeof newdir, "%s/new", f->dir);
+	if (fsync_path(newdir) < 0) {
+		int e = errno;
+		unlink(dst); /* not durable: let the caller retry rather than risk a loss */
+		errno = e;
+		return -1;
+	}
+	return 0;
+fail:;
+	int e = errno;
+	maildir_abort(f);
+	errno = e;
+	return -1;
+}
+
+void maildir_abort(struct maildir_file *f)
+{
+	char tmp[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX];
+	if (f->fd >= 0) {
+		close(f->fd);
+		f->fd = -1;
+	}
+	if (f->name[0] && sub_path(f, "tmp", tmp, sizeof tmp) == 0)
+		unlink(tmp);
+}

@@ -1,0 +1,73 @@
+/*
+ * maildir: writing one message into a Maildir (https://cr.yp.to/proto/maildir.html):
+ * create the file under tmp/ with a unique name, write, fsync, link it into new/,
+ * remove the tmp/ name, fsync new/. A reader never sees a partial message.
+ *
+ * Mailbox paths: <state_dir>/mail/<domain>/<user>/Maildir, where <domain> and
+ * <user> are the two halves of the account key (lower case), each mapped to a
+ * safe file name by maildir_name_encode(): octets in [A-Za-z0-9._+-] are kept,
+ * every other octet becomes '%' and two upper-case hex digits ("a b" ->
+ * "a%20b", '"' -> "%22"). '%' itself is encoded, so the mapping is one-to-one
+ * (collision-free). Names that are empty, "." or "..", or that contain '/' or
+ * NUL, are refused rather than mapped.
+ *
+ * Ownership: a struct maildir_file is the caller's (stack); maildir_commit or
+ * maildir_abort releases what maildir_open took. Thread-safe (the unique-name
+ * counter is atomic).
+ */
+#ifndef SHAREMAIL_DELIVER_MAILDIR_H
+#define SHAREMAIL_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAILDIR_PATH_MAX 4096
+#define MAILDIR_NAME_MAX 256
+
+struct maildir_file {
+	int fd; /* open for writing while the message is being written */
+	char dir[MAILDIR_PATH_MAX]; /* the Maildir (without a trailing '/') */
+	char name[MAILDIR_NAME_MAX]; /* the unique file name */
+};
+
+/*
+ * Encodes name[0..len) as one path component (see above) into out. Returns the
+ * length, or -1 if the name is refused or out is too small.
+ */
+int maildir_name_encode(const char *name, size_t len, char *out, size_t outsz);
+
+/*
+ * Builds "<root>/<domain>/<user>/Maildir" for the account key "user@domain" (the
+ * last '@' splits it). Returns 0, or -1 if a part is refused or the path is too long.
+ */
+int maildir_path(const char *root, const char *key, char *out, size_t outsz);
+
+/*
+ * Formats a unique file name "time.M<usec>P<pid>Q<counter>.<host>" (the
+ * specification's modern form); in host, '/' becomes "\057" and ':' "\072".
+ * Returns the length or -1 if outsz is too small.
+ */
+int maildir_unique_name(int64_t sec, long usec, long pid, unsigned long counter, const char *host,
+                        char *out, size_t outsz);
+
+/*
+ * Creates the Maildir (and its parents, mode 0700) if needed, then creates a new
+ * file under tmp/ (mode 0600, exclusive). Returns 0 with f->fd open, or -1 with
+ * errno set.
+ */
+int maildir_open(const char *dir, const char *host, struct maildir_file *f);
+
+/* Writes all of data to the open file. Returns 0 or -1 (errno). */
+int maildir_write(struct maildir_file *f, const void *data, size_t len);
+
+/*
+ * fsyncs and closes the file, links it into new/ (same name), unlinks the tmp/
+ * name and fsyncs new/. Returns 0 once the message is durable in new/, or -1
+ * (errno; the tmp/ file is removed).
+ */
+int maildir_commit(struct maildir_file *f);
+
+/* Closes and removes the tmp/ file (after a failure). */
+void maildir_abort(struct maildir_file *f);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * envelope: allocation helpers for struct envelope (see envelope.h). The queue
+ * stores envelopes with queue_file.c; this file only owns memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/envelope.h"
+
+/* A bound on recipients per envelope, far above any SMTP limit (RFC 5321 4.5.3.1.8). */
+#define ENVELOPE_MAX_RCPTS 1000000
+
+struct envelope *envelope_new(void)
+{
+	return calloc(1, sizeof(struct envelope));
+}
+
+void envelope_free(struct envelope *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		free(e->rcpts[i].addr);
+		free(e->rcpts[i].orcpt);
+		free(e->rcpts[i].status);
+	}
+	free(e->rcpts);
+	free(e->mail_from);
+	free(e->envid);
+	free(e->helo);
+	free(e->client_addr);
+	free(e);
+}
+
+int envelope_set(char **field, const char *value)
+{
+	char *copy = NULL;
+	if (value) {
+		copy = strdup(value);
+		if (!copy)
+			return -1;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, unsigned notify)
+{
+	if (!e || !addr || e->n_rcpts >= ENVELOPE_MAX_RCPTS)
+		return -1;
+	/* Grow geometrically so n recipients cost O(n) copies. */
+	size_t n = e->n_rcpts;
+	if ((n & (n - 1)) == 0) {
+		size_t cap = n ? n * 2 : 1;
+		struct envelope_rcpt *r = realloc(e->rcpts, cap * sizeof *r);
+		if (!r)
+			return -1;
+		e->rcpts = r;
+	}
+	struct envelope_rcpt *r = &e->rcpts[n];
+	memset(r, 0, sizeof *r);
+	r->addr = strdup(addr);
+	r->orcpt = orcpt ? strdup(orcpt) : NULL;
+	if (!r->addr || (orcpt && !r->orcpt)) {
+		free(r->addr);
+		free(r->orcpt);
+		return -1;
+	}
+	r->notify = notify;
+	r->state = RCPT_PENDING;
+	e->n_rcpts = n + 1;
+	return (int)n;
+}

@@ -1,0 +1,851 @@
+/*
+ * queue: the durable spool (see queue.h for the contract, queue_file.h for the
+ * file format). Layout under the queue folder:
+ *
+ *   tmp/         files being written (never acknowledged; removed at start-up)
+ *   msg/<id>     committed messages: immutable, self-validating
+ *   state/<id>   the recipients' delivery states, replaced atomically
+ *   quarantine/  damaged files and junk names found at start-up
+ *
+ * Durability (hostile-inputs.md "Faults"): a message is reported committed only
+ * after write, fsync(file), rename(tmp -> msg), fsync(msg/). The renamed name
+ * is not durable until the directory is fsynced (a crash may otherwise lose the
+ * directory entry on ext4 and most file systems).
+ *
+ * Group commit: committer threads take jobs from a list; the directory fsync is
+ * shared by leader/follower: a committer that finds no fsync running takes every
+ * job renamed so far and fsyncs msg/ once for all of them; committers arriving
+ * meanwhile wait for the next round. Completions return to the event loop
+ * through an eventfd, which works whatever threading setup the event_base has.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define QUEUE_COMMITTERS 8
+#define QUEUE_ID_MAX 32
+#define MSG_BUF 32768
+#define STATE_FILE_MAX (QUEUE_FILE_META_MAX + QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN)
+
+enum crash_point {
+	CRASH_NONE = 0,
+	CRASH_AFTER_WRITE,
+	CRASH_AFTER_FSYNC,
+	CRASH_AFTER_RENAME,
+	CRASH_AFTER_DIRSYNC
+};
+
+struct queue_msg {
+	struct queue *q;
+	struct queue_msg *next;
+	char id[QUEUE_ID_MAX];
+	int fd;
+	int err; /* sticky errno of a failed write */
+	uint64_t data_len;
+	EVP_MD_CTX *hash; /* over every octet written so far */
+	uint8_t *buf; /* data not yet written */
+	size_t blen;
+	struct queue_buf tail; /* envelope records + END, built at commit */
+	void (*done)(void *arg, int ok, const char *id);
+	void *arg;
+	int ok;
+	int dsync; /* directory fsync: 0 waiting, 1 done, -1 failed */
+};
+
+struct queue {
+	int dirfd, tmpfd, msgfd, statefd, quarfd;
+	struct event_base *base;
+	struct event *ev;
+	int efd;
+	enum crash_point crash;
+	pthread_t threads[QUEUE_COMMITTERS];
+	int nthreads;
+	/* jobs waiting for a committer */
+	pthread_mutex_t jmu;
+	pthread_cond_t jcv;
+	struct queue_msg *jobs, **jobs_tail;
+	int stopping;
+	/* the shared directory fsync */
+	pthread_mutex_t dmu;
+	pthread_cond_t dcv;
+	struct queue_msg *dwait;
+	int dsync_busy;
+	/* finished commits for the event loop */
+	pthread_mutex_t cmu;
+	struct queue_msg *done, **done_tail;
+	void (*on_commit)(void *arg, const char *id);
+	void *on_commit_arg;
+};
+
+/* ---- helpers ---- */
+
+static int id_valid(const char *id)
+{
+	size_t n = 0;
+	if (!id)
+		return 0;
+	for (; id[n]; n++) {
+		char c = id[n];
+		if (n >= QUEUE_ID_MAX - 1 ||
+		    !((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+			return 0;
+	}
+	return n > 0;
+}
+
+static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/*
+ * Queue id: 10 base-62 digits of the wall clock in microseconds (sortable: the
+ * digits are in ASCII order) and 8 random base-62 digits against collisions.
+ */
+static int id_new(char out[QUEUE_ID_MAX])
+{
+	struct timeval tv;
+	uint8_t rnd[8];
+	gettimeofday(&tv, NULL);
+	uint64_t us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		return -1;
+	for (int i = 9; i >= 0; i--) {
+		out[i] = b62[us % 62];
+		us /= 62;
+	}
+	for (int i = 0; i < 8; i++)
+		out[10 + i] = b62[rnd[i] % 62];
+	out[18] = '\0';
+	return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t r = write(fd, b, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Both buffers in as few system calls as the kernel allows (usually one). */
+static int writev_all(int fd, const void *a, size_t alen, const void *b, size_t blen)
+{
+	struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+	struct iovec *v = iov;
+	int n = 2;
+	while (n > 0) {
+		ssize_t r = writev(fd, v, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		size_t done = (size_t)r;
+		while (n > 0 && done >= v->iov_len) {
+			done -= v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (uint8_t *)v->iov_base + done;
+			v->iov_len -= done;
+		}
+	}
+	return 0;
+}
+
+static void crash_at(const struct queue *q, enum crash_point p)
+{
+	if (q->crash == p)
+		raise(SIGKILL);
+}
+
+static enum crash_point crash_parse(const char *s)
+{
+	static const char *const names[] = {"", "after-write", "after-fsync", "after-rename",
+	                                    "after-dirsync"};
+	for (int i = 1; s && i < 5; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (enum crash_point)i;
+	return CRASH_NONE;
+}
+
+static int open_sub(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* ---- committing ---- */
+
+static void msg_free(struct queue_msg *m)
+{
+	if (m->fd >= 0)
+		close(m->fd);
+	EVP_MD_CTX_free(m->hash);
+	free(m->buf);
+	queue_buf_free(&m->tail);
+	free(m);
+}
+
+/* Hands a finished commit to the event loop. */
+static void complete(struct queue_msg *m, int ok)
+{
+	struct queue *q = m->q;
+	uint64_t one = 1;
+	m->ok = ok;
+	m->next = NULL;
+	pthread_mutex_lock(&q->cmu);
+	*q->done_tail = m;
+	q->done_tail = &m->next;
+	pthread_mutex_unlock(&q->cmu);
+	while (write(q->efd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+}
+
+/* Shared fsync of msg/: returns once an fsync begun after m's rename finished. */
+static int dir_sync(struct queue_msg *m)
+{
+	struct queue *q = m->q;
+	pthread_mutex_lock(&q->dmu);
+	m->dsync = 0;
+	m->next = q->dwait;
+	q->dwait = m;
+	while (m->dsync == 0) {
+		if (q->dsync_busy) {
+			pthread_cond_wait(&q->dcv, &q->dmu);
+			continue;
+		}
+		/* Leader: every job in the list was renamed before this fsync begins. */
+		struct queue_msg *batch = q->dwait;
+		q->dwait = NULL;
+		q->dsync_busy = 1;
+		pthread_mutex_unlock(&q->dmu);
+		int r = fsync(q->msgfd);
+		pthread_mutex_lock(&q->dmu);
+		for (struct queue_msg *j = batch; j; j = j->next)
+			j->dsync = r == 0 ? 1 : -1;
+		q->dsync_busy = 0;
+		pthread_cond_broadcast(&q->dcv);
+	}
+	int ok = m->dsync > 0;
+	pthread_mutex_unlock(&q->dmu);
+	return ok ? 0 : -1;
+}
+
+/* Runs one commit: write, fsync, rename, directory fsync (in that order). */
+static void commit_job(struct queue_msg *m)
+{
+	struct queue *q = m->q;
+	if (writev_all(m->fd, m->buf, m->blen, m->tail.p, m->tail.len) < 0)
+		goto fail;
+	crash_at(q, CRASH_AFTER_WRITE);
+	if (fsync(m->fd) < 0)
+		goto fail;
+	crash_at(q, CRASH_AFTER_FSYNC);
+	int fd = m->fd;
+	m->fd = -1;
+	if (close(fd) < 0 || renameat(q->tmpfd, m->id, q->msgfd, m->id) < 0)
+		goto fail;
+	crash_at(q, CRASH_AFTER_RENAME);
+	if (dir_sync(m) < 0) {
+		/* Not durable: withdraw it; the client gets a 4xx and retries. */
+		log_err("queue: fsync of msg/ failed for %s: %s", m->id, strerror(errno));
+		unlinkat(q->msgfd, m->id, 0);
+		complete(m, 0);
+		return;
+	}
+	crash_at(q, CRASH_AFTER_DIRSYNC);
+	complete(m, 1);
+	return;
+fail:
+	log_err("queue: cannot commit %s: %s", m->id, strerror(errno));
+	unlinkat(q->tmpfd, m->id, 0);
+	complete(m, 0);
+}
+
+static void *committer(void *arg)
+{
+	struct queue *q = arg;
+	pthread_mutex_lock(&q->jmu);
+	for (;;) {
+		while (!q->jobs && !q->stopping)
+			pthread_cond_wait(&q->jcv, &q->jmu);
+		struct queue_msg *m = q->jobs;
+		if (!m)
+			break; /* stopping and nothing left */
+		q->jobs = m->next;
+		if (!q->jobs)
+			q->jobs_tail = &q->jobs;
+		pthread_mutex_unlock(&q->jmu);
+		commit_job(m);
+		pthread_mutex_lock(&q->jmu);
+	}
+	pthread_mutex_unlock(&q->jmu);
+	return NULL;
+}
+
+/* Runs done() and the on-commit callback of every finished commit. */
+static void run_completions(struct queue *q)
+{
+	pthread_mutex_lock(&q->cmu);
+	struct queue_msg *list = q->done;
+	q->done = NULL;
+	q->done_tail = &q->done;
+	pthread_mutex_unlock(&q->cmu);
+	while (list) {
+		struct queue_msg *m = list;
+		list = m->next;
+		if (m->done)
+			m->done(m->arg, m->ok, m->id);
+		if (m->ok && q->on_commit)
+			q->on_commit(q->on_commit_arg, m->id);
+		msg_free(m);
+	}
+}
+
+static void on_eventfd(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t n;
+	while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
+		;
+	run_completions(arg);
+}
+
+/* ---- start-up scan ---- */
+
+/* Moves dir/name to quarantine/ (as name, or name.N if taken) and logs it. */
+static void quarantine(struct queue *q, int dirfd, const char *dirname, const char *name,
+                       const char *suffix, const char *why)
+{
+	char dst[512];
+	for (int i = 0; i < 100; i++) {
+		int n = i ? snprintf(dst, sizeof dst, "%.200s%s.%d", name, suffix, i)
+		          : snprintf(dst, sizeof dst, "%.200s%s", name, suffix);
+		if (n < 0 || (size_t)n >= sizeof dst)
+			break;
+		if (faccessat(q->quarfd, dst, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		if (renameat(dirfd, name, q->quarfd, dst) == 0) {
+			log_warning("queue: %s/%s is %s: moved to quarantine/%s", dirname, name,
+			            why, dst);
+			return;
+		}
+		break;
+	}
+	log_err("queue: %s/%s is %s and cannot be quarantined: %s", dirname, name, why,
+	        strerror(errno));
+}
+
+/* Reads a whole state file (bounded) and applies it. 1 applied, 0 absent, -1 damaged. */
+static int load_state(struct queue *q, const char *id, struct envelope *env)
+{
+	int fd = openat(q->statefd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	struct stat st;
+	int r = -1;
+	uint8_t *buf = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= (off_t)STATE_FILE_MAX) {
+		size_t n = (size_t)st.st_size;
+		buf = malloc(n ? n : 1);
+		ssize_t got = buf ? pread(fd, buf, n, 0) : -1;
+		if (got == (ssize_t)n && queue_file_apply_state(buf, n, env) == 0)
+			r = 1;
+	}
+	free(buf);
+	close(fd);
+	return r;
+}
+
+static int is_dot(const char *n)
+{
+	return strcmp(n, ".") == 0 || strcmp(n, "..") == 0;
+}
+
+/* Every name in a folder (the folder may change meanwhile; the list may not). */
+static char **list_names(int parent, const char *sub, size_t *count)
+{
+	int fd = openat(parent, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	while ((de = readdir(d))) {
+		if (is_dot(de->d_name))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **nn = realloc(names, nc * sizeof *nn);
+			if (!nn)
+				goto fail;
+			names = nn;
+			cap = nc;
+		}
+		if (!(names[n] = strdup(de->d_name)))
+			goto fail;
+		n++;
+	}
+	closedir(d);
+	*count = n;
+	return names ? names : calloc(1, sizeof *names);
+fail:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(d);
+	return NULL;
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* tmp/ holds only files of commits that never completed: nobody was told 250. */
+static void scan_tmp(struct queue *q)
+{
+	size_t n = 0;
+	char **names = list_names(q->dirfd, "tmp", &n);
+	for (size_t i = 0; names && i < n; i++) {
+		if (unlinkat(q->tmpfd, names[i], 0) < 0 &&
+		    unlinkat(q->tmpfd, names[i], AT_REMOVEDIR) < 0)
+			log_warning("queue: cannot remove tmp/%s: %s", names[i], strerror(errno));
+		else
+			log_info("queue: removed unfinished tmp/%s", names[i]);
+	}
+	free_names(names, n);
+}
+
+static void scan_msg(struct queue *q)
+{
+	size_t n = 0;
+	char **names = list_names(q->dirfd, "msg", &n);
+	for (size_t i = 0; names && i < n; i++) {
+		const char *id = names[i];
+		if (!id_valid(id)) {
+			quarantine(q, q->msgfd, "msg", id, "", "not a queue id");
+			continue;
+		}
+		struct envelope *env = NULL;
+		int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		int ok = fd >= 0 && queue_file_read(fd, &env, NULL, NULL) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (!ok) {
+			quarantine(q, q->msgfd, "msg", id, "", "damaged");
+			if (faccessat(q->statefd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+				quarantine(q, q->statefd, "state", id, ".state",
+				           "of a damaged message");
+			continue;
+		}
+		if (load_state(q, id, env) < 0)
+			quarantine(q, q->statefd, "state", id, ".state",
+			           "damaged (every recipient is pending again)");
+		envelope_free(env);
+	}
+	free_names(names, n);
+}
+
+/* state/: junk names are quarantined; states of removed messages are deleted. */
+static void scan_state(struct queue *q)
+{
+	size_t n = 0;
+	char **names = list_names(q->dirfd, "state", &n);
+	for (size_t i = 0; names && i < n; i++) {
+		if (!id_valid(names[i]))
+			quarantine(q, q->statefd, "state", names[i], "", "not a queue id");
+		else if (faccessat(q->msgfd, names[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+		         errno == ENOENT && unlinkat(q->statefd, names[i], 0) == 0)
+			log_info("queue: removed state/%s of a removed message", names[i]);
+	}
+	free_names(names, n);
+}
+
+/* ---- open/close ---- */
+
+static int start_commits(struct queue *q, char *err, size_t errlen)
+{
+	q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->efd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	q->ev = event_new(q->base, q->efd, EV_READ | EV_PERSIST, on_eventfd, q);
+	if (!q->ev || event_add(q->ev, NULL) < 0) {
+		snprintf(err, errlen, "cannot register the queue's event");
+		return -1;
+	}
+	for (int i = 0; i < QUEUE_COMMITTERS; i++) {
+		int e = pthread_create(&q->threads[i], NULL, committer, q);
+		if (e) {
+			snprintf(err, errlen, "pthread_create: %s", strerror(e));
+			return -1;
+		}
+		q->nthreads++;
+	}
+	return 0;
+}
+
+struct queue *queue_open(const char *dir, struct event_base *base, char *err, size_t errlen)
+{
+	struct queue *q = calloc(1, sizeof *q);
+	if (!q) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	q->dirfd = q->tmpfd = q->msgfd = q->statefd = q->quarfd = q->efd = -1;
+	q->base = base;
+	q->jobs_tail = &q->jobs;
+	q->done_tail = &q->done;
+	pthread_mutex_init(&q->jmu, NULL);
+	pthread_cond_init(&q->jcv, NULL);
+	pthread_mutex_init(&q->dmu, NULL);
+	pthread_cond_init(&q->dcv, NULL);
+	pthread_mutex_init(&q->cmu, NULL);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	q->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->dirfd < 0 || (q->tmpfd = open_sub(q->dirfd, "tmp")) < 0 ||
+	    (q->msgfd = open_sub(q->dirfd, "msg")) < 0 ||
+	    (q->statefd = open_sub(q->dirfd, "state")) < 0 ||
+	    (q->quarfd = open_sub(q->dirfd, "quarantine")) < 0) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (!base)
+		return q; /* the CLI: never touch files another process may be writing */
+	q->crash = crash_parse(getenv("SHAREMAIL_TEST_CRASH_AT"));
+	scan_tmp(q);
+	scan_msg(q);
+	scan_state(q);
+	/* Make the clean-up itself durable before new messages arrive. */
+	fsync(q->tmpfd);
+	fsync(q->msgfd);
+	fsync(q->statefd);
+	fsync(q->quarfd);
+	if (start_commits(q, err, errlen) < 0)
+		goto fail;
+	return q;
+fail:
+	queue_close(q);
+	return NULL;
+}
+
+void queue_close(struct queue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->jmu);
+	q->stopping = 1;
+	pthread_cond_broadcast(&q->jcv);
+	pthread_mutex_unlock(&q->jmu);
+	for (int i = 0; i < q->nthreads; i++)
+		pthread_join(q->threads[i], NULL);
+	/* Commits finished meanwhile still owe their callers an answer. */
+	run_completions(q);
+	if (q->ev)
+		event_free(q->ev);
+	int fds[] = {q->efd, q->dirfd, q->tmpfd, q->msgfd, q->statefd, q->quarfd};
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pthread_mutex_destroy(&q->jmu);
+	pthread_cond_destroy(&q->jcv);
+	pthread_mutex_destroy(&q->dmu);
+	pthread_cond_destroy(&q->dcv);
+	pthread_mutex_destroy(&q->cmu);
+	free(q);
+}
+
+long long queue_free_space(const struct queue *q)
+{
+	struct statvfs sv;
+	if (!q || fstatvfs(q->dirfd, &sv) < 0)
+		return -1;
+	return (long long)sv.f_bavail * (long long)sv.f_frsize;
+}
+
+void queue_on_commit(struct queue *q, void (*fn)(void *arg, const char *id), void *arg)
+{
+	q->on_commit = fn;
+	q->on_commit_arg = arg;
+}
+
+/* ---- writing a message ---- */
+
+struct queue_msg *queue_msg_begin(struct queue *q)
+{
+	struct queue_msg *m = calloc(1, sizeof *m);
+	if (!m) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	m->q = q;
+	m->fd = -1;
+	m->buf = malloc(MSG_BUF);
+	m->hash = EVP_MD_CTX_new();
+	if (!m->buf || !m->hash || !EVP_DigestInit_ex(m->hash, EVP_sha256(), NULL) ||
+	    id_new(m->id) < 0) {
+		msg_free(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	m->fd = openat(q->tmpfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (m->fd < 0) {
+		int e = errno;
+		msg_free(m);
+		errno = e;
+		return NULL;
+	}
+	memcpy(m->buf, QUEUE_FILE_MAGIC, QUEUE_FILE_MAGIC_LEN);
+	m->blen = QUEUE_FILE_MAGIC_LEN;
+	EVP_DigestUpdate(m->hash, QUEUE_FILE_MAGIC, QUEUE_FILE_MAGIC_LEN);
+	return m;
+}
+
+int queue_msg_write(struct queue_msg *m, const void *data, size_t len)
+{
+	if (m->err) {
+		errno = m->err;
+		return -1;
+	}
+	if (!EVP_DigestUpdate(m->hash, data, len)) {
+		m->err = errno = ENOMEM;
+		return -1;
+	}
+	m->data_len += len;
+	if (m->blen + len > MSG_BUF) {
+		/* Bounded memory: data goes to the file as it arrives (page cache). */
+		if (write_all(m->fd, m->buf, m->blen) < 0 ||
+		    (len >= MSG_BUF && write_all(m->fd, data, len) < 0)) {
+			m->err = errno;
+			return -1;
+		}
+		m->blen = 0;
+		if (len >= MSG_BUF)
+			return 0;
+	}
+	memcpy(m->buf + m->blen, data, len);
+	m->blen += len;
+	return 0;
+}
+
+void queue_msg_commit(struct queue_msg *m, const struct envelope *env,
+                      void (*done)(void *arg, int ok, const char *id), void *arg)
+{
+	struct queue *q = m->q;
+	uint8_t digest[QUEUE_FILE_DIGEST_LEN];
+	m->done = done;
+	m->arg = arg;
+	if (!q->base && !m->err)
+		m->err = EINVAL; /* opened without an event loop: commits are unavailable */
+	if (!m->err && (queue_file_encode_envelope(env, &m->tail) < 0 ||
+	                !EVP_DigestUpdate(m->hash, m->tail.p, m->tail.len) ||
+	                !EVP_DigestFinal_ex(m->hash, digest, NULL) ||
+	                queue_file_encode_end(m->data_len, digest, &m->tail) < 0))
+		m->err = ENOMEM;
+	if (m->err) {
+		log_err("queue: cannot commit %s: %s", m->id, strerror(m->err));
+		close(m->fd);
+		m->fd = -1;
+		unlinkat(q->tmpfd, m->id, 0);
+		if (q->base)
+			complete(m, 0); /* reported from the loop, never before we return */
+		else
+			msg_free(m);
+		return;
+	}
+	m->next = NULL;
+	pthread_mutex_lock(&q->jmu);
+	*q->jobs_tail = m;
+	q->jobs_tail = &m->next;
+	pthread_cond_signal(&q->jcv);
+	pthread_mutex_unlock(&q->jmu);
+}
+
+void queue_msg_abort(struct queue_msg *m)
+{
+	if (!m)
+		return;
+	if (m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	unlinkat(m->q->tmpfd, m->id, 0);
+	msg_free(m);
+}
+
+/* ---- reading and updating ---- */
+
+int queue_list(struct queue *q, int (*fn)(void *arg, const char *id), void *arg)
+{
+	size_t n = 0, count = 0;
+	char **names = list_names(q->dirfd, "msg", &n);
+	if (!names)
+		return -1;
+	qsort(names, n, sizeof *names, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		if (!id_valid(names[i]))
+			continue;
+		count++;
+		if (fn && fn(arg, names[i]) != 0)
+			break;
+	}
+	free_names(names, n);
+	return (int)count;
+}
+
+int queue_read_envelope(struct queue *q, const char *id, struct envelope **env)
+{
+	struct envelope *e = NULL;
+	if (!id_valid(id))
+		return -1;
+	int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	int r = queue_file_read(fd, &e, NULL, NULL);
+	close(fd);
+	if (r < 0) {
+		log_warning("queue: msg/%s is damaged", id);
+		return -1;
+	}
+	snprintf(e->id, sizeof e->id, "%s", id);
+	if (load_state(q, id, e) < 0)
+		log_warning("queue: state/%s is damaged; its recipients count as pending", id);
+	*env = e;
+	return 0;
+}
+
+int queue_open_data(struct queue *q, const char *id, uint64_t *len)
+{
+	uint64_t off;
+	if (!id_valid(id))
+		return -1;
+	int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	if (queue_file_locate_data(fd, &off, len) < 0 || lseek(fd, (off_t)off, SEEK_SET) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int queue_update(struct queue *q, const struct envelope *env)
+{
+	struct queue_buf b = {0};
+	char tmp[64];
+	uint8_t rnd[4];
+	if (!id_valid(env->id) || RAND_bytes(rnd, sizeof rnd) != 1 ||
+	    faccessat(q->msgfd, env->id, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	/* "s." cannot begin a queue id, so this never collides with a message's tmp file. */
+	snprintf(tmp, sizeof tmp, "s.%s.%02x%02x%02x%02x", env->id, rnd[0], rnd[1], rnd[2], rnd[3]);
+	if (queue_file_encode_state(env, &b) < 0)
+		return -1;
+	int fd = openat(q->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int r = -1;
+	if (fd >= 0) {
+		/* Atomic replacement: a crash leaves the old state or the new one. */
+		r = write_all(fd, b.p, b.len) == 0 && fsync(fd) == 0 ? 0 : -1;
+		if (close(fd) < 0)
+			r = -1;
+		if (r == 0)
+			r = renameat(q->tmpfd, tmp, q->statefd, env->id) == 0 &&
+			                    fsync(q->statefd) == 0
+			            ? 0
+			            : -1;
+		if (r < 0)
+			unlinkat(q->tmpfd, tmp, 0);
+	}
+	queue_buf_free(&b);
+	return r;
+}
+
+int queue_remove(struct queue *q, const char *id)
+{
+	if (!id_valid(id) || unlinkat(q->msgfd, id, 0) < 0)
+		return -1;
+	/* A crash here leaves an orphan state file; the start-up scan deletes it. */
+	unlinkat(q->statefd, id, 0);
+	fsync(q->msgfd);
+	return 0;
+}
+
+struct flush_ctx {
+	struct queue *q;
+	int count;
+	int failed;
+};
+
+static int flush_one(void *arg, const char *id)
+{
+	struct flush_ctx *c = arg;
+	struct envelope *env = NULL;
+	int changed = 0;
+	int64_t now = time_wall_s();
+	if (queue_read_envelope(c->q, id, &env) < 0)
+		return 0; /* removed meanwhile, or damaged: not ours to fix here */
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		if (env->rcpts[i].state == RCPT_DEFERRED) {
+			env->rcpts[i].next_try = now;
+			changed++;
+		}
+	}
+	if (changed) {
+		if (queue_update(c->q, env) == 0)
+			c->count += changed;
+		else
+			c->failed = 1;
+	}
+	envelope_free(env);
+	return 0;
+}
+
+int queue_flush(struct queue *q)
+{
+	struct flush_ctx c = {q, 0, 0};
+	if (queue_list(q, flush_one, &c) < 0 || c.failed)
+		return -1;
+	return c.count;
+}

@@ -1,0 +1,153 @@
+/* smtp_policy: see smtp_policy.h. */
+#include "smtpd/smtp_policy.h"
+
+#include <string.h>
+
+#include "conf/conf.h"
+
+static int lower(int ch)
+{
+	return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
+}
+
+/* ASCII case-insensitive search for needle (NUL-terminated) in hay[0..len). */
+static int contains_nocase(const char *hay, size_t len, const char *needle)
+{
+	size_t n = strlen(needle);
+	if (n == 0 || n > len)
+		return 0;
+	for (size_t i = 0; i + n <= len; i++) {
+		size_t j = 0;
+		while (j < n && lower((unsigned char)hay[i + j]) == lower((unsigned char)needle[j]))
+			j++;
+		if (j == n)
+			return 1;
+	}
+	return 0;
+}
+
+static int span_has(const char *s, size_t len, char ch)
+{
+	return len > 0 && memchr(s, ch, len) != NULL;
+}
+
+static void set_reply(struct smtp_policy_reply *r, int code, const char *enh, const char *text)
+{
+	r->code = code;
+	r->enh = enh;
+	r->text = text;
+}
+
+int smtp_policy_helo_refused(const struct conf *c, const char *arg, size_t len)
+{
+	for (size_t i = 0; i < c->smtp_refuse_helo.n; i++)
+		if (contains_nocase(arg, len, c->smtp_refuse_helo.v[i]))
+			return 1;
+	return 0;
+}
+
+int smtp_policy_is_local(const struct conf *c, const struct mailaddr *a)
+{
+	/* An address literal names a host, not one of our domains: relay rules apply. */
+	if (a->literal || a->domain_len == 0)
+		return 0;
+	return conf_is_local_domain(c, a->domain, a->domain_len);
+}
+
+/*
+ * The seed's '%' and '!' refusals look at the whole mailbox as written: a quoted
+ * local part hides nothing from them.
+ */
+static int routing_char_refused(const struct conf *c, const struct smtp_path *p, char *which)
+{
+	if (p->mailbox == NULL)
+		return 0;
+	if (c->smtp_refuse_percent && span_has(p->mailbox, p->mailbox_len, '%')) {
+		*which = '%';
+		return 1;
+	}
+	if (c->smtp_refuse_bang && span_has(p->mailbox, p->mailbox_len, '!')) {
+		*which = '!';
+		return 1;
+	}
+	return 0;
+}
+
+int smtp_policy_sender(const struct conf *c, const struct smtp_path *p, struct smtp_policy_reply *r)
+{
+	char which = 0;
+	if (!p->null && routing_char_refused(c, p, &which)) {
+		set_reply(r, 553, "5.1.7",
+		          which == '%' ? "Sender address with '%' refused"
+		                       : "Sender address with '!' refused");
+		return -1;
+	}
+	set_reply(r, 250, "2.1.0", "Sender OK");
+	return 0;
+}
+
+/* RFC 5321 4.5.1: "postmaster" (any case, unquoted) at a local domain is always accepted. */
+static int is_local_postmaster(const struct mailaddr *a)
+{
+	return !a->quoted && a->local_len == 10 && contains_nocase(a->local, 10, "postmaster");
+}
+
+static enum smtp_rcpt_verdict rcpt_local(const struct smtp_path *p, smtp_policy_lookup_fn lookup,
+                                         void *lookup_arg, struct smtp_policy_reply *r)
+{
+	struct lookup_answer ans;
+	memset(&ans, 0, sizeof ans);
+	switch (lookup(lookup_arg, p->mailbox, p->mailbox_len, &ans)) {
+	case LOOKUP_FOUND:
+		if (ans.can_receive) {
+			set_reply(r, 250, "2.1.5", "Recipient OK");
+			return SMTP_RCPT_ACCEPT;
+		}
+		/* Disabled or over quota: permanent until the admin acts (RFC 3463 5.2.1). */
+		set_reply(r, 550, "5.2.1", "Mailbox disabled, not accepting messages");
+		return SMTP_RCPT_REFUSED;
+	case LOOKUP_NOTFOUND:
+		set_reply(r, 550, "5.1.1", "No such user here");
+		return SMTP_RCPT_UNKNOWN;
+	case LOOKUP_TEMPFAIL:
+	default:
+		set_reply(r, 451, "4.3.0", "Recipient lookup failed, try again later");
+		return SMTP_RCPT_TEMPFAIL;
+	}
+}
+
+enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup_fn lookup,
+                                        void *lookup_arg, int trusted, const struct smtp_path *p,
+                                        struct smtp_policy_reply *r)
+{
+	char which = 0;
+	if (p->null) {
+		set_reply(r, 501, "5.1.3", "Null recipient <> not allowed");
+		return SMTP_RCPT_REFUSED;
+	}
+	/* RFC 5321 4.5.1: <Postmaster> without a domain MUST be accepted. */
+	if (p->postmaster) {
+		set_reply(r, 250, "2.1.5", "Recipient OK");
+		return SMTP_RCPT_ACCEPT;
+	}
+	if (routing_char_refused(c, p, &which)) {
+		set_reply(r, 553, "5.1.3",
+		          which == '%' ? "Recipient address with '%' refused"
+		                       : "Recipient address with '!' refused");
+		return SMTP_RCPT_REFUSED;
+	}
+	if (smtp_policy_is_local(c, &p->addr)) {
+		if (is_local_postmaster(&p->addr)) {
+			set_reply(r, 250, "2.1.5", "Recipient OK");
+			return SMTP_RCPT_ACCEPT;
+		}
+		/* '%', '!' and a quoted '@' are just characters of a local part here. */
+		return rcpt_local(p, lookup, lookup_arg, r);
+	}
+	if (trusted) {
+		set_reply(r, 250, "2.1.5", "Recipient OK (relay)");
+		return SMTP_RCPT_ACCEPT_RELAY;
+	}
+	set_reply(r, 554, "5.7.1", "Relay access denied");
+	return SMTP_RCPT_REFUSED;
+}

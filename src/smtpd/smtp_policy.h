@@ -1,0 +1,74 @@
+/*
+ * smtp_policy: who may send what to whom. Pure decisions over the configuration
+ * and the shared three-valued recipient lookup (verify/lookup.h): the HELO/EHLO
+ * refusal list (seed "Refuse SMTP Connections from"), the sender checks ('%' and
+ * '!' refusals) and the recipient decision (local lookup, postmaster, relay only
+ * for trusted clients). Each decision comes back as a complete SMTP reply (code,
+ * RFC 3463 enhanced code, text) that the session sends as is.
+ *
+ * Routing tricks never relay (hostile-inputs.md "Addresses and parameters"): a
+ * local part holding '%', '!' or '@' in a local domain is just a local part and
+ * is looked up as written; source routes were dropped by the path parser, so the
+ * final mailbox decides; an address literal is never a local domain.
+ *
+ * Owner: the SMTP session engineer (src/smtpd).
+ */
+#ifndef SHAREMAIL_SMTPD_SMTP_POLICY_H
+#define SHAREMAIL_SMTPD_SMTP_POLICY_H
+
+#include <stddef.h>
+
+#include "proto/smtp_cmd.h"
+#include "verify/lookup.h"
+
+struct conf;
+
+/* One reply: code 0 means "accepted" only for verdicts that say so. */
+struct smtp_policy_reply {
+	int code;
+	const char *enh; /* RFC 3463 code, never NULL */
+	const char *text;
+};
+
+enum smtp_rcpt_verdict {
+	SMTP_RCPT_ACCEPT = 0, /* 250 2.1.5 */
+	SMTP_RCPT_ACCEPT_RELAY, /* 250 2.1.5: not local, the client is trusted */
+	SMTP_RCPT_UNKNOWN, /* 550 5.1.1: a local domain, no such mailbox (log it) */
+	SMTP_RCPT_REFUSED, /* any other refusal (the reply says which) */
+	SMTP_RCPT_TEMPFAIL, /* 451 4.3.0: the directory could not answer */
+};
+
+/* The lookup the session was given (struct smtp_session_ops.lookup). */
+typedef enum lookup_result (*smtp_policy_lookup_fn)(void *arg, const char *mailbox, size_t len,
+                                                    struct lookup_answer *out);
+
+/*
+ * 1 if the HELO/EHLO argument arg[0..len) contains one of smtp_refuse_helo as a
+ * substring (ASCII case-insensitive; empty entries never match), else 0.
+ */
+int smtp_policy_helo_refused(const struct conf *c, const char *arg, size_t len);
+
+/*
+ * Decides a MAIL FROM reverse-path (already parsed). Returns 0 when accepted
+ * (r->code 250), -1 with the refusal in *r (553 5.1.7 for '%' or '!' when
+ * smtp_refuse_percent / smtp_refuse_bang are set).
+ */
+int smtp_policy_sender(const struct conf *c, const struct smtp_path *p,
+                       struct smtp_policy_reply *r);
+
+/*
+ * Decides a RCPT TO forward-path (already parsed) for a client that is
+ * `trusted` (may relay) or not. Calls lookup for mailboxes of local domains.
+ * Fills *r with the reply to send in every case.
+ */
+enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup_fn lookup,
+                                        void *lookup_arg, int trusted, const struct smtp_path *p,
+                                        struct smtp_policy_reply *r);
+
+/*
+ * 1 if the mailbox's domain is one of local_domains (an address literal never
+ * is), else 0.
+ */
+int smtp_policy_is_local(const struct conf *c, const struct mailaddr *a);
+
+#endif

@@ -1,0 +1,505 @@
+/*
+ * smtp_session: see smtp_session.h. The input loop frames octets with
+ * smtp_lines (only CRLF ends a line: the SMTP smuggling defence), dispatches
+ * command lines through the table in smtp_commands.c, and in DATA streams the
+ * unstuffed message octets to the queue through ops. Nothing here blocks,
+ * sleeps or reads a clock except through ops.
+ */
+#include "smtpd/smtp_session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "proto/rfc5322.h"
+#include "proto/smtp_reply.h"
+#include "smtpd/smtp_commands.h"
+
+/* Consecutive reader calls that make no progress before the loop stops (a safety net). */
+#define STALL_MAX 4
+
+/* ---- output ---- */
+
+static size_t out_pending(const struct smtp_session *s)
+{
+	return s->out_len - s->out_off;
+}
+
+/* Appends octets; grows the buffer up to SMTP_SESSION_OUT_MAX, drops beyond (never reached). */
+static void out_append(struct smtp_session *s, const char *p, size_t n)
+{
+	if (s->out_off > 0 && s->out_off == s->out_len)
+		s->out_off = s->out_len = 0;
+	if (s->out_len + n > s->out_cap) {
+		if (s->out_off > 0) {
+			memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
+			s->out_len -= s->out_off;
+			s->out_off = 0;
+		}
+		size_t cap = s->out_cap ? s->out_cap : 512;
+		while (cap < s->out_len + n && cap < SMTP_SESSION_OUT_MAX)
+			cap *= 2;
+		if (cap > SMTP_SESSION_OUT_MAX)
+			cap = SMTP_SESSION_OUT_MAX;
+		if (cap < s->out_len + n)
+			return;
+		if (cap > s->out_cap) {
+			char *nb = realloc(s->out, cap);
+			if (nb == NULL)
+				return;
+			s->out = nb;
+			s->out_cap = cap;
+		}
+	}
+	memcpy(s->out + s->out_len, p, n);
+	s->out_len += n;
+}
+
+static void reply_line(struct smtp_session *s, int code, const char *enh, const char *text,
+                       int more)
+{
+	char line[SMTP_CMD_LINE_MAX + 64];
+	int n = smtp_reply_format(line, sizeof line, code, enh, text, more);
+	if (n < 0)
+		n = smtp_reply_format(line, sizeof line, code, enh, "(reply too long)", more);
+	if (n > 0)
+		out_append(s, line, (size_t)n);
+}
+
+void smtp_session_reply_more(struct smtp_session *s, int code, const char *text)
+{
+	reply_line(s, code, NULL, text, 1);
+}
+
+void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const char *text,
+                        int count_error)
+{
+	reply_line(s, code, enh, text, 0);
+	if (!count_error || code < 400 || s->state == SMTP_ST_END)
+		return;
+	/* hostile-inputs.md "Too many errors": a session that keeps failing is cut off. */
+	if (++s->errors > (unsigned)s->c->smtp_max_errors) {
+		char text421[320];
+		snprintf(text421, sizeof text421, "%s Too many errors, closing connection",
+		         s->c->hostname);
+		reply_line(s, 421, "4.7.0", text421, 0);
+		smtp_session_end(s);
+	}
+}
+
+/* ---- transaction ---- */
+
+static void abort_message(struct smtp_session *s)
+{
+	if (s->msg != NULL) {
+		s->ops->msg_abort(s->ops->arg, s->msg);
+		s->msg = NULL;
+	}
+}
+
+void smtp_session_reset_tx(struct smtp_session *s)
+{
+	abort_message(s);
+	envelope_free(s->env);
+	s->env = NULL;
+	s->rcpt_attempts_over = 0;
+	s->data_octets = 0;
+	s->data_too_big = 0;
+	s->data_write_errno = 0;
+}
+
+void smtp_session_end(struct smtp_session *s)
+{
+	if (s->state == SMTP_ST_DATA)
+		abort_message(s);
+	s->state = SMTP_ST_END;
+}
+
+/* Stores message octets unless the message is already refused (size) or failed (disk). */
+static void data_store(struct smtp_session *s, const char *p, size_t n)
+{
+	if (s->msg == NULL || n == 0)
+		return;
+	if (s->ops->msg_write(s->ops->arg, s->msg, p, n) < 0) {
+		s->data_write_errno = errno ? errno : EIO;
+		abort_message(s);
+	}
+}
+
+/*
+ * HELO names are client-supplied: every octet outside [A-Za-z0-9.-_:[]] becomes
+ * '_', so a hostile name can never fold, end or forge a header field
+ * (hostile-inputs.md "Received headers built from client-supplied HELO names").
+ */
+static void header_safe(char *out, size_t outsz, const char *in)
+{
+	size_t i = 0;
+	for (; in[i] != '\0' && i + 1 < outsz; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		         (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_' ||
+		         ch == ':' || ch == '[' || ch == ']';
+		out[i] = ok ? (char)ch : '_';
+	}
+	out[i] = '\0';
+}
+
+/*
+ * RFC 5321 4.4 trace field, RFC 3848 protocol names:
+ *   Received: from HELO ([addr])
+ *           by hostname (sharemail) with ESMTP id ID;
+ *           date
+ * The id is the session's own (the queue id exists only at commit).
+ */
+static int received_field(struct smtp_session *s, char *out, size_t outsz)
+{
+	char helo[SMTP_CMD_LINE_MAX + 1], addr[sizeof s->client_addr], host[300], date[64];
+	int64_t now = s->ops->now(s->ops->arg);
+	header_safe(helo, sizeof helo, s->helo);
+	header_safe(addr, sizeof addr, s->client_addr);
+	header_safe(host, sizeof host, s->c->hostname);
+	if (rfc5322_date_format(now, date, sizeof date) < 0)
+		snprintf(date, sizeof date, "Thu, 1 Jan 1970 00:00:00 +0000");
+	int n = snprintf(out, outsz,
+	                 "Received: from %s ([%s%s])\r\n\tby %s (sharemail) with %s id %llX.%u;\r\n"
+	                 "\t%s\r\n",
+	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, host,
+	                 s->helo_kind == SMTP_HELO_EHLO ? "ESMTP" : "SMTP", (unsigned long long)now,
+	                 s->msg_seq, date);
+	return (n < 0 || (size_t)n >= outsz) ? -1 : n;
+}
+
+int smtp_session_begin_data(struct smtp_session *s)
+{
+	char field[SMTP_CMD_LINE_MAX * 2 + 256];
+	errno = 0;
+	s->msg = s->ops->msg_begin(s->ops->arg);
+	if (s->msg == NULL) {
+		if (errno == ENOSPC || errno == EDQUOT)
+			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
+		else
+			smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		return -1;
+	}
+	s->msg_seq++;
+	s->data_octets = 0;
+	s->data_too_big = 0;
+	s->data_write_errno = 0;
+	int n = received_field(s, field, sizeof field);
+	if (n > 0)
+		data_store(s, field, (size_t)n);
+	smtp_lines_begin_data(&s->lines, (size_t)s->c->smtp_max_line_length);
+	s->state = SMTP_ST_DATA;
+	return 0;
+}
+
+/* ---- DATA octets and the final dot ---- */
+
+static void data_chunk(struct smtp_session *s, const char *p, size_t n)
+{
+	s->data_octets += n;
+	unsigned long long drop = (unsigned long long)s->c->smtp_drop_connection_size;
+	if (drop > 0 && s->data_octets > drop) {
+		/* The seed's "drop connection if transmission exceeds": no waiting for the dot. */
+		smtp_session_reply(s, 552, "5.3.4", "Message too big, closing connection", 0);
+		smtp_session_reset_tx(s);
+		smtp_session_end(s);
+		return;
+	}
+	if (s->data_octets > (unsigned long long)s->c->smtp_max_message_size) {
+		/* RFC 1870 6.3: keep reading to the dot, then 552; store nothing more. */
+		s->data_too_big = 1;
+		abort_message(s);
+		return;
+	}
+	data_store(s, p, n);
+}
+
+/* The reply for a message refused at the dot, or 0 when it may be queued. */
+static int data_refusal(struct smtp_session *s)
+{
+	if (s->data_too_big) {
+		smtp_session_reply(s, 552, "5.3.4",
+		                   "Message size exceeds fixed maximum message size", 1);
+		return -1;
+	}
+	if (s->data_write_errno != 0) {
+		if (s->data_write_errno == ENOSPC || s->data_write_errno == EDQUOT)
+			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
+		else
+			smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		return -1;
+	}
+	if (s->lines.text_line_too_long) {
+		/* Documented policy: a text line over smtp_max_line_length is refused, never cut. */
+		smtp_session_reply(s, 550, "5.6.0", "Text line too long (RFC 5321 4.5.3.1.6)", 1);
+		return -1;
+	}
+	if (s->lines.received_headers > (unsigned)s->c->smtp_max_received_headers) {
+		smtp_session_reply(s, 554, "5.4.6", "Too many Received headers: mail loop", 1);
+		return -1;
+	}
+	if (s->msg == NULL) {
+		smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		return -1;
+	}
+	return 0;
+}
+
+static void end_of_data(struct smtp_session *s)
+{
+	s->state = SMTP_ST_CMD;
+	if (data_refusal(s) < 0) {
+		smtp_session_reset_tx(s);
+		return;
+	}
+	struct envelope *e = s->env;
+	if (envelope_set(&e->helo, s->helo) < 0 ||
+	    envelope_set(&e->client_addr, s->client_addr) < 0) {
+		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
+		smtp_session_reset_tx(s);
+		return;
+	}
+	e->received_at = s->ops->now(s->ops->arg);
+	e->trusted = s->trusted;
+	/* From here the message belongs to the queue; no 250 before it says durable. */
+	struct queue_msg *m = s->msg;
+	s->msg = NULL;
+	s->state = SMTP_ST_WAIT;
+	s->ops->msg_commit(s->ops->arg, m, e);
+}
+
+void smtp_session_commit_done(struct smtp_session *s, int ok, const char *id)
+{
+	char text[128];
+	if (s->state != SMTP_ST_WAIT)
+		return;
+	s->state = SMTP_ST_CMD;
+	if (ok) {
+		snprintf(text, sizeof text, "OK queued as %s", id ? id : "?");
+		smtp_session_reply(s, 250, "2.0.0", text, 0);
+	} else {
+		long long fs = s->ops->free_space(s->ops->arg);
+		if (fs >= 0 && fs < (long long)s->c->queue_min_free)
+			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
+		else
+			smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later",
+			                   1);
+	}
+	/* RFC 5321 4.1.1.4: the transaction is over either way. */
+	smtp_session_reset_tx(s);
+}
+
+/* ---- command lines ---- */
+
+static void command_line(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	if (len + 2 > SMTP_CMD_LINE_MAX) {
+		smtp_session_reply(s, 500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4)", 1);
+		return;
+	}
+	enum smtp_cmd_result r = smtp_cmd_parse(line, len, &cmd);
+	if (r == SMTP_CMD_EMPTY) {
+		smtp_session_reply(s, 500, "5.5.2", "Empty command", 1);
+		return;
+	}
+	if (r == SMTP_CMD_NUL) {
+		smtp_session_reply(s, 501, "5.5.2", "NUL octet in command", 1);
+		return;
+	}
+	/* 8-bit in MAIL/RCPT goes on: the path parser answers 553 5.6.7 for addresses. */
+	if (r == SMTP_CMD_8BIT && cmd.verb != SMTP_VERB_MAIL && cmd.verb != SMTP_VERB_RCPT) {
+		smtp_session_reply(s, 500, "5.5.2", "Invalid octets in command", 1);
+		return;
+	}
+	const struct smtp_command *row = smtp_command_find(cmd.verb);
+	if (row == NULL) {
+		smtp_session_reply(s, 500, "5.5.2", "Command not recognized", 1);
+		return;
+	}
+	if (row->check(s, &cmd) == 0)
+		row->run(s, &cmd);
+}
+
+static void bare_cr_lf(struct smtp_session *s)
+{
+	/* CVE-2023-51764/51765/51766: never guess where a line ended. */
+	smtp_session_reply(s, 500, "5.5.2", "Bare CR or LF not allowed, closing connection", 0);
+	smtp_session_reset_tx(s);
+	smtp_session_end(s);
+}
+
+static void handle_event(struct smtp_session *s, enum smtp_lines_event ev, const char *o,
+                         size_t olen)
+{
+	switch (ev) {
+	case SMTP_LINES_LINE:
+		if (s->state == SMTP_ST_CMD)
+			command_line(s, o, olen);
+		break;
+	case SMTP_LINES_TOO_LONG:
+		smtp_session_reply(s, 500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4)", 1);
+		break;
+	case SMTP_LINES_BARE_LF_CR: bare_cr_lf(s); break;
+	case SMTP_LINES_DATA:
+		if (s->state == SMTP_ST_DATA)
+			data_chunk(s, o, olen);
+		break;
+	case SMTP_LINES_END_OF_DATA:
+		if (s->state == SMTP_ST_DATA)
+			end_of_data(s);
+		break;
+	case SMTP_LINES_NEED_MORE:
+	default: break;
+	}
+}
+
+/* A megabyte without CRLF: bounded memory, then 421 (hostile-inputs.md "SMTP framing"). */
+static void count_skipped(struct smtp_session *s, size_t used)
+{
+	if (!s->lines.skipping || s->state != SMTP_ST_CMD) {
+		s->skipped = 0;
+		return;
+	}
+	s->skipped += used;
+	if (s->skipped > SMTP_SESSION_SKIP_MAX) {
+		char text[320];
+		snprintf(text, sizeof text, "%s Line too long, closing connection", s->c->hostname);
+		smtp_session_reply(s, 421, "4.7.0", text, 0);
+		smtp_session_end(s);
+	}
+}
+
+static int may_consume(const struct smtp_session *s)
+{
+	if (s->state == SMTP_ST_CMD)
+		return out_pending(s) + SMTP_SESSION_OUT_SLACK <= SMTP_SESSION_OUT_MAX;
+	return s->state == SMTP_ST_DATA;
+}
+
+size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
+{
+	size_t pos = 0;
+	int stalls = 0;
+	while (pos < len && may_consume(s) && stalls < STALL_MAX) {
+		size_t used = 0, olen = 0;
+		const char *o = NULL;
+		enum smtp_lines_event ev =
+		        smtp_lines_feed(&s->lines, data + pos, len - pos, &used, &o, &olen);
+		if (used > len - pos)
+			used = len - pos;
+		pos += used;
+		stalls = (used == 0 && ev == SMTP_LINES_NEED_MORE) ? stalls + 1 : 0;
+		s->pending_after = len - pos;
+		handle_event(s, ev, o, olen);
+		count_skipped(s, used);
+	}
+	s->pending_after = 0;
+	return pos;
+}
+
+/* ---- life cycle ---- */
+
+struct smtp_session *smtp_session_new(const struct conf *c, const struct smtp_session_ops *ops,
+                                      enum smtp_port_kind kind, const char *client_addr,
+                                      int trusted)
+{
+	struct smtp_session *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return NULL;
+	s->linebuf = malloc(SMTP_SESSION_LINEBUF);
+	if (s->linebuf == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->c = c;
+	s->ops = ops;
+	s->kind = kind;
+	s->trusted = trusted ? 1 : 0;
+	snprintf(s->client_addr, sizeof s->client_addr, "%s", client_addr ? client_addr : "");
+	smtp_lines_init(&s->lines, s->linebuf, SMTP_SESSION_LINEBUF);
+	s->state = SMTP_ST_NEW;
+	return s;
+}
+
+void smtp_session_free(struct smtp_session *s)
+{
+	if (s == NULL)
+		return;
+	/* In SMTP_ST_WAIT the message already belongs to the queue: do not abort it. */
+	abort_message(s);
+	envelope_free(s->env);
+	free(s->linebuf);
+	free(s->out);
+	free(s);
+}
+
+void smtp_session_greet(struct smtp_session *s, int early_talker)
+{
+	char text[320];
+	if (s->state != SMTP_ST_NEW)
+		return;
+	s->state = SMTP_ST_CMD;
+	if (early_talker) {
+		/* RFC 5321 4.3.1 allows 554 instead of the greeting; an early talker is a bot trait. */
+		smtp_session_reply(s, 554, "5.5.0", "Protocol error: talked before the greeting",
+		                   0);
+		smtp_session_end(s);
+		return;
+	}
+	snprintf(text, sizeof text, "%s ESMTP sharemail", s->c->hostname);
+	reply_line(s, 220, NULL, text, 0);
+}
+
+const char *smtp_session_output(const struct smtp_session *s, size_t *len)
+{
+	*len = out_pending(s);
+	return *len ? s->out + s->out_off : "";
+}
+
+void smtp_session_output_done(struct smtp_session *s, size_t n)
+{
+	if (n > out_pending(s))
+		n = out_pending(s);
+	s->out_off += n;
+	if (s->out_off == s->out_len)
+		s->out_off = s->out_len = 0;
+}
+
+int smtp_session_ended(const struct smtp_session *s)
+{
+	return s->state == SMTP_ST_END;
+}
+
+int smtp_session_waiting(const struct smtp_session *s)
+{
+	return s->state == SMTP_ST_WAIT;
+}
+
+int smtp_session_in_data(const struct smtp_session *s)
+{
+	return s->state == SMTP_ST_DATA;
+}
+
+static void end_with(struct smtp_session *s, const char *enh, const char *what)
+{
+	char text[320];
+	if (s->state == SMTP_ST_END)
+		return;
+	snprintf(text, sizeof text, "%s %s", s->c->hostname, what);
+	reply_line(s, 421, enh, text, 0);
+	smtp_session_end(s);
+}
+
+void smtp_session_timeout(struct smtp_session *s)
+{
+	end_with(s, "4.4.2", "Timeout exceeded, closing connection");
+}
+
+void smtp_session_shutdown(struct smtp_session *s)
+{
+	end_with(s, "4.3.2", "Service shutting down, closing connection");
+}

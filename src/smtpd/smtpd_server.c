@@ -1,0 +1,800 @@
+/*
+ * smtpd_server: listeners and connection glue for the SMTP session (see
+ * smtpd_server.h). The session decides every reply; this file moves octets
+ * between a bufferevent and the session, and enforces what only the transport can:
+ * connection limits, deadlines, bounded buffers and the greeting pause.
+ *
+ * Connection life: GREETING (only with smtp_greet_pause_ms) -> ACTIVE ->
+ * CLOSING (flushing our last replies) -> LINGER (write side shut, reading and
+ * discarding what the client still sends, so the kernel does not answer its
+ * unread octets with a RST that destroys our last reply) -> freed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "smtpd/smtp_session.h"
+#include "smtpd/smtpd_server.h"
+#include "util/log.h"
+#include "util/netaddr.h"
+#include "util/timeutil.h"
+#include "verify/lookup.h"
+#include "verify/mailbox_index.h"
+
+/* Input kept in the bufferevent before reading pauses (the session consumes it). */
+#define IN_HIGH (64 * 1024)
+/* Replies waiting for the client before we stop reading its commands. */
+#define OUT_HIGH (64 * 1024)
+/* Octets fed to the session per call: small for commands so replies interleave. */
+#define FEED_CMD 4096
+#define FEED_DATA (64 * 1024)
+/* In DATA, the deadline restarts after each this many octets of message. */
+#define DATA_PROGRESS_BYTES (64 * 1024)
+/* Seconds to flush our last reply, and to linger reading after shutting down. */
+#define CLOSE_FLUSH_S 5
+#define LINGER_S 2
+#define LINGER_MAX_BYTES (1024 * 1024)
+/* Pause after accept() fails for lack of descriptors (EMFILE), in ms. */
+#define ACCEPT_PAUSE_MS 100
+#define IP_BUCKETS 1024
+#define BACKLOG 1024
+#define REJ_LINE_MAX 1024
+
+enum conn_state { CONN_GREETING, CONN_ACTIVE, CONN_CLOSING, CONN_LINGER };
+
+struct ipcount {
+	struct ipcount *next;
+	unsigned char addr[16];
+	int count;
+};
+
+struct conn {
+	struct conn *prev, *next;
+	struct smtpd_server *srv;
+	struct bufferevent *bev;
+	struct smtp_session *sess;
+	struct event *timer;
+	struct smtp_session_ops ops;
+	unsigned char ip[16];
+	size_t data_progress;
+	size_t lingered;
+	enum conn_state state;
+	unsigned commit_pending : 1;
+	unsigned dead : 1; /* socket gone while a commit was under way */
+	unsigned eof : 1;
+	unsigned in_data : 1;
+};
+
+struct listener {
+	struct evconnlistener *l;
+	struct smtpd_server *srv;
+	enum smtp_port_kind kind;
+};
+
+struct smtpd_server {
+	const struct conf *conf;
+	struct event_base *base;
+	struct queue *q;
+	struct mailbox_index *idx;
+	struct listener *listeners;
+	size_t n_listeners;
+	struct event *accept_pause;
+	struct event *drain_event;
+	void (*drain_done)(void *arg);
+	void *drain_arg;
+	int draining;
+	struct conn *conns;
+	size_t n_conns;
+	struct ipcount *ips[IP_BUCKETS];
+	int rej_fd;
+};
+
+static struct log_limit limit_log = LOG_LIMIT_INIT(10, 10);
+static struct log_limit accept_log = LOG_LIMIT_INIT(5, 10);
+
+static void conn_pump(struct conn *c);
+static void conn_close(struct conn *c);
+static void conn_free(struct conn *c);
+
+/* ---- peer addresses and the per-address counts ---- */
+
+/* The peer's address as 16 octets; IPv4 (and IPv4-mapped IPv6) as ::ffff:a.b.c.d. */
+static void ip_key(const struct sockaddr *sa, unsigned char out[16])
+{
+	memset(out, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* The address as text without port ("192.0.2.1", "2001:db8::1"); mapped IPv4 as IPv4. */
+static void ip_text(const unsigned char ip[16], char *out, size_t outsz)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (memcmp(ip, mapped, 12) == 0)
+		inet_ntop(AF_INET, ip + 12, out, (socklen_t)outsz);
+	else
+		inet_ntop(AF_INET6, ip, out, (socklen_t)outsz);
+}
+
+static unsigned ip_hash(const unsigned char ip[16])
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (int i = 0; i < 16; i++)
+		h = (h ^ ip[i]) * 16777619u;
+	return h % IP_BUCKETS;
+}
+
+static struct ipcount **ip_find(struct smtpd_server *s, const unsigned char ip[16])
+{
+	struct ipcount **p = &s->ips[ip_hash(ip)];
+	while (*p && memcmp((*p)->addr, ip, 16) != 0)
+		p = &(*p)->next;
+	return p;
+}
+
+static int ip_count(struct smtpd_server *s, const unsigned char ip[16])
+{
+	struct ipcount *e = *ip_find(s, ip);
+	return e ? e->count : 0;
+}
+
+static int ip_add(struct smtpd_server *s, const unsigned char ip[16], int delta)
+{
+	struct ipcount **p = ip_find(s, ip);
+	if (!*p) {
+		if (delta <= 0)
+			return 0;
+		struct ipcount *e = calloc(1, sizeof *e);
+		if (!e)
+			return -1;
+		memcpy(e->addr, ip, 16);
+		*p = e;
+	}
+	(*p)->count += delta;
+	if ((*p)->count <= 0) {
+		struct ipcount *dead = *p;
+		*p = dead->next;
+		free(dead);
+	}
+	return 0;
+}
+
+static int peer_trusted(const struct conf *cf, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < cf->smtp_trusted_networks.n; i++)
+		if (netaddr_net_contains(&cf->smtp_trusted_networks.v[i], sa))
+			return 1;
+	return 0;
+}
+
+/* ---- session ops ---- */
+
+static enum lookup_result op_lookup(void *arg, const char *mailbox, size_t len,
+                                    struct lookup_answer *out)
+{
+	struct conn *c = arg;
+	return mailbox_lookup(c->srv->idx, mailbox, len, out);
+}
+
+static struct queue_msg *op_msg_begin(void *arg)
+{
+	struct conn *c = arg;
+	return queue_msg_begin(c->srv->q);
+}
+
+static int op_msg_write(void *arg, struct queue_msg *m, const void *data, size_t len)
+{
+	return queue_msg_write(m, data, len);
+}
+
+/* The queue reports a commit outcome on the event loop. */
+static void on_commit(void *arg, int ok, const char *id)
+{
+	struct conn *c = arg;
+	c->commit_pending = 0;
+	if (!c->srv) { /* the server was freed meanwhile */
+		smtp_session_free(c->sess);
+		free(c);
+		return;
+	}
+	if (c->dead) {
+		conn_free(c);
+		return;
+	}
+	smtp_session_commit_done(c->sess, ok, id);
+	if (c->srv->draining)
+		smtp_session_shutdown(c->sess);
+	conn_pump(c);
+}
+
+static void op_msg_commit(void *arg, struct queue_msg *m, const struct envelope *env)
+{
+	struct conn *c = arg;
+	c->commit_pending = 1;
+	queue_msg_commit(m, env, on_commit, c);
+}
+
+static void op_msg_abort(void *arg, struct queue_msg *m)
+{
+	queue_msg_abort(m);
+}
+
+static long long op_free_space(void *arg)
+{
+	struct conn *c = arg;
+	return queue_free_space(c->srv->q);
+}
+
+static int rej_open(struct smtpd_server *s)
+{
+	s->rej_fd = open(s->conf->smtp_rejected_recipients_log,
+	                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (s->rej_fd < 0) {
+		static struct log_limit lim = LOG_LIMIT_INIT(3, 60);
+		if (log_limit_allow(&lim))
+			log_err("smtp: cannot open %s: %s", s->conf->smtp_rejected_recipients_log,
+			        strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* 1 when the log file was removed or renamed away (rotated) since we opened it. */
+static int rej_rotated(const struct smtpd_server *s)
+{
+	struct stat a, b;
+	if (stat(s->conf->smtp_rejected_recipients_log, &a) != 0 || fstat(s->rej_fd, &b) != 0)
+		return 1;
+	return a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+}
+
+/*
+ * One timestamped line per rejected recipient, written with one write(2) on an
+ * O_APPEND descriptor, so lines never interleave. Control bytes are the session's
+ * business (it formats the line), but they are replaced here anyway so a peer
+ * can never forge a line. A rotated file (logrotate's rename) is reopened.
+ */
+static void op_log_rejected_rcpt(void *arg, const char *line)
+{
+	struct conn *c = arg;
+	struct smtpd_server *s = c->srv;
+	if (!s->conf->smtp_rejected_recipients_log || !*s->conf->smtp_rejected_recipients_log)
+		return;
+	char buf[REJ_LINE_MAX + 64];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+	for (const char *p = line; *p && n < sizeof buf - 1 && n < REJ_LINE_MAX; p++)
+		buf[n++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p;
+	buf[n++] = '\n';
+	if (s->rej_fd >= 0 && rej_rotated(s)) {
+		close(s->rej_fd);
+		s->rej_fd = -1;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (s->rej_fd < 0 && rej_open(s) != 0)
+			return;
+		if (write(s->rej_fd, buf, n) == (ssize_t)n)
+			return;
+		close(s->rej_fd); /* removed, rotated, or a full disk: reopen once */
+		s->rej_fd = -1;
+	}
+}
+
+static int64_t op_now(void *arg)
+{
+	return time_wall_s();
+}
+
+/* ---- connection I/O ---- */
+
+static void timer_arm(struct conn *c, int seconds)
+{
+	struct timeval tv = {seconds, 0};
+	evtimer_add(c->timer, &tv);
+}
+
+/* Moves the session's output into the bufferevent. Returns 1 if there was any. */
+static int conn_send_output(struct conn *c)
+{
+	size_t len;
+	const char *out = smtp_session_output(c->sess, &len);
+	if (!out || len == 0)
+		return 0;
+	if (bufferevent_write(c->bev, out, len) != 0)
+		return 0; /* out of memory: the deadline will end the session */
+	smtp_session_output_done(c->sess, len);
+	return 1;
+}
+
+/*
+ * After feeding: closes, pauses or resumes reading, and restarts the deadline when
+ * the session made progress (a reply, entering or leaving DATA, another
+ * DATA_PROGRESS_BYTES of message). RFC 5321 4.5.3.2 gives the timeouts.
+ */
+static void conn_settle(struct conn *c, int replied)
+{
+	const struct conf *cf = c->srv->conf;
+	if (smtp_session_ended(c->sess) || (c->eof && !smtp_session_waiting(c->sess))) {
+		conn_close(c);
+		return;
+	}
+	if (smtp_session_waiting(c->sess)) {
+		bufferevent_disable(c->bev, EV_READ);
+		evtimer_del(c->timer);
+		return;
+	}
+	int in_data = smtp_session_in_data(c->sess) != 0;
+	if (replied || in_data != c->in_data ||
+	    (in_data && c->data_progress >= DATA_PROGRESS_BYTES) ||
+	    !evtimer_pending(c->timer, NULL)) {
+		c->in_data = in_data;
+		c->data_progress = 0;
+		timer_arm(c, in_data ? cf->smtp_data_timeout : cf->smtp_command_timeout);
+	}
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Feeds buffered input to the session while it consumes, sending what it outputs. */
+static void conn_pump(struct conn *c)
+{
+	if (c->state != CONN_ACTIVE)
+		return;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int replied = conn_send_output(c);
+	while (!smtp_session_ended(c->sess) && !smtp_session_waiting(c->sess) &&
+	       evbuffer_get_length(out) < OUT_HIGH) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		int was_data = smtp_session_in_data(c->sess) != 0;
+		size_t cap = was_data ? FEED_DATA : FEED_CMD;
+		size_t len = v.iov_len < cap ? v.iov_len : cap;
+		size_t n = smtp_session_input(c->sess, v.iov_base, len);
+		if (n > len)
+			n = len;
+		evbuffer_drain(in, n);
+		if (was_data && smtp_session_in_data(c->sess))
+			c->data_progress += n;
+		replied |= conn_send_output(c);
+		if (n == 0)
+			break;
+	}
+	conn_settle(c, replied);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (c->state == CONN_LINGER) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		c->lingered += evbuffer_get_length(in);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (c->lingered > LINGER_MAX_BYTES)
+			conn_free(c);
+		return;
+	}
+	conn_pump(c);
+}
+
+/* Our last reply is out: shut our side and read what is left for a moment. */
+static void conn_linger(struct conn *c)
+{
+	if (c->eof) {
+		conn_free(c);
+		return;
+	}
+	c->state = CONN_LINGER;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	bufferevent_enable(c->bev, EV_READ);
+	timer_arm(c, LINGER_S);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (c->state == CONN_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_linger(c);
+	} else if (c->state == CONN_ACTIVE && !smtp_session_waiting(c->sess)) {
+		conn_pump(c); /* the client took our replies: read its next commands */
+	}
+}
+
+/* The session ended (or the peer closed): flush the output, then linger. */
+static void conn_close(struct conn *c)
+{
+	c->state = CONN_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		conn_linger(c);
+		return;
+	}
+	timer_arm(c, CLOSE_FLUSH_S);
+}
+
+/* The socket is gone while the queue still owes us a commit outcome. */
+static void conn_zombie(struct conn *c)
+{
+	c->dead = 1;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	c->bev = NULL;
+	evtimer_del(c->timer);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	if (c->state == CONN_ACTIVE && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		/* A half-closed client may still be owed replies to what it sent. */
+		c->eof = 1;
+		bufferevent_disable(bev, EV_READ);
+		if (!smtp_session_waiting(c->sess))
+			conn_pump(c);
+		return;
+	}
+	if (c->commit_pending)
+		conn_zombie(c);
+	else
+		conn_free(c);
+}
+
+static void greet(struct conn *c)
+{
+	/* Anything already sent before our greeting makes an early talker (RFC 5321 4.3.1). */
+	char b;
+	ssize_t n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0) {
+		conn_free(c); /* gone before we spoke */
+		return;
+	}
+	c->state = CONN_ACTIVE;
+	smtp_session_greet(c->sess, n > 0);
+	conn_pump(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	switch (c->state) {
+	case CONN_GREETING: greet(c); break;
+	case CONN_ACTIVE:
+		if (smtp_session_waiting(c->sess))
+			break;
+		log_debug("smtp: timeout, closing");
+		smtp_session_timeout(c->sess);
+		conn_pump(c);
+		break;
+	case CONN_CLOSING: /* the client does not take our last reply */
+	case CONN_LINGER: conn_free(c); break;
+	}
+}
+
+static void conn_free(struct conn *c)
+{
+	struct smtpd_server *s = c->srv;
+	if (c->commit_pending) { /* the queue still holds c: free on its callback */
+		conn_zombie(c);
+		return;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	ip_add(s, c->ip, -1);
+	s->n_conns--;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	if (c->timer)
+		event_free(c->timer);
+	smtp_session_free(c->sess);
+	free(c);
+	if (s->draining && s->n_conns == 0 && s->drain_done) {
+		struct timeval zero = {0, 0};
+		evtimer_add(s->drain_event, &zero);
+	}
+}
+
+/* Over a limit: one line and close, with no bufferevent or session spent on it. */
+static void refuse(evutil_socket_t fd, const char *why, const unsigned char ip[16])
+{
+	static const char msg[] = "421 4.7.0 too many connections\r\n";
+	ssize_t w = send(fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)w;
+	evutil_closesocket(fd);
+	uint64_t n = log_limit_allow(&limit_log);
+	if (n) {
+		char text[INET6_ADDRSTRLEN];
+		ip_text(ip, text, sizeof text);
+		log_warning("smtp: refused %s: %s (%llu such)", text, why, (unsigned long long)n);
+	}
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+	struct listener *li = arg;
+	struct smtpd_server *s = li->srv;
+	const struct conf *cf = s->conf;
+	unsigned char ip[16];
+	ip_key(sa, ip);
+	if (s->draining) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if (s->n_conns >= (size_t)cf->smtp_max_connections) {
+		refuse(fd, "smtp_max_connections reached", ip);
+		return;
+	}
+	if (ip_count(s, ip) >= cf->smtp_max_connections_per_ip) {
+		refuse(fd, "smtp_max_connections_per_ip reached", ip);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof *c);
+	char text[INET6_ADDRSTRLEN];
+	ip_text(ip, text, sizeof text);
+	if (!c || ip_add(s, ip, 1) != 0) {
+		free(c);
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = s;
+	memcpy(c->ip, ip, 16);
+	c->ops = (struct smtp_session_ops){.arg = c,
+	                                   .lookup = op_lookup,
+	                                   .msg_begin = op_msg_begin,
+	                                   .msg_write = op_msg_write,
+	                                   .msg_commit = op_msg_commit,
+	                                   .msg_abort = op_msg_abort,
+	                                   .free_space = op_free_space,
+	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
+	                                   .now = op_now};
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	/*
+	 * Replies to a batch of pipelined commands leave in one write, so Nagle only
+	 * adds a delayed-ACK stall (up to 40 ms) between a reply and the next one.
+	 */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev)
+		evutil_closesocket(fd);
+	c->timer = evtimer_new(s->base, on_timer, c);
+	c->sess = smtp_session_new(cf, &c->ops, li->kind, text, peer_trusted(cf, sa));
+	if (!c->bev || !c->timer || !c->sess) {
+		log_err("smtp: out of memory for a connection from %s", text);
+		conn_free(c);
+		return;
+	}
+	log_debug("smtp: connection from %s", text);
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
+	if (cf->smtp_greet_pause_ms > 0) {
+		c->state = CONN_GREETING;
+		struct timeval tv = {cf->smtp_greet_pause_ms / 1000,
+		                     (cf->smtp_greet_pause_ms % 1000) * 1000};
+		evtimer_add(c->timer, &tv);
+	} else {
+		greet(c);
+	}
+}
+
+static void on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_server *s = arg;
+	for (size_t i = 0; i < s->n_listeners; i++)
+		evconnlistener_enable(s->listeners[i].l);
+}
+
+/* accept() failed (EMFILE, ENFILE, ENOBUFS): pause instead of spinning on it. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct listener *li = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	if (log_limit_allow(&accept_log))
+		log_err("smtp: accept: %s", evutil_socket_error_to_string(e));
+	for (size_t i = 0; i < li->srv->n_listeners; i++)
+		evconnlistener_disable(li->srv->listeners[i].l);
+	struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+	evtimer_add(li->srv->accept_pause, &tv);
+}
+
+static void on_drain_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_server *s = arg;
+	void (*done)(void *) = s->drain_done;
+	s->drain_done = NULL;
+	if (done)
+		done(s->drain_arg);
+}
+
+/* ---- listeners ---- */
+
+static int listen_one(struct smtpd_server *s, const struct netaddr *a, const char *text,
+                      enum smtp_port_kind kind, char *err, size_t errlen)
+{
+	int fam = a->ss.ss_family, one = 1;
+	int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: socket: %s", text, strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+	    bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+		snprintf(err, errlen, "%s: %s", text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	struct listener *li = &s->listeners[s->n_listeners];
+	li->srv = s;
+	li->kind = kind;
+	li->l = evconnlistener_new(s->base, on_accept, li,
+	                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, BACKLOG, fd);
+	if (!li->l) {
+		snprintf(err, errlen, "%s: listen: %s", text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	evconnlistener_set_error_cb(li->l, on_accept_error);
+	s->n_listeners++;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof bound;
+	char shown[80];
+	if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+		netaddr_format((struct sockaddr *)&bound, shown, sizeof shown);
+	else
+		snprintf(shown, sizeof shown, "%s", text);
+	log_info("%s: listening on %s", kind == SMTP_PORT_SMTP ? "smtp" : "submission", shown);
+	return 0;
+}
+
+static void close_listeners(struct smtpd_server *s)
+{
+	for (size_t i = 0; i < s->n_listeners; i++)
+		evconnlistener_free(s->listeners[i].l);
+	s->n_listeners = 0;
+}
+
+struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
+                                      struct queue *q, struct mailbox_index *idx, char *err,
+                                      size_t errlen)
+{
+	struct smtpd_server *s = calloc(1, sizeof *s);
+	size_t n = c->smtp_listen.n + c->submission_listen.n;
+	if (!s || !(s->listeners = calloc(n ? n : 1, sizeof *s->listeners))) {
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->conf = c;
+	s->base = base;
+	s->q = q;
+	s->idx = idx;
+	s->rej_fd = -1;
+	s->accept_pause = evtimer_new(base, on_accept_pause_end, s);
+	s->drain_event = evtimer_new(base, on_drain_done, s);
+	if (!s->accept_pause || !s->drain_event) {
+		snprintf(err, errlen, "out of memory");
+		smtpd_server_free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->smtp_listen.n; i++)
+		if (listen_one(s, &c->smtp_listen.v[i], c->smtp_listen.text[i], SMTP_PORT_SMTP, err,
+		               errlen) != 0)
+			goto fail;
+	for (size_t i = 0; i < c->submission_listen.n; i++)
+		if (listen_one(s, &c->submission_listen.v[i], c->submission_listen.text[i],
+		               SMTP_PORT_SUBMISSION, err, errlen) != 0)
+			goto fail;
+	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
+		rej_open(s); /* early, so a bad path shows in the log at start-up */
+	return s;
+fail:
+	smtpd_server_free(s);
+	return NULL;
+}
+
+void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *arg)
+{
+	s->draining = 1;
+	s->drain_done = done;
+	s->drain_arg = arg;
+	close_listeners(s);
+	evtimer_del(s->accept_pause);
+	struct conn *next;
+	for (struct conn *c = s->conns; c; c = next) {
+		next = c->next;
+		if (c->state == CONN_GREETING) {
+			conn_free(c);
+		} else if (c->state == CONN_ACTIVE && !c->commit_pending) {
+			smtp_session_shutdown(c->sess);
+			conn_pump(c);
+		} /* commit pending: on_commit shuts down; closing ones have their timers */
+	}
+	if (s->n_conns == 0) {
+		struct timeval zero = {0, 0};
+		evtimer_add(s->drain_event, &zero);
+	}
+}
+
+size_t smtpd_server_connections(const struct smtpd_server *s)
+{
+	return s ? s->n_conns : 0;
+}
+
+void smtpd_server_free(struct smtpd_server *s)
+{
+	if (!s)
+		return;
+	close_listeners(s);
+	s->drain_done = NULL;
+	struct conn *next;
+	for (struct conn *c = s->conns; c; c = next) {
+		next = c->next;
+		if (c->commit_pending) { /* orphan: freed by on_commit, if it ever runs */
+			if (c->bev)
+				bufferevent_free(c->bev);
+			c->bev = NULL;
+			if (c->timer)
+				event_free(c->timer);
+			c->timer = NULL;
+			c->srv = NULL;
+			c->dead = 1;
+		} else {
+			if (c->bev)
+				bufferevent_free(c->bev);
+			if (c->timer)
+				event_free(c->timer);
+			smtp_session_free(c->sess);
+			free(c);
+		}
+	}
+	for (size_t i = 0; i < IP_BUCKETS; i++)
+		while (s->ips[i]) {
+			struct ipcount *e = s->ips[i];
+			s->ips[i] = e->next;
+			free(e);
+		}
+	if (s->accept_pause)
+		event_free(s->accept_pause);
+	if (s->drain_event)
+		event_free(s->drain_event);
+	if (s->rej_fd >= 0)
+		close(s->rej_fd);
+	free(s->listeners);
+	free(s);
+}

@@ -1,0 +1,64 @@
+/*
+ * smtpd_server: the SMTP and submission listeners of sharemaild and the thin I/O
+ * glue between a TCP connection (a libevent bufferevent) and one pure
+ * smtp_session. Everything SMTP-ish is the session's; this module only moves
+ * octets, enforces the connection limits and deadlines, and connects the
+ * session's ops to the queue, the mailbox index and the rejected-recipients log.
+ *
+ * Per connection: a session (trusted when the peer lies in smtp_trusted_networks),
+ * a bufferevent with bounded buffers, and one timer used for the greeting pause,
+ * the command/DATA deadlines and the final flush. Connections over
+ * smtp_max_connections or smtp_max_connections_per_ip get
+ * "421 4.7.0 too many connections" and are closed at once.
+ *
+ * Deadlines (hostile-inputs.md "Limits and load", slowloris): a client has
+ * smtp_command_timeout seconds from our last reply to complete its next command,
+ * and in DATA smtp_data_timeout seconds for every DATA_PROGRESS_BYTES (64 KiB) of
+ * message and the final dot. Octets that complete nothing do not extend either
+ * deadline, so one byte every few seconds cannot hold a connection.
+ *
+ * Threads: everything runs on the event loop given to smtpd_server_new().
+ * Ownership: the server borrows the conf, the event base, the queue and the index;
+ * all must outlive it.
+ */
+#ifndef SHAREMAIL_SMTPD_SMTPD_SERVER_H
+#define SHAREMAIL_SMTPD_SMTPD_SERVER_H
+
+#include <stddef.h>
+
+struct conf;
+struct event_base;
+struct queue;
+struct mailbox_index;
+struct smtpd_server;
+
+/*
+ * Binds every smtp_listen and submission_listen address (SO_REUSEADDR;
+ * IPV6_V6ONLY on IPv6) and starts accepting on `base`. Returns NULL with a
+ * message in err on failure (nothing left open). A conf with no listeners gives a
+ * server that accepts nothing.
+ */
+struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
+                                      struct queue *q, struct mailbox_index *idx, char *err,
+                                      size_t errlen);
+
+/*
+ * Graceful stop: closes the listeners, ends every session with
+ * smtp_session_shutdown() (421 4.3.2; a session waiting for a commit first gets
+ * its 250 or 451), flushes, and calls done(arg) on the event loop once no
+ * connection is left (at once if there is none). Connections that do not take
+ * their last reply within a few seconds are closed anyway.
+ */
+void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *arg);
+
+/* Connections currently open. */
+size_t smtpd_server_connections(const struct smtpd_server *s);
+
+/*
+ * Closes the listeners and every connection at once and frees the server (NULL is
+ * a no-op). A connection whose commit is still under way is freed when the queue
+ * reports the outcome, if it ever does.
+ */
+void smtpd_server_free(struct smtpd_server *s);
+
+#endif

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Local delivery read by a real Dovecot: mail sent with smtplib to sharemaild is
+delivered to <state_dir>/mail/<domain>/<user>/Maildir, and Dovecot (Debian's
+dovecot-imapd, started here as a non-daemon process with its own minimal config on
+a random loopback port) serves it over IMAP byte for byte, proving the Maildir
+layout and file names are right.
+
+Dovecot refuses to run mail processes as uid 0, so when this test runs as root
+its userdb names the `dovecot` system user and the delivered tree is handed to
+that user (a real installation runs sharemaild and Dovecot's userdb under one
+mail uid). As an ordinary user everything runs under the current uid.
+"""
+import imaplib
+import os
+import pwd
+import shutil
+import smtplib
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smtest import Daemon, Suite, free_tcp_port  # noqa: E402
+
+S = Suite("delivery_dovecot")
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+PASSWORD = "imap-test-pass"
+
+MESSAGE = (b"From: Sender <sender@example.net>\r\n"
+           b"To: alice@example.com\r\n"
+           b"Subject: Maildir through Dovecot\r\n"
+           b"Message-ID: <dovecot-test-1@example.net>\r\n"
+           b"\r\n"
+           b"first line\r\n"
+           b".a line that began with a dot\r\n"
+           b"\r\n"
+           b"tab\there, trailing space \r\n"
+           + b"x" * 900 + b"\r\n"
+           b"last line\r\n")
+
+
+def wait_for(fn, what, timeout=20.0):
+    """Polls fn() until it returns something true (a bound, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def maildir_new(d, domain, user):
+    path = os.path.join(d.state, "mail", domain, user, "Maildir", "new")
+    try:
+        return sorted(os.path.join(path, n) for n in os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+class Dovecot:
+    """A throwaway Dovecot serving the daemon's mail tree over IMAP on loopback."""
+
+    def __init__(self, mail_root):
+        self.dir = os.path.join(os.path.dirname(mail_root), "dovecot")
+        os.makedirs(os.path.join(self.dir, "base"))
+        os.makedirs(os.path.join(self.dir, "state"))
+        self.port = free_tcp_port()
+        self.log = os.path.join(self.dir, "dovecot.log")
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        self.proc = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("dovecot")
+            uid, gid, internal, login = pw.pw_uid, pw.pw_gid, "dovecot", "dovenull"
+            # Hand the delivered tree (and the path to it) to the mail uid.
+            for root, dirs, files in os.walk(mail_root):
+                for n in dirs + files:
+                    os.chown(os.path.join(root, n), uid, gid)
+            os.chown(mail_root, uid, gid)
+            p = os.path.dirname(mail_root)
+            while p not in ("/", "/tmp"):
+                os.chmod(p, os.stat(p).st_mode | 0o711)
+                p = os.path.dirname(p)
+        else:
+            uid, gid = os.getuid(), os.getgid()
+            internal = login = pwd.getpwuid(uid).pw_name
+        with open(self.conf, "w") as f:
+            f.write(f"""protocols = imap
+listen = 127.0.0.1
+base_dir = {self.dir}/base
+state_dir = {self.dir}/state
+log_path = {self.log}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{mail_root}/%d/%n/Maildir
+default_internal_user = {internal}
+default_login_user = {login}
+first_valid_uid = 1
+first_valid_gid = 0
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mail_root}/%d/%n
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service pop3-login {{
+  chroot =
+}}
+""")
+
+    def start(self):
+        self.out = open(os.path.join(self.dir, "stdout.log"), "wb")
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf], stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("dovecot exited:\n" + self.logtext())
+            try:
+                c = imaplib.IMAP4("127.0.0.1", self.port)
+                c.logout()
+                return True
+            except OSError:
+                return False
+        wait_for(ready, "dovecot to listen")
+        return self
+
+    def logtext(self):
+        text = ""
+        for p in (self.log, os.path.join(self.dir, "stdout.log")):
+            try:
+                with open(p, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "out", None):
+            self.out.close()
+
+    def fetch_all(self, user):
+        """Logs in as user; returns [(uid, RFC822.SIZE, BODY[] octets)] of INBOX."""
+        c = imaplib.IMAP4("127.0.0.1", self.port)
+        try:
+            typ, _ = c.login(user, PASSWORD)
+            S.eq(typ, "OK", f"IMAP LOGIN {user}")
+            typ, data = c.select("INBOX", readonly=True)
+            S.eq(typ, "OK", f"IMAP SELECT INBOX of {user}: {data}")
+            n = int(data[0])
+            out = []
+            for i in range(1, n + 1):
+                typ, data = c.fetch(str(i), "(UID RFC822.SIZE BODY.PEEK[])")
+                S.eq(typ, "OK", "IMAP FETCH")
+                meta = data[0][0].decode()
+                size = int(meta.split("RFC822.SIZE ")[1].split()[0].rstrip(")"))
+                out.append((meta, size, data[0][1]))
+            return out
+        finally:
+            try:
+                c.logout()
+            except (OSError, imaplib.IMAP4.error):
+                pass
+
+
+def send(port, rcpts, msg, sender="sender@example.net"):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        code, _ = s.ehlo("client.example.net")
+        S.eq(code // 100, 2, "EHLO")
+        code, reply = s.mail(sender)
+        S.eq(code // 100, 2, f"MAIL: {reply}")
+        for r in rcpts:
+            code, reply = s.rcpt(r)
+            S.eq(code // 100, 2, f"RCPT {r}: {reply}")
+        code, reply = s.data(msg)
+        S.eq(code, 250, f"DATA: {reply}")
+        S.check(reply.startswith(b"2."), f"enhanced code class 2 in {reply!r}")
+
+
+def test_dovecot_reads_delivered_mail():
+    if not os.path.exists(DOVECOT):
+        S.check(False, "dovecot is not installed (scripts/install-deps installs dovecot-imapd)")
+        return
+    port = free_tcp_port()
+    d = Daemon(conf={"smtp_listen": f"127.0.0.1:{port}",
+                     "smtp_original_recipient_header": "yes"}, minger=False)
+    dv = None
+    try:
+        d.cli("account", "add", "alice@example.com")
+        d.cli("account", "add", "bob@example.com")
+        d.cli("alias", "add", "team@example.com", "alice@example.com", "bob@example.com")
+        d.start()
+        send(port, ["alice@example.com"], MESSAGE)
+        # One copy each: alice is named directly and through the alias.
+        send(port, ["team@example.com", "Alice@Example.com"], MESSAGE)
+        wait_for(lambda: len(maildir_new(d, "example.com", "alice")) == 2
+                 and len(maildir_new(d, "example.com", "bob")) == 1, "delivery")
+        time.sleep(0.3)  # a duplicate copy, if any, would show up now
+        S.eq(len(maildir_new(d, "example.com", "alice")), 2, "alice: one copy per message")
+        S.eq(len(maildir_new(d, "example.com", "bob")), 1, "bob: one copy")
+        files = {}
+        for user in ("alice", "bob"):
+            for p in maildir_new(d, "example.com", user):
+                name = os.path.basename(p)
+                S.check(":" not in name and "/" not in name, f"maildir name {name}")
+                S.check(".M" in name and "P" in name and "Q" in name, f"unique name {name}")
+                with open(p, "rb") as f:
+                    files.setdefault(user, []).append(f.read())
+        first = files["alice"][0]
+        S.check(first.startswith(b"Return-Path: <sender@example.net>\r\n"
+                                 b"Delivered-To: alice@example.com\r\n"
+                                 b"X-Sharemail-Original-Rcpt: alice@example.com\r\n"),
+                f"trace fields on top: {first[:200]!r}")
+        S.check(first.endswith(MESSAGE), "message octets after the added fields, unchanged")
+        second = [b for b in files["alice"] if b"team@example.com" in b]
+        S.eq(len(second), 1, "the alias message reached alice once")
+        if second:
+            S.check(b"X-Sharemail-Original-Rcpt: team@example.com\r\n"
+                    b"X-Sharemail-Original-Rcpt: Alice@Example.com\r\n" in second[0],
+                    "one original-recipient field per envelope recipient")
+        for st in ("tmp",):
+            tmp = os.path.join(d.state, "mail", "example.com", "alice", "Maildir", st)
+            S.eq(os.listdir(tmp), [], "nothing left in tmp/")
+        mode = os.stat(os.path.join(d.state, "mail", "example.com", "alice",
+                                    "Maildir")).st_mode & 0o777
+        S.eq(mode, 0o700, "Maildir mode")
+        # The queue is empty once every recipient is delivered.
+        q = d.cli("queue", "list", check=False)
+        S.check("alice@example.com" not in q.stdout, f"queue emptied: {q.stdout!r}")
+        d.stop()
+
+        dv = Dovecot(os.path.join(d.state, "mail")).start()
+        got = dv.fetch_all("alice@example.com")
+        S.eq(len(got), 2, "alice has two messages over IMAP")
+        S.eq(sorted(b for _, _, b in got), sorted(files["alice"]),
+             "IMAP BODY[] equals the Maildir files byte for byte")
+        for _, size, body in got:
+            S.eq(size, len(body), "RFC822.SIZE")
+        got = dv.fetch_all("bob@example.com")
+        S.eq([b for _, _, b in got], files["bob"], "bob's message over IMAP")
+        S.check(b"Delivered-To: bob@example.com\r\n" in got[0][2] if got else False,
+                "Delivered-To names bob")
+        log = dv.logtext()
+        S.check("Error" not in log and "Panic" not in log, "dovecot logged no error:\n" + log)
+    finally:
+        if dv:
+            dv.stop()
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(S.run([test_dovecot_reads_delivered_mail]))

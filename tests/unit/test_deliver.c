@@ -1,0 +1,534 @@
+/*
+ * Unit tests for deliver (the runner over a real queue, one pass at a time and as
+ * a thread) and mailbox_expand() (aliases to distinct local mailboxes).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "deliver/deliver.h"
+#include "directory/directory.h"
+#include "harness.h"
+#include "queue/queue.h"
+#include "verify/mailbox_index.h"
+
+static char root[64];
+static char dbpath[128];
+static struct conf *cf;
+static struct directory *dir;
+static struct mailbox_index *idx;
+static struct queue *q;
+static struct event_base *base;
+
+/* ---- fixture ---- */
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int write_conf(const char *extra)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s/sharemail.conf", root);
+	FILE *f = fopen(p, "w");
+	if (!f)
+		return -1;
+	fprintf(f,
+	        "hostname = mx.example.com\nstate_dir = %s\nlocal_domains = example.com\n"
+	        "local_domains = example.org\n%s",
+	        root, extra);
+	fclose(f);
+	struct conf_errors errs = {0};
+	conf_free(cf);
+	cf = conf_load(p, &errs);
+	if (!cf)
+		conf_errors_print(&errs);
+	conf_errors_free(&errs);
+	return cf ? 0 : -1;
+}
+
+static int setup(void)
+{
+	char err[256] = "";
+	snprintf(root, sizeof root, "/tmp/test_deliver.XXXXXX");
+	if (!mkdtemp(root) || write_conf("smtp_original_recipient_header = yes\n") < 0)
+		return -1;
+	snprintf(dbpath, sizeof dbpath, "%s/directory.db", root);
+	dir = directory_open(dbpath, 0, err, sizeof err);
+	if (!dir)
+		return -1;
+	const char *list[] = {"alice@example.com", "bob@example.com"};
+	const char *list2[] = {"team@example.com", "ALICE@example.com"};
+	const char *mixed[] = {"alice@example.com", "far@remote.test"};
+	const char *loop1[] = {"loop2@example.com"};
+	const char *loop2[] = {"loop1@example.com"};
+	const char *dis[] = {"carol@example.com", "nobody@example.com"};
+	if (directory_account_add(dir, "alice@example.com", NULL, ACCOUNT_ACTIVE) != DIRECTORY_OK ||
+	    directory_account_add(dir, "bob@example.com", NULL, ACCOUNT_ACTIVE) != DIRECTORY_OK ||
+	    directory_account_add(dir, "carol@example.com", NULL, ACCOUNT_DISABLED) !=
+	            DIRECTORY_OK ||
+	    directory_account_add(dir, "dave@example.com", NULL, ACCOUNT_OVER_QUOTA) !=
+	            DIRECTORY_OK ||
+	    directory_account_add(dir, "erin@example.org", NULL, ACCOUNT_ACTIVE) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "team@example.com", list, 2) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "all@example.com", list2, 2) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "mixed@example.com", mixed, 2) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "loop1@example.com", loop1, 1) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "loop2@example.com", loop2, 1) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "dis@example.com", dis, 2) != DIRECTORY_OK)
+		return -1;
+	const char *const domains[] = {"example.com", "example.org"};
+	idx = mailbox_index_open(dbpath, domains, 2, err, sizeof err);
+	if (!idx)
+		return -1;
+	base = event_base_new();
+	char qdir[160];
+	snprintf(qdir, sizeof qdir, "%s/queue", root);
+	q = queue_open(qdir, base, err, sizeof err);
+	if (!q)
+		fprintf(stderr, "queue_open: %s\n", err);
+	return q ? 0 : -1;
+}
+
+static void teardown(void)
+{
+	queue_close(q);
+	event_base_free(base);
+	mailbox_index_free(idx);
+	directory_close(dir);
+	conf_free(cf);
+	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+struct commit_wait {
+	int done, ok;
+	char id[32];
+};
+
+static void on_commit(void *arg, int ok, const char *id)
+{
+	struct commit_wait *w = arg;
+	w->done = 1;
+	w->ok = ok;
+	if (ok)
+		snprintf(w->id, sizeof w->id, "%s", id);
+	event_base_loopbreak(base);
+}
+
+/* Queues msg for the NULL-terminated recipients; returns 0 and the id, or -1. */
+static int enqueue(const char *from, const char *const *rcpts, int trusted, int64_t received_at,
+                   const char *msg, char *id)
+{
+	struct envelope *e = envelope_new();
+	envelope_set(&e->mail_from, from);
+	envelope_set(&e->helo, "client.example.net");
+	envelope_set(&e->client_addr, "192.0.2.1");
+	e->received_at = received_at;
+	e->trusted = trusted;
+	for (size_t i = 0; rcpts[i]; i++)
+		envelope_add_rcpt(e, rcpts[i], NULL, 0);
+	struct queue_msg *m = queue_msg_begin(q);
+	if (!m || queue_msg_write(m, msg, strlen(msg)) < 0) {
+		queue_msg_abort(m);
+		envelope_free(e);
+		return -1;
+	}
+	struct commit_wait w = {0};
+	queue_msg_commit(m, e, on_commit, &w);
+	envelope_free(e);
+	for (int i = 0; i < 1000 && !w.done; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (!w.ok)
+		return -1;
+	snprintf(id, 32, "%s", w.id);
+	return 0;
+}
+
+/* Number of messages in new/ of user@domain; the last one's content into buf. */
+static int mailbox_count(const char *domain, const char *user, char *buf, size_t bufsz, size_t *len)
+{
+	char p[512];
+	snprintf(p, sizeof p, "%s/mail/%s/%s/Maildir/new", root, domain, user);
+	DIR *d = opendir(p);
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		if (buf) {
+			char f[1024];
+			snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+			int fd = open(f, O_RDONLY);
+			ssize_t r = fd >= 0 ? read(fd, buf, bufsz - 1) : -1;
+			if (fd >= 0)
+				close(fd);
+			*len = r < 0 ? 0 : (size_t)r;
+			buf[*len] = '\0';
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+static void clear_mail(void)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s/mail", root);
+	nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- mailbox_expand ---- */
+
+struct targets {
+	char s[2048];
+	int n;
+};
+
+static int add_target(void *arg, const char *t, int local)
+{
+	struct targets *x = arg;
+	size_t l = strlen(x->s);
+	snprintf(x->s + l, sizeof x->s - l, "%s%s=%d", x->n ? " " : "", t, local);
+	x->n++;
+	return 0;
+}
+
+static enum lookup_result expand(const char *m, struct targets *x)
+{
+	memset(x, 0, sizeof *x);
+	return mailbox_expand(idx, m, strlen(m), add_target, x);
+}
+
+TEST(expand_account_and_aliases)
+{
+	struct targets x;
+	CHECK_INT(expand("Alice@EXAMPLE.com", &x), LOOKUP_FOUND);
+	CHECK_STR(x.s, "alice@example.com=1");
+	CHECK_INT(expand("team@example.com", &x), LOOKUP_FOUND);
+	CHECK_STR(x.s, "alice@example.com=1 bob@example.com=1");
+	/* all -> team (alice, bob) and alice again: alice once. */
+	CHECK_INT(expand("all@example.com", &x), LOOKUP_FOUND);
+	CHECK_STR(x.s, "alice@example.com=1 bob@example.com=1");
+	CHECK_INT(expand("mixed@example.com", &x), LOOKUP_FOUND);
+	CHECK_STR(x.s, "alice@example.com=1 far@remote.test=0");
+}
+
+TEST(expand_states_loops_and_unknown)
+{
+	struct targets x;
+	CHECK_INT(expand("dis@example.com", &x), LOOKUP_FOUND);
+	CHECK_STR(x.s, "carol@example.com=2");
+	CHECK_INT(expand("dave@example.com", &x), LOOKUP_FOUND);
+	CHECK_STR(x.s, "dave@example.com=3");
+	CHECK_INT(expand("loop1@example.com", &x), LOOKUP_NOTFOUND);
+	CHECK_INT(x.n, 0);
+	CHECK_INT(expand("nobody@example.com", &x), LOOKUP_NOTFOUND);
+	CHECK_INT(expand("not an address", &x), LOOKUP_NOTFOUND);
+}
+
+static int stop_first(void *arg, const char *t, int local)
+{
+	(void)t;
+	(void)local;
+	(*(int *)arg)++;
+	return 1;
+}
+
+TEST(expand_stops_when_asked)
+{
+	int n = 0;
+	CHECK_INT(mailbox_expand(idx, "team@example.com", 16, stop_first, &n), LOOKUP_FOUND);
+	CHECK_INT(n, 1);
+}
+
+/* ---- the runner ---- */
+
+static const char body[] = "From: s@example.net\r\nSubject: test\r\n\r\nline one\r\n.dot\r\n";
+
+static struct envelope *read_env(const char *id)
+{
+	struct envelope *e = NULL;
+	return queue_read_envelope(q, id, &e) == 0 ? e : NULL;
+}
+
+TEST(delivers_local_dedupes_and_keeps_remote)
+{
+	char id[32];
+	const char *rcpts[] = {"alice@example.com", "team@example.com", "nobody@example.com",
+	                       "x@remote.test",     "erin@EXAMPLE.org", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	char buf[4096];
+	size_t len = 0;
+	CHECK_INT(mailbox_count("example.com", "alice", buf, sizeof buf, &len), 1);
+	const char want[] = "Return-Path: <s@example.net>\r\n"
+	                    "Delivered-To: alice@example.com\r\n"
+	                    "X-Sharemail-Original-Rcpt: alice@example.com\r\n"
+	                    "X-Sharemail-Original-Rcpt: team@example.com\r\n"
+	                    "X-Sharemail-Original-Rcpt: nobody@example.com\r\n"
+	                    "X-Sharemail-Original-Rcpt: x@remote.test\r\n"
+	                    "X-Sharemail-Original-Rcpt: erin@EXAMPLE.org\r\n";
+	size_t wl = sizeof want - 1;
+	CHECK(len == wl + strlen(body));
+	CHECK_MEM(buf, len < wl ? len : wl, want, wl);
+	CHECK_MEM(buf + (len < wl ? len : wl), len - (len < wl ? len : wl), body, strlen(body));
+	CHECK_INT(mailbox_count("example.com", "bob", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.org", "erin", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "nobody", NULL, 0, NULL), 0);
+	struct envelope *e = read_env(id);
+	if (!CHECK(e != NULL))
+		return;
+	CHECK_INT(e->rcpts[0].state, RCPT_DELIVERED);
+	CHECK_INT(e->rcpts[1].state, RCPT_DELIVERED);
+	CHECK_INT(e->rcpts[2].state, RCPT_FAILED);
+	CHECK(e->rcpts[2].status && strncmp(e->rcpts[2].status, "550 5.1.1", 9) == 0);
+	CHECK_INT(e->rcpts[3].state, RCPT_REMOTE);
+	CHECK(e->rcpts[3].status && strstr(e->rcpts[3].status, "remote delivery not built yet"));
+	CHECK_INT(e->rcpts[4].state, RCPT_DELIVERED);
+	envelope_free(e);
+	/* A second pass delivers nothing again (nothing due). */
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	queue_remove(q, id);
+	clear_mail();
+}
+
+TEST(all_done_removes_message)
+{
+	char id[32];
+	const char *rcpts[] = {"bob@example.com", "nobody@example.com", NULL};
+	if (!CHECK_INT(enqueue("", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	struct envelope *e = NULL;
+	CHECK_INT(queue_read_envelope(q, id, &e), -1);
+	envelope_free(e);
+	char buf[4096];
+	size_t len = 0;
+	CHECK_INT(mailbox_count("example.com", "bob", buf, sizeof buf, &len), 1);
+	CHECK(strncmp(buf, "Return-Path: <>\r\nDelivered-To: bob@example.com\r\n", 48) == 0);
+	clear_mail();
+}
+
+TEST(loop_fails_without_copy)
+{
+	char id[32];
+	const char msg[] = "Delivered-To: Alice@Example.com\r\nSubject: loop\r\n\r\nx\r\n";
+	const char *rcpts[] = {"alice@example.com", "team@example.com", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), msg, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 0);
+	/* team: alice loops, bob gets his copy. */
+	CHECK_INT(mailbox_count("example.com", "bob", NULL, 0, NULL), 1);
+	struct envelope *e = read_env(id);
+	CHECK(e == NULL); /* alice FAILED, team DELIVERED: removed */
+	envelope_free(e);
+	clear_mail();
+}
+
+TEST(too_many_hops_fail)
+{
+	char id[32], msg[4096] = "";
+	for (int i = 0; i < 51; i++)
+		strcat(msg, "Received: from a by b; Thu, 1 Jan 1970 00:00:00 +0000\r\n");
+	strcat(msg, "\r\nbody\r\n");
+	const char *rcpts[] = {"alice@example.com", "x@remote.test", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), msg, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 0);
+	struct envelope *e = read_env(id);
+	if (CHECK(e != NULL)) {
+		CHECK_INT(e->rcpts[0].state, RCPT_FAILED);
+		CHECK(e->rcpts[0].status && strncmp(e->rcpts[0].status, "550 5.4.6", 9) == 0);
+		envelope_free(e);
+	}
+	queue_remove(q, id);
+	clear_mail();
+}
+
+TEST(date_added_only_when_missing_and_trusted)
+{
+	char id[32], buf[4096];
+	size_t len = 0;
+	const char *rcpts[] = {"alice@example.com", NULL};
+	CHECK_INT(enqueue("s@example.net", rcpts, 1, 86400, body, id), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", buf, sizeof buf, &len), 1);
+	CHECK(strstr(buf, "\r\nDate: Fri, 02 Jan 1970 00:00:00 +0000\r\n") != NULL);
+	clear_mail();
+	/* Untrusted: no Date. (received_at old but lifetime irrelevant: not deferred) */
+	CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", buf, sizeof buf, &len), 1);
+	CHECK(strstr(buf, "Date:") == NULL);
+	clear_mail();
+	/* Trusted but the message has one: not added. */
+	const char dated[] = "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nx\r\n";
+	CHECK_INT(enqueue("s@example.net", rcpts, 1, time(NULL), dated, id), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", buf, sizeof buf, &len), 1);
+	CHECK(strstr(buf, "Date:") == strstr(buf, "Date: Mon, 1 Jan 2024"));
+	CHECK(strstr(strstr(buf, "Date:") + 1, "Date:") == NULL);
+	clear_mail();
+}
+
+TEST(io_error_defers_then_expires)
+{
+	char id[32], p[160];
+	/* A file where the domain folder should be: the Maildir cannot be created. */
+	snprintf(p, sizeof p, "%s/mail", root);
+	mkdir(p, 0700);
+	snprintf(p, sizeof p, "%s/mail/example.org", root);
+	int fd = open(p, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	const char *rcpts[] = {"erin@example.org", NULL};
+	int64_t now = time(NULL);
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, now, body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	struct envelope *e = read_env(id);
+	if (CHECK(e != NULL)) {
+		CHECK_INT(e->rcpts[0].state, RCPT_DEFERRED);
+		CHECK(e->rcpts[0].next_try >= now + cf->queue_retry_interval);
+		CHECK(e->rcpts[0].status && strncmp(e->rcpts[0].status, "451 4.3.0", 9) == 0);
+		CHECK_INT(e->rcpts[0].attempts, 1);
+		envelope_free(e);
+	}
+	/* Not due yet: a pass leaves it alone. */
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	e = read_env(id);
+	CHECK(e && e->rcpts[0].attempts == 1);
+	envelope_free(e);
+	/* Flushed: due again, still failing, retried later. */
+	CHECK(queue_flush(q) >= 1);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	e = read_env(id);
+	CHECK(e && e->rcpts[0].attempts == 2 && e->rcpts[0].state == RCPT_DEFERRED);
+	envelope_free(e);
+	queue_remove(q, id);
+	/* Past queue_lifetime (default 5 days): FAILED, and the message leaves the queue. */
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, now - 6 * 86400, body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	e = read_env(id);
+	CHECK(e == NULL);
+	envelope_free(e);
+	unlink(p);
+}
+
+TEST(runner_thread_delivers_on_kick)
+{
+	char err[256] = "", id[32];
+	struct deliver_runner *r = deliver_runner_start(cf, q, idx, err, sizeof err);
+	if (!CHECK(r != NULL))
+		return;
+	const char *rcpts[] = {"bob@example.com", NULL};
+	CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0);
+	deliver_runner_kick(r);
+	int n = 0;
+	for (int i = 0; i < 1000 && n == 0; i++) {
+		n = mailbox_count("example.com", "bob", NULL, 0, NULL);
+		if (n == 0)
+			usleep(10000);
+	}
+	CHECK_INT(n, 1);
+	deliver_runner_stop(r);
+	struct envelope *e = NULL;
+	CHECK_INT(queue_read_envelope(q, id, &e), -1);
+	envelope_free(e);
+	deliver_runner_stop(NULL);
+	deliver_runner_kick(NULL);
+	clear_mail();
+}
+
+TEST(large_message_streamed_and_postmaster)
+{
+	/* 600 KiB: larger than the header scan bound, copied byte-exact. */
+	size_t n = 600 * 1024;
+	char *msg = malloc(n + 1), id[32];
+	if (!CHECK(msg != NULL))
+		return;
+	memcpy(msg, "Subject: big\r\n\r\n", 16);
+	for (size_t i = 16; i < n; i++)
+		msg[i] = (i % 100 == 98) ? '\r' : (i % 100 == 99) ? '\n' : (char)('a' + i % 26);
+	msg[n] = '\0';
+	const char *rcpts[] = {"PostMaster@example.org", NULL};
+	CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), msg, id), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	char *buf = malloc(n + 4096);
+	size_t len = 0;
+	CHECK_INT(mailbox_count("example.org", "postmaster", buf, n + 4096, &len), 1);
+	const char want[] = "Return-Path: <s@example.net>\r\n"
+	                    "Delivered-To: postmaster@example.org\r\n"
+	                    "X-Sharemail-Original-Rcpt: PostMaster@example.org\r\n";
+	size_t wl = sizeof want - 1;
+	CHECK_INT(len, wl + n);
+	if (len == wl + n) {
+		CHECK_MEM(buf, wl, want, wl);
+		CHECK(memcmp(buf + wl, msg, n) == 0);
+	}
+	free(buf);
+	free(msg);
+	clear_mail();
+}
+
+TEST(quoted_local_part_gets_encoded_folder)
+{
+	char id[32], buf[4096];
+	size_t len = 0;
+	if (!CHECK_INT(directory_account_add(dir, "\"odd one\"@example.com", NULL, ACCOUNT_ACTIVE),
+	               DIRECTORY_OK))
+		return;
+	CHECK(mailbox_index_refresh(idx) >= 1);
+	const char *rcpts[] = {"\"Odd One\"@example.com", NULL};
+	CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "%22odd%20one%22", buf, sizeof buf, &len), 1);
+	CHECK(strstr(buf, "Delivered-To: \"odd one\"@example.com\r\n") != NULL);
+	clear_mail();
+}
+
+static void all(void)
+{
+	if (!CHECK_INT(setup(), 0))
+		return;
+	static const struct test_case cases[] = {
+	        T(expand_account_and_aliases),
+	        T(expand_states_loops_and_unknown),
+	        T(expand_stops_when_asked),
+	        T(delivers_local_dedupes_and_keeps_remote),
+	        T(all_done_removes_message),
+	        T(loop_fails_without_copy),
+	        T(too_many_hops_fail),
+	        T(date_added_only_when_missing_and_trusted),
+	        T(io_error_defers_then_expires),
+	        T(runner_thread_delivers_on_kick),
+	        T(large_message_streamed_and_postmaster),
+	        T(quoted_local_part_gets_encoded_folder),
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		cases[i].fn();
+	teardown();
+}
+
+TEST_MAIN(T(all))

@@ -1,0 +1,58 @@
+/* Unit tests for envelope: allocation, recipients, string fields. */
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "queue/envelope.h"
+
+TEST(new_is_zeroed)
+{
+	struct envelope *e = envelope_new();
+	if (!CHECK(e != NULL))
+		return;
+	CHECK(e->mail_from == NULL && e->rcpts == NULL);
+	CHECK_INT(e->n_rcpts, 0);
+	CHECK_INT(e->ret, ENVELOPE_RET_UNSET);
+	CHECK_STR(e->id, "");
+	envelope_free(e);
+	envelope_free(NULL);
+}
+
+TEST(set_copies_and_clears)
+{
+	struct envelope *e = envelope_new();
+	char buf[16] = "a@example.com";
+	CHECK_INT(envelope_set(&e->mail_from, buf), 0);
+	buf[0] = 'X';
+	CHECK_STR(e->mail_from, "a@example.com");
+	CHECK_INT(envelope_set(&e->mail_from, ""), 0);
+	CHECK_STR(e->mail_from, "");
+	CHECK_INT(envelope_set(&e->mail_from, NULL), 0);
+	CHECK(e->mail_from == NULL);
+	envelope_free(e);
+}
+
+TEST(add_many_recipients)
+{
+	struct envelope *e = envelope_new();
+	char addr[64];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(addr, sizeof addr, "user%d@example.com", i);
+		CHECK_INT(envelope_add_rcpt(e, addr, i % 2 ? "rfc822;x@y" : NULL,
+		                            i % 3 ? ENVELOPE_NOTIFY_FAILURE : 0),
+		          i);
+	}
+	CHECK_INT(e->n_rcpts, 1000);
+	CHECK_STR(e->rcpts[999].addr, "user999@example.com");
+	CHECK_STR(e->rcpts[1].orcpt, "rfc822;x@y");
+	CHECK(e->rcpts[0].orcpt == NULL);
+	CHECK_INT(e->rcpts[2].notify, ENVELOPE_NOTIFY_FAILURE);
+	CHECK_INT(e->rcpts[3].notify, 0);
+	CHECK_INT(e->rcpts[500].state, RCPT_PENDING);
+	CHECK(e->rcpts[500].status == NULL);
+	CHECK_INT(envelope_add_rcpt(e, NULL, NULL, 0), -1);
+	CHECK_INT(e->n_rcpts, 1000);
+	envelope_free(e);
+}
+
+TEST_MAIN(T(new_is_zeroed), T(set_copies_and_clears), T(add_many_recipients))

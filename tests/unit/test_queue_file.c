@@ -1,0 +1,457 @@
+/*
+ * Unit tests for queue_file: round trips, hostile field contents, and every kind
+ * of damage (truncation, flipped octets, bad lengths, unknown, duplicate or
+ * missing records, missing END), both in memory and through a file descriptor.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "harness.h"
+#include "queue/queue_file.h"
+
+static const char DATA[] = "Subject: hi\r\n\r\nbody line\r\n.leading dot\r\n";
+
+/* A header-like run of octets: 'P' record type, a length, "a" record inside. */
+static const char FORGE[] = "x\r\nRCPT TO:<evil@example.net>\r\n"
+                            "P\x01\x01\x01\x01"
+                            "a\x7f\x7f\x7f\x7f"
+                            "E\xff\xfe";
+
+static struct envelope *sample(void)
+{
+	struct envelope *e = envelope_new();
+	envelope_set(&e->mail_from, "sender@example.org");
+	envelope_set(&e->envid, "QQ314159");
+	envelope_set(&e->helo, "client.example.org");
+	envelope_set(&e->client_addr, "2001:db8::1");
+	e->ret = ENVELOPE_RET_HDRS;
+	e->body = ENVELOPE_BODY_8BITMIME;
+	e->received_at = 1700000000;
+	e->trusted = 1;
+	envelope_add_rcpt(e, "a@example.com", NULL, 0);
+	envelope_add_rcpt(e, "\"b c\"@example.com", "rfc822;b@example.com",
+	                  ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_DELAY);
+	return e;
+}
+
+/* magic + data + records + END with a correct checksum. */
+static void build(struct queue_buf *out, const char *magic, const void *data, size_t dlen,
+                  const void *recs, size_t rlen)
+{
+	uint8_t d[QUEUE_FILE_DIGEST_LEN];
+	out->len = 0;
+	queue_buf_add(out, magic, QUEUE_FILE_MAGIC_LEN);
+	queue_buf_add(out, data, dlen);
+	queue_buf_add(out, recs, rlen);
+	EVP_Digest(out->p, out->len, d, NULL, EVP_sha256(), NULL);
+	queue_file_encode_end(dlen, d, out);
+}
+
+static void build_env(struct queue_buf *out, const struct envelope *e)
+{
+	struct queue_buf recs = {0};
+	queue_file_encode_envelope(e, &recs);
+	build(out, QUEUE_FILE_MAGIC, DATA, strlen(DATA), recs.p, recs.len);
+	queue_buf_free(&recs);
+}
+
+static int same_env(const struct envelope *a, const struct envelope *b)
+{
+#define SAME(f) ((a->f == NULL && b->f == NULL) || (a->f && b->f && strcmp(a->f, b->f) == 0))
+	if (!SAME(mail_from) || !SAME(envid) || !SAME(helo) || !SAME(client_addr) ||
+	    a->ret != b->ret || a->body != b->body || a->received_at != b->received_at ||
+	    a->trusted != b->trusted || a->n_rcpts != b->n_rcpts)
+		return 0;
+	for (size_t i = 0; i < a->n_rcpts; i++)
+		if (!SAME(rcpts[i].addr) || !SAME(rcpts[i].orcpt) ||
+		    a->rcpts[i].notify != b->rcpts[i].notify)
+			return 0;
+	return 1;
+#undef SAME
+}
+
+/* Records with a caller-made body, checksum right: only the structure can fail. */
+static int parse_recs(const void *recs, size_t n)
+{
+	struct queue_buf f = {0};
+	build(&f, QUEUE_FILE_MAGIC, "x", 1, recs, n);
+	struct envelope *e = NULL;
+	int r = queue_file_parse(f.p, f.len, &e, NULL, NULL);
+	envelope_free(e);
+	queue_buf_free(&f);
+	return r;
+}
+
+TEST(round_trip)
+{
+	struct envelope *e = sample(), *got = NULL;
+	struct queue_buf f = {0};
+	uint64_t off = 0, len = 0;
+	build_env(&f, e);
+	CHECK(memcmp(f.p, "sharemail-queue 1\n", 18) == 0);
+	if (!CHECK_INT(queue_file_parse(f.p, f.len, &got, &off, &len), 0))
+		goto out;
+	CHECK_INT(off, QUEUE_FILE_MAGIC_LEN);
+	CHECK_MEM(f.p + off, (size_t)len, DATA, strlen(DATA));
+	CHECK(same_env(e, got));
+	CHECK_STR(got->rcpts[1].orcpt, "rfc822;b@example.com");
+	CHECK_INT(got->rcpts[1].notify, ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_DELAY);
+	CHECK_INT(got->rcpts[0].state, RCPT_PENDING);
+	CHECK_INT(queue_file_parse(f.p, f.len, NULL, NULL, NULL), 0);
+out:
+	envelope_free(got);
+	envelope_free(e);
+	queue_buf_free(&f);
+}
+
+TEST(minimal_envelope_and_empty_data)
+{
+	struct envelope *e = envelope_new(), *got = NULL;
+	envelope_set(&e->mail_from, ""); /* the null reverse-path <> */
+	struct queue_buf recs = {0}, f = {0};
+	uint64_t len = 99;
+	queue_file_encode_envelope(e, &recs);
+	build(&f, QUEUE_FILE_MAGIC, "", 0, recs.p, recs.len);
+	CHECK_INT(queue_file_parse(f.p, f.len, &got, NULL, &len), 0);
+	CHECK_INT(len, 0);
+	CHECK(got && same_env(e, got));
+	CHECK(got && got->envid == NULL && got->helo == NULL);
+	/* No reverse-path at all cannot be encoded. */
+	struct envelope *none = envelope_new();
+	recs.len = 0;
+	CHECK_INT(queue_file_encode_envelope(none, &recs), -1);
+	envelope_free(none);
+	envelope_free(got);
+	envelope_free(e);
+	queue_buf_free(&recs);
+	queue_buf_free(&f);
+}
+
+TEST(hostile_fields_round_trip)
+{
+	struct envelope *e = sample(), *got = NULL;
+	char all[256];
+	for (int i = 1; i < 256; i++)
+		all[i - 1] = (char)i;
+	all[255] = '\0';
+	envelope_set(&e->mail_from, FORGE);
+	envelope_set(&e->helo, all);
+	envelope_set(&e->rcpts[0].addr, FORGE);
+	envelope_set(&e->envid, "\r\n.\r\nQUIT\r\n");
+	struct queue_buf f = {0};
+	build_env(&f, e);
+	if (CHECK_INT(queue_file_parse(f.p, f.len, &got, NULL, NULL), 0)) {
+		CHECK_MEM(got->mail_from, strlen(got->mail_from), FORGE, strlen(FORGE));
+		CHECK_MEM(got->helo, strlen(got->helo), all, 255);
+		CHECK_STR(got->rcpts[0].addr, FORGE);
+		CHECK_STR(got->envid, "\r\n.\r\nQUIT\r\n");
+		CHECK_INT(got->n_rcpts, 2); /* nothing forged a recipient */
+	}
+	envelope_free(got);
+	envelope_free(e);
+	queue_buf_free(&f);
+}
+
+TEST(nul_inside_a_value_is_damage)
+{
+	/* The writer cannot produce NUL in a string, so a NUL means a forged file. */
+	static const char recs[] = "F\0\0\0\5a\0b@c";
+	CHECK_INT(parse_recs(recs, sizeof recs - 1), -1);
+	static const char ok[] = "F\0\0\0\5ab@cd";
+	CHECK_INT(parse_recs(ok, sizeof ok - 1), 0);
+}
+
+TEST(every_truncation_is_damage)
+{
+	struct envelope *e = sample();
+	struct queue_buf f = {0};
+	build_env(&f, e);
+	int bad = 0;
+	for (size_t n = 0; n < f.len; n++)
+		if (queue_file_parse(f.p, n, NULL, NULL, NULL) != -1)
+			bad++;
+	CHECK_INT(bad, 0);
+	envelope_free(e);
+	queue_buf_free(&f);
+}
+
+TEST(every_flipped_octet_is_damage)
+{
+	struct envelope *e = sample();
+	struct queue_buf f = {0};
+	build_env(&f, e);
+	int bad = 0;
+	for (size_t i = 0; i < f.len; i++) {
+		for (int bit = 0; bit < 8; bit += 3) {
+			f.p[i] ^= (uint8_t)(1u << bit);
+			if (queue_file_parse(f.p, f.len, NULL, NULL, NULL) != -1)
+				bad++;
+			f.p[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	CHECK_INT(bad, 0);
+	CHECK_INT(queue_file_parse(f.p, f.len, NULL, NULL, NULL), 0);
+	envelope_free(e);
+	queue_buf_free(&f);
+}
+
+TEST(trailing_and_missing_end)
+{
+	struct envelope *e = sample();
+	struct queue_buf f = {0};
+	build_env(&f, e);
+	/* Junk after END: END is no longer at the end. */
+	queue_buf_add(&f, "\n", 1);
+	CHECK_INT(queue_file_parse(f.p, f.len, NULL, NULL, NULL), -1);
+	/* No END at all: magic + data + records only. */
+	struct queue_buf recs = {0}, g = {0};
+	queue_file_encode_envelope(e, &recs);
+	queue_buf_add(&g, QUEUE_FILE_MAGIC, QUEUE_FILE_MAGIC_LEN);
+	queue_buf_add(&g, DATA, strlen(DATA));
+	queue_buf_add(&g, recs.p, recs.len);
+	CHECK_INT(queue_file_parse(g.p, g.len, NULL, NULL, NULL), -1);
+	/* A state file's magic on a message file. */
+	build(&g, QUEUE_STATE_MAGIC, DATA, strlen(DATA), recs.p, recs.len);
+	CHECK_INT(queue_file_parse(g.p, g.len, NULL, NULL, NULL), -1);
+	envelope_free(e);
+	queue_buf_free(&f);
+	queue_buf_free(&g);
+	queue_buf_free(&recs);
+}
+
+TEST(bad_records_with_good_checksum)
+{
+	static const struct {
+		const char *recs;
+		size_t len;
+		const char *why;
+	} cases[] = {
+	        {"F\0\0\0\1a"
+	         "Z\0\0\0\0",
+	         11, "unknown type"},
+	        {"F\0\0\0\1a"
+	         "F\0\0\0\1b",
+	         12, "duplicate reverse-path"},
+	        {"I\0\0\0\1a", 6, "no reverse-path"},
+	        {"F\0\0\0\2a", 6, "length overruns"},
+	        {"F\0\0\0\1a"
+	         "T\0\0",
+	         9, "truncated header"},
+	        {"F\0\0\0\1a"
+	         "R\0\0\0\1\3",
+	         12, "RET out of range"},
+	        {"F\0\0\0\1a"
+	         "R\0\0\0\1\0",
+	         12, "RET zero"},
+	        {"F\0\0\0\1a"
+	         "R\0\0\0\2\1\1",
+	         13, "RET wrong length"},
+	        {"F\0\0\0\1a"
+	         "B\0\0\0\1\3",
+	         12, "BODY out of range"},
+	        {"F\0\0\0\1a"
+	         "S\0\0\0\1\2",
+	         12, "trusted out of range"},
+	        {"F\0\0\0\1a"
+	         "T\0\0\0\4\0\0\0\0",
+	         15, "time wrong length"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\0",
+	         11, "recipient without address"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\6"
+	         "a\0\0\0\2x",
+	         17, "inner length overruns"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\x0c"
+	         "a\0\0\0\1x"
+	         "a\0\0\0\1y",
+	         23, "two addresses"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\x0f"
+	         "a\0\0\0\1x"
+	         "n\0\0\0\4\0\0\0\x10",
+	         26, "NOTIFY bits"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\x06"
+	         "a\0\0\0\1x"
+	         "E\0\0\0\0",
+	         22, "END at top level"},
+	        {"F\0\0\0\1a"
+	         "\xff\xff\xff\xff\xff",
+	         11, "huge length"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (!CHECK_INT(parse_recs(cases[i].recs, cases[i].len), -1))
+			fprintf(stderr, "  case: %s\n", cases[i].why);
+	static const char good[] = "F\0\0\0\1a"
+	                           "P\0\0\0\x0f"
+	                           "a\0\0\0\1x"
+	                           "n\0\0\0\4\0\0\0\x0f";
+	CHECK_INT(parse_recs(good, sizeof good - 1), 0);
+}
+
+TEST(bad_end_record)
+{
+	struct envelope *e = sample();
+	struct queue_buf f = {0};
+	build_env(&f, e);
+	uint8_t *end = f.p + f.len - QUEUE_FILE_END_LEN;
+	/* Data length claiming more than the file holds, or less (checksum still right). */
+	for (int delta = -1; delta <= 1; delta += 2) {
+		struct queue_buf g = {0};
+		queue_buf_add(&g, f.p, f.len);
+		end = g.p + g.len - QUEUE_FILE_END_LEN;
+		end[12] = (uint8_t)(end[12] + delta);
+		CHECK_INT(queue_file_parse(g.p, g.len, NULL, NULL, NULL), -1);
+		queue_buf_free(&g);
+	}
+	/* A data length of 2^63. */
+	end = f.p + f.len - QUEUE_FILE_END_LEN;
+	end[5] = 0x80;
+	CHECK_INT(queue_file_parse(f.p, f.len, NULL, NULL, NULL), -1);
+	envelope_free(e);
+	queue_buf_free(&f);
+}
+
+static int write_tmp(const struct queue_buf *f)
+{
+	char path[] = "/tmp/test_queue_file.XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	unlink(path);
+	if (write(fd, f->p, f->len) != (ssize_t)f->len) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+TEST(read_from_fd_and_large_data)
+{
+	struct envelope *e = sample(), *got = NULL;
+	struct queue_buf recs = {0}, f = {0};
+	size_t dlen = 3 * 65536 + 123; /* several read chunks, records cross a chunk */
+	uint8_t *data = malloc(dlen);
+	for (size_t i = 0; i < dlen; i++)
+		data[i] = (uint8_t)(i * 7);
+	queue_file_encode_envelope(e, &recs);
+	build(&f, QUEUE_FILE_MAGIC, data, dlen, recs.p, recs.len);
+	int fd = write_tmp(&f);
+	uint64_t off = 0, len = 0;
+	if (CHECK(fd >= 0)) {
+		CHECK_INT(queue_file_read(fd, &got, &off, &len), 0);
+		CHECK(got && same_env(e, got));
+		CHECK_INT(off, QUEUE_FILE_MAGIC_LEN);
+		CHECK_INT(len, dlen);
+		off = len = 0;
+		CHECK_INT(queue_file_locate_data(fd, &off, &len), 0);
+		CHECK_INT(len, dlen);
+		/* One flipped data octet: only the full read notices. */
+		uint8_t b = data[70000] ^ 0x40;
+		CHECK_INT(pwrite(fd, &b, 1, QUEUE_FILE_MAGIC_LEN + 70000), 1);
+		envelope_free(got);
+		got = NULL;
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL), -1);
+		CHECK(got == NULL);
+		CHECK_INT(queue_file_locate_data(fd, &off, &len), 0);
+		CHECK_INT(ftruncate(fd, (off_t)f.len - 1), 0);
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL), -1);
+		CHECK_INT(queue_file_locate_data(fd, &off, &len), -1);
+		close(fd);
+	}
+	free(data);
+	envelope_free(got);
+	envelope_free(e);
+	queue_buf_free(&recs);
+	queue_buf_free(&f);
+}
+
+TEST(state_round_trip)
+{
+	struct envelope *e = sample(), *f2 = sample();
+	struct queue_buf s = {0};
+	e->rcpts[0].state = RCPT_DELIVERED;
+	e->rcpts[0].attempts = 1;
+	e->rcpts[0].next_try = 0;
+	envelope_set(&e->rcpts[0].status, "250 2.0.0 delivered");
+	e->rcpts[1].state = RCPT_DEFERRED;
+	e->rcpts[1].attempts = 3;
+	e->rcpts[1].next_try = 1700000300;
+	envelope_set(&e->rcpts[1].status, "451 4.3.0 \r\nforged\0");
+	CHECK_INT(queue_file_encode_state(e, &s), 0);
+	CHECK(memcmp(s.p, "sharemail-state 1\n", 18) == 0);
+	if (CHECK_INT(queue_file_apply_state(s.p, s.len, f2), 0)) {
+		CHECK_INT(f2->rcpts[0].state, RCPT_DELIVERED);
+		CHECK_STR(f2->rcpts[0].status, "250 2.0.0 delivered");
+		CHECK_INT(f2->rcpts[1].state, RCPT_DEFERRED);
+		CHECK_INT(f2->rcpts[1].attempts, 3);
+		CHECK_INT(f2->rcpts[1].next_try, 1700000300);
+		CHECK_STR(f2->rcpts[1].status, "451 4.3.0 \r\nforged");
+	}
+	envelope_free(f2);
+	envelope_free(e);
+	queue_buf_free(&s);
+}
+
+TEST(state_damage_changes_nothing)
+{
+	struct envelope *e = sample(), *f2 = sample();
+	struct queue_buf s = {0};
+	e->rcpts[1].state = RCPT_FAILED;
+	envelope_set(&e->rcpts[1].status, "550 5.1.1 no");
+	queue_file_encode_state(e, &s);
+	int bad = 0;
+	for (size_t n = 0; n < s.len; n++)
+		if (queue_file_apply_state(s.p, n, f2) != -1)
+			bad++;
+	for (size_t i = 0; i < s.len; i++) {
+		s.p[i] ^= 0x10;
+		if (queue_file_apply_state(s.p, s.len, f2) != -1)
+			bad++;
+		s.p[i] ^= 0x10;
+	}
+	CHECK_INT(bad, 0);
+	CHECK_INT(f2->rcpts[1].state, RCPT_PENDING);
+	CHECK(f2->rcpts[1].status == NULL);
+	/* A state file for a different number of recipients. */
+	envelope_add_rcpt(f2, "third@example.com", NULL, 0);
+	CHECK_INT(queue_file_apply_state(s.p, s.len, f2), -1);
+	CHECK_INT(f2->rcpts[1].state, RCPT_PENDING);
+	/* A message file is not a state file. */
+	struct queue_buf m = {0};
+	build_env(&m, e);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, f2), -1);
+	/* State out of range, with a good checksum. */
+	static const char recs[] = "r\0\0\0\x1c"
+	                           "s\0\0\0\1\5"
+	                           "A\0\0\0\4\0\0\0\0"
+	                           "N\0\0\0\x08\0\0\0\0\0\0\0\0";
+	struct envelope *one = envelope_new();
+	envelope_add_rcpt(one, "x@y", NULL, 0);
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs, sizeof recs - 1);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, one), -1);
+	char fixed[sizeof recs];
+	memcpy(fixed, recs, sizeof recs);
+	fixed[10] = RCPT_REMOTE;
+	build(&m, QUEUE_STATE_MAGIC, "", 0, fixed, sizeof recs - 1);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, one), 0);
+	CHECK_INT(one->rcpts[0].state, RCPT_REMOTE);
+	envelope_free(one);
+	envelope_free(f2);
+	envelope_free(e);
+	queue_buf_free(&s);
+	queue_buf_free(&m);
+}
+
+TEST_MAIN(T(round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
+          T(nul_inside_a_value_is_damage), T(every_truncation_is_damage),
+          T(every_flipped_octet_is_damage), T(trailing_and_missing_end),
+          T(bad_records_with_good_checksum), T(bad_end_record), T(read_from_fd_and_large_data),
+          T(state_round_trip), T(state_damage_changes_nothing))

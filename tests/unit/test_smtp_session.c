@@ -1,0 +1,390 @@
+/*
+ * test_smtp_session: what the transcripts cannot show: the 250 never precedes
+ * the commit outcome and input stops while waiting, output back-pressure keeps
+ * the session's memory bounded, freeing a session mid-DATA aborts the message
+ * (and never a committed one), the command table and the policy functions.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "harness.h"
+#include "smtpd/smtp_commands.h"
+#include "smtpd/smtp_policy.h"
+#include "smtpd/smtp_session.h"
+
+struct fake {
+	int begun, aborted, committed, logged;
+	size_t stored;
+	long long free_space;
+	const struct envelope *last_env;
+	char first_rcpt[128];
+};
+
+static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len,
+                                      struct lookup_answer *out)
+{
+	if (len == 17 && memcmp(mailbox, "alice@example.com", 17) == 0) {
+		out->kind = LOOKUP_KIND_ACCOUNT;
+		out->can_receive = 1;
+		return LOOKUP_FOUND;
+	}
+	return LOOKUP_NOTFOUND;
+}
+
+static struct queue_msg *fake_begin(void *arg)
+{
+	struct fake *f = arg;
+	f->begun++;
+	return (struct queue_msg *)malloc(1);
+}
+
+static int fake_write(void *arg, struct queue_msg *m, const void *data, size_t len)
+{
+	((struct fake *)arg)->stored += len;
+	return 0;
+}
+
+static void fake_commit(void *arg, struct queue_msg *m, const struct envelope *e)
+{
+	struct fake *f = arg;
+	f->committed++;
+	if (e->n_rcpts > 0)
+		snprintf(f->first_rcpt, sizeof f->first_rcpt, "%s", e->rcpts[0].addr);
+	free(m);
+}
+
+static void fake_abort(void *arg, struct queue_msg *m)
+{
+	((struct fake *)arg)->aborted++;
+	free(m);
+}
+
+static long long fake_free(void *arg)
+{
+	return ((struct fake *)arg)->free_space;
+}
+
+static void fake_log(void *arg, const char *line)
+{
+	((struct fake *)arg)->logged++;
+}
+
+static int64_t fake_now(void *arg)
+{
+	return 1700000000;
+}
+
+static struct fake fk;
+static const struct smtp_session_ops ops = {
+        .arg = &fk,
+        .lookup = fake_lookup,
+        .msg_begin = fake_begin,
+        .msg_write = fake_write,
+        .msg_commit = fake_commit,
+        .msg_abort = fake_abort,
+        .free_space = fake_free,
+        .log_rejected_rcpt = fake_log,
+        .now = fake_now,
+};
+
+static struct conf *test_conf(void)
+{
+	struct conf *c = conf_defaults();
+	free(c->hostname);
+	c->hostname = strdup("mx.example.com");
+	c->local_domains.v = calloc(2, sizeof(char *));
+	c->local_domains.v[0] = strdup("example.com");
+	c->local_domains.n = 1;
+	c->queue_min_free = 1000;
+	return c;
+}
+
+/* Takes all output as one string (caller frees). */
+static char *take(struct smtp_session *s)
+{
+	size_t n;
+	const char *o = smtp_session_output(s, &n);
+	char *r = malloc(n + 1);
+	memcpy(r, o, n);
+	r[n] = '\0';
+	smtp_session_output_done(s, n);
+	return r;
+}
+
+static size_t feed(struct smtp_session *s, const char *text)
+{
+	return smtp_session_input(s, text, strlen(text));
+}
+
+static struct smtp_session *started(struct conf *c)
+{
+	memset(&fk, 0, sizeof fk);
+	fk.free_space = -1;
+	struct smtp_session *s = smtp_session_new(c, &ops, SMTP_PORT_SMTP, "192.0.2.1", 0);
+	smtp_session_greet(s, 0);
+	free(take(s));
+	return s;
+}
+
+TEST(no_250_before_the_commit_outcome)
+{
+	struct conf *c = test_conf();
+	struct smtp_session *s = started(c);
+	const char *in = "EHLO a\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n"
+	                 "Subject: x\r\n\r\nhi\r\n.\r\nNOOP\r\n";
+	size_t used = feed(s, in);
+	/* It stopped right after the dot: NOOP is left for after the commit. */
+	CHECK_INT(used, strlen(in) - strlen("NOOP\r\n"));
+	CHECK(smtp_session_waiting(s));
+	CHECK_INT(fk.committed, 1);
+	char *out = take(s);
+	CHECK(strstr(out, "354 ") != NULL);
+	CHECK(strstr(out, "250 2.0.0") == NULL);
+	free(out);
+	CHECK_INT(smtp_session_input(s, "NOOP\r\n", 6), 0);
+	smtp_session_commit_done(s, 1, "ABC123");
+	CHECK(!smtp_session_waiting(s));
+	out = take(s);
+	CHECK_STR(out, "250 2.0.0 OK queued as ABC123\r\n");
+	free(out);
+	CHECK_INT(feed(s, "NOOP\r\n"), 6);
+	out = take(s);
+	CHECK_STR(out, "250 2.0.0 OK\r\n");
+	free(out);
+	/* A late second outcome is ignored. */
+	smtp_session_commit_done(s, 1, "X");
+	out = take(s);
+	CHECK_STR(out, "");
+	free(out);
+	smtp_session_free(s);
+	CHECK_INT(fk.aborted, 0);
+	conf_free(c);
+}
+
+TEST(commit_failure_with_full_disk_is_452)
+{
+	struct conf *c = test_conf();
+	struct smtp_session *s = started(c);
+	feed(s, "EHLO a\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nx\r\n.\r\n");
+	free(take(s));
+	fk.free_space = 10;
+	smtp_session_commit_done(s, 0, NULL);
+	char *out = take(s);
+	CHECK_STR(out, "452 4.3.1 Insufficient system storage\r\n");
+	free(out);
+	smtp_session_free(s);
+	conf_free(c);
+}
+
+TEST(free_in_data_aborts_free_while_waiting_does_not)
+{
+	struct conf *c = test_conf();
+	struct smtp_session *s = started(c);
+	feed(s, "EHLO a\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\npart");
+	CHECK(smtp_session_in_data(s));
+	smtp_session_free(s);
+	CHECK_INT(fk.begun, 1);
+	CHECK_INT(fk.aborted, 1);
+
+	s = started(c);
+	feed(s, "EHLO a\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nx\r\n.\r\n");
+	CHECK(smtp_session_waiting(s));
+	smtp_session_free(s);
+	CHECK_INT(fk.committed, 1);
+	CHECK_INT(fk.aborted, 0);
+	conf_free(c);
+}
+
+TEST(output_backpressure_bounds_memory)
+{
+	struct conf *c = test_conf();
+	c->smtp_max_errors = 1000;
+	struct smtp_session *s = started(c);
+	feed(s, "EHLO a\r\n");
+	free(take(s));
+	size_t n = 50000, len = n * 6;
+	char *in = malloc(len);
+	for (size_t i = 0; i < n; i++)
+		memcpy(in + i * 6, "NOOP\r\n", 6);
+	size_t used = smtp_session_input(s, in, len);
+	size_t olen;
+	smtp_session_output(s, &olen);
+	CHECK(used < len);
+	CHECK(olen <= SMTP_SESSION_OUT_MAX);
+	CHECK(!smtp_session_ended(s));
+	size_t total = used, out_total = 0;
+	for (int rounds = 0; rounds < 1000; rounds++) {
+		smtp_session_output(s, &olen);
+		CHECK(olen <= SMTP_SESSION_OUT_MAX);
+		out_total += olen;
+		smtp_session_output_done(s, olen);
+		if (total == len)
+			break;
+		total += smtp_session_input(s, in + total, len - total);
+	}
+	CHECK_INT(total, len);
+	/* Every NOOP answered exactly once: "250 2.0.0 OK\r\n" is 14 octets. */
+	CHECK_INT(out_total, n * 14);
+	free(in);
+	smtp_session_free(s);
+	conf_free(c);
+}
+
+TEST(partial_output_done)
+{
+	struct conf *c = test_conf();
+	struct smtp_session *s = started(c);
+	feed(s, "NOOP\r\n");
+	size_t n;
+	const char *o = smtp_session_output(s, &n);
+	CHECK_INT(n, 14);
+	CHECK_MEM(o, 4, "250 ", 4);
+	smtp_session_output_done(s, 4);
+	o = smtp_session_output(s, &n);
+	CHECK_INT(n, 10);
+	CHECK_MEM(o, 10, "2.0.0 OK\r\n", 10);
+	smtp_session_output_done(s, 100);
+	smtp_session_output(s, &n);
+	CHECK_INT(n, 0);
+	smtp_session_free(s);
+	conf_free(c);
+}
+
+TEST(timeout_and_shutdown_end_once)
+{
+	struct conf *c = test_conf();
+	struct smtp_session *s = started(c);
+	smtp_session_timeout(s);
+	smtp_session_shutdown(s);
+	char *out = take(s);
+	CHECK_STR(out, "421 4.4.2 mx.example.com Timeout exceeded, closing connection\r\n");
+	free(out);
+	CHECK(smtp_session_ended(s));
+	CHECK_INT(feed(s, "NOOP\r\n"), 0);
+	smtp_session_free(s);
+	conf_free(c);
+}
+
+TEST(input_before_greeting_is_not_consumed)
+{
+	struct conf *c = test_conf();
+	memset(&fk, 0, sizeof fk);
+	struct smtp_session *s = smtp_session_new(c, &ops, SMTP_PORT_SUBMISSION, "::1", 1);
+	CHECK_INT(feed(s, "NOOP\r\n"), 0);
+	smtp_session_greet(s, 0);
+	char *out = take(s);
+	CHECK_STR(out, "220 mx.example.com ESMTP sharemail\r\n");
+	free(out);
+	smtp_session_free(s);
+	smtp_session_free(NULL);
+	conf_free(c);
+}
+
+TEST(postmaster_without_domain_stored_with_first_local_domain)
+{
+	struct conf *c = test_conf();
+	struct smtp_session *s = started(c);
+	feed(s, "HELO a\r\n");
+	feed(s, "MAIL FROM:<>\r\n");
+	feed(s, "RCPT TO:<Postmaster>\r\n");
+	feed(s, "DATA\r\n");
+	feed(s, "x\r\n.\r\n");
+	CHECK_INT(fk.committed, 1);
+	CHECK_STR(fk.first_rcpt, "postmaster@example.com");
+	smtp_session_free(s);
+	conf_free(c);
+}
+
+TEST(command_table_covers_every_verb)
+{
+	size_t n = 0;
+	const struct smtp_command *t = smtp_command_table(&n);
+	CHECK_INT(n, SMTP_VERB_BDAT);
+	for (int v = SMTP_VERB_HELO; v <= SMTP_VERB_BDAT; v++) {
+		const struct smtp_command *row = smtp_command_find((enum smtp_verb)v);
+		if (!CHECK(row != NULL))
+			continue;
+		CHECK_STR(row->name, smtp_verb_name((enum smtp_verb)v));
+		CHECK(row->check != NULL && row->run != NULL);
+	}
+	CHECK(smtp_command_find(SMTP_VERB_UNKNOWN) == NULL);
+	CHECK(t != NULL);
+}
+
+static struct smtp_path path(const char *arg)
+{
+	struct smtp_path p;
+	memset(&p, 0, sizeof p);
+	smtp_path_parse(arg, strlen(arg), "TO:", &p);
+	return p;
+}
+
+TEST(policy_helo)
+{
+	struct conf *c = test_conf();
+	c->smtp_refuse_helo.v = calloc(2, sizeof(char *));
+	c->smtp_refuse_helo.v[0] = strdup("");
+	c->smtp_refuse_helo.v[1] = strdup(".MyIsp.com");
+	c->smtp_refuse_helo.n = 2;
+	CHECK_INT(smtp_policy_helo_refused(c, "box23.myisp.COM", 15), 1);
+	CHECK_INT(smtp_policy_helo_refused(c, "myisp.com", 9), 0);
+	CHECK_INT(smtp_policy_helo_refused(c, "x", 1), 0);
+	conf_free(c);
+}
+
+TEST(policy_rcpt)
+{
+	struct conf *c = test_conf();
+	struct smtp_policy_reply r;
+	struct smtp_path p = path("TO:<alice@EXAMPLE.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_UNKNOWN);
+	p = path("TO:<alice@example.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_ACCEPT);
+	CHECK_INT(r.code, 250);
+	p = path("TO:<alice@[127.0.0.1]>");
+	CHECK_INT(smtp_policy_is_local(c, &p.addr), 0);
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(r.code, 554);
+	CHECK_STR(r.enh, "5.7.1");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 1, &p, &r), SMTP_RCPT_ACCEPT_RELAY);
+	p = path("TO:<Postmaster@example.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_ACCEPT);
+	p = path("TO:<\"postmaster\"@example.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_UNKNOWN);
+	p = path("TO:<>");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 1, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(r.code, 501);
+	c->smtp_refuse_bang = 1;
+	p = path("TO:<\"a!b\"@other.example>");
+	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 1, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(r.code, 553);
+	CHECK_STR(r.enh, "5.1.3");
+	conf_free(c);
+}
+
+TEST(policy_sender)
+{
+	struct conf *c = test_conf();
+	struct smtp_policy_reply r;
+	struct smtp_path p;
+	memset(&p, 0, sizeof p);
+	CHECK_INT(smtp_path_parse("FROM:<a%b@x.example>", 20, "FROM:", &p), SMTP_PATH_OK);
+	CHECK_INT(smtp_policy_sender(c, &p, &r), 0);
+	c->smtp_refuse_percent = 1;
+	CHECK_INT(smtp_policy_sender(c, &p, &r), -1);
+	CHECK_INT(r.code, 553);
+	CHECK_STR(r.enh, "5.1.7");
+	CHECK_INT(smtp_path_parse("FROM:<>", 7, "FROM:", &p), SMTP_PATH_OK);
+	CHECK_INT(smtp_policy_sender(c, &p, &r), 0);
+	conf_free(c);
+}
+
+TEST_MAIN(T(no_250_before_the_commit_outcome), T(commit_failure_with_full_disk_is_452),
+          T(free_in_data_aborts_free_while_waiting_does_not), T(output_backpressure_bounds_memory),
+          T(partial_output_done), T(timeout_and_shutdown_end_once),
+          T(input_before_greeting_is_not_consumed),
+          T(postmaster_without_domain_stored_with_first_local_domain),
+          T(command_table_covers_every_verb), T(policy_helo), T(policy_rcpt), T(policy_sender))

@@ -1,0 +1,645 @@
+/*
+ * test_transcripts: replays every tests/transcripts/NAME.in through an SMTP
+ * session with fake ops and compares what comes out with NAME.ref, exactly.
+ *
+ * NAME.in, one directive a line ('#' lines and blank lines are ignored):
+ *   conf: KEY = VALUE     a sharemail.conf line (replaces the runner's default for KEY)
+ *   peer: ADDR            the client's address (default 192.0.2.1)
+ *   trusted: yes          the client lies in smtp_trusted_networks
+ *   early                 the client talked before the greeting
+ *   nobyte                do not also replay the transcript one octet per input call
+ *   fake: free=N | begin_fail=ENOSPC|EIO | write_fail_after=N | commit=fail
+ *   C: TEXT               a client line; CRLF is added; escapes \r \n \t \0 \\ \xHH
+ *   C+: TEXT              the same, but held and sent together with the next C:/R:
+ *                         (a pipelined group arrives in one input call)
+ *   R: TEXT / R+: TEXT    raw octets (no CRLF added)
+ *   C*N: TEXT / R*N: TEXT the line (octets) N times, in one input call
+ *   timeout / shutdown    the glue's deadline fired / the server is stopping
+ * NAME.ref is the server's output with each CRLF shown as a newline, then the
+ * fake ops' record in "## " lines: lookups, message begin/abort, each committed
+ * envelope and message (as stored), rejected-recipient log lines, and whether
+ * the session ended ("## closed") or not ("## open").
+ *
+ * Every transcript also runs one octet per input call (unless `nobyte`) and must
+ * give the same .ref. SHAREMAIL_WRITE_REF=1 writes missing .ref files (review them!).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "harness.h"
+#include "smtpd/smtp_session.h"
+
+#define DIR_PATH "tests/transcripts"
+#define SCRIPT_INPUT_MAX (4u << 20)
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->p = realloc(b->p, cap);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/* ---- the fake world ---- */
+
+struct fake_msg {
+	struct buf data;
+};
+
+struct fake {
+	struct smtp_session *s; /* output is drained into rec before each fake event */
+	struct buf rec; /* the whole record: output and "## " lines, in order */
+	long long free_space;
+	int begin_errno;
+	long long write_fail_after;
+	int commit_fail;
+	int committed;
+	int pending_ok;
+	char pending_id[32];
+};
+
+/* Escapes one stored or output line for the record. */
+static void rec_line(struct buf *b, const char *prefix, const char *p, size_t n)
+{
+	buf_str(b, prefix);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		char esc[8];
+		if (ch < 0x20 || ch > 0x7e || ch == '\\') {
+			snprintf(esc, sizeof esc, "\\x%02X", ch);
+			buf_str(b, esc);
+		} else {
+			buf_add(b, &p[i], 1);
+		}
+	}
+	buf_str(b, "\n");
+}
+
+/* Splits octets on CRLF into record lines; a tail without CRLF is marked. */
+static void rec_text(struct buf *b, const char *prefix, const char *p, size_t n)
+{
+	size_t start = 0;
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] == '\r' && p[i + 1] == '\n') {
+			rec_line(b, prefix, p + start, i - start);
+			start = i + 2;
+			i++;
+		}
+	}
+	if (start < n) {
+		rec_line(b, prefix, p + start, n - start);
+		buf_str(b, "## (no CRLF at the end)\n");
+	}
+}
+
+static void drain(struct smtp_session *s, struct fake *f);
+
+/* Records a fake event after the output produced before it, so both orders agree. */
+static void event(struct fake *f, const char *prefix, const char *p, size_t n)
+{
+	if (f->s != NULL)
+		drain(f->s, f);
+	rec_line(&f->rec, prefix, p, n);
+}
+
+static void event_str(struct fake *f, const char *line)
+{
+	event(f, "", line, strlen(line));
+}
+
+static const struct {
+	const char *mailbox;
+	enum lookup_result r;
+	int can_receive;
+} directory[] = {
+        {"alice@example.com", LOOKUP_FOUND, 1},   {"bob@example.org", LOOKUP_FOUND, 1},
+        {"off@example.com", LOOKUP_FOUND, 0},     {"busy@example.com", LOOKUP_TEMPFAIL, 0},
+        {"\"a b\"@example.com", LOOKUP_FOUND, 1}, {"list@example.com", LOOKUP_FOUND, 1},
+};
+
+static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len,
+                                      struct lookup_answer *out)
+{
+	struct fake *f = arg;
+	char key[600];
+	size_t n = len < sizeof key - 1 ? len : sizeof key - 1;
+	for (size_t i = 0; i < n; i++)
+		key[i] = (char)((mailbox[i] >= 'A' && mailbox[i] <= 'Z') ? mailbox[i] + 32
+		                                                         : mailbox[i]);
+	key[n] = '\0';
+	event(f, "## lookup ", key, n);
+	for (size_t i = 0; i < sizeof directory / sizeof directory[0]; i++) {
+		if (strcmp(directory[i].mailbox, key) == 0) {
+			out->kind = LOOKUP_KIND_ACCOUNT;
+			out->can_receive = directory[i].can_receive;
+			return directory[i].r;
+		}
+	}
+	return LOOKUP_NOTFOUND;
+}
+
+static struct queue_msg *fake_begin(void *arg)
+{
+	struct fake *f = arg;
+	if (f->begin_errno) {
+		event_str(f, "## begin failed");
+		errno = f->begin_errno;
+		return NULL;
+	}
+	event_str(f, "## begin");
+	return (struct queue_msg *)calloc(1, sizeof(struct fake_msg));
+}
+
+static int fake_write(void *arg, struct queue_msg *m, const void *data, size_t len)
+{
+	struct fake *f = arg;
+	struct fake_msg *fm = (struct fake_msg *)m;
+	if (f->write_fail_after >= 0 && (long long)(fm->data.len + len) > f->write_fail_after) {
+		errno = ENOSPC;
+		return -1;
+	}
+	buf_add(&fm->data, data, len);
+	return 0;
+}
+
+static void fake_msg_free(struct fake_msg *fm)
+{
+	free(fm->data.p);
+	free(fm);
+}
+
+static void fake_commit(void *arg, struct queue_msg *m, const struct envelope *e)
+{
+	struct fake *f = arg;
+	struct fake_msg *fm = (struct fake_msg *)m;
+	char line[2048];
+	if (f->s != NULL)
+		drain(f->s, f);
+	snprintf(line, sizeof line,
+	         "## commit from=<%s> envid=%s ret=%d body=%d helo=%s client=%s trusted=%d "
+	         "received_at=%lld\n",
+	         e->mail_from, e->envid ? e->envid : "-", (int)e->ret, (int)e->body, e->helo,
+	         e->client_addr, e->trusted, (long long)e->received_at);
+	rec_line(&f->rec, "", line, strlen(line) - 1);
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		snprintf(line, sizeof line, "## rcpt <%s> notify=%u orcpt=%s\n", e->rcpts[i].addr,
+		         e->rcpts[i].notify, e->rcpts[i].orcpt ? e->rcpts[i].orcpt : "-");
+		buf_str(&f->rec, line);
+	}
+	rec_text(&f->rec, "## | ", fm->data.p ? fm->data.p : "", fm->data.len);
+	fake_msg_free(fm);
+	f->committed++;
+	f->pending_ok = !f->commit_fail;
+	snprintf(f->pending_id, sizeof f->pending_id, "Q%d", f->committed);
+}
+
+static void fake_abort(void *arg, struct queue_msg *m)
+{
+	struct fake *f = arg;
+	event_str(f, "## abort");
+	fake_msg_free((struct fake_msg *)m);
+}
+
+static long long fake_free(void *arg)
+{
+	return ((struct fake *)arg)->free_space;
+}
+
+static void fake_log(void *arg, const char *line)
+{
+	event(arg, "## log-rejected: ", line, strlen(line));
+}
+
+static int64_t fake_now(void *arg)
+{
+	return 1700000000;
+}
+
+/* ---- the .in file ---- */
+
+struct script {
+	struct buf conf;
+	char conf_keys[2048];
+	char peer[64];
+	int trusted, early, nobyte;
+	struct fake init;
+	/* steps: kind 'I' input chunk, 'T' timeout, 'S' shutdown */
+	struct {
+		char kind;
+		struct buf data;
+	} steps[4096];
+	size_t n_steps;
+};
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static void unescape(struct buf *out, const char *s)
+{
+	for (size_t i = 0; s[i]; i++) {
+		char ch = s[i];
+		if (ch == '\\' && s[i + 1]) {
+			char n = s[++i];
+			if (n == 'r')
+				ch = '\r';
+			else if (n == 'n')
+				ch = '\n';
+			else if (n == 't')
+				ch = '\t';
+			else if (n == '0')
+				ch = '\0';
+			else if (n == 'x' && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+				ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+				i += 2;
+			} else
+				ch = n;
+		}
+		buf_add(out, &ch, 1);
+	}
+}
+
+static void conf_line(struct script *sc, const char *kv)
+{
+	char key[128];
+	size_t k = strcspn(kv, " =");
+	snprintf(key, sizeof key, "%.*s", (int)k, kv);
+	strncat(sc->conf_keys, key, sizeof sc->conf_keys - strlen(sc->conf_keys) - 2);
+	strcat(sc->conf_keys, " ");
+	buf_str(&sc->conf, kv);
+	buf_str(&sc->conf, "\n");
+}
+
+static void fake_line(struct script *sc, const char *v)
+{
+	if (strncmp(v, "free=", 5) == 0)
+		sc->init.free_space = atoll(v + 5);
+	else if (strcmp(v, "begin_fail=ENOSPC") == 0)
+		sc->init.begin_errno = ENOSPC;
+	else if (strcmp(v, "begin_fail=EIO") == 0)
+		sc->init.begin_errno = EIO;
+	else if (strncmp(v, "write_fail_after=", 17) == 0)
+		sc->init.write_fail_after = atoll(v + 17);
+	else if (strcmp(v, "commit=fail") == 0)
+		sc->init.commit_fail = 1;
+}
+
+/* C:, C+:, R:, R+:, C*N:, R*N: */
+static int client_line(struct script *sc, const char *line, int *held)
+{
+	int crlf = line[0] == 'C';
+	const char *p = line + 1;
+	long times = 1;
+	int hold = 0;
+	if (*p == '+') {
+		hold = 1;
+		p++;
+	} else if (*p == '*') {
+		times = strtol(p + 1, (char **)&p, 10);
+	}
+	if (p[0] != ':' || (p[1] != ' ' && p[1] != '\0'))
+		return -1;
+	p += p[1] ? 2 : 1;
+	if (!*held) {
+		if (sc->n_steps >= sizeof sc->steps / sizeof sc->steps[0])
+			return -1;
+		sc->steps[sc->n_steps].kind = 'I';
+		memset(&sc->steps[sc->n_steps].data, 0, sizeof(struct buf));
+		sc->n_steps++;
+	}
+	struct buf *d = &sc->steps[sc->n_steps - 1].data;
+	for (long i = 0; i < times && d->len < SCRIPT_INPUT_MAX; i++) {
+		unescape(d, p);
+		if (crlf)
+			buf_add(d, "\r\n", 2);
+	}
+	*held = hold;
+	return 0;
+}
+
+static int script_load(const char *path, struct script *sc)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int held = 0;
+	if (f == NULL)
+		return -1;
+	memset(sc, 0, sizeof *sc);
+	snprintf(sc->peer, sizeof sc->peer, "192.0.2.1");
+	sc->init.free_space = 10000000000LL;
+	sc->init.write_fail_after = -1;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		if (strncmp(line, "conf: ", 6) == 0)
+			conf_line(sc, line + 6);
+		else if (strncmp(line, "peer: ", 6) == 0)
+			snprintf(sc->peer, sizeof sc->peer, "%.60s", line + 6);
+		else if (strcmp(line, "trusted: yes") == 0)
+			sc->trusted = 1;
+		else if (strcmp(line, "early") == 0)
+			sc->early = 1;
+		else if (strcmp(line, "nobyte") == 0)
+			sc->nobyte = 1;
+		else if (strncmp(line, "fake: ", 6) == 0)
+			fake_line(sc, line + 6);
+		else if (strcmp(line, "timeout") == 0 || strcmp(line, "shutdown") == 0) {
+			sc->steps[sc->n_steps].kind = line[0] == 't' ? 'T' : 'S';
+			memset(&sc->steps[sc->n_steps].data, 0, sizeof(struct buf));
+			sc->n_steps++;
+		} else if ((line[0] == 'C' || line[0] == 'R') && client_line(sc, line, &held) == 0)
+			continue;
+		else {
+			fprintf(stderr, "%s: bad line: %s\n", path, line);
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static void script_free(struct script *sc)
+{
+	free(sc->conf.p);
+	for (size_t i = 0; i < sc->n_steps; i++)
+		free(sc->steps[i].data.p);
+}
+
+static int key_overridden(const struct script *sc, const char *key)
+{
+	char k[140];
+	snprintf(k, sizeof k, "%s ", key);
+	return strncmp(sc->conf_keys, k, strlen(k)) == 0 || strstr(sc->conf_keys, k) != NULL;
+}
+
+static struct conf *script_conf(const struct script *sc)
+{
+	static const char *const defaults[][2] = {
+	        {"hostname", "mx.example.com"},
+	        {"local_domains", "example.com example.org"},
+	        {"smtp_max_message_size", "10000"},
+	        {"queue_min_free", "1000000"},
+	};
+	char path[] = "/tmp/sharemail-transcript-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "w");
+	for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+		if (!key_overridden(sc, defaults[i][0]))
+			fprintf(f, "%s = %s\n", defaults[i][0], defaults[i][1]);
+	if (sc->conf.p)
+		fputs(sc->conf.p, f);
+	fclose(f);
+	struct conf_errors errs = {0};
+	struct conf *c = conf_load(path, &errs);
+	if (c == NULL)
+		conf_errors_print(&errs);
+	conf_errors_free(&errs);
+	unlink(path);
+	return c;
+}
+
+/* ---- running ---- */
+
+static void drain(struct smtp_session *s, struct fake *f)
+{
+	size_t n;
+	const char *o = smtp_session_output(s, &n);
+	if (n > 0)
+		rec_text(&f->rec, "", o, n);
+	smtp_session_output_done(s, n);
+}
+
+/* Feeds one chunk (bytewise: one octet per call), resolving commits as the glue would. */
+static void feed(struct smtp_session *s, struct fake *f, const char *p, size_t n, int bytewise)
+{
+	size_t pos = 0;
+	int stuck = 0;
+	while (pos < n && !smtp_session_ended(s) && stuck < 3) {
+		size_t len = bytewise ? 1 : n - pos;
+		size_t used = smtp_session_input(s, p + pos, len);
+		pos += used;
+		drain(s, f);
+		if (smtp_session_waiting(s)) {
+			smtp_session_commit_done(s, f->pending_ok, f->pending_id);
+			drain(s, f);
+		}
+		stuck = used == 0 ? stuck + 1 : 0;
+	}
+}
+
+static int run_script(const struct script *sc, const struct conf *c, int bytewise, struct buf *out)
+{
+	struct fake f = sc->init;
+	struct smtp_session_ops ops = {
+	        .arg = &f,
+	        .lookup = fake_lookup,
+	        .msg_begin = fake_begin,
+	        .msg_write = fake_write,
+	        .msg_commit = fake_commit,
+	        .msg_abort = fake_abort,
+	        .free_space = fake_free,
+	        .log_rejected_rcpt = fake_log,
+	        .now = fake_now,
+	};
+	memset(&f.rec, 0, sizeof f.rec);
+	struct smtp_session *s = smtp_session_new(c, &ops, SMTP_PORT_SMTP, sc->peer, sc->trusted);
+	if (s == NULL)
+		return -1;
+	f.s = s;
+	smtp_session_greet(s, sc->early);
+	drain(s, &f);
+	for (size_t i = 0; i < sc->n_steps && !smtp_session_ended(s); i++) {
+		if (sc->steps[i].kind == 'T')
+			smtp_session_timeout(s);
+		else if (sc->steps[i].kind == 'S')
+			smtp_session_shutdown(s);
+		else
+			feed(s, &f, sc->steps[i].data.p, sc->steps[i].data.len, bytewise);
+		drain(s, &f);
+	}
+	int ended = smtp_session_ended(s);
+	drain(s, &f);
+	f.s = NULL;
+	smtp_session_free(s);
+	buf_str(&f.rec, ended ? "## closed\n" : "## open\n");
+	*out = f.rec;
+	return 0;
+}
+
+static int is_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+/*
+ * RFC 3463/2034: every reply line carries an enhanced code of its own class,
+ * except the greeting (220), the HELO/EHLO reply (250 without one) and 354.
+ */
+static int replies_have_enhanced_codes(const char *rec, const char *name)
+{
+	int ok = 1;
+	const char *line = rec;
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		size_t n = end ? (size_t)(end - line) : strlen(line);
+		if (n >= 4 && is_digit(line[0]) && is_digit(line[1]) && is_digit(line[2])) {
+			int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+			int has = n >= 10 && line[4] == line[0] && line[5] == '.' &&
+			          is_digit(line[6]);
+			if (code != 220 && code != 354 && code != 250 && !has) {
+				fprintf(stderr, "%s: reply without enhanced code: %.*s\n", name,
+				        (int)n, line);
+				ok = 0;
+			}
+		}
+		line += n + (end ? 1 : 0);
+	}
+	return ok;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b = {0};
+	char chunk[4096];
+	size_t n;
+	if (f == NULL)
+		return NULL;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		buf_add(&b, chunk, n);
+	fclose(f);
+	if (b.p == NULL)
+		buf_add(&b, "", 0);
+	return b.p;
+}
+
+/* Shows the first line where got and want differ. */
+static void show_difference(const char *name, const char *mode, const char *got, const char *want)
+{
+	size_t i = 0, line = 1, start = 0;
+	while (got[i] && got[i] == want[i]) {
+		if (got[i] == '\n') {
+			line++;
+			start = i + 1;
+		}
+		i++;
+	}
+	fprintf(stderr, "%s (%s): differs at line %zu\n  got:  %.*s\n  want: %.*s\n", name, mode,
+	        line, (int)strcspn(got + start, "\n"), got + start,
+	        (int)strcspn(want + start, "\n"), want + start);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Runs one transcript in line mode and (unless nobyte) byte mode. Returns 1 if all matched. */
+static int check_transcript(const char *name, unsigned *runs)
+{
+	char in[512], ref[512];
+	static struct script sc;
+	snprintf(in, sizeof in, DIR_PATH "/%s.in", name);
+	snprintf(ref, sizeof ref, DIR_PATH "/%s.ref", name);
+	if (script_load(in, &sc) < 0)
+		return 0;
+	struct conf *c = script_conf(&sc);
+	if (c == NULL) {
+		script_free(&sc);
+		return 0;
+	}
+	char *want = read_file(ref);
+	int ok = 1;
+	for (int bytewise = 0; bytewise <= (sc.nobyte ? 0 : 1); bytewise++) {
+		struct buf got = {0};
+		if (run_script(&sc, c, bytewise, &got) < 0) {
+			ok = 0;
+			continue;
+		}
+		(*runs)++;
+		if (want == NULL && getenv("SHAREMAIL_WRITE_REF") && !bytewise) {
+			FILE *f = fopen(ref, "w");
+			if (f) {
+				fputs(got.p, f);
+				fclose(f);
+			}
+			want = read_file(ref);
+		}
+		if (want == NULL) {
+			fprintf(stderr, "%s: no %s\n", name, ref);
+			ok = 0;
+		} else if (strcmp(got.p, want) != 0) {
+			show_difference(name, bytewise ? "one octet per call" : "as written", got.p,
+			                want);
+			ok = 0;
+		}
+		if (!replies_have_enhanced_codes(got.p, name))
+			ok = 0;
+		free(got.p);
+	}
+	free(want);
+	conf_free(c);
+	script_free(&sc);
+	return ok;
+}
+
+TEST(transcripts_match_their_references)
+{
+	DIR *d = opendir(DIR_PATH);
+	char *names[512];
+	size_t n = 0;
+	unsigned runs = 0;
+	struct dirent *e;
+	if (!CHECK(d != NULL))
+		return;
+	while ((e = readdir(d)) != NULL && n < sizeof names / sizeof names[0]) {
+		size_t len = strlen(e->d_name);
+		if (len > 3 && strcmp(e->d_name + len - 3, ".in") == 0)
+			names[n++] = strndup(e->d_name, len - 3);
+	}
+	closedir(d);
+	qsort(names, n, sizeof names[0], by_name);
+	CHECK(n >= 30);
+	for (size_t i = 0; i < n; i++) {
+		int ok = check_transcript(names[i], &runs);
+		if (!ok)
+			fprintf(stderr, "transcript %s FAILED\n", names[i]);
+		CHECK(ok);
+		free(names[i]);
+	}
+	printf("%zu transcripts, %u runs\n", n, runs);
+}
+
+TEST_MAIN(T(transcripts_match_their_references))
