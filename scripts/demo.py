@@ -4,7 +4,7 @@
 Creates ./demo-state/ (kept between runs; delete it to start over) with a config,
 a Minger secret and a few demo accounts and aliases, then runs build/sharemaild
 in the foreground until Ctrl-C. Ports are unprivileged: Minger on 127.0.0.1:14069
-and [::1]:14069.
+and [::1]:14069, SMTP on 127.0.0.1:2525, submission on 127.0.0.1:2587.
 """
 import argparse
 import os
@@ -20,6 +20,10 @@ local_domains = example.com example.org
 log_level = info
 minger_listen = 127.0.0.1:14069
 {v6}minger_secret_file = minger-secrets
+smtp_listen = 127.0.0.1:2525
+submission_listen = 127.0.0.1:2587
+smtp_trusted_networks = 127.0.0.0/8
+queue_min_free = 10m
 minger_anonymous = no
 """
 ACCOUNTS = [("arvel@example.com", []), ("alice@example.com", []),
@@ -66,6 +70,8 @@ def main():
     print(f"demo: config {conf}", file=sys.stderr)
     print("demo: try  printf '%s\\n' " + SECRET + " > /tmp/s; build/sharemail minger query "
           "arvel@example.com --server 127.0.0.1:14069 --secret-file /tmp/s", file=sys.stderr)
+    print("demo: and  swaks --server 127.0.0.1 --port 2525 --to arvel@example.com; "
+          "ls demo-state/mail/example.com/arvel/Maildir/new", file=sys.stderr)
     try:
         return subprocess.run([os.path.join(build, "sharemaild"), "-c", conf]).returncode
     except KeyboardInterrupt:
