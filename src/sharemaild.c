@@ -27,6 +27,7 @@
 #include "minger/minger_server.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_server.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "verify/mailbox_index.h"
@@ -66,25 +67,6 @@ static struct conf *load_conf(const char *path)
 	return c;
 }
 
-/* mkdir -p for state_dir (mode 0750). */
-static int make_dirs(const char *path)
-{
-	char buf[4096];
-	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-		return -1;
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 static void warn_unbuilt(const struct conf *c)
 {
 	const struct {
@@ -101,7 +83,7 @@ static void warn_unbuilt(const struct conf *c)
 static int open_index(struct daemon *d)
 {
 	char path[4096], err[256];
-	if (make_dirs(d->conf->state_dir) != 0) {
+	if (fs_mkdirs(d->conf->state_dir, 0700, 0) != 0) {
 		log_err("cannot create state_dir %s: %s", d->conf->state_dir, strerror(errno));
 		return -1;
 	}

@@ -9,6 +9,7 @@
 #define SHAREMAIL_CLI_CLI_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 struct conf;
 
@@ -35,6 +36,23 @@ struct cli_ctx {
  * them as "file:line: message" and exits with CLI_EXIT_CONFIG (78).
  */
 struct conf *cli_conf(struct cli_ctx *ctx);
+
+/*
+ * Builds "<state_dir>/<name>" into out after creating state_dir (mode 0700: it
+ * holds password hashes and mail) if it is missing. Prints why and returns -1
+ * on failure.
+ */
+int cli_state_path(struct cli_ctx *ctx, const char *name, char *out, size_t outsz);
+
+struct directory;
+/* Opens <state_dir>/directory.db (created if needed); prints why and returns NULL on failure. */
+struct directory *cli_open_directory(struct cli_ctx *ctx);
+
+/*
+ * Checks an address's syntax and, if need_local, that its domain is one of
+ * local_domains. Returns 0, or CLI_EXIT_DATAERR after printing why.
+ */
+int cli_check_address(struct cli_ctx *ctx, const char *addr, int need_local);
 
 /* Prints "sharemail: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "conf/conf.h"
@@ -28,68 +27,6 @@
 #include "proto/mailaddr.h"
 
 #define ACCOUNT_LOG_KEEP (7 * 24 * 3600)
-
-/* mkdir -p for the state directory (private: the directory file holds password hashes). */
-static int make_dirs(const char *path)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char c = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -1;
-		buf[i] = c;
-	}
-	return 0;
-}
-
-/* Opens <state_dir>/directory.db, creating the folder and file if needed; NULL on error. */
-static struct directory *open_directory(struct cli_ctx *ctx)
-{
-	char path[4096], err[512];
-	struct conf *c = cli_conf(ctx);
-	if (conf_state_path(c, "directory.db", path, sizeof path) < 0) {
-		cli_error("state_dir path too long");
-		return NULL;
-	}
-	if (make_dirs(c->state_dir) < 0) {
-		cli_error("cannot create state_dir %s: %s", c->state_dir, strerror(errno));
-		return NULL;
-	}
-	struct directory *d = directory_open(path, 0, err, sizeof err);
-	if (!d)
-		cli_error("%s: %s", path, err);
-	return d;
-}
-
-/*
- * Checks an address's syntax and, if need_local, that its domain is local.
- * Returns 0 or the exit status after printing why.
- */
-static int check_address(struct cli_ctx *ctx, const char *addr, int need_local)
-{
-	struct mailaddr a;
-	enum mailaddr_result r = mailaddr_parse_exact(addr, strlen(addr), &a);
-	if (r != MAILADDR_OK) {
-		cli_error("'%s': %s", addr, mailaddr_strerror(r));
-		return CLI_EXIT_DATAERR;
-	}
-	if (!need_local)
-		return 0;
-	struct conf *c = cli_conf(ctx);
-	if (!conf_is_local_domain(c, a.domain, a.domain_len)) {
-		cli_error("domain '%.*s' is not in local_domains (%s)", (int)a.domain_len, a.domain,
-		          c->path ? c->path : ctx->conf_path);
-		return CLI_EXIT_DATAERR;
-	}
-	return 0;
-}
 
 /* Maps a failed directory call to an exit status, printing why. */
 static int report(struct directory *d, enum directory_result r, const char *addr)
@@ -222,7 +159,7 @@ static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
 		cli_error("'%s': not a domain", domain);
 		return CLI_EXIT_DATAERR;
 	}
-	struct directory *d = open_directory(ctx);
+	struct directory *d = cli_open_directory(ctx);
 	if (!d)
 		return CLI_EXIT_IOERR;
 	int rc = report(d, directory_account_list(d, domain, print_account, NULL), "");
@@ -274,14 +211,14 @@ int cmd_account(struct cli_ctx *ctx, int argc, char **argv)
 	    (is_passwd && !o.password_file))
 		return CLI_EXIT_USAGE;
 	const char *addr = o.pos[0];
-	int rc = check_address(ctx, addr, is_add);
+	int rc = cli_check_address(ctx, addr, is_add);
 	if (rc != 0)
 		return rc;
 	/* Hash before opening: yescrypt takes a while and must not hold the write lock. */
 	char hash[PASSWORD_HASH_MAX] = "";
 	if (o.password_file && (rc = hash_password_file(o.password_file, hash, sizeof hash)) != 0)
 		return rc;
-	struct directory *d = open_directory(ctx);
+	struct directory *d = cli_open_directory(ctx);
 	if (!d)
 		return CLI_EXIT_IOERR;
 	rc = report(d, account_write(d, sub, addr, o.password_file ? hash : NULL, o.disabled),

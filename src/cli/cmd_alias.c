@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "conf/conf.h"
@@ -22,65 +21,6 @@
 #include "proto/mailaddr.h"
 
 #define ALIAS_LOG_KEEP (7 * 24 * 3600)
-
-/* mkdir -p for the state directory (private: the directory file holds password hashes). */
-static int make_dirs(const char *path)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char c = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -1;
-		buf[i] = c;
-	}
-	return 0;
-}
-
-/* Opens <state_dir>/directory.db, creating the folder and file if needed; NULL on error. */
-static struct directory *open_directory(struct cli_ctx *ctx)
-{
-	char path[4096], err[512];
-	struct conf *c = cli_conf(ctx);
-	if (conf_state_path(c, "directory.db", path, sizeof path) < 0) {
-		cli_error("state_dir path too long");
-		return NULL;
-	}
-	if (make_dirs(c->state_dir) < 0) {
-		cli_error("cannot create state_dir %s: %s", c->state_dir, strerror(errno));
-		return NULL;
-	}
-	struct directory *d = directory_open(path, 0, err, sizeof err);
-	if (!d)
-		cli_error("%s: %s", path, err);
-	return d;
-}
-
-/* Checks syntax (and, for the alias itself, a local domain). Returns 0 or an exit status. */
-static int check_address(struct cli_ctx *ctx, const char *addr, int need_local)
-{
-	struct mailaddr a;
-	enum mailaddr_result r = mailaddr_parse_exact(addr, strlen(addr), &a);
-	if (r != MAILADDR_OK) {
-		cli_error("'%s': %s", addr, mailaddr_strerror(r));
-		return CLI_EXIT_DATAERR;
-	}
-	if (!need_local)
-		return 0;
-	struct conf *c = cli_conf(ctx);
-	if (!conf_is_local_domain(c, a.domain, a.domain_len)) {
-		cli_error("domain '%.*s' is not in local_domains (%s)", (int)a.domain_len, a.domain,
-		          c->path ? c->path : ctx->conf_path);
-		return CLI_EXIT_DATAERR;
-	}
-	return 0;
-}
 
 static int report(struct directory *d, enum directory_result r, const char *alias)
 {
@@ -130,10 +70,10 @@ int cmd_alias(struct cli_ctx *ctx, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	int rc = 0;
 	for (int i = 2; i < argc && rc == 0; i++)
-		rc = check_address(ctx, argv[i], i == 2);
+		rc = cli_check_address(ctx, argv[i], i == 2);
 	if (rc != 0)
 		return rc;
-	struct directory *d = open_directory(ctx);
+	struct directory *d = cli_open_directory(ctx);
 	if (!d)
 		return CLI_EXIT_IOERR;
 	if (list) {

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,38 +73,12 @@ static void format_time(int64_t t, char *out, size_t n)
 		snprintf(out, n, "%lld", (long long)t);
 }
 
-/* mkdir -p for the state directory (private: queued mail is nobody else's business). */
-static int make_dirs(const char *path)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char c = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -1;
-		buf[i] = c;
-	}
-	return 0;
-}
-
+/* Opens <state_dir>/queue without an event loop (no start-up scan, no commits). */
 static struct queue *open_queue(struct cli_ctx *ctx)
 {
 	char path[4096], err[512];
-	struct conf *c = cli_conf(ctx);
-	if (conf_state_path(c, "queue", path, sizeof path) < 0) {
-		cli_error("state_dir path too long");
+	if (cli_state_path(ctx, "queue", path, sizeof path) < 0)
 		return NULL;
-	}
-	if (make_dirs(c->state_dir) < 0) {
-		cli_error("cannot create %s: %s", c->state_dir, strerror(errno));
-		return NULL;
-	}
 	struct queue *q = queue_open(path, NULL, err, sizeof err);
 	if (!q)
 		cli_error("cannot open the queue: %s", err);

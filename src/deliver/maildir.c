@@ -17,6 +17,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "util/fsutil.h"
+
 static atomic_ulong maildir_counter;
 
 static int name_octet_kept(unsigned char c)
@@ -86,53 +88,7 @@ int maildir_unique_name(int64_t sec, long usec, long pid, unsigned long counter,
 	return (int)o;
 }
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	int e = errno;
-	close(fd);
-	errno = e;
-	return rc;
-}
-
-/*
- * mkdir -p with mode 0700. Each directory this call creates is made durable by
- * fsyncing its parent. Returns 0 or -1 (errno).
- */
-static int mkdirs(const char *path)
-{
-	char buf[MAILDIR_PATH_MAX];
-	size_t len = strlen(path);
-	if (len >= sizeof buf) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(buf, path, len + 1);
-	for (size_t i = 1; i <= len; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char saved = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) == 0) {
-			char *slash = strrchr(buf, '/');
-			if (slash && slash != buf) {
-				*slash = '\0';
-				int rc = fsync_path(buf);
-				*slash = '/';
-				if (rc < 0)
-					return -1;
-			}
-		} else if (errno != EEXIST) {
-			return -1;
-		}
-		buf[i] = saved;
-	}
-	return 0;
-}
-
+/* Creates dir/{tmp,new,cur} (mode 0700), each new folder made durable. */
 static int ensure_maildir(const char *dir)
 {
 	static const char *const subs[] = {"tmp", "new", "cur"};
@@ -146,7 +102,7 @@ static int ensure_maildir(const char *dir)
 		struct stat st;
 		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
 			continue;
-		if (mkdirs(p) < 0)
+		if (fs_mkdirs(p, 0700, 1) < 0)
 			return -1;
 	}
 	return 0;
@@ -232,7 +188,7 @@ int maildir_commit(struct maildir_file *f)
 		goto fail;
 	}
 	snprintf(newdir, sizeof newdir, "%s/new", f->dir);
-	if (fsync_path(newdir) < 0) {
+	if (fs_fsync_path(newdir) < 0) {
 		int e = errno;
 		unlink(dst); /* not durable: let the caller retry rather than risk a loss */
 		errno = e;
