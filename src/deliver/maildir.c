@@ -152,11 +152,10 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f)
 	return -1;
 }
 
-int maildir_write(struct maildir_file *f, const void *data, size_t len)
+static int write_all(int fd, const char *p, size_t len)
 {
-	const char *p = data;
 	while (len > 0) {
-		ssize_t n = write(f->fd, p, len);
+		ssize_t n = write(fd, p, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -168,12 +167,35 @@ int maildir_write(struct maildir_file *f, const void *data, size_t len)
 	return 0;
 }
 
+int maildir_write(struct maildir_file *f, const void *data, size_t len)
+{
+	const char *p = data;
+	char out[8192];
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (o + 2 > sizeof out) {
+			if (write_all(f->fd, out, o) < 0)
+				return -1;
+			o = 0;
+		}
+		if (f->pending_cr && p[i] != '\n')
+			out[o++] = '\r'; /* a CR that does not end a line stays */
+		f->pending_cr = p[i] == '\r';
+		if (!f->pending_cr)
+			out[o++] = p[i];
+	}
+	return write_all(f->fd, out, o);
+}
+
 int maildir_commit(struct maildir_file *f)
 {
 	char tmp[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX], dst[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX];
 	char newdir[MAILDIR_PATH_MAX + 8];
 	if (sub_path(f, "tmp", tmp, sizeof tmp) < 0 || sub_path(f, "new", dst, sizeof dst) < 0)
 		goto fail;
+	if (f->pending_cr && write_all(f->fd, "\r", 1) < 0)
+		goto fail;
+	f->pending_cr = 0;
 	if (fsync(f->fd) < 0)
 		goto fail;
 	int rc = close(f->fd);

@@ -11,6 +11,10 @@
  * (collision-free). Names that are empty, "." or "..", or that contain '/' or
  * NUL, are refused rather than mapped.
  *
+ * Line ends: the queue holds messages with CRLF (the SMTP form); Maildir readers
+ * expect the local convention, LF, as qmail, Postfix and Dovecot's LDA write it.
+ * maildir_write() turns every CRLF into LF (the queue holds no bare CR or LF).
+ *
  * Ownership: a struct maildir_file is the caller's (stack); maildir_commit or
  * maildir_abort releases what maildir_open took. Thread-safe (the unique-name
  * counter is atomic).
@@ -28,6 +32,7 @@ struct maildir_file {
 	int fd; /* open for writing while the message is being written */
 	char dir[MAILDIR_PATH_MAX]; /* the Maildir (without a trailing '/') */
 	char name[MAILDIR_NAME_MAX]; /* the unique file name */
+	int pending_cr; /* the last octet written was a CR not yet known to end a line */
 };
 
 /*
@@ -57,7 +62,7 @@ int maildir_unique_name(int64_t sec, long usec, long pid, unsigned long counter,
  */
 int maildir_open(const char *dir, const char *host, struct maildir_file *f);
 
-/* Writes all of data to the open file. Returns 0 or -1 (errno). */
+/* Writes data to the open file, CRLF turned into LF. Returns 0 or -1 (errno). */
 int maildir_write(struct maildir_file *f, const void *data, size_t len);
 
 /*

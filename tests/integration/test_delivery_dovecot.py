@@ -229,7 +229,10 @@ def test_dovecot_reads_delivered_mail():
                 S.check(":" not in name and "/" not in name, f"maildir name {name}")
                 S.check(".M" in name and "P" in name and "Q" in name, f"unique name {name}")
                 with open(p, "rb") as f:
-                    files.setdefault(user, []).append(f.read())
+                    raw = f.read()
+                # Maildir holds LF line ends (the local convention); IMAP sends CRLF.
+                S.check(b"\r" not in raw, f"LF line ends in the Maildir file {name}")
+                files.setdefault(user, []).append(raw.replace(b"\n", b"\r\n"))
         first = files["alice"][0]
         S.check(first.startswith(b"Return-Path: <sender@example.net>\r\n"
                                  b"Delivered-To: alice@example.com\r\n"
@@ -257,7 +260,7 @@ def test_dovecot_reads_delivered_mail():
         got = dv.fetch_all("alice@example.com")
         S.eq(len(got), 2, "alice has two messages over IMAP")
         S.eq(sorted(b for _, _, b in got), sorted(files["alice"]),
-             "IMAP BODY[] equals the Maildir files byte for byte")
+             "IMAP BODY[] equals the Maildir files (LF read as CRLF) byte for byte")
         for _, size, body in got:
             S.eq(size, len(body), "RFC822.SIZE")
         got = dv.fetch_all("bob@example.com")

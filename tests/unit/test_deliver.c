@@ -159,6 +159,28 @@ static int enqueue(const char *from, const char *const *rcpts, int trusted, int6
 }
 
 /* Number of messages in new/ of user@domain; the last one's content into buf. */
+/*
+ * Maildir files hold LF line ends (maildir.h); the checks below are written in
+ * the queue's CRLF form, so a file read back is mapped to it first. A file that
+ * still held a CR would come out with "\r\r\n" and fail the comparisons.
+ */
+static size_t lf_to_crlf(char *buf, size_t len, size_t cap)
+{
+	size_t lfs = 0;
+	for (size_t i = 0; i < len; i++)
+		lfs += buf[i] == '\n';
+	if (len + lfs >= cap)
+		return len; /* cannot grow: the length checks then fail */
+	size_t o = len + lfs;
+	buf[o] = '\0';
+	for (size_t i = len; i-- > 0;) {
+		buf[--o] = buf[i];
+		if (buf[i] == '\n')
+			buf[--o] = '\r';
+	}
+	return len + lfs;
+}
+
 static int mailbox_count(const char *domain, const char *user, char *buf, size_t bufsz, size_t *len)
 {
 	char p[512];
@@ -181,6 +203,7 @@ static int mailbox_count(const char *domain, const char *user, char *buf, size_t
 				close(fd);
 			*len = r < 0 ? 0 : (size_t)r;
 			buf[*len] = '\0';
+			*len = lf_to_crlf(buf, *len, bufsz);
 		}
 	}
 	closedir(d);
