@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "queue/envelope.h"
+#include "util/strutil.h"
 
 #define SIZE_DIGITS_MAX 20
 
@@ -25,22 +26,6 @@ struct param {
 	const char *val; /* NULL when there is no "=" */
 	size_t val_len;
 };
-
-static int lower(int c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-static int equal_ci(const char *s, size_t len, const char *word)
-{
-	size_t n = strlen(word);
-	if (n != len)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (lower((unsigned char)s[i]) != lower((unsigned char)word[i]))
-			return 0;
-	return 1;
-}
 
 static int is_alnum(unsigned char c)
 {
@@ -181,35 +166,35 @@ int xtext_encode(const char *s, size_t len, char *out, size_t outsz)
 
 static enum esmtp_result mail_param(const struct param *p, int dsn, struct esmtp_mail_params *out)
 {
-	if (equal_ci(p->key, p->key_len, "SIZE")) {
+	if (ascii_equal_ci(p->key, p->key_len, "SIZE")) {
 		if (out->has_size || parse_size(p->val, p->val_len, &out->size) != 0)
 			return ESMTP_SYNTAX;
 		out->has_size = 1;
 		return ESMTP_OK;
 	}
-	if (equal_ci(p->key, p->key_len, "BODY")) {
+	if (ascii_equal_ci(p->key, p->key_len, "BODY")) {
 		if (out->body || p->val == NULL)
 			return ESMTP_SYNTAX;
-		if (equal_ci(p->val, p->val_len, "7BIT"))
+		if (ascii_equal_ci(p->val, p->val_len, "7BIT"))
 			out->body = ENVELOPE_BODY_7BIT;
-		else if (equal_ci(p->val, p->val_len, "8BITMIME"))
+		else if (ascii_equal_ci(p->val, p->val_len, "8BITMIME"))
 			out->body = ENVELOPE_BODY_8BITMIME;
 		else
 			return ESMTP_SYNTAX;
 		return ESMTP_OK;
 	}
-	if (dsn && equal_ci(p->key, p->key_len, "RET")) {
+	if (dsn && ascii_equal_ci(p->key, p->key_len, "RET")) {
 		if (out->ret || p->val == NULL)
 			return ESMTP_SYNTAX;
-		if (equal_ci(p->val, p->val_len, "FULL"))
+		if (ascii_equal_ci(p->val, p->val_len, "FULL"))
 			out->ret = ENVELOPE_RET_FULL;
-		else if (equal_ci(p->val, p->val_len, "HDRS"))
+		else if (ascii_equal_ci(p->val, p->val_len, "HDRS"))
 			out->ret = ENVELOPE_RET_HDRS;
 		else
 			return ESMTP_SYNTAX;
 		return ESMTP_OK;
 	}
-	if (dsn && equal_ci(p->key, p->key_len, "ENVID")) {
+	if (dsn && ascii_equal_ci(p->key, p->key_len, "ENVID")) {
 		/* RFC 3461 4.4: at most 100 characters (as transmitted). */
 		if (out->has_envid || p->val == NULL || p->val_len > ESMTP_ENVID_MAX ||
 		    xtext_decode(p->val, p->val_len, out->envid, sizeof out->envid) < 0)
@@ -220,30 +205,47 @@ static enum esmtp_result mail_param(const struct param *p, int dsn, struct esmtp
 	return ESMTP_UNKNOWN;
 }
 
-enum esmtp_result esmtp_mail_params_parse(const char *s, size_t len, int dsn,
-                                          struct esmtp_mail_params *out)
+/*
+ * The loop both MAIL and RCPT share: every parameter through `one`, and on any
+ * refusal the output is cleared so no half-parsed value is ever used.
+ */
+static enum esmtp_result params_parse(const char *s, size_t len, int dsn,
+                                      enum esmtp_result (*one)(const struct param *p, int dsn,
+                                                               void *out),
+                                      void *out, size_t outsz)
 {
 	struct param p;
 	size_t pos = 0;
 	int r;
 
-	memset(out, 0, sizeof *out);
+	memset(out, 0, outsz);
 	if (s == NULL)
 		return ESMTP_OK;
 	if (!octets_ok(s, len))
 		return ESMTP_SYNTAX;
 	while ((r = next_param(s, len, &pos, &p)) > 0) {
-		enum esmtp_result e = mail_param(&p, dsn, out);
+		enum esmtp_result e = one(&p, dsn, out);
 		if (e != ESMTP_OK) {
-			memset(out, 0, sizeof *out);
+			memset(out, 0, outsz);
 			return e;
 		}
 	}
 	if (r < 0) {
-		memset(out, 0, sizeof *out);
+		memset(out, 0, outsz);
 		return ESMTP_SYNTAX;
 	}
 	return ESMTP_OK;
+}
+
+static enum esmtp_result mail_param_cb(const struct param *p, int dsn, void *out)
+{
+	return mail_param(p, dsn, out);
+}
+
+enum esmtp_result esmtp_mail_params_parse(const char *s, size_t len, int dsn,
+                                          struct esmtp_mail_params *out)
+{
+	return params_parse(s, len, dsn, mail_param_cb, out, sizeof *out);
 }
 
 /* RFC 3461 4.1: "NEVER" alone, or a comma list of SUCCESS, FAILURE, DELAY. */
@@ -258,13 +260,13 @@ static int parse_notify(const char *v, size_t n, unsigned *out)
 		while (i < n && v[i] != ',')
 			i++;
 		unsigned bit;
-		if (equal_ci(v + start, i - start, "NEVER"))
+		if (ascii_equal_ci(v + start, i - start, "NEVER"))
 			bit = ENVELOPE_NOTIFY_NEVER;
-		else if (equal_ci(v + start, i - start, "SUCCESS"))
+		else if (ascii_equal_ci(v + start, i - start, "SUCCESS"))
 			bit = ENVELOPE_NOTIFY_SUCCESS;
-		else if (equal_ci(v + start, i - start, "FAILURE"))
+		else if (ascii_equal_ci(v + start, i - start, "FAILURE"))
 			bit = ENVELOPE_NOTIFY_FAILURE;
-		else if (equal_ci(v + start, i - start, "DELAY"))
+		else if (ascii_equal_ci(v + start, i - start, "DELAY"))
 			bit = ENVELOPE_NOTIFY_DELAY;
 		else
 			return -1;
@@ -303,12 +305,12 @@ static int parse_orcpt(const char *v, size_t n, char *out, size_t outsz)
 
 static enum esmtp_result rcpt_param(const struct param *p, int dsn, struct esmtp_rcpt_params *out)
 {
-	if (dsn && equal_ci(p->key, p->key_len, "NOTIFY")) {
+	if (dsn && ascii_equal_ci(p->key, p->key_len, "NOTIFY")) {
 		if (out->notify || parse_notify(p->val, p->val_len, &out->notify) != 0)
 			return ESMTP_SYNTAX;
 		return ESMTP_OK;
 	}
-	if (dsn && equal_ci(p->key, p->key_len, "ORCPT")) {
+	if (dsn && ascii_equal_ci(p->key, p->key_len, "ORCPT")) {
 		if (out->has_orcpt ||
 		    parse_orcpt(p->val, p->val_len, out->orcpt, sizeof out->orcpt))
 			return ESMTP_SYNTAX;
@@ -318,28 +320,13 @@ static enum esmtp_result rcpt_param(const struct param *p, int dsn, struct esmtp
 	return ESMTP_UNKNOWN;
 }
 
+static enum esmtp_result rcpt_param_cb(const struct param *p, int dsn, void *out)
+{
+	return rcpt_param(p, dsn, out);
+}
+
 enum esmtp_result esmtp_rcpt_params_parse(const char *s, size_t len, int dsn,
                                           struct esmtp_rcpt_params *out)
 {
-	struct param p;
-	size_t pos = 0;
-	int r;
-
-	memset(out, 0, sizeof *out);
-	if (s == NULL)
-		return ESMTP_OK;
-	if (!octets_ok(s, len))
-		return ESMTP_SYNTAX;
-	while ((r = next_param(s, len, &pos, &p)) > 0) {
-		enum esmtp_result e = rcpt_param(&p, dsn, out);
-		if (e != ESMTP_OK) {
-			memset(out, 0, sizeof *out);
-			return e;
-		}
-	}
-	if (r < 0) {
-		memset(out, 0, sizeof *out);
-		return ESMTP_SYNTAX;
-	}
-	return ESMTP_OK;
+	return params_parse(s, len, dsn, rcpt_param_cb, out, sizeof *out);
 }

@@ -8,6 +8,7 @@
  * tolerated because real clients send it.
  */
 #include "proto/smtp_cmd.h"
+#include "util/strutil.h"
 
 #include <string.h>
 
@@ -23,23 +24,6 @@ static const struct verb_entry verbs[] = {
         {"VRFY", SMTP_VERB_VRFY}, {"EXPN", SMTP_VERB_EXPN}, {"STARTTLS", SMTP_VERB_STARTTLS},
         {"AUTH", SMTP_VERB_AUTH}, {"BDAT", SMTP_VERB_BDAT},
 };
-
-static int lower(int c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-/* 1 if s[0..len) equals the NUL-terminated word case-insensitively. */
-static int equal_ci(const char *s, size_t len, const char *word)
-{
-	size_t n = strlen(word);
-	if (n != len)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (lower((unsigned char)s[i]) != lower((unsigned char)word[i]))
-			return 0;
-	return 1;
-}
 
 const char *smtp_verb_name(enum smtp_verb v)
 {
@@ -72,7 +56,7 @@ enum smtp_cmd_result smtp_cmd_parse(const char *line, size_t len, struct smtp_cm
 	while (v < len && line[v] != ' ')
 		v++;
 	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-		if (equal_ci(line, v, verbs[i].name))
+		if (ascii_equal_ci(line, v, verbs[i].name))
 			out->verb = verbs[i].verb;
 
 	/* The argument follows one SP; trailing white space is never significant. */
@@ -179,7 +163,7 @@ static enum smtp_path_result parse_inner(const char *s, size_t n, int rcpt, stru
 		out->mailbox = s;
 		return SMTP_PATH_OK;
 	}
-	if (rcpt && equal_ci(s, n, "postmaster")) {
+	if (rcpt && ascii_equal_ci(s, n, "postmaster")) {
 		out->postmaster = 1;
 		out->mailbox = s;
 		out->mailbox_len = n;
@@ -205,7 +189,7 @@ static enum smtp_path_result parse_path(const char *arg, size_t len, const char 
                                         struct smtp_path *out)
 {
 	size_t plen = strlen(prefix);
-	if (len < plen || !equal_ci(arg, plen, prefix))
+	if (len < plen || !ascii_equal_ci(arg, plen, prefix))
 		return SMTP_PATH_SYNTAX;
 	const char *s = arg + plen;
 	size_t n = len - plen;
@@ -225,7 +209,7 @@ static enum smtp_path_result parse_path(const char *arg, size_t len, const char 
 	if (close + 1 > SMTP_PATH_MAX)
 		return SMTP_PATH_TOO_LONG;
 
-	r = parse_inner(s + 1, close - 1, equal_ci(prefix, plen, "TO:"), out);
+	r = parse_inner(s + 1, close - 1, ascii_equal_ci(prefix, plen, "TO:"), out);
 	if (r != SMTP_PATH_OK)
 		return r;
 

@@ -13,6 +13,7 @@
  * one that arrives in a single read.
  */
 #include "proto/smtp_lines.h"
+#include "util/strutil.h"
 
 #include <string.h>
 
@@ -127,11 +128,6 @@ static void count_octet(struct smtp_lines *l)
 		l->text_line_too_long = 1;
 }
 
-static int lower(int c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
 /* "Received" [WSP...] ":" at the start of a header line (RFC 5322 3.6.7, 4.5.3). */
 static int head_is_received(const struct smtp_lines *l)
 {
@@ -140,7 +136,7 @@ static int head_is_received(const struct smtp_lines *l)
 	if (l->head_len <= n)
 		return 0;
 	for (i = 0; i < n; i++)
-		if (lower((unsigned char)l->head[i]) != name[i])
+		if (ascii_lower((unsigned char)l->head[i]) != name[i])
 			return 0;
 	while (i < l->head_len && (l->head[i] == ' ' || l->head[i] == '\t'))
 		i++;

@@ -4,27 +4,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
-
-static int lower(int ch)
-{
-	return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
-}
-
-/* ASCII case-insensitive search for needle (NUL-terminated) in hay[0..len). */
-static int contains_nocase(const char *hay, size_t len, const char *needle)
-{
-	size_t n = strlen(needle);
-	if (n == 0 || n > len)
-		return 0;
-	for (size_t i = 0; i + n <= len; i++) {
-		size_t j = 0;
-		while (j < n && lower((unsigned char)hay[i + j]) == lower((unsigned char)needle[j]))
-			j++;
-		if (j == n)
-			return 1;
-	}
-	return 0;
-}
+#include "util/strutil.h"
 
 static int span_has(const char *s, size_t len, char ch)
 {
@@ -41,7 +21,7 @@ static void set_reply(struct smtp_policy_reply *r, int code, const char *enh, co
 int smtp_policy_helo_refused(const struct conf *c, const char *arg, size_t len)
 {
 	for (size_t i = 0; i < c->smtp_refuse_helo.n; i++)
-		if (contains_nocase(arg, len, c->smtp_refuse_helo.v[i]))
+		if (ascii_contains_ci(arg, len, c->smtp_refuse_helo.v[i]))
 			return 1;
 	return 0;
 }
@@ -89,7 +69,7 @@ int smtp_policy_sender(const struct conf *c, const struct smtp_path *p, struct s
 /* RFC 5321 4.5.1: "postmaster" (any case, unquoted) at a local domain is always accepted. */
 static int is_local_postmaster(const struct mailaddr *a)
 {
-	return !a->quoted && a->local_len == 10 && contains_nocase(a->local, 10, "postmaster");
+	return !a->quoted && a->local_len == 10 && ascii_contains_ci(a->local, 10, "postmaster");
 }
 
 static enum smtp_rcpt_verdict rcpt_local(const struct smtp_path *p, smtp_policy_lookup_fn lookup,

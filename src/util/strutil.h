@@ -1,0 +1,26 @@
+/*
+ * strutil: ASCII string helpers that do not depend on the locale (protocol
+ * keywords, domain names and header names are ASCII and compared without case,
+ * whatever LC_CTYPE says). No allocation.
+ */
+#ifndef SHAREMAIL_UTIL_STRUTIL_H
+#define SHAREMAIL_UTIL_STRUTIL_H
+
+#include <stddef.h>
+
+/* c folded to lower case if it is an ASCII capital letter, else c unchanged. */
+static inline int ascii_lower(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/*
+ * 1 if s[0..len) equals the NUL-terminated word, ASCII case-insensitively (s may
+ * hold any octets, NUL included), else 0.
+ */
+int ascii_equal_ci(const char *s, size_t len, const char *word);
+
+/* 1 if needle (NUL-terminated, non-empty) occurs in hay[0..len) without regard to ASCII case. */
+int ascii_contains_ci(const char *hay, size_t len, const char *needle);
+
+#endif
