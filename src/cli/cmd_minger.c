@@ -299,11 +299,11 @@ static int run_queries(const struct mq_args *a, const struct netaddr *server,
                        const struct minger_client_opts *opts, struct mq_cache *mc, int *results,
                        unsigned char *cached)
 {
-	const char **todo = calloc(a->naddrs, sizeof *todo);
+	const char **to_ask = calloc(a->naddrs, sizeof *to_ask);
 	size_t *where = calloc(a->naddrs, sizeof *where);
 	int *got = calloc(a->naddrs, sizeof *got);
 	int rc = 0;
-	if (!todo || !where || !got) {
+	if (!to_ask || !where || !got) {
 		cli_error("out of memory");
 		rc = CLI_EXIT_SOFTWARE;
 		goto out;
@@ -317,27 +317,27 @@ static int run_queries(const struct mq_args *a, const struct netaddr *server,
 			cached[i] = 1;
 			continue;
 		}
-		todo[n] = a->addrs[i];
+		to_ask[n] = a->addrs[i];
 		where[n++] = i;
 	}
 	char err[256] = "";
 	if (n == 1) {
-		got[0] = minger_client_query(server, todo[0], opts, err, sizeof err);
+		got[0] = minger_client_query(server, to_ask[0], opts, err, sizeof err);
 		if (got[0] == MINGER_RESULT_ERROR)
 			cli_error("%s", err);
 	} else if (n > 1 &&
-	           minger_client_query_many(server, todo, n, opts, got, err, sizeof err) < 0) {
+	           minger_client_query_many(server, to_ask, n, opts, got, err, sizeof err) < 0) {
 		cli_error("%s", err);
 	}
 	for (size_t k = 0; k < n; k++) {
 		results[where[k]] = got[k];
 		if (mc->vc && got[k] >= 0 &&
-		    vcache_put(mc->vc, mc->server_key, todo[k], got[k], mc->positive_ttl,
+		    vcache_put(mc->vc, mc->server_key, to_ask[k], got[k], mc->positive_ttl,
 		               mc->negative_ttl) < 0)
-			cli_error("warning: cannot record %s in the cache", todo[k]);
+			cli_error("warning: cannot record %s in the cache", to_ask[k]);
 	}
 out:
-	free(todo);
+	free(to_ask);
 	free(where);
 	free(got);
 	return rc;
