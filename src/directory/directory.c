@@ -363,6 +363,28 @@ static int dir_taken(struct directory *d, const char *key, int *taken)
 	return rc;
 }
 
+/*
+ * Begins a write transaction in which `key` is free: the account/alias exclusion
+ * spans two tables, so it is checked inside the transaction. Returns
+ * DIRECTORY_OK with the transaction open (*rc = SQLITE_OK, or the error of the
+ * check for the caller's tx_end), DIRECTORY_EXISTS (transaction ended), or the
+ * mapped error of the begin.
+ */
+static enum directory_result tx_begin_claim(struct directory *d, const char *key, int *owned,
+                                            int *rc)
+{
+	int taken = 0;
+	*rc = tx_begin(d, 1, owned);
+	if (*rc != SQLITE_OK)
+		return dir_map(*rc);
+	*rc = dir_taken(d, key, &taken);
+	if (*rc == SQLITE_OK && taken) {
+		tx_end(d, *owned, SQLITE_CONSTRAINT);
+		return DIRECTORY_EXISTS;
+	}
+	return DIRECTORY_OK;
+}
+
 enum directory_result directory_account_add(struct directory *d, const char *address,
                                             const char *password_hash, enum account_state state)
 {
@@ -372,16 +394,10 @@ enum directory_result directory_account_add(struct directory *d, const char *add
 		return r;
 	if (state != ACCOUNT_ACTIVE && state != ACCOUNT_DISABLED && state != ACCOUNT_OVER_QUOTA)
 		return DIRECTORY_ERROR;
-	int owned, taken = 0;
-	int rc = tx_begin(d, 1, &owned);
-	if (rc != SQLITE_OK)
-		return dir_map(rc);
-	/* The account/alias exclusion spans two tables, so it is checked in the transaction. */
-	rc = dir_taken(d, key, &taken);
-	if (rc == SQLITE_OK && taken) {
-		tx_end(d, owned, SQLITE_CONSTRAINT);
-		return DIRECTORY_EXISTS;
-	}
+	int owned, rc;
+	r = tx_begin_claim(d, key, &owned, &rc);
+	if (r != DIRECTORY_OK)
+		return r;
 	if (rc == SQLITE_OK) {
 		sqlite3_stmt *s = dir_stmt(d, ST_ACCOUNT_INSERT, &rc);
 		if (s) {
@@ -496,15 +512,10 @@ enum directory_result directory_alias_add(struct directory *d, const char *alias
 		if (strcmp(tkey, key) == 0)
 			return DIRECTORY_LOOP;
 	}
-	int owned, taken = 0;
-	int rc = tx_begin(d, 1, &owned);
-	if (rc != SQLITE_OK)
-		return dir_map(rc);
-	rc = dir_taken(d, key, &taken);
-	if (rc == SQLITE_OK && taken) {
-		tx_end(d, owned, SQLITE_CONSTRAINT);
-		return DIRECTORY_EXISTS;
-	}
+	int owned, rc;
+	r = tx_begin_claim(d, key, &owned, &rc);
+	if (r != DIRECTORY_OK)
+		return r;
 	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
 		dir_key(targets[i], tkey, sizeof tkey);
 		sqlite3_stmt *s = dir_stmt(d, ST_ALIAS_INSERT, &rc);
