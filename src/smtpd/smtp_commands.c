@@ -421,7 +421,7 @@ static void run_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
 
 static void run_not_offered(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-	smtp_session_reply(s, 502, "5.5.1", "Command not implemented", 1);
+	smtp_session_reply(s, 502, "5.5.1", "Command not offered by this server", 1);
 }
 
 static int check_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)

@@ -180,3 +180,45 @@ def udp_ask(port, payload, host="127.0.0.1", timeout=1.0):
             return data
         except socket.timeout:
             return None
+
+
+def smtp_daemon(conf=None, accounts=("alice@example.com", "bob@example.com")):
+    """A started Daemon with an SMTP listener on 127.0.0.1 (d.smtp_port), no Minger,
+    and the given accounts created before it starts."""
+    port = free_tcp_port()
+    keys = {"smtp_listen": f"127.0.0.1:{port}"}
+    keys.update(conf or {})
+    d = Daemon(conf=keys, minger=False)
+    d.smtp_port = port
+    try:
+        for a in accounts:
+            d.cli("account", "add", a)
+        d.start()
+    except Exception:
+        d.cleanup()
+        raise
+    return d
+
+
+def maildir_new(d, address):
+    """The new/ folder of the Maildir that holds mail for `address`."""
+    user, domain = address.lower().split("@")
+    return os.path.join(d.state, "mail", domain, user, "Maildir", "new")
+
+
+def wait_mail(d, address, count=1, timeout=10.0):
+    """Waits (a bound, never asserted) until `count` messages are in the mailbox's
+    new/; returns the contents of every message there, oldest name first."""
+    import glob
+    path = maildir_new(d, address)
+    deadline = time.monotonic() + timeout
+    while True:  # looks at least once, even with timeout=0
+        files = sorted(glob.glob(os.path.join(path, "*")))
+        if len(files) >= count or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    out = []
+    for f in files:
+        with open(f, "rb") as fh:
+            out.append(fh.read())
+    return out

@@ -4,7 +4,6 @@ swaks as independent clients: local delivery into the Maildir, unknown users,
 relaying (refused from outside, queued from smtp_trusted_networks), SIZE, the
 submission port, IPv6, several recipients, and a graceful SIGTERM.
 """
-import glob
 import os
 import shutil
 import signal
@@ -16,48 +15,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import smtest  # noqa: E402
-from smtest import Suite, free_tcp_port, have_ipv6  # noqa: E402
+from smtest import Suite, free_tcp_port, have_ipv6, maildir_new, wait_mail  # noqa: E402
+
+daemon = smtest.smtp_daemon
 
 S = Suite("smtp_basic")
-WAIT = 10.0  # seconds to wait for the delivery runner (a bound, never asserted)
-
-
-def daemon(conf=None, accounts=("alice@example.com", "bob@example.com")):
-    """A started daemon with an SMTP listener (d.smtp_port) and the given accounts."""
-    port = free_tcp_port()
-    keys = {"smtp_listen": f"127.0.0.1:{port}"}
-    keys.update(conf or {})
-    d = smtest.Daemon(conf=keys, minger=False)
-    d.smtp_port = port
-    try:
-        for a in accounts:
-            d.cli("account", "add", a)
-        d.start()
-    except Exception:
-        d.cleanup()
-        raise
-    return d
-
-
-def maildir_new(d, address):
-    user, domain = address.lower().split("@")
-    return os.path.join(d.state, "mail", domain, user, "Maildir", "new")
-
-
-def wait_mail(d, address, count=1, timeout=WAIT):
-    """Waits until `count` messages are in the mailbox's new/; returns their contents."""
-    path = maildir_new(d, address)
-    deadline = time.monotonic() + timeout
-    while True:  # looks at least once, even with timeout=0
-        files = sorted(glob.glob(os.path.join(path, "*")))
-        if len(files) >= count or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
-    out = []
-    for f in files:
-        with open(f, "rb") as fh:
-            out.append(fh.read())
-    return out
 
 
 def queue_files_containing(d, needle):

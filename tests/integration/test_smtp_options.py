@@ -5,7 +5,6 @@ sharemaild with smtplib (and swaks for one), each in both settings where the
 default matters: the option changes the outcome, and without it the outcome is
 the normal one.
 """
-import glob
 import os
 import shutil
 import smtplib
@@ -16,43 +15,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import smtest  # noqa: E402
-from smtest import Suite, free_tcp_port  # noqa: E402
+from smtest import Suite, free_tcp_port, wait_mail  # noqa: E402
+
+daemon = smtest.smtp_daemon
 
 S = Suite("smtp_options")
 WAIT = 10.0
 TRUSTED = {"smtp_trusted_networks": "127.0.0.0/8"}
-
-
-def daemon(conf=None, accounts=("alice@example.com", "bob@example.com")):
-    port = free_tcp_port()
-    keys = {"smtp_listen": f"127.0.0.1:{port}"}
-    keys.update(conf or {})
-    d = smtest.Daemon(conf=keys, minger=False)
-    d.smtp_port = port
-    try:
-        for a in accounts:
-            d.cli("account", "add", a)
-        d.start()
-    except Exception:
-        d.cleanup()
-        raise
-    return d
-
-
-def wait_mail(d, address, count=1, timeout=WAIT):
-    user, domain = address.lower().split("@")
-    path = os.path.join(d.state, "mail", domain, user, "Maildir", "new")
-    deadline = time.monotonic() + timeout
-    while True:  # looks at least once, even with timeout=0
-        files = sorted(glob.glob(os.path.join(path, "*")))
-        if len(files) >= count or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
-    out = []
-    for f in files:
-        with open(f, "rb") as fh:
-            out.append(fh.read())
-    return out
 
 
 def header_block(m):
