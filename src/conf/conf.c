@@ -304,18 +304,31 @@ static int replace_string(struct loader *ld, const struct conf_key *k, const cha
 	return 0;
 }
 
+/* 1 when v is one of the '|'-separated words of choices. */
+static int choice_valid(const char *choices, const char *v)
+{
+	size_t n = strlen(v);
+	for (const char *p = choices; *p;) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (len == n && memcmp(p, v, n) == 0)
+			return 1;
+		p += len + (bar != NULL);
+	}
+	return 0;
+}
+
 static int set_string(struct loader *ld, const struct conf_key *k, char *v)
 {
 	char q[CONF_QUOTE_MAX + 4];
-	enum log_level lvl;
 	if ((k->flags & CONF_FLAG_DOMAIN) && !domain_valid(v)) {
 		ld_error(ld, ld->line, "'%s' for %s is not a domain name", quote(q, sizeof q, v),
 		         k->doc.name);
 		return -1;
 	}
-	if ((k->flags & CONF_FLAG_LOGLEVEL) && log_level_parse(v, &lvl) != 0) {
-		ld_error(ld, ld->line, "%s must be one of err, warning, info, debug (not '%s')",
-		         k->doc.name, quote(q, sizeof q, v));
+	if ((k->flags & CONF_FLAG_CHOICE) && !choice_valid(k->doc.range, v)) {
+		ld_error(ld, ld->line, "%s must be one of %s (not '%s')", k->doc.name, k->doc.range,
+		         quote(q, sizeof q, v));
 		return -1;
 	}
 	if (k->flags & CONF_FLAG_DOMAIN)

@@ -47,6 +47,8 @@ struct conf {
 	char *state_dir; /* default /var/lib/sharemail */
 	struct strlist local_domains; /* lower-cased */
 	char *log_level; /* err|warning|info|debug */
+	char *log_syslog; /* no|yes|only */
+	char *log_file; /* NULL: stderr */
 	/* listeners (SMTP/POP3 services are not built yet: accepted, warned about) */
 	struct addrlist smtp_listen;
 	struct addrlist submission_listen;
@@ -85,12 +87,13 @@ struct conf {
 	int smtp_original_recipient_header; /* bool, default 0 */
 	char *smtp_rejected_recipients_log; /* path or NULL */
 	int smtp_vrfy; /* bool, default 0 */
-	int smtp_max_errors; /* default 10 */
+	int smtp_max_errors; /* default 20 (Postfix's hard limit) */
 	int smtp_command_timeout; /* seconds, default 300 */
 	int smtp_data_timeout; /* seconds, default 600 */
 	int smtp_max_connections; /* default 1000 */
 	int smtp_max_connections_per_ip; /* default 20 */
 	int smtp_greet_pause_ms; /* default 0 */
+	char *smtp_over_quota_reply; /* "452" (default) or "552" */
 	int smtp_max_line_length; /* text line octets without CRLF, default 998 */
 	int smtp_max_received_headers; /* loop limit, default 50 */
 	/* queue and local delivery */

@@ -26,7 +26,7 @@ enum conf_type {
 /* Extra checks and units. */
 #define CONF_FLAG_SECONDS 0x1 /* int in seconds: the suffixes s, m, h, d are accepted */
 #define CONF_FLAG_DOMAIN 0x2 /* string or list of domain names, lower-cased */
-#define CONF_FLAG_LOGLEVEL 0x4 /* string: err, warning, info or debug */
+#define CONF_FLAG_CHOICE 0x4 /* string: one of the words of doc.range, separated by '|' */
 #define CONF_FLAG_BYTES 0x8 /* int in octets: the suffixes k, m, g (powers of 1024) are accepted */
 
 struct conf_key {

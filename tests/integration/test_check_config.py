@@ -107,7 +107,7 @@ BAD_WANT = [
     (3, "value 'abc' for minger_threads is not a number"),
     (4, "'minger_threads' may appear only once (first at line 3)"),
     (5, "missing '='"),
-    (6, "log_level must be one of err, warning, info, debug (not 'loud')"),
+    (6, "log_level must be one of err|warning|info|debug (not 'loud')"),
     (7, "minger_listen: port 0 is not allowed in '127.0.0.1:0'"),
     (8, "minger_allow: '10.0.0.1/8' has bits set after its prefix length"),
     (9, "value 'perhaps' for minger_cache is not yes or no"),
