@@ -1,6 +1,7 @@
 """smtest: helpers for integration tests that run the real sharemaild.
 
-- Suite: counts checks and prints the closing "N passed, N failed" line.
+- Suite: counts checks and skips, and prints the closing
+  "N passed, N failed, N skipped" line (a skip is never counted as a pass).
 - free_udp_port / free_tcp_port: an unused port on a loopback address.
 - Daemon: writes a config into a fresh temporary state directory, runs
   build/sharemaild -c FILE in the foreground, waits until it logs "ready",
@@ -31,6 +32,7 @@ class Suite:
         self.name = name
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
         self.current = None
 
     def check(self, cond, what=""):
@@ -42,6 +44,11 @@ class Suite:
             caller = frames[-1] if frames else traceback.extract_stack()[-2]
             print(f"FAIL {self.current}: {caller.filename}:{caller.lineno}: {what}", flush=True)
         return cond
+
+    def skip(self, why):
+        """Records that the current test could not run here (never a pass)."""
+        self.skipped += 1
+        print(f"SKIP {self.current}: {why}", flush=True)
 
     def eq(self, got, want, what=""):
         return self.check(got == want, f"{what}: got {got!r}, want {want!r}")
@@ -55,7 +62,7 @@ class Suite:
                 self.failed += 1
                 print(f"FAIL {t.__name__}: exception", flush=True)
                 traceback.print_exc(file=sys.stdout)
-        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        print(f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped", flush=True)
         return 0 if self.failed == 0 else 1
 
 
