@@ -449,7 +449,7 @@ def test_against_sharemaild():
         return
     with smtest.Daemon(secrets=[SECRET]) as d, Tmp() as t:
         os.makedirs(d.state, exist_ok=True)
-        d.cli("account", "add", "arvel@example.com")
+        d.cli("account", "add", "arvel@example.com", "--no-password")
         d.start()
         server = f"127.0.0.1:{d.minger_port}"
         sf = secret_file(t)
