@@ -130,8 +130,8 @@ def make_schema(build, work, conf, port):
     db = os.path.join(work, "state", "directory.db")
     tool = os.path.join(build, "sharemail")
     if os.access(tool, os.X_OK):
-        p = subprocess.run([tool, "-c", conf, "account", "add", f"user0000000@{DOMAIN}"],
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run([tool, "-c", conf, "account", "add", f"user0000000@{DOMAIN}",
+                            "--no-password"], capture_output=True, text=True, timeout=60)
         if p.returncode == 0 and os.path.exists(db):
             return db
     # The tool cannot add accounts: a first daemon start creates the schema.

@@ -32,8 +32,10 @@ struct cli_ctx {
 };
 
 /*
- * Returns the loaded configuration, loading it on first use. On errors it prints
- * them as "file:line: message" and exits with CLI_EXIT_CONFIG (78).
+ * Returns the loaded configuration, loading it on first use without opening
+ * minger_secret_file (CONF_LOAD_SKIP_SECRETS: no command here answers Minger
+ * queries). Prints any warnings; on errors it prints them as "file:line: message"
+ * and exits with CLI_EXIT_CONFIG (78).
  */
 struct conf *cli_conf(struct cli_ctx *ctx);
 

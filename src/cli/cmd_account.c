@@ -2,8 +2,10 @@
  * cmd_account: `sharemail -c FILE account ...`, the accounts of the mailbox
  * directory (<state_dir>/directory.db):
  *
- *   add ADDRESS [--password-file F] [--disabled]   F's first line is the password
- *                                                  ('-' = standard input)
+ *   add ADDRESS (--password-file F | --no-password) [--disabled]
+ *                                  F's first line is the password ('-' = standard
+ *                                  input); --no-password: an account that cannot
+ *                                  log in (one of the two is required)
  *   del ADDRESS
  *   list [DOMAIN]                                  "address state" lines
  *   disable | enable | over-quota ADDRESS
@@ -110,6 +112,7 @@ struct account_opts {
 	const char *pos[2]; /* positional arguments after the subcommand */
 	int npos;
 	const char *password_file;
+	int no_password;
 	int disabled;
 };
 
@@ -120,6 +123,8 @@ static int parse_opts(int argc, char **argv, struct account_opts *o)
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--password-file") == 0 && i + 1 < argc) {
 			o->password_file = argv[++i];
+		} else if (strcmp(argv[i], "--no-password") == 0) {
+			o->no_password = 1;
 		} else if (strcmp(argv[i], "--disabled") == 0) {
 			o->disabled = 1;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -152,7 +157,7 @@ static int print_account(void *arg, const char *address, enum account_state stat
 
 static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
 {
-	if (o->npos > 1 || o->password_file || o->disabled)
+	if (o->npos > 1 || o->password_file || o->no_password || o->disabled)
 		return CLI_EXIT_USAGE;
 	const char *domain = o->npos ? o->pos[0] : NULL;
 	if (domain && (strlen(domain) == 0 || strlen(domain) > MAILADDR_DOMAIN_MAX)) {
@@ -208,8 +213,17 @@ int cmd_account(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	int is_add = strcmp(sub, "add") == 0, is_passwd = strcmp(sub, "passwd") == 0;
 	if (o.npos != 1 || (o.disabled && !is_add) || (o.password_file && !is_add && !is_passwd) ||
-	    (is_passwd && !o.password_file))
+	    (o.no_password && !is_add) || (is_passwd && !o.password_file))
 		return CLI_EXIT_USAGE;
+	if (is_add && !o.password_file == !o.no_password) {
+		/* An account without a password must be asked for, never the result of a
+		 * forgotten option. */
+		cli_error(o.no_password ? "--password-file and --no-password exclude each other"
+		                        : "account add needs --password-file F (its first line is "
+		                          "the password; - reads standard input) or --no-password "
+		                          "(an account that cannot log in)");
+		return CLI_EXIT_USAGE;
+	}
 	const char *addr = o.pos[0];
 	int rc = cli_check_address(ctx, addr, is_add);
 	if (rc != 0)

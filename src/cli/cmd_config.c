@@ -9,9 +9,10 @@
 #include "conf/conf.h"
 
 /*
- * check-config: loads the file the way sharemaild does and shows every problem
- * as "file:line: message" (exit 78), or "FILE: ok" (exit 0). It does not go
- * through cli_conf(), which would stop at the first load without saying "ok".
+ * check-config: loads the file the way sharemaild does (secret file included) and
+ * shows every problem as "file:line: message" on stderr (exit 78), or the
+ * warnings, if any, as "file:line: warning: message" and "FILE: ok" (exit 0). It
+ * does not go through cli_conf(), which skips the secret file.
  */
 int cmd_check_config(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -19,11 +20,10 @@ int cmd_check_config(struct cli_ctx *ctx, int argc, char **argv)
 	if (argc != 1)
 		return CLI_EXIT_USAGE;
 	struct conf *c = conf_load(ctx->conf_path, &errs);
-	if (!c) {
-		conf_errors_print(&errs);
-		conf_errors_free(&errs);
+	conf_errors_print(&errs);
+	conf_errors_free(&errs);
+	if (!c)
 		return CLI_EXIT_CONFIG;
-	}
 	conf_free(c);
 	printf("%s: ok\n", ctx->conf_path);
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_IOERR;

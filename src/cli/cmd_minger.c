@@ -8,7 +8,8 @@
  * answers in the verification cache (<state_dir>/vcache.db).
  *
  * Output, one line per address in input order:
- *   ADDRESS STATUS WORD [(cached)]  |  ADDRESS - timeout  |  ADDRESS - error
+ *   ADDRESS STATUS WORDS [(cached)]  |  ADDRESS - timeout  |  ADDRESS - error
+ * (WORDS from minger_status_word(): "active", "unknown", "denied", "bad credentials"...)
  * Exit: 0 every address answered, 75 any timeout, 64 usage, 65 bad input,
  * 69 the server address cannot be used.
  */

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "conf/conf.h"
+#include "util/version.h"
 
 struct cli_command {
 	const char *name;
@@ -17,10 +18,10 @@ struct cli_command {
 
 static const struct cli_command commands[] = {
         {"account", cmd_account,
-         "account add ADDRESS [--password-file F] [--disabled] | del ADDRESS |\n"
-         "          list [DOMAIN] | disable ADDRESS | enable ADDRESS | over-quota ADDRESS |\n"
-         "          passwd ADDRESS --password-file F"},
-        {"alias", cmd_alias, "alias add ALIAS TARGET... | del ALIAS | list"},
+         "account add ADDRESS (--password-file F | --no-password) [--disabled] |\n"
+         "          del ADDRESS | list [DOMAIN] | disable ADDRESS | enable ADDRESS |\n"
+         "          over-quota ADDRESS | passwd ADDRESS --password-file F"},
+        {"alias", cmd_alias, "alias add ALIAS TARGET... [--force] | del ALIAS | list"},
         {"minger", cmd_minger,
          "minger query ADDRESS... --server HOST[:PORT] [--secret-file F] [--timeout MS]\n"
          "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"
@@ -41,25 +42,50 @@ void cli_error(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* No command answers Minger queries: the secret file may be the daemon's alone. */
 struct conf *cli_conf(struct cli_ctx *ctx)
 {
 	if (ctx->conf)
 		return ctx->conf;
 	struct conf_errors errs = {0};
-	ctx->conf = conf_load(ctx->conf_path, &errs);
-	if (!ctx->conf) {
-		conf_errors_print(&errs);
-		conf_errors_free(&errs);
+	ctx->conf = conf_load_flags(ctx->conf_path, CONF_LOAD_SKIP_SECRETS, &errs);
+	conf_errors_print(&errs); /* the errors, or the warnings of a conf that loaded */
+	conf_errors_free(&errs);
+	if (!ctx->conf)
 		exit(CLI_EXIT_CONFIG);
-	}
 	return ctx->conf;
 }
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sharemail [-c FILE] COMMAND ...\n");
+	fprintf(f, "usage: sharemail [-c FILE] COMMAND ...\n"
+	           "  -c FILE  configuration (default $SHAREMAIL_CONF, else " CLI_DEFAULT_CONF ")\n"
+	           "commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  sharemail %s\n", commands[i].usage);
+	fprintf(f, "  sharemail --help | --version\n"
+	           "'sharemail COMMAND --help' shows one command; see sharemail(1).\n");
+}
+
+/* 1 if argv (a command's arguments, before any "--") asks for help. */
+static int wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return 1;
+	return 0;
+}
+
+static int run_command(struct cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv)
+{
+	if (wants_help(argc, argv)) {
+		printf("usage: sharemail [-c FILE] %s\n", cmd->usage);
+		return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_IOERR;
+	}
+	int rc = cmd->run(ctx, argc, argv);
+	if (rc == CLI_EXIT_USAGE)
+		fprintf(stderr, "usage: sharemail [-c FILE] %s\n", cmd->usage);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -75,7 +101,10 @@ int main(int argc, char **argv)
 			ctx.conf_given = 1;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
-			return CLI_EXIT_OK;
+			return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_IOERR;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("sharemail %s\n", SHAREMAIL_VERSION);
+			return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_IOERR;
 		} else {
 			usage(stderr);
 			return CLI_EXIT_USAGE;
@@ -87,10 +116,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
 		if (strcmp(argv[i], commands[k].name) == 0) {
-			int rc = commands[k].run(&ctx, argc - i, argv + i);
-			if (rc == CLI_EXIT_USAGE)
-				fprintf(stderr, "usage: sharemail [-c FILE] %s\n",
-				        commands[k].usage);
+			int rc = run_command(&ctx, &commands[k], argc - i, argv + i);
 			conf_free(ctx.conf);
 			return rc;
 		}

@@ -6,13 +6,17 @@
  */
 #include "conf/conf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <netinet/in.h>
 
 #include "conf/conf_schema.h"
 #include "proto/minger_msg.h"
@@ -29,14 +33,24 @@
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
+/* Where one listen address was written, for the cross-key bind check. */
+struct listen_seen {
+	const struct conf_key *key;
+	size_t index; /* in the key's addrlist */
+	int line;
+};
+
 struct loader {
 	struct conf *c;
 	struct conf_errors *errs;
 	const char *file; /* as given, for messages */
 	char *dir; /* the config file's folder, absolute */
+	unsigned flags; /* CONF_LOAD_* */
 	int line;
 	int *seen; /* per key: line of its first appearance, 0 if none */
-	size_t nerr; /* problems found (even if one could not be stored) */
+	size_t nerr; /* errors found (even if one could not be stored); not warnings */
+	struct listen_seen *listens; /* every listen address, in file order */
+	size_t nlistens;
 };
 
 /* ---- errors ---- */
@@ -49,8 +63,8 @@ static void sanitize(char *s)
 			*s = '?';
 }
 
-static void errs_vadd(struct conf_errors *e, const char *file, int line, const char *fmt,
-                      va_list ap)
+static void errs_vadd(struct conf_errors *e, enum conf_severity sev, const char *file, int line,
+                      const char *fmt, va_list ap)
 {
 	char msg[512];
 	if (e->n > CONF_ERRORS_MAX)
@@ -66,6 +80,7 @@ static void errs_vadd(struct conf_errors *e, const char *file, int line, const c
 	v[e->n].file = strdup(file ? file : "");
 	v[e->n].message = strdup(msg);
 	v[e->n].line = line;
+	v[e->n].severity = sev;
 	if (!v[e->n].file || !v[e->n].message) {
 		free(v[e->n].file);
 		free(v[e->n].message);
@@ -83,7 +98,7 @@ static void errs_add(struct conf_errors *e, const char *file, int line, const ch
 {
 	va_list ap;
 	va_start(ap, fmt);
-	errs_vadd(e, file, line, fmt, ap);
+	errs_vadd(e, CONF_SEVERITY_ERROR, file, line, fmt, ap);
 	va_end(ap);
 }
 
@@ -95,7 +110,19 @@ static void ld_error(struct loader *ld, int line, const char *fmt, ...)
 	va_list ap;
 	ld->nerr++;
 	va_start(ap, fmt);
-	errs_vadd(ld->errs, ld->file, line, fmt, ap);
+	errs_vadd(ld->errs, CONF_SEVERITY_ERROR, ld->file, line, fmt, ap);
+	va_end(ap);
+}
+
+/* A warning: shown like an error, but the configuration still loads. */
+static void ld_warning(struct loader *ld, int line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void ld_warning(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	errs_vadd(ld->errs, CONF_SEVERITY_WARNING, ld->file, line, fmt, ap);
 	va_end(ap);
 }
 
@@ -113,11 +140,12 @@ static const char *quote(char *buf, size_t bufsz, const char *s)
 void conf_errors_print(const struct conf_errors *errs)
 {
 	for (size_t i = 0; errs && i < errs->n; i++) {
-		if (errs->v[i].line > 0)
-			fprintf(stderr, "%s:%d: %s\n", errs->v[i].file, errs->v[i].line,
-			        errs->v[i].message);
+		const struct conf_error *e = &errs->v[i];
+		const char *sev = e->severity == CONF_SEVERITY_WARNING ? "warning: " : "";
+		if (e->line > 0)
+			fprintf(stderr, "%s:%d: %s%s\n", e->file, e->line, sev, e->message);
 		else
-			fprintf(stderr, "%s: %s\n", errs->v[i].file, errs->v[i].message);
+			fprintf(stderr, "%s: %s%s\n", e->file, sev, e->message);
 	}
 }
 
@@ -627,10 +655,82 @@ struct conf *conf_defaults(void)
 
 /* ---- loading ---- */
 
+#define SUGGEST_LEN_MAX 64 /* longer unknown keys get no suggestion (no key is that long) */
+
+/* Levenshtein distance between a and b, ignoring case; both at most SUGGEST_LEN_MAX. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t prev[SUGGEST_LEN_MAX + 1], cur[SUGGEST_LEN_MAX + 1];
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
+			                            tolower((unsigned char)b[j - 1]));
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof *prev);
+	}
+	return prev[lb];
+}
+
+/*
+ * The schema key closest to an unknown one, or NULL when none is close: at most
+ * 2 edits, or a third of the key's length for long keys ("minger_secrets_file",
+ * "smtp_max_msg_size", "Hostname" all find theirs; "foo" finds nothing).
+ */
+static const char *key_suggest(const char *key)
+{
+	size_t n = strlen(key), best = SIZE_MAX;
+	const char *found = NULL;
+	if (n > SUGGEST_LEN_MAX)
+		return NULL;
+	for (size_t i = 0; i < conf_nkeys; i++) {
+		const char *name = conf_keys[i].doc.name;
+		if (strlen(name) > SUGGEST_LEN_MAX)
+			continue;
+		size_t d = edit_distance(key, name);
+		if (d < best) {
+			best = d;
+			found = name;
+		}
+	}
+	size_t limit = n / 3 > 2 ? n / 3 : 2;
+	return best <= limit && best < n ? found : NULL;
+}
+
+static void unknown_key(struct loader *ld, const char *key)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	const char *hint = key_suggest(key);
+	if (hint)
+		ld_error(ld, ld->line, "unknown key '%s' (did you mean '%s'?)",
+		         quote(q, sizeof q, key), hint);
+	else
+		ld_error(ld, ld->line, "unknown key '%s'", quote(q, sizeof q, key));
+}
+
+/* Records where the addresses just added to an addrlist key were written. */
+static void listens_note(struct loader *ld, const struct conf_key *k, size_t from)
+{
+	const struct addrlist *l = field(ld, k);
+	for (size_t i = from; i < l->n; i++) {
+		struct listen_seen *slot =
+		        array_push((void **)&ld->listens, &ld->nlistens, sizeof *ld->listens);
+		if (!slot) {
+			ld_error(ld, ld->line, "out of memory");
+			return;
+		}
+		*slot = (struct listen_seen){k, i, ld->line};
+	}
+}
+
 /* One non-blank, non-comment line: "key = value". */
 static void line_parse(struct loader *ld, char *s)
 {
-	char q[CONF_QUOTE_MAX + 4];
 	char *eq = strchr(s, '=');
 	if (!eq) {
 		ld_error(ld, ld->line, "missing '='");
@@ -644,7 +744,7 @@ static void line_parse(struct loader *ld, char *s)
 	}
 	const struct conf_key *k = conf_key_find(key, strlen(key));
 	if (!k) {
-		ld_error(ld, ld->line, "unknown key '%s'", quote(q, sizeof q, key));
+		unknown_key(ld, key);
 		return;
 	}
 	int *seen = &ld->seen[k - conf_keys];
@@ -659,7 +759,10 @@ static void line_parse(struct loader *ld, char *s)
 		ld_error(ld, ld->line, "no value for '%s'", k->doc.name);
 		return;
 	}
+	size_t before = k->type == CONF_TYPE_ADDRLIST ? ((struct addrlist *)field(ld, k))->n : 0;
 	setters[k->type](ld, k, value);
+	if (k->type == CONF_TYPE_ADDRLIST)
+		listens_note(ld, k, before);
 }
 
 static void file_parse(struct loader *ld, FILE *f)
@@ -711,16 +814,141 @@ static int seen_line(const struct loader *ld, const char *name)
 	return k ? ld->seen[k - conf_keys] : 0;
 }
 
+static int secrets_parse(FILE *f, const char *path, struct strlist *out, struct conf_errors *errs);
+
+/*
+ * The secret file as the daemon will read it: a file it cannot open is an error
+ * at the key's line; one that group or others may read is a warning (the secrets
+ * authenticate this server to its peers); bad secrets are errors at their line of
+ * the secret file (secrets_parse). The secrets themselves are thrown away.
+ */
+static void secret_file_check(struct loader *ld)
+{
+	const char *path = ld->c->minger_secret_file;
+	int line = seen_line(ld, "minger_secret_file");
+	struct stat st;
+	FILE *f = fopen(path, "r");
+	int err = !f                           ? errno
+	          : fstat(fileno(f), &st) != 0 ? errno
+	          : S_ISDIR(st.st_mode)        ? EISDIR /* fopen() opens a directory */
+	                                       : 0;
+	if (err) {
+		ld_error(ld, line, "cannot open minger_secret_file %s: %s", path, strerror(err));
+		if (f)
+			fclose(f);
+		return;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		ld_warning(ld, line,
+		           "minger_secret_file %s has mode %04o: group or others may read the "
+		           "secrets (chmod 600 it)",
+		           path, (unsigned)(st.st_mode & 07777));
+	struct strlist secrets = {0};
+	if (secrets_parse(f, path, &secrets, ld->errs) < 0)
+		ld->nerr++;
+	strlist_free(&secrets);
+}
+
+/* state_dir is created at start-up when missing; anything else in its place is fatal. */
+static void state_dir_check(struct loader *ld)
+{
+	struct stat st;
+	const char *dir = ld->c->state_dir;
+	int line = seen_line(ld, "state_dir");
+	if (!dir)
+		return;
+	if (stat(dir, &st) != 0) {
+		if (errno != ENOENT)
+			ld_error(ld, line, "state_dir %s: %s", dir, strerror(errno));
+	} else if (!S_ISDIR(st.st_mode)) {
+		ld_error(ld, line, "state_dir %s exists but is not a directory", dir);
+	}
+}
+
+/* 1 for the unspecified address (0.0.0.0 or ::), which binds every address of its family. */
+static int addr_is_any(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
+
+/*
+ * 1 if two TCP listeners cannot both be bound: the same address and port, or the
+ * same port where one is the unspecified address of the other's family (IPv6
+ * sockets are IPV6_V6ONLY, so [::] does not take IPv4 ports).
+ */
+static int listen_clash(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (netaddr_equal(a, b))
+		return 1;
+	return a->sa_family == b->sa_family && netaddr_port(a) == netaddr_port(b) &&
+	       (addr_is_any(a) || addr_is_any(b));
+}
+
+/* minger_listen is UDP; the other listen keys are TCP services. */
+static int listen_is_tcp(const struct conf_key *k)
+{
+	return strcmp(k->doc.name, "minger_listen") != 0;
+}
+
+static const struct sockaddr *listen_addr(struct loader *ld, const struct listen_seen *l)
+{
+	const struct addrlist *list = field(ld, l->key);
+	return (const struct sockaddr *)&list->v[l->index].ss;
+}
+
+static const char *listen_text(struct loader *ld, const struct listen_seen *l)
+{
+	const struct addrlist *list = field(ld, l->key);
+	return list->text[l->index];
+}
+
+/*
+ * Two TCP listen addresses the daemon could not both bind (smtp_listen and
+ * submission_listen both 127.0.0.1:25, or *:25 and 127.0.0.1:25), reported at the
+ * line of the later one. The same address twice in one key is addr_word's message.
+ */
+static void listen_check(struct loader *ld)
+{
+	char q[CONF_QUOTE_MAX + 4], q2[CONF_QUOTE_MAX + 4];
+	for (size_t j = 0; j < ld->nlistens; j++) {
+		const struct listen_seen *b = &ld->listens[j], *a = NULL;
+		for (size_t i = 0; i < j && !a && listen_is_tcp(b->key); i++)
+			if (listen_is_tcp(ld->listens[i].key) &&
+			    listen_clash(listen_addr(ld, &ld->listens[i]), listen_addr(ld, b)))
+				a = &ld->listens[i];
+		if (!a)
+			continue;
+		const char *name = b->key->doc.name, *text = quote(q, sizeof q, listen_text(ld, b));
+		if (netaddr_equal(listen_addr(ld, a), listen_addr(ld, b)))
+			ld_error(
+			        ld, b->line,
+			        "%s: '%s' is also in %s (line %d); the daemon cannot bind it twice",
+			        name, text, a->key->doc.name, a->line);
+		else
+			ld_error(
+			        ld, b->line,
+			        "%s: '%s' overlaps '%s' (%s, line %d); the daemon cannot bind both",
+			        name, text, quote(q2, sizeof q2, listen_text(ld, a)),
+			        a->key->doc.name, a->line);
+	}
+}
+
 /* Checks that involve more than one key or something outside the file. */
 static void cross_check(struct loader *ld)
 {
 	struct conf *c = ld->c;
-	if (c->minger_secret_file) {
-		struct strlist secrets = {0};
-		if (conf_read_secrets(c->minger_secret_file, &secrets, ld->errs) < 0)
-			ld->nerr++;
-		strlist_free(&secrets);
-	}
+	if (c->minger_secret_file && !(ld->flags & CONF_LOAD_SKIP_SECRETS))
+		secret_file_check(ld);
+	state_dir_check(ld);
+	listen_check(ld);
+	if (ld->nlistens > 0 && c->local_domains.n == 0) /* a listener, but nothing to serve */
+		ld_error(ld, 0,
+		         "local_domains is not set, so this server holds no mailbox: mail for it "
+		         "would be refused and every Minger query answered unknown");
 	if (c->minger_listen.n && !c->minger_secret_file && !c->minger_anonymous)
 		ld_error(ld, seen_line(ld, "minger_listen"),
 		         "minger_listen is set but there is neither a minger_secret_file nor "
@@ -732,7 +960,12 @@ static void cross_check(struct loader *ld)
 
 struct conf *conf_load(const char *path, struct conf_errors *errs)
 {
-	struct loader ld = {.errs = errs, .file = path};
+	return conf_load_flags(path, 0, errs);
+}
+
+struct conf *conf_load_flags(const char *path, unsigned flags, struct conf_errors *errs)
+{
+	struct loader ld = {.errs = errs, .file = path, .flags = flags};
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		errs_add(errs, path, 0, "cannot open: %s", strerror(errno));
@@ -755,6 +988,7 @@ struct conf *conf_load(const char *path, struct conf_errors *errs)
 	fclose(f);
 	free(ld.seen);
 	free(ld.dir);
+	free(ld.listens);
 	if (ld.nerr) {
 		conf_free(ld.c);
 		return NULL;
@@ -782,16 +1016,25 @@ static const char *secret_problem(const char *s)
 
 int conf_read_secrets(const char *path, struct strlist *out, struct conf_errors *errs)
 {
-	char buf[CONF_LINE_MAX + 1];
-	unsigned flags;
-	enum line_result r;
-	int line = 0, bad = 0;
 	memset(out, 0, sizeof *out);
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		errs_add(errs, path, 0, "cannot open: %s", strerror(errno));
 		return -1;
 	}
+	int rc = secrets_parse(f, path, out, errs);
+	fclose(f);
+	return rc;
+}
+
+/* Reads the secrets from an open file (which the caller closes); see conf_read_secrets(). */
+static int secrets_parse(FILE *f, const char *path, struct strlist *out, struct conf_errors *errs)
+{
+	char buf[CONF_LINE_MAX + 1];
+	unsigned flags;
+	enum line_result r;
+	int line = 0, bad = 0;
+	memset(out, 0, sizeof *out);
 	while ((r = line_read(f, buf, &flags)) == LINE_OK) {
 		line++;
 		if (line_flags_report(errs, path, line, flags)) {
@@ -814,7 +1057,6 @@ int conf_read_secrets(const char *path, struct strlist *out, struct conf_errors 
 		errs_add(errs, path, 0, "cannot read: %s", strerror(errno));
 		bad = 1;
 	}
-	fclose(f);
 	explicit_bzero(buf, sizeof buf);
 	if (!bad && out->n == 0) {
 		errs_add(errs, path, 0, "holds no secret");

@@ -102,10 +102,20 @@ struct conf {
 	int queue_retry_interval; /* seconds, default 300 */
 };
 
-/* One problem found while loading: "file:line: message" is how it is shown. */
+/* How bad a problem is: an error stops the load, a warning is only shown. */
+enum conf_severity {
+	CONF_SEVERITY_ERROR = 0, /* the zero value: a problem is an error unless marked */
+	CONF_SEVERITY_WARNING,
+};
+
+/*
+ * One problem found while loading: "file:line: message" is how an error is shown,
+ * "file:line: warning: message" a warning.
+ */
 struct conf_error {
 	char *file;
 	int line; /* 0 when the problem is not tied to a line */
+	enum conf_severity severity;
 	char *message;
 };
 
@@ -116,13 +126,27 @@ struct conf_errors {
 
 /*
  * Loads and validates `path`. Returns a conf when there were no errors; otherwise
- * NULL, and every problem found (not just the first) is appended to *errs, which
- * the caller frees with conf_errors_free(). Checks include unknown keys, bad
- * values, out-of-range numbers, repeated single keys, and cross-key checks (a
- * secret file that cannot be read or holds a bad secret, Minger listening with
- * neither a secret nor anonymous mode).
+ * NULL. Every problem found (not just the first), errors and warnings, is appended
+ * to *errs, which the caller frees with conf_errors_free(): a conf can come back
+ * with warnings in *errs, so print them either way. Checks include unknown keys
+ * (with a "did you mean" suggestion), bad values, out-of-range numbers, repeated
+ * single keys, and what sharemaild would die on: the same address in two TCP
+ * listen keys, a minger_secret_file that is missing, unreadable or holds a bad
+ * secret (a warning when group or others may read it), a state_dir that exists
+ * but is not a directory, listeners without local_domains, Minger listening with
+ * neither a secret nor anonymous mode.
  */
 struct conf *conf_load(const char *path, struct conf_errors *errs);
+
+/*
+ * conf_load_flags() flags. CONF_LOAD_SKIP_SECRETS: do not open minger_secret_file
+ * (for the tool's commands, which never answer Minger queries and may run as a user
+ * that cannot read it).
+ */
+#define CONF_LOAD_SKIP_SECRETS 0x1
+
+/* conf_load() with flags (CONF_LOAD_*); conf_load(p, e) is conf_load_flags(p, 0, e). */
+struct conf *conf_load_flags(const char *path, unsigned flags, struct conf_errors *errs);
 
 /* Returns a conf holding every default (for tests and the demo). */
 struct conf *conf_defaults(void);
@@ -130,7 +154,10 @@ struct conf *conf_defaults(void);
 /* Frees a conf (NULL is a no-op). */
 void conf_free(struct conf *c);
 
-/* Prints each error as "file:line: message\n" (or "file: message") to stderr. */
+/*
+ * Prints each problem as "file:line: message\n" (or "file: message"), a warning as
+ * "file:line: warning: message", to stderr.
+ */
 void conf_errors_print(const struct conf_errors *errs);
 
 /* Frees the errors' contents and empties the list. */

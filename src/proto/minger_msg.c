@@ -596,7 +596,7 @@ int minger_secret_valid(const char *s, size_t len)
 
 const char *minger_status_word(int status)
 {
-	static const char *const words[] = {"malformed", "denied",   "auth",
+	static const char *const words[] = {"malformed", "denied",   "bad credentials",
 	                                    "unknown",   "inactive", "active"};
 
 	if (status < 0 || status > 5)

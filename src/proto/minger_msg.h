@@ -146,8 +146,8 @@ int minger_reply_mac_matches(const struct minger_reply *r, const char *secret, s
 int minger_secret_valid(const char *s, size_t len);
 
 /*
- * The word for a status ("malformed", "denied", "auth", "unknown", "inactive",
- * "active"), or "invalid" outside 0-5.
+ * The words for a status, as the tool prints them ("malformed", "denied", "bad
+ * credentials", "unknown", "inactive", "active"), or "invalid" outside 0-5.
  */
 const char *minger_status_word(int status);
 

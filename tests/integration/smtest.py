@@ -199,7 +199,7 @@ def smtp_daemon(conf=None, accounts=("alice@example.com", "bob@example.com")):
     d.smtp_port = port
     try:
         for a in accounts:
-            d.cli("account", "add", a)
+            d.cli("account", "add", a, "--no-password")
         d.start()
     except Exception:
         d.cleanup()

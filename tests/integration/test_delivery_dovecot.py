@@ -210,8 +210,8 @@ def test_dovecot_reads_delivered_mail():
                      "smtp_original_recipient_header": "yes"}, minger=False)
     dv = None
     try:
-        d.cli("account", "add", "alice@example.com")
-        d.cli("account", "add", "bob@example.com")
+        d.cli("account", "add", "alice@example.com", "--no-password")
+        d.cli("account", "add", "bob@example.com", "--no-password")
         d.cli("alias", "add", "team@example.com", "alice@example.com", "bob@example.com")
         d.start()
         send(port, ["alice@example.com"], MESSAGE)

@@ -298,7 +298,7 @@ def test_wrong_secret_gets_2():
     with Tmp() as t, Responder({"arvel@example.com": 5}, secret=SECRET) as r:
         sf = secret_file(t, "wrong-secret-0000")
         p = query(r.server, "arvel@example.com", extra=("--secret-file", sf))
-        S.eq((p.returncode, p.stdout), (0, "arvel@example.com 2 auth\n"), "wrong secret")
+        S.eq((p.returncode, p.stdout), (0, "arvel@example.com 2 bad credentials\n"), "wrong secret")
 
 
 def test_require_reply_mac():
@@ -449,7 +449,7 @@ def test_against_sharemaild():
         return
     with smtest.Daemon(secrets=[SECRET]) as d, Tmp() as t:
         os.makedirs(d.state, exist_ok=True)
-        d.cli("account", "add", "arvel@example.com")
+        d.cli("account", "add", "arvel@example.com", "--no-password")
         d.start()
         server = f"127.0.0.1:{d.minger_port}"
         sf = secret_file(t)
@@ -461,9 +461,10 @@ def test_against_sharemaild():
         S.eq((p.returncode, p.stdout), (0, "arvel@example.com 5 active\n"), "real, -06 only")
         wrong = secret_file(t, "wrong-secret-0000")
         p = query(server, "arvel@example.com", extra=("--secret-file", wrong))
-        S.eq((p.returncode, p.stdout), (0, "arvel@example.com 2 auth\n"), "real, wrong secret")
+        S.eq((p.returncode, p.stdout), (0, "arvel@example.com 2 bad credentials\n"),
+             "real, wrong secret")
         p = query(server, "arvel@example.com")
-        S.eq((p.returncode, p.stdout), (0, "arvel@example.com 2 auth\n"),
+        S.eq((p.returncode, p.stdout), (0, "arvel@example.com 2 bad credentials\n"),
              "real, anonymous refused (padded query answered)")
 
 

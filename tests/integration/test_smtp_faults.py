@@ -36,7 +36,7 @@ def new_daemon(extra=None, run=True):
     d.port = port
     try:
         for a in ("bob@example.com", "alice@example.com"):
-            d.cli("account", "add", a)
+            d.cli("account", "add", a, "--no-password")
         if run:
             start(d)
     except Exception:

@@ -42,7 +42,7 @@ def start_daemon(extra=None, accounts=ACCOUNTS):
     d = Daemon(conf=conf, minger=False)
     try:
         for a in accounts:
-            d.cli("account", "add", a)
+            d.cli("account", "add", a, "--no-password")
         d.start()
     except Exception:
         d.cleanup()
@@ -333,7 +333,7 @@ def test_quoted_local_parts():
     d = start_daemon(accounts=ACCOUNTS)
     try:
         for addr in ['"a b"@example.com', '"john..doe"@example.com']:
-            p = d.cli("account", "add", addr, check=False)
+            p = d.cli("account", "add", addr, "--no-password", check=False)
             m = mark()
             with Conn(d.port) as c:
                 expect(c.cmd("EHLO client.test"), 2, "EHLO")

@@ -18,13 +18,16 @@
 
 static char tmpdir[PATH_MAX];
 
-/* Writes len octets to tmpdir/name; returns the path in a static buffer. */
+/*
+ * Writes len octets to tmpdir/name, mode 0600 (a secret file open to others gets a
+ * warning); returns the path in a static buffer.
+ */
 static const char *write_file(const char *name, const char *text, size_t len)
 {
 	static char path[PATH_MAX + 64];
 	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
 	FILE *f = fopen(path, "w");
-	if (!f || fwrite(text, 1, len, f) != len) {
+	if (!f || fwrite(text, 1, len, f) != len || fchmod(fileno(f), 0600) != 0) {
 		printf("cannot write %s\n", path);
 		exit(2);
 	}
@@ -267,7 +270,7 @@ TEST(values_table)
 	}
 }
 
-/* One bad line each: the exact message and its line number. */
+/* One bad line each: the exact message ("{T}" stands for tmpdir) and its line number. */
 struct error_case {
 	const char *text;
 	int line;
@@ -276,7 +279,13 @@ struct error_case {
 
 static const struct error_case error_cases[] = {
         {"foo = 1\n", 1, "unknown key 'foo'"},
-        {"# c\nHostname = x.example\n", 2, "unknown key 'Hostname'"},
+        {"# c\nHostname = x.example\n", 2, "unknown key 'Hostname' (did you mean 'hostname'?)"},
+        {"minger_secrets_file = s\n", 1,
+         "unknown key 'minger_secrets_file' (did you mean 'minger_secret_file'?)"},
+        {"smtp_max_msg_size = 1m\n", 1,
+         "unknown key 'smtp_max_msg_size' (did you mean 'smtp_max_message_size'?)"},
+        {"log = debug\n", 1, "unknown key 'log'"},
+        {"state = /x\n", 1, "unknown key 'state'"},
         {"minger_threads = abc\n", 1, "value 'abc' for minger_threads is not a number"},
         {"minger_threads = 4 # four\n", 1, "value '4 # four' for minger_threads is not a number"},
         {"minger_threads = 0\n", 1, "minger_threads must be between 1 and 64"},
@@ -336,14 +345,29 @@ static const struct error_case error_cases[] = {
          "smtp_listen: 'mail.example' is not an IP address (no names but localhost are looked up)"},
         {"smtp_listen = ::1:25\n", 1,
          "smtp_listen: IPv6 addresses must be written in brackets, like [::1]:25, not '::1:25'"},
-        {"smtp_listen = 127.0.0.1:25\nsmtp_listen = localhost:25\n", 2,
+        {"smtp_listen = 127.0.0.1:25\nsmtp_listen = localhost:25\nlocal_domains = x.example\n", 2,
          "smtp_listen: 'localhost:25' is listed twice"},
+        {"smtp_listen = 127.0.0.1:25\nsubmission_listen = localhost:25\nlocal_domains = "
+         "a.example\n",
+         2,
+         "submission_listen: 'localhost:25' is also in smtp_listen (line 1); the daemon cannot "
+         "bind it twice"},
+        {"local_domains = a.example\nsmtp_listen = [::1]:25\n\npop3_listen = [::]:25\n", 4,
+         "pop3_listen: '[::]:25' overlaps '[::1]:25' (smtp_listen, line 2); the daemon cannot "
+         "bind both"},
+        {"smtp_listen = 127.0.0.1:25\n", 0,
+         "local_domains is not set, so this server holds no mailbox: mail for it would be "
+         "refused and every Minger query answered unknown"},
+        {"state_dir = secrets.txt\n", 1, "state_dir {T}/secrets.txt exists but is not a directory"},
+        {"state_dir = secrets.txt/x\n", 1, "state_dir {T}/secrets.txt/x: Not a directory"},
         {"minger_allow = 192.0.2.1/24\n", 1,
          "minger_allow: '192.0.2.1/24' has bits set after its prefix length"},
         {"minger_allow = 10.0.0.0/40\n", 1, "minger_allow: '40' is not a prefix length (0-32)"},
         {"minger_allow = example.com\n", 1, "minger_allow: 'example.com' is not an IP address"},
-        {"minger_secret_file = missing.txt\n", 0, "cannot open: No such file or directory"},
-        {"minger_listen = 127.0.0.1:4069\n", 1,
+        {"\nminger_secret_file = missing.txt\n", 2,
+         "cannot open minger_secret_file {T}/missing.txt: No such file or directory"},
+        {"minger_secret_file = .\n", 1, "cannot open minger_secret_file {T}/.: Is a directory"},
+        {"minger_listen = 127.0.0.1:4069\nlocal_domains = a.example\n", 1,
          "minger_listen is set but there is neither a minger_secret_file nor minger_anonymous = "
          "yes, so no query could ever be answered"},
         {"\n\nminger_require_reply_mac = yes\n", 3,
@@ -365,8 +389,16 @@ TEST(errors_table)
 			conf_errors_print(&errs);
 		}
 		if (errs.n >= 1) {
+			char want[PATH_MAX + 512];
+			const char *t = strstr(e->message, "{T}");
+			if (t)
+				snprintf(want, sizeof want, "%.*s%s%s", (int)(t - e->message),
+				         e->message, tmpdir, t + 3);
+			else
+				snprintf(want, sizeof want, "%s", e->message);
 			if (!CHECK_INT(errs.v[0].line, e->line) ||
-			    !CHECK_STR(errs.v[0].message, e->message))
+			    !CHECK_STR(errs.v[0].message, want) ||
+			    !CHECK_INT(errs.v[0].severity, CONF_SEVERITY_ERROR))
 				printf("  case %zu\n", i);
 		}
 		conf_errors_free(&errs);
@@ -531,7 +563,10 @@ TEST(secret_never_printed)
 	conf_errors_free(&errs);
 	/* Through conf_load, the errors name the secret file and its line. */
 	char text[PATH_MAX + 64];
-	snprintf(text, sizeof text, "minger_secret_file = %s\nminger_listen = 127.0.0.1:4069\n", p);
+	snprintf(text, sizeof text,
+	         "minger_secret_file = %s\nminger_listen = 127.0.0.1:4069\nlocal_domains = "
+	         "a.example\n",
+	         p);
 	write_text("s.txt", "# x\ntoo-short\n");
 	p = write_text("s.conf", text);
 	CHECK(conf_load(p, &errs) == NULL);
@@ -546,15 +581,21 @@ TEST(secret_never_printed)
 TEST(cross_checks_pass)
 {
 	static const char *const ok[] = {
-	        "minger_listen = 127.0.0.1:4069\nminger_anonymous = yes\n",
-	        "minger_listen = 127.0.0.1:4069\nminger_secret_file = secrets.txt\n",
+	        "minger_listen = 127.0.0.1:4069\nminger_anonymous = yes\nlocal_domains = "
+	        "a.example\n",
+	        "minger_listen = 127.0.0.1:4069\nminger_secret_file = secrets.txt\n"
+	        "local_domains = a.example\n",
+	        /* TCP and UDP on one address and port; IPv6 sockets are IPv6-only */
+	        "smtp_listen = 127.0.0.1:2525\nminger_listen = 127.0.0.1:2525\nminger_anonymous = "
+	        "yes\nsubmission_listen = [::]:2525 127.0.0.2:587\nlocal_domains = a.example\n",
+	        "state_dir = missing/below\n",
 	        "minger_require_reply_mac = yes\nminger_secret_file = secrets.txt\n",
 	        "minger_anonymous = no\n",
 	};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		struct conf_errors errs = {0};
 		struct conf *c = load_text(ok[i], &errs);
-		if (!CHECK(c != NULL))
+		if (!CHECK(c != NULL) || !CHECK_INT(errs.n, 0))
 			conf_errors_print(&errs);
 		conf_free(c);
 		conf_errors_free(&errs);
@@ -612,12 +653,92 @@ TEST(error_count_bounded)
 	conf_errors_free(&errs);
 }
 
+/* Loads text as tmpdir/t.conf next to a good secrets.txt of the given mode. */
+static struct conf *load_secret_mode(const char *text, mode_t mode, unsigned flags,
+                                     struct conf_errors *errs)
+{
+	char path[PATH_MAX + 64];
+	if (chmod(write_text("secrets.txt", SECRET_OK "\n"), mode) != 0)
+		printf("cannot chmod secrets.txt\n");
+	snprintf(path, sizeof path, "%s", write_text("t.conf", text));
+	return conf_load_flags(path, flags, errs);
+}
+
+/* A secret file open to group or others is a warning: shown, but the conf loads. */
+TEST(secret_file_mode_warning)
+{
+	static const mode_t warned[] = {0644, 0640, 0604, 0660, 0602, 0700 | 0070};
+	char want[2 * PATH_MAX + 128];
+	for (size_t i = 0; i < sizeof warned / sizeof warned[0]; i++) {
+		struct conf_errors errs = {0};
+		struct conf *c = load_secret_mode("\nminger_secret_file = secrets.txt\n", warned[i],
+		                                  0, &errs);
+		CHECK(c != NULL);
+		snprintf(
+		        want, sizeof want,
+		        "minger_secret_file %s/secrets.txt has mode %04o: group or others may read "
+		        "the secrets (chmod 600 it)",
+		        tmpdir, (unsigned)warned[i]);
+		if (CHECK_INT(errs.n, 1)) {
+			CHECK_INT(errs.v[0].severity, CONF_SEVERITY_WARNING);
+			CHECK_INT(errs.v[0].line, 2);
+			CHECK_STR(errs.v[0].message, want);
+		}
+		conf_free(c);
+		conf_errors_free(&errs);
+	}
+	static const mode_t quiet[] = {0600, 0400, 0700};
+	for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++) {
+		struct conf_errors errs = {0};
+		struct conf *c =
+		        load_secret_mode("minger_secret_file = secrets.txt\n", quiet[i], 0, &errs);
+		CHECK(c != NULL);
+		CHECK_INT(errs.n, 0);
+		conf_free(c);
+		conf_errors_free(&errs);
+	}
+}
+
+/* CONF_LOAD_SKIP_SECRETS (the tool's commands) never opens the secret file. */
+TEST(skip_secrets_flag)
+{
+	static const char text[] =
+	        "minger_secret_file = missing.txt\nminger_listen = 127.0.0.1:4069\n"
+	        "local_domains = a.example\n";
+	struct conf_errors errs = {0};
+	struct conf *c = load_secret_mode(text, 0600, CONF_LOAD_SKIP_SECRETS, &errs);
+	CHECK(c != NULL);
+	CHECK_INT(errs.n, 0);
+	if (c)
+		CHECK(strstr(c->minger_secret_file, "/missing.txt") != NULL);
+	conf_free(c);
+	c = load_secret_mode("minger_secret_file = secrets.txt\n", 0644, CONF_LOAD_SKIP_SECRETS,
+	                     &errs);
+	CHECK(c != NULL);
+	CHECK_INT(errs.n, 0); /* not even the mode warning */
+	conf_free(c);
+	/* Every other check still applies. */
+	c = load_secret_mode("minger_secret_file = missing.txt\nminger_threads = 0\n", 0600,
+	                     CONF_LOAD_SKIP_SECRETS, &errs);
+	CHECK(c == NULL);
+	if (CHECK_INT(errs.n, 1))
+		CHECK_STR(errs.v[0].message, "minger_threads must be between 1 and 64");
+	conf_errors_free(&errs);
+	c = load_secret_mode(text, 0600, 0, &errs);
+	CHECK(c == NULL);
+	CHECK_INT(errs.n, 1);
+	conf_errors_free(&errs);
+}
+
 TEST(errors_print_format)
 {
 	struct conf_errors errs = {0};
 	char out[PATH_MAX + 64];
 	snprintf(out, sizeof out, "%s/stderr.txt", tmpdir);
 	CHECK(load_text("minger_threads = 0\nminger_secret_file = nope\n", &errs) == NULL);
+	struct conf *c = load_secret_mode("minger_secret_file = secrets.txt\n", 0644, 0, &errs);
+	CHECK(c != NULL); /* a warning only */
+	conf_free(c);
 	fflush(stderr);
 	int saved = dup(2), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	dup2(fd, 2);
@@ -628,11 +749,13 @@ TEST(errors_print_format)
 	close(saved);
 	size_t len;
 	char *got = read_all(out, &len);
-	char want[2 * PATH_MAX + 256];
+	char want[5 * PATH_MAX + 512];
 	snprintf(want, sizeof want,
 	         "%s/t.conf:1: minger_threads must be between 1 and 64\n"
-	         "%s/nope: cannot open: No such file or directory\n",
-	         tmpdir, tmpdir);
+	         "%s/t.conf:2: cannot open minger_secret_file %s/nope: No such file or directory\n"
+	         "%s/t.conf:1: warning: minger_secret_file %s/secrets.txt has mode 0644: group or "
+	         "others may read the secrets (chmod 600 it)\n",
+	         tmpdir, tmpdir, tmpdir, tmpdir, tmpdir);
 	CHECK_STR(got, want);
 	free(got);
 	unlink(out);
@@ -725,6 +848,7 @@ TEST(example_config_complete_and_valid)
 	struct conf *c = conf_load(path, &errs);
 	conf_errors_print(&errs);
 	CHECK(c != NULL);
+	CHECK_INT(errs.n, 0); /* not even a warning */
 	if (c)
 		CHECK(c->minger_listen.n > 0 && c->local_domains.n > 0);
 	conf_free(c);
@@ -766,4 +890,5 @@ TEST_MAIN(T(defaults), T(schema_sane), T(load_every_type), T(values_table), T(er
           T(all_errors_collected), T(raw_line_problems), T(cannot_open), T(secrets_table),
           T(secret_never_printed), T(cross_checks_pass), T(relative_to_config_folder),
           T(error_count_bounded), T(errors_print_format), T(man_page_matches_schema),
-          T(text_doc_lists_every_key), T(example_config_complete_and_valid))
+          T(text_doc_lists_every_key), T(example_config_complete_and_valid),
+          T(secret_file_mode_warning), T(skip_secrets_flag))

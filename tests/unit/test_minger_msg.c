@@ -581,7 +581,7 @@ TEST(secret_validity)
 
 TEST(status_words)
 {
-	static const char *const want[] = {"malformed", "denied",   "auth",
+	static const char *const want[] = {"malformed", "denied",   "bad credentials",
 	                                   "unknown",   "inactive", "active"};
 	CHECK_INT(MINGER_STATUS_MALFORMED, 0);
 	CHECK_INT(MINGER_STATUS_ACTIVE, 5);
