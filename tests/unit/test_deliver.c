@@ -537,6 +537,20 @@ TEST(quoted_local_part_gets_encoded_folder)
 
 /* ---- final mailboxes of an alias: each its own state ---- */
 
+static int remove_id(void *arg, const char *id)
+{
+	(void)arg;
+	queue_remove(q, id);
+	return 0;
+}
+
+/* No mail and no queued message: what an earlier (failed) test left cannot count. */
+static void fresh(void)
+{
+	clear_mail();
+	queue_list(q, remove_id, NULL);
+}
+
 /* Sets an account's state in the directory and in the runner's index. */
 static int set_state(const char *addr, enum account_state st)
 {
@@ -598,6 +612,7 @@ static void reopen_queue(void)
 TEST(over_quota_member_deferred_then_delivered)
 {
 	char id[32];
+	fresh();
 	const char *rcpts[] = {"pair@example.com", NULL};
 	int64_t now = time(NULL);
 	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, now, body, id), 0))
@@ -644,6 +659,7 @@ TEST(over_quota_member_deferred_then_delivered)
 TEST(disabled_member_failed_and_never_delivered)
 {
 	char id[32];
+	fresh();
 	const char *rcpts[] = {"crew@example.com", NULL};
 	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
 		return;
@@ -678,6 +694,7 @@ TEST(disabled_member_failed_and_never_delivered)
 TEST(no_second_copy_across_recipients_and_retries)
 {
 	char id[32];
+	fresh();
 	/* alice directly and through pair: one copy, then never another. */
 	const char *rcpts[] = {"Alice@example.com", "pair@example.com", NULL};
 	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
@@ -710,6 +727,7 @@ TEST(no_second_copy_across_recipients_and_retries)
 TEST(deferred_member_expires_and_message_leaves)
 {
 	char id[32], log[8192];
+	fresh();
 	const char *rcpts[] = {"pair@example.com", NULL};
 	/* Past queue_lifetime (5 days): dave's deferral becomes a failure at once. */
 	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL) - 6 * 86400, body, id), 0))
@@ -755,6 +773,7 @@ static int logged(const char *log, const char *id, const char *to, const char *o
 TEST(one_log_line_per_mailbox_attempt)
 {
 	char id[32], log[8192];
+	fresh();
 	const char *rcpts[] = {"crew@example.com", "bob@example.com", "nobody@example.com", NULL};
 	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
 		return;
