@@ -752,6 +752,37 @@ TEST(deferred_member_expires_and_message_leaves)
 	clear_mail();
 }
 
+TEST(foreign_alias_target_waits_as_remote)
+{
+	char id[32], log[8192];
+	fresh();
+	const char *rcpts[] = {"mixed@example.com", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	pass_logged(log, sizeof log);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	struct envelope *e = read_env(id);
+	if (!CHECK(e != NULL))
+		return;
+	/* The local copy is made; the foreign target waits for remote delivery. */
+	CHECK_INT(e->rcpts[0].state, RCPT_REMOTE);
+	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
+	check_final(e, 0, "far@remote.test", RCPT_REMOTE, 1, "450 4.4.0");
+	envelope_free(e);
+	char want[256];
+	snprintf(want, sizeof want,
+	         "info: %s: to=<far@remote.test>, orig_to=<mixed@example.com>, relay=none, delay=",
+	         id);
+	const char *l = strstr(log, want);
+	CHECK(l && strstr(l, ", dsn=4.4.0, status=deferred (remote delivery not built yet)\n"));
+	/* Nothing is due: later passes make no second local copy. */
+	CHECK_INT(queue_flush(q), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	queue_remove(q, id);
+	clear_mail();
+}
+
 /* 1 if log has an info line for `to` (and orig_to) with this dsn and status text. */
 static int logged(const char *log, const char *id, const char *to, const char *orig,
                   const char *dsn, const char *status)
@@ -836,6 +867,7 @@ static void all(void)
 	        T(no_second_copy_across_recipients_and_retries),
 	        T(deferred_member_expires_and_message_leaves),
 	        T(one_log_line_per_mailbox_attempt),
+	        T(foreign_alias_target_waits_as_remote),
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		cases[i].fn();
