@@ -5,8 +5,11 @@
  * quarantined from here.
  *
  *   list    one line per message, oldest first:
- *           "ID AGE <sender> N-recipients state=count ..." (AGE like 5s, 3m, 2h, 4d)
- *   show    the envelope, the message size and every recipient's state
+ *           "ID AGE <sender> N-recipients state=count ..." (AGE like 5s, 3m, 2h, 4d),
+ *           then, once recipients were expanded to their final mailboxes,
+ *           "; M mailboxes state=count ..."
+ *   show    the envelope, the message size and every recipient's state, each
+ *           followed by its final mailboxes' states ("  mailbox: <A> state=...")
  *   delete  removes the message; prints "deleted ID"
  *   flush   makes every deferred recipient due now; prints "N recipients due now"
  *
@@ -25,6 +28,7 @@
 #include "util/timeutil.h"
 
 static const char *const state_names[] = {"pending", "delivered", "failed", "deferred", "remote"};
+#define N_STATES ((int)(sizeof state_names / sizeof state_names[0]))
 
 static const char *state_name(enum rcpt_state s)
 {
@@ -90,6 +94,14 @@ struct list_ctx {
 	int64_t now;
 };
 
+/* " state=count" for every state with a count. */
+static void put_counts(const size_t counts[N_STATES])
+{
+	for (int s = 0; s < N_STATES; s++)
+		if (counts[s])
+			printf(" %s=%zu", state_names[s], counts[s]);
+}
+
 static int list_one(void *arg, const char *id)
 {
 	struct list_ctx *c = arg;
@@ -103,13 +115,20 @@ static int list_one(void *arg, const char *id)
 	printf("%s %s <", id, age);
 	put_safe(env->mail_from);
 	printf("> %zu", env->n_rcpts);
-	size_t counts[5] = {0};
-	for (size_t i = 0; i < env->n_rcpts; i++)
-		if ((unsigned)env->rcpts[i].state < 5)
-			counts[env->rcpts[i].state]++;
-	for (int s = 0; s < 5; s++)
-		if (counts[s])
-			printf(" %s=%zu", state_names[s], counts[s]);
+	size_t counts[N_STATES] = {0}, finals[N_STATES] = {0}, n_finals = 0;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		const struct envelope_rcpt *r = &env->rcpts[i];
+		if ((unsigned)r->state < N_STATES)
+			counts[r->state]++;
+		for (size_t j = 0; j < r->n_finals; j++, n_finals++)
+			if ((unsigned)r->finals[j].state < N_STATES)
+				finals[r->finals[j].state]++;
+	}
+	put_counts(counts);
+	if (n_finals) {
+		printf("; %zu mailboxes", n_finals);
+		put_counts(finals);
+	}
 	putchar('\n');
 	envelope_free(env);
 	return 0;
@@ -129,6 +148,25 @@ static void show_notify(unsigned n)
 			sep = ",";
 		}
 	}
+}
+
+/* The start of a recipient's or a final mailbox's line: "LABEL: <A> state=S attempts=N". */
+static void show_state(const char *label, const char *addr, enum rcpt_state st, int attempts)
+{
+	printf("%s: <", label);
+	put_safe(addr);
+	printf("> state=%s attempts=%d", state_name(st), attempts);
+}
+
+/* The end of such a line: the status, if any, and the newline. */
+static void show_status(const char *status)
+{
+	if (status) {
+		printf(" status=\"");
+		put_safe(status);
+		putchar('"');
+	}
+	putchar('\n');
 }
 
 static int show(struct queue *q, const char *id)
@@ -158,9 +196,7 @@ static int show(struct queue *q, const char *id)
 	       bodies[env->body <= 2 ? env->body : 0], (unsigned long long)size);
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		const struct envelope_rcpt *r = &env->rcpts[i];
-		printf("rcpt: <");
-		put_safe(r->addr);
-		printf("> state=%s attempts=%d", state_name(r->state), r->attempts);
+		show_state("rcpt", r->addr, r->state, r->attempts);
 		if (r->next_try) {
 			format_time(r->next_try, when, sizeof when);
 			printf(" next=%s", when);
@@ -171,12 +207,12 @@ static int show(struct queue *q, const char *id)
 			printf(" orcpt=");
 			put_safe(r->orcpt);
 		}
-		if (r->status) {
-			printf(" status=\"");
-			put_safe(r->status);
-			putchar('"');
+		show_status(r->status);
+		for (size_t j = 0; j < r->n_finals; j++) {
+			const struct envelope_final *f = &r->finals[j];
+			show_state("  mailbox", f->addr, f->state, f->attempts);
+			show_status(f->status);
 		}
-		putchar('\n');
 	}
 	envelope_free(env);
 	return CLI_EXIT_OK;

@@ -4,13 +4,27 @@
  * One pass: list the queue, and for each message with due recipients read its
  * envelope, deliver, record every recipient's outcome with one queue_update()
  * (atomic), and remove the message once every recipient is DELIVERED or FAILED.
- * A crash between a Maildir commit and queue_update() delivers that copy again on
- * restart: at least once, never lost (hostile-inputs.md "Faults").
  *
- * Within one pass a message gets one copy per distinct final mailbox, even when
- * several recipients (or aliases) lead to it. A recipient whose alias also names
- * foreign addresses gets its local copies and then waits in RCPT_REMOTE for the
- * remote delivery of the next issue (which must deliver only the foreign targets).
+ * Final mailboxes: a local recipient is expanded once, at its first attempt, and
+ * every mailbox the expansion reaches is recorded in the recipient
+ * (envelope_final) with its own state, like Postfix's virtual alias expansion
+ * into separate recipients. A retry attempts only the mailboxes still PENDING or
+ * DEFERRED, each looked up again (an over-quota account that is active now gets
+ * its copy); a mailbox recorded DELIVERED never gets a second copy, and one
+ * recorded FAILED never gets one at all. Within a message, a mailbox that
+ * already has its copy (through another recipient or alias) gets no second one.
+ *
+ * Crashes (hostile-inputs.md "Faults"): states are recorded once per message
+ * and pass, atomically. A crash between a Maildir commit and that record
+ * delivers the copies made in between again on restart (at least once, never
+ * lost); what was recorded holds: a restart never re-delivers a mailbox recorded
+ * DELIVERED, nor forgets one DEFERRED.
+ *
+ * Log: one line per delivery attempt per final mailbox (or per recipient that
+ * never got as far as its mailboxes), Postfix style, written where the outcome
+ * is decided (settle()):
+ *   QUEUEID: to=<mailbox>, orig_to=<rcpt>, relay=local, delay=S.S, dsn=X.Y.Z,
+ *   status=sent|deferred|bounced (text)
  *
  * The message is never held in memory: the first DELIVER_HEADER_SCAN_MAX octets
  * are read once (Date: and loop decisions), the rest is streamed with pread()
@@ -39,6 +53,7 @@
 #define DELIVER_COPY_BUF 65536
 #define DELIVER_TRACE_MAX 65536 /* prepended fields: 100 recipients of 320 octets fit */
 #define DELIVER_STATUS_MAX 512
+#define DELIVER_DSN_MAX 16
 
 struct deliver_runner {
 	const struct conf *c;
@@ -61,36 +76,9 @@ struct deliver_msg {
 	char *head; /* first min(len, DELIVER_HEADER_SCAN_MAX) octets */
 	size_t head_len;
 	struct deliver_hdr_scan scan;
-	char **done; /* final mailboxes that got a copy during this pass */
-	size_t n_done, cap_done;
 };
 
-enum deliver_outcome { DELIVER_OK = 0, DELIVER_TEMP, DELIVER_PERM };
-
 /* ---- one copy ---- */
-
-static int already_done(const struct deliver_msg *m, const char *mailbox)
-{
-	for (size_t i = 0; i < m->n_done; i++)
-		if (strcmp(m->done[i], mailbox) == 0)
-			return 1;
-	return 0;
-}
-
-static void mark_done(struct deliver_msg *m, const char *mailbox)
-{
-	if (m->n_done == m->cap_done) {
-		size_t cap = m->cap_done ? m->cap_done * 2 : 8;
-		char **v = realloc(m->done, cap * sizeof *v);
-		if (!v)
-			return; /* only the dedupe is lost: at worst a second copy */
-		m->done = v;
-		m->cap_done = cap;
-	}
-	char *s = strdup(mailbox);
-	if (s)
-		m->done[m->n_done++] = s;
-}
 
 /* Copies data octets [from, len) of the message into the Maildir file. */
 static int copy_rest(const struct deliver_msg *m, struct maildir_file *f, uint64_t from)
@@ -116,22 +104,22 @@ static int copy_rest(const struct deliver_msg *m, struct maildir_file *f, uint64
 }
 
 /*
- * Writes one copy for the local account `mailbox`. Loops and impossible paths are
- * permanent; I/O errors are temporary. status receives the reason on failure.
+ * Writes one copy for the local account `mailbox`: RCPT_DELIVERED, or FAILED
+ * (loops, impossible paths), or DEFERRED (I/O errors), with the reply-style
+ * reason ("CODE X.Y.Z text") in status.
  */
-static enum deliver_outcome deliver_copy(struct deliver_runner *r, struct deliver_msg *m,
-                                         const char *mailbox, char *status, size_t statsz)
+static enum rcpt_state deliver_copy(struct deliver_runner *r, struct deliver_msg *m,
+                                    const char *mailbox, char *status, size_t statsz)
 {
 	const struct conf *c = r->c;
 	if (deliver_headers_delivered_to(m->head, m->scan.header_len, mailbox)) {
-		snprintf(status, statsz, "550 5.4.6 mail loop: already delivered to %s", mailbox);
-		return DELIVER_PERM;
+		snprintf(status, statsz, "550 5.4.6 mail loop: already delivered to this mailbox");
+		return RCPT_FAILED;
 	}
 	char dir[MAILDIR_PATH_MAX];
 	if (maildir_path(r->mail_root, mailbox, dir, sizeof dir) < 0) {
-		snprintf(status, statsz, "550 5.3.0 mailbox name unusable as a Maildir: %s",
-		         mailbox);
-		return DELIVER_PERM;
+		snprintf(status, statsz, "550 5.3.0 mailbox name unusable as a Maildir");
+		return RCPT_FAILED;
 	}
 	int add_date =
 	        c->smtp_add_date_header && m->env->trusted && m->scan.complete && !m->scan.has_date;
@@ -142,7 +130,7 @@ static enum deliver_outcome deliver_copy(struct deliver_runner *r, struct delive
 	if (tl < 0) {
 		free(trace);
 		snprintf(status, statsz, "451 4.3.0 cannot build trace fields");
-		return DELIVER_TEMP;
+		return RCPT_DEFERRED;
 	}
 	struct maildir_file f;
 	int rc = maildir_open(dir, c->hostname ? c->hostname : "localhost", &f);
@@ -158,18 +146,71 @@ static enum deliver_outcome deliver_copy(struct deliver_runner *r, struct delive
 		rc = maildir_commit(&f);
 	free(trace);
 	if (rc < 0) {
-		int e = errno;
-		log_warning("deliver %s: %s: %s", m->env->id, mailbox, strerror(e));
-		snprintf(status, statsz, "451 4.3.0 cannot write Maildir of %s: %s", mailbox,
-		         strerror(e));
-		return DELIVER_TEMP;
+		snprintf(status, statsz, "451 4.3.0 cannot write the Maildir: %s", strerror(errno));
+		return RCPT_DEFERRED;
 	}
-	mark_done(m, mailbox);
-	log_info("deliver %s: delivered to %s", m->env->id, mailbox);
-	return DELIVER_OK;
+	snprintf(status, statsz, "250 2.0.0 delivered to maildir");
+	return RCPT_DELIVERED;
 }
 
-/* ---- one recipient ---- */
+/* ---- the log line and the lifetime ---- */
+
+/* Seconds since the message arrived (the time in its queue id, else received_at). */
+static double delay_s(const struct envelope *env)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	int64_t us = queue_id_time_us(env->id);
+	double since = us >= 0 ? (double)us / 1e6 : (double)env->received_at;
+	return now > since ? now - since : 0.0;
+}
+
+/* Splits our "CODE X.Y.Z text" status into the DSN code and the text. */
+static const char *status_text(const char *status, char dsn[DELIVER_DSN_MAX])
+{
+	const char *p = strchr(status, ' ');
+	const char *q = p ? strchr(p + 1, ' ') : NULL;
+	if (!q || (size_t)(q - p - 1) >= DELIVER_DSN_MAX) {
+		snprintf(dsn, DELIVER_DSN_MAX, "-");
+		return status;
+	}
+	snprintf(dsn, DELIVER_DSN_MAX, "%.*s", (int)(q - p - 1), p + 1);
+	return q + 1;
+}
+
+/*
+ * Decides an attempt's outcome for `to` (a final mailbox, or a recipient that
+ * has none) and logs it: a DEFERRED outcome past queue_lifetime becomes FAILED
+ * 5.4.7. orig_to (NULL: none) is the recipient `to` came from; relay names the
+ * transport ("local", or "none" for what has no route yet).
+ */
+static void settle(struct deliver_runner *r, const struct deliver_msg *m, int64_t now,
+                   const char *to, const char *orig_to, const char *relay, int attempts,
+                   enum rcpt_state *st, char *status, size_t statsz)
+{
+	if (*st == RCPT_DEFERRED && now - m->env->received_at >= r->c->queue_lifetime) {
+		char last[DELIVER_STATUS_MAX];
+		snprintf(last, sizeof last, "%s", status);
+		snprintf(status, statsz,
+		         "550 5.4.7 delivery time expired after %d attempts; last: %.400s",
+		         attempts, last);
+		*st = RCPT_FAILED;
+	}
+	char dsn[DELIVER_DSN_MAX];
+	const char *text = status_text(status, dsn);
+	const char *word = *st == RCPT_DELIVERED ? "sent"
+	                   : *st == RCPT_FAILED  ? "bounced"
+	                                         : "deferred";
+	int orig = orig_to && strcmp(orig_to, to) != 0;
+	log_msg(*st == RCPT_FAILED ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO,
+	        "%s: to=<%s>%s%s%s, relay=%s, delay=%.1f, dsn=%s, status=%s (%s%s)", m->env->id, to,
+	        orig ? ", orig_to=<" : "", orig ? orig_to : "", orig ? ">" : "", relay,
+	        delay_s(m->env), dsn, word, text,
+	        *st == RCPT_FAILED ? "; no bounce message sent: bounces are not built yet" : "");
+}
+
+/* ---- one recipient's final mailboxes ---- */
 
 struct expand_list {
 	char **v;
@@ -206,100 +247,183 @@ static void expand_list_free(struct expand_list *l)
 	free(l->kind);
 }
 
-/*
- * Delivers one local-domain recipient. Returns its new state and fills status.
- * Rules: a temporary failure of any copy defers the recipient (the copies made
- * are made again on retry: a duplicate, never a loss); otherwise any copy made
- * means DELIVERED (or REMOTE when foreign targets remain); no copy is FAILED.
- */
-static enum rcpt_state deliver_local(struct deliver_runner *r, struct deliver_msg *m,
-                                     const char *addr, const struct mailaddr *a, char *status,
-                                     size_t statsz)
+/* Where mail for the local address addr (parsed: a) goes now, into l. */
+static enum lookup_result resolve(struct deliver_runner *r, const char *addr,
+                                  const struct mailaddr *a, struct expand_list *l)
 {
-	struct expand_list l = {0};
-	enum lookup_result lr = mailbox_expand(r->idx, addr, strlen(addr), collect_target, &l);
-	if (lr == LOOKUP_TEMPFAIL || l.oom) {
-		expand_list_free(&l);
-		snprintf(status, statsz, "451 4.3.0 directory temporarily unavailable");
-		return RCPT_DEFERRED;
-	}
+	enum lookup_result lr = mailbox_expand(r->idx, addr, strlen(addr), collect_target, l);
+	if (lr == LOOKUP_TEMPFAIL || l->oom)
+		return LOOKUP_TEMPFAIL;
 	if (lr == LOOKUP_NOTFOUND && a->local_len == 10 &&
 	    strncasecmp(a->local, "postmaster", 10) == 0) {
 		/* RFC 5321 4.5.1: postmaster is always accepted, so it always has a Maildir. */
 		char key[MAILADDR_MAX + 1];
 		if (mailaddr_key(a, key, sizeof key) > 0)
-			collect_target(&l, key, MAILBOX_TARGET_ACTIVE);
+			collect_target(l, key, MAILBOX_TARGET_ACTIVE);
 	}
-	if (l.n == 0) {
-		expand_list_free(&l);
+	if (l->oom)
+		return LOOKUP_TEMPFAIL;
+	return l->n ? LOOKUP_FOUND : LOOKUP_NOTFOUND;
+}
+
+/* The outcome of a lookup that found nothing (FAILED) or cannot answer (DEFERRED). */
+static enum rcpt_state lookup_failed(enum lookup_result lr, char *status, size_t statsz)
+{
+	if (lr == LOOKUP_NOTFOUND) {
 		snprintf(status, statsz, "550 5.1.1 no such mailbox");
 		return RCPT_FAILED;
 	}
+	snprintf(status, statsz, "451 4.3.0 directory temporarily unavailable");
+	return RCPT_DEFERRED;
+}
+
+/*
+ * First attempt of a local recipient: expands it and records its final
+ * mailboxes, all PENDING. Returns 0, or -1 with the recipient's own outcome in
+ * *st and status when it has none (unknown, a loop, or try later).
+ */
+static int record_finals(struct deliver_runner *r, struct deliver_msg *m, struct envelope_rcpt *rc,
+                         const struct mailaddr *a, enum rcpt_state *st, char *status, size_t statsz)
+{
 	unsigned hops = m->scan.received + m->scan.delivered_to;
 	if (r->c->smtp_max_received_headers > 0 &&
 	    hops > (unsigned)r->c->smtp_max_received_headers) {
-		expand_list_free(&l);
 		snprintf(status, statsz, "550 5.4.6 mail loop: %u Received/Delivered-To fields",
 		         hops);
-		return RCPT_FAILED;
+		*st = RCPT_FAILED;
+		return -1;
 	}
-	size_t copies = 0, foreign = 0, temp = 0, quota = 0;
-	char perm[DELIVER_STATUS_MAX] = "", tempst[DELIVER_STATUS_MAX] = "";
-	for (size_t i = 0; i < l.n; i++) {
-		if (l.kind[i] == MAILBOX_TARGET_FOREIGN) {
-			foreign++;
-			continue;
-		}
-		if (l.kind[i] == MAILBOX_TARGET_DISABLED) {
-			if (!perm[0])
-				snprintf(perm, sizeof perm, "550 5.2.1 mailbox disabled: %s",
-				         l.v[i]);
-			continue;
-		}
-		if (l.kind[i] == MAILBOX_TARGET_OVER_QUOTA) {
-			quota++;
-			if (!tempst[0])
-				snprintf(tempst, sizeof tempst, "452 4.2.2 mailbox full: %s",
-				         l.v[i]);
-			continue;
-		}
-		if (already_done(m, l.v[i])) {
-			copies++;
-			continue;
-		}
-		char st[DELIVER_STATUS_MAX];
-		switch (deliver_copy(r, m, l.v[i], st, sizeof st)) {
-		case DELIVER_OK: copies++; break;
-		case DELIVER_TEMP:
-			temp++;
-			snprintf(tempst, sizeof tempst, "%s", st);
-			break;
-		case DELIVER_PERM:
-			if (!perm[0])
-				snprintf(perm, sizeof perm, "%s", st);
-			break;
+	struct expand_list l = {0};
+	enum lookup_result lr = resolve(r, rc->addr, a, &l);
+	for (size_t i = 0; lr == LOOKUP_FOUND && i < l.n; i++) {
+		if (envelope_add_final(rc, l.v[i], RCPT_PENDING) < 0) {
+			envelope_clear_finals(rc); /* all or none: nothing was attempted yet */
+			lr = LOOKUP_TEMPFAIL;
 		}
 	}
 	expand_list_free(&l);
-	if (temp || (quota && !copies && !foreign)) {
-		snprintf(status, statsz, "%s", tempst);
-		return RCPT_DEFERRED;
+	if (lr == LOOKUP_FOUND)
+		return 0;
+	*st = lookup_failed(lr, status, statsz);
+	return -1;
+}
+
+/* What a final mailbox recorded earlier is now: LOOKUP_FOUND with *kind, or not. */
+static enum lookup_result final_kind(struct deliver_runner *r, const char *addr, int *kind)
+{
+	struct mailaddr a;
+	if (mailaddr_parse_exact(addr, strlen(addr), &a) != MAILADDR_OK)
+		return LOOKUP_NOTFOUND;
+	if (!conf_is_local_domain(r->c, a.domain, a.domain_len)) {
+		*kind = MAILBOX_TARGET_FOREIGN;
+		return LOOKUP_FOUND;
 	}
-	if (foreign) {
-		snprintf(status, statsz,
-		         "450 4.4.0 remote delivery not built yet (%zu local copies made, %zu "
-		         "foreign "
-		         "alias targets)",
-		         copies, foreign);
+	struct expand_list l = {0};
+	enum lookup_result lr = resolve(r, addr, &a, &l);
+	if (lr == LOOKUP_FOUND) {
+		/* Still an account (not, say, an alias made since): only then it is final. */
+		lr = LOOKUP_NOTFOUND;
+		for (size_t i = 0; i < l.n; i++) {
+			if (l.kind[i] != MAILBOX_TARGET_FOREIGN && strcmp(l.v[i], addr) == 0) {
+				*kind = l.kind[i];
+				lr = LOOKUP_FOUND;
+			}
+		}
+	}
+	expand_list_free(&l);
+	return lr;
+}
+
+/* 1 if some recipient of the message has a copy in mailbox already. */
+static int has_copy(const struct envelope *env, const char *mailbox)
+{
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		for (size_t j = 0; j < env->rcpts[i].n_finals; j++)
+			if (env->rcpts[i].finals[j].state == RCPT_DELIVERED &&
+			    strcmp(env->rcpts[i].finals[j].addr, mailbox) == 0)
+				return 1;
+	return 0;
+}
+
+/* One attempt for the final mailbox addr: its outcome and status. */
+static enum rcpt_state attempt_final(struct deliver_runner *r, struct deliver_msg *m,
+                                     const char *addr, char *status, size_t statsz)
+{
+	int kind = MAILBOX_TARGET_FOREIGN;
+	enum lookup_result lr = final_kind(r, addr, &kind);
+	if (lr != LOOKUP_FOUND)
+		return lookup_failed(lr, status, statsz);
+	switch (kind) {
+	case MAILBOX_TARGET_ACTIVE: return deliver_copy(r, m, addr, status, statsz);
+	case MAILBOX_TARGET_DISABLED:
+		snprintf(status, statsz, "550 5.2.1 mailbox disabled");
+		return RCPT_FAILED;
+	case MAILBOX_TARGET_OVER_QUOTA:
+		snprintf(status, statsz, "452 4.2.2 mailbox full");
+		return RCPT_DEFERRED;
+	default:
+		snprintf(status, statsz, "450 4.4.0 remote delivery not built yet");
 		return RCPT_REMOTE;
 	}
-	if (copies) {
-		snprintf(status, statsz, "250 2.0.0 delivered to %zu mailbox%s", copies,
-		         copies == 1 ? "" : "es");
-		return RCPT_DELIVERED;
+}
+
+/*
+ * The recipient's state from its finals (the rule in envelope.h), with a status:
+ * the deciding mailbox's, and with several mailboxes how many ended how.
+ */
+static enum rcpt_state sum_up(const struct envelope_rcpt *rc, char *status, size_t statsz)
+{
+	static const enum rcpt_state order[] = {RCPT_PENDING, RCPT_DEFERRED, RCPT_REMOTE,
+	                                        RCPT_DELIVERED, RCPT_FAILED};
+	size_t count[RCPT_REMOTE + 1] = {0};
+	for (size_t j = 0; j < rc->n_finals; j++)
+		count[rc->finals[j].state]++;
+	enum rcpt_state st = RCPT_FAILED;
+	for (size_t i = sizeof order / sizeof order[0]; i-- > 0;)
+		if (count[order[i]])
+			st = order[i];
+	const char *why = "";
+	for (size_t j = rc->n_finals; j-- > 0;)
+		if (rc->finals[j].state == st && rc->finals[j].status)
+			why = rc->finals[j].status;
+	if (rc->n_finals == 1)
+		snprintf(status, statsz, "%s", why);
+	else
+		snprintf(status, statsz,
+		         "%.400s (mailboxes: %zu delivered, %zu deferred, %zu failed, %zu remote)",
+		         why, count[RCPT_DELIVERED], count[RCPT_DEFERRED] + count[RCPT_PENDING],
+		         count[RCPT_FAILED], count[RCPT_REMOTE]);
+	/* PENDING cannot outlast the attempt that recorded it; were it to, retry it. */
+	return st == RCPT_PENDING ? RCPT_DEFERRED : st;
+}
+
+/* Attempts every final mailbox of rc still PENDING or DEFERRED; returns rc's state. */
+static enum rcpt_state deliver_finals(struct deliver_runner *r, struct deliver_msg *m,
+                                      struct envelope_rcpt *rc, int64_t now, char *status,
+                                      size_t statsz)
+{
+	for (size_t j = 0; j < rc->n_finals; j++) {
+		struct envelope_final *f = &rc->finals[j];
+		if (f->state != RCPT_PENDING && f->state != RCPT_DEFERRED)
+			continue;
+		char st_text[DELIVER_STATUS_MAX];
+		enum rcpt_state st;
+		if (has_copy(m->env, f->addr)) {
+			/* Another recipient (or alias) of this message led here: one copy. */
+			st = RCPT_DELIVERED;
+			snprintf(st_text, sizeof st_text,
+			         "250 2.0.0 delivered once for every recipient that leads here");
+		} else {
+			st = attempt_final(r, m, f->addr, st_text, sizeof st_text);
+			f->attempts++;
+			settle(r, m, now, f->addr, rc->addr, st == RCPT_REMOTE ? "none" : "local",
+			       f->attempts, &st, st_text, sizeof st_text);
+		}
+		f->state = st;
+		if (envelope_set(&f->status, st_text) < 0)
+			log_err("deliver %s: out of memory recording a status", m->env->id);
 	}
-	snprintf(status, statsz, "%s", perm[0] ? perm : "550 5.1.1 no such mailbox");
-	return RCPT_FAILED;
+	return sum_up(rc, status, statsz);
 }
 
 /* Routes one due recipient and records its outcome. */
@@ -307,35 +431,26 @@ static void deliver_rcpt(struct deliver_runner *r, struct deliver_msg *m, struct
                          int64_t now)
 {
 	char status[DELIVER_STATUS_MAX];
-	enum rcpt_state st;
+	enum rcpt_state st = RCPT_DEFERRED;
 	struct mailaddr a;
+	const char *relay = "local";
+	rc->attempts++;
 	if (mailaddr_parse_exact(rc->addr, strlen(rc->addr), &a) != MAILADDR_OK) {
 		snprintf(status, sizeof status, "550 5.1.3 bad recipient address syntax");
 		st = RCPT_FAILED;
 	} else if (!conf_is_local_domain(r->c, a.domain, a.domain_len)) {
 		snprintf(status, sizeof status, "450 4.4.0 remote delivery not built yet");
 		st = RCPT_REMOTE;
-	} else {
-		st = deliver_local(r, m, rc->addr, &a, status, sizeof status);
+		relay = "none";
+	} else if (rc->n_finals > 0 ||
+	           record_finals(r, m, rc, &a, &st, status, sizeof status) == 0) {
+		st = deliver_finals(r, m, rc, now, status, sizeof status);
+		relay = NULL; /* each final mailbox logged its own line */
 	}
-	rc->attempts++;
-	if (st == RCPT_DEFERRED) {
-		if (now - m->env->received_at >= r->c->queue_lifetime) {
-			char last[DELIVER_STATUS_MAX];
-			snprintf(last, sizeof last, "%s", status);
-			snprintf(status, sizeof status,
-			         "550 5.4.7 delivery time expired after %d attempts; last: %.400s",
-			         rc->attempts, last);
-			st = RCPT_FAILED;
-		} else {
-			rc->next_try = now + r->c->queue_retry_interval;
-		}
-	}
-	if (st == RCPT_REMOTE)
-		log_info("deliver %s: <%s> waits for remote delivery", m->env->id, rc->addr);
-	else if (st == RCPT_FAILED)
-		log_warning("deliver %s: <%s> failed: %s (bounce not built yet)", m->env->id,
-		            rc->addr, status);
+	if (relay)
+		settle(r, m, now, rc->addr, NULL, relay, rc->attempts, &st, status, sizeof status);
+	if (st == RCPT_DEFERRED)
+		rc->next_try = now + r->c->queue_retry_interval;
 	rc->state = st;
 	if (envelope_set(&rc->status, status) < 0)
 		log_err("deliver %s: out of memory recording a status", m->env->id);
@@ -373,9 +488,6 @@ static void msg_release(struct deliver_msg *m)
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m->head);
-	for (size_t i = 0; i < m->n_done; i++)
-		free(m->done[i]);
-	free(m->done);
 	envelope_free(m->env);
 }
 

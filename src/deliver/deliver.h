@@ -1,18 +1,24 @@
 /*
  * deliver: the queue runner and local delivery. A runner thread takes due
  * messages from the queue, expands each local recipient (aliases, through the
- * shared mailbox index) to local mailboxes, and delivers to
+ * shared mailbox index) once, at its first attempt, into its final mailboxes,
+ * and records them in the recipient (envelope_final, kept in the queue's state
+ * file), each with its own state. Local accounts get a copy in
  * <state_dir>/mail/<domain>/<user>/Maildir (tmp -> fsync -> new, unique names per
- * the Maildir specification), adding Return-Path, Delivered-To (and, when
- * configured, Date: and X-Sharemail-Original-Rcpt:) headers. A final mailbox
- * that already appears in a Delivered-To header is a loop (FAILED 5.4.6), and so
- * is a message with more Received + Delivered-To fields than
- * smtp_max_received_headers. Temporary failures (I/O, directory TEMPFAIL, over
- * quota) are retried every queue_retry_interval until queue_lifetime (then
- * FAILED 5.4.7). Recipients outside the local domains, and aliases with foreign
- * targets (after their local copies), stay queued in state RCPT_REMOTE (remote
- * delivery is not built yet). FAILED recipients are logged (bounces: not built
- * yet); a message whose recipients are all DELIVERED or FAILED is removed.
+ * the Maildir specification), with Return-Path, Delivered-To (and, when
+ * configured, Date: and X-Sharemail-Original-Rcpt:) headers; a copy recorded
+ * DELIVERED is never made again, and a message gives each mailbox one copy
+ * however many of its recipients lead there. A final mailbox that already
+ * appears in a Delivered-To header is a loop (FAILED 5.4.6), and a message with
+ * more Received + Delivered-To fields than smtp_max_received_headers fails for
+ * every local recipient. Disabled accounts are FAILED (5.2.1); over quota
+ * (4.2.2), I/O errors and directory TEMPFAIL are DEFERRED, retried every
+ * queue_retry_interval until queue_lifetime (then FAILED 5.4.7), mailbox by
+ * mailbox. Recipients outside the local domains, and foreign alias targets,
+ * stay queued as RCPT_REMOTE (remote delivery is not built yet). Each attempt
+ * for a mailbox is logged in one line, Postfix style (deliver.c); failures say
+ * that no bounce was sent (bounces: not built yet). A message leaves the queue
+ * once every final mailbox of every recipient is DELIVERED or FAILED.
  *
  * Ownership: the runner borrows the conf, the queue and the index.
  */

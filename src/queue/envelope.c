@@ -20,6 +20,7 @@ void envelope_free(struct envelope *e)
 	if (!e)
 		return;
 	for (size_t i = 0; i < e->n_rcpts; i++) {
+		envelope_clear_finals(&e->rcpts[i]);
 		free(e->rcpts[i].addr);
 		free(e->rcpts[i].orcpt);
 		free(e->rcpts[i].status);
@@ -71,4 +72,36 @@ int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, u
 	r->state = RCPT_PENDING;
 	e->n_rcpts = n + 1;
 	return (int)n;
+}
+
+int envelope_add_final(struct envelope_rcpt *r, const char *addr, enum rcpt_state state)
+{
+	if (!r || !addr || r->n_finals >= ENVELOPE_MAX_FINALS)
+		return -1;
+	size_t n = r->n_finals;
+	if ((n & (n - 1)) == 0) { /* capacity: the next power of two, as for rcpts */
+		struct envelope_final *f = realloc(r->finals, (n ? n * 2 : 1) * sizeof *f);
+		if (!f)
+			return -1;
+		r->finals = f;
+	}
+	struct envelope_final *f = &r->finals[n];
+	memset(f, 0, sizeof *f);
+	f->addr = strdup(addr);
+	if (!f->addr)
+		return -1;
+	f->state = state;
+	r->n_finals = n + 1;
+	return (int)n;
+}
+
+void envelope_clear_finals(struct envelope_rcpt *r)
+{
+	for (size_t i = 0; i < r->n_finals; i++) {
+		free(r->finals[i].addr);
+		free(r->finals[i].status);
+	}
+	free(r->finals);
+	r->finals = NULL;
+	r->n_finals = 0;
 }

@@ -4,8 +4,13 @@
  * SMTP session (which fills it), the queue (which stores it) and delivery (which
  * reads it and records each recipient's outcome).
  *
- * Ownership: every string is owned by the envelope (heap, NUL-terminated);
- * envelope_free() frees them. Addresses are stored as received, without angle
+ * Delivery expands each local recipient once (aliases, at its first attempt) into
+ * its final mailboxes and records them in the recipient (struct envelope_final),
+ * each with its own state, so one mailbox's outcome never decides another's: a
+ * copy delivered is never made again, a deferred mailbox is retried alone.
+ *
+ * Ownership: every string is owned by the envelope (heap, NUL-terminated), and
+ * so is every recipient's finals array; envelope_free() frees them. Addresses are stored as received, without angle
  * brackets ("" for the null reverse-path <>), byte-exact (quoted local parts too).
  */
 #ifndef SHAREMAIL_QUEUE_ENVELOPE_H
@@ -31,6 +36,20 @@ enum rcpt_state {
 	RCPT_REMOTE, /* not local: waits for remote delivery (not built yet) */
 };
 
+/*
+ * mailbox_expand() yields at most this many targets, so a recipient never has
+ * more final mailboxes (a state file with more is damaged).
+ */
+#define ENVELOPE_MAX_FINALS 1024
+
+/* One final mailbox of a recipient after alias expansion, with its own state. */
+struct envelope_final {
+	char *addr; /* a local account's key (lower case), or a foreign alias target as written */
+	enum rcpt_state state; /* PENDING, DELIVERED, FAILED, DEFERRED, or REMOTE (foreign) */
+	int attempts;
+	char *status; /* last result, as envelope_rcpt.status */
+};
+
 struct envelope_rcpt {
 	char *addr; /* RCPT TO address as received */
 	char *orcpt; /* DSN ORCPT "addr-type;xtext-decoded address", or NULL */
@@ -39,6 +58,14 @@ struct envelope_rcpt {
 	int attempts;
 	int64_t next_try; /* epoch seconds */
 	char *status; /* last result, e.g. "250 2.0.0 delivered" or "451 4.3.0 ..." */
+	/*
+	 * Final mailboxes (none until delivery first expands a local recipient). With
+	 * finals, state sums them up: DEFERRED while any is DEFERRED, else REMOTE while
+	 * any waits for remote delivery, else DELIVERED if any got a copy, else FAILED;
+	 * next_try is the finals' next try (they are retried together).
+	 */
+	struct envelope_final *finals;
+	size_t n_finals;
 };
 
 struct envelope {
@@ -70,5 +97,15 @@ int envelope_set(char **field, const char *value);
  * (capacity is implied by n_rcpts: the next power of two).
  */
 int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, unsigned notify);
+
+/*
+ * Appends a final mailbox (copies addr) to r in the given state, attempts 0, no
+ * status. Returns its index, or -1 when out of memory or r already has
+ * ENVELOPE_MAX_FINALS.
+ */
+int envelope_add_final(struct envelope_rcpt *r, const char *addr, enum rcpt_state state);
+
+/* Frees r's final mailboxes and leaves it with none. */
+void envelope_clear_finals(struct envelope_rcpt *r);
 
 #endif

@@ -137,6 +137,18 @@ static int id_new(char out[QUEUE_ID_MAX])
 	return 0;
 }
 
+int64_t queue_id_time_us(const char *id)
+{
+	uint64_t us = 0;
+	if (!id_valid(id) || strlen(id) != 18)
+		return -1;
+	for (int i = 0; i < 10; i++) {
+		const char *d = strchr(b62, id[i]);
+		us = us * 62 + (uint64_t)(d - b62);
+	}
+	return us > (uint64_t)INT64_MAX ? -1 : (int64_t)us;
+}
+
 static int write_all(int fd, const void *p, size_t n)
 {
 	const uint8_t *b = p;

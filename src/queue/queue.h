@@ -101,6 +101,13 @@ int queue_open_data(struct queue *q, const char *id, uint64_t *len);
 /* Records recipients' new states (atomically: all or nothing). Returns 0 or -1. */
 int queue_update(struct queue *q, const struct envelope *env);
 
+/*
+ * The wall-clock time encoded in a queue id: when the queue began the message
+ * file (its arrival), in microseconds since the epoch. -1 for a string that is
+ * not an id this queue makes.
+ */
+int64_t queue_id_time_us(const char *id);
+
 /* Removes a message (all its files). Returns 0, or -1 if it did not exist. */
 int queue_remove(struct queue *q, const char *id);
 

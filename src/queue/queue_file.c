@@ -151,27 +151,51 @@ int queue_file_encode_end(uint64_t data_len, const uint8_t digest[QUEUE_FILE_DIG
 	return rec_add(out, 'E', v, sizeof v);
 }
 
+/* The fields a recipient's state and a final mailbox's state share: 's', 'A', 'M'. */
+static int encode_state_fields(struct queue_buf *b, enum rcpt_state state, int attempts,
+                               const char *status)
+{
+	if (rec_u8(b, 's', (unsigned)state) < 0 ||
+	    rec_u32(b, 'A', attempts < 0 ? 0 : (uint32_t)attempts) < 0)
+		return -1;
+	return rec_str(b, 'M', status);
+}
+
+/* One recipient's 'r' value into tmp: its state, next_try, then an 'X' per final. */
+static int encode_rcpt_state(const struct envelope_rcpt *rc, struct queue_buf *tmp,
+                             struct queue_buf *inner)
+{
+	if (encode_state_fields(tmp, rc->state, rc->attempts, rc->status) < 0 ||
+	    rec_i64(tmp, 'N', rc->next_try) < 0)
+		return -1;
+	for (size_t j = 0; j < rc->n_finals; j++) {
+		const struct envelope_final *f = &rc->finals[j];
+		if (!f->addr || rec_str(inner, 'a', f->addr) < 0 ||
+		    encode_state_fields(inner, f->state, f->attempts, f->status) < 0 ||
+		    rec_nested(tmp, 'X', inner) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int queue_file_encode_state(const struct envelope *env, struct queue_buf *out)
 {
-	struct queue_buf tmp = {0};
+	struct queue_buf tmp = {0}, inner = {0};
 	uint8_t digest[QUEUE_FILE_DIGEST_LEN];
 	int r = -1;
 	out->len = 0;
 	if (queue_buf_add(out, QUEUE_STATE_MAGIC, QUEUE_FILE_MAGIC_LEN) < 0)
 		goto out;
-	for (size_t i = 0; i < env->n_rcpts; i++) {
-		const struct envelope_rcpt *rc = &env->rcpts[i];
-		if (rec_u8(&tmp, 's', (unsigned)rc->state) < 0 ||
-		    rec_u32(&tmp, 'A', rc->attempts < 0 ? 0 : (uint32_t)rc->attempts) < 0 ||
-		    rec_i64(&tmp, 'N', rc->next_try) < 0 || rec_str(&tmp, 'M', rc->status) < 0 ||
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		if (encode_rcpt_state(&env->rcpts[i], &tmp, &inner) < 0 ||
 		    rec_nested(out, 'r', &tmp) < 0)
 			goto out;
-	}
 	if (out->len - QUEUE_FILE_MAGIC_LEN > QUEUE_FILE_META_MAX ||
 	    !EVP_Digest(out->p, out->len, digest, NULL, EVP_sha256(), NULL))
 		goto out;
 	r = queue_file_encode_end(0, digest, out);
 out:
+	queue_buf_free(&inner);
 	queue_buf_free(&tmp);
 	return r;
 }
@@ -474,34 +498,102 @@ int queue_file_read(int fd, struct envelope **env, uint64_t *data_off, uint64_t 
 	return r;
 }
 
-/* One recipient's state record into *rc (all fields required except the status). */
-static int parse_state(const uint8_t *p, size_t n, struct envelope_rcpt *rc)
+enum { SEEN_STATE = 1, SEEN_ATTEMPTS = 2, SEEN_NEXT = 4, SEEN_ADDR = 8 };
+
+/*
+ * A field both state kinds share ('s', 'A', 'M'): 1 taken, 0 not one of them,
+ * -1 bad or repeated.
+ */
+static int parse_state_field(char t, const uint8_t *v, size_t vl, unsigned *seen,
+                             enum rcpt_state *state, int *attempts, char **status)
+{
+	unsigned x;
+	if (t == 's') {
+		if (take_u8(&x, v, vl, RCPT_REMOTE, seen, SEEN_STATE) < 0)
+			return -1;
+		*state = (enum rcpt_state)x;
+		return 1;
+	}
+	if (t == 'A') {
+		if (vl != 4 || (*seen & SEEN_ATTEMPTS) || get_u32(v) > 0x7fffffff)
+			return -1;
+		*seen |= SEEN_ATTEMPTS;
+		*attempts = (int)get_u32(v);
+		return 1;
+	}
+	if (t == 'M')
+		return take_str(status, v, vl) < 0 ? -1 : 1;
+	return 0;
+}
+
+/* One final mailbox ('X' value: 'a' and the shared fields, all but 'M' required). */
+static int parse_final(const uint8_t *p, size_t n, struct envelope_rcpt *rc)
 {
 	struct rec_iter it = {p, n};
-	unsigned seen = 0, x;
+	struct envelope_final f = {0};
+	unsigned seen = 0;
+	char t;
+	const uint8_t *v;
+	size_t vl;
+	int k, r = -1;
+	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
+		int got = parse_state_field(t, v, vl, &seen, &f.state, &f.attempts, &f.status);
+		if (got < 0 || (got == 0 && (t != 'a' || vl == 0 || take_str(&f.addr, v, vl) < 0)))
+			goto out;
+		if (got == 0)
+			seen |= SEEN_ADDR;
+	}
+	if (k != 0 || seen != (SEEN_STATE | SEEN_ATTEMPTS | SEEN_ADDR))
+		goto out;
+	int j = envelope_add_final(rc, f.addr, f.state);
+	if (j < 0)
+		goto out;
+	rc->finals[j].attempts = f.attempts;
+	rc->finals[j].status = f.status;
+	f.status = NULL;
+	r = 0;
+out:
+	free(f.addr);
+	free(f.status);
+	return r;
+}
+
+/*
+ * One recipient's state record into *rc (all fields required except the status;
+ * final mailboxes, 'X', only in a version 2 file).
+ */
+static int parse_state(const uint8_t *p, size_t n, struct envelope_rcpt *rc, int finals_ok)
+{
+	struct rec_iter it = {p, n};
+	unsigned seen = 0;
 	char t;
 	const uint8_t *v;
 	size_t vl;
 	int k;
 	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
-		if (t == 's') {
-			if (take_u8(&x, v, vl, RCPT_REMOTE, &seen, 1) < 0)
-				return -1;
-			rc->state = (enum rcpt_state)x;
-		} else if (t == 'A' && vl == 4 && !(seen & 2) && get_u32(v) <= 0x7fffffff) {
-			seen |= 2;
-			rc->attempts = (int)get_u32(v);
-		} else if (t == 'N' && vl == 8 && !(seen & 4)) {
-			seen |= 4;
+		int got =
+		        parse_state_field(t, v, vl, &seen, &rc->state, &rc->attempts, &rc->status);
+		if (got < 0)
+			return -1;
+		if (got > 0)
+			continue;
+		if (t == 'N' && vl == 8 && !(seen & SEEN_NEXT)) {
+			seen |= SEEN_NEXT;
 			rc->next_try = (int64_t)get_u64(v);
-		} else if (t == 'M') {
-			if (take_str(&rc->status, v, vl) < 0)
-				return -1;
-		} else {
+		} else if (!(t == 'X' && finals_ok && parse_final(v, vl, rc) == 0)) {
 			return -1;
 		}
 	}
-	return k == 0 && seen == 7 ? 0 : -1;
+	return k == 0 && seen == (SEEN_STATE | SEEN_ATTEMPTS | SEEN_NEXT) ? 0 : -1;
+}
+
+static void state_scratch_free(struct envelope_rcpt *st, size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		free(st[j].status);
+		envelope_clear_finals(&st[j]);
+	}
+	free(st);
 }
 
 int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
@@ -509,7 +601,12 @@ int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
 	const uint8_t *recs;
 	size_t rl, i = 0;
 	uint64_t dl;
-	if (parse_whole(buf, len, QUEUE_STATE_MAGIC, &dl, &recs, &rl) < 0 || dl != 0)
+	/* Version 1 (before final mailboxes) is still read: its files may be on disk. */
+	int v2 = len >= QUEUE_FILE_MAGIC_LEN &&
+	         memcmp(buf, QUEUE_STATE_MAGIC, QUEUE_FILE_MAGIC_LEN) == 0;
+	if (parse_whole(buf, len, v2 ? QUEUE_STATE_MAGIC : QUEUE_STATE_MAGIC_V1, &dl, &recs, &rl) <
+	            0 ||
+	    dl != 0)
 		return -1;
 	/* Parse into scratch first so a damaged file changes nothing. */
 	struct envelope_rcpt *st = calloc(env->n_rcpts ? env->n_rcpts : 1, sizeof *st);
@@ -521,7 +618,7 @@ int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
 	if (!st)
 		return -1;
 	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
-		if (t != 'r' || i >= env->n_rcpts || parse_state(v, vl, &st[i]) < 0) {
+		if (t != 'r' || i >= env->n_rcpts || parse_state(v, vl, &st[i], v2) < 0) {
 			i++; /* so the partly filled entry is freed below */
 			goto out;
 		}
@@ -532,16 +629,17 @@ int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
 	for (size_t j = 0; j < env->n_rcpts; j++) {
 		struct envelope_rcpt *rc = &env->rcpts[j];
 		free(rc->status);
+		envelope_clear_finals(rc);
 		rc->status = st[j].status;
-		st[j].status = NULL;
+		rc->finals = st[j].finals;
+		rc->n_finals = st[j].n_finals;
 		rc->state = st[j].state;
 		rc->attempts = st[j].attempts;
 		rc->next_try = st[j].next_try;
+		memset(&st[j], 0, sizeof st[j]); /* now owned by env */
 	}
 	r = 0;
 out:
-	for (size_t j = 0; j < i && j < env->n_rcpts; j++)
-		free(st[j].status);
-	free(st);
+	state_scratch_free(st, i < env->n_rcpts ? i : env->n_rcpts);
 	return r;
 }

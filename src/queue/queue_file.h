@@ -29,10 +29,18 @@
  *
  * A state file (queue/state/<id>) holds the recipients' delivery states:
  *
- *   "sharemail-state 1\n"  then one 'r' record per recipient, in envelope order,
+ *   "sharemail-state 2\n"  then one 'r' record per recipient, in envelope order,
  *   whose value is records 's' state (1 octet), 'A' attempts (u32 BE),
- *   'N' next_try (i64 BE), 'M' status text (optional); then the END record
- *   with data length 0.
+ *   'N' next_try (i64 BE), 'M' status text (optional), then one 'X' record per
+ *   final mailbox of the recipient's expansion (none before its first delivery
+ *   attempt; at most ENVELOPE_MAX_FINALS), in expansion order, whose value is
+ *   records 'a' mailbox (required, not empty), 's' state, 'A' attempts, 'M'
+ *   status (optional); then the END record with data length 0.
+ *
+ * Version 1 ("sharemail-state 1\n", written before final mailboxes existed) is
+ * the same without 'X' records; it is still read (its recipients then have no
+ * finals yet), never written. Code older than version 2 takes a version 2
+ * file for damaged: downgrading re-delivers (never loses) the queued messages.
  *
  * Ownership: struct queue_buf memory belongs to the caller (queue_buf_free).
  */
@@ -45,7 +53,8 @@
 #include "queue/envelope.h"
 
 #define QUEUE_FILE_MAGIC "sharemail-queue 1\n"
-#define QUEUE_STATE_MAGIC "sharemail-state 1\n"
+#define QUEUE_STATE_MAGIC "sharemail-state 2\n"
+#define QUEUE_STATE_MAGIC_V1 "sharemail-state 1\n"
 #define QUEUE_FILE_MAGIC_LEN 18
 #define QUEUE_FILE_DIGEST_LEN 32
 /* The END record: type, length, data length, digest. */
@@ -98,12 +107,15 @@ int queue_file_read(int fd, struct envelope **env, uint64_t *data_off, uint64_t 
  */
 int queue_file_locate_data(int fd, uint64_t *data_off, uint64_t *data_len);
 
-/* Builds a whole state file for env's recipients into out (emptied first). 0 or -1. */
+/*
+ * Builds a whole state file (version 2) for env's recipients and their final
+ * mailboxes into out (emptied first). 0 or -1.
+ */
 int queue_file_encode_state(const struct envelope *env, struct queue_buf *out);
 
 /*
- * Validates a whole state file in memory and applies it to env's recipients
- * (all of them or none). Returns 0, or -1 when damaged, when its recipient
+ * Validates a whole state file (version 1 or 2) in memory and applies it to
+ * env's recipients, replacing their final mailboxes (all of them or none). Returns 0, or -1 when damaged, when its recipient
  * count differs from env's, or out of memory.
  */
 int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env);

@@ -23,7 +23,7 @@ from smtest import Suite, free_tcp_port  # noqa: E402
 S = Suite("queue_cli")
 WAIT = 10.0  # a bound for the daemon, never asserted
 ID_RE = re.compile(r"^[0-9A-Za-z]{11,31}$")
-DEFERRED, REMOTE = 3, 4
+DELIVERED, FAILED, DEFERRED, REMOTE = 1, 2, 3, 4
 
 
 def rec(t, v):
@@ -45,13 +45,28 @@ def msg_file(data, mail_from, rcpts, helo=b"client.example.org", received_at=Non
 
 
 def state_file(states):
-    """states: list of (state, attempts, next_try, status bytes)."""
+    """states: list of (state, attempts, next_try, status bytes). Version 1, as the code
+    before final mailboxes wrote it: files like it may be on disk and are still read."""
     recs = b""
     for st, att, nxt, status in states:
         inner = rec(b"s", bytes([st])) + rec(b"A", struct.pack(">I", att))
         inner += rec(b"N", struct.pack(">q", nxt)) + rec(b"M", status)
         recs += rec(b"r", inner)
     return with_end(b"sharemail-state 1\n", b"", recs)
+
+
+def state_file_v2(rcpts):
+    """rcpts: list of ((state, attempts, next_try, status), [(mailbox, state, attempts,
+    status or None), ...]): version 2, with each recipient's final mailboxes."""
+    recs = b""
+    for (st, att, nxt, status), finals in rcpts:
+        inner = rec(b"s", bytes([st])) + rec(b"A", struct.pack(">I", att))
+        inner += rec(b"N", struct.pack(">q", nxt)) + rec(b"M", status)
+        for box, fst, fatt, fstatus in finals:
+            x = rec(b"a", box) + rec(b"s", bytes([fst])) + rec(b"A", struct.pack(">I", fatt))
+            inner += rec(b"X", x + (rec(b"M", fstatus) if fstatus else b""))
+        recs += rec(b"r", inner)
+    return with_end(b"sharemail-state 2\n", b"", recs)
 
 
 def qpath(d, *parts):
@@ -154,6 +169,47 @@ def test_list_show_flush_delete_files_written_by_python():
         S.eq(len(run(d, "list").stdout.splitlines()), 2, "two left")
 
 
+def test_final_mailboxes_written_by_python():
+    """A version 2 state file: every final mailbox of an alias with its own state."""
+    with smtest.Daemon(minger=False) as d:
+        run(d, "list")
+        now = int(time.time())
+        a = "08AAAAAAAAteamteam"
+        put(d, "msg", a, msg_file(b"Subject: t\r\n\r\nhi\r\n", b"s@example.org",
+                                  [b"team@example.com", b"far@example.net"],
+                                  received_at=now - 30))
+        put(d, "state", a, state_file_v2([
+            ((DEFERRED, 1, now + 300, b"452 4.2.2 mailbox full"),
+             [(b"arvel@example.com", DELIVERED, 1, b"250 2.0.0 delivered to maildir"),
+              (b"carol@example.com", DEFERRED, 1, b"452 4.2.2 mailbox full"),
+              (b"x\x1b[0m@example.com", FAILED, 1, None)]),
+            ((REMOTE, 1, 0, b"450 4.4.0 remote delivery not built yet"), [])]))
+        p = run(d, "list")
+        expect(p, 0, "list")
+        S.eq(p.stdout, f"{a} 30s <s@example.org> 2 deferred=1 remote=1; 3 mailboxes "
+                       "delivered=1 failed=1 deferred=1\n", "list counts the mailboxes")
+        p = run(d, "show", a)
+        expect(p, 0, "show")
+        want = ('rcpt: <team@example.com> state=deferred attempts=1 next=',
+                '\n  mailbox: <arvel@example.com> state=delivered attempts=1 '
+                'status="250 2.0.0 delivered to maildir"\n'
+                '  mailbox: <carol@example.com> state=deferred attempts=1 '
+                'status="452 4.2.2 mailbox full"\n'
+                '  mailbox: <x\\x1b[0m@example.com> state=failed attempts=1\n'
+                'rcpt: <far@example.net> state=remote attempts=1 notify=- '
+                'status="450 4.4.0 remote delivery not built yet"\n')
+        S.check(want[0] in p.stdout and p.stdout.endswith(want[1]), f"show: {p.stdout!r}")
+        p = run(d, "flush")
+        S.eq(p.stdout, "1 recipients due now\n", "flush")
+        S.check("  mailbox: <carol@example.com> state=deferred attempts=1 " in run(d, "show", a).stdout,
+                "flush keeps the mailboxes")
+        # A damaged final mailbox record damages the state file: pending again, listed.
+        put(d, "state", a, state_file_v2([((DEFERRED, 1, 0, b"x"), [(b"", DELIVERED, 1, None)]),
+                                          ((REMOTE, 1, 0, b"y"), [])]))
+        S.eq(run(d, "list").stdout, f"{a} 30s <s@example.org> 2 pending=2\n",
+             "a damaged state counts as pending")
+
+
 def test_daemon_queue_and_cli():
     port = free_tcp_port()
     d = smtest.Daemon(conf={"smtp_listen": f"127.0.0.1:{port}",
@@ -216,4 +272,4 @@ def test_daemon_queue_and_cli():
 
 
 sys.exit(S.run([test_usage_and_empty_queue, test_list_show_flush_delete_files_written_by_python,
-                test_daemon_queue_and_cli]))
+                test_final_mailboxes_written_by_python, test_daemon_queue_and_cli]))

@@ -77,6 +77,8 @@ static int setup(void)
 	const char *loop1[] = {"loop2@example.com"};
 	const char *loop2[] = {"loop1@example.com"};
 	const char *dis[] = {"carol@example.com", "nobody@example.com"};
+	const char *pair[] = {"alice@example.com", "dave@example.com"};
+	const char *crew[] = {"alice@example.com", "carol@example.com", "dave@example.com"};
 	if (directory_account_add(dir, "alice@example.com", NULL, ACCOUNT_ACTIVE) != DIRECTORY_OK ||
 	    directory_account_add(dir, "bob@example.com", NULL, ACCOUNT_ACTIVE) != DIRECTORY_OK ||
 	    directory_account_add(dir, "carol@example.com", NULL, ACCOUNT_DISABLED) !=
@@ -89,7 +91,9 @@ static int setup(void)
 	    directory_alias_add(dir, "mixed@example.com", mixed, 2) != DIRECTORY_OK ||
 	    directory_alias_add(dir, "loop1@example.com", loop1, 1) != DIRECTORY_OK ||
 	    directory_alias_add(dir, "loop2@example.com", loop2, 1) != DIRECTORY_OK ||
-	    directory_alias_add(dir, "dis@example.com", dis, 2) != DIRECTORY_OK)
+	    directory_alias_add(dir, "dis@example.com", dis, 2) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "pair@example.com", pair, 2) != DIRECTORY_OK ||
+	    directory_alias_add(dir, "crew@example.com", crew, 3) != DIRECTORY_OK)
 		return -1;
 	const char *const domains[] = {"example.com", "example.org"};
 	idx = mailbox_index_open(dbpath, domains, 2, err, sizeof err);
@@ -531,6 +535,316 @@ TEST(quoted_local_part_gets_encoded_folder)
 	clear_mail();
 }
 
+/* ---- final mailboxes of an alias: each its own state ---- */
+
+static int remove_id(void *arg, const char *id)
+{
+	(void)arg;
+	queue_remove(q, id);
+	return 0;
+}
+
+/* No mail and no queued message: what an earlier (failed) test left cannot count. */
+static void fresh(void)
+{
+	clear_mail();
+	queue_list(q, remove_id, NULL);
+}
+
+/* Sets an account's state in the directory and in the runner's index. */
+static int set_state(const char *addr, enum account_state st)
+{
+	if (directory_account_set_state(dir, addr, st) != DIRECTORY_OK)
+		return -1;
+	return mailbox_index_refresh(idx) >= 1 ? 0 : -1;
+}
+
+/* The final mailbox addr of recipient i, or NULL. */
+static const struct envelope_final *final_of(const struct envelope *e, size_t i, const char *addr)
+{
+	for (size_t j = 0; e && i < e->n_rcpts && j < e->rcpts[i].n_finals; j++)
+		if (strcmp(e->rcpts[i].finals[j].addr, addr) == 0)
+			return &e->rcpts[i].finals[j];
+	return NULL;
+}
+
+/* Checks a final mailbox's state, attempts and status prefix. */
+static void check_final(const struct envelope *e, size_t i, const char *addr, enum rcpt_state st,
+                        int attempts, const char *status)
+{
+	const struct envelope_final *f = final_of(e, i, addr);
+	if (!CHECK(f != NULL)) {
+		fprintf(stderr, "  no final mailbox %s of recipient %zu\n", addr, i);
+		return;
+	}
+	CHECK_INT(f->state, st);
+	CHECK_INT(f->attempts, attempts);
+	if (!CHECK(f->status && strncmp(f->status, status, strlen(status)) == 0))
+		fprintf(stderr, "  %s: status %s, want %s...\n", addr, f->status, status);
+}
+
+/* One delivery pass with stderr (the log) captured into buf. */
+static void pass_logged(char *buf, size_t bufsz)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s/log", root);
+	fflush(stderr);
+	int saved = dup(2), fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	dup2(saved, 2);
+	close(saved);
+	ssize_t n = pread(fd, buf, bufsz - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+}
+
+/* A simulated restart: the queue closed and opened again (start-up scan included). */
+static void reopen_queue(void)
+{
+	char err[256], qdir[160];
+	queue_close(q);
+	snprintf(qdir, sizeof qdir, "%s/queue", root);
+	q = queue_open(qdir, base, err, sizeof err);
+	CHECK(q != NULL);
+}
+
+TEST(over_quota_member_deferred_then_delivered)
+{
+	char id[32];
+	fresh();
+	const char *rcpts[] = {"pair@example.com", NULL};
+	int64_t now = time(NULL);
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, now, body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "dave", NULL, 0, NULL), 0);
+	/* dave's copy is owed: the message stays, the alias deferred, each mailbox its own. */
+	struct envelope *e = read_env(id);
+	if (!CHECK(e != NULL))
+		return;
+	CHECK_INT(e->rcpts[0].state, RCPT_DEFERRED);
+	CHECK(e->rcpts[0].next_try >= now + cf->queue_retry_interval);
+	CHECK(e->rcpts[0].status && strncmp(e->rcpts[0].status, "452 4.2.2", 9) == 0);
+	CHECK_INT(e->rcpts[0].n_finals, 2);
+	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
+	check_final(e, 0, "dave@example.com", RCPT_DEFERRED, 1, "452 4.2.2 mailbox full");
+	envelope_free(e);
+	/* Not due: nothing happens. Flushed, still over quota: dave alone is retried. */
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK(queue_flush(q) >= 1);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	e = read_env(id);
+	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
+	check_final(e, 0, "dave@example.com", RCPT_DEFERRED, 2, "452 4.2.2");
+	CHECK(e && e->rcpts[0].state == RCPT_DEFERRED && e->rcpts[0].attempts == 2);
+	envelope_free(e);
+	/* The states survive a restart; then the quota is lifted and dave gets his copy. */
+	reopen_queue();
+	if (!CHECK_INT(set_state("dave@example.com", ACCOUNT_ACTIVE), 0))
+		return;
+	CHECK(queue_flush(q) >= 1);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "dave", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	e = read_env(id);
+	CHECK(e == NULL); /* every mailbox delivered: removed */
+	envelope_free(e);
+	set_state("dave@example.com", ACCOUNT_OVER_QUOTA);
+	clear_mail();
+}
+
+TEST(disabled_member_failed_and_never_delivered)
+{
+	char id[32];
+	fresh();
+	const char *rcpts[] = {"crew@example.com", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "carol", NULL, 0, NULL), 0);
+	struct envelope *e = read_env(id);
+	if (!CHECK(e != NULL))
+		return;
+	CHECK_INT(e->rcpts[0].state, RCPT_DEFERRED);
+	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
+	check_final(e, 0, "carol@example.com", RCPT_FAILED, 1, "550 5.2.1 mailbox disabled");
+	check_final(e, 0, "dave@example.com", RCPT_DEFERRED, 1, "452 4.2.2");
+	envelope_free(e);
+	/* Both accounts active again: dave gets the copy he was owed; carol failed for good. */
+	if (!CHECK_INT(set_state("carol@example.com", ACCOUNT_ACTIVE), 0) ||
+	    !CHECK_INT(set_state("dave@example.com", ACCOUNT_ACTIVE), 0))
+		return;
+	CHECK(queue_flush(q) >= 1);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "dave", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "carol", NULL, 0, NULL), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	e = read_env(id);
+	CHECK(e == NULL); /* delivered or failed, every one: removed */
+	envelope_free(e);
+	set_state("carol@example.com", ACCOUNT_DISABLED);
+	set_state("dave@example.com", ACCOUNT_OVER_QUOTA);
+	clear_mail();
+}
+
+TEST(no_second_copy_across_recipients_and_retries)
+{
+	char id[32];
+	fresh();
+	/* alice directly and through pair: one copy, then never another. */
+	const char *rcpts[] = {"Alice@example.com", "pair@example.com", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	struct envelope *e = read_env(id);
+	if (!CHECK(e != NULL))
+		return;
+	CHECK_INT(e->rcpts[0].state, RCPT_DELIVERED);
+	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
+	CHECK_INT(e->rcpts[1].state, RCPT_DEFERRED);
+	check_final(e, 1, "alice@example.com", RCPT_DELIVERED, 0, "250 2.0.0");
+	check_final(e, 1, "dave@example.com", RCPT_DEFERRED, 1, "452 4.2.2");
+	envelope_free(e);
+	for (int i = 0; i < 2; i++) {
+		reopen_queue();
+		CHECK(queue_flush(q) >= 1);
+		CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	}
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "dave", NULL, 0, NULL), 0);
+	e = read_env(id);
+	check_final(e, 1, "dave@example.com", RCPT_DEFERRED, 3, "452 4.2.2");
+	envelope_free(e);
+	queue_remove(q, id);
+	clear_mail();
+}
+
+TEST(deferred_member_expires_and_message_leaves)
+{
+	char id[32], log[8192];
+	fresh();
+	const char *rcpts[] = {"pair@example.com", NULL};
+	/* Past queue_lifetime (5 days): dave's deferral becomes a failure at once. */
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL) - 6 * 86400, body, id), 0))
+		return;
+	pass_logged(log, sizeof log);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	CHECK_INT(mailbox_count("example.com", "dave", NULL, 0, NULL), 0);
+	struct envelope *e = read_env(id);
+	CHECK(e == NULL);
+	envelope_free(e);
+	char want[256];
+	snprintf(want, sizeof want,
+	         "%s: to=<dave@example.com>, orig_to=<pair@example.com>, "
+	         "relay=local, delay=",
+	         id);
+	const char *l = strstr(log, want);
+	if (!CHECK(l != NULL))
+		fprintf(stderr, "  log: %s\n", log);
+	CHECK(l && strstr(l, ", dsn=5.4.7, status=bounced (delivery time expired after 1 "
+	                     "attempts; last: 452 4.2.2 mailbox full; no bounce message sent: "
+	                     "bounces are not built yet)\n"));
+	clear_mail();
+}
+
+TEST(foreign_alias_target_waits_as_remote)
+{
+	char id[32], log[8192];
+	fresh();
+	const char *rcpts[] = {"mixed@example.com", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	pass_logged(log, sizeof log);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	struct envelope *e = read_env(id);
+	if (!CHECK(e != NULL))
+		return;
+	/* The local copy is made; the foreign target waits for remote delivery. */
+	CHECK_INT(e->rcpts[0].state, RCPT_REMOTE);
+	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
+	check_final(e, 0, "far@remote.test", RCPT_REMOTE, 1, "450 4.4.0");
+	envelope_free(e);
+	char want[256];
+	snprintf(want, sizeof want,
+	         "info: %s: to=<far@remote.test>, orig_to=<mixed@example.com>, relay=none, delay=",
+	         id);
+	const char *l = strstr(log, want);
+	CHECK(l && strstr(l, ", dsn=4.4.0, status=deferred (remote delivery not built yet)\n"));
+	/* Nothing is due: later passes make no second local copy. */
+	CHECK_INT(queue_flush(q), 0);
+	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
+	CHECK_INT(mailbox_count("example.com", "alice", NULL, 0, NULL), 1);
+	queue_remove(q, id);
+	clear_mail();
+}
+
+/* 1 if log has an info line for `to` (and orig_to) with this dsn and status text. */
+static int logged(const char *log, const char *id, const char *to, const char *orig,
+                  const char *dsn, const char *status)
+{
+	char head[512], tail[512];
+	snprintf(head, sizeof head, "info: %s: to=<%s>%s%s%s, relay=local, delay=", id, to,
+	         orig ? ", orig_to=<" : "", orig ? orig : "", orig ? ">" : "");
+	snprintf(tail, sizeof tail, ", dsn=%s, status=%s\n", dsn, status);
+	for (const char *p = log; (p = strstr(p, head)) != NULL; p++) {
+		const char *d = p + strlen(head), *e = d; /* the delay: digits and a point */
+		while ((*e >= '0' && *e <= '9') || *e == '.')
+			e++;
+		if (e > d && strncmp(e, tail, strlen(tail)) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+TEST(one_log_line_per_mailbox_attempt)
+{
+	char id[32], log[8192];
+	fresh();
+	const char *rcpts[] = {"crew@example.com", "bob@example.com", "nobody@example.com", NULL};
+	if (!CHECK_INT(enqueue("s@example.net", rcpts, 0, time(NULL), body, id), 0))
+		return;
+	pass_logged(log, sizeof log);
+	CHECK(logged(log, id, "alice@example.com", "crew@example.com", "2.0.0",
+	             "sent (delivered to maildir)"));
+	CHECK(logged(log, id, "dave@example.com", "crew@example.com", "4.2.2",
+	             "deferred (mailbox full)"));
+	CHECK(logged(log, id, "bob@example.com", NULL, "2.0.0", "sent (delivered to maildir)"));
+	/* Permanent failures are warnings, and say that no bounce was sent. */
+	char want[512];
+	snprintf(want, sizeof want,
+	         "warning: %s: to=<carol@example.com>, orig_to=<crew@example.com>, relay=local, "
+	         "delay=",
+	         id);
+	const char *l = strstr(log, want);
+	CHECK(l && strstr(l, ", dsn=5.2.1, status=bounced (mailbox disabled; no bounce message "
+	                     "sent: bounces are not built yet)\n"));
+	snprintf(want, sizeof want,
+	         "warning: %s: to=<nobody@example.com>, relay=local, delay=", id);
+	l = strstr(log, want);
+	CHECK(l && strstr(l, ", dsn=5.1.1, status=bounced (no such mailbox; no bounce"));
+	/* Exactly one line per mailbox attempt: alice, carol, dave, bob, nobody. */
+	int lines = 0;
+	for (const char *p = log; (p = strstr(p, " to=<")) != NULL; p++)
+		lines++;
+	CHECK_INT(lines, 5);
+	/* A retry logs only the mailbox retried. */
+	CHECK(queue_flush(q) >= 1);
+	pass_logged(log, sizeof log);
+	CHECK(logged(log, id, "dave@example.com", "crew@example.com", "4.2.2",
+	             "deferred (mailbox full)"));
+	lines = 0;
+	for (const char *p = log; (p = strstr(p, " to=<")) != NULL; p++)
+		lines++;
+	CHECK_INT(lines, 1);
+	queue_remove(q, id);
+	clear_mail();
+}
+
 static void all(void)
 {
 	if (!CHECK_INT(setup(), 0))
@@ -548,6 +862,12 @@ static void all(void)
 	        T(runner_thread_delivers_on_kick),
 	        T(large_message_streamed_and_postmaster),
 	        T(quoted_local_part_gets_encoded_folder),
+	        T(over_quota_member_deferred_then_delivered),
+	        T(disabled_member_failed_and_never_delivered),
+	        T(no_second_copy_across_recipients_and_retries),
+	        T(deferred_member_expires_and_message_leaves),
+	        T(one_log_line_per_mailbox_attempt),
+	        T(foreign_alias_target_waits_as_remote),
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		cases[i].fn();

@@ -385,15 +385,37 @@ TEST(state_round_trip)
 	e->rcpts[1].attempts = 3;
 	e->rcpts[1].next_try = 1700000300;
 	envelope_set(&e->rcpts[1].status, "451 4.3.0 \r\nforged\0");
+	/* The second recipient is an alias: one mailbox has its copy, one waits. */
+	CHECK_INT(envelope_add_final(&e->rcpts[1], "arvel@example.com", RCPT_DELIVERED), 0);
+	CHECK_INT(envelope_add_final(&e->rcpts[1], "\"c\r\nX\"@example.com", RCPT_DEFERRED), 1);
+	e->rcpts[1].finals[0].attempts = 1;
+	envelope_set(&e->rcpts[1].finals[0].status, "250 2.0.0 delivered to maildir");
+	e->rcpts[1].finals[1].attempts = 3;
+	envelope_set(&e->rcpts[1].finals[1].status, "452 4.2.2 mailbox full");
 	CHECK_INT(queue_file_encode_state(e, &s), 0);
-	CHECK(memcmp(s.p, "sharemail-state 1\n", 18) == 0);
+	CHECK(memcmp(s.p, "sharemail-state 2\n", 18) == 0);
+	/* Applied over states and finals already there: replaced, not merged. */
+	CHECK_INT(envelope_add_final(&f2->rcpts[0], "stale@example.com", RCPT_DEFERRED), 0);
 	if (CHECK_INT(queue_file_apply_state(s.p, s.len, f2), 0)) {
 		CHECK_INT(f2->rcpts[0].state, RCPT_DELIVERED);
 		CHECK_STR(f2->rcpts[0].status, "250 2.0.0 delivered");
+		CHECK_INT(f2->rcpts[0].n_finals, 0);
 		CHECK_INT(f2->rcpts[1].state, RCPT_DEFERRED);
 		CHECK_INT(f2->rcpts[1].attempts, 3);
 		CHECK_INT(f2->rcpts[1].next_try, 1700000300);
 		CHECK_STR(f2->rcpts[1].status, "451 4.3.0 \r\nforged");
+		if (CHECK_INT(f2->rcpts[1].n_finals, 2)) {
+			const struct envelope_final *a = &f2->rcpts[1].finals[0];
+			const struct envelope_final *b = &f2->rcpts[1].finals[1];
+			CHECK_STR(a->addr, "arvel@example.com");
+			CHECK_INT(a->state, RCPT_DELIVERED);
+			CHECK_INT(a->attempts, 1);
+			CHECK_STR(a->status, "250 2.0.0 delivered to maildir");
+			CHECK_STR(b->addr, "\"c\r\nX\"@example.com");
+			CHECK_INT(b->state, RCPT_DEFERRED);
+			CHECK_INT(b->attempts, 3);
+			CHECK_STR(b->status, "452 4.2.2 mailbox full");
+		}
 	}
 	envelope_free(f2);
 	envelope_free(e);
@@ -450,8 +472,171 @@ TEST(state_damage_changes_nothing)
 	queue_buf_free(&m);
 }
 
+/* Appends one record (type, u32 BE length, value): for hand-made files. */
+static void rec(struct queue_buf *b, char type, const void *v, size_t n)
+{
+	uint8_t h[5] = {(uint8_t)type, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+	                (uint8_t)n};
+	queue_buf_add(b, h, sizeof h);
+	queue_buf_add(b, v, n);
+}
+
+static void rec_u8(struct queue_buf *b, char type, uint8_t v)
+{
+	rec(b, type, &v, 1);
+}
+
+static void rec_u32(struct queue_buf *b, char type, uint32_t v)
+{
+	uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+	rec(b, type, x, 4);
+}
+
+/* A recipient's 'r' record: state st, 2 attempts, next_try 0, then the extra records. */
+static void state_rec(struct queue_buf *b, unsigned st, const struct queue_buf *extra)
+{
+	struct queue_buf in = {0};
+	rec_u8(&in, 's', (uint8_t)st);
+	rec_u32(&in, 'A', 2);
+	rec(&in, 'N', "\0\0\0\0\0\0\0\0", 8);
+	if (extra)
+		queue_buf_add(&in, extra->p, extra->len);
+	rec(b, 'r', in.p, in.len);
+	queue_buf_free(&in);
+}
+
+/* A final mailbox's 'X' record: each field left out when NULL / negative. */
+static void final_rec(struct queue_buf *b, const char *addr, int st, int attempts)
+{
+	struct queue_buf in = {0};
+	if (addr)
+		rec(&in, 'a', addr, strlen(addr));
+	if (st >= 0)
+		rec_u8(&in, 's', (uint8_t)st);
+	if (attempts >= 0)
+		rec_u32(&in, 'A', (uint32_t)attempts);
+	rec(b, 'X', in.p ? in.p : (uint8_t *)"", in.len);
+	queue_buf_free(&in);
+}
+
+TEST(state_version_1_still_read)
+{
+	/* Written by the code before final mailboxes: read, recipients without finals. */
+	struct queue_buf recs = {0}, m = {0}, x = {0};
+	state_rec(&recs, RCPT_DEFERRED, NULL);
+	rec(&x, 'M', "250", 3);
+	state_rec(&recs, RCPT_DELIVERED, &x);
+	struct envelope *e = sample();
+	build(&m, QUEUE_STATE_MAGIC_V1, "", 0, recs.p, recs.len);
+	if (CHECK_INT(queue_file_apply_state(m.p, m.len, e), 0)) {
+		CHECK_INT(e->rcpts[0].state, RCPT_DEFERRED);
+		CHECK_INT(e->rcpts[0].attempts, 2);
+		CHECK_INT(e->rcpts[0].n_finals, 0);
+		CHECK_INT(e->rcpts[1].state, RCPT_DELIVERED);
+		CHECK_STR(e->rcpts[1].status, "250");
+	}
+	/* The same records are a good version 2 file too. */
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, e), 0);
+	/* A final mailbox in a version 1 file is damage (that writer never made one). */
+	x.len = 0;
+	final_rec(&x, "x@y", RCPT_DELIVERED, 1);
+	recs.len = 0;
+	state_rec(&recs, RCPT_DELIVERED, &x);
+	state_rec(&recs, RCPT_PENDING, NULL);
+	build(&m, QUEUE_STATE_MAGIC_V1, "", 0, recs.p, recs.len);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, e), -1);
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	if (CHECK_INT(queue_file_apply_state(m.p, m.len, e), 0) &&
+	    CHECK_INT(e->rcpts[0].n_finals, 1)) {
+		CHECK_STR(e->rcpts[0].finals[0].addr, "x@y");
+		CHECK_INT(e->rcpts[0].finals[0].state, RCPT_DELIVERED);
+		CHECK_INT(e->rcpts[0].finals[0].attempts, 1);
+		CHECK(e->rcpts[0].finals[0].status == NULL);
+	}
+	envelope_free(e);
+	queue_buf_free(&recs);
+	queue_buf_free(&m);
+	queue_buf_free(&x);
+}
+
+TEST(bad_final_records_with_good_checksum)
+{
+	struct queue_buf recs = {0}, m = {0}, x = {0};
+	struct envelope *one = envelope_new();
+	envelope_add_rcpt(one, "x@y", NULL, 0);
+	/* Each case breaks one rule of an 'X' record: the file counts as damaged. */
+	for (int i = 0; i < 9; i++) {
+		x.len = 0;
+		switch (i) {
+		case 0: final_rec(&x, NULL, RCPT_DELIVERED, 1); break; /* no address */
+		case 1: final_rec(&x, "", RCPT_DELIVERED, 1); break; /* empty address */
+		case 2: final_rec(&x, "x@y", -1, 1); break; /* no state */
+		case 3: final_rec(&x, "x@y", RCPT_DELIVERED, -1); break; /* no attempts */
+		case 4: final_rec(&x, "x@y", RCPT_REMOTE + 1, 1); break; /* state out of range */
+		case 5: /* two addresses */
+			final_rec(&x, "x@y", RCPT_DELIVERED, 1);
+			x.p[13] = 'a'; /* the 's' record becomes a second address */
+			break;
+		case 6: /* a next_try: only recipients have one */
+			final_rec(&x, "x@y", RCPT_DELIVERED, 1);
+			x.p[4] += 13;
+			rec(&x, 'N', "\0\0\0\0\0\0\0\0", 8);
+			break;
+		case 7: /* the value overruns its record */
+			final_rec(&x, "x@y", RCPT_DELIVERED, 1);
+			x.p[4]++;
+			break;
+		case 8: /* NUL inside the address */
+			final_rec(&x, "x@y", RCPT_DELIVERED, 1);
+			x.p[11] = '\0';
+			break;
+		}
+		recs.len = 0;
+		state_rec(&recs, RCPT_DEFERRED, &x);
+		build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+		if (!CHECK_INT(queue_file_apply_state(m.p, m.len, one), -1))
+			fprintf(stderr, "bad final record case %d accepted\n", i);
+		CHECK_INT(one->rcpts[0].state, RCPT_PENDING);
+		CHECK_INT(one->rcpts[0].n_finals, 0);
+	}
+	/* The cases above are bad only for what they break: the plain record is good. */
+	x.len = 0;
+	final_rec(&x, "x@y", RCPT_DELIVERED, 1);
+	recs.len = 0;
+	state_rec(&recs, RCPT_DEFERRED, &x);
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, one), 0);
+	CHECK_INT(one->rcpts[0].n_finals, 1);
+	/* More finals than an expansion can yield. */
+	x.len = 0;
+	char a[32];
+	for (int i = 0; i <= ENVELOPE_MAX_FINALS; i++) {
+		snprintf(a, sizeof a, "m%d@example.com", i);
+		final_rec(&x, a, RCPT_DELIVERED, 1);
+		if (i == ENVELOPE_MAX_FINALS - 1) {
+			recs.len = 0;
+			state_rec(&recs, RCPT_DELIVERED, &x);
+			build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+			CHECK_INT(queue_file_apply_state(m.p, m.len, one), 0);
+			CHECK_INT(one->rcpts[0].n_finals, ENVELOPE_MAX_FINALS);
+		}
+	}
+	recs.len = 0;
+	state_rec(&recs, RCPT_DELIVERED, &x);
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, one), -1);
+	CHECK_INT(one->rcpts[0].n_finals, ENVELOPE_MAX_FINALS); /* unchanged */
+	CHECK_INT(envelope_add_final(&one->rcpts[0], "more@example.com", RCPT_PENDING), -1);
+	envelope_free(one);
+	queue_buf_free(&recs);
+	queue_buf_free(&m);
+	queue_buf_free(&x);
+}
+
 TEST_MAIN(T(round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
           T(nul_inside_a_value_is_damage), T(every_truncation_is_damage),
           T(every_flipped_octet_is_damage), T(trailing_and_missing_end),
           T(bad_records_with_good_checksum), T(bad_end_record), T(read_from_fd_and_large_data),
-          T(state_round_trip), T(state_damage_changes_nothing))
+          T(state_round_trip), T(state_damage_changes_nothing), T(state_version_1_still_read),
+          T(bad_final_records_with_good_checksum))
