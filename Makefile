@@ -1,9 +1,11 @@
-# sharemail: non-recursive GNU make. Everything is built under $(B) (default build/).
-#   make            build build/sharemaild and build/sharemail
-#   make check      unit tests, fuzz-corpus replay, integration tests
+# sharemail: non-recursive GNU make (check, run, bench call it again after `make deps`).
+# Everything is built under $(B) (default build/).
+#   make            build build/sharemaild and build/sharemail (installs no packages)
+#   make deps       install the Debian packages that build and test need (scripts/install-deps)
+#   make check      deps, then unit tests, fuzz-corpus replay, integration tests
 #   make check-asan unit tests and fuzz corpora under ASan+UBSan (build-asan/)
-#   make run        demo server in the foreground on loopback
-#   make bench      benchmarks (bench/), figures printed as ratios
+#   make run        deps, then a demo server in the foreground on loopback
+#   make bench      deps (with --bench), then benchmarks (bench/), figures printed as ratios
 #   make fuzz       libFuzzer binaries (clang) in build-fuzz/
 #   make format-check  clang-format over src/ tests/unit fuzz bench
 .SUFFIXES:
@@ -12,9 +14,18 @@
 B        ?= build
 CC       ?= cc
 PKGS     := openssl sqlite3 libevent_core libevent_pthreads
-DEPS_OK  := $(shell scripts/install-deps >&2 && echo ok)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lcrypt -lpthread
+# No package is installed while parsing: `make deps` does that, and the targets that
+# need more than the build (check, run, bench) depend on it and build in a sub-make,
+# which reads pkg-config after the packages are there.
+PKG_OK     := $(shell pkg-config --exists $(PKGS) && echo ok)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
+ifneq ($(PKG_OK),ok)
+ifeq ($(filter deps deps-bench check check-unit check-asan check-asan-integration run bench \
+                clean,$(MAKECMDGOALS)),)
+$(warning pkg-config does not find $(PKGS): run `make deps` (scripts/install-deps) first)
+endif
+endif
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-unused-parameter -Wvla -Wpointer-arith
 OPT      ?= -O2 -g
@@ -79,24 +90,34 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 unit: $(UNIT_BIN) $(FUZZ_REPLAY)
 bench-bin: $(BENCH_BIN) all
 
-check: all unit
+deps:
+	scripts/install-deps
+
+deps-bench:
+	scripts/install-deps --bench
+
+check: deps
+	$(MAKE) --no-print-directory all unit
 	python3 tests/run-all --build $(B)
 
-check-unit: unit
+check-unit: deps
+	$(MAKE) --no-print-directory unit
 	python3 tests/run-all --build $(B) --no-integration
 
-check-asan:
+check-asan: deps
 	$(MAKE) B=build-asan SAN=1 unit all
 	python3 tests/run-all --build build-asan --no-integration
 
-check-asan-integration:
+check-asan-integration: deps
 	$(MAKE) B=build-asan SAN=1 unit all
 	python3 tests/run-all --build build-asan --integration-only
 
-run: all
+run: deps
+	$(MAKE) --no-print-directory all
 	python3 scripts/demo.py --build $(B)
 
-bench: bench-bin
+bench: deps-bench
+	$(MAKE) --no-print-directory bench-bin
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
 
@@ -116,8 +137,8 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all unit check check-unit check-asan check-asan-integration run bench bench-bin fuzz \
-        format-check format clean
+.PHONY: all deps deps-bench unit check check-unit check-asan check-asan-integration run bench \
+        bench-bin fuzz format-check format clean
 .PRECIOUS: $(B)/%.o $(B)/tests/unit/%.o $(B)/fuzz/%.o
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
