@@ -3,15 +3,17 @@
 
 Checks every installed file, its mode and its content; that a second install keeps an
 edited configuration; that the systemd unit carries the paths of the install and passes
-`systemd-analyze verify`; and, as root, that systemd-sysusers and systemd-tmpfiles
-applied to the DESTDIR create the user and state_dir the unit and the example config
-expect. make runs with the build folder of this test run (SHAREMAIL_BUILD) and only
+`systemd-analyze verify`; as root, that systemd-sysusers and systemd-tmpfiles applied to
+the DESTDIR create the user and state_dir the unit and the example config expect; and
+that the example config as shipped runs the README's Quick start (ports changed only). make runs with the build folder of this test run (SHAREMAIL_BUILD) and only
 after checking that it is up to date, so it never builds (make check runs this suite
 after building).
 """
 import os
 import re
 import shutil
+import smtplib
+import socket
 import stat
 import subprocess
 import sys
@@ -244,6 +246,83 @@ def test_systemd_analyze_verify():
         S.check("strickt" in p.stdout + p.stderr, "systemd-analyze verify reports a bad value")
 
 
+def free_port_both(kind):
+    """A port free for `kind` (SOCK_STREAM or SOCK_DGRAM) on every IPv4 and IPv6 address."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, kind) as s4:
+            s4.bind(("0.0.0.0", 0))
+            port = s4.getsockname()[1]
+            if not smtest.have_ipv6():
+                return port
+            try:
+                with socket.socket(socket.AF_INET6, kind) as s6:
+                    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s6.bind(("::", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no port free on both IPv4 and IPv6")
+
+
+def quick_start_conf(smtp_port, minger_port, v6):
+    """etc/sharemail.conf as shipped, with only what a test must change: the ports (25
+    and 4069 may be taken), state_dir in the test's folder, and, without IPv6, the
+    IPv6 listeners dropped (as the example's comment says)."""
+    out = []
+    for line in read(os.path.join(TOP, "etc/sharemail.conf")).decode().splitlines():
+        k, sep, v = line.partition("=")
+        k, v = k.strip(), v.strip()
+        if sep and k == "state_dir":
+            line = "state_dir = state"
+        elif sep and k in ("smtp_listen", "minger_listen"):
+            if v.startswith("[") and not v6:
+                continue
+            port = smtp_port if k == "smtp_listen" else minger_port
+            line = f"{k} = {v.rsplit(':', 1)[0]}:{port}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_quick_start_example_config():
+    """The README's Quick start with the example config as shipped: check-config, an
+    account and an alias, sharemaild, a Minger query from this machine answered 5, and
+    a message delivered to the Maildir."""
+    v6 = smtest.have_ipv6()
+    smtp_port = free_port_both(socket.SOCK_STREAM)
+    minger_port = free_port_both(socket.SOCK_DGRAM)
+    with smtest.Daemon(minger=False) as d:
+        with open(d.conf_path, "w") as f:
+            f.write(quick_start_conf(smtp_port, minger_port, v6))
+        secrets = os.path.join(d.dir, "minger-secrets")
+        fd = os.open(secrets, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"quick-start-secret-0123456789\n")
+        os.close(fd)
+        p = d.cli("check-config", check=False)
+        S.eq((p.returncode, p.stderr), (0, ""), "check-config on the example")
+        pw = os.path.join(d.dir, "password")
+        with open(pw, "w") as f:
+            f.write("a password\n")
+        d.cli("account", "add", "arvel@example.com", "--password-file", pw)
+        d.cli("alias", "add", "sales@example.com", "arvel@example.com")
+        d.start()
+        servers = [f"127.0.0.1:{minger_port}"] + ([f"[::1]:{minger_port}"] if v6 else [])
+        for server in servers:
+            p = subprocess.run([smtest.SHAREMAIL, "minger", "query", "arvel@example.com",
+                                "sales@example.com", "--server", server, "--secret-file",
+                                secrets], capture_output=True, text=True, timeout=60)
+            S.eq((p.returncode, p.stdout),
+                 (0, "arvel@example.com 5 active\nsales@example.com 5 active\n"),
+                 f"minger query --server {server}: {p.stderr}")
+        if not v6:
+            S.skip("no IPv6 loopback: the [::1] Minger listener is not checked")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as c:
+            c.sendmail("someone@example.org", ["sales@example.com"],
+                       b"Subject: quick start\r\n\r\nIt works.\r\n")
+        mails = smtest.wait_mail(d, "arvel@example.com")
+        S.check(len(mails) == 1 and b"It works." in mails[0],
+                "delivered to state_dir/mail/example.com/arvel/Maildir/new/")
+
+
 if __name__ == "__main__":
     for b in (smtest.SHAREMAILD, smtest.SHAREMAIL):
         if not os.access(b, os.X_OK):
@@ -261,4 +340,4 @@ if __name__ == "__main__":
         print("0 passed, 1 failed")
         sys.exit(1)
     sys.exit(S.run([test_install_destdir_prefix_usr, test_install_default_prefix,
-                    test_systemd_analyze_verify]))
+                    test_systemd_analyze_verify, test_quick_start_example_config]))
