@@ -1,20 +1,33 @@
-# sharemail: non-recursive GNU make. Everything is built under $(B) (default build/).
-#   make            build build/sharemaild and build/sharemail
-#   make check      unit tests, fuzz-corpus replay, integration tests
+# sharemail: non-recursive GNU make (check, run, bench call it again after `make deps`).
+# Everything is built under $(B) (default build/).
+#   make            build build/sharemaild and build/sharemail (installs no packages)
+#   make deps       install the Debian packages that build and test need (scripts/install-deps)
+#   make check      deps, then unit tests, fuzz-corpus replay, integration tests
 #   make check-asan unit tests and fuzz corpora under ASan+UBSan (build-asan/)
-#   make run        demo server in the foreground on loopback
-#   make bench      benchmarks (bench/), figures printed as ratios
+#   make run        deps, then a demo server in the foreground on loopback
+#   make bench      deps (with --bench), then benchmarks (bench/), figures printed as ratios
 #   make fuzz       libFuzzer binaries (clang) in build-fuzz/
 #   make format-check  clang-format over src/ tests/unit fuzz bench
+#   make install    binaries, man pages, example config, systemd files (PREFIX, DESTDIR)
+#   make uninstall  removes what install put there, except the configuration
 .SUFFIXES:
 .DELETE_ON_ERROR:
 
 B        ?= build
 CC       ?= cc
 PKGS     := openssl sqlite3 libevent_core libevent_pthreads
-DEPS_OK  := $(shell scripts/install-deps >&2 && echo ok)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lcrypt -lpthread
+# No package is installed while parsing: `make deps` does that, and the targets that
+# need more than the build (check, run, bench) depend on it and build in a sub-make,
+# which reads pkg-config after the packages are there.
+PKG_OK     := $(shell pkg-config --exists $(PKGS) && echo ok)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
+ifneq ($(PKG_OK),ok)
+ifeq ($(filter deps deps-bench check check-unit check-asan check-asan-integration run bench \
+                clean uninstall,$(MAKECMDGOALS)),)
+$(warning pkg-config does not find $(PKGS): run `make deps` (scripts/install-deps) first)
+endif
+endif
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-unused-parameter -Wvla -Wpointer-arith
 OPT      ?= -O2 -g
@@ -79,26 +92,84 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 unit: $(UNIT_BIN) $(FUZZ_REPLAY)
 bench-bin: $(BENCH_BIN) all
 
-check: all unit
+deps:
+	scripts/install-deps
+
+deps-bench:
+	scripts/install-deps --bench
+
+check: deps
+	$(MAKE) --no-print-directory all unit
 	python3 tests/run-all --build $(B)
 
-check-unit: unit
+check-unit: deps
+	$(MAKE) --no-print-directory unit
 	python3 tests/run-all --build $(B) --no-integration
 
-check-asan:
+check-asan: deps
 	$(MAKE) B=build-asan SAN=1 unit all
 	python3 tests/run-all --build build-asan --no-integration
 
-check-asan-integration:
+check-asan-integration: deps
 	$(MAKE) B=build-asan SAN=1 unit all
 	python3 tests/run-all --build build-asan --integration-only
 
-run: all
+run: deps
+	$(MAKE) --no-print-directory all
 	python3 scripts/demo.py --build $(B)
 
-bench: bench-bin
+bench: deps-bench
+	$(MAKE) --no-print-directory bench-bin
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
+
+# Install paths. PREFIX=/usr is what a Debian package uses; SYSCONFDIR stays /etc for any
+# PREFIX. The systemd files go under PREFIX too: systemd reads /usr/lib/systemd/system (the
+# same folder as /lib/systemd/system on a merged-/usr Debian), /usr/local/lib/systemd/system
+# and the matching sysusers.d and tmpfiles.d folders; set SYSTEMDDIR, SYSUSERSDIR and
+# TMPFILESDIR for another PREFIX. The example config is installed only where none exists.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= /etc
+SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+INSTALL     ?= install
+CONF_DEST   := $(DESTDIR)$(SYSCONFDIR)/sharemail/sharemail.conf
+UNIT_DEST   := $(DESTDIR)$(SYSTEMDDIR)/sharemaild.service
+INSTALLED   := $(DESTDIR)$(SBINDIR)/sharemaild $(DESTDIR)$(BINDIR)/sharemail \
+               $(DESTDIR)$(MANDIR)/man8/sharemaild.8 $(DESTDIR)$(MANDIR)/man1/sharemail.1 \
+               $(DESTDIR)$(MANDIR)/man5/sharemail.conf.5 $(UNIT_DEST) \
+               $(DESTDIR)$(SYSUSERSDIR)/sharemail.conf $(DESTDIR)$(TMPFILESDIR)/sharemail.conf
+
+install: all
+	@# install -d would also chmod folders that exist (an /etc/sharemail made 0750): skip those.
+	@for d in $(sort $(dir $(INSTALLED) $(CONF_DEST))); do \
+	  [ -d "$$d" ] || { echo "$(INSTALL) -d -m 0755 $$d"; $(INSTALL) -d -m 0755 "$$d"; } || exit 1; \
+	done
+	$(INSTALL) -m 0755 $(B)/sharemaild $(DESTDIR)$(SBINDIR)/sharemaild
+	$(INSTALL) -m 0755 $(B)/sharemail $(DESTDIR)$(BINDIR)/sharemail
+	$(INSTALL) -m 0644 doc/sharemaild.8 $(DESTDIR)$(MANDIR)/man8/sharemaild.8
+	$(INSTALL) -m 0644 doc/sharemail.1 $(DESTDIR)$(MANDIR)/man1/sharemail.1
+	$(INSTALL) -m 0644 doc/sharemail.conf.5 $(DESTDIR)$(MANDIR)/man5/sharemail.conf.5
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	  etc/systemd/sharemaild.service.in > $(UNIT_DEST).tmp
+	chmod 0644 $(UNIT_DEST).tmp
+	mv -f $(UNIT_DEST).tmp $(UNIT_DEST)
+	$(INSTALL) -m 0644 etc/systemd/sharemail.sysusers $(DESTDIR)$(SYSUSERSDIR)/sharemail.conf
+	$(INSTALL) -m 0644 etc/systemd/sharemail.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sharemail.conf
+	@if [ -e $(CONF_DEST) ]; then \
+	  echo "install: kept the existing $(CONF_DEST) (the example is etc/sharemail.conf)"; \
+	else \
+	  echo "$(INSTALL) -m 0644 etc/sharemail.conf $(CONF_DEST)"; \
+	  $(INSTALL) -m 0644 etc/sharemail.conf $(CONF_DEST); \
+	fi
+
+uninstall:
+	rm -f $(INSTALLED)
+	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR)/sharemail/ and state_dir (/var/lib/sharemail)"
 
 FUZZ_B := build-fuzz
 fuzz:
@@ -116,8 +187,8 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all unit check check-unit check-asan check-asan-integration run bench bench-bin fuzz \
-        format-check format clean
+.PHONY: all deps deps-bench unit check check-unit check-asan check-asan-integration run bench \
+        bench-bin fuzz format-check format clean install uninstall
 .PRECIOUS: $(B)/%.o $(B)/tests/unit/%.o $(B)/fuzz/%.o
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

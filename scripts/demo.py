@@ -42,6 +42,28 @@ def have_ipv6():
         return False
 
 
+def print_hints(build, state, conf):
+    """Commands to paste into another terminal: relative to the working folder (where
+    make runs, the top of the tree), each naming the demo's config and secret file."""
+    def rel(path):
+        return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+    tool = rel(os.path.join(build, "sharemail"))
+    secrets = rel(os.path.join(state, "minger-secrets"))
+    hints = [
+        f"{tool} -c {rel(conf)} minger query arvel@example.com --server 127.0.0.1:14069 "
+        f"--secret-file {secrets}",
+        "swaks --server 127.0.0.1 --port 2525 --to arvel@example.com",
+        f"ls {rel(os.path.join(state, 'mail/example.com/arvel/Maildir/new'))}",
+        f"{tool} -c {rel(conf)} account list",
+    ]
+    print(f"demo: config {rel(conf)}, Minger secret file {secrets} ({SECRET}); "
+          "Ctrl-C stops the demo", file=sys.stderr)
+    print(f"demo: try these in another terminal, in {os.getcwd()}:", file=sys.stderr)
+    for h in hints:
+        print("  " + h, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -67,11 +89,7 @@ def main():
                            check=True)
         for alias, targets in ALIASES:
             subprocess.run(cli + ["alias", "add", alias] + targets, check=True)
-    print(f"demo: config {conf}", file=sys.stderr)
-    print("demo: try  printf '%s\\n' " + SECRET + " > /tmp/s; build/sharemail minger query "
-          "arvel@example.com --server 127.0.0.1:14069 --secret-file /tmp/s", file=sys.stderr)
-    print("demo: and  swaks --server 127.0.0.1 --port 2525 --to arvel@example.com; "
-          "ls demo-state/mail/example.com/arvel/Maildir/new", file=sys.stderr)
+    print_hints(build, state, conf)
     try:
         return subprocess.run([os.path.join(build, "sharemaild"), "-c", conf]).returncode
     except KeyboardInterrupt:

@@ -762,7 +762,171 @@ TEST(errors_print_format)
 	conf_errors_free(&errs);
 }
 
-/* The lines of doc/sharemail.conf.5 between the markers equal conf_doc_man(). */
+/* Index of the schema key `name` (len octets), or -1. */
+static long schema_index(const char *name, size_t len)
+{
+	for (size_t i = 0; i < conf_schema_count(); i++) {
+		const char *k = conf_schema_doc(i)->name;
+		if (strlen(k) == len && memcmp(k, name, len) == 0)
+			return (long)i;
+	}
+	return -1;
+}
+
+/* 1 if c can be part of a word that may name a key. */
+static int word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+/* 1 if the word [w, we) looks like a key: lower-case letters and digits joined by '_'. */
+static int key_like(const char *w, const char *we)
+{
+	if (!(w[0] >= 'a' && w[0] <= 'z') || we[-1] == '_' || !memchr(w, '_', (size_t)(we - w)))
+		return 0;
+	for (const char *p = w; p < we; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			return 0;
+	return 1;
+}
+
+/* The key-like words of [l, end) that are not keys of the schema: printed, counted. */
+static int stray_in_line(const char *l, const char *end, const char *file)
+{
+	int stray = 0;
+	for (const char *w = l; w < end;) {
+		const char *we = w;
+		while (we < end && word_char(*we))
+			we++;
+		if (we == w) {
+			w++;
+			continue;
+		}
+		if (key_like(w, we) && schema_index(w, (size_t)(we - w)) < 0) {
+			printf("  %s names %.*s, not a key of src/conf/conf_schema.c\n", file,
+			       (int)(we - w), w);
+			stray++;
+		}
+		w = we;
+	}
+	return stray;
+}
+
+/*
+ * Every word of text that looks like a key (e.g. smtp_listen) must be a key of the
+ * schema: a file that names a key the code does not have documents a setting that does
+ * nothing. Lines starting with `skip` (roff comments) are not read. Returns the count
+ * of stray words.
+ */
+static int stray_key_words(const char *text, const char *skip, const char *file)
+{
+	int stray = 0;
+	size_t skiplen = skip ? strlen(skip) : 0;
+	for (const char *l = text; *l;) {
+		const char *end = strchr(l, '\n');
+		if (!end)
+			end = l + strlen(l);
+		if (!(skip && strncmp(l, skip, skiplen) == 0))
+			stray += stray_in_line(l, end, file);
+		l = *end ? end + 1 : end;
+	}
+	return stray;
+}
+
+/* Turns roff text into plain text in place: "\-" -> "-", "\e" -> "\", "\&" and font
+ * changes ("\fB", "\fR", ...) dropped. */
+static void roff_plain(char *s)
+{
+	char *o = s;
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] == '-') {
+			*o++ = '-';
+			p++;
+		} else if (p[0] == '\\' && p[1] == 'e') {
+			*o++ = '\\';
+			p++;
+		} else if (p[0] == '\\' && p[1] == '&') {
+			p++;
+		} else if (p[0] == '\\' && p[1] == 'f' && p[2]) {
+			p += 2;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * Checks a KEYS list (roff, as between the SCHEMA TABLE markers) against the schema:
+ * one entry per key, each ".TP", ".B name", "type[; default D][; values R].", ".br",
+ * the key's one-line description; no entry for a key the schema lacks. Returns 1 if
+ * it all matches.
+ */
+static int check_keys_list(const char *roff, size_t len, const char *what)
+{
+	char *text = malloc(len + 1);
+	size_t n = conf_schema_count();
+	int *seen = calloc(n, sizeof *seen);
+	int ok = 1;
+	if (!CHECK(text != NULL && seen != NULL)) {
+		free(text);
+		free(seen);
+		return 0;
+	}
+	memcpy(text, roff, len);
+	text[len] = '\0';
+	roff_plain(text);
+	char *save = NULL, *lines[5];
+	char *l = strtok_r(text, "\n", &save);
+	int parsed = 1;
+	while (l) {
+		lines[0] = l;
+		for (int k = 1; k < 5; k++)
+			lines[k] = strtok_r(NULL, "\n", &save);
+		if (!CHECK(lines[4] != NULL && strcmp(lines[0], ".TP") == 0 &&
+		           strncmp(lines[1], ".B ", 3) == 0 && strcmp(lines[3], ".br") == 0)) {
+			printf("  %s: an entry is not .TP/.B KEY/attributes/.br/text at \"%s\"\n",
+			       what, lines[0]);
+			ok = parsed = 0;
+			break;
+		}
+		const char *name = lines[1] + 3;
+		long i = schema_index(name, strlen(name));
+		if (!CHECK(i >= 0)) {
+			printf("  %s documents %s, which is not a key of the schema\n", what, name);
+			ok = 0;
+		} else {
+			const struct conf_key_doc *d = conf_schema_doc((size_t)i);
+			char want[512];
+			snprintf(want, sizeof want, "%s%s%s%s%s.", d->type,
+			         d->def[0] ? "; default " : "", d->def,
+			         d->range[0] ? "; values " : "", d->range);
+			seen[i]++;
+			if (!CHECK_STR(lines[2], want) || !CHECK_STR(lines[4], d->doc)) {
+				printf("  %s: the entry for %s differs from the schema\n", what,
+				       name);
+				ok = 0;
+			}
+		}
+		l = strtok_r(NULL, "\n", &save);
+	}
+	for (size_t i = 0; parsed && i < n; i++)
+		if (!CHECK_INT(seen[i], 1)) {
+			printf("  %s has %d entries for %s\n", what, seen[i],
+			       conf_schema_doc(i)->name);
+			ok = 0;
+		}
+	free(seen);
+	free(text);
+	return ok;
+}
+
+/*
+ * doc/sharemail.conf.5 as checked in: its KEYS list holds every key of the schema with
+ * its type, default, values and description, and nothing else; no other word of the page
+ * names a key the schema lacks. (And conf_doc_man, which writes that list, agrees.)
+ */
 TEST(man_page_matches_schema)
 {
 	static const char begin[] = ".\\\" BEGIN SCHEMA TABLE\n";
@@ -775,21 +939,18 @@ TEST(man_page_matches_schema)
 	char *e = b ? strstr(b, end) : NULL;
 	CHECK(b != NULL && (b == page || b[-1] == '\n'));
 	CHECK(e != NULL && e[-1] == '\n');
+	if (b && e) {
+		b += strlen(begin);
+		if (!check_keys_list(b, (size_t)(e - b), "doc/sharemail.conf.5"))
+			printf("  regenerate the list: build/sharemail config-doc --man\n");
+	}
+	roff_plain(page);
+	CHECK_INT(stray_key_words(page, ".\\\"", "doc/sharemail.conf.5"), 0);
 	char *gen = NULL;
 	FILE *f = open_memstream(&gen, &genlen);
 	CHECK_INT(conf_doc_man(f), 0);
 	fclose(f);
-	if (b && e) {
-		b += strlen(begin);
-		if (!CHECK_MEM(b, (size_t)(e - b), gen, genlen))
-			printf("  regenerate the table: build/sharemail config-doc --man\n");
-	}
-	/* And the generator covers every key. */
-	for (size_t i = 0; i < conf_schema_count(); i++) {
-		char tag[128];
-		snprintf(tag, sizeof tag, ".B %s\n", conf_schema_doc(i)->name);
-		CHECK(strstr(gen, tag) != NULL);
-	}
+	check_keys_list(gen, genlen, "conf_doc_man()");
 	free(gen);
 	free(page);
 }
@@ -812,8 +973,12 @@ TEST(text_doc_lists_every_key)
 	free(gen);
 }
 
-/* 1 if a line of text is "key =" or "#key =" (spaces allowed around). */
-static int example_mentions(const char *text, const char *key)
+/*
+ * Looks for a line "key = value" or "#key = value" (blanks allowed around) in text.
+ * With value NULL any value counts; else the value must be exactly `value` (the
+ * rest of the line, trailing blanks ignored). Returns 1 if there is one.
+ */
+static int example_has(const char *text, const char *key, const char *value)
 {
 	size_t klen = strlen(key);
 	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
@@ -824,21 +989,40 @@ static int example_mentions(const char *text, const char *key)
 			continue;
 		p += klen;
 		p += strspn(p, " \t");
-		if (*p == '=')
+		if (*p != '=')
+			continue;
+		if (!value)
+			return 1;
+		p += 1 + strspn(p + 1, " \t");
+		size_t vlen = strcspn(p, "\n");
+		while (vlen > 0 && (p[vlen - 1] == ' ' || p[vlen - 1] == '\t'))
+			vlen--;
+		if (vlen == strlen(value) && memcmp(p, value, vlen) == 0)
 			return 1;
 	}
 	return 0;
 }
 
+/*
+ * etc/sharemail.conf as checked in: every key of the schema has a line, a key with a
+ * default has a line (usually commented) with exactly that default, no word of the file
+ * names a key the schema lacks; and, copied next to a secret file, it loads.
+ */
 TEST(example_config_complete_and_valid)
 {
 	size_t len;
 	char *text = read_all("etc/sharemail.conf", &len);
 	if (!CHECK(text != NULL))
 		return;
-	for (size_t i = 0; i < conf_schema_count(); i++)
-		if (!CHECK(example_mentions(text, conf_schema_doc(i)->name)))
-			printf("  etc/sharemail.conf lacks %s\n", conf_schema_doc(i)->name);
+	for (size_t i = 0; i < conf_schema_count(); i++) {
+		const struct conf_key_doc *d = conf_schema_doc(i);
+		if (!CHECK(example_has(text, d->name, NULL)))
+			printf("  etc/sharemail.conf lacks %s\n", d->name);
+		else if (d->def[0] && !CHECK(example_has(text, d->name, d->def)))
+			printf("  etc/sharemail.conf lacks the line #%s = %s (the default)\n",
+			       d->name, d->def);
+	}
+	CHECK_INT(stray_key_words(text, NULL, "etc/sharemail.conf"), 0);
 	/* Copied next to a secret file, the example loads without a problem. */
 	const char *p = write_text("example.conf", text);
 	char path[PATH_MAX + 64];
