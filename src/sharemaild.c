@@ -1,7 +1,8 @@
 /*
- * sharemaild: the daemon. Loads the configuration, opens the directory index,
- * binds and starts every enabled service, then runs the main event loop (libevent)
- * for signals and housekeeping timers until SIGTERM or SIGINT. See sharemaild(8).
+ * sharemaild: the daemon. Loads the configuration, locks state_dir, opens the
+ * directory index, binds and starts every enabled service, then runs the main
+ * event loop (libevent) for signals and housekeeping timers until SIGTERM or
+ * SIGINT. See sharemaild(8).
  *
  * Services built so far: Minger (UDP), SMTP and submission (smtpd_server), the
  * queue (<state_dir>/queue) and its local delivery runner. SMTPS and POP3
@@ -11,13 +12,26 @@
  * (a session waiting for a commit first gets its outcome), then stop the delivery
  * runner and close the queue. A second signal, or DRAIN_MAX_S seconds, cuts the
  * drain short.
+ *
+ * SIGHUP: the file is read again. With errors, each is logged (file:line) and the
+ * running configuration stays. Otherwise conf_reload_merge() keeps the running
+ * value of every key that needs a restart (named in one line), the log is set up
+ * again (log_level, log_syslog, log_file reopened), and new SMTP sessions use the
+ * new conf. The Minger workers, the delivery runner and the index keep the conf
+ * they started with (boot); an older conf is freed once no SMTP session uses it.
+ *
+ * systemd: READY=1 once every port is bound, RELOADING=1 ... READY=1 around a
+ * reload, STOPPING=1 on the first stop signal ($NOTIFY_SOCKET; see sdnotify.h).
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,14 +43,22 @@
 #include "smtpd/smtpd_server.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 #include "util/timeutil.h"
+#include "util/version.h"
 #include "verify/mailbox_index.h"
 
 #define REFRESH_INTERVAL_MS 1000
 #define DRAIN_MAX_S 10
+#define PID_FILE "sharemaild.pid" /* in state_dir: our pid, and the lock */
 
 struct daemon {
-	struct conf *conf;
+	const char *conf_path; /* as given (-c, $SHAREMAIL_CONF or the default) */
+	struct conf *boot; /* loaded at start: Minger, delivery and the index use it */
+	struct conf *conf; /* in force: boot, or the last good reload */
+	struct conf **retired; /* earlier reloads that SMTP sessions may still use */
+	size_t n_retired;
+	int lock_fd;
 	struct mailbox_index *index;
 	struct minger_server *minger;
 	struct event_base *base;
@@ -48,23 +70,43 @@ struct daemon {
 	int refresh_failing;
 };
 
-static void usage(void)
+static void usage(FILE *out)
 {
-	fprintf(stderr, "usage: sharemaild [-c FILE] [-t]\n"
-	                "  -c FILE  configuration (default $SHAREMAIL_CONF or "
-	                "/etc/sharemail/sharemail.conf)\n"
-	                "  -t       check the configuration and exit\n");
+	fprintf(out, "usage: sharemaild [-c FILE] [-t]\n"
+	             "       sharemaild --help | --version\n"
+	             "  -c FILE    configuration (default $SHAREMAIL_CONF or "
+	             "/etc/sharemail/sharemail.conf)\n"
+	             "  -t         check the configuration, print \"FILE: ok\" and exit\n"
+	             "  --help     print this text\n"
+	             "  --version  print the version\n"
+	             "Runs in the foreground. SIGTERM or SIGINT stops it; SIGHUP reloads the\n"
+	             "configuration and reopens log_file. See sharemaild(8).\n");
 }
 
 static struct conf *load_conf(const char *path)
 {
 	struct conf_errors errs = {0};
 	struct conf *c = conf_load(path, &errs);
-	if (!c) {
-		conf_errors_print(&errs);
-		conf_errors_free(&errs);
-	}
+	conf_errors_print(&errs); /* the errors, or the warnings of a file that loaded */
+	conf_errors_free(&errs);
 	return c;
+}
+
+/* log_level, log_syslog and log_file of c in force. Returns 0 or -1 (logged). */
+static int log_apply(const struct conf *c)
+{
+	enum log_level lvl;
+	enum log_syslog_mode mode;
+	char err[512];
+	if (log_level_parse(c->log_level, &lvl) == 0)
+		log_set_level(lvl);
+	if (log_syslog_parse(c->log_syslog, &mode) != 0)
+		mode = LOG_SYSLOG_NO; /* the schema allows no other word */
+	if (log_configure(c->log_file, mode, err, sizeof err) != 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 static void warn_unbuilt(const struct conf *c)
@@ -79,14 +121,75 @@ static void warn_unbuilt(const struct conf *c)
 			            unbuilt[i].key);
 }
 
+/* Another daemon holds the lock on fd: names it by the pid it wrote (digits only). */
+static void lock_refused(const struct daemon *d, int fd, const char *path)
+{
+	char buf[32], pid[32];
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	size_t k = 0;
+	for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+		pid[k++] = buf[i];
+	pid[k] = '\0';
+	log_err("state_dir %s is in use by sharemaild pid %s (lock %s); not starting",
+	        d->boot->state_dir, k ? pid : "(not yet written)", path);
+}
+
+/*
+ * Creates state_dir and takes its lock: an flock() on <state_dir>/sharemaild.pid,
+ * which then holds our pid. Two daemons on one state would share a queue and
+ * deliver each message twice, so a second one stops here, naming the first. The
+ * kernel drops the lock when we exit, however we exit; the file stays (removing
+ * it would let a third daemon lock a new file while a second holds the old one).
+ */
+static int lock_state(struct daemon *d)
+{
+	char path[4096], text[32];
+	if (fs_mkdirs(d->boot->state_dir, 0700, 0) != 0) {
+		log_err("cannot create state_dir %s: %s", d->boot->state_dir, strerror(errno));
+		return -1;
+	}
+	if (conf_state_path(d->boot, PID_FILE, path, sizeof path) != 0) {
+		log_err("state_dir too long");
+		return -1;
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+	if (fd < 0) {
+		log_err("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK)
+			lock_refused(d, fd, path);
+		else
+			log_err("cannot lock %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {
+		log_err("cannot write %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	d->lock_fd = fd;
+	return 0;
+}
+
+/* At exit: the pid goes (an empty file means no daemon), then the lock. */
+static void unlock_state(struct daemon *d)
+{
+	if (d->lock_fd < 0)
+		return;
+	if (ftruncate(d->lock_fd, 0) != 0)
+		log_warning("cannot empty the pid file: %s", strerror(errno));
+	close(d->lock_fd);
+	d->lock_fd = -1;
+}
+
 /* Opens (creating if needed) the directory, then builds the in-memory index. */
 static int open_index(struct daemon *d)
 {
 	char path[4096], err[256];
-	if (fs_mkdirs(d->conf->state_dir, 0700, 0) != 0) {
-		log_err("cannot create state_dir %s: %s", d->conf->state_dir, strerror(errno));
-		return -1;
-	}
 	if (conf_state_path(d->conf, "directory.db", path, sizeof path) != 0)
 		return -1;
 	struct directory *dir = directory_open(path, 0, err, sizeof err);
@@ -130,6 +233,8 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
+	if (!d->stopping)
+		sdnotify_send("STOPPING=1");
 	if (d->stopping || !d->smtpd) {
 		log_info("signal %d: shutting down", (int)sig);
 		event_base_loopbreak(d->base);
@@ -145,9 +250,103 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	smtpd_server_drain(d->smtpd, on_drained, d);
 }
 
+/* ---- SIGHUP ---- */
+
+/* Frees the retired confs that no SMTP session uses any more. */
+static void reap_confs(struct daemon *d)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < d->n_retired; i++) {
+		if (smtpd_server_conf_in_use(d->smtpd, d->retired[i])) {
+			d->retired[k++] = d->retired[i];
+		} else {
+			conf_free(d->retired[i]);
+			log_debug("SIGHUP: an earlier configuration is used by no session; freed");
+		}
+	}
+	d->n_retired = k;
+}
+
+/* c is no longer in force; sessions may still use it. The boot conf stays anyway. */
+static void retire_conf(struct daemon *d, struct conf *c)
+{
+	if (c == d->boot)
+		return;
+	struct conf **v = realloc(d->retired, (d->n_retired + 1) * sizeof *v);
+	if (!v) { /* kept to the end rather than freed under a session */
+		log_warning("SIGHUP: out of memory; the previous configuration is kept");
+		return;
+	}
+	d->retired = v;
+	v[d->n_retired++] = c;
+}
+
+/* Logs each problem found on reload: errors at err, warnings at warning. */
+static void log_conf_errors(const struct conf_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++) {
+		const struct conf_error *e = &errs->v[i];
+		int warn = e->severity == CONF_SEVERITY_WARNING;
+		enum log_level lvl = warn ? LOG_LEVEL_WARNING : LOG_LEVEL_ERR;
+		const char *kind = warn ? "warning: " : "";
+		if (e->line > 0)
+			log_msg(lvl, "SIGHUP: %s:%d: %s%s", e->file, e->line, kind, e->message);
+		else
+			log_msg(lvl, "SIGHUP: %s: %s%s", e->file, kind, e->message);
+	}
+}
+
+/* Reads the file again and puts what can change at run time in force. */
+static void reload(struct daemon *d)
+{
+	struct conf_errors errs = {0};
+	struct conf_diff diff;
+	log_info("SIGHUP: reading %s", d->conf_path);
+	struct conf *next = conf_load(d->conf_path, &errs);
+	if (!next) {
+		log_conf_errors(&errs);
+		conf_errors_free(&errs);
+		log_err("SIGHUP: %s has errors; the running configuration stays in force",
+		        d->conf_path);
+		return;
+	}
+	log_conf_errors(&errs); /* warnings only */
+	conf_errors_free(&errs);
+	if (conf_reload_merge(next, d->conf, &diff) != 0) {
+		conf_free(next);
+		log_err("SIGHUP: out of memory; the running configuration stays in force");
+		return;
+	}
+	log_apply(next); /* a log_file that cannot be opened: logged, the old one kept */
+	if (diff.n_restart)
+		log_warning("SIGHUP: these keys need a restart: %s", diff.restart);
+	smtpd_server_reload(d->smtpd, next);
+	retire_conf(d, d->conf);
+	d->conf = next;
+	reap_confs(d);
+	if (diff.n_reloaded)
+		log_info("SIGHUP: configuration reloaded; changed: %s", diff.reloaded);
+	else
+		log_info("SIGHUP: configuration reloaded; no key that reloads changed");
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	if (d->stopping) {
+		log_info("SIGHUP: shutting down; not reloading");
+		return;
+	}
+	sdnotify_reloading();
+	reload(d);
+	sdnotify_send("READY=1");
+}
+
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
+	if (d->n_retired)
+		reap_confs(d);
 	int n = mailbox_index_refresh(d->index);
 	if (n < 0 && !d->refresh_failing)
 		log_err("directory: refresh failed; lookups answer 'try later' until it works");
@@ -223,60 +422,106 @@ static int run(struct daemon *d)
 {
 	struct event *sigterm = evsignal_new(d->base, SIGTERM, on_signal, d);
 	struct event *sigint = evsignal_new(d->base, SIGINT, on_signal, d);
+	struct event *sighup = evsignal_new(d->base, SIGHUP, on_sighup, d);
 	struct event *refresh = event_new(d->base, -1, EV_PERSIST, on_refresh, d);
 	struct timeval tv = {REFRESH_INTERVAL_MS / 1000, (REFRESH_INTERVAL_MS % 1000) * 1000};
-	event_add(sigterm, NULL);
-	event_add(sigint, NULL);
-	event_add(refresh, &tv);
-	log_info("sharemaild ready (hostname %s)", d->conf->hostname);
-	event_base_dispatch(d->base);
-	event_free(sigterm);
-	event_free(sigint);
-	event_free(refresh);
+	struct event *all[] = {sigterm, sigint, sighup, refresh};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof all / sizeof all[0] && rc == 0; i++)
+		if (!all[i] || event_add(all[i], all[i] == refresh ? &tv : NULL) != 0)
+			rc = -1;
+	if (rc == 0) {
+		log_info("sharemaild ready (version %s, hostname %s)", SHAREMAIL_VERSION,
+		         d->conf->hostname);
+		log_set_errors_to_stderr(0);
+		if (sdnotify_send("READY=1") < 0)
+			log_warning("NOTIFY_SOCKET: cannot tell the service manager: %s",
+			            strerror(errno));
+		event_base_dispatch(d->base);
+	} else {
+		log_err("cannot set up the signal handlers and timers");
+	}
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		if (all[i])
+			event_free(all[i]);
 	if (d->drain_timer)
 		event_free(d->drain_timer);
-	return 0;
+	return rc;
+}
+
+/* Frees every conf: the one in force, the retired ones and the boot one. */
+static void free_confs(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_retired; i++)
+		conf_free(d->retired[i]);
+	free(d->retired);
+	if (d->conf != d->boot)
+		conf_free(d->conf);
+	conf_free(d->boot);
+}
+
+/* -t: the same load as the daemon's, and "FILE: ok" as `sharemail check-config` says. */
+static int check_only(const char *path)
+{
+	struct conf *c = load_conf(path);
+	if (!c)
+		return CONF_EXIT_CONFIG;
+	conf_free(c);
+	printf("%s: ok\n", path);
+	return fflush(stdout) == 0 ? 0 : 74; /* EX_IOERR, as check-config */
 }
 
 int main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+	        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	const char *path = getenv("SHAREMAIL_CONF");
-	int check_only = 0, opt;
+	int check = 0, opt;
 	if (!path || !*path)
 		path = "/etc/sharemail/sharemail.conf";
-	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
-		case 't': check_only = 1; break;
-		default: usage(); return opt == 'h' ? 0 : 64;
+		case 't': check = 1; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("sharemaild %s\n", SHAREMAIL_VERSION); return 0;
+		default: usage(stderr); return 64;
 		}
 	}
+	if (optind < argc) {
+		usage(stderr);
+		return 64;
+	}
 	log_init("sharemaild", LOG_LEVEL_INFO);
-	struct daemon d = {0};
-	d.conf = load_conf(path);
+	if (check)
+		return check_only(path);
+	/* Until the handler is in place, a SIGHUP (logrotate) must not kill a starting daemon. */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	struct daemon d = {.conf_path = path, .lock_fd = -1};
+	d.boot = d.conf = load_conf(path);
 	if (!d.conf)
 		return CONF_EXIT_CONFIG;
-	if (check_only) {
-		conf_free(d.conf);
-		return 0;
-	}
-	enum log_level lvl;
-	if (log_level_parse(d.conf->log_level, &lvl) == 0)
-		log_set_level(lvl);
-	signal(SIGPIPE, SIG_IGN);
-	warn_unbuilt(d.conf);
+	log_set_errors_to_stderr(1);
 	int rc = 1;
+	if (log_apply(d.conf) != 0) {
+		free_confs(&d);
+		return rc;
+	}
+	warn_unbuilt(d.conf);
 	d.base = event_base_new();
 	if (!d.base)
 		log_err("cannot create the event loop");
-	else if (open_index(&d) == 0 && start_services(&d) == 0 && run(&d) == 0)
+	else if (lock_state(&d) == 0 && open_index(&d) == 0 && start_services(&d) == 0 &&
+	         run(&d) == 0)
 		rc = 0;
 	stop_mail(&d);
 	if (d.base)
 		event_base_free(d.base);
 	minger_server_free(d.minger);
 	mailbox_index_free(d.index);
-	conf_free(d.conf);
 	log_info("stopped");
+	unlock_state(&d);
+	free_confs(&d);
 	return rc;
 }

@@ -262,6 +262,7 @@ static void addrlist_free(struct addrlist *l)
 	for (size_t i = 0; i < l->n; i++)
 		free(l->text[i]);
 	free(l->text);
+	free(l->line);
 	free(l->v);
 	memset(l, 0, sizeof *l);
 }
@@ -539,7 +540,10 @@ static int addr_word(struct loader *ld, const struct conf_key *k, char *w)
 	char **ts = text ? realloc(l->text, (l->n + 1) * sizeof *ts) : NULL;
 	if (ts)
 		l->text = ts;
-	struct netaddr *slot = ts ? array_push((void **)&l->v, &l->n, sizeof *l->v) : NULL;
+	int *lines = ts ? realloc(l->line, (l->n + 1) * sizeof *lines) : NULL;
+	if (lines)
+		l->line = lines;
+	struct netaddr *slot = lines ? array_push((void **)&l->v, &l->n, sizeof *l->v) : NULL;
 	if (!slot) {
 		free(text);
 		ld_error(ld, ld->line, "out of memory");
@@ -547,6 +551,7 @@ static int addr_word(struct loader *ld, const struct conf_key *k, char *w)
 	}
 	*slot = a;
 	l->text[l->n - 1] = text;
+	l->line[l->n - 1] = ld->line;
 	return 0;
 }
 
@@ -1069,6 +1074,172 @@ static int secrets_parse(FILE *f, const char *path, struct strlist *out, struct 
 		return -1;
 	}
 	return (int)out->n;
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+static int str_equal(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+static int addr_same(const struct netaddr *a, const struct netaddr *b)
+{
+	return a->len == b->len && a->ss.ss_family == b->ss.ss_family &&
+	       netaddr_equal((const struct sockaddr *)&a->ss, (const struct sockaddr *)&b->ss);
+}
+
+static int net_same(const struct netaddr_net *a, const struct netaddr_net *b)
+{
+	return a->family == b->family && a->prefix == b->prefix &&
+	       memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+/* 1 when key k has the same value in a and b (list order counts). */
+static int field_equal(const struct conf *a, const struct conf *b, const struct conf_key *k)
+{
+	const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+	switch (k->type) {
+	case CONF_TYPE_STRING:
+	case CONF_TYPE_PATH: return str_equal(*(char *const *)fa, *(char *const *)fb);
+	case CONF_TYPE_BOOL:
+	case CONF_TYPE_INT: return *(const int *)fa == *(const int *)fb;
+	case CONF_TYPE_LIST: {
+		const struct strlist *x = fa, *y = fb;
+		for (size_t i = 0; x->n == y->n && i < x->n; i++)
+			if (strcmp(x->v[i], y->v[i]) != 0)
+				return 0;
+		return x->n == y->n;
+	}
+	case CONF_TYPE_ADDRLIST: {
+		const struct addrlist *x = fa, *y = fb;
+		for (size_t i = 0; x->n == y->n && i < x->n; i++)
+			if (!addr_same(&x->v[i], &y->v[i]))
+				return 0;
+		return x->n == y->n;
+	}
+	case CONF_TYPE_NETLIST: {
+		const struct netlist *x = fa, *y = fb;
+		for (size_t i = 0; x->n == y->n && i < x->n; i++)
+			if (!net_same(&x->v[i], &y->v[i]))
+				return 0;
+		return x->n == y->n;
+	}
+	}
+	return 0;
+}
+
+/* Copies n elements of size elem; NULL for none. Returns 0 or -1 out of memory. */
+static int array_dup(void **dst, const void *src, size_t n, size_t elem)
+{
+	*dst = NULL;
+	if (n == 0)
+		return 0;
+	*dst = malloc(n * elem);
+	if (!*dst)
+		return -1;
+	memcpy(*dst, src, n * elem);
+	return 0;
+}
+
+static int addrlist_copy(struct addrlist *d, const struct addrlist *s)
+{
+	if (array_dup((void **)&d->v, s->v, s->n, sizeof *s->v) != 0 ||
+	    array_dup((void **)&d->line, s->line, s->line ? s->n : 0, sizeof *s->line) != 0 ||
+	    (s->n && !(d->text = calloc(s->n, sizeof *d->text))))
+		return -1;
+	d->n = s->n; /* from here addrlist_free frees what was copied */
+	for (size_t i = 0; i < s->n; i++)
+		if (!(d->text[i] = strdup(s->text[i])))
+			return -1;
+	return 0;
+}
+
+/* Replaces key k's value in dst with a deep copy of src's. Returns 0 or -1. */
+static int field_copy(struct conf *dst, const struct conf *src, const struct conf_key *k)
+{
+	void *fd = (char *)dst + k->offset;
+	const void *fs = (const char *)src + k->offset;
+	field_free(dst, k);
+	switch (k->type) {
+	case CONF_TYPE_STRING:
+	case CONF_TYPE_PATH: {
+		const char *v = *(char *const *)fs;
+		return v && !(*(char **)fd = strdup(v)) ? -1 : 0;
+	}
+	case CONF_TYPE_BOOL:
+	case CONF_TYPE_INT: *(int *)fd = *(const int *)fs; return 0;
+	case CONF_TYPE_LIST: {
+		const struct strlist *l = fs;
+		for (size_t i = 0; i < l->n; i++)
+			if (strlist_push(fd, l->v[i]) != 0)
+				return -1;
+		return 0;
+	}
+	case CONF_TYPE_ADDRLIST: return addrlist_copy(fd, fs);
+	case CONF_TYPE_NETLIST: {
+		const struct netlist *l = fs;
+		struct netlist *d = fd;
+		if (array_dup((void **)&d->v, l->v, l->n, sizeof *l->v) != 0)
+			return -1;
+		d->n = l->n;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+/* Appends ", name" (or "name") to a CONF_DIFF_MAX list; a full list ends in "...". */
+static void diff_add(char *list, const char *name)
+{
+	size_t used = strlen(list), len = strlen(name);
+	if (used >= 3 && strcmp(list + used - 3, "...") == 0)
+		return;
+	if (used + len + sizeof ", ..." > CONF_DIFF_MAX) {
+		snprintf(list + used, CONF_DIFF_MAX - used, "%s...", used ? ", " : "");
+		return;
+	}
+	snprintf(list + used, CONF_DIFF_MAX - used, "%s%s", used ? ", " : "", name);
+}
+
+int conf_reload_merge(struct conf *next, const struct conf *cur, struct conf_diff *diff)
+{
+	memset(diff, 0, sizeof *diff);
+	for (size_t i = 0; i < conf_nkeys; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		if (field_equal(next, cur, k))
+			continue;
+		if (k->flags & CONF_FLAG_RELOAD) {
+			diff_add(diff->reloaded, k->doc.name);
+			diff->n_reloaded++;
+			continue;
+		}
+		diff_add(diff->restart, k->doc.name);
+		diff->n_restart++;
+		if (field_copy(next, cur, k) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int conf_addr_where(const struct conf *c, const struct addrlist *l, size_t i, char *out,
+                    size_t outsz)
+{
+	const char *key = NULL;
+	for (size_t k = 0; k < conf_nkeys; k++)
+		if (conf_keys[k].type == CONF_TYPE_ADDRLIST &&
+		    (const char *)c + conf_keys[k].offset == (const char *)l)
+			key = conf_keys[k].doc.name;
+	const char *file = c->path ? c->path : "(configuration)";
+	if (!key || i >= l->n) {
+		snprintf(out, outsz, "%s: %s", file, key ? key : "(listener)");
+		return -1;
+	}
+	if (l->line && l->line[i] > 0)
+		snprintf(out, outsz, "%s:%d: %s %s", file, l->line[i], key, l->text[i]);
+	else
+		snprintf(out, outsz, "%s: %s %s", file, key, l->text[i]);
+	return 0;
 }
 
 /* ---- queries ---- */

@@ -32,6 +32,7 @@ struct strlist {
 struct addrlist {
 	struct netaddr *v;
 	char **text; /* as written, for messages */
+	int *line; /* the config file line of each entry, for messages */
 	size_t n;
 };
 
@@ -73,8 +74,8 @@ struct conf {
 	int minger_require_reply_mac; /* bool, default 0 */
 	int minger_cache; /* bool, default 1 */
 	int minger_cache_positive_ttl; /* seconds, default 432000 (5 days) */
-	int minger_cache_negative_ttl;
-	/* seconds, default 3600 */ /* SMTP server (smtp_listen, submission_listen) */
+	int minger_cache_negative_ttl; /* seconds, default 3600 */
+	/* SMTP server (smtp_listen, submission_listen) */
 	struct netlist smtp_trusted_networks; /* may relay to any domain */
 	int smtp_max_message_size; /* bytes; SIZE advertised, 552 above it */
 	int smtp_drop_connection_size; /* bytes; 0 = off */
@@ -176,13 +177,43 @@ int conf_is_local_domain(const struct conf *c, const char *domain, size_t len);
 /* Frees a strlist's contents. */
 void strlist_free(struct strlist *l);
 
+/*
+ * Where listener i of l (a field of c) was configured, for bind errors:
+ * "FILE:LINE: KEY TEXT" into out (always NUL-terminated), FILE being c->path.
+ * Returns 0, or -1 when l is not an address list of c or i is out of range
+ * (out then holds what is known).
+ */
+int conf_addr_where(const struct conf *c, const struct addrlist *l, size_t i, char *out,
+                    size_t outsz);
+
+/*
+ * What a reload changed (conf_reload_merge): the names of the keys, ", "
+ * separated (cut with "..." if they do not fit).
+ */
+#define CONF_DIFF_MAX 2048
+struct conf_diff {
+	char reloaded[CONF_DIFF_MAX]; /* reloadable keys whose value changed: now in force */
+	char restart[CONF_DIFF_MAX]; /* restart-only keys whose value changed: not applied */
+	size_t n_reloaded, n_restart;
+};
+
+/*
+ * Makes `next` (a freshly loaded file) the configuration to run with instead of
+ * `cur` (the one in force): every key the schema does not mark reloadable keeps
+ * cur's value (copied into next), so next differs from cur only in the keys that
+ * take effect at run time. Fills *diff. cur is not changed. Returns 0, or -1 out
+ * of memory (next is then a mix and must be freed, not used).
+ */
+int conf_reload_merge(struct conf *next, const struct conf *cur, struct conf_diff *diff);
+
 /* Path of a file under state_dir: "<state_dir>/<name>" into out. Returns 0 or -1 if too long. */
 int conf_state_path(const struct conf *c, const char *name, char *out, size_t outsz);
 
 /*
  * The schema, for documentation and tests: conf_schema_count() entries, each with
  * name, type name ("string", "path", "bool", "int", "list", "addrlist", "netlist"),
- * default as text ("" for none), range as text ("" when none) and one-line doc.
+ * default as text ("" for none), range as text ("" when none), one-line doc and
+ * whether the key reloads on SIGHUP.
  */
 struct conf_key_doc {
 	const char *name;
@@ -190,6 +221,7 @@ struct conf_key_doc {
 	const char *def;
 	const char *range;
 	const char *doc;
+	int reloads; /* 1: a changed value takes effect on SIGHUP; 0: needs a restart */
 };
 size_t conf_schema_count(void);
 const struct conf_key_doc *conf_schema_doc(size_t i);

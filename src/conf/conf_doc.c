@@ -30,6 +30,7 @@ static void roff_put(FILE *out, const char *s)
 /*
  * One tagged paragraph a key: tbl(1) tables with a wrapped description column
  * are unreadable at 80 columns, so the table is a .TP list, as in sshd_config(5).
+ * Keys that take effect on SIGHUP say "reloads on SIGHUP" after their type.
  */
 int conf_doc_man(FILE *out)
 {
@@ -49,6 +50,8 @@ int conf_doc_man(FILE *out)
 			roff_put(out, d->range);
 			fputs("\\fR", out);
 		}
+		if (d->reloads)
+			fputs("; reloads on SIGHUP", out);
 		fputs(".\n.br\n", out);
 		roff_put(out, d->doc);
 		fputc('\n', out);
@@ -70,12 +73,13 @@ int conf_doc_text(FILE *out)
 		if ((int)strlen(d->range) > wrange)
 			wrange = (int)strlen(d->range);
 	}
-	fprintf(out, "%-*s  %-*s  %-*s  %-*s  %s\n", wname, "KEY", wtype, "TYPE", wdef, "DEFAULT",
-	        wrange, "RANGE", "DESCRIPTION");
+	fprintf(out, "%-*s  %-*s  %-*s  %-*s  %-7s  %s\n", wname, "KEY", wtype, "TYPE", wdef,
+	        "DEFAULT", wrange, "RANGE", "SIGHUP", "DESCRIPTION");
 	for (size_t i = 0; i < conf_schema_count(); i++) {
 		const struct conf_key_doc *d = conf_schema_doc(i);
-		fprintf(out, "%-*s  %-*s  %-*s  %-*s  %s\n", wname, d->name, wtype, d->type, wdef,
-		        d->def[0] ? d->def : "-", wrange, d->range[0] ? d->range : "-", d->doc);
+		fprintf(out, "%-*s  %-*s  %-*s  %-*s  %-7s  %s\n", wname, d->name, wtype, d->type,
+		        wdef, d->def[0] ? d->def : "-", wrange, d->range[0] ? d->range : "-",
+		        d->reloads ? "reload" : "restart", d->doc);
 	}
 	return ferror(out) ? -1 : 0;
 }

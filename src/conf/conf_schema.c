@@ -13,31 +13,36 @@
  */
 #define KEY(name, type, tname, def, range, lo, hi, flags, doc)                                     \
 	{                                                                                          \
-		{#name, tname, def, range, doc}, type, offsetof(struct conf, name), lo, hi, flags  \
+		{#name, tname, def, range, doc, ((flags)&CONF_FLAG_RELOAD) != 0}, type,            \
+		        offsetof(struct conf, name), lo, hi, flags                                 \
 	}
 #define STRING(name, def, range, flags, doc)                                                       \
 	KEY(name, CONF_TYPE_STRING, "string", def, range, 0, 0, flags, doc)
-#define PATH(name, def, doc) KEY(name, CONF_TYPE_PATH, "path", def, "", 0, 0, 0, doc)
-#define BOOL(name, def, doc) KEY(name, CONF_TYPE_BOOL, "bool", def, "yes|no", 0, 1, 0, doc)
+#define PATH(name, def, flags, doc) KEY(name, CONF_TYPE_PATH, "path", def, "", 0, 0, flags, doc)
+#define BOOL(name, def, flags, doc)                                                                \
+	KEY(name, CONF_TYPE_BOOL, "bool", def, "yes|no", 0, 1, flags, doc)
 #define INT(name, def, lo, hi, flags, doc)                                                         \
 	KEY(name, CONF_TYPE_INT, "int", def, #lo "-" #hi, lo, hi, flags, doc)
 #define LIST(name, flags, doc) KEY(name, CONF_TYPE_LIST, "list", "", "", 0, 0, flags, doc)
 #define ADDRLIST(name, doc) KEY(name, CONF_TYPE_ADDRLIST, "addrlist", "", "", 0, 0, 0, doc)
-#define NETLIST(name, doc) KEY(name, CONF_TYPE_NETLIST, "netlist", "", "", 0, 0, 0, doc)
+#define NETLIST(name, flags, doc) KEY(name, CONF_TYPE_NETLIST, "netlist", "", "", 0, 0, flags, doc)
+/* The table's shorthand for CONF_FLAG_RELOAD (see conf_schema.h). */
+#define RELOAD CONF_FLAG_RELOAD
 
 const struct conf_key conf_keys[] = {
         /* general */
         STRING(hostname, "", "", CONF_FLAG_DOMAIN,
                "Name of this server in greetings and logs; default: the system host name."),
-        PATH(state_dir, "/var/lib/sharemail",
+        PATH(state_dir, "/var/lib/sharemail", 0,
              "Folder for the directory database, queue and caches; created at start-up."),
         LIST(local_domains, CONF_FLAG_DOMAIN,
              "Domains whose mailboxes live here: space-separated, repeatable, any case."),
-        STRING(log_level, "info", "err|warning|info|debug", CONF_FLAG_CHOICE,
+        STRING(log_level, "info", "err|warning|info|debug", CONF_FLAG_CHOICE | RELOAD,
                "Most verbose level logged."),
-        STRING(log_syslog, "no", "no|yes|only", CONF_FLAG_CHOICE,
-               "Also log to syslog (facility mail): yes = syslog and stderr, only = syslog."),
-        PATH(log_file, "",
+        STRING(log_syslog, "no", "no|yes|only", CONF_FLAG_CHOICE | RELOAD,
+               "Log to syslog (facility mail): yes = syslog and stderr or log_file; only = syslog "
+               "alone."),
+        PATH(log_file, "", RELOAD,
              "Append log lines to this file, not stderr (reopened on SIGHUP); empty: stderr."),
         /* listeners */
         ADDRLIST(smtp_listen, "SMTP listeners, HOST:PORT (port 25)."),
@@ -48,13 +53,13 @@ const struct conf_key conf_keys[] = {
         ADDRLIST(minger_listen,
                  "Minger UDP listeners, HOST:PORT (IPv6 as [::1]:4069); none: no Minger server."),
         /* Minger server */
-        PATH(minger_secret_file, "",
+        PATH(minger_secret_file, "", 0,
              "Shared secrets, one per line, 16-50 printable ASCII characters each."),
-        BOOL(minger_anonymous, "no", "Answer queries that carry no digest."),
-        BOOL(minger_compat, "yes", "Also accept the -02 bare and -03/-04 D= digest forms."),
-        NETLIST(minger_allow,
+        BOOL(minger_anonymous, "no", 0, "Answer queries that carry no digest."),
+        BOOL(minger_compat, "yes", 0, "Also accept the -02 bare and -03/-04 D= digest forms."),
+        NETLIST(minger_allow, 0,
                 "Networks allowed to query, ADDR/PREFIX, repeatable; empty: everyone."),
-        BOOL(minger_foreign_aliases_active, "no",
+        BOOL(minger_foreign_aliases_active, "no", 0,
              "An alias that points to an outside address answers active (5)."),
         INT(minger_threads, "1", 1, 64, 0, "Worker threads (and sockets) per Minger listener."),
         INT(minger_rate_per_source, "50", 0, 1000000, 0,
@@ -64,56 +69,57 @@ const struct conf_key conf_keys[] = {
             "Source addresses each worker tracks for the per-source limit."),
         INT(minger_replay_window, "60", 5, 3600, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) an extension ts may be off; nonces kept as long."),
-        BOOL(minger_strict_amplification, "yes",
+        BOOL(minger_strict_amplification, "yes", 0,
              "Never send a reply longer than the query that asked for it."),
         /* Minger client and verification cache */
         INT(minger_timeout_ms, "2000", 100, 60000, 0,
             "Milliseconds to wait for a Minger reply before sending again."),
         INT(minger_retries, "2", 0, 10, 0, "Retransmissions of an unanswered Minger query."),
-        BOOL(minger_require_reply_mac, "no",
+        BOOL(minger_require_reply_mac, "no", 0,
              "Ignore replies without a valid extension mac (needs minger_secret_file)."),
-        BOOL(minger_cache, "yes", "Cache Minger verification results."),
+        BOOL(minger_cache, "yes", 0, "Cache Minger verification results."),
         INT(minger_cache_positive_ttl, "5d", 1, 2592000, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) an address found to exist stays cached."),
         INT(minger_cache_negative_ttl, "1h", 1, 2592000, CONF_FLAG_SECONDS,
-            "Seconds (suffix s, m, h, d) an address found missing stays cached."), /* SMTP server */
-        NETLIST(smtp_trusted_networks,
+            "Seconds (suffix s, m, h, d) an address found missing stays cached."),
+        /* SMTP server */
+        NETLIST(smtp_trusted_networks, RELOAD,
                 "Clients that may relay to any domain, ADDR/PREFIX, repeatable; empty: none."),
-        INT(smtp_max_message_size, "25m", 1024, 2147483647, CONF_FLAG_BYTES,
+        INT(smtp_max_message_size, "25m", 1024, 2147483647, CONF_FLAG_BYTES | RELOAD,
             "Largest message accepted, in octets (suffix k, m, g); SIZE is advertised."),
-        INT(smtp_drop_connection_size, "0", 0, 2147483647, CONF_FLAG_BYTES,
+        INT(smtp_drop_connection_size, "0", 0, 2147483647, CONF_FLAG_BYTES | RELOAD,
             "Drop the connection when DATA exceeds this many octets; 0: off (see WARNINGS)."),
-        INT(smtp_max_recipients, "100", 1, 100000, 0, "Recipients per message; more get 452."),
-        LIST(smtp_refuse_helo, 0,
+        INT(smtp_max_recipients, "100", 1, 100000, RELOAD, "Recipients per message; more get 452."),
+        LIST(smtp_refuse_helo, RELOAD,
              "Refuse clients whose HELO/EHLO contains one of these substrings (any case)."),
-        BOOL(smtp_dsn, "yes", "Offer DSN (RFC 3461); no: not in EHLO, parameters refused."),
-        BOOL(smtp_refuse_percent, "no", "Refuse addresses with '%' in them (553)."),
-        BOOL(smtp_refuse_bang, "no", "Refuse addresses with '!' in them (553)."),
-        BOOL(smtp_add_date_header, "yes",
+        BOOL(smtp_dsn, "yes", RELOAD, "Offer DSN (RFC 3461); no: not in EHLO, parameters refused."),
+        BOOL(smtp_refuse_percent, "no", RELOAD, "Refuse addresses with '%' in them (553)."),
+        BOOL(smtp_refuse_bang, "no", RELOAD, "Refuse addresses with '!' in them (553)."),
+        BOOL(smtp_add_date_header, "yes", 0,
              "Add a Date: header to messages from trusted clients that lack one."),
-        BOOL(smtp_original_recipient_header, "no",
+        BOOL(smtp_original_recipient_header, "no", 0,
              "Add X-Sharemail-Original-Rcpt: headers (envelope recipients) on local delivery."),
-        PATH(smtp_rejected_recipients_log, "",
+        PATH(smtp_rejected_recipients_log, "", RELOAD,
              "Log refused unknown local recipients to this file; empty: off."),
-        BOOL(smtp_vrfy, "no", "Answer VRFY from the directory; no: always 252."),
-        INT(smtp_max_errors, "20", 1, 1000, 0, "Errors in one session before 421 and close."),
-        INT(smtp_command_timeout, "5m", 1, 3600, CONF_FLAG_SECONDS,
+        BOOL(smtp_vrfy, "no", RELOAD, "Answer VRFY from the directory; no: always 252."),
+        INT(smtp_max_errors, "20", 1, 1000, RELOAD, "Errors in one session before 421 and close."),
+        INT(smtp_command_timeout, "5m", 1, 3600, CONF_FLAG_SECONDS | RELOAD,
             "Seconds (suffix s, m, h, d) to wait for a command line."),
-        INT(smtp_data_timeout, "10m", 1, 7200, CONF_FLAG_SECONDS,
+        INT(smtp_data_timeout, "10m", 1, 7200, CONF_FLAG_SECONDS | RELOAD,
             "Seconds (suffix s, m, h, d) to wait for each block of DATA."),
-        INT(smtp_max_connections, "1000", 1, 100000, 0, "Concurrent SMTP connections in all."),
-        INT(smtp_max_connections_per_ip, "20", 1, 100000, 0,
+        INT(smtp_max_connections, "1000", 1, 100000, RELOAD, "Concurrent SMTP connections in all."),
+        INT(smtp_max_connections_per_ip, "20", 1, 100000, RELOAD,
             "Concurrent SMTP connections from one client address."),
-        INT(smtp_greet_pause_ms, "0", 0, 30000, 0,
+        INT(smtp_greet_pause_ms, "0", 0, 30000, RELOAD,
             "Milliseconds to wait before the greeting; a client that talks first is refused."),
-        STRING(smtp_over_quota_reply, "452", "452|552", CONF_FLAG_CHOICE,
+        STRING(smtp_over_quota_reply, "452", "452|552", CONF_FLAG_CHOICE | RELOAD,
                "Reply to RCPT for an over-quota mailbox: 452 4.2.2 (try later) or 552 5.2.2."),
-        INT(smtp_max_line_length, "998", 998, 1000000, 0,
+        INT(smtp_max_line_length, "998", 998, 1000000, RELOAD,
             "Longest text line in a message, in octets without CRLF; longer: message refused."),
         INT(smtp_max_received_headers, "50", 1, 1000, 0,
             "Messages with more Received: headers are refused as a mail loop."),
         /* queue and local delivery */
-        INT(queue_min_free, "100m", 0, 2147483647, CONF_FLAG_BYTES,
+        INT(queue_min_free, "100m", 0, 2147483647, CONF_FLAG_BYTES | RELOAD,
             "Free disk space (octets, suffix k, m, g) kept; below it MAIL gets 452."),
         INT(queue_lifetime, "5d", 60, 31536000, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) a message may wait before it bounces."),

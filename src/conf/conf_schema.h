@@ -28,6 +28,13 @@ enum conf_type {
 #define CONF_FLAG_DOMAIN 0x2 /* string or list of domain names, lower-cased */
 #define CONF_FLAG_CHOICE 0x4 /* string: one of the words of doc.range, separated by '|' */
 #define CONF_FLAG_BYTES 0x8 /* int in octets: the suffixes k, m, g (powers of 1024) are accepted */
+/*
+ * A changed value takes effect on SIGHUP (new SMTP sessions, the log). Set it only
+ * on keys read where a reload reaches: the log, smtpd_server at accept and the
+ * SMTP session. Keys the Minger workers, the delivery runner, the index or the
+ * listeners read stay as they were until a restart (conf_reload_merge).
+ */
+#define CONF_FLAG_RELOAD 0x10
 
 struct conf_key {
 	struct conf_key_doc doc;

@@ -232,53 +232,105 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-static int open_socket(const struct netaddr *a, char *err, size_t errlen)
+/*
+ * A UDP socket bound to a, with SO_REUSEPORT when reuseport. Returns the fd, or
+ * -1 with the reason in err: the bare strerror() when bind() failed, else the
+ * step that failed and why.
+ */
+static int open_socket(const struct netaddr *a, int reuseport, char *err, size_t errlen)
 {
 	int one = 1, rcvbuf = RCVBUF_BYTES;
+	const char *step = "socket";
 	int fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+	step = "SO_REUSEPORT";
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
 		goto fail;
 	/* A v6 socket answers v6 only, so "[::]" and "0.0.0.0" can both be listed. */
+	step = "IPV6_V6ONLY";
 	if (a->ss.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
 		goto fail;
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	step = NULL;
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0)
 		goto fail;
 	return fd;
 fail:
-	snprintf(err, errlen, "socket: %s", strerror(errno));
+	if (step)
+		snprintf(err, errlen, "%s: %s", step, strerror(errno));
+	else
+		snprintf(err, errlen, "%s", strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	return -1;
 }
 
 /*
- * Binds minger_threads sockets to each address. With port 0 (tests) the first
- * socket's ephemeral port is reused for the others so they form one group.
+ * SO_REUSEPORT lets any socket of the same user join a port's group, and the
+ * kernel then splits the queries between the members: a second sharemaild on
+ * the same minger_listen would silently answer "unknown" for our users. So the
+ * address is first bound by a probe WITHOUT SO_REUSEPORT, which fails with
+ * EADDRINUSE when anyone holds it, with SO_REUSEPORT or not; the probe is closed
+ * and only then do the workers' SO_REUSEPORT sockets bind. A process that binds
+ * the port with SO_REUSEPORT in the microseconds between the probe's close and
+ * our first worker's bind would still join: that window is accepted (closing it
+ * would take one socket shared by every worker, and with it the kernel's
+ * steering of each source to one worker). With port 0 (tests) the probe picks
+ * the port, written back into *a, and the workers take the same one.
+ */
+static int probe_free(struct netaddr *a, char *err, size_t errlen)
+{
+	int fd = open_socket(a, 0, err, errlen);
+	if (fd < 0)
+		return -1;
+	if (netaddr_port((const struct sockaddr *)&a->ss) == 0) {
+		a->len = sizeof a->ss;
+		getsockname(fd, (struct sockaddr *)&a->ss, &a->len);
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Probes every address (all before any worker socket exists, so two listed
+ * addresses that overlap, such as 0.0.0.0 and 127.0.0.1, do not fail each other),
+ * then binds minger_threads SO_REUSEPORT sockets to each. Errors name the
+ * config line: "FILE:LINE: minger_listen HOST:PORT: reason".
  */
 static int bind_all(struct minger_server *s, char *err, size_t errlen)
 {
 	const struct addrlist *l = &s->conf->minger_listen;
-	for (size_t a = 0; a < s->n_addr; a++) {
-		struct netaddr addr = l->v[a];
-		for (int i = 0; i < s->threads; i++) {
-			char e[160];
-			int fd = open_socket(&addr, e, sizeof e);
-			if (fd < 0) {
-				snprintf(err, errlen, "%s: %s", l->text[a], e);
-				return -1;
-			}
+	struct netaddr *addr = calloc(s->n_addr, sizeof *addr);
+	char where[512], e[160];
+	size_t a = 0;
+	int i = 0, rc = -1;
+	if (!addr) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (a = 0; a < s->n_addr; a++) {
+		addr[a] = l->v[a];
+		if (probe_free(&addr[a], e, sizeof e) != 0)
+			goto out;
+	}
+	for (a = 0; a < s->n_addr; a++) {
+		for (i = 0; i < s->threads; i++) {
+			int fd = open_socket(&addr[a], 1, e, sizeof e);
+			if (fd < 0)
+				goto out;
 			s->fds[a * (size_t)s->threads + (size_t)i] = fd;
-			if (i == 0 && netaddr_port((const struct sockaddr *)&addr.ss) == 0) {
-				addr.len = sizeof addr.ss;
-				getsockname(fd, (struct sockaddr *)&addr.ss, &addr.len);
-			}
 		}
 	}
-	return 0;
+	rc = 0;
+out:
+	if (rc != 0) {
+		conf_addr_where(s->conf, l, a, where, sizeof where);
+		snprintf(err, errlen, "%s: %s", where, e);
+	}
+	free(addr);
+	return rc;
 }
 
 static int load_secrets(struct minger_server *s, char *err, size_t errlen)

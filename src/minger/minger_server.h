@@ -1,10 +1,11 @@
 /*
  * minger_server: the Minger UDP service inside sharemaild. For every address in
  * minger_listen it opens minger_threads SO_REUSEPORT sockets, one per worker
- * thread; each worker reads and answers datagrams in batches (recvmmsg/sendmmsg)
- * through minger_handler. The per-source rate table is per worker (the kernel
- * steers a given source to the same socket); the global rate limit and the replay
- * nonce cache are shared.
+ * thread (after checking that no one else holds the address: SO_REUSEPORT only
+ * ever joins our own sockets); each worker reads and answers datagrams in
+ * batches (recvmmsg/sendmmsg) through minger_handler. The per-source rate table
+ * is per worker (the kernel steers a given source to the same socket); the
+ * global rate limit and the replay nonce cache are shared.
  *
  * Ownership: the server borrows the conf and the mailbox index; both must outlive it.
  */
@@ -19,7 +20,9 @@ struct minger_server;
 
 /*
  * Reads the secrets, binds every socket. Returns NULL with a message in err on
- * failure (nothing left open). Does not start threads.
+ * failure (nothing left open); an address someone else holds (another
+ * sharemaild, any socket) is such a failure, named "FILE:LINE: minger_listen
+ * HOST:PORT: reason". Does not start threads.
  */
 struct minger_server *minger_server_new(const struct conf *c, struct mailbox_index *idx, char *err,
                                         size_t errlen);

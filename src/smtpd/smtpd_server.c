@@ -66,6 +66,7 @@ struct ipcount {
 struct conn {
 	struct conn *prev, *next;
 	struct smtpd_server *srv;
+	const struct conf *cf; /* the configuration the session started with */
 	struct bufferevent *bev;
 	struct smtp_session *sess;
 	struct event *timer;
@@ -87,7 +88,7 @@ struct listener {
 };
 
 struct smtpd_server {
-	const struct conf *conf;
+	const struct conf *conf; /* for new connections: smtpd_server_reload() swaps it */
 	struct event_base *base;
 	struct queue *q;
 	struct mailbox_index *idx;
@@ -334,7 +335,7 @@ static int conn_send_output(struct conn *c)
  */
 static void conn_settle(struct conn *c, int replied)
 {
-	const struct conf *cf = c->srv->conf;
+	const struct conf *cf = c->cf;
 	if (smtp_session_ended(c->sess) || (c->eof && !smtp_session_waiting(c->sess))) {
 		conn_close(c);
 		return;
@@ -568,6 +569,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	c->srv = s;
+	c->cf = cf;
 	memcpy(c->ip, ip, 16);
 	c->ops = (struct smtp_session_ops){.arg = c,
 	                                   .lookup = op_lookup,
@@ -643,32 +645,34 @@ static void on_drain_done(evutil_socket_t fd, short what, void *arg)
 
 /* ---- listeners ---- */
 
-static int listen_one(struct smtpd_server *s, const struct netaddr *a, const char *text,
+/*
+ * Binds and listens on entry i of l (smtp_listen or submission_listen). Every
+ * error names the config line: "FILE:LINE: smtp_listen HOST:PORT: reason".
+ */
+static int listen_one(struct smtpd_server *s, const struct addrlist *l, size_t i,
                       enum smtp_port_kind kind, char *err, size_t errlen)
 {
+	const struct netaddr *a = &l->v[i];
+	char where[512];
+	const char *step = "socket";
 	int fam = a->ss.ss_family, one = 1;
+	conf_addr_where(s->conf, l, i, where, sizeof where);
 	int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: socket: %s", text, strerror(errno));
-		return -1;
-	}
+	if (fd < 0)
+		goto fail;
+	step = NULL;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
 	    (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
-	    bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
-		snprintf(err, errlen, "%s: %s", text, strerror(errno));
-		close(fd);
-		return -1;
-	}
+	    bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0)
+		goto fail;
 	struct listener *li = &s->listeners[s->n_listeners];
 	li->srv = s;
 	li->kind = kind;
+	step = "listen";
 	li->l = evconnlistener_new(s->base, on_accept, li,
 	                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, BACKLOG, fd);
-	if (!li->l) {
-		snprintf(err, errlen, "%s: listen: %s", text, strerror(errno));
-		close(fd);
-		return -1;
-	}
+	if (!li->l)
+		goto fail;
 	evconnlistener_set_error_cb(li->l, on_accept_error);
 	s->n_listeners++;
 	struct sockaddr_storage bound;
@@ -677,9 +681,15 @@ static int listen_one(struct smtpd_server *s, const struct netaddr *a, const cha
 	if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
 		netaddr_format((struct sockaddr *)&bound, shown, sizeof shown);
 	else
-		snprintf(shown, sizeof shown, "%s", text);
+		snprintf(shown, sizeof shown, "%s", l->text[i]);
 	log_info("%s: listening on %s", kind == SMTP_PORT_SMTP ? "smtp" : "submission", shown);
 	return 0;
+fail:
+	snprintf(err, errlen, "%s: %s%s%s", where, step ? step : "", step ? ": " : "",
+	         strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
 }
 
 static void close_listeners(struct smtpd_server *s)
@@ -713,12 +723,10 @@ struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *b
 		return NULL;
 	}
 	for (size_t i = 0; i < c->smtp_listen.n; i++)
-		if (listen_one(s, &c->smtp_listen.v[i], c->smtp_listen.text[i], SMTP_PORT_SMTP, err,
-		               errlen) != 0)
+		if (listen_one(s, &c->smtp_listen, i, SMTP_PORT_SMTP, err, errlen) != 0)
 			goto fail;
 	for (size_t i = 0; i < c->submission_listen.n; i++)
-		if (listen_one(s, &c->submission_listen.v[i], c->submission_listen.text[i],
-		               SMTP_PORT_SUBMISSION, err, errlen) != 0)
+		if (listen_one(s, &c->submission_listen, i, SMTP_PORT_SUBMISSION, err, errlen) != 0)
 			goto fail;
 	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
 		rej_open(s); /* early, so a bad path shows in the log at start-up */
@@ -754,6 +762,29 @@ void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *a
 size_t smtpd_server_connections(const struct smtpd_server *s)
 {
 	return s ? s->n_conns : 0;
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+void smtpd_server_reload(struct smtpd_server *s, const struct conf *c)
+{
+	s->conf = c;
+	/* Opened again on the next refused recipient: a new path, or a rotated file. */
+	if (s->rej_fd >= 0)
+		close(s->rej_fd);
+	s->rej_fd = -1;
+}
+
+int smtpd_server_conf_in_use(const struct smtpd_server *s, const struct conf *c)
+{
+	if (!s)
+		return 0;
+	if (s->conf == c)
+		return 1;
+	for (const struct conn *n = s->conns; n; n = n->next)
+		if (n->cf == c)
+			return 1;
+	return 0;
 }
 
 void smtpd_server_free(struct smtpd_server *s)

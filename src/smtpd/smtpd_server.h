@@ -19,7 +19,8 @@
  *
  * Threads: everything runs on the event loop given to smtpd_server_new().
  * Ownership: the server borrows the conf, the event base, the queue and the index;
- * all must outlive it.
+ * all must outlive it. After smtpd_server_reload() each conf it was given must
+ * live while smtpd_server_conf_in_use() says so (or until smtpd_server_free()).
  */
 #ifndef SHAREMAIL_SMTPD_SMTPD_SERVER_H
 #define SHAREMAIL_SMTPD_SMTPD_SERVER_H
@@ -35,8 +36,9 @@ struct smtpd_server;
 /*
  * Binds every smtp_listen and submission_listen address (SO_REUSEADDR;
  * IPV6_V6ONLY on IPv6) and starts accepting on `base`. Returns NULL with a
- * message in err on failure (nothing left open). A conf with no listeners gives a
- * server that accepts nothing.
+ * message in err on failure (nothing left open); a bind or listen error names
+ * the config line ("FILE:LINE: smtp_listen HOST:PORT: reason"). A conf with no
+ * listeners gives a server that accepts nothing.
  */
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
                                       struct queue *q, struct mailbox_index *idx, char *err,
@@ -53,6 +55,22 @@ void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *a
 
 /* Connections currently open. */
 size_t smtpd_server_connections(const struct smtpd_server *s);
+
+/*
+ * SIGHUP: connections accepted from now on use c (limits, deadlines, trusted
+ * networks, the greeting pause, the session's policy); every open session keeps
+ * the conf it started with, to its end. The listeners stay as they are (c must
+ * have the same ones: conf_reload_merge()). The rejected-recipients log is
+ * reopened on its next line. c is borrowed like the first conf.
+ */
+void smtpd_server_reload(struct smtpd_server *s, const struct conf *c);
+
+/*
+ * 1 when c is the conf for new connections or an open connection (one whose
+ * commit is still under way included) still uses it; 0 when the caller may free
+ * it. NULL s: 0.
+ */
+int smtpd_server_conf_in_use(const struct smtpd_server *s, const struct conf *c);
 
 /*
  * Closes the listeners and every connection at once and frees the server (NULL is

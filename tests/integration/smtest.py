@@ -108,7 +108,8 @@ class Daemon:
         if minger:
             keys["minger_listen"] = f"127.0.0.1:{self.minger_port}"
         if secrets:
-            with open(os.path.join(self.dir, "secrets.txt"), "w") as f:
+            path = os.path.join(self.dir, "secrets.txt")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 f.write("".join(s + "\n" for s in secrets))
             keys["minger_secret_file"] = "secrets.txt"
         keys.update(conf or {})

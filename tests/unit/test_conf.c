@@ -859,7 +859,8 @@ static void roff_plain(char *s)
 
 /*
  * Checks a KEYS list (roff, as between the SCHEMA TABLE markers) against the schema:
- * one entry per key, each ".TP", ".B name", "type[; default D][; values R].", ".br",
+ * one entry per key, each ".TP", ".B name", "type[; default D][; values R][; reloads on
+ * SIGHUP].", ".br",
  * the key's one-line description; no entry for a key the schema lacks. Returns 1 if
  * it all matches.
  */
@@ -899,9 +900,10 @@ static int check_keys_list(const char *roff, size_t len, const char *what)
 		} else {
 			const struct conf_key_doc *d = conf_schema_doc((size_t)i);
 			char want[512];
-			snprintf(want, sizeof want, "%s%s%s%s%s.", d->type,
+			snprintf(want, sizeof want, "%s%s%s%s%s%s.", d->type,
 			         d->def[0] ? "; default " : "", d->def,
-			         d->range[0] ? "; values " : "", d->range);
+			         d->range[0] ? "; values " : "", d->range,
+			         d->reloads ? "; reloads on SIGHUP" : "");
 			seen[i]++;
 			if (!CHECK_STR(lines[2], want) || !CHECK_STR(lines[4], d->doc)) {
 				printf("  %s: the entry for %s differs from the schema\n", what,
@@ -1040,6 +1042,131 @@ TEST(example_config_complete_and_valid)
 	free(text);
 }
 
+/* A bind error names the file, the line and the key of the listener. */
+TEST(addr_where_names_line)
+{
+	struct conf_errors errs = {0};
+	struct conf *c = load_text("minger_anonymous = yes\n"
+	                           "local_domains = example.com\n"
+	                           "minger_listen = 127.0.0.1:4069 [::1]:4069\n"
+	                           "smtp_listen = 127.0.0.1:2525\n",
+	                           &errs);
+	conf_errors_print(&errs);
+	conf_errors_free(&errs);
+	if (!CHECK(c != NULL))
+		return;
+	char got[PATH_MAX + 128], want[PATH_MAX + 128];
+	CHECK_INT(conf_addr_where(c, &c->minger_listen, 1, got, sizeof got), 0);
+	snprintf(want, sizeof want, "%s/t.conf:3: minger_listen [::1]:4069", tmpdir);
+	CHECK_STR(got, want);
+	CHECK_INT(conf_addr_where(c, &c->smtp_listen, 0, got, sizeof got), 0);
+	snprintf(want, sizeof want, "%s/t.conf:4: smtp_listen 127.0.0.1:2525", tmpdir);
+	CHECK_STR(got, want);
+	CHECK_INT(conf_addr_where(c, &c->smtp_listen, 1, got, sizeof got), -1);
+	struct addrlist other = c->smtp_listen; /* not a field of c */
+	CHECK_INT(conf_addr_where(c, &other, 0, got, sizeof got), -1);
+	char tiny[8];
+	CHECK_INT(conf_addr_where(c, &c->smtp_listen, 0, tiny, sizeof tiny), 0);
+	CHECK_INT(strlen(tiny), sizeof tiny - 1);
+	conf_free(c);
+}
+
+static struct conf *load_or_print(const char *text)
+{
+	struct conf_errors errs = {0};
+	struct conf *c = load_text(text, &errs);
+	conf_errors_print(&errs);
+	conf_errors_free(&errs);
+	return c;
+}
+
+/* SIGHUP: reloadable keys change, the others keep the running value and are named. */
+TEST(reload_merge)
+{
+	struct conf *cur = load_or_print("hostname = mx1.test\n"
+	                                 "log_level = debug\n"
+	                                 "minger_listen = 127.0.0.1:4069\n"
+	                                 "minger_secret_file = secrets.txt\n"
+	                                 "minger_allow = 127.0.0.0/8\n"
+	                                 "smtp_max_errors = 5\n"
+	                                 "local_domains = example.com\n");
+	struct conf *next = load_or_print("hostname = mx2.test\n"
+	                                  "log_level = warning\n"
+	                                  "minger_listen = 127.0.0.1:4070\n"
+	                                  "minger_listen = 127.0.0.1:4071\n"
+	                                  "minger_anonymous = yes\n"
+	                                  "minger_allow = 10.0.0.0/8\n"
+	                                  "minger_threads = 4\n"
+	                                  "smtp_refuse_helo = evil\n"
+	                                  "smtp_max_errors = 5\n"
+	                                  "local_domains = example.com\n");
+	struct conf_diff diff;
+	if (!CHECK(cur && next)) {
+		conf_free(cur);
+		conf_free(next);
+		return;
+	}
+	CHECK_INT(conf_reload_merge(next, cur, &diff), 0);
+	CHECK_STR(diff.reloaded, "log_level, smtp_refuse_helo");
+	CHECK_INT(diff.n_reloaded, 2);
+	CHECK_STR(diff.restart, "hostname, minger_listen, minger_secret_file, minger_anonymous, "
+	                        "minger_allow, minger_threads");
+	CHECK_INT(diff.n_restart, 6);
+	/* Reloaded: the file's value. Restart-only: the running value, lines included. */
+	CHECK_STR(next->log_level, "warning");
+	CHECK(next->smtp_refuse_helo.n == 1 && strcmp(next->smtp_refuse_helo.v[0], "evil") == 0);
+	CHECK_STR(next->hostname, "mx1.test");
+	CHECK(next->minger_listen.n == 1 &&
+	      strcmp(next->minger_listen.text[0], "127.0.0.1:4069") == 0);
+	CHECK(next->minger_listen.n == 1 && next->minger_listen.line[0] == 3);
+	CHECK_INT(netaddr_port((struct sockaddr *)&next->minger_listen.v[0].ss), 4069);
+	CHECK(next->minger_secret_file &&
+	      strcmp(next->minger_secret_file, cur->minger_secret_file) == 0);
+	CHECK(next->minger_secret_file != cur->minger_secret_file); /* a copy, not shared */
+	CHECK_INT(next->minger_anonymous, 0);
+	CHECK(next->minger_allow.n == 1 && next->minger_allow.v[0].prefix == 8 &&
+	      next->minger_allow.v[0].addr[0] == 127);
+	CHECK_INT(next->minger_threads, 1);
+	/* Merged once, the same file again changes nothing that needs a restart. */
+	struct conf *again = load_or_print("hostname = mx2.test\n"
+	                                   "log_level = warning\n"
+	                                   "minger_listen = 127.0.0.1:4070\n"
+	                                   "minger_anonymous = yes\n"
+	                                   "local_domains = example.com\n");
+	if (CHECK(again != NULL)) {
+		CHECK_INT(conf_reload_merge(again, next, &diff), 0);
+		CHECK_STR(diff.restart, "hostname, minger_listen, minger_secret_file, "
+		                        "minger_anonymous, minger_allow");
+		CHECK_STR(diff.reloaded, "smtp_refuse_helo, smtp_max_errors");
+		CHECK_INT(conf_reload_merge(again, next, &diff), 0);
+		CHECK_INT(diff.n_restart, 0);
+		CHECK_INT(diff.n_reloaded, 2); /* the reloadable ones still differ */
+	}
+	conf_free(again);
+	conf_free(next);
+	conf_free(cur); /* next held copies: freeing both is fine (ASan would say otherwise) */
+}
+
+/* What can reload: never a listener, the state or anything read at start-up. */
+TEST(reload_flags)
+{
+	static const char *const restart[] = {
+	        "hostname",          "state_dir",           "local_domains",      "smtp_listen",
+	        "submission_listen", "minger_listen",       "minger_secret_file", "minger_threads",
+	        "queue_lifetime",    "smtp_add_date_header"};
+	static const char *const reload[] = {"log_level", "log_syslog", "log_file",
+	                                     "smtp_refuse_helo", "smtp_max_errors"};
+	for (size_t i = 0; i < conf_schema_count(); i++) {
+		const struct conf_key_doc *d = conf_schema_doc(i);
+		for (size_t j = 0; j < sizeof restart / sizeof restart[0]; j++)
+			if (strcmp(d->name, restart[j]) == 0 && !CHECK_INT(d->reloads, 0))
+				printf("  %s must not reload\n", d->name);
+		for (size_t j = 0; j < sizeof reload / sizeof reload[0]; j++)
+			if (strcmp(d->name, reload[j]) == 0 && !CHECK_INT(d->reloads, 1))
+				printf("  %s must reload\n", d->name);
+	}
+}
+
 static void cleanup(void)
 {
 	static const char *const names[] = {
@@ -1075,4 +1202,5 @@ TEST_MAIN(T(defaults), T(schema_sane), T(load_every_type), T(values_table), T(er
           T(secret_never_printed), T(cross_checks_pass), T(relative_to_config_folder),
           T(error_count_bounded), T(errors_print_format), T(man_page_matches_schema),
           T(text_doc_lists_every_key), T(example_config_complete_and_valid),
-          T(secret_file_mode_warning), T(skip_secrets_flag))
+          T(secret_file_mode_warning), T(skip_secrets_flag), T(addr_where_names_line),
+          T(reload_merge), T(reload_flags))
