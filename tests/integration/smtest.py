@@ -130,7 +130,9 @@ class Daemon:
         return p
 
     def start(self, wait=10.0, extra_env=None):
-        env = dict(os.environ, **(extra_env or {}))
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)  # a test daemon never notifies a real service manager
+        env.update(extra_env or {})
         # A restart appends to the same log: only lines written after this point count.
         start_offset = len(self.logtext())
         self.log = open(self.log_path, "ab")
