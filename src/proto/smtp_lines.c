@@ -118,7 +118,7 @@ static void emit(struct smtp_lines *l, char c)
 		l->head[l->head_len++] = c;
 }
 
-/* Counts a transmitted octet of the current text line (RFC 5321 4.5.3.1.6). */
+/* Counts an octet of the current text line as stored (RFC 5321 4.5.3.1.6). */
 static void count_octet(struct smtp_lines *l)
 {
 	l->line_len++;
@@ -184,8 +184,12 @@ static int data_octet(struct smtp_lines *l, char c)
 			l->state = ST_DOT_CR;
 			return 0;
 		}
-		/* RFC 5321 4.5.2: a leading '.' followed by more text is deleted. */
-		count_octet(l);
+		/*
+		 * RFC 5321 4.5.2: a leading '.' followed by more text is deleted. It is
+		 * the transparency dot, not text: 4.5.3.1.6 limits the text line, so
+		 * only what follows counts (Postfix agrees): a legal 998-octet line
+		 * that begins with '.' arrives as 999 octets and is accepted.
+		 */
 		count_octet(l);
 		break;
 	case ST_DOT_CR:

@@ -42,9 +42,9 @@ struct smtp_lines {
 	int returned; /* buf holds a line/chunk already returned: reset on next call */
 	int state; /* DATA: position in the current line (smtp_lines.c) */
 	int in_headers; /* (read) DATA: still in the header section */
-	size_t line_len; /* DATA: length of the current text line so far, as transmitted */
+	size_t line_len; /* DATA: length of the current text line so far, unstuffed */
 	size_t text_line_limit; /* DATA: the maximum given to smtp_lines_begin_data() */
-	size_t max_text_line; /* (read) DATA: longest text line seen (without CRLF) */
+	size_t max_text_line; /* (read) DATA: longest text line seen (unstuffed, no CRLF) */
 	int text_line_too_long; /* (read) DATA: a line exceeded the limit (message refused) */
 	unsigned received_headers; /* (read) DATA: Received: fields in the header section */
 	unsigned long long data_octets; /* (read) DATA: message octets returned so far */
@@ -57,8 +57,9 @@ void smtp_lines_init(struct smtp_lines *l, char *buf, size_t cap);
 
 /*
  * Switches to DATA mode (after 354) with the given text line maximum (octets
- * without CRLF, as transmitted i.e. before unstuffing; RFC 5321 4.5.3.1.6 gives
- * 998; 0 = no limit); resets the DATA counters. Call it only after a LINE event
+ * without CRLF, after unstuffing: the transparency dot of RFC 5321 4.5.2 is not
+ * text and does not count; 4.5.3.1.6 gives 998; 0 = no limit); resets the DATA
+ * counters. Call it only after a LINE event
  * (the reader then holds no octets). A line over the maximum does not stop the
  * reader: it sets text_line_too_long and the session refuses after the dot.
  */

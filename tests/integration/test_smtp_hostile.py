@@ -187,6 +187,40 @@ def test_dot_stuffing_round_trip():
         S.check(got.endswith(want), f"unstuffed body byte-exact: {got[-120:]!r}")
 
 
+def body_lines(data):
+    """The lines of a stored message's body (after the first empty line), without line ends
+    (a Maildir file has LF line ends)."""
+    return data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[-1].split(b"\n")
+
+
+def test_longest_line_with_leading_dot():
+    """RFC 5321 4.5.3.1.6: 998 octets of text; the transparency dot (4.5.2) is not text."""
+    d = shared()
+    m = mark()
+    line = b"." + b"x" * 997  # a legal 998-octet line: 999 octets on the wire
+    c_body = b"Subject: " + m.encode() + b"\r\n\r\n" + b"." + line + b"\r\nend\r\n"
+    with Conn(d.port) as c:
+        open_data(c)
+        c.send(c_body + b".\r\n")
+        expect(c.reply_or_none(30), 2, "998-octet line starting with '.'", (250,))
+    files = delivered(d, m)
+    if files:
+        lines = body_lines(read(files[0]))
+        S.check(line in lines, "stored as 998 octets starting with '.'")
+        S.check(b"." + line not in lines, "the transparency dot is not stored")
+    # one more octet of text is over the limit, stuffed or not
+    for what, wire in (("999 octets", b"y" * 999), ("999 octets after '.'", b".." + b"y" * 998)):
+        m = mark()
+        with Conn(d.port) as c:
+            open_data(c)
+            c.send(b"Subject: " + m.encode() + b"\r\n\r\n" + wire + b"\r\n.\r\n")
+            r = c.reply_or_none(30)
+            expect(r, 5, what, (550,))
+            S.eq(r and r.enhanced, "5.6.0", f"{what}: enhanced code")
+            S.check(c.is_open(), f"{what}: session goes on")
+        absent(d, m)
+
+
 def test_early_talker():
     d = start_daemon({"smtp_greet_pause_ms": "300"})
     try:
@@ -732,6 +766,7 @@ if __name__ == "__main__":
     try:
         tests = [test_smuggling_in_data, test_smuggling_in_commands,
                     test_end_of_data_one_byte_per_write, test_dot_stuffing_round_trip,
+                    test_longest_line_with_leading_dot,
                     test_early_talker, test_pipelining_after_helo_refused,
                     test_pipelining_after_ehlo_works, test_long_command_line,
                     test_megabyte_without_crlf, test_nul_in_command, test_8bit_address,

@@ -136,10 +136,10 @@ static const struct lines_case lines_cases[] = {
         {"DATA\r\na\r\n.\r\nb\r\n", "|L(DATA)|D(a\r\n)|E(3,0,0,1)|L(b)"},
         {"DATA\r\n\r\n.\r\n", "|L(DATA)|D(\r\n)|E(2,0,0,0)"},
         {"DATA\r\na.\r\n.\r\n", "|L(DATA)|D(a.\r\n)|E(4,0,0,2)"},
-        {"DATA\r\n. \r\n.\r\n", "|L(DATA)|D( \r\n)|E(3,0,0,2)"},
+        {"DATA\r\n. \r\n.\r\n", "|L(DATA)|D( \r\n)|E(3,0,0,1)"},
         /* Dot-unstuffing (RFC 5321 4.5.2). */
         {"DATA\r\n..hidden\r\n.x\r\n...\r\n..\r\n.\r\n",
-         "|L(DATA)|D(.hidden\r\nx\r\n..\r\n.\r\n)|E(19,0,0,8)"},
+         "|L(DATA)|D(.hidden\r\nx\r\n..\r\n.\r\n)|E(19,0,0,7)"},
         /* SMTP smuggling variants (CVE-2023-51764): never an end of data. */
         {"DATA\r\nhello\n.\nMAIL FROM:<x@y>\r\n", "|L(DATA)|D(hello)|B"},
         {"DATA\r\nhello\r\n\n.\r\n", "|L(DATA)|D(hello\r\n)|B"},
@@ -156,7 +156,7 @@ static const struct lines_case lines_cases[] = {
          "Receivedx: e\r\n\r\nReceived: body\r\n.\r\n",
          "|L(DATA)|D(Received: a\r\nreceived : b\r\nRECEIVED:c\r\n\tfolded\r\nX-Received: "
          "d\r\nReceivedx: e\r\n\r\nReceived: body\r\n)|E(95,3,0,14)"},
-        {"DATA\r\n.Received: a\r\n.\r\n", "|L(DATA)|D(Received: a\r\n)|E(13,1,0,12)"},
+        {"DATA\r\n.Received: a\r\n.\r\n", "|L(DATA)|D(Received: a\r\n)|E(13,1,0,11)"},
         /* Pipelining: several commands and a message in one read. */
         {"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
          "|L(MAIL FROM:<a@b>)|L(RCPT TO:<c@d>)|L(DATA)|D(x\r\n)|E(3,0,0,1)|L(QUIT)"},
@@ -301,19 +301,25 @@ TEST(pending_octets)
 	CHECK_INT(smtp_lines_pending(&l), 0);
 }
 
+/*
+ * RFC 5321 4.5.3.1.6 limits the text line; the transparency dot of 4.5.2 is not
+ * text: a 998-octet line that begins with '.' arrives as 999 octets and is legal.
+ */
 TEST(text_line_limit)
 {
 	char *ok = repeat('a', 998, "\r\n.\r\n");
 	char *over = repeat('a', 999, "\r\n.\r\n");
 	char *stuffed = repeat('.', 999, "\r\n.\r\n"); /* 999 as sent, 998 stored */
+	char *stuffed_over = repeat('.', 1000, "\r\n.\r\n"); /* 999 stored */
 	static char buf[1024];
 	struct smtp_lines l;
 	size_t used, out_len;
 	const char *out;
-	const char *inputs[] = {ok, over, stuffed};
-	const int want[] = {0, 1, 1};
+	const char *inputs[] = {ok, over, stuffed, stuffed_over};
+	const int want[] = {0, 1, 0, 1};
+	const size_t want_max[] = {998, 999, 998, 999};
 
-	for (size_t k = 0; k < 3; k++) {
+	for (size_t k = 0; k < 4; k++) {
 		unsigned long long octets = 0;
 		enum smtp_lines_event ev;
 		const char *p = inputs[k];
@@ -329,12 +335,14 @@ TEST(text_line_limit)
 		} while (ev == SMTP_LINES_DATA);
 		CHECK_INT(ev, SMTP_LINES_END_OF_DATA);
 		CHECK_INT(l.text_line_too_long, want[k]);
+		CHECK_INT(l.max_text_line, want_max[k]);
 		CHECK_INT(l.data_octets, octets);
-		CHECK_INT(octets, strlen(inputs[k]) - 3 - (k == 2));
+		CHECK_INT(octets, strlen(inputs[k]) - 3 - (k >= 2));
 	}
 	free(ok);
 	free(over);
 	free(stuffed);
+	free(stuffed_over);
 }
 
 /* Large messages come out in several chunks that add up byte-exact. */
