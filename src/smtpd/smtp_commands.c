@@ -386,7 +386,7 @@ static void run_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
 	const char *a = cmd->arg;
 	size_t len = cmd->arg_len;
 	struct mailaddr m;
-	struct lookup_answer ans;
+	struct smtp_policy_reply r;
 	if (!s->c->smtp_vrfy) {
 		smtp_session_reply(s, 252, "2.5.2",
 		                   "Cannot VRFY user, but will accept message and attempt delivery",
@@ -406,17 +406,11 @@ static void run_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
 		                   0);
 		return;
 	}
-	memset(&ans, 0, sizeof ans);
-	switch (s->ops->lookup(s->ops->arg, a, len, &ans)) {
-	case LOOKUP_FOUND:
-		if (ans.can_receive)
-			smtp_session_reply(s, 250, "2.1.5", "Mailbox exists", 0);
-		else
-			smtp_session_reply(s, 550, "5.2.1", "Mailbox disabled", 1);
-		return;
-	case LOOKUP_NOTFOUND: smtp_session_reply(s, 550, "5.1.1", "No such user here", 1); return;
-	default: smtp_session_reply(s, 451, "4.3.0", "Lookup failed, try again later", 1); return;
-	}
+	/* The same answer RCPT would give. */
+	if (smtp_policy_mailbox(s->c, s->ops->lookup, s->ops->arg, a, len, &r) == SMTP_RCPT_ACCEPT)
+		smtp_session_reply(s, 250, "2.1.5", "Mailbox exists", 0);
+	else
+		smtp_session_reply(s, r.code, r.enh, r.text, 1);
 }
 
 static void run_not_offered(struct smtp_session *s, const struct smtp_cmd *cmd)

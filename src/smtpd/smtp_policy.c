@@ -72,18 +72,33 @@ static int is_local_postmaster(const struct mailaddr *a)
 	return !a->quoted && a->local_len == 10 && ascii_contains_ci(a->local, 10, "postmaster");
 }
 
-static enum smtp_rcpt_verdict rcpt_local(const struct smtp_path *p, smtp_policy_lookup_fn lookup,
-                                         void *lookup_arg, struct smtp_policy_reply *r)
+/* RFC 3463 2.2 / 5.2.2: a full mailbox; 452 (temporary) unless smtp_over_quota_reply = 552. */
+static void over_quota_reply(const struct conf *c, struct smtp_policy_reply *r)
+{
+	if (c->smtp_over_quota_reply && strcmp(c->smtp_over_quota_reply, "552") == 0)
+		set_reply(r, 552, "5.2.2", "Mailbox full");
+	else
+		set_reply(r, 452, "4.2.2", "Mailbox full, try again later");
+}
+
+enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                           const char *mailbox, size_t len,
+                                           struct smtp_policy_reply *r)
 {
 	struct lookup_answer ans;
 	memset(&ans, 0, sizeof ans);
-	switch (lookup(lookup_arg, p->mailbox, p->mailbox_len, &ans)) {
+	switch (lookup(lookup_arg, mailbox, len, &ans)) {
 	case LOOKUP_FOUND:
 		if (ans.can_receive) {
 			set_reply(r, 250, "2.1.5", "Recipient OK");
 			return SMTP_RCPT_ACCEPT;
 		}
-		/* Disabled or over quota: permanent until the admin acts (RFC 3463 5.2.1). */
+		if (ans.over_quota) {
+			/* Full until the owner makes room: MDaemon's default is to ask for later. */
+			over_quota_reply(c, r);
+			return SMTP_RCPT_REFUSED;
+		}
+		/* Disabled: permanent until the admin acts (RFC 3463 5.2.1). */
 		set_reply(r, 550, "5.2.1", "Mailbox disabled, not accepting messages");
 		return SMTP_RCPT_REFUSED;
 	case LOOKUP_NOTFOUND:
@@ -96,8 +111,8 @@ static enum smtp_rcpt_verdict rcpt_local(const struct smtp_path *p, smtp_policy_
 	}
 }
 
-enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup_fn lookup,
-                                        void *lookup_arg, int trusted, const struct smtp_path *p,
+enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                        int trusted, const struct smtp_path *p,
                                         struct smtp_policy_reply *r)
 {
 	char which = 0;
@@ -122,7 +137,7 @@ enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup
 			return SMTP_RCPT_ACCEPT;
 		}
 		/* '%', '!' and a quoted '@' are just characters of a local part here. */
-		return rcpt_local(p, lookup, lookup_arg, r);
+		return smtp_policy_mailbox(c, lookup, lookup_arg, p->mailbox, p->mailbox_len, r);
 	}
 	if (trusted) {
 		set_reply(r, 250, "2.1.5", "Recipient OK (relay)");

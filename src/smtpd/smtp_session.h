@@ -33,8 +33,7 @@ enum smtp_port_kind { SMTP_PORT_SMTP = 0, SMTP_PORT_SUBMISSION };
 struct smtp_session_ops {
 	void *arg;
 	/* The shared recipient lookup (mailbox_lookup). */
-	enum lookup_result (*lookup)(void *arg, const char *mailbox, size_t len,
-	                             struct lookup_answer *out);
+	lookup_fn lookup;
 	/* Queue: start a message file (NULL: failed, errno set), write octets, commit, abort. */
 	struct queue_msg *(*msg_begin)(void *arg);
 	int (*msg_write)(void *arg, struct queue_msg *m, const void *data, size_t len);

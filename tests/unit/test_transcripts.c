@@ -131,11 +131,12 @@ static void event_str(struct fake *f, const char *line)
 static const struct {
 	const char *mailbox;
 	enum lookup_result r;
-	int can_receive;
+	int can_receive, over_quota;
 } directory[] = {
-        {"alice@example.com", LOOKUP_FOUND, 1},   {"bob@example.org", LOOKUP_FOUND, 1},
-        {"off@example.com", LOOKUP_FOUND, 0},     {"busy@example.com", LOOKUP_TEMPFAIL, 0},
-        {"\"a b\"@example.com", LOOKUP_FOUND, 1}, {"list@example.com", LOOKUP_FOUND, 1},
+        {"alice@example.com", LOOKUP_FOUND, 1, 0},   {"bob@example.org", LOOKUP_FOUND, 1, 0},
+        {"off@example.com", LOOKUP_FOUND, 0, 0},     {"busy@example.com", LOOKUP_TEMPFAIL, 0, 0},
+        {"\"a b\"@example.com", LOOKUP_FOUND, 1, 0}, {"list@example.com", LOOKUP_FOUND, 1, 0},
+        {"full@example.com", LOOKUP_FOUND, 0, 1},
 };
 
 static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len,
@@ -153,6 +154,7 @@ static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len
 		if (strcmp(directory[i].mailbox, key) == 0) {
 			out->kind = LOOKUP_KIND_ACCOUNT;
 			out->can_receive = directory[i].can_receive;
+			out->over_quota = directory[i].over_quota;
 			return directory[i].r;
 		}
 	}
