@@ -182,12 +182,8 @@ static int mail_envelope(struct smtp_session *s, const struct smtp_path *p,
 		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
 		return -1;
 	}
-	e->ret = mp->ret == 1   ? ENVELOPE_RET_FULL
-	         : mp->ret == 2 ? ENVELOPE_RET_HDRS
-	                        : ENVELOPE_RET_UNSET;
-	e->body = mp->body == 1   ? ENVELOPE_BODY_7BIT
-	          : mp->body == 2 ? ENVELOPE_BODY_8BITMIME
-	                          : ENVELOPE_BODY_UNSET;
+	e->ret = mp->ret;
+	e->body = mp->body;
 	s->env = e;
 	s->rcpt_attempts_over = 0;
 	return 0;
