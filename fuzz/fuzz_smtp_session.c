@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "conf/conf.h"
-#include "smtpd/smtp_commands.h"
 #include "smtpd/smtp_session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

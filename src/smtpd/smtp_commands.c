@@ -8,6 +8,7 @@
 #include "proto/esmtp_param.h"
 #include "proto/mailaddr.h"
 #include "smtpd/smtp_policy.h"
+#include "smtpd/smtp_session_int.h"
 
 /* ---- checks shared by several rows ---- */
 

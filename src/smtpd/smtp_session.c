@@ -16,6 +16,7 @@
 #include "proto/rfc5322.h"
 #include "proto/smtp_reply.h"
 #include "smtpd/smtp_commands.h"
+#include "smtpd/smtp_session_int.h"
 
 /* Consecutive reader calls that make no progress before the loop stops (a safety net). */
 #define STALL_MAX 4

@@ -28,6 +28,9 @@
 struct conf;
 struct queue_msg;
 
+/* The session's output never exceeds this: input is not consumed while it is this full. */
+#define SMTP_SESSION_OUT_MAX (64 * 1024)
+
 enum smtp_port_kind { SMTP_PORT_SMTP = 0, SMTP_PORT_SUBMISSION };
 
 struct smtp_session_ops {
