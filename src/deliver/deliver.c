@@ -223,8 +223,7 @@ static enum rcpt_state deliver_local(struct deliver_runner *r, struct deliver_ms
 		snprintf(status, statsz, "451 4.3.0 directory temporarily unavailable");
 		return RCPT_DEFERRED;
 	}
-	if (lr == LOOKUP_NOTFOUND && a->local_len == 10 &&
-	    strncasecmp(a->local, "postmaster", 10) == 0) {
+	if (lr == LOOKUP_NOTFOUND && mailaddr_is_postmaster(a->local, a->local_len)) {
 		/* RFC 5321 4.5.1: postmaster is always accepted, so it always has a Maildir. */
 		char key[MAILADDR_MAX + 1];
 		if (mailaddr_key(a, key, sizeof key) > 0)

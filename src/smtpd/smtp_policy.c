@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "proto/mailaddr.h"
 #include "util/strutil.h"
 
 static int span_has(const char *s, size_t len, char ch)
@@ -66,12 +67,6 @@ int smtp_policy_sender(const struct conf *c, const struct smtp_path *p, struct s
 	return 0;
 }
 
-/* RFC 5321 4.5.1: "postmaster" (any case, unquoted) at a local domain is always accepted. */
-static int is_local_postmaster(const struct mailaddr *a)
-{
-	return !a->quoted && a->local_len == 10 && ascii_contains_ci(a->local, 10, "postmaster");
-}
-
 /* RFC 3463 2.2 / 5.2.2: a full mailbox; 452 (temporary) unless smtp_over_quota_reply = 552. */
 static void over_quota_reply(const struct conf *c, struct smtp_policy_reply *r)
 {
@@ -132,7 +127,8 @@ enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, 
 		return SMTP_RCPT_REFUSED;
 	}
 	if (smtp_policy_is_local(c, &p->addr)) {
-		if (is_local_postmaster(&p->addr)) {
+		/* RFC 5321 4.5.1: postmaster at a local domain is always accepted. */
+		if (mailaddr_is_postmaster(p->addr.local, p->addr.local_len)) {
 			set_reply(r, 250, "2.1.5", "Recipient OK");
 			return SMTP_RCPT_ACCEPT;
 		}
