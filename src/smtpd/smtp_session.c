@@ -92,6 +92,19 @@ void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const
 
 /* ---- transaction ---- */
 
+/*
+ * The one reply for a message the queue could not take (begin, write or commit
+ * failed, err is the errno): a full disk (ENOSPC, EDQUOT) is 452 4.3.1, anything
+ * else 451 4.3.0; both temporary (RFC 5321 4.2.5: the client retries).
+ */
+static void reply_storage_error(struct smtp_session *s, int err)
+{
+	if (err == ENOSPC || err == EDQUOT)
+		smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
+	else
+		smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later", 1);
+}
+
 static void abort_message(struct smtp_session *s)
 {
 	if (s->msg != NULL) {
@@ -178,10 +191,7 @@ int smtp_session_begin_data(struct smtp_session *s)
 	errno = 0;
 	s->msg = s->ops->msg_begin(s->ops->arg);
 	if (s->msg == NULL) {
-		if (errno == ENOSPC || errno == EDQUOT)
-			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
-		else
-			smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		reply_storage_error(s, errno);
 		return -1;
 	}
 	s->msg_seq++;
@@ -227,10 +237,7 @@ static int data_refusal(struct smtp_session *s)
 		return -1;
 	}
 	if (s->data_write_errno != 0) {
-		if (s->data_write_errno == ENOSPC || s->data_write_errno == EDQUOT)
-			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
-		else
-			smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		reply_storage_error(s, s->data_write_errno);
 		return -1;
 	}
 	if (s->lines.text_line_too_long) {
@@ -243,7 +250,7 @@ static int data_refusal(struct smtp_session *s)
 		return -1;
 	}
 	if (s->msg == NULL) {
-		smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		reply_storage_error(s, EIO);
 		return -1;
 	}
 	return 0;
@@ -282,12 +289,10 @@ void smtp_session_commit_done(struct smtp_session *s, int ok, const char *id)
 		snprintf(text, sizeof text, "OK queued as %s", id ? id : "?");
 		smtp_session_reply(s, 250, "2.0.0", text, 0);
 	} else {
+		/* The queue says only that it failed: a spool below queue_min_free explains it. */
 		long long fs = s->ops->free_space(s->ops->arg);
-		if (fs >= 0 && fs < (long long)s->c->queue_min_free)
-			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
-		else
-			smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later",
-			                   1);
+		reply_storage_error(s,
+		                    fs >= 0 && fs < (long long)s->c->queue_min_free ? ENOSPC : EIO);
 	}
 	/* RFC 5321 4.1.1.4: the transaction is over either way. */
 	smtp_session_reset_tx(s);
