@@ -1,6 +1,6 @@
 # sharemail: non-recursive GNU make. Everything is built under $(B) (default build/).
 #   make            build build/sharemaild and build/sharemail
-#   make check      unit tests, fuzz-corpus replay, integration tests
+#   make check      unit tests, fuzz-corpus replay, integration tests, include layering
 #   make check-asan unit tests and fuzz corpora under ASan+UBSan (build-asan/)
 #   make run        demo server in the foreground on loopback
 #   make bench      benchmarks (bench/), figures printed as ratios
@@ -86,8 +86,12 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 unit: $(UNIT_BIN) $(FUZZ_REPLAY)
 bench-bin: $(BENCH_BIN) all
 
-check: all unit
+check: all unit check-layering
 	python3 tests/run-all --build $(B)
+
+# Includes follow the layers of HACKING.md (the checker tests itself on fake trees first).
+check-layering:
+	python3 scripts/check-layering --self-test
 
 check-unit: unit
 	python3 tests/run-all --build $(B) --no-integration
@@ -123,7 +127,7 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all unit check check-unit check-asan check-asan-integration run bench bench-bin fuzz \
+.PHONY: all unit check check-layering check-unit check-asan check-asan-integration run bench bench-bin fuzz \
         format-check format clean
 .PRECIOUS: $(B)/%.o $(B)/tests/unit/%.o $(B)/fuzz/%.o
 
