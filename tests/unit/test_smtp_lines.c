@@ -345,6 +345,61 @@ TEST(text_line_limit)
 	free(stuffed_over);
 }
 
+/* The Message-ID kept after DATA text[0..) (the "\r\n.\r\n" is added), fed chunk octets at a time. */
+static const char *message_id_of(const char *text, size_t chunk)
+{
+	static char buf[1024], in[4096];
+	static struct smtp_lines l;
+	size_t used, out_len, n = (size_t)snprintf(in, sizeof in, "%s\r\n.\r\n", text);
+	const char *out, *p = in;
+	enum smtp_lines_event ev = SMTP_LINES_NEED_MORE;
+	smtp_lines_init(&l, buf, sizeof buf);
+	smtp_lines_begin_data(&l, 998);
+	while (n > 0 && ev != SMTP_LINES_END_OF_DATA && ev != SMTP_LINES_BARE_LF_CR) {
+		size_t len = chunk && chunk < n ? chunk : n;
+		ev = smtp_lines_feed(&l, p, len, &used, &out, &out_len);
+		p += used;
+		n -= used;
+	}
+	CHECK_INT(ev, SMTP_LINES_END_OF_DATA);
+	CHECK_INT(strlen(l.msgid), l.msgid_len);
+	return l.msgid;
+}
+
+/* RFC 5322 3.6.4: the first Message-ID field of the header section, unfolded, for the log. */
+TEST(message_id_kept)
+{
+	char *long_id = repeat('i', 300, ">");
+	char long_in[400], long_want[SMTP_LINES_MSGID_MAX + 1];
+	snprintf(long_in, sizeof long_in, "Message-ID: <%s\r\n\r\nx", long_id);
+	snprintf(long_want, sizeof long_want, " <%s", long_id);
+	const struct {
+		const char *in, *want;
+	} cases[] = {
+	        {"Subject: a\r\nMessage-ID: <a@b.example>\r\n\r\nbody", " <a@b.example>"},
+	        {"message-id:<a@b>\r\n\r\n", "<a@b>"},
+	        {"Message-Id :\t<x@y>", "\t<x@y>"},
+	        {"Message-ID:\r\n <folded@x>\r\n\tmore\r\nSubject: s\r\n tail",
+	         " <folded@x>\tmore"},
+	        {"Message-ID: <1@x>\r\nMessage-ID: <2@x>\r\n", " <1@x>"},
+	        {"Message-ID: <a:b@c>", " <a:b@c>"},
+	        {"Subject: s\r\n\r\nMessage-ID: <in-body@x>", ""},
+	        {"X-Message-ID: <no@x>\r\nMessage-IDs: <no@x>", ""},
+	        {"Subject: a\r\n Message-ID: <continuation@x>", ""},
+	        {"..Message-ID: <stuffed@x>", ""},
+	        {".Message-ID: <unstuffed@x>", " <unstuffed@x>"},
+	        {"Message-ID: <ends-headers@x>\r\n\r\n <not-a-continuation>", " <ends-headers@x>"},
+	        {"Subject: none", ""},
+	        {long_in, long_want},
+	};
+	static const size_t chunks[] = {0, 1, 2, 3, 7};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++)
+			if (!CHECK_STR(message_id_of(cases[i].in, chunks[k]), cases[i].want))
+				fprintf(stderr, "    case %zu, chunks of %zu\n", i, chunks[k]);
+	free(long_id);
+}
+
 /* Large messages come out in several chunks that add up byte-exact. */
 TEST(large_message_chunks)
 {
@@ -419,4 +474,5 @@ TEST(dotstuff_round_trip)
 }
 
 TEST_MAIN(T(table_every_split), T(command_line_limit), T(megabyte_without_crlf), T(bare_is_final),
-          T(pending_octets), T(text_line_limit), T(large_message_chunks), T(dotstuff_round_trip))
+          T(pending_octets), T(text_line_limit), T(message_id_kept), T(large_message_chunks),
+          T(dotstuff_round_trip))
