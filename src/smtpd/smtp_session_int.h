@@ -50,11 +50,16 @@ struct smtp_session {
 	unsigned errors;
 	size_t skipped; /* octets of the current over-long command line */
 	size_t pending_after; /* input octets after the line being processed (pipelining) */
-	unsigned msg_seq; /* messages begun in this session (Received id) */
+	/* the reply to the command being run, for its log line */
+	int cmd_reply_code; /* 0: none yet */
+	int cmd_log; /* 1: a refusal that goes to the log (see smtp_session.h) */
+	char cmd_reply[SMTP_CMD_LINE_MAX + 64];
 	/* the transaction (RFC 5321 3.3) */
 	struct envelope *env; /* non-NULL once MAIL was accepted */
 	size_t rcpt_attempts_over; /* RCPTs refused for exceeding smtp_max_recipients */
 	struct queue_msg *msg; /* the message file during DATA */
+	char queue_id[SMTP_SESSION_ID_MAX]; /* of msg (its Received field and log line) */
+	size_t received_len; /* octets of our Received field at the top of msg */
 	unsigned long long data_octets;
 	int data_too_big;
 	int data_write_errno; /* 0, or why msg_write failed (the message was aborted) */

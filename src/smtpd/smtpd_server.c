@@ -195,10 +195,13 @@ static enum lookup_result op_lookup(void *arg, const char *mailbox, size_t len,
 	return mailbox_lookup(c->srv->idx, mailbox, len, out);
 }
 
-static struct queue_msg *op_msg_begin(void *arg)
+static struct queue_msg *op_msg_begin(void *arg, char *id, size_t idsz)
 {
 	struct conn *c = arg;
-	return queue_msg_begin(c->srv->q);
+	struct queue_msg *m = queue_msg_begin(c->srv->q);
+	if (m != NULL)
+		snprintf(id, idsz, "%s", queue_msg_id(m));
+	return m;
 }
 
 static int op_msg_write(void *arg, struct queue_msg *m, const void *data, size_t len)
@@ -294,6 +297,12 @@ static void op_log_rejected_rcpt(void *arg, const char *line)
 		close(s->rej_fd); /* removed, rotated, or a full disk: reopen once */
 		s->rej_fd = -1;
 	}
+}
+
+/* The session's log lines (it decides them); util/log replaces any control byte. */
+static void op_log_line(void *arg, const char *line)
+{
+	log_info("%s", line);
 }
 
 static int64_t op_now(void *arg)
@@ -577,6 +586,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	                                   .msg_abort = op_msg_abort,
 	                                   .free_space = op_free_space,
 	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
+	                                   .log_line = op_log_line,
 	                                   .now = op_now};
 	c->next = s->conns;
 	if (s->conns)

@@ -134,6 +134,7 @@ static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len
 /* ---- the queue ---- */
 
 struct fake_msg {
+	char id[16];
 	struct fake_buf data;
 };
 
@@ -144,20 +145,27 @@ static void fake_msg_free(struct fake_session *f, struct fake_msg *fm)
 	free(fm);
 }
 
-static struct queue_msg *fake_begin(void *arg)
+/* Queue ids Q1, Q2, ... in the order messages are begun (the commit reports the same). */
+static struct queue_msg *fake_begin(void *arg, char *id, size_t idsz)
 {
 	struct fake_session *f = arg;
+	if (id == NULL || idsz < 8) {
+		f->broken++;
+		return NULL;
+	}
 	if (f->begin_errno) {
 		event_str(f, "## begin failed");
 		errno = f->begin_errno;
 		return NULL;
 	}
-	event_str(f, "## begin");
 	struct fake_msg *fm = calloc(1, sizeof *fm);
 	if (fm == NULL)
 		abort();
 	f->begun++;
 	f->open_msgs++;
+	snprintf(fm->id, sizeof fm->id, "Q%d", f->begun);
+	snprintf(id, idsz, "%s", fm->id);
+	event(f, "## begin ", fm->id, strlen(fm->id));
 	return (struct queue_msg *)fm;
 }
 
@@ -210,10 +218,10 @@ static void fake_commit(void *arg, struct queue_msg *m, const struct envelope *e
 	if (f->record)
 		record_commit(f, fm, e);
 	snprintf(f->first_rcpt, sizeof f->first_rcpt, "%s", e->rcpts[0].addr);
+	snprintf(f->pending_id, sizeof f->pending_id, "%s", fm->id);
 	fake_msg_free(f, fm);
 	f->committed++;
 	f->pending_ok = !f->commit_fail;
-	snprintf(f->pending_id, sizeof f->pending_id, "Q%d", f->committed);
 }
 
 static void fake_abort(void *arg, struct queue_msg *m)
@@ -245,6 +253,15 @@ static void fake_log_rejected(void *arg, const char *line)
 	event(f, "## log-rejected: ", line, strlen(line));
 }
 
+static void fake_log_line(void *arg, const char *line)
+{
+	struct fake_session *f = arg;
+	f->log_lines++;
+	if (strchr(line, '\n') != NULL)
+		f->broken++; /* one line, no newline */
+	event(f, "## log: ", line, strlen(line));
+}
+
 static int64_t fake_now(void *arg)
 {
 	return 1700000000;
@@ -266,6 +283,7 @@ void fake_session_init(struct fake_session *f)
 	        .msg_abort = fake_abort,
 	        .free_space = fake_free,
 	        .log_rejected_rcpt = fake_log_rejected,
+	        .log_line = fake_log_line,
 	        .now = fake_now,
 	};
 }

@@ -2,7 +2,8 @@
  * fake_session_ops: THE fake world of an SMTP session (struct smtp_session_ops),
  * shared by test_transcripts, test_smtp_session and fuzz_smtp_session: a small
  * directory, a queue in memory that fails on demand, a fixed clock, and a record
- * of every call as "## " lines (the format of tests/transcripts/NAME.ref).
+ * of every call as "## " lines (the format of tests/transcripts/NAME.ref). Queue
+ * ids are Q1, Q2, ... in the order messages are begun.
  *
  * The directory (lookups fold ASCII case): alice@example.com, bob@example.org,
  * "a b"@example.com and list@example.com can receive; off@example.com is
@@ -37,7 +38,7 @@ struct fake_session {
 	int record; /* keep the record in rec [0] */
 	struct smtp_session *s; /* with record: its output is recorded before each event */
 	/* what happened */
-	int begun, aborted, committed, open_msgs, lookups, logged;
+	int begun, aborted, committed, open_msgs, lookups, logged, log_lines;
 	unsigned long long stored; /* message octets written */
 	int broken; /* calls that broke the ops contract: must stay 0 */
 	char first_rcpt[128]; /* of the last committed envelope */
