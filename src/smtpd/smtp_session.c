@@ -126,6 +126,13 @@ static void log_printf(struct smtp_session *s, const char *fmt, ...)
 	s->ops->log_line(s->ops->arg, line);
 }
 
+/* The transaction's sender for a log line ("" for <>, and when there is no transaction). */
+static void log_sender(const struct smtp_session *s, char *out, size_t outsz)
+{
+	const char *f = s->env != NULL ? s->env->mail_from : "";
+	log_safe(out, outsz, f, strlen(f));
+}
+
 /* The accepted message, after its 250 (Postfix's smtpd/cleanup/qmgr lines in one). */
 static void log_accepted(struct smtp_session *s, const char *id)
 {
@@ -137,7 +144,7 @@ static void log_accepted(struct smtp_session *s, const char *id)
 	while (n > 0 && (m[n - 1] == ' ' || m[n - 1] == '\t'))
 		n--;
 	log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
-	log_safe(from, sizeof from, s->env->mail_from, strlen(s->env->mail_from));
+	log_sender(s, from, sizeof from);
 	log_safe(msgid, sizeof msgid, m, n);
 	log_printf(s, "%s: client=[%s] helo=<%s> from=<%s> size=%llu nrcpt=%zu%s%s", id,
 	           s->client_addr, helo, from, (unsigned long long)s->received_len + s->data_octets,
@@ -182,42 +189,45 @@ static void reply_record_reset(struct smtp_session *s)
 }
 
 /*
- * One "reject:" line for what was refused (verb "MAIL", "RCPT" or "DATA"), with
- * the reply recorded by smtp_session_reply(); to is the recipient or NULL.
+ * One "reject:" line for what was refused (verb "MAIL", "RCPT" or "DATA"): the
+ * reply recorded by smtp_session_reply(), then the addresses (tail).
  */
-static void log_refused(struct smtp_session *s, const char *verb, const char *to)
+static void log_refused(struct smtp_session *s, const char *verb, const char *tail)
 {
-	char helo[SMTP_CMD_LINE_MAX + 1], from[SMTP_PATH_MAX + 3] = "", rcpts[64] = "";
+	char helo[SMTP_CMD_LINE_MAX + 1];
 	log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
-	if (s->env != NULL) {
-		size_t n = strlen(s->env->mail_from);
-		from[0] = '<';
-		log_safe(from + 1, sizeof from - 2, s->env->mail_from, n);
-		strcat(from, ">");
-		if (to == NULL)
-			snprintf(rcpts, sizeof rcpts, " nrcpt=%zu", s->env->n_rcpts);
-	}
-	log_printf(s, "reject: %s from [%s] helo=<%s>: %s;%s%s%s%s%s%s", verb, s->client_addr, helo,
-	           s->cmd_reply, from[0] ? " from=" : "", from, to ? " to=<" : "", to ? to : "",
-	           to ? ">" : "", rcpts);
+	log_printf(s, "reject: %s from [%s] helo=<%s>: %s; %s", verb, s->client_addr, helo,
+	           s->cmd_reply, tail);
+}
+
+/* A message refused after its dot. */
+static void log_refused_data(struct smtp_session *s)
+{
+	char from[SMTP_PATH_MAX + 1], tail[SMTP_PATH_MAX + 64];
+	log_sender(s, from, sizeof from);
+	snprintf(tail, sizeof tail, "from=<%s> nrcpt=%zu", from, s->env ? s->env->n_rcpts : 0);
+	log_refused(s, "DATA", tail);
 }
 
 /* After a MAIL or RCPT command ran: its refusal, if it was one worth a line. */
 static void log_command(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-	char addr[SMTP_CMD_LINE_MAX + 1];
+	char addr[SMTP_CMD_LINE_MAX + 1], from[SMTP_PATH_MAX + 1], tail[2 * SMTP_CMD_LINE_MAX];
 	if (s->cmd_reply_code < 400 || (!s->cmd_log && s->state != SMTP_ST_END))
 		return;
 	if (cmd->verb == SMTP_VERB_MAIL) {
-		/* The transaction did not begin: the sender is the one the command named. */
+		/* No transaction began: the sender is the one the command named. */
 		log_address(cmd, "FROM:", addr, sizeof addr);
-		char helo[SMTP_CMD_LINE_MAX + 1];
-		log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
-		log_printf(s, "reject: MAIL from [%s] helo=<%s>: %s; from=<%s>", s->client_addr,
-		           helo, s->cmd_reply, addr);
+		snprintf(tail, sizeof tail, "from=<%s>", addr);
+		log_refused(s, "MAIL", tail);
 	} else if (cmd->verb == SMTP_VERB_RCPT) {
 		log_address(cmd, "TO:", addr, sizeof addr);
-		log_refused(s, "RCPT", addr);
+		log_sender(s, from, sizeof from);
+		if (s->env != NULL)
+			snprintf(tail, sizeof tail, "from=<%s> to=<%s>", from, addr);
+		else
+			snprintf(tail, sizeof tail, "to=<%s>", addr); /* RCPT before MAIL */
+		log_refused(s, "RCPT", tail);
 	}
 }
 
@@ -395,7 +405,7 @@ static void end_of_data(struct smtp_session *s)
 	s->state = SMTP_ST_CMD;
 	reply_record_reset(s);
 	if (data_refusal(s) < 0) {
-		log_refused(s, "DATA", NULL);
+		log_refused_data(s);
 		smtp_session_reset_tx(s);
 		return;
 	}
