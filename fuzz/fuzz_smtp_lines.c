@@ -80,6 +80,10 @@ static void on_event(struct run *r, struct smtp_lines *l, enum smtp_lines_event 
 		mix(r, &l->data_octets, sizeof l->data_octets);
 		mix(r, &l->received_headers, sizeof l->received_headers);
 		mix(r, &l->text_line_too_long, sizeof l->text_line_too_long);
+		require(l->msgid_len <= SMTP_LINES_MSGID_MAX && l->msgid[l->msgid_len] == '\0');
+		require(!memchr(l->msgid, '\r', l->msgid_len) &&
+		        !memchr(l->msgid, '\n', l->msgid_len));
+		mix(r, l->msgid, l->msgid_len);
 		r->msg_done = 1;
 		r->messages++;
 	}

@@ -5,15 +5,16 @@
  * crash or leak (sanitizers), the output stays bounded (never more than the
  * session's buffer, at most ~64 octets per input octet in all), every reply line
  * is well formed, and after ".", "QUIT" the session has ended: it always either
- * ends or keeps answering. A violated invariant traps.
+ * ends or keeps answering. The ops are the shared fake (tests/unit/fake_session_ops.h),
+ * which also checks the session keeps the ops' contract. A violated invariant traps.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/unit/fake_session_ops.h"
 #include "conf/conf.h"
-#include "smtpd/smtp_commands.h"
 #include "smtpd/smtp_session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -22,76 +23,6 @@ static void require(int cond)
 {
 	if (!cond)
 		__builtin_trap();
-}
-
-struct fake {
-	unsigned flags;
-	size_t stored;
-	int open_msgs;
-	int commits;
-};
-
-static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len,
-                                      struct lookup_answer *out)
-{
-	require(len <= 600);
-	out->kind = LOOKUP_KIND_ACCOUNT;
-	out->can_receive = len % 3 != 0;
-	return (enum lookup_result)(len % 4 == 3 ? LOOKUP_TEMPFAIL : len % 2);
-}
-
-static struct queue_msg *fake_begin(void *arg)
-{
-	struct fake *f = arg;
-	if (f->flags & 0x20) {
-		errno = ENOSPC;
-		return NULL;
-	}
-	f->open_msgs++;
-	return (struct queue_msg *)malloc(1);
-}
-
-static int fake_write(void *arg, struct queue_msg *m, const void *data, size_t len)
-{
-	struct fake *f = arg;
-	require(m != NULL && data != NULL);
-	if ((f->flags & 0x10) && f->stored + len > 300) {
-		errno = ENOSPC;
-		return -1;
-	}
-	f->stored += len;
-	return 0;
-}
-
-static void fake_commit(void *arg, struct queue_msg *m, const struct envelope *e)
-{
-	struct fake *f = arg;
-	require(e != NULL && e->mail_from != NULL && e->n_rcpts > 0 && e->helo != NULL);
-	f->open_msgs--;
-	f->commits++;
-	free(m);
-}
-
-static void fake_abort(void *arg, struct queue_msg *m)
-{
-	((struct fake *)arg)->open_msgs--;
-	free(m);
-}
-
-static long long fake_free(void *arg)
-{
-	return (((struct fake *)arg)->flags & 0x40) ? 10 : -1;
-}
-
-static void fake_log(void *arg, const char *line)
-{
-	for (size_t i = 0; line[i]; i++)
-		require((unsigned char)line[i] >= 0x20 && (unsigned char)line[i] <= 0x7e);
-}
-
-static int64_t fake_now(void *arg)
-{
-	return 1700000000;
 }
 
 static struct conf *make_conf(void)
@@ -137,9 +68,10 @@ static size_t drain(struct smtp_session *s)
 	return n;
 }
 
-static void feed(struct smtp_session *s, struct fake *f, const uint8_t *p, size_t n, size_t chunk,
+static void feed(struct fake_session *f, const uint8_t *p, size_t n, size_t chunk,
                  size_t *out_total)
 {
+	struct smtp_session *s = f->s;
 	size_t pos = 0;
 	int stuck = 0;
 	while (pos < n && !smtp_session_ended(s) && stuck < 3) {
@@ -150,9 +82,10 @@ static void feed(struct smtp_session *s, struct fake *f, const uint8_t *p, size_
 		*out_total += drain(s);
 		if (smtp_session_waiting(s)) {
 			require(used > 0);
-			smtp_session_commit_done(s, !(f->flags & 0x08), "Q1");
+			require(fake_session_resolve(f));
 			*out_total += drain(s);
 		}
+		require(f->broken == 0);
 		stuck = used == 0 ? stuck + 1 : 0;
 	}
 	require(pos == n || smtp_session_ended(s));
@@ -165,40 +98,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (c == NULL)
 		c = make_conf();
-	struct fake f = {.flags = data[0]};
-	c->smtp_dsn = !(f.flags & 0x01);
-	c->smtp_vrfy = (f.flags & 0x04) != 0;
-	c->smtp_refuse_percent = c->smtp_refuse_bang = (f.flags & 0x80) != 0;
-	c->smtp_max_message_size = (f.flags & 0x02) ? 1024 : 100000;
-	c->smtp_drop_connection_size = (f.flags & 0x02) ? 4096 : 0;
-	c->smtp_max_recipients = (f.flags & 0x02) ? 2 : 100;
+	static struct fake_session f;
+	unsigned flags = data[0];
+	fake_session_init(&f);
+	f.begin_errno = (flags & 0x20) ? ENOSPC : 0;
+	f.write_fail_after = (flags & 0x10) ? 300 : -1;
+	f.commit_fail = (flags & 0x08) != 0;
+	f.free_space = (flags & 0x40) ? 10 : -1;
+	c->smtp_dsn = !(flags & 0x01);
+	c->smtp_vrfy = (flags & 0x04) != 0;
+	c->smtp_refuse_percent = c->smtp_refuse_bang = (flags & 0x80) != 0;
+	c->smtp_max_message_size = (flags & 0x02) ? 1024 : 100000;
+	c->smtp_drop_connection_size = (flags & 0x02) ? 4096 : 0;
+	c->smtp_max_recipients = (flags & 0x02) ? 2 : 100;
 	c->smtp_max_received_headers = 3;
 	size_t chunk = data[1] == 0 ? 1 : data[1] == 255 ? size : data[1];
 
-	struct smtp_session_ops ops = {
-	        .arg = &f,
-	        .lookup = fake_lookup,
-	        .msg_begin = fake_begin,
-	        .msg_write = fake_write,
-	        .msg_commit = fake_commit,
-	        .msg_abort = fake_abort,
-	        .free_space = fake_free,
-	        .log_rejected_rcpt = fake_log,
-	        .now = fake_now,
-	};
 	struct smtp_session *s =
-	        smtp_session_new(c, &ops, SMTP_PORT_SMTP, "192.0.2.1", (f.flags & 0x02) != 0);
+	        smtp_session_new(c, &f.ops, SMTP_PORT_SMTP, "192.0.2.1", (flags & 0x02) != 0);
 	require(s != NULL);
+	f.s = s;
 	size_t out_total = 0;
 	smtp_session_greet(s, 0);
 	out_total += drain(s);
-	feed(s, &f, data + 2, size - 2, chunk, &out_total);
+	feed(&f, data + 2, size - 2, chunk, &out_total);
 	/* Whatever state it is in, this ends the session. */
 	static const char tail[] = "\r\n.\r\nQUIT\r\n";
-	feed(s, &f, (const uint8_t *)tail, sizeof tail - 1, sizeof tail, &out_total);
+	feed(&f, (const uint8_t *)tail, sizeof tail - 1, sizeof tail, &out_total);
 	require(smtp_session_ended(s));
 	require(out_total <= 1024 + 64 * size);
 	smtp_session_free(s);
-	require(f.open_msgs == 0);
+	f.s = NULL;
+	require(f.open_msgs == 0 && f.broken == 0);
 	return 0;
 }

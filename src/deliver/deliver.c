@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,8 +253,7 @@ static enum lookup_result resolve(struct deliver_runner *r, const char *addr,
 	enum lookup_result lr = mailbox_expand(r->idx, addr, strlen(addr), collect_target, l);
 	if (lr == LOOKUP_TEMPFAIL || l->oom)
 		return LOOKUP_TEMPFAIL;
-	if (lr == LOOKUP_NOTFOUND && a->local_len == 10 &&
-	    strncasecmp(a->local, "postmaster", 10) == 0) {
+	if (lr == LOOKUP_NOTFOUND && mailaddr_is_postmaster(a->local, a->local_len)) {
 		/* RFC 5321 4.5.1: postmaster is always accepted, so it always has a Maildir. */
 		char key[MAILADDR_MAX + 1];
 		if (mailaddr_key(a, key, sizeof key) > 0)

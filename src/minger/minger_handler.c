@@ -21,9 +21,8 @@ static const char *const event_words[MINGER_EV_COUNT] = {
 };
 
 void minger_handler_init(struct minger_handler *h, const struct minger_handler_conf *conf,
-                         minger_lookup_fn lookup, void *lookup_arg,
-                         struct minger_source_table *sources, struct minger_global_limit *global,
-                         struct minger_replay *replay)
+                         lookup_fn lookup, void *lookup_arg, struct minger_source_table *sources,
+                         struct minger_global_limit *global, struct minger_replay *replay)
 {
 	memset(h, 0, sizeof *h);
 	h->conf = conf;
@@ -135,7 +134,7 @@ static int auth_digest(const struct minger_handler_conf *c, const struct minger_
 static int lookup_status(const struct minger_handler *h, const struct minger_query *q)
 {
 	const struct minger_handler_conf *c = h->conf;
-	struct lookup_answer a = {LOOKUP_KIND_NONE, 0};
+	struct lookup_answer a = {.kind = LOOKUP_KIND_NONE};
 	switch (h->lookup(h->lookup_arg, q->mailbox, q->mailbox_len, &a)) {
 	case LOOKUP_FOUND: break;
 	case LOOKUP_NOTFOUND: return MINGER_STATUS_UNKNOWN;

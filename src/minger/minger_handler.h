@@ -33,10 +33,6 @@
 /* Global-limit tokens a worker takes at once (unused ones go back at batch end). */
 #define MINGER_HANDLER_LEASE 16
 
-/* The lookup: mailbox_lookup() or a test double. Must be safe to call from the worker. */
-typedef enum lookup_result (*minger_lookup_fn)(void *arg, const char *mailbox, size_t len,
-                                               struct lookup_answer *out);
-
 struct minger_secret {
 	const char *s;
 	size_t len;
@@ -83,7 +79,7 @@ struct minger_now {
 
 struct minger_handler {
 	const struct minger_handler_conf *conf;
-	minger_lookup_fn lookup;
+	lookup_fn lookup;
 	void *lookup_arg;
 	struct minger_source_table *sources; /* NULL: no per-source limit */
 	struct minger_replay *replay; /* NULL only when no secret is configured */
@@ -95,12 +91,12 @@ struct minger_handler {
 
 /*
  * Initialises h with the borrowed objects described above; `lookup(lookup_arg, ...)`
- * answers the lookups of this worker. sources and global may be NULL (no limit).
+ * (mailbox_lookup() or a test double, safe to call from the worker) answers the
+ * lookups of this worker. sources and global may be NULL (no limit).
  */
 void minger_handler_init(struct minger_handler *h, const struct minger_handler_conf *conf,
-                         minger_lookup_fn lookup, void *lookup_arg,
-                         struct minger_source_table *sources, struct minger_global_limit *global,
-                         struct minger_replay *replay);
+                         lookup_fn lookup, void *lookup_arg, struct minger_source_table *sources,
+                         struct minger_global_limit *global, struct minger_replay *replay);
 
 /*
  * Handles one datagram from `src` at `now`. Returns the reply length (> 0) with the

@@ -15,7 +15,6 @@
 
 #include <string.h>
 
-#include "queue/envelope.h"
 #include "util/strutil.h"
 
 #define SIZE_DIGITS_MAX 20
@@ -176,9 +175,9 @@ static enum esmtp_result mail_param(const struct param *p, int dsn, struct esmtp
 		if (out->body || p->val == NULL)
 			return ESMTP_SYNTAX;
 		if (ascii_equal_ci(p->val, p->val_len, "7BIT"))
-			out->body = ENVELOPE_BODY_7BIT;
+			out->body = ESMTP_BODY_7BIT;
 		else if (ascii_equal_ci(p->val, p->val_len, "8BITMIME"))
-			out->body = ENVELOPE_BODY_8BITMIME;
+			out->body = ESMTP_BODY_8BITMIME;
 		else
 			return ESMTP_SYNTAX;
 		return ESMTP_OK;
@@ -187,9 +186,9 @@ static enum esmtp_result mail_param(const struct param *p, int dsn, struct esmtp
 		if (out->ret || p->val == NULL)
 			return ESMTP_SYNTAX;
 		if (ascii_equal_ci(p->val, p->val_len, "FULL"))
-			out->ret = ENVELOPE_RET_FULL;
+			out->ret = ESMTP_RET_FULL;
 		else if (ascii_equal_ci(p->val, p->val_len, "HDRS"))
-			out->ret = ENVELOPE_RET_HDRS;
+			out->ret = ESMTP_RET_HDRS;
 		else
 			return ESMTP_SYNTAX;
 		return ESMTP_OK;
@@ -261,13 +260,13 @@ static int parse_notify(const char *v, size_t n, unsigned *out)
 			i++;
 		unsigned bit;
 		if (ascii_equal_ci(v + start, i - start, "NEVER"))
-			bit = ENVELOPE_NOTIFY_NEVER;
+			bit = ESMTP_NOTIFY_NEVER;
 		else if (ascii_equal_ci(v + start, i - start, "SUCCESS"))
-			bit = ENVELOPE_NOTIFY_SUCCESS;
+			bit = ESMTP_NOTIFY_SUCCESS;
 		else if (ascii_equal_ci(v + start, i - start, "FAILURE"))
-			bit = ENVELOPE_NOTIFY_FAILURE;
+			bit = ESMTP_NOTIFY_FAILURE;
 		else if (ascii_equal_ci(v + start, i - start, "DELAY"))
-			bit = ENVELOPE_NOTIFY_DELAY;
+			bit = ESMTP_NOTIFY_DELAY;
 		else
 			return -1;
 		if (bits & bit)
@@ -275,7 +274,7 @@ static int parse_notify(const char *v, size_t n, unsigned *out)
 		bits |= bit;
 		i++; /* past the ',' (or past the end) */
 	}
-	if ((bits & ENVELOPE_NOTIFY_NEVER) && bits != ENVELOPE_NOTIFY_NEVER)
+	if ((bits & ESMTP_NOTIFY_NEVER) && bits != ESMTP_NOTIFY_NEVER)
 		return -1;
 	*out = bits;
 	return 0;

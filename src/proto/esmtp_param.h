@@ -15,6 +15,16 @@
 #define ESMTP_ENVID_MAX 100 /* RFC 3461 4.4: at most 100 characters */
 #define ESMTP_ORCPT_MAX 500 /* RFC 3461 4.2: the whole parameter is at most 500 */
 
+/* RFC 6152 BODY=, as the envelope stores it (queue/envelope.h uses these). */
+enum esmtp_body { ESMTP_BODY_UNSET = 0, ESMTP_BODY_7BIT, ESMTP_BODY_8BITMIME };
+/* RFC 3461 4.3 RET=. */
+enum esmtp_ret { ESMTP_RET_UNSET = 0, ESMTP_RET_FULL, ESMTP_RET_HDRS };
+/* RFC 3461 4.1 NOTIFY=: 0 = not given (default: FAILURE), else a set of these bits. */
+#define ESMTP_NOTIFY_NEVER 0x1
+#define ESMTP_NOTIFY_SUCCESS 0x2
+#define ESMTP_NOTIFY_FAILURE 0x4
+#define ESMTP_NOTIFY_DELAY 0x8
+
 enum esmtp_result {
 	ESMTP_OK = 0,
 	ESMTP_SYNTAX, /* 501 5.5.4: malformed, duplicate, bad value, control octet */
@@ -24,14 +34,14 @@ enum esmtp_result {
 struct esmtp_mail_params {
 	int has_size;
 	uint64_t size; /* SIZE=, at most 20 digits, no overflow */
-	int body; /* enum envelope_body: 0 unset, 1 7BIT, 2 8BITMIME */
-	int ret; /* enum envelope_ret: 0 unset, 1 FULL, 2 HDRS */
+	enum esmtp_body body;
+	enum esmtp_ret ret;
 	int has_envid;
 	char envid[ESMTP_ENVID_MAX + 1]; /* xtext-decoded, printable ASCII only */
 };
 
 struct esmtp_rcpt_params {
-	unsigned notify; /* ENVELOPE_NOTIFY_* bits (queue/envelope.h); 0 unset */
+	unsigned notify; /* ESMTP_NOTIFY_* bits; 0 unset */
 	int has_orcpt;
 	char orcpt[ESMTP_ORCPT_MAX + 1]; /* "addr-type;decoded-address", printable ASCII only */
 };

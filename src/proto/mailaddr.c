@@ -16,6 +16,8 @@
 
 #include <string.h>
 
+#include "util/strutil.h"
+
 /* Control octets and octets above 0x7E: never part of a Mailbox without SMTPUTF8. */
 static int is_bad_octet(unsigned char c)
 {
@@ -317,6 +319,11 @@ int mailaddr_key(const struct mailaddr *a, char *out, size_t outsz)
 		                                                               : a->domain[i]);
 	out[o] = '\0';
 	return (int)o;
+}
+
+int mailaddr_is_postmaster(const char *local, size_t len)
+{
+	return local != NULL && ascii_equal_ci(local, len, "postmaster");
 }
 
 const char *mailaddr_strerror(enum mailaddr_result r)

@@ -61,6 +61,15 @@ enum mailaddr_result mailaddr_parse_exact(const char *s, size_t len, struct mail
  */
 int mailaddr_key(const struct mailaddr *a, char *out, size_t outsz);
 
+/*
+ * 1 if local[0..len), a local part as written (a quoted one keeps its quotes), is
+ * "postmaster" in any case and unquoted, else 0. RFC 5321 4.5.1: that address at
+ * a local domain, and "<Postmaster>" alone, must always be accepted; a quoted
+ * "postmaster" is an ordinary local part. Used by the path parser, the RCPT
+ * policy and delivery, so all three agree.
+ */
+int mailaddr_is_postmaster(const char *local, size_t len);
+
 /* A short English description of a result, for error messages. */
 const char *mailaddr_strerror(enum mailaddr_result r);
 

@@ -163,7 +163,7 @@ static enum smtp_path_result parse_inner(const char *s, size_t n, int rcpt, stru
 		out->mailbox = s;
 		return SMTP_PATH_OK;
 	}
-	if (rcpt && ascii_equal_ci(s, n, "postmaster")) {
+	if (rcpt && mailaddr_is_postmaster(s, n)) {
 		out->postmaster = 1;
 		out->mailbox = s;
 		out->mailbox_len = n;

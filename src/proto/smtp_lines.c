@@ -26,6 +26,14 @@ enum data_state {
 	ST_CR, /* a CR, held back until its LF */
 };
 
+/* DATA mode: where the reader is with the Message-ID field. */
+enum msgid_state {
+	MSGID_NONE = 0, /* not seen yet */
+	MSGID_IN_FIELD, /* in its field: octets are kept */
+	MSGID_LINE_ENDED, /* its line ended: a continuation line may follow */
+	MSGID_DONE, /* complete (only the first field counts) */
+};
+
 void smtp_lines_init(struct smtp_lines *l, char *buf, size_t cap)
 {
 	memset(l, 0, sizeof *l);
@@ -50,6 +58,9 @@ void smtp_lines_begin_data(struct smtp_lines *l, size_t max_text_line)
 	l->received_headers = 0;
 	l->data_octets = 0;
 	l->head_len = 0;
+	l->msgid_state = MSGID_NONE;
+	l->msgid_len = 0;
+	l->msgid[0] = '\0';
 }
 
 static enum smtp_lines_event broken(struct smtp_lines *l, size_t len, size_t *consumed)
@@ -110,29 +121,10 @@ static enum smtp_lines_event feed_command(struct smtp_lines *l, const char *in, 
 	return SMTP_LINES_NEED_MORE;
 }
 
-static void emit(struct smtp_lines *l, char c)
+/* "name" [WSP...] ":" at the start of a header line (RFC 5322 3.6.7, 4.5.3); name lower case. */
+static int head_is_field(const struct smtp_lines *l, const char *name)
 {
-	l->buf[l->len++] = c;
-	l->data_octets++;
-	if (l->head_len < sizeof l->head)
-		l->head[l->head_len++] = c;
-}
-
-/* Counts a transmitted octet of the current text line (RFC 5321 4.5.3.1.6). */
-static void count_octet(struct smtp_lines *l)
-{
-	l->line_len++;
-	if (l->line_len > l->max_text_line)
-		l->max_text_line = l->line_len;
-	if (l->text_line_limit && l->line_len > l->text_line_limit)
-		l->text_line_too_long = 1;
-}
-
-/* "Received" [WSP...] ":" at the start of a header line (RFC 5322 3.6.7, 4.5.3). */
-static int head_is_received(const struct smtp_lines *l)
-{
-	static const char name[] = "received";
-	size_t n = sizeof name - 1, i;
+	size_t n = strlen(name), i;
 	if (l->head_len <= n)
 		return 0;
 	for (i = 0; i < n; i++)
@@ -143,14 +135,58 @@ static int head_is_received(const struct smtp_lines *l)
 	return i < l->head_len && l->head[i] == ':';
 }
 
+/*
+ * Keeps the body of the first Message-ID field of the header section (RFC 5322
+ * 3.6.4), unfolded: its line and the continuation lines (starting with WSP) that
+ * follow it, without the CRLFs.
+ */
+static void msgid_octet(struct smtp_lines *l, char c)
+{
+	if (l->msgid_state == MSGID_LINE_ENDED)
+		l->msgid_state = (c == ' ' || c == '\t') ? MSGID_IN_FIELD : MSGID_DONE;
+	if (l->msgid_state == MSGID_IN_FIELD && l->msgid_len < SMTP_LINES_MSGID_MAX) {
+		l->msgid[l->msgid_len++] = c;
+		l->msgid[l->msgid_len] = '\0';
+	}
+}
+
+static void emit(struct smtp_lines *l, char c)
+{
+	l->buf[l->len++] = c;
+	l->data_octets++;
+	if (l->msgid_state != MSGID_NONE && l->msgid_state != MSGID_DONE)
+		msgid_octet(l, c);
+	if (l->head_len < sizeof l->head) {
+		l->head[l->head_len++] = c;
+		if (c == ':' && l->in_headers && l->msgid_state == MSGID_NONE &&
+		    head_is_field(l, "message-id"))
+			l->msgid_state = MSGID_IN_FIELD;
+	}
+}
+
+/* Counts an octet of the current text line as stored (RFC 5321 4.5.3.1.6). */
+static void count_octet(struct smtp_lines *l)
+{
+	l->line_len++;
+	if (l->line_len > l->max_text_line)
+		l->max_text_line = l->line_len;
+	if (l->text_line_limit && l->line_len > l->text_line_limit)
+		l->text_line_too_long = 1;
+}
+
 /* A CRLF ended a text line: the header section ends at the first empty line. */
 static void end_line(struct smtp_lines *l)
 {
+	if (l->msgid_state == MSGID_IN_FIELD)
+		l->msgid_state = MSGID_LINE_ENDED;
 	if (l->in_headers) {
-		if (l->line_len == 0)
+		if (l->line_len == 0) {
 			l->in_headers = 0;
-		else if (head_is_received(l))
+			if (l->msgid_state == MSGID_LINE_ENDED)
+				l->msgid_state = MSGID_DONE;
+		} else if (head_is_field(l, "received")) {
 			l->received_headers++;
+		}
 	}
 	l->line_len = 0;
 	l->head_len = 0;
@@ -184,8 +220,12 @@ static int data_octet(struct smtp_lines *l, char c)
 			l->state = ST_DOT_CR;
 			return 0;
 		}
-		/* RFC 5321 4.5.2: a leading '.' followed by more text is deleted. */
-		count_octet(l);
+		/*
+		 * RFC 5321 4.5.2: a leading '.' followed by more text is deleted. It is
+		 * the transparency dot, not text: 4.5.3.1.6 limits the text line, so
+		 * only what follows counts (Postfix agrees): a legal 998-octet line
+		 * that begins with '.' arrives as 999 octets and is accepted.
+		 */
 		count_octet(l);
 		break;
 	case ST_DOT_CR:

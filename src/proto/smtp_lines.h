@@ -5,8 +5,9 @@
  * per write must work) into a buffer with a hard maximum.
  *
  * In DATA mode the reader also undoes dot-stuffing (RFC 5321 4.5.2), detects
- * the end-of-data line ".", measures text lines against a maximum, and counts
- * the Received: header fields of the header section (loop detection).
+ * the end-of-data line ".", measures text lines against a maximum, counts the
+ * Received: header fields of the header section (loop detection) and keeps its
+ * Message-ID (for the log).
  *
  * Pure: no I/O, no allocation beyond what smtp_lines_init() is handed.
  * Owner: the SMTP codec engineer (proto). Used by the SMTP session.
@@ -17,6 +18,7 @@
 #include <stddef.h>
 
 #define SMTP_LINES_CMD_MAX 510 /* RFC 5321 4.5.3.1.4: 512 including CRLF */
+#define SMTP_LINES_MSGID_MAX 250 /* octets of the Message-ID field kept (for the log) */
 
 enum smtp_lines_event {
 	SMTP_LINES_NEED_MORE = 0, /* consumed everything given; no complete line */
@@ -42,14 +44,23 @@ struct smtp_lines {
 	int returned; /* buf holds a line/chunk already returned: reset on next call */
 	int state; /* DATA: position in the current line (smtp_lines.c) */
 	int in_headers; /* (read) DATA: still in the header section */
-	size_t line_len; /* DATA: length of the current text line so far, as transmitted */
+	size_t line_len; /* DATA: length of the current text line so far, unstuffed */
 	size_t text_line_limit; /* DATA: the maximum given to smtp_lines_begin_data() */
-	size_t max_text_line; /* (read) DATA: longest text line seen (without CRLF) */
+	size_t max_text_line; /* (read) DATA: longest text line seen (unstuffed, no CRLF) */
 	int text_line_too_long; /* (read) DATA: a line exceeded the limit (message refused) */
 	unsigned received_headers; /* (read) DATA: Received: fields in the header section */
 	unsigned long long data_octets; /* (read) DATA: message octets returned so far */
 	char head[16]; /* DATA: first octets of the current line (header name test) */
 	size_t head_len;
+	/*
+	 * (read) DATA: the body of the header section's first Message-ID field
+	 * (RFC 5322 3.6.4) as sent, unfolded (continuation lines joined without their
+	 * CRLF, spaces kept), cut at SMTP_LINES_MSGID_MAX octets, NUL-terminated; ""
+	 * when there is none. Any octets but CR and LF may be in it.
+	 */
+	char msgid[SMTP_LINES_MSGID_MAX + 1];
+	size_t msgid_len;
+	int msgid_state; /* DATA: where the reader is with that field (smtp_lines.c) */
 };
 
 /* Prepares a reader using buf[0..cap) (cap >= 1024) for command lines. */
@@ -57,8 +68,9 @@ void smtp_lines_init(struct smtp_lines *l, char *buf, size_t cap);
 
 /*
  * Switches to DATA mode (after 354) with the given text line maximum (octets
- * without CRLF, as transmitted i.e. before unstuffing; RFC 5321 4.5.3.1.6 gives
- * 998; 0 = no limit); resets the DATA counters. Call it only after a LINE event
+ * without CRLF, after unstuffing: the transparency dot of RFC 5321 4.5.2 is not
+ * text and does not count; 4.5.3.1.6 gives 998; 0 = no limit); resets the DATA
+ * counters. Call it only after a LINE event
  * (the reader then holds no octets). A line over the maximum does not stop the
  * reader: it sets text_line_too_long and the session refuses after the dot.
  */

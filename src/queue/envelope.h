@@ -19,14 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* RFC 3461 NOTIFY: 0 = not given (default: FAILURE), else a set of these bits. */
-#define ENVELOPE_NOTIFY_NEVER 0x1
-#define ENVELOPE_NOTIFY_SUCCESS 0x2
-#define ENVELOPE_NOTIFY_FAILURE 0x4
-#define ENVELOPE_NOTIFY_DELAY 0x8
-
-enum envelope_ret { ENVELOPE_RET_UNSET = 0, ENVELOPE_RET_FULL, ENVELOPE_RET_HDRS };
-enum envelope_body { ENVELOPE_BODY_UNSET = 0, ENVELOPE_BODY_7BIT, ENVELOPE_BODY_8BITMIME };
+#include "proto/esmtp_param.h" /* the DSN values: enum esmtp_ret, esmtp_body, ESMTP_NOTIFY_* */
 
 enum rcpt_state {
 	RCPT_PENDING = 0, /* not delivered yet */
@@ -53,7 +46,7 @@ struct envelope_final {
 struct envelope_rcpt {
 	char *addr; /* RCPT TO address as received */
 	char *orcpt; /* DSN ORCPT "addr-type;xtext-decoded address", or NULL */
-	unsigned notify; /* ENVELOPE_NOTIFY_* bits, 0 = not given */
+	unsigned notify; /* ESMTP_NOTIFY_* bits (proto/esmtp_param.h), 0 = not given */
 	enum rcpt_state state;
 	int attempts;
 	int64_t next_try; /* epoch seconds */
@@ -72,8 +65,8 @@ struct envelope {
 	char id[32]; /* queue id, set by the queue at commit */
 	char *mail_from; /* reverse-path, "" for <> */
 	char *envid; /* DSN ENVID (xtext-decoded) or NULL */
-	enum envelope_ret ret;
-	enum envelope_body body;
+	enum esmtp_ret ret;
+	enum esmtp_body body;
 	char *helo; /* HELO/EHLO argument as given (may be hostile; never interpreted) */
 	char *client_addr; /* "192.0.2.1" or "2001:db8::1" */
 	int64_t received_at; /* epoch seconds */

@@ -655,6 +655,11 @@ struct queue_msg *queue_msg_begin(struct queue *q)
 	return m;
 }
 
+const char *queue_msg_id(const struct queue_msg *m)
+{
+	return m->id;
+}
+
 int queue_msg_write(struct queue_msg *m, const void *data, size_t len)
 {
 	if (m->err) {

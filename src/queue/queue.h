@@ -63,6 +63,13 @@ long long queue_free_space(const struct queue *q);
  */
 struct queue_msg *queue_msg_begin(struct queue *q);
 
+/*
+ * The queue id of a message being written: chosen by queue_msg_begin() and the
+ * one the commit reports, so it can go into the Received field and the log
+ * before the message is durable. Valid until the msg is committed or aborted.
+ */
+const char *queue_msg_id(const struct queue_msg *m);
+
 /* Appends message octets (as stored: dot-unstuffed, CRLF line ends). 0 or -1 (errno). */
 int queue_msg_write(struct queue_msg *m, const void *data, size_t len);
 

@@ -295,14 +295,14 @@ static int parse_field(struct envelope *env, char t, const uint8_t *v, size_t vl
 	case 'H': return take_str(&env->helo, v, vl);
 	case 'C': return take_str(&env->client_addr, v, vl);
 	case 'R':
-		if (take_u8(&x, v, vl, ENVELOPE_RET_HDRS, seen, SEEN_RET) < 0 || x == 0)
+		if (take_u8(&x, v, vl, ESMTP_RET_HDRS, seen, SEEN_RET) < 0 || x == 0)
 			return -1;
-		env->ret = (enum envelope_ret)x;
+		env->ret = (enum esmtp_ret)x;
 		return 0;
 	case 'B':
-		if (take_u8(&x, v, vl, ENVELOPE_BODY_8BITMIME, seen, SEEN_BODY) < 0 || x == 0)
+		if (take_u8(&x, v, vl, ESMTP_BODY_8BITMIME, seen, SEEN_BODY) < 0 || x == 0)
 			return -1;
-		env->body = (enum envelope_body)x;
+		env->body = (enum esmtp_body)x;
 		return 0;
 	case 'S':
 		if (take_u8(&x, v, vl, 1, seen, SEEN_TRUSTED) < 0)

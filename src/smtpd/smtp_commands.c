@@ -8,6 +8,7 @@
 #include "proto/esmtp_param.h"
 #include "proto/mailaddr.h"
 #include "smtpd/smtp_policy.h"
+#include "smtpd/smtp_session_int.h"
 
 /* ---- checks shared by several rows ---- */
 
@@ -182,12 +183,8 @@ static int mail_envelope(struct smtp_session *s, const struct smtp_path *p,
 		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
 		return -1;
 	}
-	e->ret = mp->ret == 1   ? ENVELOPE_RET_FULL
-	         : mp->ret == 2 ? ENVELOPE_RET_HDRS
-	                        : ENVELOPE_RET_UNSET;
-	e->body = mp->body == 1   ? ENVELOPE_BODY_7BIT
-	          : mp->body == 2 ? ENVELOPE_BODY_8BITMIME
-	                          : ENVELOPE_BODY_UNSET;
+	e->ret = mp->ret;
+	e->body = mp->body;
 	s->env = e;
 	s->rcpt_attempts_over = 0;
 	return 0;
@@ -386,7 +383,7 @@ static void run_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
 	const char *a = cmd->arg;
 	size_t len = cmd->arg_len;
 	struct mailaddr m;
-	struct lookup_answer ans;
+	struct smtp_policy_reply r;
 	if (!s->c->smtp_vrfy) {
 		smtp_session_reply(s, 252, "2.5.2",
 		                   "Cannot VRFY user, but will accept message and attempt delivery",
@@ -406,17 +403,11 @@ static void run_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
 		                   0);
 		return;
 	}
-	memset(&ans, 0, sizeof ans);
-	switch (s->ops->lookup(s->ops->arg, a, len, &ans)) {
-	case LOOKUP_FOUND:
-		if (ans.can_receive)
-			smtp_session_reply(s, 250, "2.1.5", "Mailbox exists", 0);
-		else
-			smtp_session_reply(s, 550, "5.2.1", "Mailbox disabled", 1);
-		return;
-	case LOOKUP_NOTFOUND: smtp_session_reply(s, 550, "5.1.1", "No such user here", 1); return;
-	default: smtp_session_reply(s, 451, "4.3.0", "Lookup failed, try again later", 1); return;
-	}
+	/* The same answer RCPT would give. */
+	if (smtp_policy_mailbox(s->c, s->ops->lookup, s->ops->arg, a, len, &r) == SMTP_RCPT_ACCEPT)
+		smtp_session_reply(s, 250, "2.1.5", "Mailbox exists", 0);
+	else
+		smtp_session_reply(s, r.code, r.enh, r.text, 1);
 }
 
 static void run_not_offered(struct smtp_session *s, const struct smtp_cmd *cmd)

@@ -1,12 +1,13 @@
 /*
  * smtp_commands: THE table of SMTP commands, one {name, check, run} row each
- * (RFC 5321 4.1.1, RFC 2920 for pipelining groups), and the session internals
- * the commands work on. Internal to src/smtpd: the glue uses smtp_session.h only.
+ * (RFC 5321 4.1.1, RFC 2920 for pipelining groups). Internal to src/smtpd (the
+ * session dispatches through it; tests read the table): the glue uses
+ * smtp_session.h only.
  *
  * A row's check() decides whether the command may run now (sequence, argument,
  * pipelining); when it refuses it has already queued the reply. run() does the
- * work and queues the reply. Both act on the session only through the helpers
- * declared here, so every reply goes through one place that counts errors.
+ * work and queues the reply. Both act on the session through the helpers of
+ * smtp_session_int.h.
  *
  * Owner: the SMTP session engineer (src/smtpd).
  */
@@ -14,59 +15,10 @@
 #define SHAREMAIL_SMTPD_SMTP_COMMANDS_H
 
 #include <stddef.h>
-#include <stdint.h>
 
 #include "proto/smtp_cmd.h"
-#include "proto/smtp_lines.h"
-#include "smtpd/smtp_session.h"
 
-/* Octets of one over-long command line skipped before the session gives up (421). */
-#define SMTP_SESSION_SKIP_MAX (64 * 1024)
-/* The line reader's buffer (a command line is at most SMTP_CMD_LINE_MAX). */
-#define SMTP_SESSION_LINEBUF 4096
-/* The output buffer's maximum: input is not consumed while it is this full. */
-#define SMTP_SESSION_OUT_MAX (64 * 1024)
-/* Room kept free for the next reply (the longest, EHLO or HELP, is under 1 KiB). */
-#define SMTP_SESSION_OUT_SLACK 2048
-/* RCPTs past smtp_max_recipients answered 452 before each further one counts as an error. */
-#define SMTP_SESSION_RCPT_GRACE 100
-
-enum smtp_state {
-	SMTP_ST_NEW = 0, /* before the greeting */
-	SMTP_ST_CMD, /* reading commands */
-	SMTP_ST_DATA, /* reading message octets */
-	SMTP_ST_WAIT, /* waiting for the commit outcome */
-	SMTP_ST_END, /* ended: output what is pending, then close */
-};
-
-enum smtp_helo_kind { SMTP_HELO_NONE = 0, SMTP_HELO_HELO, SMTP_HELO_EHLO };
-
-struct smtp_session {
-	const struct conf *c;
-	const struct smtp_session_ops *ops;
-	enum smtp_port_kind kind;
-	char client_addr[64];
-	int trusted;
-	enum smtp_state state;
-	enum smtp_helo_kind helo_kind;
-	char helo[SMTP_CMD_LINE_MAX + 1];
-	unsigned errors;
-	size_t skipped; /* octets of the current over-long command line */
-	size_t pending_after; /* input octets after the line being processed (pipelining) */
-	unsigned msg_seq; /* messages begun in this session (Received id) */
-	/* the transaction (RFC 5321 3.3) */
-	struct envelope *env; /* non-NULL once MAIL was accepted */
-	size_t rcpt_attempts_over; /* RCPTs refused for exceeding smtp_max_recipients */
-	struct queue_msg *msg; /* the message file during DATA */
-	unsigned long long data_octets;
-	int data_too_big;
-	int data_write_errno; /* 0, or why msg_write failed (the message was aborted) */
-	/* I/O */
-	struct smtp_lines lines;
-	char *linebuf;
-	char *out;
-	size_t out_len, out_off, out_cap;
-};
+struct smtp_session;
 
 struct smtp_command {
 	const char *name;
@@ -81,21 +33,5 @@ const struct smtp_command *smtp_command_find(enum smtp_verb verb);
 
 /* The whole table (for HELP and tests): *n rows. */
 const struct smtp_command *smtp_command_table(size_t *n);
-
-/*
- * Queues one reply line (with enh NULL: no enhanced code, only for the greeting,
- * HELO/EHLO and 354). A 4xx/5xx reply counts as an error when count_error is set;
- * past smtp_max_errors the session queues "421 4.7.0" and ends.
- */
-void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const char *text,
-                        int count_error);
-/* Queues a continuation line ("250-..."). */
-void smtp_session_reply_more(struct smtp_session *s, int code, const char *text);
-/* Ends the session (pending output is still sent). Aborts a message in DATA. */
-void smtp_session_end(struct smtp_session *s);
-/* Forgets the transaction (RFC 5321 4.1.1.5): envelope freed, message aborted. */
-void smtp_session_reset_tx(struct smtp_session *s);
-/* Switches to DATA: starts the message and writes the Received field. 0 or -1 (replied). */
-int smtp_session_begin_data(struct smtp_session *s);
 
 #endif

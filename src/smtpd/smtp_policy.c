@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "proto/mailaddr.h"
 #include "util/strutil.h"
 
 static int span_has(const char *s, size_t len, char ch)
@@ -66,24 +67,33 @@ int smtp_policy_sender(const struct conf *c, const struct smtp_path *p, struct s
 	return 0;
 }
 
-/* RFC 5321 4.5.1: "postmaster" (any case, unquoted) at a local domain is always accepted. */
-static int is_local_postmaster(const struct mailaddr *a)
+/* RFC 3463 2.2 / 5.2.2: a full mailbox; 452 (temporary) unless smtp_over_quota_reply = 552. */
+static void over_quota_reply(const struct conf *c, struct smtp_policy_reply *r)
 {
-	return !a->quoted && a->local_len == 10 && ascii_contains_ci(a->local, 10, "postmaster");
+	if (c->smtp_over_quota_reply && strcmp(c->smtp_over_quota_reply, "552") == 0)
+		set_reply(r, 552, "5.2.2", "Mailbox full");
+	else
+		set_reply(r, 452, "4.2.2", "Mailbox full, try again later");
 }
 
-static enum smtp_rcpt_verdict rcpt_local(const struct smtp_path *p, smtp_policy_lookup_fn lookup,
-                                         void *lookup_arg, struct smtp_policy_reply *r)
+enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                           const char *mailbox, size_t len,
+                                           struct smtp_policy_reply *r)
 {
 	struct lookup_answer ans;
 	memset(&ans, 0, sizeof ans);
-	switch (lookup(lookup_arg, p->mailbox, p->mailbox_len, &ans)) {
+	switch (lookup(lookup_arg, mailbox, len, &ans)) {
 	case LOOKUP_FOUND:
 		if (ans.can_receive) {
 			set_reply(r, 250, "2.1.5", "Recipient OK");
 			return SMTP_RCPT_ACCEPT;
 		}
-		/* Disabled or over quota: permanent until the admin acts (RFC 3463 5.2.1). */
+		if (ans.over_quota) {
+			/* Full until the owner makes room: MDaemon's default is to ask for later. */
+			over_quota_reply(c, r);
+			return SMTP_RCPT_REFUSED;
+		}
+		/* Disabled: permanent until the admin acts (RFC 3463 5.2.1). */
 		set_reply(r, 550, "5.2.1", "Mailbox disabled, not accepting messages");
 		return SMTP_RCPT_REFUSED;
 	case LOOKUP_NOTFOUND:
@@ -96,8 +106,8 @@ static enum smtp_rcpt_verdict rcpt_local(const struct smtp_path *p, smtp_policy_
 	}
 }
 
-enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup_fn lookup,
-                                        void *lookup_arg, int trusted, const struct smtp_path *p,
+enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                        int trusted, const struct smtp_path *p,
                                         struct smtp_policy_reply *r)
 {
 	char which = 0;
@@ -117,12 +127,13 @@ enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup
 		return SMTP_RCPT_REFUSED;
 	}
 	if (smtp_policy_is_local(c, &p->addr)) {
-		if (is_local_postmaster(&p->addr)) {
+		/* RFC 5321 4.5.1: postmaster at a local domain is always accepted. */
+		if (mailaddr_is_postmaster(p->addr.local, p->addr.local_len)) {
 			set_reply(r, 250, "2.1.5", "Recipient OK");
 			return SMTP_RCPT_ACCEPT;
 		}
 		/* '%', '!' and a quoted '@' are just characters of a local part here. */
-		return rcpt_local(p, lookup, lookup_arg, r);
+		return smtp_policy_mailbox(c, lookup, lookup_arg, p->mailbox, p->mailbox_len, r);
 	}
 	if (trusted) {
 		set_reply(r, 250, "2.1.5", "Recipient OK (relay)");

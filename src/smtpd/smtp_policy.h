@@ -34,13 +34,9 @@ enum smtp_rcpt_verdict {
 	SMTP_RCPT_ACCEPT = 0, /* 250 2.1.5 */
 	SMTP_RCPT_ACCEPT_RELAY, /* 250 2.1.5: not local, the client is trusted */
 	SMTP_RCPT_UNKNOWN, /* 550 5.1.1: a local domain, no such mailbox (log it) */
-	SMTP_RCPT_REFUSED, /* any other refusal (the reply says which) */
+	SMTP_RCPT_REFUSED, /* any other refusal, over quota too (the reply says which) */
 	SMTP_RCPT_TEMPFAIL, /* 451 4.3.0: the directory could not answer */
 };
-
-/* The lookup the session was given (struct smtp_session_ops.lookup). */
-typedef enum lookup_result (*smtp_policy_lookup_fn)(void *arg, const char *mailbox, size_t len,
-                                                    struct lookup_answer *out);
 
 /*
  * 1 if the HELO/EHLO argument arg[0..len) contains one of smtp_refuse_helo as a
@@ -61,9 +57,21 @@ int smtp_policy_sender(const struct conf *c, const struct smtp_path *p,
  * `trusted` (may relay) or not. Calls lookup for mailboxes of local domains.
  * Fills *r with the reply to send in every case.
  */
-enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, smtp_policy_lookup_fn lookup,
-                                        void *lookup_arg, int trusted, const struct smtp_path *p,
+enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                        int trusted, const struct smtp_path *p,
                                         struct smtp_policy_reply *r);
+
+/*
+ * Looks up one mailbox of a local domain, mailbox[0..len) as written, and gives
+ * the reply RCPT and VRFY send: 250 2.1.5 (SMTP_RCPT_ACCEPT) when it can
+ * receive; an over-quota mailbox 452 4.2.2, or 552 5.2.2 with
+ * smtp_over_quota_reply = 552 (REFUSED); a disabled one 550 5.2.1 (REFUSED);
+ * unknown 550 5.1.1 (UNKNOWN); 451 4.3.0 when the directory cannot answer
+ * (TEMPFAIL).
+ */
+enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                           const char *mailbox, size_t len,
+                                           struct smtp_policy_reply *r);
 
 /*
  * 1 if the mailbox's domain is one of local_domains (an address literal never

@@ -8,6 +8,7 @@
 #include "smtpd/smtp_session.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "proto/rfc5322.h"
 #include "proto/smtp_reply.h"
 #include "smtpd/smtp_commands.h"
+#include "smtpd/smtp_session_int.h"
+#include "util/strutil.h"
 
 /* Consecutive reader calls that make no progress before the loop stops (a safety net). */
 #define STALL_MAX 4
@@ -77,6 +80,12 @@ void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const
                         int count_error)
 {
 	reply_line(s, code, enh, text, 0);
+	if (s->cmd_reply_code == 0) { /* the command's own reply, not a 421 after it */
+		s->cmd_reply_code = code;
+		s->cmd_log = count_error;
+		snprintf(s->cmd_reply, sizeof s->cmd_reply, "%d%s%s %s", code, enh ? " " : "",
+		         enh ? enh : "", text);
+	}
 	if (!count_error || code < 400 || s->state == SMTP_ST_END)
 		return;
 	/* hostile-inputs.md "Too many errors": a session that keeps failing is cut off. */
@@ -89,7 +98,153 @@ void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const
 	}
 }
 
+/* ---- the log (smtp_session.h says which lines) ---- */
+
+/* A client-supplied span for a log line: octets outside printable ASCII become '?'. */
+static void log_safe(char *out, size_t outsz, const char *p, size_t n)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 1 < outsz; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		out[o++] = (ch < 0x20 || ch > 0x7e) ? '?' : (char)ch;
+	}
+	out[o] = '\0';
+}
+
+static void log_printf(struct smtp_session *s, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void log_printf(struct smtp_session *s, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	if (s->ops->log_line == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	s->ops->log_line(s->ops->arg, line);
+}
+
+/* The transaction's sender for a log line ("" for <>, and when there is no transaction). */
+static void log_sender(const struct smtp_session *s, char *out, size_t outsz)
+{
+	const char *f = s->env != NULL ? s->env->mail_from : "";
+	log_safe(out, outsz, f, strlen(f));
+}
+
+/* The accepted message, after its 250 (Postfix's smtpd/cleanup/qmgr lines in one). */
+static void log_accepted(struct smtp_session *s, const char *id)
+{
+	char helo[SMTP_CMD_LINE_MAX + 1], from[SMTP_PATH_MAX + 1], msgid[SMTP_LINES_MSGID_MAX + 1];
+	const char *m = s->lines.msgid;
+	size_t n = s->lines.msgid_len;
+	while (n > 0 && (m[0] == ' ' || m[0] == '\t'))
+		m++, n--;
+	while (n > 0 && (m[n - 1] == ' ' || m[n - 1] == '\t'))
+		n--;
+	log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_sender(s, from, sizeof from);
+	log_safe(msgid, sizeof msgid, m, n);
+	log_printf(s, "%s: client=[%s] helo=<%s> from=<%s> size=%llu nrcpt=%zu%s%s", id,
+	           s->client_addr, helo, from, (unsigned long long)s->received_len + s->data_octets,
+	           s->env->n_rcpts, n > 0 ? " msgid=" : "", msgid);
+}
+
+/*
+ * The address a MAIL ("FROM:") or RCPT ("TO:") command named, for its reject line:
+ * the parsed mailbox ("" for <>), else what stands between its '<' and '>', else
+ * the argument after the prefix.
+ */
+static void log_address(const struct smtp_cmd *cmd, const char *prefix, char *out, size_t outsz)
+{
+	struct smtp_path p;
+	const char *a = cmd->arg ? cmd->arg : "";
+	size_t n = cmd->arg ? cmd->arg_len : 0, plen = strlen(prefix);
+	memset(&p, 0, sizeof p);
+	if (smtp_path_parse(a, n, prefix, &p) == SMTP_PATH_OK) {
+		log_safe(out, outsz, p.null ? "" : p.mailbox, p.null ? 0 : p.mailbox_len);
+		return;
+	}
+	if (n >= plen && ascii_equal_ci(a, plen, prefix)) {
+		a += plen;
+		n -= plen;
+	}
+	while (n > 0 && *a == ' ')
+		a++, n--;
+	const char *lt = memchr(a, '<', n);
+	const char *gt = lt ? memchr(lt, '>', n - (size_t)(lt - a)) : NULL;
+	if (lt && gt)
+		log_safe(out, outsz, lt + 1, (size_t)(gt - lt - 1));
+	else
+		log_safe(out, outsz, a, n);
+}
+
+/* Forgets the reply recorded for the last command (before the next one runs). */
+static void reply_record_reset(struct smtp_session *s)
+{
+	s->cmd_reply_code = 0;
+	s->cmd_log = 0;
+	s->cmd_reply[0] = '\0';
+}
+
+/*
+ * One "reject:" line for what was refused (verb "MAIL", "RCPT" or "DATA"): the
+ * reply recorded by smtp_session_reply(), then the addresses (tail).
+ */
+static void log_refused(struct smtp_session *s, const char *verb, const char *tail)
+{
+	char helo[SMTP_CMD_LINE_MAX + 1];
+	log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_printf(s, "reject: %s from [%s] helo=<%s>: %s; %s", verb, s->client_addr, helo,
+	           s->cmd_reply, tail);
+}
+
+/* A message refused after its dot. */
+static void log_refused_data(struct smtp_session *s)
+{
+	char from[SMTP_PATH_MAX + 1], tail[SMTP_PATH_MAX + 64];
+	log_sender(s, from, sizeof from);
+	snprintf(tail, sizeof tail, "from=<%s> nrcpt=%zu", from, s->env ? s->env->n_rcpts : 0);
+	log_refused(s, "DATA", tail);
+}
+
+/* After a MAIL or RCPT command ran: its refusal, if it was one worth a line. */
+static void log_command(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	char addr[SMTP_CMD_LINE_MAX + 1], from[SMTP_PATH_MAX + 1], tail[2 * SMTP_CMD_LINE_MAX];
+	if (s->cmd_reply_code < 400 || (!s->cmd_log && s->state != SMTP_ST_END))
+		return;
+	if (cmd->verb == SMTP_VERB_MAIL) {
+		/* No transaction began: the sender is the one the command named. */
+		log_address(cmd, "FROM:", addr, sizeof addr);
+		snprintf(tail, sizeof tail, "from=<%s>", addr);
+		log_refused(s, "MAIL", tail);
+	} else if (cmd->verb == SMTP_VERB_RCPT) {
+		log_address(cmd, "TO:", addr, sizeof addr);
+		log_sender(s, from, sizeof from);
+		if (s->env != NULL)
+			snprintf(tail, sizeof tail, "from=<%s> to=<%s>", from, addr);
+		else
+			snprintf(tail, sizeof tail, "to=<%s>", addr); /* RCPT before MAIL */
+		log_refused(s, "RCPT", tail);
+	}
+}
+
 /* ---- transaction ---- */
+
+/*
+ * The one reply for a message the queue could not take (begin, write or commit
+ * failed, err is the errno): a full disk (ENOSPC, EDQUOT) is 452 4.3.1, anything
+ * else 451 4.3.0; both temporary (RFC 5321 4.2.5: the client retries).
+ */
+static void reply_storage_error(struct smtp_session *s, int err)
+{
+	if (err == ENOSPC || err == EDQUOT)
+		smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
+	else
+		smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later", 1);
+}
 
 static void abort_message(struct smtp_session *s)
 {
@@ -151,7 +306,7 @@ static void header_safe(char *out, size_t outsz, const char *in)
  *   Received: from HELO ([addr])
  *           by hostname (sharemail) with ESMTP id ID;
  *           date
- * The id is the session's own (the queue id exists only at commit).
+ * The id is the queue id (queue_msg_begin chose it), as in the log lines.
  */
 static int received_field(struct smtp_session *s, char *out, size_t outsz)
 {
@@ -163,11 +318,10 @@ static int received_field(struct smtp_session *s, char *out, size_t outsz)
 	if (rfc5322_date_format(now, date, sizeof date) < 0)
 		snprintf(date, sizeof date, "Thu, 1 Jan 1970 00:00:00 +0000");
 	int n = snprintf(out, outsz,
-	                 "Received: from %s ([%s%s])\r\n\tby %s (sharemail) with %s id %llX.%u;\r\n"
+	                 "Received: from %s ([%s%s])\r\n\tby %s (sharemail) with %s id %s;\r\n"
 	                 "\t%s\r\n",
 	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, host,
-	                 s->helo_kind == SMTP_HELO_EHLO ? "ESMTP" : "SMTP", (unsigned long long)now,
-	                 s->msg_seq, date);
+	                 s->helo_kind == SMTP_HELO_EHLO ? "ESMTP" : "SMTP", s->queue_id, date);
 	return (n < 0 || (size_t)n >= outsz) ? -1 : n;
 }
 
@@ -175,21 +329,22 @@ int smtp_session_begin_data(struct smtp_session *s)
 {
 	char field[SMTP_CMD_LINE_MAX * 2 + 256];
 	errno = 0;
-	s->msg = s->ops->msg_begin(s->ops->arg);
+	s->queue_id[0] = '\0';
+	s->msg = s->ops->msg_begin(s->ops->arg, s->queue_id, sizeof s->queue_id);
 	if (s->msg == NULL) {
-		if (errno == ENOSPC || errno == EDQUOT)
-			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
-		else
-			smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		reply_storage_error(s, errno);
 		return -1;
 	}
-	s->msg_seq++;
+	s->queue_id[sizeof s->queue_id - 1] = '\0';
+	s->received_len = 0;
 	s->data_octets = 0;
 	s->data_too_big = 0;
 	s->data_write_errno = 0;
 	int n = received_field(s, field, sizeof field);
-	if (n > 0)
+	if (n > 0) {
 		data_store(s, field, (size_t)n);
+		s->received_len = (size_t)n;
+	}
 	smtp_lines_begin_data(&s->lines, (size_t)s->c->smtp_max_line_length);
 	s->state = SMTP_ST_DATA;
 	return 0;
@@ -226,10 +381,7 @@ static int data_refusal(struct smtp_session *s)
 		return -1;
 	}
 	if (s->data_write_errno != 0) {
-		if (s->data_write_errno == ENOSPC || s->data_write_errno == EDQUOT)
-			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
-		else
-			smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		reply_storage_error(s, s->data_write_errno);
 		return -1;
 	}
 	if (s->lines.text_line_too_long) {
@@ -242,7 +394,7 @@ static int data_refusal(struct smtp_session *s)
 		return -1;
 	}
 	if (s->msg == NULL) {
-		smtp_session_reply(s, 451, "4.3.0", "Local error in processing", 1);
+		reply_storage_error(s, EIO);
 		return -1;
 	}
 	return 0;
@@ -251,7 +403,9 @@ static int data_refusal(struct smtp_session *s)
 static void end_of_data(struct smtp_session *s)
 {
 	s->state = SMTP_ST_CMD;
+	reply_record_reset(s);
 	if (data_refusal(s) < 0) {
+		log_refused_data(s);
 		smtp_session_reset_tx(s);
 		return;
 	}
@@ -278,15 +432,16 @@ void smtp_session_commit_done(struct smtp_session *s, int ok, const char *id)
 		return;
 	s->state = SMTP_ST_CMD;
 	if (ok) {
-		snprintf(text, sizeof text, "OK queued as %s", id ? id : "?");
+		if (id == NULL || *id == '\0')
+			id = s->queue_id;
+		snprintf(text, sizeof text, "OK queued as %s", id);
 		smtp_session_reply(s, 250, "2.0.0", text, 0);
+		log_accepted(s, id);
 	} else {
+		/* The queue says only that it failed: a spool below queue_min_free explains it. */
 		long long fs = s->ops->free_space(s->ops->arg);
-		if (fs >= 0 && fs < (long long)s->c->queue_min_free)
-			smtp_session_reply(s, 452, "4.3.1", "Insufficient system storage", 1);
-		else
-			smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later",
-			                   1);
+		reply_storage_error(s,
+		                    fs >= 0 && fs < (long long)s->c->queue_min_free ? ENOSPC : EIO);
 	}
 	/* RFC 5321 4.1.1.4: the transaction is over either way. */
 	smtp_session_reset_tx(s);
@@ -320,8 +475,10 @@ static void command_line(struct smtp_session *s, const char *line, size_t len)
 		smtp_session_reply(s, 500, "5.5.2", "Command not recognized", 1);
 		return;
 	}
+	reply_record_reset(s);
 	if (row->check(s, &cmd) == 0)
 		row->run(s, &cmd);
+	log_command(s, &cmd);
 }
 
 static void bare_cr_lf(struct smtp_session *s)

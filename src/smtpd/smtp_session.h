@@ -13,6 +13,17 @@
  * with smtp_session_commit_done(); only then is "250" (or 451/452) output. So the
  * 250 can never precede durability.
  *
+ * The log (ops->log_line), Postfix-like, decided here where the replies are:
+ *   QUEUEID: client=[ADDR] helo=<HELO> from=<S> size=N nrcpt=N[ msgid=<ID>]
+ * once per accepted message (after its 250; size counts the octets stored,
+ * our Received field included; msgid is the Message-ID field as sent), and
+ *   reject: MAIL|RCPT|DATA from [ADDR] helo=<HELO>: REPLY; from=<S>[ to=<R>]
+ * once per refused MAIL or RCPT (or message refused after its dot) that counts
+ * as an error or ends the session (so their number is bounded by
+ * smtp_max_errors), and for the first recipient over smtp_max_recipients of a
+ * transaction. Client-supplied octets outside printable ASCII appear as '?'.
+ * The Received field's id is the queue id.
+ *
  * Ownership: the session owns its buffers (all bounded) and its envelope until it
  * hands the envelope to msg_commit (which copies it).
  */
@@ -28,15 +39,22 @@
 struct conf;
 struct queue_msg;
 
+/* The session's output never exceeds this: input is not consumed while it is this full. */
+#define SMTP_SESSION_OUT_MAX (64 * 1024)
+/* Room for a queue id (msg_begin) with its NUL. */
+#define SMTP_SESSION_ID_MAX 32
+
 enum smtp_port_kind { SMTP_PORT_SMTP = 0, SMTP_PORT_SUBMISSION };
 
 struct smtp_session_ops {
 	void *arg;
 	/* The shared recipient lookup (mailbox_lookup). */
-	enum lookup_result (*lookup)(void *arg, const char *mailbox, size_t len,
-	                             struct lookup_answer *out);
-	/* Queue: start a message file (NULL: failed, errno set), write octets, commit, abort. */
-	struct queue_msg *(*msg_begin)(void *arg);
+	lookup_fn lookup;
+	/*
+	 * Queue: start a message file and write its queue id into id[0..idsz)
+	 * (NUL-terminated; NULL: failed, errno set), write octets, commit, abort.
+	 */
+	struct queue_msg *(*msg_begin)(void *arg, char *id, size_t idsz);
 	int (*msg_write)(void *arg, struct queue_msg *m, const void *data, size_t len);
 	void (*msg_commit)(void *arg, struct queue_msg *m, const struct envelope *env);
 	void (*msg_abort)(void *arg, struct queue_msg *m);
@@ -44,6 +62,11 @@ struct smtp_session_ops {
 	long long (*free_space)(void *arg);
 	/* One line for smtp_rejected_recipients_log (no newline). */
 	void (*log_rejected_rcpt)(void *arg, const char *line);
+	/*
+	 * One line for the server log (no newline): the glue logs it at level info
+	 * through util/log (which replaces control bytes). NULL: no log.
+	 */
+	void (*log_line)(void *arg, const char *line);
 	/* Wall clock, epoch seconds. */
 	int64_t (*now)(void *arg);
 };
@@ -88,7 +111,7 @@ int smtp_session_waiting(const struct smtp_session *s);
 /* 1 while in DATA (the glue then applies smtp_data_timeout instead of the command one). */
 int smtp_session_in_data(const struct smtp_session *s);
 
-/* The commit outcome: outputs 250 with the queue id, or 451/452, and resumes. */
+/* The commit outcome: outputs 250 with the queue id (and logs it), or 451/452, and resumes. */
 void smtp_session_commit_done(struct smtp_session *s, int ok, const char *id);
 
 /* A timeout fired: outputs 421 4.4.2 and ends the session. */

@@ -196,10 +196,13 @@ static enum lookup_result op_lookup(void *arg, const char *mailbox, size_t len,
 	return mailbox_lookup(c->srv->idx, mailbox, len, out);
 }
 
-static struct queue_msg *op_msg_begin(void *arg)
+static struct queue_msg *op_msg_begin(void *arg, char *id, size_t idsz)
 {
 	struct conn *c = arg;
-	return queue_msg_begin(c->srv->q);
+	struct queue_msg *m = queue_msg_begin(c->srv->q);
+	if (m != NULL)
+		snprintf(id, idsz, "%s", queue_msg_id(m));
+	return m;
 }
 
 static int op_msg_write(void *arg, struct queue_msg *m, const void *data, size_t len)
@@ -212,12 +215,7 @@ static void on_commit(void *arg, int ok, const char *id)
 {
 	struct conn *c = arg;
 	c->commit_pending = 0;
-	if (!c->srv) { /* the server was freed meanwhile */
-		smtp_session_free(c->sess);
-		free(c);
-		return;
-	}
-	if (c->dead) {
+	if (!c->srv || c->dead) { /* the server was freed, or the socket closed, meanwhile */
 		conn_free(c);
 		return;
 	}
@@ -300,6 +298,12 @@ static void op_log_rejected_rcpt(void *arg, const char *line)
 		close(s->rej_fd); /* removed, rotated, or a full disk: reopen once */
 		s->rej_fd = -1;
 	}
+}
+
+/* The session's log lines (it decides them); util/log replaces any control byte. */
+static void op_log_line(void *arg, const char *line)
+{
+	log_info("%s", line);
 }
 
 static int64_t op_now(void *arg)
@@ -440,16 +444,6 @@ static void conn_close(struct conn *c)
 	timer_arm(c, CLOSE_FLUSH_S);
 }
 
-/* The socket is gone while the queue still owes us a commit outcome. */
-static void conn_zombie(struct conn *c)
-{
-	c->dead = 1;
-	if (c->bev)
-		bufferevent_free(c->bev);
-	c->bev = NULL;
-	evtimer_del(c->timer);
-}
-
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -461,10 +455,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			conn_pump(c);
 		return;
 	}
-	if (c->commit_pending)
-		conn_zombie(c);
-	else
-		conn_free(c);
+	conn_free(c);
 }
 
 static void greet(struct conn *c)
@@ -498,31 +489,49 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void conn_free(struct conn *c)
+/* Takes c off the server: its list, its count and its per-address count. */
+static void conn_unlink(struct conn *c)
 {
 	struct smtpd_server *s = c->srv;
-	if (c->commit_pending) { /* the queue still holds c: free on its callback */
-		conn_zombie(c);
-		return;
-	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
 		s->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
 	ip_add(s, c->ip, -1);
 	s->n_conns--;
-	if (c->bev)
-		bufferevent_free(c->bev);
-	if (c->timer)
-		event_free(c->timer);
-	smtp_session_free(c->sess);
-	free(c);
+	c->srv = NULL;
 	if (s->draining && s->n_conns == 0 && s->drain_done) {
 		struct timeval zero = {0, 0};
 		evtimer_add(s->drain_event, &zero);
 	}
+}
+
+/*
+ * THE teardown of a connection, from every path (session ended, peer gone,
+ * deadline, drain, server freed, commit outcome). The socket and the timer go at
+ * once. While the queue still owes a commit outcome, the rest waits for it: c
+ * stays (dead) and on_commit() calls this again. A connection whose server is
+ * gone (srv NULL) is only freed.
+ */
+static void conn_free(struct conn *c)
+{
+	if (c->bev)
+		bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (c->timer)
+		event_free(c->timer);
+	c->timer = NULL;
+	if (c->commit_pending) {
+		c->dead = 1;
+		return;
+	}
+	if (c->srv)
+		conn_unlink(c);
+	smtp_session_free(c->sess);
+	free(c);
 }
 
 /* Over a limit: one line and close, with no bufferevent or session spent on it. */
@@ -579,6 +588,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	                                   .msg_abort = op_msg_abort,
 	                                   .free_space = op_free_space,
 	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
+	                                   .log_line = op_log_line,
 	                                   .now = op_now};
 	c->next = s->conns;
 	if (s->conns)
@@ -796,24 +806,11 @@ void smtpd_server_free(struct smtpd_server *s)
 	struct conn *next;
 	for (struct conn *c = s->conns; c; c = next) {
 		next = c->next;
-		if (c->commit_pending) { /* orphan: freed by on_commit, if it ever runs */
-			if (c->bev)
-				bufferevent_free(c->bev);
-			c->bev = NULL;
-			if (c->timer)
-				event_free(c->timer);
-			c->timer = NULL;
-			c->srv = NULL;
-			c->dead = 1;
-		} else {
-			if (c->bev)
-				bufferevent_free(c->bev);
-			if (c->timer)
-				event_free(c->timer);
-			smtp_session_free(c->sess);
-			free(c);
-		}
+		c->srv = NULL; /* the server goes: a commit still pending orphans c */
+		conn_free(c);
 	}
+	s->conns = NULL;
+	s->n_conns = 0;
 	for (size_t i = 0; i < IP_BUCKETS; i++)
 		while (s->ips[i]) {
 			struct ipcount *e = s->ips[i];

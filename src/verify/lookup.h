@@ -1,7 +1,7 @@
 /*
  * lookup: THE recipient lookup ("one mailbox truth", DESIGN.md). The Minger server
- * and (later) the SMTP RCPT check call mailbox_lookup() and nothing else, so what
- * Minger says exists is exactly what RCPT accepts.
+ * and the SMTP RCPT check call mailbox_lookup() and nothing else (through a
+ * lookup_fn), so what Minger says exists is exactly what RCPT accepts.
  *
  * Results are three-valued: found / not found / try later. A directory that cannot
  * be read answers LOOKUP_TEMPFAIL, never LOOKUP_NOTFOUND.
@@ -31,7 +31,21 @@ enum lookup_kind {
 struct lookup_answer {
 	enum lookup_kind kind;
 	int can_receive; /* 1: active; 0: exists but disabled / over quota */
+	/*
+	 * With can_receive 0: 1 when the mailbox is only full (an over-quota account,
+	 * or an alias none of whose local accounts is active and one is over quota),
+	 * which passes; 0 when it is disabled.
+	 */
+	int over_quota;
 };
+
+/*
+ * THE lookup as a services' callback: the Minger handler and the SMTP session are
+ * handed one (mailbox_lookup() over the daemon's index, a fake in tests), with
+ * mailbox_lookup()'s contract. It must be safe on the caller's thread.
+ */
+typedef enum lookup_result (*lookup_fn)(void *arg, const char *mailbox, size_t len,
+                                        struct lookup_answer *out);
 
 struct mailbox_index;
 

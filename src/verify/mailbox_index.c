@@ -714,6 +714,7 @@ int mailbox_index_failed(struct mailbox_index *idx)
 struct mbx_resolve {
 	int local_exists; /* some target reached an existing local account */
 	int local_active; /* ... that can receive */
+	int local_over_quota; /* ... that is over quota */
 	int foreign; /* some target is outside the local domains */
 	int visits; /* targets examined so far (bounded) */
 };
@@ -747,6 +748,8 @@ static void resolve_alias(const struct mbx_table *t, const unsigned char *e, int
 			r->local_exists = 1;
 			if (te[1] == ACCOUNT_ACTIVE)
 				r->local_active = 1;
+			else if (te[1] == ACCOUNT_OVER_QUOTA)
+				r->local_over_quota = 1;
 		} else if (depth < MBX_MAX_DEPTH) {
 			resolve_alias(t, te, depth + 1, r);
 		}
@@ -791,6 +794,7 @@ static enum lookup_result answer_entry(const struct mailbox_index *idx, const un
 	if (e[0] == 'A') {
 		out->kind = LOOKUP_KIND_ACCOUNT;
 		out->can_receive = e[1] == ACCOUNT_ACTIVE;
+		out->over_quota = e[1] == ACCOUNT_OVER_QUOTA;
 		return LOOKUP_FOUND;
 	}
 	struct mbx_resolve r = {0};
@@ -798,6 +802,7 @@ static enum lookup_result answer_entry(const struct mailbox_index *idx, const un
 	if (r.local_exists) {
 		out->kind = LOOKUP_KIND_ALIAS_LOCAL;
 		out->can_receive = r.local_active;
+		out->over_quota = !r.local_active && r.local_over_quota;
 	} else if (r.foreign) {
 		out->kind = LOOKUP_KIND_ALIAS_FOREIGN;
 		out->can_receive = 1;
@@ -812,6 +817,7 @@ enum lookup_result mailbox_lookup_locked(struct mailbox_index *idx, const char *
 {
 	out->kind = LOOKUP_KIND_NONE;
 	out->can_receive = 0;
+	out->over_quota = 0;
 	if (idx->failed)
 		return LOOKUP_TEMPFAIL;
 	struct mailaddr a;
@@ -835,6 +841,7 @@ enum lookup_result mailbox_lookup_prefetched_locked(struct mailbox_index *idx, c
 {
 	out->kind = LOOKUP_KIND_NONE;
 	out->can_receive = 0;
+	out->over_quota = 0;
 	if (idx->failed)
 		return LOOKUP_TEMPFAIL;
 	char key[MAILADDR_MAX + 1];

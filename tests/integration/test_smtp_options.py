@@ -263,6 +263,50 @@ def test_vrfy():
             S.eq((code, enh(msg)), (550, "5"), "on: 550 for an unknown user")
 
 
+def states_daemon(conf):
+    """A started daemon whose directory has alice (active), full (over quota), off
+    (disabled) and team -> full, all set before it starts (no index refresh to wait for)."""
+    port = free_tcp_port()
+    keys = {"smtp_listen": f"127.0.0.1:{port}", "smtp_vrfy": "yes"}
+    keys.update(conf)
+    d = smtest.Daemon(conf=keys, minger=False)
+    d.smtp_port = port
+    try:
+        for a in ("alice@example.com", "full@example.com", "off@example.com"):
+            d.cli("account", "add", a, "--no-password")
+        d.cli("account", "over-quota", "full@example.com")
+        d.cli("account", "disable", "off@example.com")
+        d.cli("alias", "add", "team@example.com", "full@example.com")
+        d.start()
+    except Exception:
+        d.cleanup()
+        raise
+    return d
+
+
+def test_over_quota_reply():
+    """A full mailbox is temporary (452 4.2.2, MDaemon's default) unless
+    smtp_over_quota_reply = 552; a disabled one stays 550 5.2.1; VRFY says the same."""
+    for conf, want in (({}, (452, b"4.2.2")),
+                       ({"smtp_over_quota_reply": "552"}, (552, b"5.2.2"))):
+        what = f"smtp_over_quota_reply={conf.get('smtp_over_quota_reply', 'default')}"
+        with states_daemon(conf) as d:
+            with smtp(d) as c:
+                c.mail("sender@example.org")
+                code, msg = c.rcpt("full@example.com")
+                S.eq((code, msg[:5]), want, f"{what}: RCPT over quota ({msg!r})")
+                code, msg = c.rcpt("team@example.com")
+                S.eq((code, msg[:5]), want, f"{what}: RCPT alias of an over-quota mailbox")
+                code, msg = c.rcpt("off@example.com")
+                S.eq((code, msg[:5]), (550, b"5.2.1"), f"{what}: RCPT disabled ({msg!r})")
+                code, msg = c.verify("full@example.com")
+                S.eq((code, msg[:5]), want, f"{what}: VRFY over quota")
+                S.eq(c.rcpt("alice@example.com")[0], 250, f"{what}: the others are kept")
+                code, msg = c.data(WITH_DATE)
+                S.eq(code, 250, f"{what}: message for alice accepted")
+            S.eq(len(wait_mail(d, "alice@example.com")), 1, f"{what}: delivered to alice")
+
+
 def raw_reply(sock, timeout=10):
     sock.settimeout(timeout)
     buf = b""
@@ -355,5 +399,6 @@ if __name__ == "__main__":
     sys.exit(S.run([test_refuse_helo, test_dsn_off, test_refuse_percent, test_refuse_bang,
                     test_add_date_header, test_original_recipient_header,
                     test_rejected_recipients_log, test_max_message_size,
-                    test_drop_connection_size, test_vrfy, test_max_connections,
+                    test_drop_connection_size, test_vrfy, test_over_quota_reply,
+                    test_max_connections,
                     test_greet_pause, test_command_timeout, test_swaks_option]))

@@ -12,7 +12,7 @@ TEST(new_is_zeroed)
 		return;
 	CHECK(e->mail_from == NULL && e->rcpts == NULL);
 	CHECK_INT(e->n_rcpts, 0);
-	CHECK_INT(e->ret, ENVELOPE_RET_UNSET);
+	CHECK_INT(e->ret, ESMTP_RET_UNSET);
 	CHECK_STR(e->id, "");
 	envelope_free(e);
 	envelope_free(NULL);
@@ -39,14 +39,14 @@ TEST(add_many_recipients)
 	for (int i = 0; i < 1000; i++) {
 		snprintf(addr, sizeof addr, "user%d@example.com", i);
 		CHECK_INT(envelope_add_rcpt(e, addr, i % 2 ? "rfc822;x@y" : NULL,
-		                            i % 3 ? ENVELOPE_NOTIFY_FAILURE : 0),
+		                            i % 3 ? ESMTP_NOTIFY_FAILURE : 0),
 		          i);
 	}
 	CHECK_INT(e->n_rcpts, 1000);
 	CHECK_STR(e->rcpts[999].addr, "user999@example.com");
 	CHECK_STR(e->rcpts[1].orcpt, "rfc822;x@y");
 	CHECK(e->rcpts[0].orcpt == NULL);
-	CHECK_INT(e->rcpts[2].notify, ENVELOPE_NOTIFY_FAILURE);
+	CHECK_INT(e->rcpts[2].notify, ESMTP_NOTIFY_FAILURE);
 	CHECK_INT(e->rcpts[3].notify, 0);
 	CHECK_INT(e->rcpts[500].state, RCPT_PENDING);
 	CHECK(e->rcpts[500].status == NULL);

@@ -8,7 +8,6 @@
 
 #include "harness.h"
 #include "proto/esmtp_param.h"
-#include "queue/envelope.h"
 
 struct mail_case {
 	const char *in;
@@ -40,13 +39,13 @@ static const struct mail_case mail_cases[] = {
         {"SIZE=1 SIZE=2", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"SIZE=1 size=1", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"SIZE=1=2", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
-        {"BODY=8BITMIME", 0, 1, ESMTP_OK, 0, 0, ENVELOPE_BODY_8BITMIME, 0, NULL},
-        {"body=7bit SIZE=5", 0, 0, ESMTP_OK, 1, 5, ENVELOPE_BODY_7BIT, 0, NULL},
+        {"BODY=8BITMIME", 0, 1, ESMTP_OK, 0, 0, ESMTP_BODY_8BITMIME, 0, NULL},
+        {"body=7bit SIZE=5", 0, 0, ESMTP_OK, 1, 5, ESMTP_BODY_7BIT, 0, NULL},
         {"BODY=BINARYMIME", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"BODY", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"BODY=7BIT BODY=7BIT", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
-        {"RET=FULL", 0, 1, ESMTP_OK, 0, 0, 0, ENVELOPE_RET_FULL, NULL},
-        {"RET=hdrs", 0, 1, ESMTP_OK, 0, 0, 0, ENVELOPE_RET_HDRS, NULL},
+        {"RET=FULL", 0, 1, ESMTP_OK, 0, 0, 0, ESMTP_RET_FULL, NULL},
+        {"RET=hdrs", 0, 1, ESMTP_OK, 0, 0, 0, ESMTP_RET_HDRS, NULL},
         {"RET=ALL", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"RET=FULL RET=HDRS", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"RET=FULL", 0, 0, ESMTP_UNKNOWN, 0, 0, 0, 0, NULL},
@@ -61,9 +60,9 @@ static const struct mail_case mail_cases[] = {
         {"ENVID=a+GG", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"ENVID=", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
         {"ENVID=a ENVID=b", 0, 1, ESMTP_SYNTAX, 0, 0, 0, 0, NULL},
-        {"SIZE=10 RET=HDRS ENVID=id1 BODY=8BITMIME", 0, 1, ESMTP_OK, 1, 10, ENVELOPE_BODY_8BITMIME,
-         ENVELOPE_RET_HDRS, "id1"},
-        {"  SIZE=10   BODY=7BIT  ", 0, 1, ESMTP_OK, 1, 10, ENVELOPE_BODY_7BIT, 0, NULL},
+        {"SIZE=10 RET=HDRS ENVID=id1 BODY=8BITMIME", 0, 1, ESMTP_OK, 1, 10, ESMTP_BODY_8BITMIME,
+         ESMTP_RET_HDRS, "id1"},
+        {"  SIZE=10   BODY=7BIT  ", 0, 1, ESMTP_OK, 1, 10, ESMTP_BODY_7BIT, 0, NULL},
         /* Unknown keywords. */
         {"FOO=bar", 0, 1, ESMTP_UNKNOWN, 0, 0, 0, 0, NULL},
         {"AUTH=<>", 0, 1, ESMTP_UNKNOWN, 0, 0, 0, 0, NULL},
@@ -128,11 +127,10 @@ struct rcpt_case {
 
 static const struct rcpt_case rcpt_cases[] = {
         {"", 1, ESMTP_OK, 0, NULL},
-        {"NOTIFY=NEVER", 1, ESMTP_OK, ENVELOPE_NOTIFY_NEVER, NULL},
-        {"notify=success,failure", 1, ESMTP_OK, ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE,
-         NULL},
+        {"NOTIFY=NEVER", 1, ESMTP_OK, ESMTP_NOTIFY_NEVER, NULL},
+        {"notify=success,failure", 1, ESMTP_OK, ESMTP_NOTIFY_SUCCESS | ESMTP_NOTIFY_FAILURE, NULL},
         {"NOTIFY=DELAY,SUCCESS,FAILURE", 1, ESMTP_OK,
-         ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY, NULL},
+         ESMTP_NOTIFY_SUCCESS | ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY, NULL},
         {"NOTIFY=NEVER,SUCCESS", 1, ESMTP_SYNTAX, 0, NULL},
         {"NOTIFY=SUCCESS,NEVER", 1, ESMTP_SYNTAX, 0, NULL},
         {"NOTIFY=SUCCESS,SUCCESS", 1, ESMTP_SYNTAX, 0, NULL},
@@ -144,7 +142,7 @@ static const struct rcpt_case rcpt_cases[] = {
         {"NOTIFY=NEVER NOTIFY=NEVER", 1, ESMTP_SYNTAX, 0, NULL},
         {"NOTIFY=NEVER", 0, ESMTP_UNKNOWN, 0, NULL},
         {"ORCPT=rfc822;user@example.com", 1, ESMTP_OK, 0, "rfc822;user@example.com"},
-        {"ORCPT=rfc822;user+2Btag@example.com NOTIFY=FAILURE", 1, ESMTP_OK, ENVELOPE_NOTIFY_FAILURE,
+        {"ORCPT=rfc822;user+2Btag@example.com NOTIFY=FAILURE", 1, ESMTP_OK, ESMTP_NOTIFY_FAILURE,
          "rfc822;user+tag@example.com"},
         {"ORCPT=rfc822;+22a+20b+22@x", 1, ESMTP_OK, 0, "rfc822;\"a b\"@x"},
         {"ORCPT=x-local-type;abc", 1, ESMTP_OK, 0, "x-local-type;abc"},

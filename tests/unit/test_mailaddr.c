@@ -1,4 +1,5 @@
 /* Unit tests for proto/mailaddr: RFC 5321 4.1.2 Mailbox syntax and 4.5.3.1 limits. */
+#include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
@@ -233,6 +234,32 @@ TEST(key_buffer_limits)
 	CHECK_STR(key, "ab@cd.e");
 }
 
+/* RFC 5321 4.5.1: the one "is postmaster" (path parser, RCPT policy, delivery). */
+TEST(postmaster_local_part)
+{
+	static const struct {
+		const char *local;
+		int want;
+	} cases[] = {
+	        {"postmaster", 1},  {"PostMaster", 1}, {"POSTMASTER", 1},  {"\"postmaster\"", 0},
+	        {"postmaster2", 0}, {"postmaste", 0},  {"post.master", 0}, {"", 0},
+	        {"postmaster ", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (!CHECK_INT(mailaddr_is_postmaster(cases[i].local, strlen(cases[i].local)),
+		               cases[i].want))
+			fprintf(stderr, "    for %s\n", cases[i].local);
+	/* Spans from the parser: a quoted local part keeps its quotes. */
+	struct mailaddr a;
+	CHECK_INT(mailaddr_parse_exact("\"postmaster\"@example.com", 24, &a), MAILADDR_OK);
+	CHECK_INT(mailaddr_is_postmaster(a.local, a.local_len), 0);
+	CHECK_INT(mailaddr_parse_exact("Postmaster@example.com", 22, &a), MAILADDR_OK);
+	CHECK_INT(mailaddr_is_postmaster(a.local, a.local_len), 1);
+	/* The length is honoured: no NUL needed. */
+	CHECK_INT(mailaddr_is_postmaster("postmasterX", 10), 1);
+	CHECK_INT(mailaddr_is_postmaster(NULL, 0), 0);
+}
+
 TEST(strerror_names_every_result)
 {
 	const enum mailaddr_result all[] = {
@@ -267,6 +294,6 @@ TEST(every_single_octet_prefix)
 	}
 }
 
-TEST_MAIN(T(parse_exact_table), T(parse_prefix_stops), T(parse_does_not_read_past_len),
-          T(length_limits), T(key_lower_cases_ascii), T(key_buffer_limits),
-          T(strerror_names_every_result), T(every_single_octet_prefix))
+TEST_MAIN(T(postmaster_local_part), T(parse_exact_table), T(parse_prefix_stops),
+          T(parse_does_not_read_past_len), T(length_limits), T(key_lower_cases_ascii),
+          T(key_buffer_limits), T(strerror_names_every_result), T(every_single_octet_prefix))

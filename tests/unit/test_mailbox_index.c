@@ -92,18 +92,19 @@ static enum directory_result add_alias(struct directory *d, const char *alias, c
 	return directory_alias_add(d, alias, v, n);
 }
 
-/* Looks one address up; returns "NOTFOUND", "TEMPFAIL" or "<kind> <can_receive>". */
+/* Looks one address up; returns "NOTFOUND", "TEMPFAIL" or "<kind> <can_receive>[ full]". */
 static const char *ask(struct mailbox_index *idx, const char *addr)
 {
 	static char buf[64];
-	struct lookup_answer a = {LOOKUP_KIND_ALIAS_LOCAL, 7};
+	struct lookup_answer a = {LOOKUP_KIND_ALIAS_LOCAL, 7, 7};
 	enum lookup_result r = mailbox_lookup(idx, addr, strlen(addr), &a);
 	if (r == LOOKUP_NOTFOUND)
 		return a.kind == LOOKUP_KIND_NONE ? "NOTFOUND" : "NOTFOUND-but-kind-set";
 	if (r == LOOKUP_TEMPFAIL)
 		return "TEMPFAIL";
 	static const char *const kinds[] = {"none", "account", "alias-local", "alias-foreign"};
-	snprintf(buf, sizeof buf, "%s %d", kinds[a.kind], a.can_receive);
+	snprintf(buf, sizeof buf, "%s %d%s", kinds[a.kind], a.can_receive,
+	         a.over_quota ? " full" : "");
 	return buf;
 }
 
@@ -162,7 +163,7 @@ TEST(lookup_resolution)
 	        {"ALICE@EXAMPLE.COM", "account 1"},
 	        {"aLiCe@example.COM", "account 1"},
 	        {"dis@example.com", "account 0"},
-	        {"full@example.com", "account 0"},
+	        {"full@example.com", "account 0 full"},
 	        {"net@EXAMPLE.net", "account 1"},
 	        {"bob@example.com", "NOTFOUND"},
 	        {"alice@other.org", "NOTFOUND"},
@@ -172,7 +173,7 @@ TEST(lookup_resolution)
 	        {"<alice@example.com>", "NOTFOUND"},
 	        {"sales@example.com", "alias-local 1"},
 	        {"Sales@Example.Com", "alias-local 1"},
-	        {"off@example.com", "alias-local 0"},
+	        {"off@example.com", "alias-local 0 full"},
 	        {"mixed@example.com", "alias-local 0"},
 	        {"mixed2@example.com", "alias-local 1"},
 	        {"fwd@example.com", "alias-foreign 1"},
@@ -286,8 +287,8 @@ TEST(refresh_applies_changes)
 	CHECK_INT(directory_account_set_state(f.d, "bob@example.com", ACCOUNT_OVER_QUOTA),
 	          DIRECTORY_OK);
 	CHECK_INT(mailbox_index_refresh(f.idx), 2);
-	CHECK_STR(ask(f.idx, "bob@example.com"), "account 0");
-	CHECK_STR(ask(f.idx, "alice@example.com"), "account 0");
+	CHECK_STR(ask(f.idx, "bob@example.com"), "account 0 full");
+	CHECK_STR(ask(f.idx, "alice@example.com"), "account 0 full");
 	CHECK_INT(directory_account_set_state(f.d, "alice@example.com", ACCOUNT_ACTIVE),
 	          DIRECTORY_OK);
 	CHECK_INT(mailbox_index_refresh(f.idx), 1);
@@ -297,7 +298,7 @@ TEST(refresh_applies_changes)
 	CHECK_INT(add_alias(f.d, "team@example.com", "bob@example.com", "x@other.org", NULL, NULL),
 	          DIRECTORY_OK);
 	CHECK_INT(mailbox_index_refresh(f.idx), 1);
-	CHECK_STR(ask(f.idx, "team@example.com"), "alias-local 0");
+	CHECK_STR(ask(f.idx, "team@example.com"), "alias-local 0 full");
 	CHECK_INT(directory_account_set_state(f.d, "bob@example.com", ACCOUNT_ACTIVE),
 	          DIRECTORY_OK);
 	CHECK_INT(mailbox_index_refresh(f.idx), 1);

@@ -84,7 +84,7 @@ static struct envelope *make_env(int i)
 	e->received_at = time_wall_s();
 	snprintf(a, sizeof a, "rcpt%d@example.com", i);
 	envelope_add_rcpt(e, a, NULL, 0);
-	envelope_add_rcpt(e, "second@example.com", NULL, ENVELOPE_NOTIFY_NEVER);
+	envelope_add_rcpt(e, "second@example.com", NULL, ESMTP_NOTIFY_NEVER);
 	return e;
 }
 

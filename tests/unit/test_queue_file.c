@@ -29,13 +29,13 @@ static struct envelope *sample(void)
 	envelope_set(&e->envid, "QQ314159");
 	envelope_set(&e->helo, "client.example.org");
 	envelope_set(&e->client_addr, "2001:db8::1");
-	e->ret = ENVELOPE_RET_HDRS;
-	e->body = ENVELOPE_BODY_8BITMIME;
+	e->ret = ESMTP_RET_HDRS;
+	e->body = ESMTP_BODY_8BITMIME;
 	e->received_at = 1700000000;
 	e->trusted = 1;
 	envelope_add_rcpt(e, "a@example.com", NULL, 0);
 	envelope_add_rcpt(e, "\"b c\"@example.com", "rfc822;b@example.com",
-	                  ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_DELAY);
+	                  ESMTP_NOTIFY_SUCCESS | ESMTP_NOTIFY_DELAY);
 	return e;
 }
 
@@ -100,7 +100,7 @@ TEST(round_trip)
 	CHECK_MEM(f.p + off, (size_t)len, DATA, strlen(DATA));
 	CHECK(same_env(e, got));
 	CHECK_STR(got->rcpts[1].orcpt, "rfc822;b@example.com");
-	CHECK_INT(got->rcpts[1].notify, ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_DELAY);
+	CHECK_INT(got->rcpts[1].notify, ESMTP_NOTIFY_SUCCESS | ESMTP_NOTIFY_DELAY);
 	CHECK_INT(got->rcpts[0].state, RCPT_PENDING);
 	CHECK_INT(queue_file_parse(f.p, f.len, NULL, NULL, NULL), 0);
 out:

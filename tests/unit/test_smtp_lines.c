@@ -136,10 +136,10 @@ static const struct lines_case lines_cases[] = {
         {"DATA\r\na\r\n.\r\nb\r\n", "|L(DATA)|D(a\r\n)|E(3,0,0,1)|L(b)"},
         {"DATA\r\n\r\n.\r\n", "|L(DATA)|D(\r\n)|E(2,0,0,0)"},
         {"DATA\r\na.\r\n.\r\n", "|L(DATA)|D(a.\r\n)|E(4,0,0,2)"},
-        {"DATA\r\n. \r\n.\r\n", "|L(DATA)|D( \r\n)|E(3,0,0,2)"},
+        {"DATA\r\n. \r\n.\r\n", "|L(DATA)|D( \r\n)|E(3,0,0,1)"},
         /* Dot-unstuffing (RFC 5321 4.5.2). */
         {"DATA\r\n..hidden\r\n.x\r\n...\r\n..\r\n.\r\n",
-         "|L(DATA)|D(.hidden\r\nx\r\n..\r\n.\r\n)|E(19,0,0,8)"},
+         "|L(DATA)|D(.hidden\r\nx\r\n..\r\n.\r\n)|E(19,0,0,7)"},
         /* SMTP smuggling variants (CVE-2023-51764): never an end of data. */
         {"DATA\r\nhello\n.\nMAIL FROM:<x@y>\r\n", "|L(DATA)|D(hello)|B"},
         {"DATA\r\nhello\r\n\n.\r\n", "|L(DATA)|D(hello\r\n)|B"},
@@ -156,7 +156,7 @@ static const struct lines_case lines_cases[] = {
          "Receivedx: e\r\n\r\nReceived: body\r\n.\r\n",
          "|L(DATA)|D(Received: a\r\nreceived : b\r\nRECEIVED:c\r\n\tfolded\r\nX-Received: "
          "d\r\nReceivedx: e\r\n\r\nReceived: body\r\n)|E(95,3,0,14)"},
-        {"DATA\r\n.Received: a\r\n.\r\n", "|L(DATA)|D(Received: a\r\n)|E(13,1,0,12)"},
+        {"DATA\r\n.Received: a\r\n.\r\n", "|L(DATA)|D(Received: a\r\n)|E(13,1,0,11)"},
         /* Pipelining: several commands and a message in one read. */
         {"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
          "|L(MAIL FROM:<a@b>)|L(RCPT TO:<c@d>)|L(DATA)|D(x\r\n)|E(3,0,0,1)|L(QUIT)"},
@@ -301,19 +301,25 @@ TEST(pending_octets)
 	CHECK_INT(smtp_lines_pending(&l), 0);
 }
 
+/*
+ * RFC 5321 4.5.3.1.6 limits the text line; the transparency dot of 4.5.2 is not
+ * text: a 998-octet line that begins with '.' arrives as 999 octets and is legal.
+ */
 TEST(text_line_limit)
 {
 	char *ok = repeat('a', 998, "\r\n.\r\n");
 	char *over = repeat('a', 999, "\r\n.\r\n");
 	char *stuffed = repeat('.', 999, "\r\n.\r\n"); /* 999 as sent, 998 stored */
+	char *stuffed_over = repeat('.', 1000, "\r\n.\r\n"); /* 999 stored */
 	static char buf[1024];
 	struct smtp_lines l;
 	size_t used, out_len;
 	const char *out;
-	const char *inputs[] = {ok, over, stuffed};
-	const int want[] = {0, 1, 1};
+	const char *inputs[] = {ok, over, stuffed, stuffed_over};
+	const int want[] = {0, 1, 0, 1};
+	const size_t want_max[] = {998, 999, 998, 999};
 
-	for (size_t k = 0; k < 3; k++) {
+	for (size_t k = 0; k < 4; k++) {
 		unsigned long long octets = 0;
 		enum smtp_lines_event ev;
 		const char *p = inputs[k];
@@ -329,12 +335,69 @@ TEST(text_line_limit)
 		} while (ev == SMTP_LINES_DATA);
 		CHECK_INT(ev, SMTP_LINES_END_OF_DATA);
 		CHECK_INT(l.text_line_too_long, want[k]);
+		CHECK_INT(l.max_text_line, want_max[k]);
 		CHECK_INT(l.data_octets, octets);
-		CHECK_INT(octets, strlen(inputs[k]) - 3 - (k == 2));
+		CHECK_INT(octets, strlen(inputs[k]) - 3 - (k >= 2));
 	}
 	free(ok);
 	free(over);
 	free(stuffed);
+	free(stuffed_over);
+}
+
+/* The Message-ID kept after DATA text[0..) (the "\r\n.\r\n" is added), fed chunk octets at a time. */
+static const char *message_id_of(const char *text, size_t chunk)
+{
+	static char buf[1024], in[4096];
+	static struct smtp_lines l;
+	size_t used, out_len, n = (size_t)snprintf(in, sizeof in, "%s\r\n.\r\n", text);
+	const char *out, *p = in;
+	enum smtp_lines_event ev = SMTP_LINES_NEED_MORE;
+	smtp_lines_init(&l, buf, sizeof buf);
+	smtp_lines_begin_data(&l, 998);
+	while (n > 0 && ev != SMTP_LINES_END_OF_DATA && ev != SMTP_LINES_BARE_LF_CR) {
+		size_t len = chunk && chunk < n ? chunk : n;
+		ev = smtp_lines_feed(&l, p, len, &used, &out, &out_len);
+		p += used;
+		n -= used;
+	}
+	CHECK_INT(ev, SMTP_LINES_END_OF_DATA);
+	CHECK_INT(strlen(l.msgid), l.msgid_len);
+	return l.msgid;
+}
+
+/* RFC 5322 3.6.4: the first Message-ID field of the header section, unfolded, for the log. */
+TEST(message_id_kept)
+{
+	char *long_id = repeat('i', 300, ">");
+	char long_in[400], long_want[SMTP_LINES_MSGID_MAX + 1];
+	snprintf(long_in, sizeof long_in, "Message-ID: <%s\r\n\r\nx", long_id);
+	snprintf(long_want, sizeof long_want, " <%s", long_id);
+	const struct {
+		const char *in, *want;
+	} cases[] = {
+	        {"Subject: a\r\nMessage-ID: <a@b.example>\r\n\r\nbody", " <a@b.example>"},
+	        {"message-id:<a@b>\r\n\r\n", "<a@b>"},
+	        {"Message-Id :\t<x@y>", "\t<x@y>"},
+	        {"Message-ID:\r\n <folded@x>\r\n\tmore\r\nSubject: s\r\n tail",
+	         " <folded@x>\tmore"},
+	        {"Message-ID: <1@x>\r\nMessage-ID: <2@x>\r\n", " <1@x>"},
+	        {"Message-ID: <a:b@c>", " <a:b@c>"},
+	        {"Subject: s\r\n\r\nMessage-ID: <in-body@x>", ""},
+	        {"X-Message-ID: <no@x>\r\nMessage-IDs: <no@x>", ""},
+	        {"Subject: a\r\n Message-ID: <continuation@x>", ""},
+	        {"..Message-ID: <stuffed@x>", ""},
+	        {".Message-ID: <unstuffed@x>", " <unstuffed@x>"},
+	        {"Message-ID: <ends-headers@x>\r\n\r\n <not-a-continuation>", " <ends-headers@x>"},
+	        {"Subject: none", ""},
+	        {long_in, long_want},
+	};
+	static const size_t chunks[] = {0, 1, 2, 3, 7};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++)
+			if (!CHECK_STR(message_id_of(cases[i].in, chunks[k]), cases[i].want))
+				fprintf(stderr, "    case %zu, chunks of %zu\n", i, chunks[k]);
+	free(long_id);
 }
 
 /* Large messages come out in several chunks that add up byte-exact. */
@@ -411,4 +474,5 @@ TEST(dotstuff_round_trip)
 }
 
 TEST_MAIN(T(table_every_split), T(command_line_limit), T(megabyte_without_crlf), T(bare_is_final),
-          T(pending_octets), T(text_line_limit), T(large_message_chunks), T(dotstuff_round_trip))
+          T(pending_octets), T(text_line_limit), T(message_id_kept), T(large_message_chunks),
+          T(dotstuff_round_trip))

@@ -10,85 +10,13 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "fake_session_ops.h"
 #include "harness.h"
 #include "smtpd/smtp_commands.h"
 #include "smtpd/smtp_policy.h"
 #include "smtpd/smtp_session.h"
 
-struct fake {
-	int begun, aborted, committed, logged;
-	size_t stored;
-	long long free_space;
-	const struct envelope *last_env;
-	char first_rcpt[128];
-};
-
-static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len,
-                                      struct lookup_answer *out)
-{
-	if (len == 17 && memcmp(mailbox, "alice@example.com", 17) == 0) {
-		out->kind = LOOKUP_KIND_ACCOUNT;
-		out->can_receive = 1;
-		return LOOKUP_FOUND;
-	}
-	return LOOKUP_NOTFOUND;
-}
-
-static struct queue_msg *fake_begin(void *arg)
-{
-	struct fake *f = arg;
-	f->begun++;
-	return (struct queue_msg *)malloc(1);
-}
-
-static int fake_write(void *arg, struct queue_msg *m, const void *data, size_t len)
-{
-	((struct fake *)arg)->stored += len;
-	return 0;
-}
-
-static void fake_commit(void *arg, struct queue_msg *m, const struct envelope *e)
-{
-	struct fake *f = arg;
-	f->committed++;
-	if (e->n_rcpts > 0)
-		snprintf(f->first_rcpt, sizeof f->first_rcpt, "%s", e->rcpts[0].addr);
-	free(m);
-}
-
-static void fake_abort(void *arg, struct queue_msg *m)
-{
-	((struct fake *)arg)->aborted++;
-	free(m);
-}
-
-static long long fake_free(void *arg)
-{
-	return ((struct fake *)arg)->free_space;
-}
-
-static void fake_log(void *arg, const char *line)
-{
-	((struct fake *)arg)->logged++;
-}
-
-static int64_t fake_now(void *arg)
-{
-	return 1700000000;
-}
-
-static struct fake fk;
-static const struct smtp_session_ops ops = {
-        .arg = &fk,
-        .lookup = fake_lookup,
-        .msg_begin = fake_begin,
-        .msg_write = fake_write,
-        .msg_commit = fake_commit,
-        .msg_abort = fake_abort,
-        .free_space = fake_free,
-        .log_rejected_rcpt = fake_log,
-        .now = fake_now,
-};
+static struct fake_session fk;
 
 static struct conf *test_conf(void)
 {
@@ -121,9 +49,9 @@ static size_t feed(struct smtp_session *s, const char *text)
 
 static struct smtp_session *started(struct conf *c)
 {
-	memset(&fk, 0, sizeof fk);
+	fake_session_init(&fk);
 	fk.free_space = -1;
-	struct smtp_session *s = smtp_session_new(c, &ops, SMTP_PORT_SMTP, "192.0.2.1", 0);
+	struct smtp_session *s = smtp_session_new(c, &fk.ops, SMTP_PORT_SMTP, "192.0.2.1", 0);
 	smtp_session_greet(s, 0);
 	free(take(s));
 	return s;
@@ -161,6 +89,7 @@ TEST(no_250_before_the_commit_outcome)
 	free(out);
 	smtp_session_free(s);
 	CHECK_INT(fk.aborted, 0);
+	CHECK_INT(fk.broken, 0);
 	conf_free(c);
 }
 
@@ -271,8 +200,8 @@ TEST(timeout_and_shutdown_end_once)
 TEST(input_before_greeting_is_not_consumed)
 {
 	struct conf *c = test_conf();
-	memset(&fk, 0, sizeof fk);
-	struct smtp_session *s = smtp_session_new(c, &ops, SMTP_PORT_SUBMISSION, "::1", 1);
+	fake_session_init(&fk);
+	struct smtp_session *s = smtp_session_new(c, &fk.ops, SMTP_PORT_SUBMISSION, "::1", 1);
 	CHECK_INT(feed(s, "NOOP\r\n"), 0);
 	smtp_session_greet(s, 0);
 	char *out = take(s);
@@ -339,29 +268,54 @@ TEST(policy_rcpt)
 {
 	struct conf *c = test_conf();
 	struct smtp_policy_reply r;
-	struct smtp_path p = path("TO:<alice@EXAMPLE.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_UNKNOWN);
+	fake_session_init(&fk);
+	struct smtp_path p = path("TO:<nobody@EXAMPLE.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_UNKNOWN);
 	p = path("TO:<alice@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_ACCEPT);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_ACCEPT);
 	CHECK_INT(r.code, 250);
 	p = path("TO:<alice@[127.0.0.1]>");
 	CHECK_INT(smtp_policy_is_local(c, &p.addr), 0);
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 554);
 	CHECK_STR(r.enh, "5.7.1");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 1, &p, &r), SMTP_RCPT_ACCEPT_RELAY);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, &p, &r), SMTP_RCPT_ACCEPT_RELAY);
 	p = path("TO:<Postmaster@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_ACCEPT);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_ACCEPT);
 	p = path("TO:<\"postmaster\"@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 0, &p, &r), SMTP_RCPT_UNKNOWN);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_UNKNOWN);
 	p = path("TO:<>");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 1, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, &p, &r), SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 501);
 	c->smtp_refuse_bang = 1;
 	p = path("TO:<\"a!b\"@other.example>");
-	CHECK_INT(smtp_policy_rcpt(c, fake_lookup, NULL, 1, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, &p, &r), SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 553);
 	CHECK_STR(r.enh, "5.1.3");
+	conf_free(c);
+}
+
+TEST(policy_over_quota)
+{
+	struct conf *c = test_conf();
+	struct smtp_policy_reply r;
+	fake_session_init(&fk);
+	struct smtp_path p = path("TO:<Full@example.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(r.code, 452);
+	CHECK_STR(r.enh, "4.2.2");
+	free(c->smtp_over_quota_reply);
+	c->smtp_over_quota_reply = strdup("552");
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(r.code, 552);
+	CHECK_STR(r.enh, "5.2.2");
+	p = path("TO:<off@example.com>");
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(r.code, 550);
+	CHECK_STR(r.enh, "5.2.1");
+	CHECK_INT(smtp_policy_mailbox(c, fk.ops.lookup, &fk, "busy@example.com", 16, &r),
+	          SMTP_RCPT_TEMPFAIL);
+	CHECK_INT(r.code, 451);
 	conf_free(c);
 }
 
@@ -387,4 +341,5 @@ TEST_MAIN(T(no_250_before_the_commit_outcome), T(commit_failure_with_full_disk_i
           T(partial_output_done), T(timeout_and_shutdown_end_once),
           T(input_before_greeting_is_not_consumed),
           T(postmaster_without_domain_stored_with_first_local_domain),
-          T(command_table_covers_every_verb), T(policy_helo), T(policy_rcpt), T(policy_sender))
+          T(command_table_covers_every_verb), T(policy_helo), T(policy_rcpt), T(policy_over_quota),
+          T(policy_sender))
