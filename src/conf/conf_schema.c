@@ -115,7 +115,7 @@ const struct conf_key conf_keys[] = {
         STRING(smtp_over_quota_reply, "452", "452|552", CONF_FLAG_CHOICE | RELOAD,
                "Reply to RCPT for an over-quota mailbox: 452 4.2.2 (try later) or 552 5.2.2."),
         INT(smtp_max_line_length, "998", 998, 1000000, RELOAD,
-            "Longest text line in a message, in octets without CRLF; longer: message refused."),
+            "Longest text line, in octets without CRLF or the stuffing dot; longer: refused."),
         INT(smtp_max_received_headers, "50", 1, 1000, 0,
             "Messages with more Received: headers are refused as a mail loop."),
         /* queue and local delivery */
