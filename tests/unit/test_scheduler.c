@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "deliver/scheduler.h"
 #include "harness.h"
@@ -836,6 +838,12 @@ TEST(delay_warning_in_flight)
 	CHECK(next_is(s, warn + 20, SCHEDULER_JOB_DELAY, "M", "", 1));
 	CHECK_INT(job.rcpts[0].rcpt, 1);
 	CHECK_INT(scheduler_next_wakeup(s), warn + 320);
+	/* One recipient in flight, one queued: only the queued one is warned now. */
+	CHECK_INT(add(s, "N", 0, "n0.example", T0 + 1, T0 + 1), SCHEDULER_OK);
+	CHECK_INT(add(s, "N", 1, "n1.example", T0 + 1, warn + 5000), SCHEDULER_OK);
+	CHECK(next_is(s, warn, SCHEDULER_JOB_DELIVER, "N", "n0.example", 1));
+	CHECK(next_is(s, warn + 30, SCHEDULER_JOB_DELAY, "N", "", 1));
+	CHECK_INT(job.rcpts[0].rcpt, 1);
 	scheduler_free(s);
 }
 
@@ -960,6 +968,31 @@ TEST(remove_message)
 	CHECK_INT(scheduler_next(s, T0 + 1000, &job), 0);
 	/* The id is free again. */
 	CHECK_INT(add(s, "M", 0, "a.example", T0, T0), SCHEDULER_OK);
+	scheduler_free(s);
+}
+
+static void global1(struct scheduler_conf *c)
+{
+	c->global_concurrency = 1;
+}
+
+TEST(remove_while_in_the_ring)
+{
+	struct scheduler *s = mk(global1);
+	CHECK_INT(add(s, "A", 0, "a.example", T0, T0), SCHEDULER_OK);
+	CHECK_INT(add(s, "B", 0, "b.example", T0, T0), SCHEDULER_OK);
+	CHECK_INT(add(s, "C", 0, "c.example", T0, T0), SCHEDULER_OK);
+	CHECK_INT(add(s, "D", 0, "d.example", T0, T0), SCHEDULER_OK);
+	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "A", "a.example", 1));
+	/* b, c and d wait their turn; c leaves from the middle, d from the end. */
+	CHECK_INT(scheduler_remove(s, "C"), 1);
+	CHECK_INT(scheduler_remove(s, "D"), 1);
+	CHECK_INT(scheduler_result(s, "A", 0, SCHEDULER_DELIVERED, T0, NULL), 0);
+	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "B", "b.example", 1));
+	CHECK_INT(scheduler_result(s, "B", 0, SCHEDULER_DELIVERED, T0, NULL), 0);
+	CHECK_INT(scheduler_next(s, T0, &job), 0);
+	CHECK_INT(scheduler_count(s), 0);
+	CHECK_INT(scheduler_next_wakeup(s), SCHEDULER_NEVER);
 	scheduler_free(s);
 }
 
@@ -1160,6 +1193,81 @@ out:
 	scheduler_free(s);
 }
 
+/* ---- out of memory: a failed add leaves nothing behind ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+TEST(out_of_memory)
+{
+	/* AddressSanitizer reserves terabytes of address space: RLIMIT_AS cannot be used. */
+	printf("SKIP out_of_memory: not under AddressSanitizer\n");
+}
+#else
+/* Adds under an address-space limit; returns the ENOMEM count, *ok the successes. */
+static int add_until_full(struct scheduler *s, size_t *ok, int *bad)
+{
+	char id[16], dest[32];
+	int nomem = 0;
+	struct scheduler_item_info ii;
+	for (int i = 0; nomem < 400 && i < 5000000; i++) {
+		int m = (i % 4 == 1 || i % 4 == 2) ? i - 1 : i; /* new or the previous message */
+		snprintf(id, sizeof id, "O%07d", m);
+		if (i % 4 < 2)
+			snprintf(dest, sizeof dest, "n%07d.example", i); /* a new destination */
+		else
+			strcpy(dest, "common.example");
+		int rc = add(s, id, (uint32_t)i, dest, T0, T0);
+		if (rc == SCHEDULER_OK) {
+			++*ok;
+			continue;
+		}
+		*bad += rc != SCHEDULER_ENOMEM || scheduler_lookup(s, id, (uint32_t)i, &ii) == 0 ||
+		        scheduler_count(s) != *ok;
+		if (i % 4 < 2)
+			*bad += scheduler_dest_lookup(s, dest, &(struct scheduler_dest_info){0}) ==
+			        0;
+		nomem++;
+	}
+	return nomem;
+}
+
+TEST(out_of_memory)
+{
+	struct rlimit old, lim;
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!CHECK(f != NULL && fscanf(f, "%ld", &pages) == 1 && getrlimit(RLIMIT_AS, &old) == 0)) {
+		if (f)
+			fclose(f);
+		return;
+	}
+	fclose(f);
+	struct scheduler *s = mk(big);
+	size_t ok = 0;
+	int bad = 0;
+	lim = old;
+	lim.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 48 * 1024 * 1024;
+	if (!CHECK(s != NULL && setrlimit(RLIMIT_AS, &lim) == 0)) {
+		scheduler_free(s);
+		return;
+	}
+	int nomem = add_until_full(s, &ok, &bad);
+	setrlimit(RLIMIT_AS, &old);
+	CHECK(nomem > 0);
+	CHECK_INT(bad, 0);
+	CHECK_INT(scheduler_count(s), ok);
+	/* Whatever was added is whole: everything comes out and leaves. */
+	size_t n = 0;
+	while (scheduler_next(s, T0, &job) == 1) {
+		n += job.n;
+		bad += report_quiet(s, SCHEDULER_DELIVERED, T0);
+	}
+	CHECK_INT(bad, 0);
+	CHECK_INT(n, ok);
+	CHECK_INT(scheduler_count(s), 0);
+	scheduler_free(s);
+}
+#endif
+
 /* ---- random operations: the limits hold, wake-ups are right, nothing is lost ---- */
 
 static void tight(struct scheduler_conf *c)
@@ -1272,6 +1380,6 @@ TEST_MAIN(T(conf_checked), T(add_hostile), T(add_duplicate), T(dest_case_folded)
           T(lifetime_dead_dest), T(lifetime_on_add_and_never_delivered), T(delay_warning_once),
           T(delay_warning_in_flight), T(delay_warning_off), T(many_warned_and_unwarned),
           T(flush_one_and_all), T(flush_forgets_grave), T(remove_message),
-          T(remove_in_flight_dest_failure_counts), T(next_dest_reuses_connection),
-          T(next_wakeup_exact), T(hundred_thousand_one_dest), T(hundred_thousand_many_dests),
-          T(random_operations))
+          T(remove_while_in_the_ring), T(remove_in_flight_dest_failure_counts),
+          T(next_dest_reuses_connection), T(next_wakeup_exact), T(hundred_thousand_one_dest),
+          T(hundred_thousand_many_dests), T(out_of_memory), T(random_operations))
