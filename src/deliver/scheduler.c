@@ -46,7 +46,12 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 	return a > b ? a : b;
 }
 
-/* initial doubled (step - 1) times, capped: the back-off of the step-th failure (step >= 1). */
+/*
+ * initial doubled (step - 1) times, capped: the back-off of the step-th failure
+ * (step >= 1). RFC 5321 4.5.4.1 leaves the retry strategy to the MTA; doubling
+ * from a short first wait (as Postfix does) retries a brief outage soon and a long
+ * one rarely.
+ */
 static uint64_t backoff(uint64_t initial, uint64_t cap, uint32_t step)
 {
 	uint64_t b = initial;
@@ -824,7 +829,7 @@ void scheduler_conf_defaults(struct scheduler_conf *c)
 	c->dest_concurrency = 10;
 	c->local_concurrency = 10;
 	c->global_concurrency = 100;
-	c->batch_max = 100;
+	c->batch_max = 100; /* RFC 5321 4.5.3.1.8: a server buffers at least 100 */
 	c->max_items = 1000000;
 }
 
@@ -943,7 +948,11 @@ static void job_add(struct scheduler_job *out, const struct item *it)
 	out->n++;
 }
 
-/* RFC 3464 2.3.4 "failed" after the lifetime: every queued item of the message, dead or not. */
+/*
+ * After the lifetime (RFC 5321 4.5.4.1: give up after 4-5 days; the caller
+ * reports Action: failed, RFC 3464 2.3.3, with status 4.4.7, RFC 3463): every
+ * queued item of the message, whether its destination is dead or not.
+ */
 static int take_expired(struct scheduler *s, uint64_t now, struct scheduler_job *out)
 {
 	struct hnode *top = heap_top(&s->expiry);
@@ -964,7 +973,7 @@ static int take_expired(struct scheduler *s, uint64_t now, struct scheduler_job 
 	return 1;
 }
 
-/* RFC 3464 2.3.3 "delayed": once per item, items in flight when they come back. */
+/* Action: delayed (RFC 3464 2.3.3): once per item; items in flight when they come back. */
 static int take_warning(struct scheduler *s, uint64_t now, struct scheduler_job *out)
 {
 	struct hnode *top = heap_top(&s->warning);
