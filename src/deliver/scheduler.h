@@ -217,9 +217,9 @@ int scheduler_remove(struct scheduler *s, const char *msg_id);
  * The earliest time at which scheduler_next() will have something to do:
  * an expiry, a delay warning, or (while the global limit allows) a destination
  * becoming due or coming back from dead; the latest `now` seen when a job is
- * ready already; SCHEDULER_NEVER when nothing is queued, or nothing but
- * deliveries waiting for slots (a result will free them: call scheduler_next()
- * after each). Arm one timer for it.
+ * ready already; SCHEDULER_NEVER when nothing is queued. Deliveries waiting for
+ * a slot (their destination's or the global limit) are not timed: a result frees
+ * it, so call scheduler_next() after results. Arm one timer for it.
  */
 uint64_t scheduler_next_wakeup(const struct scheduler *s);
 
