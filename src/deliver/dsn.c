@@ -499,7 +499,7 @@ static void plan_return(struct ctx *c)
 		c->why = WHY_DISABLED;
 	} else if (c->p->kind != DSN_KIND_FAILURE) {
 		plan_headers(c, WHY_NOTICE);
-	} else if (m->ret == ENVELOPE_RET_HDRS) {
+	} else if (m->ret == ESMTP_RET_HDRS) {
 		plan_headers(c, WHY_ASKED_HDRS);
 	} else if (m->len > c->p->return_max) {
 		plan_headers(c, WHY_TOO_LARGE);

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "queue/envelope.h"
+#include "proto/esmtp_param.h"
 
 #define DSN_ADDR_MAX 512 /* an address or ORCPT longer than this is refused (DSN_INVALID) */
 #define DSN_DIAG_MAX 800 /* diagnostic text kept after sanitising, then "..." */
@@ -70,7 +70,7 @@ struct dsn_msg {
 	const char *queue_id; /* 1-31 letters and digits (the queue's ids) */
 	const char *sender; /* envelope sender as received, "" for <> */
 	const char *envid; /* ENVID, xtext-decoded, or NULL */
-	enum envelope_ret ret; /* RET=FULL, RET=HDRS or unset */
+	enum esmtp_ret ret; /* RET=FULL, RET=HDRS or unset */
 	int64_t arrival; /* epoch seconds it was received (Arrival-Date); 0 = unknown */
 	int body_8bit; /* it was received with BODY=8BITMIME */
 	const char *data; /* the stored message: CRLF lines, dot-stuffing undone */

@@ -90,7 +90,7 @@ static struct dsn_params params(enum dsn_kind k)
 	return p;
 }
 
-static struct dsn_msg msg_of(const char *data, size_t len, enum envelope_ret ret)
+static struct dsn_msg msg_of(const char *data, size_t len, enum esmtp_ret ret)
 {
 	struct dsn_msg m = {.queue_id = QID,
 	                    .sender = "alice@example.com",
@@ -139,22 +139,22 @@ static size_t build_samples(struct sample *s)
 	make_collision();
 
 	s[k] = (struct sample){.name = "failure_full", .p = params(DSN_KIND_FAILURE), .n = 2};
-	s[k].m = MSG(msg_plain, ENVELOPE_RET_FULL);
+	s[k].m = MSG(msg_plain, ESMTP_RET_FULL);
 	s[k].m.envid = "QQ314159 x+y";
 	s[k].r[0] = rcpt_bob();
 	s[k++].r[1] = rcpt_carol();
 
 	s[k] = (struct sample){.name = "failure_hdrs", .p = params(DSN_KIND_FAILURE), .n = 1};
-	s[k].m = MSG(msg_plain, ENVELOPE_RET_HDRS);
+	s[k].m = MSG(msg_plain, ESMTP_RET_HDRS);
 	s[k++].r[0] = rcpt_bob();
 
 	s[k] = (struct sample){.name = "failure_too_large", .p = params(DSN_KIND_FAILURE), .n = 1};
 	s[k].p.return_max = 120;
-	s[k].m = MSG(msg_plain, ENVELOPE_RET_UNSET);
+	s[k].m = MSG(msg_plain, ESMTP_RET_UNSET);
 	s[k++].r[0] = rcpt_carol();
 
 	s[k] = (struct sample){.name = "delay", .p = params(DSN_KIND_DELAY), .n = 1};
-	s[k].m = MSG(msg_plain, ENVELOPE_RET_FULL);
+	s[k].m = MSG(msg_plain, ESMTP_RET_FULL);
 	s[k].m.envid = "ENV-7";
 	s[k].r[0] = (struct dsn_rcpt){.addr = "dave@example.org",
 	                              .orcpt = "rfc822;dave@example.org",
@@ -167,7 +167,7 @@ static size_t build_samples(struct sample *s)
 	k++;
 
 	s[k] = (struct sample){.name = "success", .p = params(DSN_KIND_SUCCESS), .n = 3};
-	s[k].m = MSG(msg_plain, ENVELOPE_RET_FULL);
+	s[k].m = MSG(msg_plain, ESMTP_RET_FULL);
 	s[k].r[0] = (struct dsn_rcpt){.addr = "erin@example.com",
 	                              .action = DSN_ACTION_DELIVERED,
 	                              .status = "2.0.0",
@@ -189,7 +189,7 @@ static size_t build_samples(struct sample *s)
 	k++;
 
 	s[k] = (struct sample){.name = "hostile", .p = params(DSN_KIND_FAILURE), .n = 1};
-	s[k].m = MSG(msg_plain, ENVELOPE_RET_FULL);
+	s[k].m = MSG(msg_plain, ESMTP_RET_FULL);
 	s[k].r[0] = rcpt_bob();
 	s[k].r[0].diag = hostile_diag;
 	s[k].r[0].diag_len = sizeof hostile_diag;
@@ -197,20 +197,20 @@ static size_t build_samples(struct sample *s)
 	k++;
 
 	s[k] = (struct sample){.name = "eightbit", .p = params(DSN_KIND_FAILURE), .n = 1};
-	s[k].m = MSG(msg_8bit, ENVELOPE_RET_FULL);
+	s[k].m = MSG(msg_8bit, ESMTP_RET_FULL);
 	s[k].m.body_8bit = 1;
 	s[k++].r[0] = rcpt_bob();
 
 	s[k] = (struct sample){.name = "collision", .p = params(DSN_KIND_FAILURE), .n = 1};
-	s[k].m = msg_of(collision_msg, collision_len, ENVELOPE_RET_FULL);
+	s[k].m = msg_of(collision_msg, collision_len, ESMTP_RET_FULL);
 	s[k++].r[0] = rcpt_carol();
 
 	s[k] = (struct sample){.name = "no_separator", .p = params(DSN_KIND_FAILURE), .n = 1};
-	s[k].m = MSG(msg_nosep, ENVELOPE_RET_HDRS);
+	s[k].m = MSG(msg_nosep, ESMTP_RET_HDRS);
 	s[k++].r[0] = rcpt_carol();
 
 	s[k] = (struct sample){.name = "empty", .p = params(DSN_KIND_FAILURE), .n = 1};
-	s[k].m = msg_of("", 0, ENVELOPE_RET_FULL);
+	s[k].m = msg_of("", 0, ESMTP_RET_FULL);
 	s[k++].r[0] = rcpt_carol();
 	return k;
 }
@@ -702,41 +702,41 @@ TEST(returned_part_table)
 	enum { PLAIN, NUL_BODY, BARE_LF, BARE_CR, LINE_999, LINE_998, NO_FIELDS, EMPTY };
 	static const struct {
 		enum dsn_kind kind;
-		enum envelope_ret ret;
+		enum esmtp_ret ret;
 		int msg;
 		size_t return_max;
 		enum dsn_returned want;
 		const char *phrase;
 	} cases[] = {
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, PLAIN, 50000, DSN_RETURNED_FULL,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, PLAIN, 50000, DSN_RETURNED_FULL,
 	         "Your message is attached below."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_UNSET, PLAIN, 50000, DSN_RETURNED_FULL,
+	        {DSN_KIND_FAILURE, ESMTP_RET_UNSET, PLAIN, 50000, DSN_RETURNED_FULL,
 	         "Your message is attached below."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_HDRS, PLAIN, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_HDRS, PLAIN, 50000, DSN_RETURNED_HEADERS,
 	         "attached below, as you asked (RET=HDRS)."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_UNSET, PLAIN, 100, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_UNSET, PLAIN, 100, DSN_RETURNED_HEADERS,
 	         "Your message was 147 octets, more than the 100 this system returns whole;"},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, PLAIN, 100, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, PLAIN, 100, DSN_RETURNED_HEADERS,
 	         "more than the 100 this system returns whole; only its header section"},
-	        {DSN_KIND_DELAY, ENVELOPE_RET_FULL, PLAIN, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_DELAY, ESMTP_RET_FULL, PLAIN, 50000, DSN_RETURNED_HEADERS,
 	         "The header section of your message is attached below."},
-	        {DSN_KIND_SUCCESS, ENVELOPE_RET_UNSET, PLAIN, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_SUCCESS, ESMTP_RET_UNSET, PLAIN, 50000, DSN_RETURNED_HEADERS,
 	         "The header section of your message is attached below."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, PLAIN, 0, DSN_RETURNED_NONE,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, PLAIN, 0, DSN_RETURNED_NONE,
 	         "This system does not return messages in its reports."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, EMPTY, 50000, DSN_RETURNED_NONE,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, EMPTY, 50000, DSN_RETURNED_NONE,
 	         "Your message was empty, so nothing of it is attached."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_HDRS, NO_FIELDS, 50000, DSN_RETURNED_NONE,
+	        {DSN_KIND_FAILURE, ESMTP_RET_HDRS, NO_FIELDS, 50000, DSN_RETURNED_NONE,
 	         "Your message has no header section that could be attached."},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, NUL_BODY, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, NUL_BODY, 50000, DSN_RETURNED_HEADERS,
 	         "cannot be returned as it is (a NUL, a bare CR or LF, or a line over 998"},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, BARE_LF, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, BARE_LF, 50000, DSN_RETURNED_HEADERS,
 	         "cannot be returned as it is"},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, BARE_CR, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, BARE_CR, 50000, DSN_RETURNED_HEADERS,
 	         "cannot be returned as it is"},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, LINE_999, 50000, DSN_RETURNED_HEADERS,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, LINE_999, 50000, DSN_RETURNED_HEADERS,
 	         "cannot be returned as it is"},
-	        {DSN_KIND_FAILURE, ENVELOPE_RET_FULL, LINE_998, 50000, DSN_RETURNED_FULL,
+	        {DSN_KIND_FAILURE, ESMTP_RET_FULL, LINE_998, 50000, DSN_RETURNED_FULL,
 	         "Your message is attached below."},
 	};
 	static char line[1002];
@@ -843,7 +843,7 @@ TEST(unclean_header_fields_left_out)
 	struct result res;
 	const char *p;
 	size_t n;
-	sm.m = msg_of(m, sizeof m - 1, ENVELOPE_RET_HDRS);
+	sm.m = msg_of(m, sizeof m - 1, ESMTP_RET_HDRS);
 	compose(&sm, BIG, &res);
 	CHECK_INT(res.env.returned, DSN_RETURNED_HEADERS);
 	CHECK(third_part(&res, "text/rfc822-headers", &p, &n));
@@ -852,7 +852,7 @@ TEST(unclean_header_fields_left_out)
 	CHECK(text_lines_ok(&res));
 	release(&res);
 	/* Clean ones only: no such note. */
-	sm.m = MSG(msg_plain, ENVELOPE_RET_HDRS);
+	sm.m = MSG(msg_plain, ESMTP_RET_HDRS);
 	compose(&sm, BIG, &res);
 	CHECK(strstr(res.s, "left out") == NULL);
 	CHECK(strstr(res.s, "cut short") == NULL);
@@ -875,7 +875,7 @@ TEST(no_separator_and_empty)
 	CHECK(text_lines_ok(&res));
 	release(&res);
 	/* RET=FULL: returned as it is; the delimiter's CRLF ends its last line. */
-	sm.m.ret = ENVELOPE_RET_FULL;
+	sm.m.ret = ESMTP_RET_FULL;
 	compose(&sm, BIG, &res);
 	CHECK_INT(res.env.returned, DSN_RETURNED_FULL);
 	CHECK(third_part(&res, "message/rfc822", &p, &n));
@@ -1077,20 +1077,20 @@ TEST(eight_bit_declared_from_the_octets_returned)
 		const char *data;
 		size_t len;
 		int body_8bit;
-		enum envelope_ret ret;
+		enum esmtp_ret ret;
 		enum dsn_returned want;
 		int want8;
 	} cases[] = {
 	        /* 8BITMIME body returned whole: 8bit part, 8BITMIME notice. */
-	        {msg_8bit, sizeof msg_8bit - 1, 1, ENVELOPE_RET_FULL, DSN_RETURNED_FULL, 1},
+	        {msg_8bit, sizeof msg_8bit - 1, 1, ESMTP_RET_FULL, DSN_RETURNED_FULL, 1},
 	        /* Only its (7-bit) header section: a 7-bit notice. */
-	        {msg_8bit, sizeof msg_8bit - 1, 1, ENVELOPE_RET_HDRS, DSN_RETURNED_HEADERS, 0},
+	        {msg_8bit, sizeof msg_8bit - 1, 1, ESMTP_RET_HDRS, DSN_RETURNED_HEADERS, 0},
 	        /* Said 7BIT but holds 8-bit octets: labelled as what it is. */
-	        {msg_8bit, sizeof msg_8bit - 1, 0, ENVELOPE_RET_FULL, DSN_RETURNED_FULL, 1},
+	        {msg_8bit, sizeof msg_8bit - 1, 0, ESMTP_RET_FULL, DSN_RETURNED_FULL, 1},
 	        /* 8-bit in the header section, headers returned. */
-	        {hdr8, sizeof hdr8 - 1, 0, ENVELOPE_RET_HDRS, DSN_RETURNED_HEADERS, 1},
+	        {hdr8, sizeof hdr8 - 1, 0, ESMTP_RET_HDRS, DSN_RETURNED_HEADERS, 1},
 	        /* 8BITMIME declared, all ASCII: nothing 8-bit to carry. */
-	        {msg_plain, sizeof msg_plain - 1, 1, ENVELOPE_RET_FULL, DSN_RETURNED_FULL, 0},
+	        {msg_plain, sizeof msg_plain - 1, 1, ESMTP_RET_FULL, DSN_RETURNED_FULL, 0},
 	};
 	samples_once();
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1131,7 +1131,7 @@ TEST(notice_fits_its_maximum)
 	struct sample s = *sample_named(S, NS, "failure_full");
 	const struct sample *sm = &s;
 	struct result full, res;
-	s.m = msg_of(var_msg, with_body(body, sizeof body), ENVELOPE_RET_FULL);
+	s.m = msg_of(var_msg, with_body(body, sizeof body), ESMTP_RET_FULL);
 	compose(sm, BIG, &full);
 	CHECK_INT(full.env.returned, DSN_RETURNED_FULL);
 	/* Exactly the room it needs: still whole. */
