@@ -707,9 +707,25 @@ static const char *key_suggest(const char *key)
 	return best <= limit && best < n ? found : NULL;
 }
 
+/* Keys of earlier releases, and what took their place. */
+static const struct {
+	const char *key;
+	const char *instead;
+} removed_keys[] = {
+        {"queue_retry_interval", "queue_retry_initial and queue_retry_max (0.4: the wait "
+                                 "doubles from the first to the second)"},
+};
+
 static void unknown_key(struct loader *ld, const char *key)
 {
 	char q[CONF_QUOTE_MAX + 4];
+	for (size_t i = 0; i < sizeof removed_keys / sizeof removed_keys[0]; i++) {
+		if (strcmp(key, removed_keys[i].key) == 0) {
+			ld_error(ld, ld->line, "%s is no longer a key: use %s", key,
+			         removed_keys[i].instead);
+			return;
+		}
+	}
 	const char *hint = key_suggest(key);
 	if (hint)
 		ld_error(ld, ld->line, "unknown key '%s' (did you mean '%s'?)",

@@ -100,7 +100,12 @@ struct conf {
 	/* queue and local delivery */
 	int queue_min_free; /* bytes of free disk kept; 452 below */
 	int queue_lifetime; /* seconds, default 5 days */
-	int queue_retry_interval; /* seconds, default 300 */
+	int queue_retry_initial; /* seconds, default 300; doubled per retry */
+	int queue_retry_max; /* seconds, default 3600: the back-off's cap */
+	int queue_delay_warning; /* seconds, default 14400; 0 = no delay notices */
+	int queue_bounce_max_return; /* octets; larger messages: only their headers bounce */
+	int queue_delivery_concurrency; /* deliveries under way at once, default 100 */
+	int relay_destination_concurrency; /* per relay destination, default 10 */
 };
 
 /* How bad a problem is: an error stops the load, a warning is only shown. */

@@ -123,8 +123,18 @@ const struct conf_key conf_keys[] = {
             "Free disk space (octets, suffix k, m, g) kept; below it MAIL gets 452."),
         INT(queue_lifetime, "5d", 60, 31536000, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) a message may wait; then its recipients fail (5.4.7)."),
-        INT(queue_retry_interval, "5m", 1, 86400, CONF_FLAG_SECONDS,
-            "Seconds (suffix s, m, h, d) between delivery attempts of a deferred message."),
+        INT(queue_retry_initial, "5m", 1, 86400, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) before the first retry; doubled for each further one."),
+        INT(queue_retry_max, "1h", 1, 604800, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d): the longest wait between two delivery attempts."),
+        INT(queue_delay_warning, "4h", 0, 31536000, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) queued before a delay notice (DSN); 0: none."),
+        INT(queue_bounce_max_return, "50k", 0, 2147483647, CONF_FLAG_BYTES,
+            "Largest message (octets, suffix k, m, g) a bounce returns whole; larger: headers."),
+        INT(queue_delivery_concurrency, "100", 1, 100000, 0,
+            "Deliveries (local and remote) under way at once, in all."),
+        INT(relay_destination_concurrency, "10", 1, 1000, 0,
+            "Connections under way at once to one relay destination (a domain or host)."),
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];

@@ -425,6 +425,18 @@ static enum rcpt_state deliver_finals(struct deliver_runner *r, struct deliver_m
 }
 
 /* Routes one due recipient and records its outcome. */
+/*
+ * The wait before the next attempt after `attempts` of them: queue_retry_initial,
+ * doubled for each further attempt, at most queue_retry_max.
+ */
+static int64_t retry_wait(const struct conf *c, int attempts)
+{
+	int64_t wait = c->queue_retry_initial;
+	for (int i = 1; i < attempts && wait < c->queue_retry_max; i++)
+		wait *= 2;
+	return wait < c->queue_retry_max ? wait : c->queue_retry_max;
+}
+
 static void deliver_rcpt(struct deliver_runner *r, struct deliver_msg *m, struct envelope_rcpt *rc,
                          int64_t now)
 {
@@ -448,7 +460,7 @@ static void deliver_rcpt(struct deliver_runner *r, struct deliver_msg *m, struct
 	if (relay)
 		settle(r, m, now, rc->addr, NULL, relay, rc->attempts, &st, status, sizeof status);
 	if (st == RCPT_DEFERRED)
-		rc->next_try = now + r->c->queue_retry_interval;
+		rc->next_try = now + retry_wait(r->c, rc->attempts);
 	rc->state = st;
 	if (envelope_set(&rc->status, status) < 0)
 		log_err("deliver %s: out of memory recording a status", m->env->id);
@@ -521,8 +533,8 @@ static void deliver_message(struct deliver_runner *r, const char *id, int64_t *n
 	m.data_off = pos >= 0 ? (uint64_t)pos : 0;
 	if (m.fd < 0 || pos < 0 || read_head(&m) < 0) {
 		log_warning("deliver %s: cannot read message data", id);
-		if (*next_due > now + r->c->queue_retry_interval)
-			*next_due = now + r->c->queue_retry_interval;
+		if (*next_due > now + r->c->queue_retry_initial)
+			*next_due = now + r->c->queue_retry_initial;
 		msg_release(&m);
 		return;
 	}

@@ -13,7 +13,7 @@
  * more Received + Delivered-To fields than smtp_max_received_headers fails for
  * every local recipient. Disabled accounts are FAILED (5.2.1); over quota
  * (4.2.2), I/O errors and directory TEMPFAIL are DEFERRED, retried every
- * queue_retry_interval until queue_lifetime (then FAILED 5.4.7), mailbox by
+ * queue_retry_initial until queue_lifetime (then FAILED 5.4.7), mailbox by
  * mailbox. Recipients outside the local domains, and foreign alias targets,
  * stay queued as RCPT_REMOTE (remote delivery is not built yet). Each attempt
  * for a mailbox is logged in one line, Postfix style (deliver.c); failures say

@@ -436,7 +436,7 @@ TEST(io_error_defers_then_expires)
 	struct envelope *e = read_env(id);
 	if (CHECK(e != NULL)) {
 		CHECK_INT(e->rcpts[0].state, RCPT_DEFERRED);
-		CHECK(e->rcpts[0].next_try >= now + cf->queue_retry_interval);
+		CHECK(e->rcpts[0].next_try >= now + cf->queue_retry_initial);
 		CHECK(e->rcpts[0].status && strncmp(e->rcpts[0].status, "451 4.3.0", 9) == 0);
 		CHECK_INT(e->rcpts[0].attempts, 1);
 		envelope_free(e);
@@ -625,7 +625,7 @@ TEST(over_quota_member_deferred_then_delivered)
 	if (!CHECK(e != NULL))
 		return;
 	CHECK_INT(e->rcpts[0].state, RCPT_DEFERRED);
-	CHECK(e->rcpts[0].next_try >= now + cf->queue_retry_interval);
+	CHECK(e->rcpts[0].next_try >= now + cf->queue_retry_initial);
 	CHECK(e->rcpts[0].status && strncmp(e->rcpts[0].status, "452 4.2.2", 9) == 0);
 	CHECK_INT(e->rcpts[0].n_finals, 2);
 	check_final(e, 0, "alice@example.com", RCPT_DELIVERED, 1, "250 2.0.0");
