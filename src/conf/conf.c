@@ -712,7 +712,7 @@ static const struct {
 	const char *key;
 	const char *instead;
 } removed_keys[] = {
-        {"queue_retry_interval", "queue_retry_initial and queue_retry_max (0.4: the wait "
+        {"queue_retry_interval", "queue_retry_initial and queue_retry_max (the wait "
                                  "doubles from the first to the second)"},
 };
 

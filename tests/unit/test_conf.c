@@ -286,7 +286,7 @@ static const struct error_case error_cases[] = {
          "unknown key 'smtp_max_msg_size' (did you mean 'smtp_max_message_size'?)"},
         {"queue_retry_interval = 5m\n", 1,
          "queue_retry_interval is no longer a key: use queue_retry_initial and queue_retry_max "
-         "(0.4: the wait doubles from the first to the second)"},
+         "(the wait doubles from the first to the second)"},
         {"log = debug\n", 1, "unknown key 'log'"},
         {"state = /x\n", 1, "unknown key 'state'"},
         {"minger_threads = abc\n", 1, "value 'abc' for minger_threads is not a number"},
