@@ -1046,7 +1046,7 @@ static int conf_valid(const struct smtp_client_conf *conf)
 	if (h == NULL || h[0] == '\0' || strlen(h) > SMTP_CLIENT_HELO_MAX || !printable(h) ||
 	    strchr(h, ' ') != NULL)
 		return 0;
-	return conf->tls <= SMTP_CLIENT_TLS_REQUIRE && conf->reply_line_max >= 512 &&
+	return (unsigned)conf->tls <= SMTP_CLIENT_TLS_REQUIRE && conf->reply_line_max >= 512 &&
 	       conf->reply_line_max <= 65536 && conf->reply_lines_max >= 1 &&
 	       conf->reply_lines_max <= 10000 && conf->max_rcpts >= 1 &&
 	       conf->max_rcpts <= 100000 && conf->out_max >= SMTP_CLIENT_OUT_MIN &&

@@ -999,6 +999,8 @@ TEST(conf_is_checked)
 	conf = test_conf();
 	conf.tls = (enum smtp_client_tls)7;
 	CHECK(smtp_client_new(&conf) == NULL);
+	conf.tls = (enum smtp_client_tls) - 1;
+	CHECK(smtp_client_new(&conf) == NULL);
 	CHECK(smtp_client_new(NULL) == NULL);
 	smtp_client_free(NULL);
 }
