@@ -38,11 +38,11 @@ struct fz {
 };
 
 static const struct smtp_client_rcpt rcpts[] = {
-        {"a@example.org", "rfc822;a+x@example.org", ENVELOPE_NOTIFY_SUCCESS},
-        {"b@example.org", NULL, ENVELOPE_NOTIFY_NEVER},
+        {"a@example.org", "rfc822;a+x@example.org", ESMTP_NOTIFY_SUCCESS},
+        {"b@example.org", NULL, ESMTP_NOTIFY_NEVER},
         {"\"q u\"@example.org", "bad", 0},
         {"c\x01@example.org", NULL, 0},
-        {"d@example.org", NULL, ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY},
+        {"d@example.org", NULL, ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY},
 };
 
 static const char body0[] = "Subject: x\r\n\r\n.\r\n..\r\n.x\r\nend";
@@ -56,7 +56,7 @@ static const struct smtp_client_msg msgs[] = {
          .n_rcpts = 5,
          .size = 5000,
          .eight_bit = 1,
-         .ret = ENVELOPE_RET_HDRS,
+         .ret = ESMTP_RET_HDRS,
          .envid = "E+1"},
         {.mail_from = "s@example.net", .rcpts = rcpts + 1, .n_rcpts = 2, .size = 1200},
 };

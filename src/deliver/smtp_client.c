@@ -535,8 +535,8 @@ static int format_mail(const struct smtp_client *c, struct line *l)
 	}
 	if (m->eight_bit)
 		line_str(l, " BODY=8BITMIME");
-	if (c->caps.dsn && m->ret != ENVELOPE_RET_UNSET)
-		line_str(l, m->ret == ENVELOPE_RET_HDRS ? " RET=HDRS" : " RET=FULL");
+	if (c->caps.dsn && m->ret != ESMTP_RET_UNSET)
+		line_str(l, m->ret == ESMTP_RET_HDRS ? " RET=HDRS" : " RET=FULL");
 	if (c->caps.dsn && m->envid != NULL && m->envid[0] && printable(m->envid) &&
 	    strlen(m->envid) <= ESMTP_ENVID_MAX) {
 		line_str(l, " ENVID=");
@@ -567,13 +567,13 @@ static void add_notify(struct line *l, unsigned notify)
 		unsigned bit;
 		const char *name;
 	} words[] = {
-	        {ENVELOPE_NOTIFY_SUCCESS, "SUCCESS"},
-	        {ENVELOPE_NOTIFY_FAILURE, "FAILURE"},
-	        {ENVELOPE_NOTIFY_DELAY, "DELAY"},
+	        {ESMTP_NOTIFY_SUCCESS, "SUCCESS"},
+	        {ESMTP_NOTIFY_FAILURE, "FAILURE"},
+	        {ESMTP_NOTIFY_DELAY, "DELAY"},
 	};
 	if (notify == 0)
 		return;
-	if (notify & ENVELOPE_NOTIFY_NEVER) {
+	if (notify & ESMTP_NOTIFY_NEVER) {
 		line_str(l, " NOTIFY=NEVER"); /* RFC 3461 4.1: NEVER stands alone */
 		return;
 	}

@@ -52,7 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "queue/envelope.h"
+#include "proto/esmtp_param.h"
 
 #define SMTP_CLIENT_TEXT_MAX 400 /* reply text kept per result (NUL excluded) */
 #define SMTP_CLIENT_CMD_MAX 2048 /* longest command line we send (RFC 3461 ORCPT fits) */
@@ -104,7 +104,7 @@ struct smtp_client_reply {
 struct smtp_client_rcpt {
 	const char *addr; /* the address without angle brackets */
 	const char *orcpt; /* DSN ORCPT as stored: "addr-type;address", or NULL */
-	unsigned notify; /* ENVELOPE_NOTIFY_* bits, 0 = not given */
+	unsigned notify; /* ESMTP_NOTIFY_* bits, 0 = not given */
 };
 
 struct smtp_client_msg {
@@ -113,7 +113,7 @@ struct smtp_client_msg {
 	size_t n_rcpts; /* 1 .. max_rcpts */
 	uint64_t size; /* body octets as stored (SIZE=, RFC 1870) */
 	int eight_bit; /* the body needs BODY=8BITMIME (RFC 6152) */
-	enum envelope_ret ret; /* DSN RET, or ENVELOPE_RET_UNSET */
+	enum esmtp_ret ret; /* DSN RET, or ESMTP_RET_UNSET */
 	const char *envid; /* DSN ENVID (decoded), or NULL */
 };
 

@@ -97,7 +97,7 @@ struct tmsg {
 	size_t n_rcpts;
 	long long size; /* -1: the body's length */
 	int eight_bit;
-	enum envelope_ret ret;
+	enum esmtp_ret ret;
 	char envid[200];
 	int has_envid;
 	long long stall; /* -1: feed the whole body */
@@ -209,13 +209,13 @@ static unsigned notify_bits(const char *v)
 {
 	unsigned bits = 0;
 	if (strstr(v, "NEVER"))
-		bits |= ENVELOPE_NOTIFY_NEVER;
+		bits |= ESMTP_NOTIFY_NEVER;
 	if (strstr(v, "SUCCESS"))
-		bits |= ENVELOPE_NOTIFY_SUCCESS;
+		bits |= ESMTP_NOTIFY_SUCCESS;
 	if (strstr(v, "FAILURE"))
-		bits |= ENVELOPE_NOTIFY_FAILURE;
+		bits |= ESMTP_NOTIFY_FAILURE;
 	if (strstr(v, "DELAY"))
-		bits |= ENVELOPE_NOTIFY_DELAY;
+		bits |= ESMTP_NOTIFY_DELAY;
 	return bits;
 }
 
@@ -249,7 +249,7 @@ static int msg_word(struct tmsg *m, const char *w)
 	else if (strncmp(w, "8bit=", 5) == 0)
 		m->eight_bit = atoi(v);
 	else if (strncmp(w, "ret=", 4) == 0)
-		m->ret = strcmp(v, "HDRS") == 0 ? ENVELOPE_RET_HDRS : ENVELOPE_RET_FULL;
+		m->ret = strcmp(v, "HDRS") == 0 ? ESMTP_RET_HDRS : ESMTP_RET_FULL;
 	else if (strncmp(w, "envid=", 6) == 0) {
 		snprintf(m->envid, sizeof m->envid, "%s", v);
 		m->has_envid = 1;
