@@ -7,7 +7,6 @@
 #include "deliver/dns_query.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/util.h>
+
+/*
+ * Without EDNS a server must truncate at 512 octets (RFC 1035 4.2.1); we read
+ * up to 4096 so that a server sending a little more is still understood. A
+ * longer datagram is cut by the kernel, fails to parse and is ignored.
+ */
+#define UDP_RECV_MAX 4096
 
 struct dns_query {
 	struct event_base *base;
@@ -159,7 +165,7 @@ static void tcp_start(struct dns_query *q)
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dns_query *q = arg;
-	uint8_t buf[DNS_MSG_UDP_MAX];
+	uint8_t buf[UDP_RECV_MAX];
 	for (;;) {
 		ssize_t n = recv(fd, buf, sizeof buf, 0);
 		if (n < 0) {

@@ -9,8 +9,8 @@
  * echoes our id and question (dns_msg_is_reply_to), anything else is ignored.
  * A truncated reply (TC) is asked again over TCP to the same server (RFC 7766),
  * within the same attempt. An error RCODE (SERVFAIL, REFUSED, ...) or a timeout
- * moves to the next attempt. Replies are bounded: 512 octets over UDP (no
- * EDNS), 65535 over TCP.
+ * moves to the next attempt. Queries carry no EDNS; replies are bounded: 4096
+ * octets read over UDP (512 is the rule), 65535 over TCP.
  *
  * Ownership: the caller owns the query until its callback runs or it cancels
  * it; the callback runs at most once, never from dns_query_start, and the

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "deliver/nexthop_resolver.h"
+#include "dns_build.h"
 #include "harness.h"
 #include "proto/dns_msg.h"
 
@@ -642,6 +643,94 @@ TEST(free_from_the_callback)
 	CHECK_INT(stray, 0);
 }
 
+/*
+ * An in-process name server on the same event loop that, for each MX question,
+ * first sends junk, a reply with another id and a reply for another name
+ * (all to be ignored), then the real answer; A questions get 127.0.0.99, AAAA
+ * questions an empty NOERROR. The question is echoed octet for octet (evdns
+ * checks the case it randomised).
+ */
+struct liar {
+	int fd;
+	struct event *ev;
+	int mx_questions;
+};
+
+static void liar_send(int fd, const struct dnsb *b, const struct sockaddr_storage *to,
+                      socklen_t tolen)
+{
+	sendto(fd, b->buf, b->len, 0, (const struct sockaddr *)to, tolen);
+}
+
+static void liar_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct liar *l = arg;
+	uint8_t q[512];
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof from;
+	ssize_t n = recvfrom(fd, q, sizeof q, 0, (struct sockaddr *)&from, &flen);
+	struct dns_msg m;
+	struct dnsb b;
+	if (n <= 0 || dns_msg_parse(q, (size_t)n, &m) < 0 || m.qdcount != 1)
+		return;
+	unsigned id = m.id;
+	size_t qlen = m.rr_off - DNS_MSG_HEADER_LEN;
+	if (m.qtype == DNS_TYPE_MX) {
+		l->mx_questions++;
+		dnsb_header(&b, 0, 0, 0, 0, 0, 0);
+		dnsb_raw(&b, "junk!", 5);
+		liar_send(fd, &b, &from, flen);
+		dnsb_header(&b, id ^ 1, DNSB_REPLY(0), 1, 1, 0, 0);
+		dnsb_raw(&b, q + DNS_MSG_HEADER_LEN, qlen);
+		dnsb_mx(&b, "^12", 10, "wrong-id.fake");
+		liar_send(fd, &b, &from, flen);
+		dnsb_header(&b, id, DNSB_REPLY(0), 1, 1, 0, 0);
+		dnsb_question(&b, "other.fake", DNS_TYPE_MX);
+		dnsb_mx(&b, "^12", 10, "wrong-name.fake");
+		liar_send(fd, &b, &from, flen);
+		dnsb_header(&b, id, DNSB_REPLY(0), 1, 1, 0, 0);
+		dnsb_raw(&b, q + DNS_MSG_HEADER_LEN, qlen);
+		dnsb_mx(&b, "^12", 10, "mx.fake");
+		liar_send(fd, &b, &from, flen);
+		return;
+	}
+	int is_a = m.qtype == DNS_TYPE_A;
+	dnsb_header(&b, id, DNSB_REPLY(0), 1, is_a ? 1 : 0, 0, 0);
+	dnsb_raw(&b, q + DNS_MSG_HEADER_LEN, qlen);
+	if (is_a)
+		dnsb_a(&b, "^12", 127, 0, 0, 99);
+	liar_send(fd, &b, &from, flen);
+}
+
+TEST(forged_replies_are_ignored)
+{
+	struct liar l = {socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0), NULL, 0};
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t len = sizeof sin;
+	struct netaddr ns;
+	struct waiter w;
+	char got[256];
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (!CHECK(l.fd >= 0 && bind(l.fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+	           getsockname(l.fd, (struct sockaddr *)&sin, &len) == 0))
+		return;
+	memcpy(&ns.ss, &sin, sizeof sin);
+	ns.len = sizeof sin;
+	l.ev = event_new(base, l.fd, EV_READ | EV_PERSIST, liar_cb, &l);
+	event_add(l.ev, NULL);
+	struct nexthop_resolver *r = resolver(&ns);
+	resolve_domain(r, "liar.fake", &w);
+	names_of(&w.res, got, sizeof got);
+	CHECK_INT(w.res.status, NEXTHOP_FOUND);
+	CHECK_STR(got, "mx.fake");
+	CHECK_INT(l.mx_questions, 1); /* answered in the first try: the lies were skipped */
+	addrs_of(&w.res.hosts[0], got, sizeof got);
+	CHECK_STR(got, "127.0.0.99");
+	nexthop_resolver_free(r);
+	event_free(l.ev);
+	close(l.fd);
+}
+
 TEST(resolv_conf)
 {
 	char path[256], text[128];
@@ -688,6 +777,7 @@ int main(int argc, char **argv)
 	        T(next_server_after_a_timeout),
 	        T(cancel_and_free),
 	        T(free_from_the_callback),
+	        T(forged_replies_are_ignored),
 	        T(resolv_conf),
 	};
 	if (access(NSD_PATH, X_OK) != 0) {
