@@ -4,11 +4,13 @@
  * plan (nexthop_mx_plan) -> A/AAAA of every planned host -> nexthop_finish;
  * when every part is done the parts are merged and reported.
  *
- * evdns callbacks cannot be withdrawn synchronously (evdns_cancel_request
- * still calls back, later), so each A/AAAA lookup has a small context that
- * outlives its request: cancelling a request only detaches the contexts, and
- * each one frees itself when evdns calls back, with a result or, when the
- * resolver is freed, DNS_ERR_SHUTDOWN.
+ * libevent documents no way to withdraw an evdns callback (what
+ * evdns_cancel_request does with it is unspecified; it may still run, later),
+ * but it does promise exactly one callback per lookup, DNS_ERR_SHUTDOWN when
+ * the evdns_base is freed with fail_requests. So each A/AAAA lookup has a
+ * small context that outlives its request: cancelling a request only detaches
+ * the contexts (the lookups finish unobserved), and each context frees itself
+ * in its callback.
  */
 #include "deliver/nexthop_resolver.h"
 
