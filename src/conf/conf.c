@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 
 #include "conf/conf_schema.h"
+#include "proto/nexthop_spec.h"
 #include "proto/minger_msg.h"
 #include "util/log.h"
 
@@ -333,6 +334,23 @@ static int replace_string(struct loader *ld, const struct conf_key *k, const cha
 	return 0;
 }
 
+/* A next-hop text (relay_route, relay_smarthost) that does not parse, reported. */
+static int nexthop_text_bad(struct loader *ld, const struct conf_key *k, const char *v)
+{
+	char err[256], q[CONF_QUOTE_MAX + 4];
+	struct nexthop_route route;
+	struct nexthop_spec specs[NEXTHOP_SPECS_MAX];
+	size_t n;
+	int bad = 0;
+	if (k->flags & CONF_FLAG_ROUTE)
+		bad = nexthop_route_parse(v, &route, err, sizeof err) != 0;
+	else if ((k->flags & CONF_FLAG_HOSTS) && *v)
+		bad = nexthop_hosts_parse(v, specs, NEXTHOP_SPECS_MAX, &n, err, sizeof err) != 0;
+	if (bad)
+		ld_error(ld, ld->line, "%s '%s': %s", k->doc.name, quote(q, sizeof q, v), err);
+	return bad;
+}
+
 /* 1 when v is one of the '|'-separated words of choices. */
 static int choice_valid(const char *choices, const char *v)
 {
@@ -360,6 +378,8 @@ static int set_string(struct loader *ld, const struct conf_key *k, char *v)
 		         quote(q, sizeof q, v));
 		return -1;
 	}
+	if (nexthop_text_bad(ld, k, v))
+		return -1;
 	if (k->flags & CONF_FLAG_DOMAIN)
 		lower(v);
 	return replace_string(ld, k, v);
@@ -504,6 +524,14 @@ static int list_word(struct loader *ld, const struct conf_key *k, char *w)
 		}
 		lower(w);
 	}
+	if (k->flags & CONF_FLAG_NAMESERVER) {
+		char err[256];
+		struct netaddr a;
+		if (netaddr_parse_hostport(w, 53, 0, &a, err, sizeof err) != 0) {
+			ld_error(ld, ld->line, "%s: %s", k->doc.name, err);
+			return -1;
+		}
+	}
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i], w) == 0)
 			return 0; /* a repeat changes nothing */
@@ -517,6 +545,18 @@ static int list_word(struct loader *ld, const struct conf_key *k, char *w)
 static int set_list(struct loader *ld, const struct conf_key *k, char *v)
 {
 	return words_each(ld, k, v, list_word);
+}
+
+/* Each line is one entry (relay_route), checked as a whole. */
+static int set_lines(struct loader *ld, const struct conf_key *k, char *v)
+{
+	if (nexthop_text_bad(ld, k, v))
+		return -1;
+	if (strlist_push(field(ld, k), v) != 0) {
+		ld_error(ld, ld->line, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 static int addr_word(struct loader *ld, const struct conf_key *k, char *w)
@@ -587,7 +627,7 @@ static int (*const setters[])(struct loader *, const struct conf_key *, char *) 
         [CONF_TYPE_STRING] = set_string,   [CONF_TYPE_PATH] = set_path,
         [CONF_TYPE_BOOL] = set_bool,       [CONF_TYPE_INT] = set_int,
         [CONF_TYPE_LIST] = set_list,       [CONF_TYPE_ADDRLIST] = set_addrlist,
-        [CONF_TYPE_NETLIST] = set_netlist,
+        [CONF_TYPE_NETLIST] = set_netlist, [CONF_TYPE_LINES] = set_lines,
 };
 
 /* ---- the conf itself ---- */
@@ -601,7 +641,8 @@ static void field_free(struct conf *c, const struct conf_key *k)
 		free(*(char **)f);
 		*(char **)f = NULL;
 		break;
-	case CONF_TYPE_LIST: strlist_free(f); break;
+	case CONF_TYPE_LIST:
+	case CONF_TYPE_LINES: strlist_free(f); break;
 	case CONF_TYPE_ADDRLIST: addrlist_free(f); break;
 	case CONF_TYPE_NETLIST: netlist_free(f); break;
 	case CONF_TYPE_BOOL:
@@ -1120,7 +1161,8 @@ static int field_equal(const struct conf *a, const struct conf *b, const struct 
 	case CONF_TYPE_PATH: return str_equal(*(char *const *)fa, *(char *const *)fb);
 	case CONF_TYPE_BOOL:
 	case CONF_TYPE_INT: return *(const int *)fa == *(const int *)fb;
-	case CONF_TYPE_LIST: {
+	case CONF_TYPE_LIST:
+	case CONF_TYPE_LINES: {
 		const struct strlist *x = fa, *y = fb;
 		for (size_t i = 0; x->n == y->n && i < x->n; i++)
 			if (strcmp(x->v[i], y->v[i]) != 0)
@@ -1185,7 +1227,8 @@ static int field_copy(struct conf *dst, const struct conf *src, const struct con
 	}
 	case CONF_TYPE_BOOL:
 	case CONF_TYPE_INT: *(int *)fd = *(const int *)fs; return 0;
-	case CONF_TYPE_LIST: {
+	case CONF_TYPE_LIST:
+	case CONF_TYPE_LINES: {
 		const struct strlist *l = fs;
 		for (size_t i = 0; i < l->n; i++)
 			if (strlist_push(fd, l->v[i]) != 0)

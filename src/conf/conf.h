@@ -106,6 +106,16 @@ struct conf {
 	int queue_bounce_max_return; /* octets; larger messages: only their headers bounce */
 	int queue_delivery_concurrency; /* deliveries under way at once, default 100 */
 	int relay_destination_concurrency; /* per relay destination, default 10 */
+	/* relay */
+	struct strlist relay_route; /* whole lines "DOMAIN HOST[:PORT]...", checked */
+	char *relay_smarthost; /* "HOST[:PORT]...", checked; NULL: MX lookup */
+	char *relay_tls; /* may|off|require */
+	int relay_connect_timeout; /* seconds, default 30 */
+	int relay_command_timeout; /* seconds, default 300 */
+	int relay_data_timeout; /* seconds after the final dot, default 600 */
+	struct strlist dns_nameserver; /* "ADDR" or "ADDR:PORT", checked; empty: resolv.conf */
+	int dns_timeout; /* seconds per try, default 5 */
+	int dns_attempts; /* tries, default 2 */
 };
 
 /* How bad a problem is: an error stops the load, a warning is only shown. */

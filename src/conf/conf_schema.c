@@ -26,6 +26,7 @@
 #define LIST(name, flags, doc) KEY(name, CONF_TYPE_LIST, "list", "", "", 0, 0, flags, doc)
 #define ADDRLIST(name, doc) KEY(name, CONF_TYPE_ADDRLIST, "addrlist", "", "", 0, 0, 0, doc)
 #define NETLIST(name, flags, doc) KEY(name, CONF_TYPE_NETLIST, "netlist", "", "", 0, 0, flags, doc)
+#define LINES(name, flags, doc) KEY(name, CONF_TYPE_LINES, "lines", "", "", 0, 0, flags, doc)
 /* The table's shorthand for CONF_FLAG_RELOAD (see conf_schema.h). */
 #define RELOAD CONF_FLAG_RELOAD
 
@@ -135,6 +136,24 @@ const struct conf_key conf_keys[] = {
             "Deliveries (local and remote) under way at once, in all."),
         INT(relay_destination_concurrency, "10", 1, 1000, 0,
             "Connections under way at once to one relay destination (a domain or host)."),
+        /* relay: where mail for other domains goes, and how */
+        LINES(relay_route, CONF_FLAG_ROUTE,
+              "DOMAIN HOST[:PORT]...: mail for DOMAIN (.DOMAIN: its subdomains) goes there."),
+        STRING(relay_smarthost, "", "", CONF_FLAG_HOSTS,
+               "HOST[:PORT]...: every other outside domain goes there; empty: MX lookup."),
+        STRING(relay_tls, "may", "may|off|require", CONF_FLAG_CHOICE,
+               "STARTTLS to relay peers: when offered (may), never, or required."),
+        INT(relay_connect_timeout, "30", 1, 3600, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) to wait for a relay peer's TCP connection."),
+        INT(relay_command_timeout, "5m", 1, 3600, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) to wait for a relay peer's reply (RFC 5321 4.5.3.2)."),
+        INT(relay_data_timeout, "10m", 1, 7200, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) to wait for the reply after the message's final dot."),
+        LIST(dns_nameserver, CONF_FLAG_NAMESERVER,
+             "DNS servers for MX lookups, ADDR or ADDR:PORT, repeatable; none: /etc/resolv.conf."),
+        INT(dns_timeout, "5", 1, 60, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) to wait for one DNS answer before asking again."),
+        INT(dns_attempts, "2", 1, 10, 0, "Times a DNS question is asked before it fails (retry)."),
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];
@@ -150,7 +169,8 @@ const struct conf_key *conf_key_find(const char *name, size_t len)
 
 int conf_type_repeatable(enum conf_type t)
 {
-	return t == CONF_TYPE_LIST || t == CONF_TYPE_ADDRLIST || t == CONF_TYPE_NETLIST;
+	return t == CONF_TYPE_LIST || t == CONF_TYPE_ADDRLIST || t == CONF_TYPE_NETLIST ||
+	       t == CONF_TYPE_LINES;
 }
 
 size_t conf_schema_count(void)

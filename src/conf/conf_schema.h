@@ -21,6 +21,7 @@ enum conf_type {
 	CONF_TYPE_LIST, /* struct strlist, repeatable */
 	CONF_TYPE_ADDRLIST, /* struct addrlist, repeatable */
 	CONF_TYPE_NETLIST, /* struct netlist, repeatable */
+	CONF_TYPE_LINES, /* struct strlist, repeatable: each line one entry, kept whole */
 };
 
 /* Extra checks and units. */
@@ -35,6 +36,9 @@ enum conf_type {
  * listeners read stay as they were until a restart (conf_reload_merge).
  */
 #define CONF_FLAG_RELOAD 0x10
+#define CONF_FLAG_ROUTE 0x20 /* lines: "DOMAIN HOST[:PORT]..." (proto/nexthop_spec.h) */
+#define CONF_FLAG_HOSTS 0x40 /* string: "HOST[:PORT]..." (proto/nexthop_spec.h) */
+#define CONF_FLAG_NAMESERVER 0x80 /* list: IPv4 or [IPv6] addresses, :PORT optional (53) */
 
 struct conf_key {
 	struct conf_key_doc doc;

@@ -110,8 +110,8 @@ TEST(defaults)
 
 TEST(schema_sane)
 {
-	static const char *const types[] = {"string", "path",     "bool",   "int",
-	                                    "list",   "addrlist", "netlist"};
+	static const char *const types[] = {"string", "path",     "bool",    "int",
+	                                    "list",   "addrlist", "netlist", "lines"};
 	size_t n = conf_schema_count();
 	CHECK(n >= 26);
 	CHECK(conf_schema_doc(n) == NULL);
@@ -284,6 +284,16 @@ static const struct error_case error_cases[] = {
          "unknown key 'minger_secrets_file' (did you mean 'minger_secret_file'?)"},
         {"smtp_max_msg_size = 1m\n", 1,
          "unknown key 'smtp_max_msg_size' (did you mean 'smtp_max_message_size'?)"},
+        {"relay_route = example.net\n", 1,
+         "relay_route 'example.net': route for example.net names no host"},
+        {"relay_route = example.net [mx.example.net\n", 1,
+         "relay_route 'example.net [mx.example.net': '[mx.example.net': '[' without ']'"},
+        {"relay_smarthost = relay.example:99999\n", 1,
+         "relay_smarthost 'relay.example:99999': 'relay.example:99999': bad port (want "
+         "HOST:1-65535)"},
+        {"dns_nameserver = 127.0.0.1 ns.example\n", 1,
+         "dns_nameserver: 'ns.example' is not an IP address (no names but localhost are looked "
+         "up)"},
         {"queue_retry_interval = 5m\n", 1,
          "queue_retry_interval is no longer a key: use queue_retry_initial and queue_retry_max "
          "(the wait doubles from the first to the second)"},
