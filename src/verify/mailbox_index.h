@@ -105,10 +105,9 @@ enum mailbox_target {
  * (MAILBOX_TARGET_LIST: its posts are expanded by mailbox_list_expand()); for an
  * alias, every account, list and foreign address reached through it (aliases
  * followed up to 8 levels, as mailbox_lookup(); missing local targets and loops
- * yield nothing). fn receives each distinct
- * target once (account keys in lower case; foreign targets as the alias stores
- * them) with a MAILBOX_TARGET_* value (non-zero: local); a non-zero return stops
- * the expansion. At most 1024 targets are yielded and 1024 alias targets
+ * yield nothing). fn receives each distinct target once (account and list keys in
+ * lower case; foreign targets as the alias stores them) with a MAILBOX_TARGET_*
+ * value (non-zero: local); a non-zero return stops the expansion. At most 1024 targets are yielded and 1024 alias targets
  * examined. fn runs under the index's read lock: it must not call the index.
  * Returns LOOKUP_FOUND if anything was yielded, LOOKUP_NOTFOUND if nothing was,
  * LOOKUP_TEMPFAIL while the index cannot be trusted (or out of memory).
