@@ -62,6 +62,7 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Command groups: argv[0] is the group name ("account", ...). */
 int cmd_account(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_alias(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_list(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_minger(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cache(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_queue(struct cli_ctx *ctx, int argc, char **argv);

@@ -22,6 +22,9 @@ static const struct cli_command commands[] = {
          "          del ADDRESS | list [DOMAIN] | disable ADDRESS | enable ADDRESS |\n"
          "          over-quota ADDRESS | passwd ADDRESS --password-file F"},
         {"alias", cmd_alias, "alias add ALIAS TARGET... [--force] | del ALIAS | list"},
+        {"list", cmd_list,
+         "list add LIST [--owner ADDRESS] [--members-only] | del LIST |\n"
+         "          join LIST ADDRESS... [--force] | leave LIST ADDRESS... | show LIST | list"},
         {"minger", cmd_minger,
          "minger query ADDRESS... --server HOST[:PORT] [--secret-file F] [--timeout MS]\n"
          "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"

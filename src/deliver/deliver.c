@@ -359,6 +359,7 @@ static enum rcpt_state attempt_final(struct deliver_runner *r, struct deliver_ms
 	case MAILBOX_TARGET_OVER_QUOTA:
 		snprintf(status, statsz, "452 4.2.2 mailbox full");
 		return RCPT_DEFERRED;
+	case MAILBOX_TARGET_LIST: /* a mailing list waits as "remote" until posts are expanded */
 	default:
 		snprintf(status, statsz, "450 4.4.0 remote delivery not built yet");
 		return RCPT_REMOTE;

@@ -1,11 +1,18 @@
 /*
  * directory: the mailbox directory in SQLite. See directory.h for the contract.
  *
- * Schema (user_version 1):
+ * Schema (user_version 2):
  *   accounts(address PK, password, state, created)  -- address is the mailaddr_key()
  *   aliases(alias, target, PK(alias, target))        -- one row per target
+ *   lists(address PK, owner, members_only, created)  -- mailing lists (version 2)
+ *   list_members(list, member, PK(list, member))     -- one row per member (version 2)
  *   change_log(seq AUTOINCREMENT, address, at)        -- filled by triggers only
  *   meta(key PK, value)                               -- 'pruned_seq': newest pruned seq
+ *
+ * Upgrades: every statement of the schema is CREATE ... IF NOT EXISTS, so running
+ * it over a version 1 file (today's accounts and aliases) adds what version 2
+ * brought and leaves the rest, the change log's positions included, as it was.
+ * A list member row logs the list's address: a reader re-reads the whole list.
  *
  * Why a meta row for pruning: a reader that last saw position S must learn whether
  * rows after S were deleted before it read them. Sequence numbers are not promised
@@ -33,7 +40,7 @@
 
 #include "proto/mailaddr.h"
 
-#define DIRECTORY_SCHEMA_VERSION 1
+#define DIRECTORY_SCHEMA_VERSION 2
 #define DIRECTORY_BUSY_MS 5000
 
 static const char schema_sql[] =
@@ -66,7 +73,33 @@ static const char schema_sql[] =
         "CREATE TRIGGER IF NOT EXISTS aliases_del AFTER DELETE ON aliases BEGIN"
         " INSERT INTO change_log(address, at) VALUES(OLD.alias, CAST(strftime('%s','now') AS"
         " INTEGER)); END;"
-        "PRAGMA user_version = 1;";
+        "CREATE TABLE IF NOT EXISTS lists(address TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL,"
+        " members_only INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS list_members(list TEXT NOT NULL, member TEXT NOT NULL,"
+        " PRIMARY KEY(list, member)) WITHOUT ROWID;"
+        "CREATE TRIGGER IF NOT EXISTS lists_ins AFTER INSERT ON lists BEGIN"
+        " INSERT INTO change_log(address, at) VALUES(NEW.address, CAST(strftime('%s','now') AS"
+        " INTEGER)); END;"
+        "CREATE TRIGGER IF NOT EXISTS lists_upd AFTER UPDATE ON lists BEGIN"
+        " INSERT INTO change_log(address, at) VALUES(NEW.address, CAST(strftime('%s','now') AS"
+        " INTEGER));"
+        " INSERT INTO change_log(address, at) SELECT OLD.address, CAST(strftime('%s','now') AS"
+        " INTEGER) WHERE OLD.address <> NEW.address; END;"
+        "CREATE TRIGGER IF NOT EXISTS lists_del AFTER DELETE ON lists BEGIN"
+        " INSERT INTO change_log(address, at) VALUES(OLD.address, CAST(strftime('%s','now') AS"
+        " INTEGER)); END;"
+        "CREATE TRIGGER IF NOT EXISTS list_members_ins AFTER INSERT ON list_members BEGIN"
+        " INSERT INTO change_log(address, at) VALUES(NEW.list, CAST(strftime('%s','now') AS"
+        " INTEGER)); END;"
+        "CREATE TRIGGER IF NOT EXISTS list_members_upd AFTER UPDATE ON list_members BEGIN"
+        " INSERT INTO change_log(address, at) VALUES(NEW.list, CAST(strftime('%s','now') AS"
+        " INTEGER));"
+        " INSERT INTO change_log(address, at) SELECT OLD.list, CAST(strftime('%s','now') AS"
+        " INTEGER) WHERE OLD.list <> NEW.list; END;"
+        "CREATE TRIGGER IF NOT EXISTS list_members_del AFTER DELETE ON list_members BEGIN"
+        " INSERT INTO change_log(address, at) VALUES(OLD.list, CAST(strftime('%s','now') AS"
+        " INTEGER)); END;"
+        "PRAGMA user_version = 2;";
 
 /* Every statement this module runs, prepared once per connection on first use. */
 enum dir_stmt {
@@ -87,6 +120,16 @@ enum dir_stmt {
 	ST_ALIAS_TARGETS,
 	ST_SCAN_ACCOUNTS,
 	ST_SCAN_ALIASES,
+	ST_SCAN_LISTS,
+	ST_LIST_EXISTS,
+	ST_LIST_INSERT,
+	ST_LIST_DELETE,
+	ST_LIST_GET,
+	ST_LIST_LIST,
+	ST_MEMBERS_DELETE_ALL,
+	ST_MEMBER_INSERT,
+	ST_MEMBER_DELETE,
+	ST_MEMBERS,
 	ST_LOG_HEAD,
 	ST_LOG_SINCE,
 	ST_PRUNE_FIND,
@@ -116,6 +159,23 @@ static const char *const stmt_sql[ST_COUNT_] = {
         [ST_ALIAS_TARGETS] = "SELECT target FROM aliases WHERE alias = ?1 ORDER BY target",
         [ST_SCAN_ACCOUNTS] = "SELECT address, state FROM accounts",
         [ST_SCAN_ALIASES] = "SELECT alias, target FROM aliases ORDER BY alias, target",
+        [ST_SCAN_LISTS] = "SELECT l.address, l.owner, l.members_only, m.member FROM lists l"
+                          " LEFT JOIN list_members m ON m.list = l.address"
+                          " ORDER BY l.address, m.member",
+        [ST_LIST_EXISTS] = "SELECT 1 FROM lists WHERE address = ?1",
+        [ST_LIST_INSERT] = "INSERT INTO lists(address, owner, members_only, created)"
+                           " VALUES(?1, ?2, ?3, ?4)",
+        [ST_LIST_DELETE] = "DELETE FROM lists WHERE address = ?1",
+        [ST_LIST_GET] = "SELECT address, owner, members_only,"
+                        " (SELECT COUNT(*) FROM list_members WHERE list = ?1)"
+                        " FROM lists WHERE address = ?1",
+        [ST_LIST_LIST] = "SELECT l.address, l.owner, l.members_only,"
+                         " (SELECT COUNT(*) FROM list_members m WHERE m.list = l.address)"
+                         " FROM lists l ORDER BY l.address",
+        [ST_MEMBERS_DELETE_ALL] = "DELETE FROM list_members WHERE list = ?1",
+        [ST_MEMBER_INSERT] = "INSERT INTO list_members(list, member) VALUES(?1, ?2)",
+        [ST_MEMBER_DELETE] = "DELETE FROM list_members WHERE list = ?1 AND member = ?2",
+        [ST_MEMBERS] = "SELECT member FROM list_members WHERE list = ?1 ORDER BY member",
         [ST_LOG_HEAD] = "SELECT (SELECT value FROM meta WHERE key = 'pruned_seq'),"
                         " (SELECT MAX(seq) FROM change_log)",
         [ST_LOG_SINCE] = "SELECT address, MAX(seq) AS s FROM change_log WHERE seq > ?1"
@@ -260,7 +320,14 @@ static int dir_init_schema(struct directory *d, char *err, size_t errlen)
 		set_err(err, errlen, "%s", "not a sharemail directory (no schema)");
 		return -1;
 	}
-	if (version == 0) {
+	if (version < DIRECTORY_SCHEMA_VERSION && d->read_only) {
+		set_err(err, errlen,
+		        "directory schema version %d is older than this program's (%d): open it"
+		        " read-write once (any sharemail command that changes it) to upgrade",
+		        version, DIRECTORY_SCHEMA_VERSION);
+		return -1;
+	}
+	if (version < DIRECTORY_SCHEMA_VERSION) {
 		rc = sqlite3_exec(d->db, schema_sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
 			set_err(err, errlen, "cannot create directory schema: %s",
@@ -352,20 +419,22 @@ static int dir_exists(struct directory *d, enum dir_stmt id, const char *key, in
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Is `key` used by an account or an alias? Returns an SQLite code. */
+/* Is `key` used by an account, an alias or a list? Returns an SQLite code. */
 static int dir_taken(struct directory *d, const char *key, int *taken)
 {
-	int a = 0, l = 0;
+	int a = 0, l = 0, m = 0;
 	int rc = dir_exists(d, ST_ACCOUNT_GET, key, &a, NULL);
 	if (rc == SQLITE_OK)
 		rc = dir_exists(d, ST_ALIAS_EXISTS, key, &l, NULL);
-	*taken = a || l;
+	if (rc == SQLITE_OK)
+		rc = dir_exists(d, ST_LIST_EXISTS, key, &m, NULL);
+	*taken = a || l || m;
 	return rc;
 }
 
 /*
- * Begins a write transaction in which `key` is free: the account/alias exclusion
- * spans two tables, so it is checked inside the transaction. Returns
+ * Begins a write transaction in which `key` is free: the account/alias/list
+ * exclusion spans three tables, so it is checked inside the transaction. Returns
  * DIRECTORY_OK with the transaction open (*rc = SQLITE_OK, or the error of the
  * check for the caller's tx_end), DIRECTORY_EXISTS (transaction ended), or the
  * mapped error of the begin.
@@ -554,6 +623,286 @@ directory_alias_list(struct directory *d,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? DIRECTORY_OK : dir_map(rc);
 }
 
+/* ---- mailing lists ---- */
+
+/*
+ * Parses a list address: a valid mailbox whose local part is a dot-string and
+ * whose domain is a name, because its List-Id (RFC 2919 2) is built of both and a
+ * quoted local part or an address literal is no dot-atom. Writes the key.
+ */
+static enum directory_result list_parse(const char *list, struct mailaddr *a, char *key,
+                                        size_t keysz)
+{
+	if (!list || mailaddr_parse_exact(list, strlen(list), a) != MAILADDR_OK)
+		return DIRECTORY_BAD_ADDRESS;
+	if (a->quoted || a->literal || a->local_len == 0)
+		return DIRECTORY_BAD_ADDRESS;
+	return mailaddr_key(a, key, keysz) < 0 ? DIRECTORY_BAD_ADDRESS : DIRECTORY_OK;
+}
+
+int directory_list_owner_default(const char *list, char *out, size_t outsz)
+{
+	static const char suffix[] = "-owner";
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1];
+	if (list_parse(list, &a, key, sizeof key) != DIRECTORY_OK)
+		return -1;
+	/* RFC 5321 4.5.3.1.1: the owner's local part must fit in 64 octets too. */
+	if (a.local_len + sizeof suffix - 1 > MAILADDR_LOCAL_MAX)
+		return -1;
+	int n = snprintf(out, outsz, "%.*s%s%s", (int)a.local_len, key, suffix, key + a.local_len);
+	return n < 0 || (size_t)n >= outsz ? -1 : n;
+}
+
+int directory_list_id(const char *list, char *out, size_t outsz)
+{
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1];
+	if (list_parse(list, &a, key, sizeof key) != DIRECTORY_OK)
+		return -1;
+	/* The '@' becomes the dot between list-label and list-id-namespace. */
+	int n = snprintf(out, outsz, "<%.*s.%s>", (int)a.local_len, key, key + a.local_len + 1);
+	return n < 0 || (size_t)n >= outsz ? -1 : n;
+}
+
+/* Runs a two-key statement (list, member) without results; *changed: rows it touched. */
+static int dir_pair(struct directory *d, enum dir_stmt id, const char *list, const char *member,
+                    int *changed)
+{
+	int rc;
+	sqlite3_stmt *s = dir_stmt(d, id, &rc);
+	if (!s)
+		return rc;
+	sqlite3_bind_text(s, 1, list, -1, SQLITE_STATIC);
+	if (member)
+		sqlite3_bind_text(s, 2, member, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (changed)
+		*changed = rc == SQLITE_DONE ? sqlite3_changes(d->db) : 0;
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+enum directory_result directory_list_add(struct directory *d, const char *list, const char *owner,
+                                         int members_only)
+{
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1], okey[MAILADDR_MAX + 1];
+	enum directory_result r = list_parse(list, &a, key, sizeof key);
+	if (r != DIRECTORY_OK)
+		return r;
+	if (owner)
+		r = dir_key(owner, okey, sizeof okey);
+	else if (directory_list_owner_default(list, okey, sizeof okey) < 0)
+		r = DIRECTORY_BAD_ADDRESS;
+	if (r != DIRECTORY_OK)
+		return r;
+	if (strcmp(okey, key) == 0)
+		return DIRECTORY_LOOP; /* its bounces would be posts to the list */
+	int owned, rc;
+	r = tx_begin_claim(d, key, &owned, &rc);
+	if (r != DIRECTORY_OK)
+		return r;
+	sqlite3_stmt *s = rc == SQLITE_OK ? dir_stmt(d, ST_LIST_INSERT, &rc) : NULL;
+	if (s) {
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, okey, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 3, members_only ? 1 : 0);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	return dir_map(tx_end(d, owned, rc));
+}
+
+enum directory_result directory_list_del(struct directory *d, const char *list)
+{
+	char key[MAILADDR_MAX + 1];
+	enum directory_result r = dir_key(list, key, sizeof key);
+	if (r != DIRECTORY_OK)
+		return r;
+	int owned, changed = 0;
+	int rc = tx_begin(d, 1, &owned);
+	if (rc != SQLITE_OK)
+		return dir_map(rc);
+	rc = dir_pair(d, ST_LIST_DELETE, key, NULL, &changed);
+	if (rc == SQLITE_OK && changed)
+		rc = dir_pair(d, ST_MEMBERS_DELETE_ALL, key, NULL, NULL);
+	rc = tx_end(d, owned, rc);
+	if (rc != SQLITE_OK)
+		return dir_map(rc) == DIRECTORY_EXISTS ? DIRECTORY_ERROR : dir_map(rc);
+	return changed ? DIRECTORY_OK : DIRECTORY_NOTFOUND;
+}
+
+/* 1 if members[i]'s key equals that of an earlier member (a repeat counts once). */
+static int member_repeated(const char *const *members, size_t i, const char *mkey)
+{
+	char k[MAILADDR_MAX + 1];
+	for (size_t j = 0; j < i; j++)
+		if (dir_key(members[j], k, sizeof k) == DIRECTORY_OK && strcmp(k, mkey) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Validates every member first (nothing is written for a bad one), then begins a
+ * write transaction in which the list exists. Returns DIRECTORY_OK with the
+ * transaction open, or the failure with *bad set and no transaction.
+ */
+static enum directory_result members_begin(struct directory *d, const char *list,
+                                           const char *const *members, size_t n, int join,
+                                           char *key, size_t keysz, int *owned, size_t *bad)
+{
+	char mkey[MAILADDR_MAX + 1];
+	*bad = n;
+	enum directory_result r = dir_key(list, key, keysz);
+	if (r != DIRECTORY_OK)
+		return r;
+	if (n > 0 && !members)
+		return DIRECTORY_BAD_ADDRESS;
+	for (size_t i = 0; i < n; i++) {
+		r = dir_key(members[i], mkey, sizeof mkey);
+		if (r == DIRECTORY_OK && join && strcmp(mkey, key) == 0)
+			r = DIRECTORY_LOOP; /* each post would be posted again */
+		if (r != DIRECTORY_OK) {
+			*bad = i;
+			return r;
+		}
+	}
+	int found = 0;
+	int rc = tx_begin(d, 1, owned);
+	if (rc != SQLITE_OK)
+		return dir_map(rc);
+	rc = dir_exists(d, ST_LIST_EXISTS, key, &found, NULL);
+	if (rc == SQLITE_OK && found)
+		return DIRECTORY_OK;
+	tx_end(d, *owned, rc == SQLITE_OK ? SQLITE_ERROR : rc);
+	if (rc != SQLITE_OK)
+		return dir_map(rc) == DIRECTORY_EXISTS ? DIRECTORY_ERROR : dir_map(rc);
+	return DIRECTORY_NOTFOUND;
+}
+
+/* Joins (join = 1) or removes members, all or none; see directory_list_join/_leave. */
+static enum directory_result list_members_change(struct directory *d, const char *list,
+                                                 const char *const *members, size_t n,
+                                                 size_t *bad_out, int join)
+{
+	char key[MAILADDR_MAX + 1], mkey[MAILADDR_MAX + 1];
+	size_t bad = n;
+	int owned = 0, rc = SQLITE_OK;
+	enum directory_result r =
+	        members_begin(d, list, members, n, join, key, sizeof key, &owned, &bad);
+	if (bad_out)
+		*bad_out = bad;
+	if (r != DIRECTORY_OK)
+		return r; /* no transaction is open */
+	for (size_t i = 0; r == DIRECTORY_OK && rc == SQLITE_OK && i < n; i++) {
+		dir_key(members[i], mkey, sizeof mkey);
+		if (member_repeated(members, i, mkey))
+			continue;
+		int changed = 0;
+		rc = dir_pair(d, join ? ST_MEMBER_INSERT : ST_MEMBER_DELETE, key, mkey, &changed);
+		if (join && (rc & 0xff) == SQLITE_CONSTRAINT) {
+			r = DIRECTORY_EXISTS; /* a member already */
+			rc = SQLITE_OK;
+			bad = i;
+		} else if (!join && rc == SQLITE_OK && !changed) {
+			r = DIRECTORY_NOTFOUND; /* not a member */
+			bad = i;
+		}
+	}
+	if (bad_out)
+		*bad_out = bad;
+	if (r != DIRECTORY_OK) {
+		tx_end(d, owned, SQLITE_ABORT); /* all or none: the others are rolled back */
+		return r;
+	}
+	rc = tx_end(d, owned, rc);
+	if (rc != SQLITE_OK)
+		return dir_map(rc) == DIRECTORY_EXISTS ? DIRECTORY_ERROR : dir_map(rc);
+	return DIRECTORY_OK;
+}
+
+enum directory_result directory_list_join(struct directory *d, const char *list,
+                                          const char *const *members, size_t n, size_t *bad)
+{
+	return list_members_change(d, list, members, n, bad, 1);
+}
+
+enum directory_result directory_list_leave(struct directory *d, const char *list,
+                                           const char *const *members, size_t n, size_t *bad)
+{
+	return list_members_change(d, list, members, n, bad, 0);
+}
+
+/* Copies a lists row (address, owner, members_only, count) into *out; -1 if it is unusable. */
+static int list_row(sqlite3_stmt *s, struct directory_list_info *out)
+{
+	const char *k = (const char *)sqlite3_column_text(s, 0);
+	const char *o = (const char *)sqlite3_column_text(s, 1);
+	if (!k || !o || strlen(k) > MAILADDR_MAX || strlen(o) > MAILADDR_MAX)
+		return -1;
+	snprintf(out->address, sizeof out->address, "%s", k);
+	snprintf(out->owner, sizeof out->owner, "%s", o);
+	out->members_only = sqlite3_column_int(s, 2) != 0;
+	sqlite3_int64 count = sqlite3_column_int64(s, 3);
+	out->n_members = count > 0 ? (size_t)count : 0;
+	return 0;
+}
+
+enum directory_result directory_list_get(struct directory *d, const char *key,
+                                         struct directory_list_info *out)
+{
+	int rc, found = 0;
+	sqlite3_stmt *s = dir_stmt(d, ST_LIST_GET, &rc);
+	if (!s)
+		return dir_map(rc);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		found = list_row(s, out) == 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return dir_map(rc) == DIRECTORY_EXISTS ? DIRECTORY_ERROR : dir_map(rc);
+	return found ? DIRECTORY_OK : DIRECTORY_NOTFOUND;
+}
+
+enum directory_result directory_list_members(struct directory *d, const char *key,
+                                             int (*fn)(void *arg, const char *member), void *arg)
+{
+	int rc;
+	sqlite3_stmt *s = dir_stmt(d, ST_MEMBERS, &rc);
+	if (!s)
+		return dir_map(rc);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *m = (const char *)sqlite3_column_text(s, 0);
+		if (m && fn(arg, m))
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? DIRECTORY_OK : dir_map(rc);
+}
+
+enum directory_result
+directory_list_list(struct directory *d,
+                    int (*fn)(void *arg, const struct directory_list_info *list), void *arg)
+{
+	int rc;
+	sqlite3_stmt *s = dir_stmt(d, ST_LIST_LIST, &rc);
+	if (!s)
+		return dir_map(rc);
+	struct directory_list_info info;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (list_row(s, &info) == 0 && fn(arg, &info))
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? DIRECTORY_OK : dir_map(rc);
+}
+
 enum directory_result directory_get(struct directory *d, const char *key, char *kind,
                                     enum account_state *state)
 {
@@ -569,6 +918,11 @@ enum directory_result directory_get(struct directory *d, const char *key, char *
 		rc = dir_exists(d, ST_ALIAS_EXISTS, key, &found, NULL);
 		if (rc == SQLITE_OK && found)
 			*kind = 'L';
+	}
+	if (rc == SQLITE_OK && !found) {
+		rc = dir_exists(d, ST_LIST_EXISTS, key, &found, NULL);
+		if (rc == SQLITE_OK && found)
+			*kind = 'M';
 	}
 	rc = tx_end(d, owned, rc);
 	if (rc != SQLITE_OK)
@@ -610,25 +964,55 @@ static int dir_log_head(struct directory *d, int64_t *pruned, int64_t *newest)
 	return rc;
 }
 
-/* Steps a two-column scan statement, calling fn; returns an SQLite code, *stop set. */
-static int scan_rows(sqlite3_stmt *s, char kind,
-                     int (*fn)(void *arg, char kind, const char *key, enum account_state state,
-                               const char *target),
-                     void *arg, int *stop)
+typedef int (*dir_row_fn)(void *arg, const struct directory_row *row);
+
+/* Steps the accounts or aliases scan statement, calling fn; returns an SQLite code, *stop set. */
+static int scan_rows(sqlite3_stmt *s, char kind, dir_row_fn fn, void *arg, int *stop)
 {
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *k = (const char *)sqlite3_column_text(s, 0);
-		if (!k)
+		struct directory_row row = {kind, (const char *)sqlite3_column_text(s, 0),
+		                            ACCOUNT_ACTIVE, NULL, 0};
+		if (!row.key)
 			continue;
-		int r;
-		if (kind == 'A') {
-			r = fn(arg, 'A', k, dir_state(sqlite3_column_int(s, 1)), NULL);
-		} else {
-			const char *t = (const char *)sqlite3_column_text(s, 1);
-			if (!t)
-				continue;
-			r = fn(arg, 'L', k, ACCOUNT_ACTIVE, t);
+		if (kind == 'A')
+			row.state = dir_state(sqlite3_column_int(s, 1));
+		else if (!(row.target = (const char *)sqlite3_column_text(s, 1)))
+			continue;
+		if (fn(arg, &row)) {
+			*stop = 1;
+			break;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * Steps the lists scan (one row per member, the list's columns repeated; a list
+ * without members gives one row with a NULL member): an 'M' row whenever the list
+ * changes, then an 'm' row per member.
+ */
+static int scan_lists(sqlite3_stmt *s, dir_row_fn fn, void *arg, int *stop)
+{
+	int rc;
+	char prev[MAILADDR_MAX + 2] = "";
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(s, 0);
+		const char *owner = (const char *)sqlite3_column_text(s, 1);
+		const char *member = (const char *)sqlite3_column_text(s, 3);
+		if (!k || !owner || strlen(k) > MAILADDR_MAX)
+			continue; /* a hand-edited row no address can name */
+		int r = 0;
+		if (strcmp(k, prev) != 0) {
+			struct directory_row row = {'M', k, ACCOUNT_ACTIVE, owner,
+			                            sqlite3_column_int(s, 2) != 0};
+			snprintf(prev, sizeof prev, "%s", k);
+			r = fn(arg, &row);
+		}
+		if (!r && member) {
+			struct directory_row row = {'m', k, ACCOUNT_ACTIVE, member, 0};
+			r = fn(arg, &row);
 		}
 		if (r) {
 			*stop = 1;
@@ -639,10 +1023,7 @@ static int scan_rows(sqlite3_stmt *s, char kind,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-enum directory_result directory_scan(struct directory *d,
-                                     int (*fn)(void *arg, char kind, const char *key,
-                                               enum account_state state, const char *target),
-                                     void *arg, int64_t *seq)
+enum directory_result directory_scan(struct directory *d, dir_row_fn fn, void *arg, int64_t *seq)
 {
 	int owned, stop = 0;
 	int64_t pruned = 0, newest = 0;
@@ -655,6 +1036,8 @@ enum directory_result directory_scan(struct directory *d,
 		rc = scan_rows(s, 'A', fn, arg, &stop);
 	if (rc == SQLITE_OK && !stop && (s = dir_stmt(d, ST_SCAN_ALIASES, &rc)))
 		rc = scan_rows(s, 'L', fn, arg, &stop);
+	if (rc == SQLITE_OK && !stop && (s = dir_stmt(d, ST_SCAN_LISTS, &rc)))
+		rc = scan_lists(s, fn, arg, &stop);
 	rc = tx_end(d, owned, rc);
 	if (rc != SQLITE_OK)
 		return dir_map(rc) == DIRECTORY_EXISTS ? DIRECTORY_ERROR : dir_map(rc);

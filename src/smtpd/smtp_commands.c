@@ -302,8 +302,8 @@ static void run_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		return;
 	if (!p.null && rcpt_over_limit(s))
 		return;
-	enum smtp_rcpt_verdict v =
-	        smtp_policy_rcpt(s->c, s->ops->lookup, s->ops->arg, s->trusted, &p, &r);
+	enum smtp_rcpt_verdict v = smtp_policy_rcpt(s->c, s->ops->lookup, s->ops->arg, s->trusted,
+	                                            s->env->mail_from, &p, &r);
 	if (v == SMTP_RCPT_ACCEPT || v == SMTP_RCPT_ACCEPT_RELAY) {
 		rcpt_store(s, &p, &rp);
 		return;

@@ -76,14 +76,26 @@ static void over_quota_reply(const struct conf *c, struct smtp_policy_reply *r)
 		set_reply(r, 452, "4.2.2", "Mailbox full, try again later");
 }
 
-enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn lookup, void *lookup_arg,
-                                           const char *mailbox, size_t len,
-                                           struct smtp_policy_reply *r)
+/*
+ * The lookup and its reply; sender is the envelope sender of a post (RCPT) or
+ * NULL (VRFY, which asks whether the mailbox exists, not who may post to it).
+ */
+static enum smtp_rcpt_verdict mailbox_verdict(const struct conf *c, lookup_fn lookup,
+                                              void *lookup_arg, const char *mailbox, size_t len,
+                                              const char *sender, struct smtp_policy_reply *r)
 {
 	struct lookup_answer ans;
 	memset(&ans, 0, sizeof ans);
+	ans.sender = sender;
+	ans.sender_len = sender ? strlen(sender) : 0;
 	switch (lookup(lookup_arg, mailbox, len, &ans)) {
 	case LOOKUP_FOUND:
+		if (sender && ans.kind == LOOKUP_KIND_LIST && ans.members_only &&
+		    !ans.sender_member) {
+			/* RFC 3463 3.8 (X.7.1): this sender is not authorized to post here. */
+			set_reply(r, 550, "5.7.1", "Only list members may post to this list");
+			return SMTP_RCPT_REFUSED;
+		}
 		if (ans.can_receive) {
 			set_reply(r, 250, "2.1.5", "Recipient OK");
 			return SMTP_RCPT_ACCEPT;
@@ -106,8 +118,15 @@ enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn looku
 	}
 }
 
+enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn lookup, void *lookup_arg,
+                                           const char *mailbox, size_t len,
+                                           struct smtp_policy_reply *r)
+{
+	return mailbox_verdict(c, lookup, lookup_arg, mailbox, len, NULL, r);
+}
+
 enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, void *lookup_arg,
-                                        int trusted, const struct smtp_path *p,
+                                        int trusted, const char *sender, const struct smtp_path *p,
                                         struct smtp_policy_reply *r)
 {
 	char which = 0;
@@ -133,7 +152,8 @@ enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, 
 			return SMTP_RCPT_ACCEPT;
 		}
 		/* '%', '!' and a quoted '@' are just characters of a local part here. */
-		return smtp_policy_mailbox(c, lookup, lookup_arg, p->mailbox, p->mailbox_len, r);
+		return mailbox_verdict(c, lookup, lookup_arg, p->mailbox, p->mailbox_len,
+		                       sender ? sender : "", r);
 	}
 	if (trusted) {
 		set_reply(r, 250, "2.1.5", "Recipient OK (relay)");

@@ -3,7 +3,7 @@
  * and the shared three-valued recipient lookup (verify/lookup.h): the HELO/EHLO
  * refusal list (seed "Refuse SMTP Connections from"), the sender checks ('%' and
  * '!' refusals) and the recipient decision (local lookup, postmaster, relay only
- * for trusted clients). Each decision comes back as a complete SMTP reply (code,
+ * for trusted clients, members-only mailing lists). Each decision comes back as a complete SMTP reply (code,
  * RFC 3463 enhanced code, text) that the session sends as is.
  *
  * Routing tricks never relay (hostile-inputs.md "Addresses and parameters"): a
@@ -54,20 +54,24 @@ int smtp_policy_sender(const struct conf *c, const struct smtp_path *p,
 
 /*
  * Decides a RCPT TO forward-path (already parsed) for a client that is
- * `trusted` (may relay) or not. Calls lookup for mailboxes of local domains.
- * Fills *r with the reply to send in every case.
+ * `trusted` (may relay) or not, in a transaction whose envelope sender is
+ * `sender` (MAIL FROM's mailbox as stored; "" or NULL for <>). Calls lookup for
+ * mailboxes of local domains. A members-only mailing list refuses a sender that
+ * is not one of its members (the null sender included) with 550 5.7.1
+ * (REFUSED), trusted client or not. Fills *r with the reply to send in every case.
  */
 enum smtp_rcpt_verdict smtp_policy_rcpt(const struct conf *c, lookup_fn lookup, void *lookup_arg,
-                                        int trusted, const struct smtp_path *p,
+                                        int trusted, const char *sender, const struct smtp_path *p,
                                         struct smtp_policy_reply *r);
 
 /*
  * Looks up one mailbox of a local domain, mailbox[0..len) as written, and gives
  * the reply RCPT and VRFY send: 250 2.1.5 (SMTP_RCPT_ACCEPT) when it can
- * receive; an over-quota mailbox 452 4.2.2, or 552 5.2.2 with
- * smtp_over_quota_reply = 552 (REFUSED); a disabled one 550 5.2.1 (REFUSED);
- * unknown 550 5.1.1 (UNKNOWN); 451 4.3.0 when the directory cannot answer
- * (TEMPFAIL).
+ * receive (a mailing list always can); an over-quota mailbox 452 4.2.2, or 552
+ * 5.2.2 with smtp_over_quota_reply = 552 (REFUSED); a disabled one 550 5.2.1
+ * (REFUSED); unknown 550 5.1.1 (UNKNOWN); 451 4.3.0 when the directory cannot
+ * answer (TEMPFAIL). No sender is known here, so a members-only list is not
+ * checked: VRFY says it exists.
  */
 enum smtp_rcpt_verdict smtp_policy_mailbox(const struct conf *c, lookup_fn lookup, void *lookup_arg,
                                            const char *mailbox, size_t len,

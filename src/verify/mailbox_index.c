@@ -7,9 +7,14 @@
  * reject almost every non-matching slot without touching the arena. Entries live in
  * one growing byte arena, back to back, with no per-entry allocation:
  *
- *   [kind 'A'|'L'][state][key length: 2 octets LE][key][NUL]
- *   alias only:   [target count: 4 octets LE] then per target
- *                 [flags: 1 = local domain][length: 2 octets LE][target][NUL]
+ *   [kind 'A'|'L'|'M'][state][key length: 2 octets LE][key][NUL]
+ *   alias, list:  [target count: 4 octets LE] then per target
+ *                 [flags: 1 = local domain, 2 = owner][length: 2 octets LE][target][NUL]
+ *
+ * A list ('M', a mailing list) keeps its flags in the state octet (1 =
+ * members-only) and its owner as its first target, flagged 2; its members follow.
+ * A lookup of a list costs what an account's does; only a members-only list walks
+ * its members, to find the sender.
  *
  * Offsets 0 and 1 of the arena are never entries, so a slot offset of 0 means empty
  * and 1 means deleted (tombstone). An entry that is replaced stays in the arena as
@@ -38,6 +43,8 @@
 #define MBX_MAX_VISITS 1024 /* alias targets examined per lookup, at most */
 #define MBX_HDR 4 /* kind, state, key length */
 #define MBX_FLAG_LOCAL 1u
+#define MBX_FLAG_OWNER 2u /* a list's first target: its owner, not a member */
+#define MBX_LIST_MEMBERS_ONLY 1u /* the state octet of a list entry */
 /* More changed addresses than this in one refresh: rescan instead of re-reading each. */
 #define MBX_CHANGES_MAX 4096u
 
@@ -165,16 +172,16 @@ static long long entry_start(struct mbx_buf *b, char kind, enum account_state st
 	long long off = buf_append(b, hdr, sizeof hdr);
 	if (off < 0 || buf_append(b, key, klen) < 0 || buf_append(b, "", 1) < 0)
 		return -1;
-	if (kind == 'L' && buf_append(b, "\0\0\0\0", 4) < 0)
+	if ((kind == 'L' || kind == 'M') && buf_append(b, "\0\0\0\0", 4) < 0)
 		return -1;
 	return off;
 }
 
 /* Appends a target to the alias entry at `off`, which must be the last entry. */
 static int entry_add_target(struct mbx_buf *b, long long off, const char *target, size_t tlen,
-                            int local)
+                            unsigned flags)
 {
-	unsigned char hdr[3] = {local ? MBX_FLAG_LOCAL : 0, (unsigned char)tlen,
+	unsigned char hdr[3] = {(unsigned char)flags, (unsigned char)tlen,
 	                        (unsigned char)(tlen >> 8)};
 	if (buf_append(b, hdr, sizeof hdr) < 0 || buf_append(b, target, tlen) < 0 ||
 	    buf_append(b, "", 1) < 0)
@@ -189,7 +196,7 @@ static int entry_add_target(struct mbx_buf *b, long long off, const char *target
 static size_t entry_size(const unsigned char *e)
 {
 	size_t n = MBX_HDR + get16(e + 2) + 1;
-	if (e[0] != 'L')
+	if (e[0] != 'L' && e[0] != 'M')
 		return n;
 	uint32_t cnt = get32(e + n);
 	n += 4;
@@ -346,34 +353,61 @@ struct mbx_builder {
 	int failed;
 };
 
-static int build_row(void *arg, char kind, const char *key, enum account_state state,
-                     const char *target)
+/* Starts a new alias or list entry for key and puts it in the table. Returns 0 or -1. */
+static int build_start(struct mbx_builder *b, char kind, unsigned state, const char *key,
+                       size_t klen)
+{
+	b->alias_off = entry_start(&b->t->arena, kind, (enum account_state)state, key, klen);
+	if (b->alias_off < 0 || table_put(b->t, key, klen, (uint32_t)b->alias_off) < 0)
+		return -1;
+	return 0;
+}
+
+static int build_row(void *arg, const struct directory_row *row)
 {
 	struct mbx_builder *b = arg;
 	struct mbx_table *t = b->t;
+	const char *key = row->key;
 	size_t klen = strlen(key);
 	/* A hand-edited row longer than any address can never be looked up: skip it. */
 	if (klen == 0 || klen > MAILADDR_MAX)
 		return 0;
-	if (kind == 'A') {
-		long long off = entry_start(&t->arena, 'A', state, key, klen);
+	if (row->kind == 'A') {
+		long long off = entry_start(&t->arena, 'A', row->state, key, klen);
 		b->alias_off = -1;
 		if (off < 0 || table_put(t, key, klen, (uint32_t)off) < 0)
 			goto fail;
 		return 0;
 	}
-	size_t tlen = strlen(target);
-	if (tlen == 0 || tlen > MAILADDR_MAX)
-		return 0;
-	/* Alias rows arrive ordered by alias, so one alias's targets are consecutive. */
-	const unsigned char *cur = b->alias_off >= 0 ? t->arena.p + b->alias_off : NULL;
-	if (!cur || get16(cur + 2) != klen || memcmp(cur + MBX_HDR, key, klen) != 0) {
-		b->alias_off = entry_start(&t->arena, 'L', ACCOUNT_ACTIVE, key, klen);
-		if (b->alias_off < 0 || table_put(t, key, klen, (uint32_t)b->alias_off) < 0)
+	size_t tlen = row->target ? strlen(row->target) : 0;
+	if (row->kind == 'M') {
+		/* The owner first (flagged), even an unusable one: the list itself exists. */
+		unsigned flags = row->members_only ? MBX_LIST_MEMBERS_ONLY : 0;
+		if (build_start(b, 'M', flags, key, klen) < 0)
 			goto fail;
+		if (tlen > MAILADDR_MAX)
+			tlen = 0;
+		if (entry_add_target(&t->arena, b->alias_off, row->target ? row->target : "", tlen,
+		                     MBX_FLAG_OWNER) < 0)
+			goto fail;
+		return 0;
 	}
-	if (entry_add_target(&t->arena, b->alias_off, target, tlen,
-	                     mbx_is_local(b->idx, target, tlen)) < 0)
+	if (tlen == 0 || tlen > MAILADDR_MAX || (row->kind != 'L' && row->kind != 'm'))
+		return 0;
+	/*
+	 * Alias rows arrive ordered by alias, and a list's member rows right after its
+	 * 'M' row, so one entry's targets are consecutive.
+	 */
+	char kind = row->kind == 'L' ? 'L' : 'M';
+	const unsigned char *cur = b->alias_off >= 0 ? t->arena.p + b->alias_off : NULL;
+	int same = cur && cur[0] == (unsigned char)kind && get16(cur + 2) == klen &&
+	           memcmp(cur + MBX_HDR, key, klen) == 0;
+	if (!same && kind == 'M')
+		return 0; /* a member without its list row: cannot happen in one snapshot */
+	if (!same && build_start(b, 'L', ACCOUNT_ACTIVE, key, klen) < 0)
+		goto fail;
+	if (entry_add_target(&t->arena, b->alias_off, row->target, tlen,
+	                     mbx_is_local(b->idx, row->target, tlen)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -500,6 +534,30 @@ static int collect_target(void *arg, const char *target)
 	return 0;
 }
 
+/* Re-reads list `key` into the entry just started in b: its owner, then its members. */
+static enum directory_result read_list(struct mailbox_index *idx, const char *key,
+                                       struct mbx_buf *b)
+{
+	struct directory_list_info info;
+	enum directory_result r = directory_list_get(idx->dir, key, &info);
+	if (r == DIRECTORY_NOTFOUND) {
+		/* In this snapshot it is a list, so its row is unusable (a hand-edited owner
+		 * no address can be): a list without an owner, as a full scan builds it. */
+		memset(&info, 0, sizeof info);
+		r = DIRECTORY_OK;
+	}
+	if (r != DIRECTORY_OK)
+		return r;
+	b->p[1] = info.members_only ? MBX_LIST_MEMBERS_ONLY : 0;
+	if (entry_add_target(b, 0, info.owner, strlen(info.owner), MBX_FLAG_OWNER) < 0)
+		return DIRECTORY_ERROR;
+	struct mbx_target_ctx tc = {idx, b, 0};
+	r = directory_list_members(idx->dir, key, collect_target, &tc);
+	if (r == DIRECTORY_OK && tc.failed)
+		r = DIRECTORY_ERROR;
+	return r;
+}
+
 /* Re-reads one changed address into ch->entry (an entry at offset 0 of its own buffer). */
 static enum directory_result read_change(struct mailbox_index *idx, struct mbx_change *ch)
 {
@@ -514,6 +572,8 @@ static enum directory_result read_change(struct mailbox_index *idx, struct mbx_c
 	if (entry_start(&ch->entry, kind, state, ch->key, klen) < 0)
 		return DIRECTORY_ERROR;
 	ch->present = 1;
+	if (kind == 'M')
+		return read_list(idx, ch->key, &ch->entry);
 	if (kind != 'L')
 		return DIRECTORY_OK;
 	struct mbx_target_ctx tc = {idx, &ch->entry, 0};
@@ -750,6 +810,10 @@ static void resolve_alias(const struct mbx_table *t, const unsigned char *e, int
 				r->local_active = 1;
 			else if (te[1] == ACCOUNT_OVER_QUOTA)
 				r->local_over_quota = 1;
+		} else if (te[0] == 'M') {
+			/* A list always takes mail (its members-only rule binds direct posts). */
+			r->local_exists = 1;
+			r->local_active = 1;
 		} else if (depth < MBX_MAX_DEPTH) {
 			resolve_alias(t, te, depth + 1, r);
 		}
@@ -785,6 +849,40 @@ void mailbox_index_prefetch_entry(const struct mailbox_index *idx, uint64_t hash
 		__builtin_prefetch(idx->t.arena.p + s->off);
 }
 
+/* The first target of an alias or list entry, and their count. */
+static const unsigned char *entry_targets(const unsigned char *e, uint32_t *cnt)
+{
+	size_t n = MBX_HDR + get16(e + 2) + 1;
+	*cnt = get32(e + n);
+	return e + n + 4;
+}
+
+/*
+ * 1 if sender[0..len), an envelope sender as written, is a member of list entry
+ * e: members are stored by their key (mailaddr_key), so the sender is compared by
+ * its key too. The null sender (len 0) and an unparsable one are no member.
+ */
+static int list_has_sender(const unsigned char *e, const char *sender, size_t len)
+{
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1];
+	if (len == 0 || mailaddr_parse_exact(sender, len, &a) != MAILADDR_OK)
+		return 0;
+	int klen = mailaddr_key(&a, key, sizeof key);
+	if (klen <= 0)
+		return 0;
+	uint32_t cnt;
+	const unsigned char *p = entry_targets(e, &cnt);
+	for (uint32_t i = 0; i < cnt; i++) {
+		size_t tlen = get16(p + 1);
+		if (!(p[0] & MBX_FLAG_OWNER) && tlen == (size_t)klen &&
+		    memcmp(p + 3, key, tlen) == 0)
+			return 1;
+		p += 3 + tlen + 1;
+	}
+	return 0;
+}
+
 /* The answer for the entry of a key (NULL: none), aliases followed. */
 static enum lookup_result answer_entry(const struct mailbox_index *idx, const unsigned char *e,
                                        struct lookup_answer *out)
@@ -795,6 +893,14 @@ static enum lookup_result answer_entry(const struct mailbox_index *idx, const un
 		out->kind = LOOKUP_KIND_ACCOUNT;
 		out->can_receive = e[1] == ACCOUNT_ACTIVE;
 		out->over_quota = e[1] == ACCOUNT_OVER_QUOTA;
+		return LOOKUP_FOUND;
+	}
+	if (e[0] == 'M') {
+		out->kind = LOOKUP_KIND_LIST;
+		out->can_receive = 1;
+		out->members_only = (e[1] & MBX_LIST_MEMBERS_ONLY) != 0;
+		out->sender_member =
+		        out->sender ? list_has_sender(e, out->sender, out->sender_len) : 0;
 		return LOOKUP_FOUND;
 	}
 	struct mbx_resolve r = {0};
@@ -818,6 +924,8 @@ enum lookup_result mailbox_lookup_locked(struct mailbox_index *idx, const char *
 	out->kind = LOOKUP_KIND_NONE;
 	out->can_receive = 0;
 	out->over_quota = 0;
+	out->members_only = 0;
+	out->sender_member = 0;
 	if (idx->failed)
 		return LOOKUP_TEMPFAIL;
 	struct mailaddr a;
@@ -842,6 +950,8 @@ enum lookup_result mailbox_lookup_prefetched_locked(struct mailbox_index *idx, c
 	out->kind = LOOKUP_KIND_NONE;
 	out->can_receive = 0;
 	out->over_quota = 0;
+	out->members_only = 0;
+	out->sender_member = 0;
 	if (idx->failed)
 		return LOOKUP_TEMPFAIL;
 	char key[MAILADDR_MAX + 1];
@@ -902,8 +1012,11 @@ static int expand_yield(struct mbx_expand *x, const char *key, size_t len, int k
 	return 0;
 }
 
-static int account_kind(const unsigned char *e)
+/* The MAILBOX_TARGET_* of an account or list entry. */
+static int entry_kind(const unsigned char *e)
 {
+	if (e[0] == 'M')
+		return MAILBOX_TARGET_LIST;
 	switch (e[1]) {
 	case ACCOUNT_ACTIVE: return MAILBOX_TARGET_ACTIVE;
 	case ACCOUNT_OVER_QUOTA: return MAILBOX_TARGET_OVER_QUOTA;
@@ -938,8 +1051,8 @@ static void expand_alias(struct mbx_expand *x, const unsigned char *e, int depth
 		const unsigned char *te = table_find(x->t, target, tlen);
 		if (!te)
 			continue;
-		if (te[0] == 'A') {
-			if (expand_yield(x, (const char *)te + MBX_HDR, tlen, account_kind(te)))
+		if (te[0] == 'A' || te[0] == 'M') {
+			if (expand_yield(x, (const char *)te + MBX_HDR, tlen, entry_kind(te)))
 				return;
 		} else if (depth < MBX_MAX_DEPTH) {
 			expand_alias(x, te, depth + 1);
@@ -968,8 +1081,8 @@ enum lookup_result mailbox_expand(struct mailbox_index *idx, const char *mailbox
 	const unsigned char *e = idx->failed ? NULL : table_find(&idx->t, key, (size_t)klen);
 	if (idx->failed) {
 		r = LOOKUP_TEMPFAIL;
-	} else if (e && e[0] == 'A') {
-		expand_yield(x, (const char *)e + MBX_HDR, (size_t)klen, account_kind(e));
+	} else if (e && (e[0] == 'A' || e[0] == 'M')) {
+		expand_yield(x, (const char *)e + MBX_HDR, (size_t)klen, entry_kind(e));
 	} else if (e) {
 		expand_alias(x, e, 1);
 	}
@@ -978,4 +1091,64 @@ enum lookup_result mailbox_expand(struct mailbox_index *idx, const char *mailbox
 	pthread_rwlock_unlock(&idx->lock);
 	free(x);
 	return r;
+}
+
+/* ---- mailing lists (delivery) ---- */
+
+/* Copies list entry e's address, owner and flags into *info (the members are not copied). */
+static void list_info(const unsigned char *e, struct mailbox_list *info)
+{
+	size_t klen = get16(e + 2);
+	uint32_t cnt;
+	const unsigned char *p = entry_targets(e, &cnt);
+	memset(info, 0, sizeof *info);
+	memcpy(info->address, e + MBX_HDR, klen);
+	info->members_only = (e[1] & MBX_LIST_MEMBERS_ONLY) != 0;
+	if (cnt > 0 && (p[0] & MBX_FLAG_OWNER)) {
+		memcpy(info->owner, p + 3, get16(p + 1));
+		cnt--;
+	}
+	info->n_members = cnt;
+	if (directory_list_id(info->address, info->list_id, sizeof info->list_id) < 0)
+		info->list_id[0] = '\0'; /* a hand-edited row with no dot-atom form */
+}
+
+enum lookup_result mailbox_list_expand(struct mailbox_index *idx, const char *list, size_t len,
+                                       struct mailbox_list *info,
+                                       int (*fn)(void *arg, const char *member, int local),
+                                       void *arg)
+{
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1];
+	memset(info, 0, sizeof *info);
+	if (!list || mailaddr_parse_exact(list, len, &a) != MAILADDR_OK)
+		return LOOKUP_NOTFOUND;
+	int klen = mailaddr_key(&a, key, sizeof key);
+	if (klen <= 0)
+		return LOOKUP_NOTFOUND;
+	pthread_rwlock_rdlock(&idx->lock);
+	if (idx->failed) {
+		pthread_rwlock_unlock(&idx->lock);
+		return LOOKUP_TEMPFAIL;
+	}
+	const unsigned char *e = table_find(&idx->t, key, (size_t)klen);
+	if (!e || e[0] != 'M') {
+		pthread_rwlock_unlock(&idx->lock);
+		return LOOKUP_NOTFOUND;
+	}
+	list_info(e, info);
+	uint32_t cnt;
+	const unsigned char *p = entry_targets(e, &cnt);
+	for (uint32_t i = 0; fn && i < cnt; i++) {
+		size_t tlen = get16(p + 1);
+		unsigned flags = p[0];
+		const char *member = (const char *)p + 3;
+		p += 3 + tlen + 1;
+		if (flags & MBX_FLAG_OWNER)
+			continue;
+		if (fn(arg, member, (flags & MBX_FLAG_LOCAL) != 0))
+			break;
+	}
+	pthread_rwlock_unlock(&idx->lock);
+	return LOOKUP_FOUND;
 }

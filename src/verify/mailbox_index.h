@@ -1,6 +1,7 @@
 /*
  * mailbox_index: an in-memory, read-mostly hash index of the directory (accounts
- * with their state, aliases with their targets), the data behind mailbox_lookup().
+ * with their state, aliases with their targets, mailing lists with their owner,
+ * flags and members), the data behind mailbox_lookup() and the expansions.
  *
  * Built with one directory_scan() at start-up; mailbox_index_refresh() applies the
  * directory's change log since the last refresh (or rescans after a gap). Readers
@@ -21,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/mailaddr.h"
 #include "verify/lookup.h"
 
 struct mailbox_index;
@@ -65,7 +67,7 @@ enum lookup_result mailbox_lookup_prefetched_locked(struct mailbox_index *idx, c
                                                     size_t len, uint64_t hash,
                                                     struct lookup_answer *out);
 
-/* Number of addresses (accounts + aliases) in the index. */
+/* Number of addresses (accounts + aliases + lists) in the index. */
 size_t mailbox_index_count(const struct mailbox_index *idx);
 
 /* Bytes of memory the index uses (table + arena), for logs and benchmarks. */
@@ -90,21 +92,60 @@ enum mailbox_target {
 	MAILBOX_TARGET_ACTIVE = 1, /* a local account that can receive */
 	MAILBOX_TARGET_DISABLED = 2, /* a local account that is disabled */
 	MAILBOX_TARGET_OVER_QUOTA = 3, /* a local account that is over quota */
+	/*
+	 * A local mailing list: not a mailbox but a new post to its members, with its
+	 * own envelope sender and List-Id (mailbox_list_expand()).
+	 */
+	MAILBOX_TARGET_LIST = 4,
 };
 
 /*
  * Expands one mailbox (as written, any case) to where its mail goes: for an
- * account, the account itself; for an alias, every account and foreign address
- * reached through it (aliases followed up to 8 levels, as mailbox_lookup();
- * missing local targets and loops yield nothing). fn receives each distinct
- * target once (account keys in lower case; foreign targets as the alias stores
- * them) with a MAILBOX_TARGET_* value (non-zero: local); a non-zero return stops
- * the expansion. At most 1024 targets are yielded and 1024 alias targets
+ * account, the account itself; for a mailing list, the list itself
+ * (MAILBOX_TARGET_LIST: its posts are expanded by mailbox_list_expand()); for an
+ * alias, every account, list and foreign address reached through it (aliases
+ * followed up to 8 levels, as mailbox_lookup(); missing local targets and loops
+ * yield nothing). fn receives each distinct target once (account and list keys in
+ * lower case; foreign targets as the alias stores them) with a MAILBOX_TARGET_*
+ * value (non-zero: local); a non-zero return stops the expansion. At most 1024 targets are yielded and 1024 alias targets
  * examined. fn runs under the index's read lock: it must not call the index.
  * Returns LOOKUP_FOUND if anything was yielded, LOOKUP_NOTFOUND if nothing was,
  * LOOKUP_TEMPFAIL while the index cannot be trusted (or out of memory).
  */
 enum lookup_result mailbox_expand(struct mailbox_index *idx, const char *mailbox, size_t len,
                                   int (*fn)(void *arg, const char *target, int local), void *arg);
+
+/* Longest List-Id field body: "<" local part "." domain ">". */
+#define MAILBOX_LIST_ID_MAX (MAILADDR_MAX + 2)
+
+/* A mailing list as mailbox_list_expand() reports it. */
+struct mailbox_list {
+	char address[MAILADDR_MAX + 1]; /* the list's key (lower case) */
+	/*
+	 * The envelope sender of every copy of a post (so bounces reach the owner,
+	 * not the poster): `list add --owner`, else LISTNAME-owner@domain.
+	 */
+	char owner[MAILADDR_MAX + 1];
+	/* The List-Id: field body to add, "<listname.domain>" (RFC 2919 2), lower case. */
+	char list_id[MAILBOX_LIST_ID_MAX + 1];
+	int members_only; /* only members' envelope senders may post (RCPT enforces it) */
+	size_t n_members;
+};
+
+/*
+ * Expands a post to mailing list `list` (as written, any case): fills *info and
+ * calls fn (may be NULL: info only) for every member key in address order with
+ * local 1 when the member's domain is a local domain, else 0. Members are not
+ * expanded further: a member that is a local alias or list is an ordinary
+ * recipient of the copy, resolved when the copy is delivered. A non-zero return
+ * from fn stops. fn runs under the index's read lock: it must not call the index.
+ * Returns LOOKUP_FOUND for a list (even one without members), LOOKUP_NOTFOUND
+ * when `list` is no list (an account, an alias, unknown, bad syntax),
+ * LOOKUP_TEMPFAIL while the index cannot be trusted.
+ */
+enum lookup_result mailbox_list_expand(struct mailbox_index *idx, const char *list, size_t len,
+                                       struct mailbox_list *info,
+                                       int (*fn)(void *arg, const char *member, int local),
+                                       void *arg);
 
 #endif

@@ -96,16 +96,44 @@ static enum directory_result add_alias(struct directory *d, const char *alias, c
 static const char *ask(struct mailbox_index *idx, const char *addr)
 {
 	static char buf[64];
-	struct lookup_answer a = {LOOKUP_KIND_ALIAS_LOCAL, 7, 7};
+	/* Every output starts as garbage: the lookup must set each one. */
+	struct lookup_answer a = {.kind = LOOKUP_KIND_ALIAS_LOCAL,
+	                          .can_receive = 7,
+	                          .over_quota = 7,
+	                          .members_only = 7,
+	                          .sender_member = 7};
 	enum lookup_result r = mailbox_lookup(idx, addr, strlen(addr), &a);
 	if (r == LOOKUP_NOTFOUND)
-		return a.kind == LOOKUP_KIND_NONE ? "NOTFOUND" : "NOTFOUND-but-kind-set";
+		return a.kind == LOOKUP_KIND_NONE && !a.members_only && !a.sender_member
+		               ? "NOTFOUND"
+		               : "NOTFOUND-but-kind-set";
 	if (r == LOOKUP_TEMPFAIL)
 		return "TEMPFAIL";
-	static const char *const kinds[] = {"none", "account", "alias-local", "alias-foreign"};
-	snprintf(buf, sizeof buf, "%s %d%s", kinds[a.kind], a.can_receive,
-	         a.over_quota ? " full" : "");
+	static const char *const kinds[] = {"none", "account", "alias-local", "alias-foreign",
+	                                    "list"};
+	snprintf(buf, sizeof buf, "%s %d%s%s%s", kinds[a.kind], a.can_receive,
+	         a.over_quota ? " full" : "", a.members_only ? " members-only" : "",
+	         a.sender_member ? " member?!" : "");
 	return buf;
+}
+
+/* Asks as RCPT does, with an envelope sender: "member", "stranger" or the failure. */
+static const char *ask_from(struct mailbox_index *idx, const char *addr, const char *sender,
+                            size_t sender_len)
+{
+	struct lookup_answer a;
+	memset(&a, 0, sizeof a);
+	a.sender = sender;
+	a.sender_len = sender_len;
+	a.sender_member = 7;
+	enum lookup_result r = mailbox_lookup(idx, addr, strlen(addr), &a);
+	if (r != LOOKUP_FOUND)
+		return r == LOOKUP_NOTFOUND ? "NOTFOUND" : "TEMPFAIL";
+	if (a.sender != sender || a.sender_len != sender_len)
+		return "sender-changed";
+	if (a.kind != LOOKUP_KIND_LIST)
+		return a.sender_member ? "not-a-list-but-member" : "not-a-list";
+	return a.sender_member == 1 ? "member" : a.sender_member == 0 ? "stranger" : "unset";
 }
 
 /* The directory used by the resolution table below. */
@@ -420,6 +448,273 @@ TEST(open_creates_missing_directory_and_fails_cleanly)
 	rmdir(dir);
 }
 
+/* ---- mailing lists ---- */
+
+static int add_list(struct directory *d, const char *list, const char *owner, int members_only,
+                    const char *m1, const char *m2, const char *m3)
+{
+	const char *v[3];
+	size_t n = 0;
+	const char *in[3] = {m1, m2, m3};
+	for (size_t i = 0; i < 3; i++)
+		if (in[i])
+			v[n++] = in[i];
+	int bad = directory_list_add(d, list, owner, members_only);
+	if (n > 0)
+		bad |= directory_list_join(d, list, v, n, NULL);
+	return bad;
+}
+
+static int fill_lists(struct directory *d)
+{
+	int bad = 0;
+	bad |= directory_account_add(d, "alice@example.com", NULL, ACCOUNT_ACTIVE);
+	bad |= directory_account_add(d, "dis@example.com", NULL, ACCOUNT_DISABLED);
+	bad |= add_list(d, "open@example.com", NULL, 0, "alice@example.com", "Bob@Other.ORG", NULL);
+	bad |= add_list(d, "closed@example.com", "boss@other.org", 1, "alice@example.com",
+	                "bob@other.org", "dev.team@example.net");
+	bad |= add_list(d, "empty@example.com", NULL, 1, NULL, NULL, NULL);
+	bad |= add_list(d, "dev.team@example.net", NULL, 0, "dis@example.com", NULL, NULL);
+	bad |= add_alias(d, "via@example.com", "closed@example.com", NULL, NULL, NULL);
+	bad |= add_alias(d, "both@example.com", "dis@example.com", "open@example.com", NULL, NULL);
+	return bad;
+}
+
+TEST(list_lookup_and_members_only)
+{
+	struct fixture f;
+	if (!CHECK_INT(fx_open(&f), 0))
+		return;
+	CHECK_INT(fill_lists(f.d), 0);
+	if (!CHECK_INT(fx_index(&f), 0)) {
+		fx_close(&f);
+		return;
+	}
+	static const struct {
+		const char *addr, *want;
+	} cases[] = {
+	        {"open@example.com", "list 1"},
+	        {"OPEN@Example.Com", "list 1"},
+	        {"closed@example.com", "list 1 members-only"},
+	        {"empty@example.com", "list 1 members-only"},
+	        {"dev.team@example.net", "list 1"}, /* even though its one member is disabled */
+	        {"via@example.com", "alias-local 1"},
+	        {"both@example.com", "alias-local 1"},
+	        {"open-owner@example.com", "NOTFOUND"}, /* the default owner is no address */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (!CHECK_STR(ask(f.idx, cases[i].addr), cases[i].want))
+			fprintf(stderr, "    for %s\n", cases[i].addr);
+	static const struct {
+		const char *list, *sender, *want;
+	} from[] = {
+	        {"closed@example.com", "alice@example.com", "member"},
+	        {"closed@example.com", "ALICE@Example.COM", "member"}, /* by key, as stored */
+	        {"closed@example.com", "bob@other.org", "member"},
+	        {"closed@example.com", "Bob@OTHER.org", "member"},
+	        {"closed@example.com", "dev.team@example.net", "member"},
+	        {"closed@example.com", "carol@other.org", "stranger"},
+	        {"closed@example.com", "boss@other.org", "stranger"}, /* the owner is no member */
+	        {"closed@example.com", "closed@example.com", "stranger"},
+	        {"closed@example.com", "", "stranger"}, /* <> */
+	        {"closed@example.com", "not an address", "stranger"},
+	        {"closed@example.com", "alice@example.co", "stranger"},
+	        {"closed@example.com", "lice@example.com", "stranger"},
+	        {"empty@example.com", "alice@example.com", "stranger"},
+	        {"open@example.com", "bob@other.org", "member"},
+	        {"open@example.com", "carol@other.org", "stranger"},
+	        {"alice@example.com", "alice@example.com", "not-a-list"},
+	        {"via@example.com", "carol@other.org", "not-a-list"},
+	        {"nobody@example.com", "alice@example.com", "NOTFOUND"},
+	};
+	for (size_t i = 0; i < sizeof from / sizeof from[0]; i++)
+		if (!CHECK_STR(
+		            ask_from(f.idx, from[i].list, from[i].sender, strlen(from[i].sender)),
+		            from[i].want))
+			fprintf(stderr, "    %s from <%s>\n", from[i].list, from[i].sender);
+	/* The sender's length is honoured: no NUL needed, none read past. */
+	CHECK_STR(ask_from(f.idx, "closed@example.com", "alice@example.comXYZ", 17), "member");
+	CHECK_STR(ask_from(f.idx, "closed@example.com", "alice@example.com", 16), "stranger");
+	/* The prefetched path answers a list alike. */
+	mailbox_index_read_lock(f.idx);
+	struct lookup_answer p, q;
+	memset(&p, 0, sizeof p);
+	memset(&q, 0, sizeof q);
+	p.sender = q.sender = "bob@other.org";
+	p.sender_len = q.sender_len = 13;
+	uint64_t h = mailbox_index_prefetch_slot(f.idx, "Closed@example.com", 18);
+	CHECK_INT(mailbox_lookup_prefetched_locked(f.idx, "Closed@example.com", 18, h, &p),
+	          LOOKUP_FOUND);
+	CHECK_INT(mailbox_lookup_locked(f.idx, "Closed@example.com", 18, &q), LOOKUP_FOUND);
+	CHECK_INT(p.kind, LOOKUP_KIND_LIST);
+	CHECK_INT(q.kind, LOOKUP_KIND_LIST);
+	CHECK_INT(p.members_only, 1);
+	CHECK_INT(q.members_only, 1);
+	CHECK_INT(p.sender_member, 1);
+	CHECK_INT(q.sender_member, 1);
+	mailbox_index_read_unlock(f.idx);
+	CHECK_INT(mailbox_index_count(f.idx), 2 + 4 + 2);
+	fx_close(&f);
+}
+
+/* Collects expansion output as "target/kind;" (mailbox_expand) or "member/local;". */
+struct collected {
+	char s[1024];
+	int calls, stop_after;
+};
+
+static int collect(void *arg, const char *target, int kind)
+{
+	struct collected *c = arg;
+	size_t n = strlen(c->s);
+	snprintf(c->s + n, sizeof c->s - n, "%s/%d;", target, kind);
+	c->calls++;
+	return c->stop_after && c->calls >= c->stop_after;
+}
+
+TEST(list_expansion)
+{
+	struct fixture f;
+	if (!CHECK_INT(fx_open(&f), 0))
+		return;
+	CHECK_INT(fill_lists(f.d), 0);
+	if (!CHECK_INT(fx_index(&f), 0)) {
+		fx_close(&f);
+		return;
+	}
+	/* Delivery sees a list as one target of its own kind, never its members. */
+	static const struct {
+		const char *addr, *want;
+	} exp[] = {
+	        {"open@example.com", "open@example.com/4;"},
+	        {"via@example.com", "closed@example.com/4;"},
+	        {"both@example.com", "dis@example.com/2;open@example.com/4;"},
+	};
+	for (size_t i = 0; i < sizeof exp / sizeof exp[0]; i++) {
+		struct collected c = {"", 0, 0};
+		CHECK_INT(mailbox_expand(f.idx, exp[i].addr, strlen(exp[i].addr), collect, &c),
+		          LOOKUP_FOUND);
+		if (!CHECK_STR(c.s, exp[i].want))
+			fprintf(stderr, "    for %s\n", exp[i].addr);
+	}
+	/* A post to a list: owner, List-Id, flags and members (local 1, foreign 0). */
+	struct mailbox_list info;
+	struct collected c = {"", 0, 0};
+	CHECK_INT(mailbox_list_expand(f.idx, "Closed@Example.com", 18, &info, collect, &c),
+	          LOOKUP_FOUND);
+	CHECK_STR(info.address, "closed@example.com");
+	CHECK_STR(info.owner, "boss@other.org");
+	CHECK_STR(info.list_id, "<closed.example.com>");
+	CHECK_INT(info.members_only, 1);
+	CHECK_INT(info.n_members, 3);
+	CHECK_STR(c.s, "alice@example.com/1;bob@other.org/0;dev.team@example.net/1;");
+	memset(&c, 0, sizeof c);
+	CHECK_INT(mailbox_list_expand(f.idx, "dev.team@example.net", 20, &info, collect, &c),
+	          LOOKUP_FOUND);
+	CHECK_STR(info.owner, "dev.team-owner@example.net");
+	CHECK_STR(info.list_id, "<dev.team.example.net>");
+	CHECK_INT(info.members_only, 0);
+	CHECK_STR(c.s, "dis@example.com/1;"); /* the list does not judge its members */
+	memset(&c, 0, sizeof c);
+	CHECK_INT(mailbox_list_expand(f.idx, "empty@example.com", 17, &info, collect, &c),
+	          LOOKUP_FOUND);
+	CHECK_INT(info.n_members, 0);
+	CHECK_INT(c.calls, 0);
+	CHECK_STR(info.owner, "empty-owner@example.com");
+	/* fn NULL: the list's facts only; a non-zero return stops. */
+	CHECK_INT(mailbox_list_expand(f.idx, "open@example.com", 16, &info, NULL, NULL),
+	          LOOKUP_FOUND);
+	CHECK_INT(info.n_members, 2);
+	memset(&c, 0, sizeof c);
+	c.stop_after = 1;
+	CHECK_INT(mailbox_list_expand(f.idx, "closed@example.com", 18, &info, collect, &c),
+	          LOOKUP_FOUND);
+	CHECK_INT(c.calls, 1);
+	/* Not a list: nothing, and info cleared. */
+	static const char *const not_lists[] = {"alice@example.com", "via@example.com",
+	                                        "nobody@example.com", "bad address", ""};
+	for (size_t i = 0; i < sizeof not_lists / sizeof not_lists[0]; i++) {
+		memset(&c, 0, sizeof c);
+		memset(&info, 'x', sizeof info);
+		CHECK_INT(mailbox_list_expand(f.idx, not_lists[i], strlen(not_lists[i]), &info,
+		                              collect, &c),
+		          LOOKUP_NOTFOUND);
+		CHECK_INT(c.calls, 0);
+		CHECK_STR(info.owner, "");
+	}
+	CHECK_INT(mailbox_list_expand(f.idx, NULL, 0, &info, collect, &c), LOOKUP_NOTFOUND);
+	/* An index that cannot be trusted says "try later". */
+	CHECK_INT(raw_exec(f.path, "ALTER TABLE change_log RENAME TO change_log_away"), 0);
+	CHECK_INT(mailbox_index_refresh(f.idx), -1);
+	CHECK_INT(mailbox_list_expand(f.idx, "open@example.com", 16, &info, collect, &c),
+	          LOOKUP_TEMPFAIL);
+	CHECK_STR(ask_from(f.idx, "closed@example.com", "alice@example.com", 17), "TEMPFAIL");
+	fx_close(&f);
+}
+
+TEST(list_changes_reach_the_index)
+{
+	struct fixture f;
+	if (!CHECK_INT(fx_open(&f), 0))
+		return;
+	CHECK_INT(directory_account_add(f.d, "alice@example.com", NULL, ACCOUNT_ACTIVE),
+	          DIRECTORY_OK);
+	if (!CHECK_INT(fx_index(&f), 0)) {
+		fx_close(&f);
+		return;
+	}
+	struct mailbox_list info;
+	struct collected c = {"", 0, 0};
+	CHECK_INT(directory_list_add(f.d, "team@example.com", NULL, 1), DIRECTORY_OK);
+	CHECK_STR(ask(f.idx, "team@example.com"), "NOTFOUND"); /* not yet refreshed */
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask(f.idx, "team@example.com"), "list 1 members-only");
+	CHECK_STR(ask_from(f.idx, "team@example.com", "bob@other.org", 13), "stranger");
+	const char *m[] = {"bob@other.org", "alice@example.com"};
+	CHECK_INT(directory_list_join(f.d, "team@example.com", m, 2, NULL), DIRECTORY_OK);
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask_from(f.idx, "team@example.com", "bob@other.org", 13), "member");
+	CHECK_INT(mailbox_list_expand(f.idx, "team@example.com", 16, &info, collect, &c),
+	          LOOKUP_FOUND);
+	CHECK_STR(c.s, "alice@example.com/1;bob@other.org/0;");
+	CHECK_STR(info.owner, "team-owner@example.com");
+	CHECK_INT(directory_list_leave(f.d, "team@example.com", m, 1, NULL), DIRECTORY_OK);
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask_from(f.idx, "team@example.com", "bob@other.org", 13), "stranger");
+	CHECK_STR(ask_from(f.idx, "team@example.com", "alice@example.com", 17), "member");
+	/* Replaced by an open list with another owner (del + add in one refresh). */
+	CHECK_INT(directory_list_del(f.d, "team@example.com"), DIRECTORY_OK);
+	CHECK_INT(directory_list_add(f.d, "team@example.com", "o@other.org", 0), DIRECTORY_OK);
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask(f.idx, "team@example.com"), "list 1");
+	CHECK_INT(mailbox_list_expand(f.idx, "team@example.com", 16, &info, NULL, NULL),
+	          LOOKUP_FOUND);
+	CHECK_STR(info.owner, "o@other.org");
+	CHECK_INT(info.n_members, 0);
+	/* An alias to the list sees it come and go. */
+	CHECK_INT(add_alias(f.d, "all@example.com", "team@example.com", NULL, NULL, NULL),
+	          DIRECTORY_OK);
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask(f.idx, "all@example.com"), "alias-local 1");
+	CHECK_INT(directory_list_del(f.d, "team@example.com"), DIRECTORY_OK);
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask(f.idx, "team@example.com"), "NOTFOUND");
+	CHECK_STR(ask(f.idx, "all@example.com"), "NOTFOUND");
+	/* The address becomes an account. */
+	CHECK_INT(directory_account_add(f.d, "team@example.com", NULL, ACCOUNT_ACTIVE),
+	          DIRECTORY_OK);
+	CHECK_INT(mailbox_index_refresh(f.idx), 1);
+	CHECK_STR(ask(f.idx, "team@example.com"), "account 1");
+	/* A rescan after a gap rebuilds lists as the refresh does. */
+	CHECK_INT(add_list(f.d, "big@example.com", NULL, 1, "x@other.org", "y@other.org", NULL), 0);
+	CHECK_INT(directory_prune_changes(f.d, -3600), DIRECTORY_OK);
+	CHECK(mailbox_index_refresh(f.idx) > 0);
+	CHECK_STR(ask(f.idx, "big@example.com"), "list 1 members-only");
+	CHECK_STR(ask_from(f.idx, "big@example.com", "y@other.org", 11), "member");
+	CHECK_STR(ask(f.idx, "all@example.com"), "alias-local 1");
+	fx_close(&f);
+}
+
 /* ---- concurrency: readers never see a stable address vanish during refreshes ---- */
 
 struct reader {
@@ -578,6 +873,7 @@ TEST(big_index_build_and_memory)
 }
 
 TEST_MAIN(T(lookup_resolution), T(wide_alias_graph_is_bounded), T(refresh_applies_changes),
+          T(list_lookup_and_members_only), T(list_expansion), T(list_changes_reach_the_index),
           T(refresh_many_changes_and_gap_rescan), T(failed_refresh_answers_tempfail),
           T(open_creates_missing_directory_and_fails_cleanly), T(concurrent_lookups_during_refresh),
           T(big_index_build_and_memory))

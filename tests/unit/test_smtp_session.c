@@ -270,26 +270,34 @@ TEST(policy_rcpt)
 	struct smtp_policy_reply r;
 	fake_session_init(&fk);
 	struct smtp_path p = path("TO:<nobody@EXAMPLE.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_UNKNOWN);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_UNKNOWN);
 	p = path("TO:<alice@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_ACCEPT);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_ACCEPT);
 	CHECK_INT(r.code, 250);
 	p = path("TO:<alice@[127.0.0.1]>");
 	CHECK_INT(smtp_policy_is_local(c, &p.addr), 0);
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 554);
 	CHECK_STR(r.enh, "5.7.1");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, &p, &r), SMTP_RCPT_ACCEPT_RELAY);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, "s@example.org", &p, &r),
+	          SMTP_RCPT_ACCEPT_RELAY);
 	p = path("TO:<Postmaster@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_ACCEPT);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_ACCEPT);
 	p = path("TO:<\"postmaster\"@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_UNKNOWN);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_UNKNOWN);
 	p = path("TO:<>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, "s@example.org", &p, &r),
+	          SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 501);
 	c->smtp_refuse_bang = 1;
 	p = path("TO:<\"a!b\"@other.example>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 1, "s@example.org", &p, &r),
+	          SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 553);
 	CHECK_STR(r.enh, "5.1.3");
 	conf_free(c);
@@ -301,16 +309,19 @@ TEST(policy_over_quota)
 	struct smtp_policy_reply r;
 	fake_session_init(&fk);
 	struct smtp_path p = path("TO:<Full@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 452);
 	CHECK_STR(r.enh, "4.2.2");
 	free(c->smtp_over_quota_reply);
 	c->smtp_over_quota_reply = strdup("552");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 552);
 	CHECK_STR(r.enh, "5.2.2");
 	p = path("TO:<off@example.com>");
-	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, &p, &r), SMTP_RCPT_REFUSED);
+	CHECK_INT(smtp_policy_rcpt(c, fk.ops.lookup, &fk, 0, "s@example.org", &p, &r),
+	          SMTP_RCPT_REFUSED);
 	CHECK_INT(r.code, 550);
 	CHECK_STR(r.enh, "5.2.1");
 	CHECK_INT(smtp_policy_mailbox(c, fk.ops.lookup, &fk, "busy@example.com", 16, &r),
@@ -336,10 +347,139 @@ TEST(policy_sender)
 	conf_free(c);
 }
 
+/* ---- members-only mailing lists ---- */
+
+/*
+ * A directory with two lists: open@example.com (anyone posts) and
+ * closed@example.com (members only; its one member is member@example.org), and
+ * an account whose answer wrongly carries members_only (only a LIST is checked).
+ * The fake records the sender each lookup was given.
+ */
+static struct {
+	int calls;
+	const char *sender;
+	size_t sender_len;
+	int tempfail;
+} lists_fake;
+
+static enum lookup_result lists_lookup(void *arg, const char *mailbox, size_t len,
+                                       struct lookup_answer *out)
+{
+	lists_fake.calls++;
+	lists_fake.sender = out->sender;
+	lists_fake.sender_len = out->sender_len;
+	if (lists_fake.tempfail)
+		return LOOKUP_TEMPFAIL;
+	int open = len == 16 && memcmp(mailbox, "open@example.com", 16) == 0;
+	int closed = len == 18 && memcmp(mailbox, "closed@example.com", 18) == 0;
+	int acct = len == 17 && memcmp(mailbox, "alice@example.com", 17) == 0;
+	if (!open && !closed && !acct)
+		return LOOKUP_NOTFOUND;
+	out->kind = acct ? LOOKUP_KIND_ACCOUNT : LOOKUP_KIND_LIST;
+	out->can_receive = 1;
+	out->members_only = closed || acct;
+	out->sender_member = out->sender && out->sender_len == 18 &&
+	                     memcmp(out->sender, "member@example.org", 18) == 0;
+	return LOOKUP_FOUND;
+}
+
+TEST(policy_members_only_lists)
+{
+	struct conf *c = test_conf();
+	static const struct {
+		const char *to;
+		const char *sender; /* NULL: smtp_policy_rcpt's own "no sender" (<>) */
+		int trusted;
+		enum smtp_rcpt_verdict v;
+		int code;
+		const char *enh;
+	} cases[] = {
+	        {"TO:<open@example.com>", "anyone@else.example", 0, SMTP_RCPT_ACCEPT, 250, "2.1.5"},
+	        {"TO:<open@example.com>", "", 0, SMTP_RCPT_ACCEPT, 250, "2.1.5"},
+	        {"TO:<closed@example.com>", "member@example.org", 0, SMTP_RCPT_ACCEPT, 250,
+	         "2.1.5"},
+	        {"TO:<closed@example.com>", "stranger@example.org", 0, SMTP_RCPT_REFUSED, 550,
+	         "5.7.1"},
+	        {"TO:<closed@example.com>", "stranger@example.org", 1, SMTP_RCPT_REFUSED, 550,
+	         "5.7.1"},
+	        {"TO:<closed@example.com>", "", 0, SMTP_RCPT_REFUSED, 550, "5.7.1"},
+	        {"TO:<closed@example.com>", NULL, 0, SMTP_RCPT_REFUSED, 550, "5.7.1"},
+	        {"TO:<alice@example.com>", "stranger@example.org", 0, SMTP_RCPT_ACCEPT, 250,
+	         "2.1.5"},
+	        {"TO:<nobody@example.com>", "member@example.org", 0, SMTP_RCPT_UNKNOWN, 550,
+	         "5.1.1"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct smtp_policy_reply r = {0, "", ""};
+		struct smtp_path p = path(cases[i].to);
+		memset(&lists_fake, 0, sizeof lists_fake);
+		enum smtp_rcpt_verdict v = smtp_policy_rcpt(c, lists_lookup, NULL, cases[i].trusted,
+		                                            cases[i].sender, &p, &r);
+		int ok = CHECK_INT(v, cases[i].v) & CHECK_INT(r.code, cases[i].code) &
+		         CHECK_STR(r.enh, cases[i].enh) & CHECK_INT(lists_fake.calls, 1);
+		/* The lookup saw the sender exactly (never NULL for a post). */
+		const char *want = cases[i].sender ? cases[i].sender : "";
+		ok &= CHECK(lists_fake.sender != NULL) &&
+		      CHECK_MEM(lists_fake.sender, lists_fake.sender_len, want, strlen(want));
+		if (!ok)
+			fprintf(stderr, "    case %zu: %s from <%s>\n", i, cases[i].to, want);
+	}
+	/* VRFY asks whether it exists, not who may post: no sender, 250. */
+	struct smtp_policy_reply r;
+	memset(&lists_fake, 0, sizeof lists_fake);
+	lists_fake.sender = "x";
+	CHECK_INT(smtp_policy_mailbox(c, lists_lookup, NULL, "closed@example.com", 18, &r),
+	          SMTP_RCPT_ACCEPT);
+	CHECK(lists_fake.sender == NULL);
+	/* A directory that cannot answer is 451, members-only or not. */
+	struct smtp_path p = path("TO:<closed@example.com>");
+	lists_fake.tempfail = 1;
+	CHECK_INT(smtp_policy_rcpt(c, lists_lookup, NULL, 0, "stranger@example.org", &p, &r),
+	          SMTP_RCPT_TEMPFAIL);
+	CHECK_INT(r.code, 451);
+	conf_free(c);
+}
+
+/* The session hands MAIL FROM's mailbox to the policy: a whole transaction. */
+TEST(session_members_only_list_uses_mail_from)
+{
+	struct conf *c = test_conf();
+	memset(&lists_fake, 0, sizeof lists_fake);
+	fake_session_init(&fk);
+	fk.free_space = -1;
+	struct smtp_session_ops ops = fk.ops;
+	ops.lookup = lists_lookup;
+	struct smtp_session *s = smtp_session_new(c, &ops, SMTP_PORT_SMTP, "192.0.2.1", 0);
+	smtp_session_greet(s, 0);
+	free(take(s));
+	feed(s, "EHLO a\r\nMAIL FROM:<stranger@example.org>\r\nRCPT TO:<closed@example.com>\r\n"
+	        "RCPT TO:<open@example.com>\r\nRSET\r\nMAIL FROM:<member@example.org>\r\n"
+	        "RCPT TO:<closed@example.com>\r\nRSET\r\nMAIL FROM:<>\r\n"
+	        "RCPT TO:<closed@example.com>\r\n");
+	char *out = take(s);
+	const char *want[] = {"250 2.1.0", "550 5.7.1 Only list members may post to this list",
+	                      "250 2.1.5", "250 2.0.0",
+	                      "250 2.1.0", "250 2.1.5",
+	                      "250 2.0.0", "250 2.1.0",
+	                      "550 5.7.1"};
+	const char *at = strstr(out, "\r\n250 2.1.0") + 2; /* after the EHLO reply */
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+		if (!CHECK(strncmp(at, want[i], strlen(want[i])) == 0)) {
+			fprintf(stderr, "    reply %zu: want %s, got %.40s\n", i, want[i], at);
+			break;
+		}
+		at = strstr(at, "\r\n") + 2;
+	}
+	free(out);
+	smtp_session_free(s);
+	conf_free(c);
+}
+
 TEST_MAIN(T(no_250_before_the_commit_outcome), T(commit_failure_with_full_disk_is_452),
           T(free_in_data_aborts_free_while_waiting_does_not), T(output_backpressure_bounds_memory),
           T(partial_output_done), T(timeout_and_shutdown_end_once),
           T(input_before_greeting_is_not_consumed),
           T(postmaster_without_domain_stored_with_first_local_domain),
           T(command_table_covers_every_verb), T(policy_helo), T(policy_rcpt), T(policy_over_quota),
-          T(policy_sender))
+          T(policy_sender), T(policy_members_only_lists),
+          T(session_members_only_list_uses_mail_from))
