@@ -99,6 +99,7 @@ run: all
 bench: bench-bin
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
+	$(B)/bench/queue/bench_queue_open
 
 FUZZ_B := build-fuzz
 fuzz:
