@@ -56,7 +56,9 @@
  * Versions 1 and 2 ("sharemail-state 1\n" without 'X' records, "sharemail-state
  * 2\n" with them) hold the status as one text record 'M' and no 'c', 'e', 't',
  * 'D'; they are still read, never written. Older code takes a newer file for
- * damaged: downgrading re-delivers (never loses) the queued messages.
+ * damaged: a newer state file makes it re-deliver (never lose) the message, but
+ * a version 2 message file is quarantined by code before queue v2 (kept in
+ * quarantine/, not delivered): downgrading needs an empty queue.
  *
  * Ownership: struct queue_buf memory belongs to the caller (queue_buf_free).
  */
