@@ -1,17 +1,24 @@
 /*
- * cmd_queue: `sharemail -c FILE queue list | show ID | delete ID | flush`, the
- * spool in <state_dir>/queue (src/queue). Works beside a running daemon: the
+ * cmd_queue: `sharemail -c FILE queue list | show ID | delete ID | flush [ID]`,
+ * the spool in <state_dir>/queue (src/queue). Works beside a running daemon: the
  * queue is opened without an event loop, so nothing is committed, cleaned up or
- * quarantined from here.
+ * quarantined from here, and no state file is written (a flush is a request the
+ * daemon carries out).
  *
- *   list    one line per message, oldest first:
+ *   list    per message, oldest first, one line
  *           "ID AGE <sender> N-recipients state=count ..." (AGE like 5s, 3m, 2h, 4d),
  *           then, once recipients were expanded to their final mailboxes,
- *           "; M mailboxes state=count ..."
- *   show    the envelope, the message size and every recipient's state, each
- *           followed by its final mailboxes' states ("  mailbox: <A> state=...")
+ *           "; M mailboxes state=count ...", followed by one line per recipient
+ *           "  <ADDR> STATE [next=TIME] [attempts=N] [route=R] [last=\"REPLY\"]"
+ *           (next only when deferred). A file still being received (or damaged)
+ *           is "ID incomplete (being received, or damaged)".
+ *   show    the envelope, the message size and every recipient's whole status
+ *           (state, attempts, next try, route, notify, orcpt, last reply and its
+ *           parts), each followed by its final mailboxes' states
  *   delete  removes the message; prints "deleted ID"
- *   flush   makes every deferred recipient due now; prints "N recipients due now"
+ *   flush   asks the daemon to retry every deferred recipient now (of message
+ *           ID only, with one): it does within about a second, or when it
+ *           starts; prints "N recipients due now"
  *
  * Envelope fields come from peers: bytes outside printable ASCII are printed as
  * \xNN so nothing can forge output lines or terminal sequences.
@@ -102,13 +109,36 @@ static void put_counts(const size_t counts[N_STATES])
 			printf(" %s=%zu", state_names[s], counts[s]);
 }
 
+/* The rest of a recipient's list line: next try, attempts, route and last reply. */
+static void list_rcpt_details(const struct envelope_rcpt *r)
+{
+	char when[64];
+	if (r->state == RCPT_DEFERRED) {
+		format_time(r->next_try, when, sizeof when);
+		printf(" next=%s", when);
+	}
+	if (r->attempts)
+		printf(" attempts=%d", r->attempts);
+	if (r->route && *r->route) {
+		printf(" route=");
+		put_safe(r->route);
+	}
+	if (r->status) {
+		printf(" last=\"");
+		put_safe(r->status);
+		putchar('"');
+	}
+	putchar('\n');
+}
+
 static int list_one(void *arg, const char *id)
 {
 	struct list_ctx *c = arg;
 	struct envelope *env = NULL;
 	char age[32];
 	if (queue_read_envelope(c->q, id, &env) < 0) {
-		printf("%s damaged\n", id);
+		if (errno != ENOENT) /* removed meanwhile: not in the queue any more */
+			printf("%s incomplete (being received, or damaged)\n", id);
 		return 0;
 	}
 	format_age(c->now - env->received_at, age, sizeof age);
@@ -130,6 +160,12 @@ static int list_one(void *arg, const char *id)
 		put_counts(finals);
 	}
 	putchar('\n');
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		printf("  <");
+		put_safe(env->rcpts[i].addr);
+		printf("> %s", state_name(env->rcpts[i].state));
+		list_rcpt_details(&env->rcpts[i]);
+	}
 	envelope_free(env);
 	return 0;
 }
@@ -158,9 +194,16 @@ static void show_state(const char *label, const char *addr, enum rcpt_state st, 
 	printf("> state=%s attempts=%d", state_name(st), attempts);
 }
 
-/* The end of such a line: the status, if any, and the newline. */
-static void show_status(const char *status)
+/*
+ * The end of such a line: the route and the last reply ("CODE X.Y.Z text", as
+ * the queue stores it: code, enhanced code, text), if any, and the newline.
+ */
+static void show_status(const char *route, const char *status)
 {
+	if (route && *route) {
+		printf(" route=");
+		put_safe(route);
+	}
 	if (status) {
 		printf(" status=\"");
 		put_safe(status);
@@ -207,11 +250,11 @@ static int show(struct queue *q, const char *id)
 			printf(" orcpt=");
 			put_safe(r->orcpt);
 		}
-		show_status(r->status);
+		show_status(r->route, r->status);
 		for (size_t j = 0; j < r->n_finals; j++) {
 			const struct envelope_final *f = &r->finals[j];
 			show_state("  mailbox", f->addr, f->state, f->attempts);
-			show_status(f->status);
+			show_status(f->route, f->status);
 		}
 	}
 	envelope_free(env);
@@ -239,9 +282,14 @@ static int run(struct queue *q, int argc, char **argv)
 		printf("deleted %s\n", argv[2]);
 		return CLI_EXIT_OK;
 	}
-	int n = queue_flush(q);
+	const char *id = argc == 3 ? argv[2] : NULL;
+	int n = queue_flush(q, id);
+	if (n < 0 && id && errno == ENOENT) {
+		cli_error("no such message: %s", id);
+		return CLI_EXIT_FAIL;
+	}
 	if (n < 0) {
-		cli_error("cannot flush the queue");
+		cli_error("cannot flush the queue: %s", strerror(errno));
 		return CLI_EXIT_IOERR;
 	}
 	printf("%d recipients due now\n", n);
@@ -258,7 +306,8 @@ int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 		cli_error("unknown queue command '%s'", cmd);
 		return CLI_EXIT_USAGE;
 	}
-	if (argc != (with_id ? 3 : 2))
+	int flush = strcmp(cmd, "flush") == 0;
+	if (!(argc == (with_id ? 3 : 2) || (flush && argc == 3)))
 		return CLI_EXIT_USAGE;
 	struct queue *q = open_queue(ctx);
 	if (!q)

@@ -1,9 +1,12 @@
 /*
  * deliver: the queue runner thread and local delivery. See deliver.h.
  *
- * One pass: list the queue, and for each message with due recipients read its
- * envelope, deliver, record every recipient's outcome with one queue_update()
- * (atomic), and remove the message once every recipient is DELIVERED or FAILED.
+ * The runner keeps the queued messages in memory (when each is due next), fed
+ * by the queue's start-up pass and by commits; it never lists the queue again.
+ * One pass: for each message due (or flushed: `sharemail queue flush`, polled
+ * once a second) read its envelope and states (O(envelope + state)), deliver,
+ * record every recipient's outcome with one queue_update() (atomic), and remove
+ * the message once every recipient is DELIVERED or FAILED.
  *
  * Final mailboxes: a local recipient is expanded once, at its first attempt, and
  * every mailbox the expansion reaches is recorded in the recipient
@@ -48,11 +51,13 @@
 #include "util/log.h"
 #include "verify/mailbox_index.h"
 
-#define DELIVER_MAX_WAIT_S 30 /* rescan at least this often (queue flush from the CLI) */
+#define DELIVER_FLUSH_POLL_S 1 /* flush requests (sharemail queue flush) are taken this often */
 #define DELIVER_COPY_BUF 65536
 #define DELIVER_TRACE_MAX 65536 /* prepended fields: 100 recipients of 320 octets fit */
 #define DELIVER_STATUS_MAX 512
 #define DELIVER_DSN_MAX 16
+
+struct runner_entry;
 
 struct deliver_runner {
 	const struct conf *c;
@@ -64,6 +69,12 @@ struct deliver_runner {
 	int kicked;
 	int stop;
 	char mail_root[MAILDIR_PATH_MAX];
+	/* runner thread only: the messages it knows of (see runner_pass) */
+	struct runner_entry *v;
+	size_t n, cap;
+	int started; /* the queue's start-up list was taken */
+	int flush_polled;
+	time_t last_flush_poll; /* CLOCK_MONOTONIC seconds */
 };
 
 /* The message being delivered: its envelope, data and the first octets. */
@@ -502,88 +513,164 @@ static void msg_release(struct deliver_msg *m)
 	envelope_free(m->env);
 }
 
-/* Earliest next_try of a deferred recipient into *next_due (if earlier). */
-static void note_due(const struct envelope *env, int64_t *next_due)
+/* When the message is due next: its earliest DEFERRED next_try (INT64_MAX: none). */
+static int64_t message_due(const struct envelope *env)
 {
-	for (size_t i = 0; i < env->n_rcpts; i++)
-		if (env->rcpts[i].state == RCPT_DEFERRED && env->rcpts[i].next_try < *next_due)
-			*next_due = env->rcpts[i].next_try;
+	int64_t due = INT64_MAX;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		const struct envelope_rcpt *rc = &env->rcpts[i];
+		if (rc->state == RCPT_PENDING)
+			return 0;
+		if (rc->state == RCPT_DEFERRED && rc->next_try < due)
+			due = rc->next_try;
+	}
+	return due;
 }
 
-/* Delivers what is due of one message. */
-static void deliver_message(struct deliver_runner *r, const char *id, int64_t *next_due)
+static int finished(const struct envelope *env)
+{
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		if (env->rcpts[i].state != RCPT_DELIVERED && env->rcpts[i].state != RCPT_FAILED)
+			return 0;
+	return 1;
+}
+
+#define DELIVER_GONE (-1) /* deliver_message: the message left the queue */
+
+/*
+ * Delivers what is due of one message; with force (a flush) every DEFERRED
+ * recipient is due now. Returns when the message is due next (INT64_MAX: only
+ * for a flush, e.g. recipients waiting for remote delivery), or DELIVER_GONE.
+ * Reading the envelope and the states costs O(envelope + state): the data is
+ * only opened when a recipient is due.
+ */
+static int64_t deliver_message(struct deliver_runner *r, const char *id, int force)
 {
 	struct deliver_msg m;
 	memset(&m, 0, sizeof m);
 	m.fd = -1;
-	if (queue_read_envelope(r->q, id, &m.env) < 0) {
-		log_warning("deliver %s: cannot read envelope", id);
-		return;
-	}
 	int64_t now = (int64_t)time(NULL);
+	if (queue_read_envelope(r->q, id, &m.env) < 0) {
+		if (errno == ENOENT)
+			return DELIVER_GONE; /* removed meanwhile (sharemail queue delete) */
+		log_warning("deliver %s: cannot read envelope (retried in %ds)", id,
+		            r->c->queue_retry_initial);
+		return now + r->c->queue_retry_initial;
+	}
 	size_t due = 0;
-	for (size_t i = 0; i < m.env->n_rcpts; i++)
-		due += rcpt_due(&m.env->rcpts[i], now);
+	for (size_t i = 0; i < m.env->n_rcpts; i++) {
+		struct envelope_rcpt *rc = &m.env->rcpts[i];
+		if (force && rc->state == RCPT_DEFERRED && rc->next_try > now)
+			rc->next_try = now;
+		due += rcpt_due(rc, now);
+	}
 	if (due == 0) {
-		note_due(m.env, next_due);
+		int64_t next = message_due(m.env);
+		if (finished(m.env)) { /* every state recorded final before a crash */
+			next = DELIVER_GONE;
+			if (queue_remove(r->q, id) < 0)
+				log_warning("deliver %s: cannot remove the delivered message", id);
+		}
 		msg_release(&m);
-		return;
+		return next;
 	}
 	m.fd = queue_open_data(r->q, id, &m.len);
 	off_t pos = m.fd >= 0 ? lseek(m.fd, 0, SEEK_CUR) : -1;
 	m.data_off = pos >= 0 ? (uint64_t)pos : 0;
 	if (m.fd < 0 || pos < 0 || read_head(&m) < 0) {
 		log_warning("deliver %s: cannot read message data", id);
-		if (*next_due > now + r->c->queue_retry_initial)
-			*next_due = now + r->c->queue_retry_initial;
 		msg_release(&m);
-		return;
+		return now + r->c->queue_retry_initial;
 	}
 	for (size_t i = 0; i < m.env->n_rcpts; i++)
 		if (rcpt_due(&m.env->rcpts[i], now))
 			deliver_rcpt(r, &m, &m.env->rcpts[i], now);
-	int finished = 1;
-	for (size_t i = 0; i < m.env->n_rcpts; i++)
-		if (m.env->rcpts[i].state != RCPT_DELIVERED && m.env->rcpts[i].state != RCPT_FAILED)
-			finished = 0;
 	/*
 	 * A finished message is removed without recording its states first: the
 	 * update would cost a write, an fsync and a rename for a file about to go. A
 	 * crash in between only repeats copies (at least once, never lost).
 	 */
-	if (finished) {
+	int64_t next = DELIVER_GONE;
+	if (finished(m.env)) {
 		if (queue_remove(r->q, id) < 0)
 			log_warning("deliver %s: cannot remove the delivered message", id);
-	} else if (queue_update(r->q, m.env) < 0) {
-		log_err("deliver %s: cannot record delivery states (copies may repeat)", id);
+	} else {
+		if (queue_update(r->q, m.env) < 0)
+			log_err("deliver %s: cannot record delivery states (copies may repeat)",
+			        id);
+		next = message_due(m.env);
 	}
-	note_due(m.env, next_due);
 	msg_release(&m);
+	return next;
 }
 
 /* ---- the thread ---- */
 
-struct id_list {
-	char **v;
-	size_t n, cap;
+/*
+ * The runner's in-memory list of queued messages, fed by the queue's start-up
+ * pass and by commits, never by listing the queue again: a pass reads only the
+ * messages due (or flushed), so its cost does not grow with messages waiting.
+ * (The scheduler, src/deliver/scheduler.c, replaces this list with a schedule
+ * per recipient and destination.)
+ */
+struct runner_entry {
+	char id[QUEUE_ID_MAX];
+	int64_t due; /* epoch seconds; INT64_MAX: waits for a flush */
+	int force; /* flushed: retry every DEFERRED recipient now */
 };
 
-static int collect_id(void *arg, const char *id)
+static int add_entry(struct deliver_runner *r, const char *id, int64_t due)
 {
-	struct id_list *l = arg;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		char **v = realloc(l->v, cap * sizeof *v);
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		struct runner_entry *v = realloc(r->v, cap * sizeof *v);
 		if (!v)
-			return 1;
-		l->v = v;
-		l->cap = cap;
+			return -1;
+		r->v = v;
+		r->cap = cap;
 	}
-	char *s = strdup(id);
-	if (!s)
-		return 1;
-	l->v[l->n++] = s;
+	struct runner_entry *e = &r->v[r->n++];
+	snprintf(e->id, sizeof e->id, "%s", id);
+	e->due = due;
+	e->force = 0;
 	return 0;
+}
+
+static int take_startup(void *arg, const struct queue_pending *p)
+{
+	struct deliver_runner *r = arg;
+	int64_t due = p->n_rcpts ? INT64_MAX : 0; /* none left: it only waits to be removed */
+	for (size_t i = 0; i < p->n_rcpts; i++) {
+		const struct queue_pending_rcpt *rc = &p->rcpts[i];
+		if (rc->state == RCPT_PENDING)
+			due = 0;
+		else if (rc->state == RCPT_DEFERRED && rc->next_try < due)
+			due = rc->next_try;
+	}
+	if (add_entry(r, p->id, due) < 0)
+		log_err("deliver %s: out of memory; delivered after the next restart", p->id);
+	return 0;
+}
+
+static void take_committed(void *arg, const char *id)
+{
+	if (add_entry(arg, id, 0) < 0)
+		log_err("deliver %s: out of memory; delivered after the next restart", id);
+}
+
+static void take_flush(void *arg, const char *id)
+{
+	struct deliver_runner *r = arg;
+	int found = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		if (!id || strcmp(r->v[i].id, id) == 0) {
+			r->v[i].force = 1;
+			found = 1;
+		}
+	}
+	/* Not in the list (say, after running out of memory): it is again. */
+	if (id && !found && add_entry(r, id, 0) == 0)
+		r->v[r->n - 1].force = 1;
 }
 
 static int runner_stopping(struct deliver_runner *r)
@@ -594,20 +681,52 @@ static int runner_stopping(struct deliver_runner *r)
 	return s;
 }
 
-/* One pass over the queue; returns the wall time the next deferred retry is due. */
+/* Flush requests: taken at most about once a second (and at every pass of deliver_queue_once). */
+static void poll_flush(struct deliver_runner *r)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (r->flush_polled && ts.tv_sec < r->last_flush_poll + DELIVER_FLUSH_POLL_S)
+		return;
+	r->flush_polled = 1;
+	r->last_flush_poll = ts.tv_sec;
+	queue_take_flush(r->q, take_flush, r);
+}
+
+/*
+ * One pass: takes what the queue learned of since the last pass, then delivers
+ * every message due or flushed. Returns the wall time the next one is due.
+ */
 static int64_t runner_pass(struct deliver_runner *r)
 {
-	int64_t next_due = INT64_MAX;
-	struct id_list ids = {0};
-	if (queue_list(r->q, collect_id, &ids) < 0)
-		log_warning("deliver: cannot list the queue");
-	for (size_t i = 0; i < ids.n; i++) {
-		if (!runner_stopping(r))
-			deliver_message(r, ids.v[i], &next_due);
-		free(ids.v[i]);
+	if (!r->started) {
+		r->started = 1;
+		queue_take_startup(r->q, take_startup, r);
 	}
-	free(ids.v);
+	queue_take_committed(r->q, take_committed, r);
+	poll_flush(r);
+	int64_t now = (int64_t)time(NULL), next_due = INT64_MAX;
+	size_t kept = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		struct runner_entry e = r->v[i];
+		if ((e.due <= now || e.force) && !runner_stopping(r)) {
+			e.due = deliver_message(r, e.id, e.force);
+			e.force = 0;
+			if (e.due == DELIVER_GONE)
+				continue;
+		}
+		if (e.due < next_due)
+			next_due = e.due;
+		r->v[kept++] = e;
+	}
+	r->n = kept;
 	return next_due;
+}
+
+/* Lists the whole queue (for deliver_queue_once only: no runner, nothing kept). */
+static int list_all(void *arg, const char *id)
+{
+	return add_entry(arg, id, 0) < 0;
 }
 
 int deliver_queue_once(const struct conf *c, struct queue *q, struct mailbox_index *idx)
@@ -617,10 +736,14 @@ int deliver_queue_once(const struct conf *c, struct queue *q, struct mailbox_ind
 	r.c = c;
 	r.q = q;
 	r.idx = idx;
+	r.started = 1; /* the whole queue is listed instead */
 	pthread_mutex_init(&r.mu, NULL);
 	int rc = conf_state_path(c, "mail", r.mail_root, sizeof r.mail_root);
+	if (rc == 0 && queue_list(q, list_all, &r) < 0)
+		log_warning("deliver: cannot list the queue");
 	if (rc == 0)
 		runner_pass(&r);
+	free(r.v);
 	pthread_mutex_destroy(&r.mu);
 	return rc;
 }
@@ -637,9 +760,9 @@ static void *runner_main(void *arg)
 			break;
 		int64_t next_due = runner_pass(r);
 		int64_t now = (int64_t)time(NULL);
-		int64_t wait = next_due == INT64_MAX ? DELIVER_MAX_WAIT_S : next_due - now;
-		if (wait > DELIVER_MAX_WAIT_S)
-			wait = DELIVER_MAX_WAIT_S;
+		int64_t wait = next_due == INT64_MAX ? DELIVER_FLUSH_POLL_S : next_due - now;
+		if (wait > DELIVER_FLUSH_POLL_S)
+			wait = DELIVER_FLUSH_POLL_S; /* flush requests are polled */
 		if (wait < 1)
 			wait = 1;
 		struct timespec until;
@@ -709,5 +832,6 @@ void deliver_runner_stop(struct deliver_runner *r)
 	pthread_join(r->thread, NULL);
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
+	free(r->v);
 	free(r);
 }

@@ -2,6 +2,7 @@
  * envelope: allocation helpers for struct envelope (see envelope.h). The queue
  * stores envelopes with queue_file.c; this file only owns memory.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ void envelope_free(struct envelope *e)
 		free(e->rcpts[i].addr);
 		free(e->rcpts[i].orcpt);
 		free(e->rcpts[i].status);
+		free(e->rcpts[i].route);
 	}
 	free(e->rcpts);
 	free(e->mail_from);
@@ -100,8 +102,77 @@ void envelope_clear_finals(struct envelope_rcpt *r)
 	for (size_t i = 0; i < r->n_finals; i++) {
 		free(r->finals[i].addr);
 		free(r->finals[i].status);
+		free(r->finals[i].route);
 	}
 	free(r->finals);
 	r->finals = NULL;
 	r->n_finals = 0;
+}
+
+/* Digits at s[0..len): how many (at most max), 0 when none. */
+static size_t digits(const char *s, size_t len, size_t max)
+{
+	size_t n = 0;
+	while (n < len && n <= max && s[n] >= '0' && s[n] <= '9')
+		n++;
+	return n > max ? 0 : n;
+}
+
+int envelope_enhanced_valid(const char *s, size_t len)
+{
+	/* RFC 3463 section 2: class "." subject "." detail; subject and detail 1-3 digits. */
+	if (len < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
+		return 0;
+	size_t i = 2, n = digits(s + i, len - i, 3);
+	if (n == 0 || i + n >= len || s[i + n] != '.')
+		return 0;
+	i += n + 1;
+	n = digits(s + i, len - i, 3);
+	return n > 0 && i + n == len;
+}
+
+void envelope_reply_split(const char *status, struct envelope_reply *out)
+{
+	const char *p = status;
+	out->code = 0;
+	out->enhanced[0] = '\0';
+	out->text = status;
+	/* RFC 5321 4.2: a reply code is three digits, the first 2-5, then SP (or the end). */
+	if (!(p[0] >= '2' && p[0] <= '5' && digits(p, 3, 3) == 3 && (p[3] == ' ' || !p[3])))
+		return;
+	out->code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+	p += 3;
+	out->text = NULL;
+	if (!*p++)
+		return;
+	out->text = p;
+	size_t n = strcspn(p, " ");
+	if (n >= ENVELOPE_ENHANCED_MAX || !envelope_enhanced_valid(p, n))
+		return;
+	memcpy(out->enhanced, p, n);
+	out->enhanced[n] = '\0';
+	p += n;
+	out->text = *p ? p + 1 : NULL;
+}
+
+char *envelope_reply_join(int code, const char *enhanced, const char *text)
+{
+	char head[4 + ENVELOPE_ENHANCED_MAX + 1] = "";
+	int has_code = code >= 200 && code <= 599;
+	int has_enh = has_code && enhanced && *enhanced && strlen(enhanced) < ENVELOPE_ENHANCED_MAX;
+	if (has_code)
+		snprintf(head, sizeof head, "%d%s%s", code, has_enh ? " " : "",
+		         has_enh ? enhanced : "");
+	size_t hl = strlen(head), tl = text ? strlen(text) : 0;
+	char *s = malloc(hl + 1 + tl + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, head, hl);
+	if (text) {
+		if (hl)
+			s[hl++] = ' ';
+		memcpy(s + hl, text, tl);
+	}
+	s[hl + tl] = '\0';
+	return s;
 }

@@ -9,9 +9,15 @@
  * each with its own state, so one mailbox's outcome never decides another's: a
  * copy delivered is never made again, a deferred mailbox is retried alone.
  *
+ * Each recipient (and each final mailbox) also has a route, the destination key
+ * the delivery code set when it resolved the next hop (NULL or "" = local, or not
+ * routed yet), and a last status, a reply line "CODE X.Y.Z text" that the queue
+ * stores structured (reply code, enhanced code, text: envelope_reply_split()).
+ *
  * Ownership: every string is owned by the envelope (heap, NUL-terminated), and
- * so is every recipient's finals array; envelope_free() frees them. Addresses are stored as received, without angle
- * brackets ("" for the null reverse-path <>), byte-exact (quoted local parts too).
+ * so is every recipient's finals array; envelope_free() frees them. Addresses are
+ * stored as received, without angle brackets ("" for the null reverse-path <>),
+ * byte-exact (quoted local parts too).
  */
 #ifndef SHAREMAIL_QUEUE_ENVELOPE_H
 #define SHAREMAIL_QUEUE_ENVELOPE_H
@@ -35,12 +41,18 @@ enum rcpt_state {
  */
 #define ENVELOPE_MAX_FINALS 1024
 
+/* Longest route (destination key) a queue file holds, in octets. */
+#define ENVELOPE_ROUTE_MAX 255
+/* Longest enhanced status code "C.SSS.DDD" (RFC 3463 section 2), with its NUL. */
+#define ENVELOPE_ENHANCED_MAX 12
+
 /* One final mailbox of a recipient after alias expansion, with its own state. */
 struct envelope_final {
 	char *addr; /* a local account's key (lower case), or a foreign alias target as written */
 	enum rcpt_state state; /* PENDING, DELIVERED, FAILED, DEFERRED, or REMOTE (foreign) */
 	int attempts;
 	char *status; /* last result, as envelope_rcpt.status */
+	char *route; /* destination key of a relayed mailbox, as envelope_rcpt.route */
 };
 
 struct envelope_rcpt {
@@ -51,6 +63,7 @@ struct envelope_rcpt {
 	int attempts;
 	int64_t next_try; /* epoch seconds */
 	char *status; /* last result, e.g. "250 2.0.0 delivered" or "451 4.3.0 ..." */
+	char *route; /* destination key (at most ENVELOPE_ROUTE_MAX octets); NULL or "" = local */
 	/*
 	 * Final mailboxes (none until delivery first expands a local recipient). With
 	 * finals, state sums them up: DEFERRED while any is DEFERRED, else REMOTE while
@@ -100,5 +113,30 @@ int envelope_add_final(struct envelope_rcpt *r, const char *addr, enum rcpt_stat
 
 /* Frees r's final mailboxes and leaves it with none. */
 void envelope_clear_finals(struct envelope_rcpt *r);
+
+/* A status line split into its parts (RFC 5321 4.2 reply code, RFC 3463 enhanced code). */
+struct envelope_reply {
+	int code; /* 200-599, or 0 when the status does not begin with one */
+	char enhanced[ENVELOPE_ENHANCED_MAX]; /* "4.2.2", or "" (only after a code) */
+	const char *text; /* the rest (points into the status), or NULL when nothing follows */
+};
+
+/*
+ * Splits status ("451 4.2.2 mailbox full") into out: a reply code when status
+ * begins with three digits 2-5xx followed by a space or its end, then an enhanced
+ * code when one follows likewise, then the text after one space. Anything else is
+ * all text. envelope_reply_join() of the parts gives status back, octet for octet.
+ */
+void envelope_reply_split(const char *status, struct envelope_reply *out);
+
+/*
+ * Joins a code (0: none), an enhanced code ("" or NULL: none; ignored without a
+ * code) and a text (NULL: none) with single spaces into a new heap string, or
+ * NULL when out of memory.
+ */
+char *envelope_reply_join(int code, const char *enhanced, const char *text);
+
+/* 1 if s is an enhanced status code "C.S.D" (class 2, 4 or 5; 1-3 digits each), else 0. */
+int envelope_enhanced_valid(const char *s, size_t len);
 
 #endif

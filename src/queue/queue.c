@@ -1,22 +1,37 @@
 /*
  * queue: the durable spool (see queue.h for the contract, queue_file.h for the
- * file format). Layout under the queue folder:
+ * file format, doc/internals/queue.md for the durability rule). Layout under
+ * the queue folder:
  *
- *   tmp/         files being written (never acknowledged; removed at start-up)
- *   msg/<id>     committed messages: immutable, self-validating
+ *   msg/<id>     messages: created in place, immutable once committed,
+ *                self-validating (a file being received has no valid END yet)
  *   state/<id>   the recipients' delivery states, replaced atomically
- *   quarantine/  damaged files and junk names found at start-up
+ *   tmp/         state files being written (and, from before queue v2,
+ *                messages being written); removed at start-up
+ *   flush/       flush requests from the CLI: <id>, or "_all"
+ *   quarantine/  damaged files, never-acknowledged files and junk names found
+ *                at start-up
  *
  * Durability (hostile-inputs.md "Faults"): a message is reported committed only
- * after write, fsync(file), rename(tmp -> msg), fsync(msg/). The renamed name
- * is not durable until the directory is fsynced (a crash may otherwise lose the
- * directory entry on ext4 and most file systems).
+ * after openat(msg/, O_EXCL), write, fsync(file), fsync(msg/). The file's fsync
+ * commits the journal transaction that also holds its directory entry (ext4
+ * logs the create with the inode), so the directory fsync finds nothing left to
+ * commit: one journal commit per message, where tmp/ + rename cost two. Without
+ * the directory fsync the name would not be durable on file systems that do not
+ * tie the entry to the inode; it is cheap where they do.
+ *
+ * Nothing reads msg/ while the daemon runs: the runner learns of a message from
+ * the commit (queue_take_committed) and of the queue at start-up from the one
+ * pass of queue_open (queue_take_startup), so a file still being written is
+ * never taken for a message, and a crash leaves at most files without a valid
+ * END, which the next start-up quarantines.
  *
  * Group commit: committer threads take jobs from a list; the directory fsync is
  * shared by leader/follower: a committer that finds no fsync running takes every
- * job renamed so far and fsyncs msg/ once for all of them; committers arriving
- * meanwhile wait for the next round. Completions return to the event loop
- * through an eventfd, which works whatever threading setup the event_base has.
+ * job whose file is fsynced so far and fsyncs msg/ once for all of them;
+ * committers arriving meanwhile wait for the next round. Completions return to
+ * the event loop through an eventfd, which works whatever threading setup the
+ * event_base has.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,15 +58,16 @@
 #include "util/timeutil.h"
 
 #define QUEUE_COMMITTERS 8
-#define QUEUE_ID_MAX 32
 #define MSG_BUF 32768
-#define STATE_FILE_MAX (QUEUE_FILE_META_MAX + QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN)
+#define STATE_FILE_MAX (QUEUE_FILE_META_MAX + QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN_V1)
+#define ID_TRIES 8 /* new ids tried when one is taken (O_EXCL) */
+#define FLUSH_ALL "_all" /* '_' is not in the id alphabet: never a message's name */
 
 enum crash_point {
 	CRASH_NONE = 0,
+	CRASH_MID_WRITE,
 	CRASH_AFTER_WRITE,
 	CRASH_AFTER_FSYNC,
-	CRASH_AFTER_RENAME,
 	CRASH_AFTER_DIRSYNC
 };
 
@@ -62,7 +78,7 @@ struct queue_msg {
 	int fd;
 	int err; /* sticky errno of a failed write */
 	uint64_t data_len;
-	EVP_MD_CTX *hash; /* over every octet written so far */
+	EVP_MD_CTX *hash; /* D1: over the magic line and every data octet so far */
 	uint8_t *buf; /* data not yet written */
 	size_t blen;
 	struct queue_buf tail; /* envelope records + END, built at commit */
@@ -72,8 +88,22 @@ struct queue_msg {
 	int dsync; /* directory fsync: 0 waiting, 1 done, -1 failed */
 };
 
+/* A message of the start-up pass, waiting for queue_take_startup. */
+struct startup_msg {
+	char id[QUEUE_ID_MAX];
+	int64_t received_at;
+	struct queue_pending_rcpt *rcpts; /* addr and route are heap copies */
+	size_t n;
+};
+
+/* An id committed since the last queue_take_committed. */
+struct committed {
+	struct committed *next;
+	char id[QUEUE_ID_MAX];
+};
+
 struct queue {
-	int dirfd, tmpfd, msgfd, statefd, quarfd;
+	int dirfd, tmpfd, msgfd, statefd, quarfd, flushfd;
 	struct event_base *base;
 	struct event *ev;
 	int efd;
@@ -95,6 +125,11 @@ struct queue {
 	struct queue_msg *done, **done_tail;
 	void (*on_commit)(void *arg, const char *id);
 	void *on_commit_arg;
+	/* what the delivery code takes: the start-up pass, then commits (under lmu) */
+	pthread_mutex_t lmu;
+	struct startup_msg *startup;
+	size_t n_startup;
+	struct committed *committed, **committed_tail;
 };
 
 /* ---- helpers ---- */
@@ -198,11 +233,18 @@ static void crash_at(const struct queue *q, enum crash_point p)
 
 static enum crash_point crash_parse(const char *s)
 {
-	static const char *const names[] = {"", "after-write", "after-fsync", "after-rename",
-	                                    "after-dirsync"};
-	for (int i = 1; s && i < 5; i++)
-		if (strcmp(s, names[i]) == 0)
-			return (enum crash_point)i;
+	static const struct {
+		const char *name;
+		enum crash_point p;
+	} points[] = {{"mid-write", CRASH_MID_WRITE},
+	              {"after-write", CRASH_AFTER_WRITE},
+	              {"after-fsync", CRASH_AFTER_FSYNC},
+	              /* Before queue v2 a rename followed the file's fsync; nothing does now. */
+	              {"after-rename", CRASH_AFTER_FSYNC},
+	              {"after-dirsync", CRASH_AFTER_DIRSYNC}};
+	for (size_t i = 0; s && i < sizeof points / sizeof points[0]; i++)
+		if (strcmp(s, points[i].name) == 0)
+			return points[i].p;
 	return CRASH_NONE;
 }
 
@@ -225,7 +267,7 @@ static void msg_free(struct queue_msg *m)
 	free(m);
 }
 
-/* Hands a finished commit to the event loop. */
+/* Hands a finished commit (or, without done(), an announcement) to the event loop. */
 static void complete(struct queue_msg *m, int ok)
 {
 	struct queue *q = m->q;
@@ -240,7 +282,7 @@ static void complete(struct queue_msg *m, int ok)
 		;
 }
 
-/* Shared fsync of msg/: returns once an fsync begun after m's rename finished. */
+/* Shared fsync of msg/: returns once an fsync begun after m's file was fsynced finished. */
 static int dir_sync(struct queue_msg *m)
 {
 	struct queue *q = m->q;
@@ -253,7 +295,7 @@ static int dir_sync(struct queue_msg *m)
 			pthread_cond_wait(&q->dcv, &q->dmu);
 			continue;
 		}
-		/* Leader: every job in the list was renamed before this fsync begins. */
+		/* Leader: every job in the list was created and fsynced before this fsync. */
 		struct queue_msg *batch = q->dwait;
 		q->dwait = NULL;
 		q->dsync_busy = 1;
@@ -270,35 +312,51 @@ static int dir_sync(struct queue_msg *m)
 	return ok ? 0 : -1;
 }
 
-/* Runs one commit: write, fsync, rename, directory fsync (in that order). */
-static void commit_job(struct queue_msg *m)
+/*
+ * Makes one message durable: write the rest, fsync the file, fsync msg/ (in that
+ * order). Returns 0, or -1 with errno after removing the file (the client gets
+ * a 4xx and retries; a crash before the removal is durable leaves a whole file
+ * that may be delivered: a duplicate, never a loss).
+ */
+static int commit_write(struct queue_msg *m)
 {
 	struct queue *q = m->q;
-	if (writev_all(m->fd, m->buf, m->blen, m->tail.p, m->tail.len) < 0)
+	int fd = m->fd, e;
+	m->fd = -1;
+	if (q->crash == CRASH_MID_WRITE) {
+		/* Everything but the last octet of the END record: a file cut short. */
+		if (writev_all(fd, m->buf, m->blen, m->tail.p, m->tail.len - 1) == 0)
+			raise(SIGKILL);
+		goto fail;
+	}
+	if (writev_all(fd, m->buf, m->blen, m->tail.p, m->tail.len) < 0)
 		goto fail;
 	crash_at(q, CRASH_AFTER_WRITE);
-	if (fsync(m->fd) < 0)
+	if (fsync(fd) < 0)
 		goto fail;
 	crash_at(q, CRASH_AFTER_FSYNC);
-	int fd = m->fd;
-	m->fd = -1;
-	if (close(fd) < 0 || renameat(q->tmpfd, m->id, q->msgfd, m->id) < 0)
+	if (close(fd) < 0) {
+		fd = -1;
 		goto fail;
-	crash_at(q, CRASH_AFTER_RENAME);
+	}
+	fd = -1;
 	if (dir_sync(m) < 0) {
-		/* Not durable: withdraw it; the client gets a 4xx and retries. */
-		log_err("queue: fsync of msg/ failed for %s: %s", m->id, strerror(errno));
+		e = errno;
+		log_err("queue: fsync of msg/ failed for %s: %s", m->id, strerror(e));
 		unlinkat(q->msgfd, m->id, 0);
-		complete(m, 0);
-		return;
+		errno = e;
+		return -1;
 	}
 	crash_at(q, CRASH_AFTER_DIRSYNC);
-	complete(m, 1);
-	return;
+	return 0;
 fail:
-	log_err("queue: cannot commit %s: %s", m->id, strerror(errno));
-	unlinkat(q->tmpfd, m->id, 0);
-	complete(m, 0);
+	e = errno;
+	log_err("queue: cannot commit %s: %s", m->id, strerror(e));
+	if (fd >= 0)
+		close(fd);
+	unlinkat(q->msgfd, m->id, 0);
+	errno = e;
+	return -1;
 }
 
 static void *committer(void *arg)
@@ -315,11 +373,27 @@ static void *committer(void *arg)
 		if (!q->jobs)
 			q->jobs_tail = &q->jobs;
 		pthread_mutex_unlock(&q->jmu);
-		commit_job(m);
+		complete(m, commit_write(m) == 0);
 		pthread_mutex_lock(&q->jmu);
 	}
 	pthread_mutex_unlock(&q->jmu);
 	return NULL;
+}
+
+/* Remembers a committed id for queue_take_committed. */
+static void note_committed(struct queue *q, const char *id)
+{
+	struct committed *c = malloc(sizeof *c);
+	if (!c) {
+		log_err("queue: out of memory: %s is delivered after the next restart", id);
+		return;
+	}
+	snprintf(c->id, sizeof c->id, "%s", id);
+	c->next = NULL;
+	pthread_mutex_lock(&q->lmu);
+	*q->committed_tail = c;
+	q->committed_tail = &c->next;
+	pthread_mutex_unlock(&q->lmu);
 }
 
 /* Runs done() and the on-commit callback of every finished commit. */
@@ -333,6 +407,8 @@ static void run_completions(struct queue *q)
 	while (list) {
 		struct queue_msg *m = list;
 		list = m->next;
+		if (m->ok)
+			note_committed(q, m->id);
 		if (m->done)
 			m->done(m->arg, m->ok, m->id);
 		if (m->ok && q->on_commit)
@@ -349,7 +425,7 @@ static void on_eventfd(evutil_socket_t fd, short what, void *arg)
 	run_completions(arg);
 }
 
-/* ---- start-up scan ---- */
+/* ---- start-up pass ---- */
 
 /* Moves dir/name to quarantine/ (as name, or name.N if taken) and logs it. */
 static void quarantine(struct queue *q, int dirfd, const char *dirname, const char *name,
@@ -451,7 +527,10 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* tmp/ holds only files of commits that never completed: nobody was told 250. */
+/*
+ * tmp/ holds state files being written and, from before queue v2, messages being
+ * written: nobody was told 250 for any of them.
+ */
 static void scan_tmp(struct queue *q)
 {
 	size_t n = 0;
@@ -466,34 +545,117 @@ static void scan_tmp(struct queue *q)
 	free_names(names, n);
 }
 
-static void scan_msg(struct queue *q)
+static void startup_free(struct startup_msg *s)
 {
-	size_t n = 0;
-	char **names = list_names(q->dirfd, "msg", &n);
-	for (size_t i = 0; names && i < n; i++) {
-		const char *id = names[i];
-		if (!id_valid(id)) {
-			quarantine(q, q->msgfd, "msg", id, "", "not a queue id");
+	for (size_t i = 0; i < s->n; i++) {
+		free((char *)s->rcpts[i].addr);
+		free((char *)s->rcpts[i].route);
+	}
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->n = 0;
+}
+
+/* Keeps a verified message and its unfinished recipients for queue_take_startup. */
+static int startup_add(struct queue *q, const char *id, const struct envelope *env, size_t *cap)
+{
+	if (q->n_startup == *cap) {
+		size_t nc = *cap ? *cap * 2 : 256;
+		struct startup_msg *v = realloc(q->startup, nc * sizeof *v);
+		if (!v)
+			return -1;
+		q->startup = v;
+		*cap = nc;
+	}
+	struct startup_msg *s = &q->startup[q->n_startup];
+	memset(s, 0, sizeof *s);
+	snprintf(s->id, sizeof s->id, "%s", id);
+	s->received_at = env->received_at;
+	s->rcpts = calloc(env->n_rcpts ? env->n_rcpts : 1, sizeof *s->rcpts);
+	if (!s->rcpts)
+		return -1;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		const struct envelope_rcpt *r = &env->rcpts[i];
+		if (r->state == RCPT_DELIVERED || r->state == RCPT_FAILED)
 			continue;
+		struct queue_pending_rcpt *p = &s->rcpts[s->n++];
+		p->index = i;
+		p->state = r->state;
+		p->attempts = r->attempts;
+		p->next_try = r->next_try;
+		p->addr = strdup(r->addr);
+		p->route = r->route && *r->route ? strdup(r->route) : NULL;
+		if (!p->addr || (r->route && *r->route && !p->route)) {
+			startup_free(s);
+			return -1;
 		}
-		struct envelope *env = NULL;
-		int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		int ok = fd >= 0 && queue_file_read(fd, &env, NULL, NULL) == 0;
+	}
+	q->n_startup++;
+	return 0;
+}
+
+/* Why a message file does not verify, for the log. */
+static const char *damage_kind(int fd)
+{
+	uint64_t off, len;
+	if (fd >= 0 && queue_file_locate_data(fd, &off, &len) == 0)
+		return "damaged (its digest does not match)";
+	return "incomplete or damaged (no valid END record: never acknowledged)";
+}
+
+/* One message file of the start-up pass: verified whole, its state read. 1 kept, 0 not. */
+static int scan_one(struct queue *q, const char *id, size_t *cap)
+{
+	struct envelope *env = NULL;
+	int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int ok = fd >= 0 && queue_file_read(fd, &env, NULL, NULL, NULL) == 0;
+	if (!ok) {
+		quarantine(q, q->msgfd, "msg", id, "", damage_kind(fd));
 		if (fd >= 0)
 			close(fd);
-		if (!ok) {
-			quarantine(q, q->msgfd, "msg", id, "", "damaged");
-			if (faccessat(q->statefd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-				quarantine(q, q->statefd, "state", id, ".state",
-				           "of a damaged message");
-			continue;
-		}
-		if (load_state(q, id, env) < 0)
-			quarantine(q, q->statefd, "state", id, ".state",
-			           "damaged (every recipient is pending again)");
-		envelope_free(env);
+		if (faccessat(q->statefd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			quarantine(q, q->statefd, "state", id, ".state", "of a damaged message");
+		return 0;
+	}
+	close(fd);
+	if (load_state(q, id, env) < 0)
+		quarantine(q, q->statefd, "state", id, ".state",
+		           "damaged (every recipient is pending again)");
+	if (startup_add(q, id, env, cap) < 0)
+		log_err("queue: out of memory at start-up: msg/%s waits for the next restart", id);
+	envelope_free(env);
+	return 1;
+}
+
+/* msg/: every file verified whole once; junk names and damaged files quarantined. */
+static void scan_msg(struct queue *q)
+{
+	size_t n = 0, cap = 0;
+	char **names = list_names(q->dirfd, "msg", &n);
+	if (!names) {
+		log_err("queue: cannot list msg/: %s", strerror(errno));
+		return;
+	}
+	qsort(names, n, sizeof *names, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		if (!id_valid(names[i]))
+			quarantine(q, q->msgfd, "msg", names[i], "", "not a queue id");
+		else
+			scan_one(q, names[i], &cap);
 	}
 	free_names(names, n);
+}
+
+static int cmp_startup(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct startup_msg *)elem)->id);
+}
+
+/* 1 if the start-up pass kept message id (the list is in id order). */
+static int startup_has(const struct queue *q, const char *id)
+{
+	return q->n_startup &&
+	       bsearch(id, q->startup, q->n_startup, sizeof *q->startup, cmp_startup) != NULL;
 }
 
 /* state/: junk names are quarantined; states of removed messages are deleted. */
@@ -504,7 +666,8 @@ static void scan_state(struct queue *q)
 	for (size_t i = 0; names && i < n; i++) {
 		if (!id_valid(names[i]))
 			quarantine(q, q->statefd, "state", names[i], "", "not a queue id");
-		else if (faccessat(q->msgfd, names[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+		else if (!startup_has(q, names[i]) &&
+		         faccessat(q->msgfd, names[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
 		         errno == ENOENT && unlinkat(q->statefd, names[i], 0) == 0)
 			log_info("queue: removed state/%s of a removed message", names[i]);
 	}
@@ -543,15 +706,17 @@ struct queue *queue_open(const char *dir, struct event_base *base, char *err, si
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	q->dirfd = q->tmpfd = q->msgfd = q->statefd = q->quarfd = q->efd = -1;
+	q->dirfd = q->tmpfd = q->msgfd = q->statefd = q->quarfd = q->flushfd = q->efd = -1;
 	q->base = base;
 	q->jobs_tail = &q->jobs;
 	q->done_tail = &q->done;
+	q->committed_tail = &q->committed;
 	pthread_mutex_init(&q->jmu, NULL);
 	pthread_cond_init(&q->jcv, NULL);
 	pthread_mutex_init(&q->dmu, NULL);
 	pthread_cond_init(&q->dcv, NULL);
 	pthread_mutex_init(&q->cmu, NULL);
+	pthread_mutex_init(&q->lmu, NULL);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
@@ -560,7 +725,8 @@ struct queue *queue_open(const char *dir, struct event_base *base, char *err, si
 	if (q->dirfd < 0 || (q->tmpfd = open_sub(q->dirfd, "tmp")) < 0 ||
 	    (q->msgfd = open_sub(q->dirfd, "msg")) < 0 ||
 	    (q->statefd = open_sub(q->dirfd, "state")) < 0 ||
-	    (q->quarfd = open_sub(q->dirfd, "quarantine")) < 0) {
+	    (q->quarfd = open_sub(q->dirfd, "quarantine")) < 0 ||
+	    (q->flushfd = open_sub(q->dirfd, "flush")) < 0) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
@@ -597,15 +763,24 @@ void queue_close(struct queue *q)
 	run_completions(q);
 	if (q->ev)
 		event_free(q->ev);
-	int fds[] = {q->efd, q->dirfd, q->tmpfd, q->msgfd, q->statefd, q->quarfd};
+	int fds[] = {q->efd, q->dirfd, q->tmpfd, q->msgfd, q->statefd, q->quarfd, q->flushfd};
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	for (size_t i = 0; i < q->n_startup; i++)
+		startup_free(&q->startup[i]);
+	free(q->startup);
+	while (q->committed) {
+		struct committed *c = q->committed;
+		q->committed = c->next;
+		free(c);
+	}
 	pthread_mutex_destroy(&q->jmu);
 	pthread_cond_destroy(&q->jcv);
 	pthread_mutex_destroy(&q->dmu);
 	pthread_cond_destroy(&q->dcv);
 	pthread_mutex_destroy(&q->cmu);
+	pthread_mutex_destroy(&q->lmu);
 	free(q);
 }
 
@@ -623,7 +798,64 @@ void queue_on_commit(struct queue *q, void (*fn)(void *arg, const char *id), voi
 	q->on_commit_arg = arg;
 }
 
+size_t queue_take_startup(struct queue *q, int (*fn)(void *arg, const struct queue_pending *p),
+                          void *arg)
+{
+	pthread_mutex_lock(&q->lmu);
+	struct startup_msg *list = q->startup;
+	size_t n = q->n_startup, given = 0;
+	q->startup = NULL;
+	q->n_startup = 0;
+	pthread_mutex_unlock(&q->lmu);
+	int stop = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct queue_pending p = {list[i].id, list[i].received_at, list[i].rcpts,
+		                          list[i].n};
+		if (!stop) {
+			given++;
+			stop = fn(arg, &p) != 0;
+		}
+		startup_free(&list[i]);
+	}
+	free(list);
+	return given;
+}
+
+size_t queue_take_committed(struct queue *q, void (*fn)(void *arg, const char *id), void *arg)
+{
+	pthread_mutex_lock(&q->lmu);
+	struct committed *list = q->committed;
+	q->committed = NULL;
+	q->committed_tail = &q->committed;
+	pthread_mutex_unlock(&q->lmu);
+	size_t n = 0;
+	while (list) {
+		struct committed *c = list;
+		list = c->next;
+		if (fn)
+			fn(arg, c->id);
+		free(c);
+		n++;
+	}
+	return n;
+}
+
 /* ---- writing a message ---- */
+
+/* Creates the message file in msg/ under a new id; O_EXCL: never another's file. */
+static int create_file(struct queue *q, struct queue_msg *m)
+{
+	for (int i = 0; i < ID_TRIES; i++) {
+		if (id_new(m->id) < 0) {
+			errno = ENOMEM;
+			return -1;
+		}
+		m->fd = openat(q->msgfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (m->fd >= 0 || errno != EEXIST)
+			return m->fd;
+	}
+	return -1;
+}
 
 struct queue_msg *queue_msg_begin(struct queue *q)
 {
@@ -636,14 +868,12 @@ struct queue_msg *queue_msg_begin(struct queue *q)
 	m->fd = -1;
 	m->buf = malloc(MSG_BUF);
 	m->hash = EVP_MD_CTX_new();
-	if (!m->buf || !m->hash || !EVP_DigestInit_ex(m->hash, EVP_sha256(), NULL) ||
-	    id_new(m->id) < 0) {
+	if (!m->buf || !m->hash || !EVP_DigestInit_ex(m->hash, EVP_sha256(), NULL)) {
 		msg_free(m);
 		errno = ENOMEM;
 		return NULL;
 	}
-	m->fd = openat(q->tmpfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (m->fd < 0) {
+	if (create_file(q, m) < 0) {
 		int e = errno;
 		msg_free(m);
 		errno = e;
@@ -687,25 +917,38 @@ int queue_msg_write(struct queue_msg *m, const void *data, size_t len)
 	return 0;
 }
 
+/* Builds the envelope records and the END record (D1, D2); sets m->err on failure. */
+static void build_tail(struct queue_msg *m, const struct envelope *env)
+{
+	uint8_t d1[QUEUE_FILE_DIGEST_LEN];
+	if (m->err)
+		return;
+	if (queue_file_encode_envelope(env, &m->tail) < 0 ||
+	    !EVP_DigestFinal_ex(m->hash, d1, NULL) ||
+	    queue_file_encode_end(m->data_len, d1, m->tail.p, m->tail.len, &m->tail) < 0)
+		m->err = env->mail_from ? ENOMEM : EINVAL; /* no reverse-path: a caller's bug */
+}
+
+/* A commit that cannot start: the file is removed. */
+static void discard(struct queue_msg *m)
+{
+	log_err("queue: cannot commit %s: %s", m->id, strerror(m->err));
+	close(m->fd);
+	m->fd = -1;
+	unlinkat(m->q->msgfd, m->id, 0);
+}
+
 void queue_msg_commit(struct queue_msg *m, const struct envelope *env,
                       void (*done)(void *arg, int ok, const char *id), void *arg)
 {
 	struct queue *q = m->q;
-	uint8_t digest[QUEUE_FILE_DIGEST_LEN];
 	m->done = done;
 	m->arg = arg;
 	if (!q->base && !m->err)
 		m->err = EINVAL; /* opened without an event loop: commits are unavailable */
-	if (!m->err && (queue_file_encode_envelope(env, &m->tail) < 0 ||
-	                !EVP_DigestUpdate(m->hash, m->tail.p, m->tail.len) ||
-	                !EVP_DigestFinal_ex(m->hash, digest, NULL) ||
-	                queue_file_encode_end(m->data_len, digest, &m->tail) < 0))
-		m->err = ENOMEM;
+	build_tail(m, env);
 	if (m->err) {
-		log_err("queue: cannot commit %s: %s", m->id, strerror(m->err));
-		close(m->fd);
-		m->fd = -1;
-		unlinkat(q->tmpfd, m->id, 0);
+		discard(m);
 		if (q->base)
 			complete(m, 0); /* reported from the loop, never before we return */
 		else
@@ -720,6 +963,56 @@ void queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	pthread_mutex_unlock(&q->jmu);
 }
 
+int queue_msg_commit_wait(struct queue_msg *m, const struct envelope *env, char id[QUEUE_ID_MAX])
+{
+	struct queue *q = m->q;
+	if (!q->base && !m->err)
+		m->err = EINVAL;
+	build_tail(m, env);
+	if (m->err) {
+		int e = m->err;
+		discard(m);
+		msg_free(m);
+		errno = e;
+		return -1;
+	}
+	if (commit_write(m) < 0) {
+		int e = errno;
+		msg_free(m);
+		errno = e;
+		return -1;
+	}
+	snprintf(id, QUEUE_ID_MAX, "%s", m->id);
+	/* What is left travels to the event loop: on_commit and the committed list. */
+	EVP_MD_CTX_free(m->hash);
+	free(m->buf);
+	queue_buf_free(&m->tail);
+	m->hash = NULL;
+	m->buf = NULL;
+	m->done = NULL;
+	complete(m, 1);
+	return 0;
+}
+
+int queue_enqueue(struct queue *q, const struct envelope *env, const void *data, size_t len,
+                  char id[QUEUE_ID_MAX])
+{
+	if (!q->base) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct queue_msg *m = queue_msg_begin(q);
+	if (!m)
+		return -1;
+	if (queue_msg_write(m, data, len) < 0) {
+		int e = errno;
+		queue_msg_abort(m);
+		errno = e;
+		return -1;
+	}
+	return queue_msg_commit_wait(m, env, id);
+}
+
 void queue_msg_abort(struct queue_msg *m)
 {
 	if (!m)
@@ -728,7 +1021,7 @@ void queue_msg_abort(struct queue_msg *m)
 		close(m->fd);
 		m->fd = -1;
 	}
-	unlinkat(m->q->tmpfd, m->id, 0);
+	unlinkat(m->q->msgfd, m->id, 0);
 	msg_free(m);
 }
 
@@ -755,15 +1048,18 @@ int queue_list(struct queue *q, int (*fn)(void *arg, const char *id), void *arg)
 int queue_read_envelope(struct queue *q, const char *id, struct envelope **env)
 {
 	struct envelope *e = NULL;
-	if (!id_valid(id))
+	if (!id_valid(id)) {
+		errno = ENOENT;
 		return -1;
+	}
 	int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -1;
-	int r = queue_file_read(fd, &e, NULL, NULL);
+	int r = queue_file_read_meta(fd, &e, NULL, NULL, NULL);
+	int saved = errno;
 	close(fd);
 	if (r < 0) {
-		log_warning("queue: msg/%s is damaged", id);
+		errno = saved == ENOENT ? EIO : saved;
 		return -1;
 	}
 	snprintf(e->id, sizeof e->id, "%s", id);
@@ -771,6 +1067,13 @@ int queue_read_envelope(struct queue *q, const char *id, struct envelope **env)
 		log_warning("queue: state/%s is damaged; its recipients count as pending", id);
 	*env = e;
 	return 0;
+}
+
+int queue_read_state(struct queue *q, struct envelope *env)
+{
+	if (!id_valid(env->id))
+		return -1;
+	return load_state(q, env->id, env);
 }
 
 int queue_open_data(struct queue *q, const char *id, uint64_t *len)
@@ -796,10 +1099,12 @@ int queue_update(struct queue *q, const struct envelope *env)
 	if (!id_valid(env->id) || RAND_bytes(rnd, sizeof rnd) != 1 ||
 	    faccessat(q->msgfd, env->id, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 		return -1;
-	/* "s." cannot begin a queue id, so this never collides with a message's tmp file. */
+	/* "s." cannot begin a queue id, so this never collides with an old message's tmp file. */
 	snprintf(tmp, sizeof tmp, "s.%s.%02x%02x%02x%02x", env->id, rnd[0], rnd[1], rnd[2], rnd[3]);
-	if (queue_file_encode_state(env, &b) < 0)
+	if (queue_file_encode_state(env, &b) < 0) {
+		queue_buf_free(&b);
 		return -1;
+	}
 	int fd = openat(q->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int r = -1;
 	if (fd >= 0) {
@@ -821,48 +1126,76 @@ int queue_update(struct queue *q, const struct envelope *env)
 
 int queue_remove(struct queue *q, const char *id)
 {
-	if (!id_valid(id) || unlinkat(q->msgfd, id, 0) < 0)
+	uint64_t off, len;
+	if (!id_valid(id))
 		return -1;
-	/* A crash here leaves an orphan state file; the start-up scan deletes it. */
+	/* A file without a valid END is being received (or damaged): not ours to remove. */
+	int fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int whole = fd >= 0 && queue_file_locate_data(fd, &off, &len) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!whole || unlinkat(q->msgfd, id, 0) < 0)
+		return -1;
+	/* A crash here leaves an orphan state file; the start-up pass deletes it. */
 	unlinkat(q->statefd, id, 0);
 	fsync(q->msgfd);
 	return 0;
 }
 
+/* ---- flush requests ---- */
+
 struct flush_ctx {
 	struct queue *q;
 	int count;
-	int failed;
 };
 
-static int flush_one(void *arg, const char *id)
+/* Counts a message's DEFERRED recipients (what a flush makes due). */
+static int count_deferred(void *arg, const char *id)
 {
 	struct flush_ctx *c = arg;
 	struct envelope *env = NULL;
-	int changed = 0;
-	int64_t now = time_wall_s();
 	if (queue_read_envelope(c->q, id, &env) < 0)
-		return 0; /* removed meanwhile, or damaged: not ours to fix here */
-	for (size_t i = 0; i < env->n_rcpts; i++) {
-		if (env->rcpts[i].state == RCPT_DEFERRED) {
-			env->rcpts[i].next_try = now;
-			changed++;
-		}
-	}
-	if (changed) {
-		if (queue_update(c->q, env) == 0)
-			c->count += changed;
-		else
-			c->failed = 1;
-	}
+		return 0; /* removed meanwhile, being received, or damaged */
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		c->count += env->rcpts[i].state == RCPT_DEFERRED;
 	envelope_free(env);
 	return 0;
 }
 
-int queue_flush(struct queue *q)
+int queue_flush(struct queue *q, const char *id)
 {
-	struct flush_ctx c = {q, 0, 0};
-	if (queue_list(q, flush_one, &c) < 0 || c.failed)
+	struct flush_ctx c = {q, 0};
+	if (id) {
+		struct envelope *env = NULL;
+		if (!id_valid(id) || queue_read_envelope(q, id, &env) < 0) {
+			errno = ENOENT;
+			return -1;
+		}
+		envelope_free(env);
+		count_deferred(&c, id);
+	} else if (queue_list(q, count_deferred, &c) < 0) {
 		return -1;
+	}
+	/* The request: an empty file named for the message, or "_all". Losing it in a
+	 * crash costs a retry's delay, nothing else, so it is not fsynced. */
+	int fd = openat(q->flushfd, id ? id : FLUSH_ALL, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	close(fd);
 	return c.count;
+}
+
+size_t queue_take_flush(struct queue *q, void (*fn)(void *arg, const char *id), void *arg)
+{
+	size_t n = 0, taken = 0;
+	char **names = list_names(q->dirfd, "flush", &n);
+	for (size_t i = 0; names && i < n; i++) {
+		int all = strcmp(names[i], FLUSH_ALL) == 0;
+		if (unlinkat(q->flushfd, names[i], 0) < 0 || (!all && !id_valid(names[i])))
+			continue; /* junk is only removed */
+		fn(arg, all ? NULL : names[i]);
+		taken++;
+	}
+	free_names(names, n);
+	return taken;
 }

@@ -1,7 +1,7 @@
 /*
  * queue_file: encoder and parser of queue files (format in queue_file.h). The
  * parser treats its input as hostile: every length is checked against what
- * remains before it is used, and nothing is trusted until the checksum matched.
+ * remains before it is used, and nothing is trusted until the digests matched.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +16,10 @@
 
 #define REC_HDR 5 /* type + u32 length */
 #define READ_CHUNK 65536
+/* A file up to this size is read with one pread (most mail is a few KiB). */
+#define READ_WHOLE_MAX 65536
+/* The tail read for the envelope: END and the records, usually in one pread. */
+#define READ_TAIL 8192
 #define BUF_MAX ((size_t)QUEUE_FILE_META_MAX + QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN)
 
 void queue_buf_free(struct queue_buf *b)
@@ -142,8 +146,34 @@ out:
 	return r;
 }
 
-int queue_file_encode_end(uint64_t data_len, const uint8_t digest[QUEUE_FILE_DIGEST_LEN],
-                          struct queue_buf *out)
+/* D2 = SHA-256(D1, data length (u64 BE), records): binds the envelope to the data. */
+static int digest_meta(const uint8_t d1[QUEUE_FILE_DIGEST_LEN], uint64_t data_len,
+                       const uint8_t *recs, size_t rlen, uint8_t d2[QUEUE_FILE_DIGEST_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t dl[8];
+	put_u64(dl, data_len);
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	         EVP_DigestUpdate(ctx, d1, QUEUE_FILE_DIGEST_LEN) && EVP_DigestUpdate(ctx, dl, 8) &&
+	         (rlen == 0 || EVP_DigestUpdate(ctx, recs, rlen)) &&
+	         EVP_DigestFinal_ex(ctx, d2, NULL);
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+int queue_file_encode_end(uint64_t data_len, const uint8_t d1[QUEUE_FILE_DIGEST_LEN],
+                          const uint8_t *recs, size_t rlen, struct queue_buf *out)
+{
+	uint8_t v[8 + 2 * QUEUE_FILE_DIGEST_LEN];
+	put_u64(v, data_len);
+	memcpy(v + 8, d1, QUEUE_FILE_DIGEST_LEN);
+	if (digest_meta(d1, data_len, recs, rlen, v + 8 + QUEUE_FILE_DIGEST_LEN) < 0)
+		return -1;
+	return rec_add(out, 'E', v, sizeof v);
+}
+
+int queue_file_encode_end_v1(uint64_t data_len, const uint8_t digest[QUEUE_FILE_DIGEST_LEN],
+                             struct queue_buf *out)
 {
 	uint8_t v[8 + QUEUE_FILE_DIGEST_LEN];
 	put_u64(v, data_len);
@@ -151,27 +181,46 @@ int queue_file_encode_end(uint64_t data_len, const uint8_t digest[QUEUE_FILE_DIG
 	return rec_add(out, 'E', v, sizeof v);
 }
 
-/* The fields a recipient's state and a final mailbox's state share: 's', 'A', 'M'. */
+/*
+ * The status, structured ('c' code, 'e' enhanced code, 't' text), and the route
+ * ('D'): the optional fields a recipient's state and a final mailbox's share.
+ */
+static int encode_status(struct queue_buf *b, const char *status, const char *route)
+{
+	if (route && *route && (strlen(route) > ENVELOPE_ROUTE_MAX || rec_str(b, 'D', route) < 0))
+		return -1;
+	if (!status)
+		return 0;
+	struct envelope_reply rp;
+	envelope_reply_split(status, &rp);
+	uint8_t code[2] = {(uint8_t)(rp.code >> 8), (uint8_t)rp.code};
+	if ((rp.code && rec_add(b, 'c', code, 2) < 0) ||
+	    (rp.enhanced[0] && rec_str(b, 'e', rp.enhanced) < 0))
+		return -1;
+	return rec_str(b, 't', rp.text);
+}
+
+/* The fields a recipient's state and a final mailbox's state share. */
 static int encode_state_fields(struct queue_buf *b, enum rcpt_state state, int attempts,
-                               const char *status)
+                               const char *status, const char *route)
 {
 	if (rec_u8(b, 's', (unsigned)state) < 0 ||
 	    rec_u32(b, 'A', attempts < 0 ? 0 : (uint32_t)attempts) < 0)
 		return -1;
-	return rec_str(b, 'M', status);
+	return encode_status(b, status, route);
 }
 
 /* One recipient's 'r' value into tmp: its state, next_try, then an 'X' per final. */
 static int encode_rcpt_state(const struct envelope_rcpt *rc, struct queue_buf *tmp,
                              struct queue_buf *inner)
 {
-	if (encode_state_fields(tmp, rc->state, rc->attempts, rc->status) < 0 ||
+	if (encode_state_fields(tmp, rc->state, rc->attempts, rc->status, rc->route) < 0 ||
 	    rec_i64(tmp, 'N', rc->next_try) < 0)
 		return -1;
 	for (size_t j = 0; j < rc->n_finals; j++) {
 		const struct envelope_final *f = &rc->finals[j];
-		if (!f->addr || rec_str(inner, 'a', f->addr) < 0 ||
-		    encode_state_fields(inner, f->state, f->attempts, f->status) < 0 ||
+		if (!f->addr || !*f->addr || rec_str(inner, 'a', f->addr) < 0 ||
+		    encode_state_fields(inner, f->state, f->attempts, f->status, f->route) < 0 ||
 		    rec_nested(tmp, 'X', inner) < 0)
 			return -1;
 	}
@@ -193,7 +242,7 @@ int queue_file_encode_state(const struct envelope *env, struct queue_buf *out)
 	if (out->len - QUEUE_FILE_MAGIC_LEN > QUEUE_FILE_META_MAX ||
 	    !EVP_Digest(out->p, out->len, digest, NULL, EVP_sha256(), NULL))
 		goto out;
-	r = queue_file_encode_end(0, digest, out);
+	r = queue_file_encode_end_v1(0, digest, out);
 out:
 	queue_buf_free(&inner);
 	queue_buf_free(&tmp);
@@ -345,55 +394,102 @@ static int parse_envelope(const uint8_t *p, size_t n, struct envelope **out)
 	return 0;
 }
 
-/*
- * Checks the END record of a file of `size` octets whose magic is `magic` and
- * returns the data length and digest; also checks the layout adds up.
- */
-static int check_end(const uint8_t *end, uint64_t size, uint64_t *data_len, uint8_t *digest)
+/* The version a magic line names: 2, 1, or 0 for none of ours. */
+static int msg_version(const uint8_t *magic)
 {
-	if (size < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN || end[0] != 'E' ||
-	    get_u32(end + 1) != 8 + QUEUE_FILE_DIGEST_LEN)
+	if (memcmp(magic, QUEUE_FILE_MAGIC, QUEUE_FILE_MAGIC_LEN) == 0)
+		return 2;
+	return memcmp(magic, QUEUE_FILE_MAGIC_V1, QUEUE_FILE_MAGIC_LEN) == 0 ? 1 : 0;
+}
+
+static size_t end_len(int version)
+{
+	return version == 2 ? QUEUE_FILE_END_LEN : QUEUE_FILE_END_LEN_V1;
+}
+
+/* What an END record says: where the data stops, and its digests. */
+struct end_info {
+	uint64_t data_len;
+	uint64_t recs_off; /* offset of the records: magic + data */
+	size_t recs_len;
+	uint8_t d1[QUEUE_FILE_DIGEST_LEN]; /* version 1 and state files: the one digest */
+	uint8_t d2[QUEUE_FILE_DIGEST_LEN];
+};
+
+/*
+ * Checks the END record `end` of a file of `size` octets in the given version
+ * (1: one digest, as state files; 2: D1 and D2) and that the layout adds up.
+ */
+static int check_end(const uint8_t *end, uint64_t size, int version, struct end_info *e)
+{
+	size_t el = end_len(version);
+	if (size < QUEUE_FILE_MAGIC_LEN + el || end[0] != 'E' || get_u32(end + 1) != el - REC_HDR)
 		return -1;
 	uint64_t dl = get_u64(end + REC_HDR);
-	uint64_t room = size - QUEUE_FILE_MAGIC_LEN - QUEUE_FILE_END_LEN;
+	uint64_t room = size - QUEUE_FILE_MAGIC_LEN - el;
 	if (dl > room || room - dl > QUEUE_FILE_META_MAX)
 		return -1;
-	*data_len = dl;
-	memcpy(digest, end + REC_HDR + 8, QUEUE_FILE_DIGEST_LEN);
+	e->data_len = dl;
+	e->recs_off = QUEUE_FILE_MAGIC_LEN + dl;
+	e->recs_len = (size_t)(room - dl);
+	memcpy(e->d1, end + REC_HDR + 8, QUEUE_FILE_DIGEST_LEN);
+	if (version == 2)
+		memcpy(e->d2, end + REC_HDR + 8 + QUEUE_FILE_DIGEST_LEN, QUEUE_FILE_DIGEST_LEN);
 	return 0;
 }
 
-/* Shared by both file kinds: magic, END, checksum; returns the records section. */
-static int parse_whole(const uint8_t *buf, size_t len, const char *magic, uint64_t *data_len,
-                       const uint8_t **recs, size_t *recs_len)
+/* D2 of the records against the END record's (version 2). */
+static int check_meta(const struct end_info *e, const uint8_t *recs)
 {
-	uint8_t want[QUEUE_FILE_DIGEST_LEN], got[QUEUE_FILE_DIGEST_LEN];
-	if (len < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN ||
+	uint8_t got[QUEUE_FILE_DIGEST_LEN];
+	if (digest_meta(e->d1, e->data_len, recs, e->recs_len, got) < 0)
+		return -1;
+	return CRYPTO_memcmp(got, e->d2, sizeof got) == 0 ? 0 : -1;
+}
+
+/*
+ * A whole file in memory with a one-digest END (state files, version 1 message
+ * files): magic, END, checksum. The records are at buf + e->recs_off.
+ */
+static int parse_whole_v1(const uint8_t *buf, size_t len, const char *magic, struct end_info *e)
+{
+	uint8_t got[QUEUE_FILE_DIGEST_LEN];
+	if (len < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN_V1 ||
 	    memcmp(buf, magic, QUEUE_FILE_MAGIC_LEN) != 0 ||
-	    check_end(buf + len - QUEUE_FILE_END_LEN, len, data_len, want) < 0)
+	    check_end(buf + len - QUEUE_FILE_END_LEN_V1, len, 1, e) < 0)
 		return -1;
-	size_t body = len - QUEUE_FILE_END_LEN;
-	if (!EVP_Digest(buf, body, got, NULL, EVP_sha256(), NULL) ||
-	    CRYPTO_memcmp(got, want, sizeof got) != 0)
+	if (!EVP_Digest(buf, len - QUEUE_FILE_END_LEN_V1, got, NULL, EVP_sha256(), NULL) ||
+	    CRYPTO_memcmp(got, e->d1, sizeof got) != 0)
 		return -1;
-	*recs = buf + QUEUE_FILE_MAGIC_LEN + *data_len;
-	*recs_len = body - QUEUE_FILE_MAGIC_LEN - (size_t)*data_len;
 	return 0;
+}
+
+/* A whole version 2 message file in memory: magic, END, D1 and D2. */
+static int parse_whole_v2(const uint8_t *buf, size_t len, struct end_info *e)
+{
+	uint8_t got[QUEUE_FILE_DIGEST_LEN];
+	if (len < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN ||
+	    check_end(buf + len - QUEUE_FILE_END_LEN, len, 2, e) < 0)
+		return -1;
+	if (!EVP_Digest(buf, (size_t)e->recs_off, got, NULL, EVP_sha256(), NULL) ||
+	    CRYPTO_memcmp(got, e->d1, sizeof got) != 0)
+		return -1;
+	return check_meta(e, buf + e->recs_off);
 }
 
 int queue_file_parse(const uint8_t *buf, size_t len, struct envelope **env, uint64_t *data_off,
                      uint64_t *data_len)
 {
-	const uint8_t *recs;
-	size_t rl;
-	uint64_t dl;
-	if (parse_whole(buf, len, QUEUE_FILE_MAGIC, &dl, &recs, &rl) < 0 ||
-	    parse_envelope(recs, rl, env) < 0)
+	struct end_info e;
+	int v = len >= QUEUE_FILE_MAGIC_LEN ? msg_version(buf) : 0;
+	if (v == 0 || (v == 1 && parse_whole_v1(buf, len, QUEUE_FILE_MAGIC_V1, &e) < 0) ||
+	    (v == 2 && parse_whole_v2(buf, len, &e) < 0) ||
+	    parse_envelope(buf + e.recs_off, e.recs_len, env) < 0)
 		return -1;
 	if (data_off)
 		*data_off = QUEUE_FILE_MAGIC_LEN;
 	if (data_len)
-		*data_len = dl;
+		*data_len = e.data_len;
 	return 0;
 }
 
@@ -417,18 +513,28 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 	return 0;
 }
 
-static int read_end(int fd, uint64_t *size, uint64_t *data_len, uint8_t *digest)
+/* The size of the regular file on fd and its version (from the magic line). */
+static int read_head(int fd, uint64_t *size, int *version)
 {
 	struct stat st;
-	uint8_t magic[QUEUE_FILE_MAGIC_LEN], end[QUEUE_FILE_END_LEN];
+	uint8_t magic[QUEUE_FILE_MAGIC_LEN];
 	if (fstat(fd, &st) < 0)
 		return -1;
 	*size = (uint64_t)st.st_size;
-	if (!S_ISREG(st.st_mode) || *size < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN ||
-	    pread_all(fd, magic, sizeof magic, 0) < 0 ||
-	    memcmp(magic, QUEUE_FILE_MAGIC, sizeof magic) != 0 ||
-	    pread_all(fd, end, sizeof end, *size - sizeof end) < 0 ||
-	    check_end(end, *size, data_len, digest) < 0) {
+	if (!S_ISREG(st.st_mode) || *size < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN_V1 ||
+	    pread_all(fd, magic, sizeof magic, 0) < 0 || (*version = msg_version(magic)) == 0) {
+		errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
+static int read_end(int fd, uint64_t size, int version, struct end_info *e)
+{
+	uint8_t end[QUEUE_FILE_END_LEN];
+	size_t el = end_len(version);
+	if (size < QUEUE_FILE_MAGIC_LEN + el || pread_all(fd, end, el, size - el) < 0 ||
+	    check_end(end, size, version, e) < 0) {
 		errno = EIO;
 		return -1;
 	}
@@ -438,27 +544,29 @@ static int read_end(int fd, uint64_t *size, uint64_t *data_len, uint8_t *digest)
 int queue_file_locate_data(int fd, uint64_t *data_off, uint64_t *data_len)
 {
 	uint64_t size;
-	uint8_t digest[QUEUE_FILE_DIGEST_LEN];
-	if (read_end(fd, &size, data_len, digest) < 0)
+	int v;
+	struct end_info e;
+	if (read_head(fd, &size, &v) < 0 || read_end(fd, size, v, &e) < 0)
 		return -1;
 	*data_off = QUEUE_FILE_MAGIC_LEN;
+	*data_len = e.data_len;
 	return 0;
 }
 
-/* Hashes [0, body) of the file, keeping the records section [rstart, body) in recs. */
-static int hash_file(int fd, uint64_t body, uint64_t rstart, uint8_t *recs, uint8_t *digest)
+/* Hashes [0, upto) of the file, keeping [keep_from, upto) in keep (if keep_from < upto). */
+static int hash_file(int fd, uint64_t upto, uint64_t keep_from, uint8_t *keep, uint8_t *digest)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t *chunk = malloc(READ_CHUNK);
 	int r = -1;
 	if (!ctx || !chunk || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
 		goto out;
-	for (uint64_t off = 0; off < body;) {
-		size_t n = body - off < READ_CHUNK ? (size_t)(body - off) : READ_CHUNK;
-		uint8_t *dst = off >= rstart ? recs + (off - rstart) : chunk;
-		/* Never let a chunk straddle the records start: read up to it. */
-		if (off < rstart && rstart - off < n)
-			n = (size_t)(rstart - off);
+	for (uint64_t off = 0; off < upto;) {
+		size_t n = upto - off < READ_CHUNK ? (size_t)(upto - off) : READ_CHUNK;
+		uint8_t *dst = off >= keep_from ? keep + (off - keep_from) : chunk;
+		/* Never let a chunk straddle keep_from: read up to it. */
+		if (off < keep_from && keep_from - off < n)
+			n = (size_t)(keep_from - off);
 		if (pread_all(fd, dst, n, off) < 0 || !EVP_DigestUpdate(ctx, dst, n))
 			goto out;
 		off += n;
@@ -470,167 +578,295 @@ out:
 	return r;
 }
 
-int queue_file_read(int fd, struct envelope **env, uint64_t *data_off, uint64_t *data_len)
+/* A big file, verified in chunks: only its records are kept (into *recs). */
+static int read_big(int fd, uint64_t size, int v, struct end_info *e, uint8_t **recs)
 {
-	uint64_t size, dl;
-	uint8_t want[QUEUE_FILE_DIGEST_LEN], got[QUEUE_FILE_DIGEST_LEN];
-	if (read_end(fd, &size, &dl, want) < 0)
+	uint8_t got[QUEUE_FILE_DIGEST_LEN];
+	if (read_end(fd, size, v, e) < 0 || !(*recs = malloc(e->recs_len ? e->recs_len : 1)))
 		return -1;
-	uint64_t body = size - QUEUE_FILE_END_LEN, rstart = QUEUE_FILE_MAGIC_LEN + dl;
-	size_t rl = (size_t)(body - rstart); /* <= QUEUE_FILE_META_MAX (check_end) */
-	uint8_t *recs = malloc(rl ? rl : 1);
-	int r = -1;
-	if (!recs)
+	if (v == 1) {
+		/* One digest over everything before END, the records included. */
+		if (hash_file(fd, e->recs_off + e->recs_len, e->recs_off, *recs, got) < 0)
+			return -1;
+		return CRYPTO_memcmp(got, e->d1, sizeof got) == 0 ? 0 : -1;
+	}
+	if (hash_file(fd, e->recs_off, e->recs_off, NULL, got) < 0 ||
+	    CRYPTO_memcmp(got, e->d1, sizeof got) != 0 ||
+	    pread_all(fd, *recs, e->recs_len, e->recs_off) < 0)
 		return -1;
-	if (hash_file(fd, body, rstart, recs, got) == 0) {
-		if (CRYPTO_memcmp(got, want, sizeof got) == 0 && parse_envelope(recs, rl, env) == 0)
-			r = 0;
-		else
-			errno = EIO;
-	}
-	free(recs);
-	if (r == 0) {
-		if (data_off)
-			*data_off = QUEUE_FILE_MAGIC_LEN;
-		if (data_len)
-			*data_len = dl;
-	}
-	return r;
+	return check_meta(e, *recs);
 }
 
-enum { SEEN_STATE = 1, SEEN_ATTEMPTS = 2, SEEN_NEXT = 4, SEEN_ADDR = 8 };
-
-/*
- * A field both state kinds share ('s', 'A', 'M'): 1 taken, 0 not one of them,
- * -1 bad or repeated.
- */
-static int parse_state_field(char t, const uint8_t *v, size_t vl, unsigned *seen,
-                             enum rcpt_state *state, int *attempts, char **status)
+/* Reports a result: parses the records, fills the outputs; errno EIO when damaged. */
+static int finish(int ok, const uint8_t *recs, const struct end_info *e, int v,
+                  struct envelope **env, uint64_t *data_off, uint64_t *data_len, int *version)
 {
-	unsigned x;
-	if (t == 's') {
-		if (take_u8(&x, v, vl, RCPT_REMOTE, seen, SEEN_STATE) < 0)
-			return -1;
-		*state = (enum rcpt_state)x;
-		return 1;
+	if (!ok || parse_envelope(recs, e->recs_len, env) < 0) {
+		errno = EIO;
+		return -1;
 	}
-	if (t == 'A') {
-		if (vl != 4 || (*seen & SEEN_ATTEMPTS) || get_u32(v) > 0x7fffffff)
-			return -1;
-		*seen |= SEEN_ATTEMPTS;
-		*attempts = (int)get_u32(v);
-		return 1;
-	}
-	if (t == 'M')
-		return take_str(status, v, vl) < 0 ? -1 : 1;
+	if (data_off)
+		*data_off = QUEUE_FILE_MAGIC_LEN;
+	if (data_len)
+		*data_len = e->data_len;
+	if (version)
+		*version = v;
 	return 0;
 }
 
-/* One final mailbox ('X' value: 'a' and the shared fields, all but 'M' required). */
-static int parse_final(const uint8_t *p, size_t n, struct envelope_rcpt *rc)
+int queue_file_read(int fd, struct envelope **env, uint64_t *data_off, uint64_t *data_len,
+                    int *version)
+{
+	uint64_t size;
+	int v, r;
+	struct end_info e;
+	uint8_t *buf = NULL;
+	if (read_head(fd, &size, &v) < 0)
+		return -1;
+	if (size <= READ_WHOLE_MAX) {
+		/* Most mail: one read, verified in memory. */
+		buf = malloc((size_t)size);
+		if (!buf)
+			return -1;
+		int ok = pread_all(fd, buf, (size_t)size, 0) == 0 &&
+		         (v == 1 ? parse_whole_v1(buf, (size_t)size, QUEUE_FILE_MAGIC_V1, &e)
+		                 : parse_whole_v2(buf, (size_t)size, &e)) == 0;
+		r = finish(ok, ok ? buf + e.recs_off : NULL, &e, v, env, data_off, data_len,
+		           version);
+	} else {
+		int ok = read_big(fd, size, v, &e, &buf) == 0;
+		r = finish(ok, buf, &e, v, env, data_off, data_len, version);
+	}
+	free(buf);
+	return r;
+}
+
+int queue_file_read_meta(int fd, struct envelope **env, uint64_t *data_off, uint64_t *data_len,
+                         int *version)
+{
+	uint64_t size;
+	int v;
+	struct end_info e;
+	if (read_head(fd, &size, &v) < 0)
+		return -1;
+	if (v == 1) /* one digest over the data too: verified whole */
+		return queue_file_read(fd, env, data_off, data_len, version);
+	if (size < QUEUE_FILE_MAGIC_LEN + QUEUE_FILE_END_LEN) {
+		errno = EIO;
+		return -1;
+	}
+	/* The END record and, usually, the records before it in one read from the end. */
+	size_t tl = size < READ_TAIL ? (size_t)size : READ_TAIL;
+	uint8_t *tail = malloc(tl), *recs = NULL;
+	int ok = 0;
+	if (!tail)
+		return -1;
+	if (pread_all(fd, tail, tl, size - tl) == 0 &&
+	    check_end(tail + tl - QUEUE_FILE_END_LEN, size, 2, &e) == 0) {
+		if (e.recs_len + QUEUE_FILE_END_LEN <= tl) {
+			ok = check_meta(&e, tail + tl - QUEUE_FILE_END_LEN - e.recs_len) == 0;
+		} else if ((recs = malloc(e.recs_len))) {
+			ok = pread_all(fd, recs, e.recs_len, e.recs_off) == 0 &&
+			     check_meta(&e, recs) == 0;
+		}
+	}
+	const uint8_t *rp = recs ? recs : ok ? tail + tl - QUEUE_FILE_END_LEN - e.recs_len : NULL;
+	int r = finish(ok, rp, &e, 2, env, data_off, data_len, version);
+	free(recs);
+	free(tail);
+	return r;
+}
+
+enum {
+	SEEN_STATE = 1,
+	SEEN_ATTEMPTS = 2,
+	SEEN_NEXT = 4,
+	SEEN_ADDR = 8,
+	SEEN_CODE = 16,
+	SEEN_TEXT = 32
+};
+
+/* A state or final mailbox record being parsed: the fields both share. */
+struct state_fields {
+	unsigned seen;
+	enum rcpt_state state;
+	int attempts;
+	int code;
+	char *enhanced, *text, *route;
+	char *status; /* 'M' (versions 1 and 2), or joined from c/e/t (version 3) */
+};
+
+static void state_fields_free(struct state_fields *f)
+{
+	free(f->enhanced);
+	free(f->text);
+	free(f->route);
+	free(f->status);
+}
+
+/*
+ * A field both state kinds share: 's', 'A', and 'M' (versions 1-2) or 'c', 'e',
+ * 't', 'D' (version 3). 1 taken, 0 not one of them, -1 bad or repeated.
+ */
+static int parse_state_field(char t, const uint8_t *v, size_t vl, int version,
+                             struct state_fields *f)
+{
+	unsigned x;
+	switch (t) {
+	case 's':
+		if (take_u8(&x, v, vl, RCPT_REMOTE, &f->seen, SEEN_STATE) < 0)
+			return -1;
+		f->state = (enum rcpt_state)x;
+		return 1;
+	case 'A':
+		if (vl != 4 || (f->seen & SEEN_ATTEMPTS) || get_u32(v) > 0x7fffffff)
+			return -1;
+		f->seen |= SEEN_ATTEMPTS;
+		f->attempts = (int)get_u32(v);
+		return 1;
+	}
+	if (version < 3)
+		return t == 'M' ? (take_str(&f->status, v, vl) < 0 ? -1 : 1) : 0;
+	switch (t) {
+	case 'c':
+		if (vl != 2 || (f->seen & SEEN_CODE) || ((unsigned)v[0] << 8 | v[1]) < 200 ||
+		    ((unsigned)v[0] << 8 | v[1]) > 599)
+			return -1;
+		f->seen |= SEEN_CODE;
+		f->code = (int)((unsigned)v[0] << 8 | v[1]);
+		return 1;
+	case 'e':
+		if (!envelope_enhanced_valid((const char *)v, vl) ||
+		    take_str(&f->enhanced, v, vl) < 0)
+			return -1;
+		return 1;
+	case 't':
+		if (take_str(&f->text, v, vl) < 0)
+			return -1;
+		f->seen |= SEEN_TEXT;
+		return 1;
+	case 'D':
+		if (vl == 0 || vl > ENVELOPE_ROUTE_MAX || take_str(&f->route, v, vl) < 0)
+			return -1;
+		return 1;
+	}
+	return 0;
+}
+
+/* After the last field: the status of a version 3 record, joined from its parts. */
+static int state_fields_done(struct state_fields *f, int version)
+{
+	if (version < 3 || !(f->seen & (SEEN_CODE | SEEN_TEXT)))
+		return f->enhanced ? -1 : 0;
+	if (f->enhanced && !(f->seen & SEEN_CODE))
+		return -1; /* an enhanced code only follows a reply code */
+	f->status = envelope_reply_join(f->code, f->enhanced, f->text);
+	return f->status ? 0 : -1;
+}
+
+/* One final mailbox ('X' value: 'a' and the shared fields, 's' and 'A' required). */
+static int parse_final(const uint8_t *p, size_t n, int version, struct envelope_rcpt *rc)
 {
 	struct rec_iter it = {p, n};
-	struct envelope_final f = {0};
-	unsigned seen = 0;
+	struct state_fields f = {0};
+	char *addr = NULL;
 	char t;
 	const uint8_t *v;
 	size_t vl;
 	int k, r = -1;
 	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
-		int got = parse_state_field(t, v, vl, &seen, &f.state, &f.attempts, &f.status);
-		if (got < 0 || (got == 0 && (t != 'a' || vl == 0 || take_str(&f.addr, v, vl) < 0)))
+		int got = parse_state_field(t, v, vl, version, &f);
+		if (got < 0 || (got == 0 && (t != 'a' || vl == 0 || take_str(&addr, v, vl) < 0)))
 			goto out;
-		if (got == 0)
-			seen |= SEEN_ADDR;
 	}
-	if (k != 0 || seen != (SEEN_STATE | SEEN_ATTEMPTS | SEEN_ADDR))
+	if (k != 0 || !addr ||
+	    (f.seen & (SEEN_STATE | SEEN_ATTEMPTS)) != (SEEN_STATE | SEEN_ATTEMPTS) ||
+	    state_fields_done(&f, version) < 0)
 		goto out;
-	int j = envelope_add_final(rc, f.addr, f.state);
+	int j = envelope_add_final(rc, addr, f.state);
 	if (j < 0)
 		goto out;
 	rc->finals[j].attempts = f.attempts;
 	rc->finals[j].status = f.status;
-	f.status = NULL;
+	rc->finals[j].route = f.route;
+	f.status = f.route = NULL;
 	r = 0;
 out:
-	free(f.addr);
-	free(f.status);
+	free(addr);
+	state_fields_free(&f);
 	return r;
 }
 
 /*
- * One recipient's state record into *rc (all fields required except the status;
- * final mailboxes, 'X', only in a version 2 file).
+ * One recipient's state record into *rc (state, attempts and next_try required;
+ * final mailboxes, 'X', from version 2 on).
  */
-static int parse_state(const uint8_t *p, size_t n, struct envelope_rcpt *rc, int finals_ok)
+static int parse_state(const uint8_t *p, size_t n, int version, struct envelope_rcpt *rc)
 {
 	struct rec_iter it = {p, n};
-	unsigned seen = 0;
+	struct state_fields f = {0};
+	int next_seen = 0, k, r = -1;
 	char t;
 	const uint8_t *v;
 	size_t vl;
-	int k;
 	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
-		int got =
-		        parse_state_field(t, v, vl, &seen, &rc->state, &rc->attempts, &rc->status);
+		int got = parse_state_field(t, v, vl, version, &f);
 		if (got < 0)
-			return -1;
+			goto out;
 		if (got > 0)
 			continue;
-		if (t == 'N' && vl == 8 && !(seen & SEEN_NEXT)) {
-			seen |= SEEN_NEXT;
+		if (t == 'N' && vl == 8 && !next_seen) {
+			next_seen = 1;
 			rc->next_try = (int64_t)get_u64(v);
-		} else if (!(t == 'X' && finals_ok && parse_final(v, vl, rc) == 0)) {
-			return -1;
+		} else if (!(t == 'X' && version >= 2 && parse_final(v, vl, version, rc) == 0)) {
+			goto out;
 		}
 	}
-	return k == 0 && seen == (SEEN_STATE | SEEN_ATTEMPTS | SEEN_NEXT) ? 0 : -1;
+	if (k != 0 || !next_seen ||
+	    (f.seen & (SEEN_STATE | SEEN_ATTEMPTS)) != (SEEN_STATE | SEEN_ATTEMPTS) ||
+	    state_fields_done(&f, version) < 0)
+		goto out;
+	rc->state = f.state;
+	rc->attempts = f.attempts;
+	rc->status = f.status;
+	rc->route = f.route;
+	f.status = f.route = NULL;
+	r = 0;
+out:
+	state_fields_free(&f);
+	return r;
 }
 
 static void state_scratch_free(struct envelope_rcpt *st, size_t n)
 {
 	for (size_t j = 0; j < n; j++) {
 		free(st[j].status);
+		free(st[j].route);
 		envelope_clear_finals(&st[j]);
 	}
 	free(st);
 }
 
-int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
+static int state_version(const uint8_t *buf, size_t len)
 {
-	const uint8_t *recs;
-	size_t rl, i = 0;
-	uint64_t dl;
-	/* Version 1 (before final mailboxes) is still read: its files may be on disk. */
-	int v2 = len >= QUEUE_FILE_MAGIC_LEN &&
-	         memcmp(buf, QUEUE_STATE_MAGIC, QUEUE_FILE_MAGIC_LEN) == 0;
-	if (parse_whole(buf, len, v2 ? QUEUE_STATE_MAGIC : QUEUE_STATE_MAGIC_V1, &dl, &recs, &rl) <
-	            0 ||
-	    dl != 0)
-		return -1;
-	/* Parse into scratch first so a damaged file changes nothing. */
-	struct envelope_rcpt *st = calloc(env->n_rcpts ? env->n_rcpts : 1, sizeof *st);
-	struct rec_iter it = {recs, rl};
-	char t;
-	const uint8_t *v;
-	size_t vl;
-	int k, r = -1;
-	if (!st)
-		return -1;
-	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
-		if (t != 'r' || i >= env->n_rcpts || parse_state(v, vl, &st[i], v2) < 0) {
-			i++; /* so the partly filled entry is freed below */
-			goto out;
-		}
-		i++;
-	}
-	if (k != 0 || i != env->n_rcpts)
-		goto out;
+	static const char *const magics[] = {QUEUE_STATE_MAGIC_V1, QUEUE_STATE_MAGIC_V2,
+	                                     QUEUE_STATE_MAGIC};
+	for (int i = 0; len >= QUEUE_FILE_MAGIC_LEN && i < 3; i++)
+		if (memcmp(buf, magics[i], QUEUE_FILE_MAGIC_LEN) == 0)
+			return i + 1;
+	return 0;
+}
+
+/* Moves the parsed states st[0, n) into env's recipients (the old ones are freed). */
+static void state_move(struct envelope *env, struct envelope_rcpt *st)
+{
 	for (size_t j = 0; j < env->n_rcpts; j++) {
 		struct envelope_rcpt *rc = &env->rcpts[j];
 		free(rc->status);
+		free(rc->route);
 		envelope_clear_finals(rc);
 		rc->status = st[j].status;
+		rc->route = st[j].route;
 		rc->finals = st[j].finals;
 		rc->n_finals = st[j].n_finals;
 		rc->state = st[j].state;
@@ -638,6 +874,37 @@ int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
 		rc->next_try = st[j].next_try;
 		memset(&st[j], 0, sizeof st[j]); /* now owned by env */
 	}
+}
+
+int queue_file_apply_state(const uint8_t *buf, size_t len, struct envelope *env)
+{
+	struct end_info e;
+	const uint8_t *recs;
+	size_t i = 0;
+	/* Versions 1 and 2 are still read: their files may be on disk at an upgrade. */
+	int version = state_version(buf, len);
+	if (version == 0 || parse_whole_v1(buf, len, (const char *)buf, &e) < 0 || e.data_len != 0)
+		return -1;
+	recs = buf + e.recs_off;
+	/* Parse into scratch first so a damaged file changes nothing. */
+	struct envelope_rcpt *st = calloc(env->n_rcpts ? env->n_rcpts : 1, sizeof *st);
+	struct rec_iter it = {recs, e.recs_len};
+	char t;
+	const uint8_t *v;
+	size_t vl;
+	int k, r = -1;
+	if (!st)
+		return -1;
+	while ((k = rec_next(&it, &t, &v, &vl)) > 0) {
+		if (t != 'r' || i >= env->n_rcpts || parse_state(v, vl, version, &st[i]) < 0) {
+			i++; /* so the partly filled entry is freed below */
+			goto out;
+		}
+		i++;
+	}
+	if (k != 0 || i != env->n_rcpts)
+		goto out;
+	state_move(env, st);
 	r = 0;
 out:
 	state_scratch_free(st, i < env->n_rcpts ? i : env->n_rcpts);

@@ -52,7 +52,8 @@ def rcpt_code(d, addr):
 
 
 def queue_lines(d):
-    return d.cli("queue", "list").stdout.splitlines()
+    """The message lines of `queue list` (not the indented per-recipient lines)."""
+    return [ln for ln in d.cli("queue", "list").stdout.splitlines() if not ln.startswith(" ")]
 
 
 def show(d, qid):

@@ -317,7 +317,8 @@ def test_post_to_list_stays_queued_remote():
         S.eq(len(wait_mail(d, "alice@example.com", 1, timeout=WAIT)), 1, "alice's own copy")
 
         def list_remote():
-            lines = d.cli("queue", "list").stdout.splitlines()
+            lines = [ln for ln in d.cli("queue", "list").stdout.splitlines()
+                     if ln and not ln[0].isspace()]  # message lines, not recipient lines
             if len(lines) != 1:
                 return None
             shown = d.cli("queue", "show", lines[0].split()[0]).stdout

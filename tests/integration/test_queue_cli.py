@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""`sharemail queue list|show|delete|flush`: outputs, exit codes and the queue files.
+"""`sharemail queue list|show|delete|flush [ID]`: outputs, exit codes and the queue files.
 
 Queue files are written here by an independent Python implementation of the
 format documented in src/queue/queue_file.h (magic line, data, length-prefixed
-records, END record with SHA-256), so the test also pins the on-disk format.
-One test runs the real daemon: a relayed message sent with smtplib waits in the
-queue for remote delivery, and the CLI lists, shows and deletes it; damaged files
-and junk names present at start-up are quarantined.
+records, END record with SHA-256 digests; message files of version 1, from
+before queue v2, and 2; state files of versions 1 to 3), so the test also pins
+the on-disk format. Against the real daemon: a relayed message sent with smtplib
+waits in the queue for remote delivery, and the CLI lists, shows and deletes it
+(and its files are checked byte by byte); damaged files, files cut short and junk
+names present at start-up are quarantined; the queue files written by the code
+before queue v2 (tests/fixtures/queue-v1) are delivered; `queue flush [ID]` makes
+the running daemon retry within a bounded wait, with no other event to wake it.
 """
+import glob
 import hashlib
 import os
 import re
+import shutil
 import smtplib
 import struct
 import sys
@@ -22,6 +28,7 @@ from smtest import Suite, free_tcp_port  # noqa: E402
 
 S = Suite("queue_cli")
 WAIT = 10.0  # a bound for the daemon, never asserted
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "queue-v1")
 ID_RE = re.compile(r"^[0-9A-Za-z]{11,31}$")
 DELIVERED, FAILED, DEFERRED, REMOTE = 1, 2, 3, 4
 
@@ -35,13 +42,50 @@ def with_end(magic, data, recs):
     return body + rec(b"E", struct.pack(">Q", len(data)) + hashlib.sha256(body).digest())
 
 
-def msg_file(data, mail_from, rcpts, helo=b"client.example.org", received_at=None):
+def msg_file(data, mail_from, rcpts, helo=b"client.example.org", received_at=None, version=1):
+    """A message file: version 1 (one digest, as before queue v2) or 2 (D1, D2)."""
     recs = rec(b"F", mail_from) + rec(b"H", helo) + rec(b"C", b"192.0.2.9")
     recs += rec(b"T", struct.pack(">q", int(received_at or time.time())))
     recs += rec(b"S", b"\x00")
     for r in rcpts:
         recs += rec(b"P", rec(b"a", r))
-    return with_end(b"sharemail-queue 1\n", data, recs)
+    if version == 1:
+        return with_end(b"sharemail-queue 1\n", data, recs)
+    head = b"sharemail-queue 2\n" + data
+    d1 = hashlib.sha256(head).digest()
+    dlen = struct.pack(">Q", len(data))
+    d2 = hashlib.sha256(d1 + dlen + recs).digest()
+    return head + recs + rec(b"E", dlen + d1 + d2)
+
+
+def records(b):
+    """[(type, value)] of a records section."""
+    out = []
+    while b:
+        n = struct.unpack(">I", b[1:5])[0]
+        out.append((b[:1], b[5:5 + n]))
+        b = b[5 + n:]
+    return out
+
+
+def parse_msg_v2(raw):
+    """(data, envelope records) of a version 2 message file; checks both digests."""
+    S.check(raw.startswith(b"sharemail-queue 2\n"), "magic line of version 2")
+    end = raw[-77:]
+    S.eq(end[:5], b"E" + struct.pack(">I", 72), "END record header")
+    dlen = struct.unpack(">Q", end[5:13])[0]
+    d1, d2 = end[13:45], end[45:77]
+    S.eq(hashlib.sha256(raw[:18 + dlen]).digest(), d1, "D1 = SHA-256(magic, data)")
+    recs = raw[18 + dlen:-77]
+    S.eq(hashlib.sha256(d1 + end[5:13] + recs).digest(), d2, "D2 = SHA-256(D1, length, records)")
+    return raw[18:18 + dlen], records(recs)
+
+
+def parse_state_v3(raw):
+    """[{type: value}, ...] per recipient of a version 3 state file (digest checked)."""
+    S.check(raw.startswith(b"sharemail-state 3\n"), "magic line of state version 3")
+    S.eq(hashlib.sha256(raw[:-45]).digest(), raw[-32:], "state digest")
+    return [dict(records(v)) for t, v in records(raw[18:-45]) if t == b"r"]
 
 
 def state_file(states):
@@ -127,10 +171,16 @@ def test_list_show_flush_delete_files_written_by_python():
         p = run(d, "list")
         expect(p, 0, "list")
         lines = p.stdout.splitlines()
-        S.eq(len(lines), 3, f"three lines: {p.stdout!r}")
-        S.eq(lines[0], f"{a} 10m <sender@example.org> 2 deferred=1 remote=1", "list line 1")
-        S.eq(lines[1], f"{b} 2h <> 1 pending=1", "list line 2 (no state file: pending)")
-        S.eq(lines[2], "08AAAAAAACcccccccc damaged", "list line 3")
+        S.eq(len(lines), 6, f"three messages and their recipients: {p.stdout!r}")
+        nxt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))
+        S.eq(lines[:6], [f"{a} 10m <sender@example.org> 2 deferred=1 remote=1",
+                         f'  <one@example.net> deferred next={nxt} attempts=2 '
+                         f'last="451 4.4.1 no answer"',
+                         '  <two@example.net> remote last="450 4.4.0 remote"',
+                         f"{b} 2h <> 1 pending=1",
+                         "  <r@example.net> pending",
+                         "08AAAAAAACcccccccc incomplete (being received, or damaged)"],
+             "list: each message, then each recipient's state, next try and last reply")
 
         p = run(d, "show", a)
         expect(p, 0, "show")
@@ -152,13 +202,21 @@ def test_list_show_flush_delete_files_written_by_python():
         p = run(d, "flush")
         expect(p, 0, "flush")
         S.eq(p.stdout, "1 recipients due now\n", "flush count")
+        # A request for the daemon (not running here): the CLI writes no state.
+        S.check(os.path.exists(qpath(d, "flush", "_all")), "flush request left for the daemon")
         p = run(d, "show", a)
-        m = re.search(r"one@example.net> state=deferred attempts=2 next=(\S+)", p.stdout)
-        S.check(m is not None, "still deferred after flush")
-        if m:
-            due = time.mktime(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
-            S.check(due <= time.time() + 1, f"next try is now, got {m.group(1)}")
-        S.check("two@example.net> state=remote" in p.stdout, "flush left remote alone")
+        S.check(f"one@example.net> state=deferred attempts=2 next={nxt} " in p.stdout,
+                f"the state is the daemon's to change: {p.stdout!r}")
+        p = run(d, "flush", a)
+        expect(p, 0, "flush ID")
+        S.eq(p.stdout, "1 recipients due now\n", "flush ID count")
+        S.check(os.path.exists(qpath(d, "flush", a)), "flush request for one message")
+        S.eq(run(d, "flush", b).stdout, "0 recipients due now\n", "flush of nothing deferred")
+        p = run(d, "flush", "0000000000nothere")
+        expect(p, 1, "flush of a missing id")
+        S.check("no such message" in p.stderr, f"flush missing: {p.stderr!r}")
+        expect(run(d, "flush", "08AAAAAAACcccccccc"), 1, "flush of an unreadable file")
+        expect(run(d, "flush", a, b), 64, "flush with two ids")
 
         p = run(d, "delete", a)
         expect(p, 0, "delete")
@@ -166,7 +224,11 @@ def test_list_show_flush_delete_files_written_by_python():
         S.check(not os.path.exists(qpath(d, "msg", a)), "message file removed")
         S.check(not os.path.exists(qpath(d, "state", a)), "state file removed")
         expect(run(d, "delete", a), 1, "delete twice")
-        S.eq(len(run(d, "list").stdout.splitlines()), 2, "two left")
+        S.eq(len([ln for ln in run(d, "list").stdout.splitlines() if not ln.startswith(" ")]), 2,
+             "two left")
+        # A file without a valid END (a message still being received) is never deleted.
+        expect(run(d, "delete", "08AAAAAAACcccccccc"), 1, "delete of an incomplete file")
+        S.check(os.path.exists(qpath(d, "msg", "08AAAAAAACcccccccc")), "incomplete file kept")
 
 
 def test_final_mailboxes_written_by_python():
@@ -186,8 +248,8 @@ def test_final_mailboxes_written_by_python():
             ((REMOTE, 1, 0, b"450 4.4.0 remote delivery not built yet"), [])]))
         p = run(d, "list")
         expect(p, 0, "list")
-        S.eq(p.stdout, f"{a} 30s <s@example.org> 2 deferred=1 remote=1; 3 mailboxes "
-                       "delivered=1 failed=1 deferred=1\n", "list counts the mailboxes")
+        S.eq(p.stdout.splitlines()[0], f"{a} 30s <s@example.org> 2 deferred=1 remote=1; "
+             "3 mailboxes delivered=1 failed=1 deferred=1", "list counts the mailboxes")
         p = run(d, "show", a)
         expect(p, 0, "show")
         want = ('rcpt: <team@example.com> state=deferred attempts=1 next=',
@@ -206,8 +268,25 @@ def test_final_mailboxes_written_by_python():
         # A damaged final mailbox record damages the state file: pending again, listed.
         put(d, "state", a, state_file_v2([((DEFERRED, 1, 0, b"x"), [(b"", DELIVERED, 1, None)]),
                                           ((REMOTE, 1, 0, b"y"), [])]))
-        S.eq(run(d, "list").stdout, f"{a} 30s <s@example.org> 2 pending=2\n",
+        S.eq(run(d, "list").stdout, f"{a} 30s <s@example.org> 2 pending=2\n"
+             "  <team@example.com> pending\n  <far@example.net> pending\n",
              "a damaged state counts as pending")
+        # Version 3: the status stored as code, enhanced code and text; a route.
+        recs = rec(b"r", rec(b"s", bytes([DEFERRED])) + rec(b"A", struct.pack(">I", 4)) +
+                   rec(b"N", struct.pack(">q", now + 60)) + rec(b"c", struct.pack(">H", 421)) +
+                   rec(b"e", b"4.4.2") + rec(b"t", b"lost connection") +
+                   rec(b"D", b"[192.0.2.25]:2525"))
+        recs += rec(b"r", rec(b"s", bytes([REMOTE])) + rec(b"A", struct.pack(">I", 0)) +
+                    rec(b"N", struct.pack(">q", 0)))
+        put(d, "state", a, with_end(b"sharemail-state 3\n", b"", recs))
+        nxt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 60))
+        lines = run(d, "list").stdout.splitlines()
+        S.eq(lines[1], f'  <team@example.com> deferred next={nxt} attempts=4 '
+                       f'route=[192.0.2.25]:2525 last="421 4.4.2 lost connection"',
+             "version 3 state: route and last reply")
+        S.check(f'rcpt: <team@example.com> state=deferred attempts=4 next={nxt} notify=- '
+                f'route=[192.0.2.25]:2525 status="421 4.4.2 lost connection"\n'
+                in run(d, "show", a).stdout, "show: route and last reply")
 
 
 def test_daemon_queue_and_cli():
@@ -225,11 +304,18 @@ def test_daemon_queue_and_cli():
         put(d, "msg", "08AAAAAAAAflipflip", bytes(flipped))
         put(d, "msg", "junk-name", b"junk")
         put(d, "tmp", "08AAAAAAAAunfinish", good[:40])
+        # Cut short by a crash while being received (never acknowledged): no valid END.
+        good2 = msg_file(b"Subject: new\r\n\r\nnew\r\n", b"new@example.org",
+                         [b"far@remote.example"], version=2)
+        put(d, "msg", "08AAAAAAABgoodgood", good2)
+        put(d, "msg", "08AAAAAAAAcutshort", good2[:-1])
         d.start()
         log = d.logtext()
-        for name in ("08AAAAAAAAflipflip", "junk-name"):
+        for name in ("08AAAAAAAAflipflip", "junk-name", "08AAAAAAAAcutshort"):
             S.check(os.path.exists(qpath(d, "quarantine", name)), f"{name} quarantined")
             S.check(name in log, f"{name} named in the log")
+        S.check(re.search(r"msg/08AAAAAAAAcutshort is incomplete .*never acknowledged", log),
+                f"the file cut short is logged as never acknowledged: {log!r}")
         S.check(not os.path.exists(qpath(d, "tmp", "08AAAAAAAAunfinish")), "tmp cleaned")
 
         body = "Subject: queued\r\n\r\nwaits for remote delivery\r\n"
@@ -241,7 +327,7 @@ def test_daemon_queue_and_cli():
         lines = []
         while time.monotonic() < deadline:
             lines = [ln for ln in run(d, "list").stdout.splitlines() if "<me@example.org>" in ln]
-            if lines and "pending" not in lines[0]:
+            if lines and "pending" not in lines[0] and os.listdir(qpath(d, "state")):
                 break
             time.sleep(0.05)
         S.eq(len(lines), 1, f"one queued message: {lines!r}")
@@ -257,19 +343,135 @@ def test_daemon_queue_and_cli():
             S.check(m is not None and int(m.group(1)) >= len(body), "size recorded")
             with open(qpath(d, "msg", qid), "rb") as f:
                 raw = f.read()
-            S.check(raw.startswith(b"sharemail-queue 1\n"), "magic line")
-            dlen = struct.unpack(">Q", raw[-40:-32])[0]
-            S.eq(hashlib.sha256(raw[:-45]).digest(), raw[-32:], "checksum over the file")
-            S.check(b"waits for remote delivery\r\n" in raw[18:18 + dlen], "data in place")
+            data, env = parse_msg_v2(raw)
+            S.check(data.endswith(b"waits for remote delivery\r\n"), "data in place")
+            S.check((b"F", b"me@example.org") in env, f"reverse-path record: {env!r}")
+            S.check((b"P", rec(b"a", b"far@remote.example")) in env, "recipient record")
+            with open(qpath(d, "state", qid), "rb") as f:
+                st = parse_state_v3(f.read())
+            S.eq(len(st), 1, "one recipient's state")
+            if st:
+                S.eq(st[0].get(b"s"), bytes([REMOTE]), "state: remote")
+                S.eq(st[0].get(b"c"), struct.pack(">H", 450), "reply code 450")
+                S.eq(st[0].get(b"e"), b"4.4.0", "enhanced code")
+                S.eq(st[0].get(b"t"), b"remote delivery not built yet", "text")
             p = run(d, "delete", qid)
             expect(p, 0, "delete while the daemon runs")
             S.check(not os.path.exists(qpath(d, "msg", qid)), "file gone")
-        S.check(any(ln.startswith("08AAAAAAAAgoodgood ") for ln in run(d, "list").stdout.splitlines()),
-                "the undamaged old message kept")
+        listed = run(d, "list").stdout.splitlines()
+        S.check(any(ln.startswith("08AAAAAAAAgoodgood ") for ln in listed),
+                "the undamaged old message (version 1) kept")
+        S.check(any(ln.startswith("08AAAAAAABgoodgood ") for ln in listed),
+                "the undamaged version 2 message kept")
+        S.eq(d.stop(), 0, "daemon exit status")
+    finally:
+        d.cleanup()
+
+
+def maildir_bodies(d, addr):
+    user, domain = addr.split("@")
+    out = []
+    for sub in ("new", "cur"):
+        for p in sorted(glob.glob(os.path.join(d.state, "mail", domain, user, "Maildir", sub, "*"))):
+            with open(p, "rb") as f:
+                out.append(f.read())
+    return out
+
+
+def until(pred, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got or time.monotonic() >= deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_v1_fixture_delivered():
+    """Queue files written by the code before queue v2 are delivered after the upgrade."""
+    d = smtest.smtp_daemon()
+    try:
+        d.stop()
+        for sub in ("msg", "state"):
+            os.makedirs(qpath(d, sub), exist_ok=True)
+            for f in os.listdir(os.path.join(FIXTURE, sub)):
+                shutil.copy(os.path.join(FIXTURE, sub, f), qpath(d, sub, f))
+        d.start()
+        bob = until(lambda: maildir_bodies(d, "bob@example.com"))
+        S.eq(len(bob), 1, "bob got message A (and not B: its state says delivered)")
+        if bob:
+            S.check(bob[0].endswith(b"\n\nv1-fixture-A-body\n"), f"A whole: {bob[0]!r}")
+            S.check(bob[0].startswith(b"Return-Path: <sender@example.org>\n"), "A's sender")
+        alice = until(lambda: maildir_bodies(d, "alice@example.com"))
+        S.eq(len(alice), 1, "alice got message B (her deferred copy)")
+        if alice:
+            S.check(alice[0].startswith(b"Return-Path: <>\n"), f"B's null sender: {alice[0]!r}")
+            S.check(alice[0].endswith(b"\n\n.dot line\nv1-fixture-B-body \xc3\xa9\n"),
+                    f"B whole, dot line and 8-bit octets kept: {alice[0]!r}")
+        lines = until(lambda: [ln for ln in run(d, "list").stdout.splitlines()
+                               if ln.startswith("08E2KEuz1voDjzpCb0 ") and "deferred" not in ln])
+        S.eq(lines, ["08E2KEuz1voDjzpCb0 0s <> 3 delivered=2 remote=1; 2 mailboxes delivered=2"],
+             f"B waits only for far@remote.example: {run(d, 'list').stdout!r}")
+        S.check(not os.path.exists(qpath(d, "msg", "08E2KEuyncg60Xc3pf")), "A left the queue")
+        S.eq(os.listdir(qpath(d, "quarantine")), [], "nothing set aside")
+        S.eq(len(maildir_bodies(d, "bob@example.com")), 1, "still one copy for bob")
+        S.eq(d.stop(), 0, "daemon exit status")
+    finally:
+        d.cleanup()
+
+
+def test_flush_reaches_the_running_daemon():
+    """A deferred recipient retried on `queue flush ID` and `queue flush`, with the retry
+    interval an hour away and no other message to wake the runner."""
+    d = smtest.smtp_daemon(conf={"queue_retry_initial": "1h"},
+                           accounts=("alice@example.com", "bob@example.com"))
+    try:
+        d.stop()
+        d.cli("alias", "add", "team@example.com", "alice@example.com", "bob@example.com")
+        d.cli("account", "over-quota", "bob@example.com")
+        d.start()
+        qids = []
+        for n in (1, 2):
+            with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=10) as c:
+                c.ehlo("client.test")
+                S.eq(c.sendmail("s@example.org", ["team@example.com"],
+                                f"Subject: {n}\r\n\r\nflush-test-{n}\r\n"), {}, f"message {n}")
+            lines = until(lambda: [ln for ln in run(d, "list").stdout.splitlines()
+                                   if not ln.startswith(" ") and "deferred=1" in ln
+                                   and ln.split()[0] not in qids])
+            S.eq(len(lines), 1, f"message {n} deferred: {run(d, 'list').stdout!r}")
+            if lines:
+                qids.append(lines[0].split()[0])
+        if len(qids) != 2:
+            return
+        d.cli("account", "enable", "bob@example.com")
+
+        def rcpt_ok():
+            with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=10) as c:
+                c.ehlo("client.test")
+                c.mail("s@example.org")
+                return c.rcpt("bob@example.com")[0] == 250
+        S.check(until(rcpt_ok), "the daemon sees bob active")
+        S.eq(maildir_bodies(d, "bob@example.com"), [], "nothing delivered before the flush")
+        S.eq(run(d, "flush", qids[0]).stdout, "1 recipients due now\n", "flush ID")
+        got = until(lambda: maildir_bodies(d, "bob@example.com"))
+        S.eq(len(got), 1, "flush ID: that message delivered within the bound")
+        S.check(got and got[0].endswith(b"flush-test-1\n"), f"the flushed one: {got!r}")
+        S.check(any(ln.startswith(qids[1]) for ln in run(d, "list").stdout.splitlines()),
+                "the other message still waits")
+        S.eq(run(d, "flush").stdout, "1 recipients due now\n", "flush")
+        got = until(lambda: len(maildir_bodies(d, "bob@example.com")) == 2 and
+                    maildir_bodies(d, "bob@example.com"))
+        S.check(got and got[1 if got[1].endswith(b"flush-test-2\n") else 0]
+                .endswith(b"flush-test-2\n"), "flush: the other delivered within the bound")
+        S.check(until(lambda: [ln for ln in run(d, "list").stdout.splitlines()] == []),
+                "the queue is empty")
+        S.eq(os.listdir(qpath(d, "flush")), [], "requests taken")
         S.eq(d.stop(), 0, "daemon exit status")
     finally:
         d.cleanup()
 
 
 sys.exit(S.run([test_usage_and_empty_queue, test_list_show_flush_delete_files_written_by_python,
-                test_final_mailboxes_written_by_python, test_daemon_queue_and_cli]))
+                test_final_mailboxes_written_by_python, test_daemon_queue_and_cli,
+                test_v1_fixture_delivered, test_flush_reaches_the_running_daemon]))

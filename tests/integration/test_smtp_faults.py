@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Receive-side faults (hostile-inputs.md "Faults"): kill -9 during DATA and between the
-queue commit and the 250, the system-call order of one accepted message (strace),
-a full disk (a small tmpfs as the queue), and damaged queue files at start-up.
+"""Receive-side faults (hostile-inputs.md "Faults"): kill -9 during DATA and at each point
+of the queue commit before the 250, the system-call order of one accepted message
+(strace: openat O_EXCL in queue/msg, write, fsync(file), fsync(dir), then 250; one
+journal commit per message, doc/internals/queue.md), a full disk (a small tmpfs as the
+queue), and damaged queue files at start-up.
 
 Needs root (mount, strace -p), as in CI. When a tool or a permission is missing the
 test FAILS with the reason: it never skips silently.
@@ -91,50 +93,75 @@ def test_kill_during_data():
         m = mark()
         with Conn(d.port) as c:
             transaction(c)
-            c.send(message(m, body="first part of the body\r\n" * 200).encode())
+            # More than the queue's 32 KiB buffer: part of it is in queue/msg already.
+            c.send(message(m, body="first part of the body\r\n" * 2000).encode())
             time.sleep(0.5)  # the daemon has read (part of) it
             os.kill(d.proc.pid, signal.SIGKILL)
             d.proc.wait(10)
             r = c.reply_or_none(5)
         S.check(r is None, f"no reply after kill -9 during DATA: {r}")
-        S.eq(find_marker(d.state, m, "queue"), [], "nothing from the unfinished DATA in queue/msg")
+        partial = find_marker(d.state, m, "queue")
+        S.eq(len(partial), 1, f"the file being received is in queue/msg, cut short: {partial}")
         start(d)
         time.sleep(1)
         S.eq(find_marker(d.state, m), [], "nothing queued or delivered after restart")
+        names = [os.path.basename(p) for p in partial]
+        quarantine = [os.path.basename(p) for p in queue_files(d.state, "quarantine")]
+        S.check(names and names[0] in quarantine, f"set aside: {quarantine}")
+        S.check(names and re.search(rf"msg/{names[0]} is incomplete .*never acknowledged",
+                                    d.logtext()), "and logged as never acknowledged")
         control(d, "after restart")
     finally:
         d.cleanup()
 
 
 def test_kill_between_commit_and_250():
+    """kill -9 at each point of the commit, all before the 250. A file cut short
+    ("mid-write": all but the last octet of its END record) is set aside at the restart,
+    logged, and never delivered. A whole file may be delivered although its 250 was never
+    sent: a duplicate at worst (the client retries), never a loss. A SIGKILL keeps the
+    page cache, so from "after-write" on the file is whole: delivered, exactly once."""
     d = new_daemon(run=False)
     try:
-        for point in ("after-write", "after-fsync", "after-rename", "after-dirsync"):
+        for point in ("mid-write", "after-write", "after-fsync", "after-rename",
+                      "after-dirsync"):
             start(d, extra_env={CRASH: point})
             m = mark()
             r = send_one(d, m, body=f"body of {m}\r\n")
             S.check(r is None or r.code != 250, f"{point}: the client never saw 250: {r}")
             rc = killed(d)
             S.eq(rc, -signal.SIGKILL, f"{point}: the hook killed the daemon")
+            left = find_marker(d.state, m, "queue")
+            S.eq(len(left), 1, f"{point}: the file is in queue/msg under its final name")
             start(d)
-            if point in ("after-rename", "after-dirsync"):
-                files = delivered(d, m)
-                S.check(files, f"{point}: the committed message is delivered after restart")
-            else:
+            if point == "mid-write":
                 time.sleep(1)
                 files = find_marker(d.state, m, "maildir")
+                S.eq(files, [], f"{point}: the file cut short is never delivered")
+                quarantine = [os.path.basename(p) for p in queue_files(d.state, "quarantine")]
+                name = os.path.basename(left[0]) if left else None
+                S.check(name in quarantine, f"{point}: set aside: {quarantine}")
+                S.check(name and re.search(rf"msg/{name} is incomplete .*never acknowledged",
+                                           d.logtext()), f"{point}: logged")
+            else:
+                files = delivered(d, m)
+                S.check(files, f"{point}: the whole message is delivered after restart")
+                time.sleep(0.5)
+                S.eq(len(find_marker(d.state, m, "maildir")), 1, f"{point}: exactly once")
             for f in files:  # whatever is delivered is whole
                 S.check(read(f).replace(b"\r\n", b"\n").endswith(f"body of {m}\n".encode()),
                         f"{point}: delivered message is whole")
             S.eq(queue_files(d.state, "tmp"), [], f"{point}: no temporary file left")
+            S.eq(find_marker(d.state, m, "queue"), [], f"{point}: nothing left in queue/msg")
             control(d, point)
             d.stop()
     finally:
         d.cleanup()
 
 
-SYSCALLS = "write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,rename,renameat,renameat2," \
-           "sendto,sendmsg"
+SYSCALLS = "openat,write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,rename,renameat," \
+           "renameat2,linkat,sendto,sendmsg"
+WRITES = ("write", "pwrite64", "writev", "pwritev", "pwritev2")
 CALL = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()(.*)$")
 
 
@@ -161,6 +188,12 @@ def parse_strace(path):
 
 def fd_path(text):
     m = re.search(r"\(\d+<([^>]*)>", text)
+    return m.group(1) if m else None
+
+
+def ret_path(text):
+    """The path strace -y shows for a returned descriptor: '= 12</a/b>'."""
+    m = re.search(r"=\s+\d+<([^>]*)>\s*$", text.strip())
     return m.group(1) if m else None
 
 
@@ -200,37 +233,46 @@ def test_syscall_order():
         st = None
         ev = parse_strace(tr)
         # the data write: a write to a queue file whose data holds the marker
-        data = [e for e in ev if e[2] == "start" and e[1] in ("write", "pwrite64", "writev",
-                "pwritev", "pwritev2") and m in e[3] and "/queue/" in (fd_path(e[3]) or "")]
+        data = [e for e in ev if e[2] == "start" and e[1] in WRITES and m in e[3] and
+                "/queue/" in (fd_path(e[3]) or "")]
         S.check(data, f"a data write of the message to a queue file in {tr}")
         if not data:
             return
-        tmp = fd_path(data[0][3])
-        last_write = max(e[0] for e in ev if e[2] == "end" and fd_path(e[3]) == tmp and
-                         e[1] in ("write", "pwrite64", "writev", "pwritev", "pwritev2"))
+        qfile = fd_path(data[0][3])
+        S.check(qfile and os.path.dirname(qfile).endswith("/queue/msg"),
+                f"written in place in queue/msg: {qfile}")
+        base = os.path.basename(qfile or "")
+        # created with O_EXCL under its final name (never a rename into msg/)
+        opens = [e for e in ev if e[2] == "end" and e[1] == "openat" and ret_path(e[3]) == qfile]
+        S.check(opens and "O_CREAT" in opens[0][3] and "O_EXCL" in opens[0][3],
+                f"openat(msg/{base}, O_CREAT|O_EXCL): {opens[:1]}")
+        S.eq([e[3] for e in ev if e[1].startswith(("rename", "linkat")) and base in e[3]], [],
+             "no rename or link of the message file")
+        last_write = max(e[0] for e in ev if e[2] == "end" and fd_path(e[3]) == qfile and
+                         e[1] in WRITES)
         fsyncs = [e[0] for e in ev if e[2] == "end" and e[1] in ("fsync", "fdatasync") and
-                  fd_path(e[3]) == tmp]
-        S.check(fsyncs, f"fsync of {tmp}")
-        base = os.path.basename(tmp)
-        ren = [e for e in ev if e[2] == "end" and e[1].startswith("rename") and base in e[3]]
-        S.check(ren, f"rename of {tmp}")
-        if not fsyncs or not ren:
-            return
-        target = re.findall(r'"([^"]+)"', ren[0][3])[-1]
-        tdir = os.path.dirname(target)
+                  fd_path(e[3]) == qfile]
+        S.check(fsyncs, f"fsync of {qfile}")
+        qdir = os.path.dirname(qfile or "")
         dsync = [e[0] for e in ev if e[2] == "end" and e[1] in ("fsync", "fdatasync") and
-                 (fd_path(e[3]) or "").rstrip("/").endswith(tdir.rstrip("/").split("/")[-1]) and
-                 e[0] > ren[0][0]]
-        S.check(dsync, f"fsync of the directory {tdir} after the rename")
+                 (fd_path(e[3]) or "").rstrip("/") == qdir and e[0] > last_write]
+        S.check(dsync, f"fsync of the directory {qdir} after the writes")
         r250 = [e[0] for e in ev if e[2] == "start" and e[1] in ("write", "writev", "sendto",
                 "sendmsg") and "TCP" in (fd_path(e[3]) or "") and '"250 ' in e[3] and
                 e[0] > data[0][0]]
         S.check(r250, "the 250 written to the client socket")
-        if dsync and r250:
-            order = [last_write, min(fsyncs), ren[0][0], min(dsync), r250[0]]
-            S.check(order == sorted(order) and min(f for f in fsyncs if f > last_write) < ren[0][0],
-                    f"write {order[0]} < fsync {order[1]} < rename {order[2]} < "
-                    f"fsync(dir) {order[3]} < 250 {order[4]} (lines of {tr})")
+        if opens and fsyncs and dsync and r250:
+            fsync_after = min(f for f in fsyncs if f > last_write)
+            dsync_after = min(f for f in dsync if f > fsync_after) if max(dsync) > fsync_after \
+                else None
+            order = [opens[0][0], data[0][0], last_write, fsync_after, dsync_after, r250[0]]
+            S.check(None not in order and order == sorted(order),
+                    f"openat {order[0]} < write {order[1]}..{order[2]} < fsync(file) "
+                    f"{order[3]} < fsync(dir) {order[4]} < 250 {order[5]} (lines of {tr})")
+            with open(tr, errors="replace") as f:
+                lines = f.readlines()
+            for i in order:
+                print(f"strace {i}: {lines[i].rstrip()[:200]}", flush=True)
     finally:
         if st is not None:
             st.kill()

@@ -39,7 +39,11 @@ static struct envelope *sample(void)
 	return e;
 }
 
-/* magic + data + records + END with a correct checksum. */
+/*
+ * magic + data + records + END with correct digests: a version 2 message file's
+ * END (D1, D2) for QUEUE_FILE_MAGIC, else the one-digest END of state files and
+ * version 1 message files.
+ */
 static void build(struct queue_buf *out, const char *magic, const void *data, size_t dlen,
                   const void *recs, size_t rlen)
 {
@@ -47,9 +51,15 @@ static void build(struct queue_buf *out, const char *magic, const void *data, si
 	out->len = 0;
 	queue_buf_add(out, magic, QUEUE_FILE_MAGIC_LEN);
 	queue_buf_add(out, data, dlen);
+	if (strcmp(magic, QUEUE_FILE_MAGIC) == 0) {
+		EVP_Digest(out->p, out->len, d, NULL, EVP_sha256(), NULL);
+		queue_buf_add(out, recs, rlen);
+		queue_file_encode_end(dlen, d, recs, rlen, out);
+		return;
+	}
 	queue_buf_add(out, recs, rlen);
 	EVP_Digest(out->p, out->len, d, NULL, EVP_sha256(), NULL);
-	queue_file_encode_end(dlen, d, out);
+	queue_file_encode_end_v1(dlen, d, out);
 }
 
 static void build_env(struct queue_buf *out, const struct envelope *e)
@@ -93,7 +103,13 @@ TEST(round_trip)
 	struct queue_buf f = {0};
 	uint64_t off = 0, len = 0;
 	build_env(&f, e);
-	CHECK(memcmp(f.p, "sharemail-queue 1\n", 18) == 0);
+	CHECK(memcmp(f.p, "sharemail-queue 2\n", 18) == 0);
+	/* The END record: 'E', length 72, the data length, then D1 = SHA-256(magic, data). */
+	uint8_t d1[QUEUE_FILE_DIGEST_LEN];
+	EVP_Digest(f.p, QUEUE_FILE_MAGIC_LEN + strlen(DATA), d1, NULL, EVP_sha256(), NULL);
+	CHECK_MEM(f.p + f.len - QUEUE_FILE_END_LEN, 5, "E\0\0\0\x48", 5);
+	CHECK_INT(f.p[f.len - QUEUE_FILE_END_LEN + 12], strlen(DATA));
+	CHECK_MEM(f.p + f.len - 2 * QUEUE_FILE_DIGEST_LEN, QUEUE_FILE_DIGEST_LEN, d1, sizeof d1);
 	if (!CHECK_INT(queue_file_parse(f.p, f.len, &got, &off, &len), 0))
 		goto out;
 	CHECK_INT(off, QUEUE_FILE_MAGIC_LEN);
@@ -346,10 +362,20 @@ TEST(read_from_fd_and_large_data)
 	int fd = write_tmp(&f);
 	uint64_t off = 0, len = 0;
 	if (CHECK(fd >= 0)) {
-		CHECK_INT(queue_file_read(fd, &got, &off, &len), 0);
+		int v = 0;
+		CHECK_INT(queue_file_read(fd, &got, &off, &len, &v), 0);
 		CHECK(got && same_env(e, got));
 		CHECK_INT(off, QUEUE_FILE_MAGIC_LEN);
 		CHECK_INT(len, dlen);
+		CHECK_INT(v, 2);
+		envelope_free(got);
+		got = NULL;
+		off = len = 0;
+		v = 0;
+		CHECK_INT(queue_file_read_meta(fd, &got, &off, &len, &v), 0);
+		CHECK(got && same_env(e, got));
+		CHECK_INT(len, dlen);
+		CHECK_INT(v, 2);
 		off = len = 0;
 		CHECK_INT(queue_file_locate_data(fd, &off, &len), 0);
 		CHECK_INT(len, dlen);
@@ -358,11 +384,29 @@ TEST(read_from_fd_and_large_data)
 		CHECK_INT(pwrite(fd, &b, 1, QUEUE_FILE_MAGIC_LEN + 70000), 1);
 		envelope_free(got);
 		got = NULL;
-		CHECK_INT(queue_file_read(fd, &got, NULL, NULL), -1);
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL, NULL), -1);
 		CHECK(got == NULL);
+		CHECK_INT(queue_file_read_meta(fd, &got, NULL, NULL, NULL), 0);
+		envelope_free(got);
+		got = NULL;
 		CHECK_INT(queue_file_locate_data(fd, &off, &len), 0);
+		/* A flipped envelope octet: the envelope read notices too. */
+		b = data[70000];
+		CHECK_INT(pwrite(fd, &b, 1, QUEUE_FILE_MAGIC_LEN + 70000), 1);
+		uint8_t r;
+		CHECK_INT(pread(fd, &r, 1, (off_t)(QUEUE_FILE_MAGIC_LEN + dlen + 7)), 1);
+		r ^= 1;
+		CHECK_INT(pwrite(fd, &r, 1, (off_t)(QUEUE_FILE_MAGIC_LEN + dlen + 7)), 1);
+		CHECK_INT(queue_file_read_meta(fd, &got, NULL, NULL, NULL), -1);
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL, NULL), -1);
+		r ^= 1;
+		CHECK_INT(pwrite(fd, &r, 1, (off_t)(QUEUE_FILE_MAGIC_LEN + dlen + 7)), 1);
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL, NULL), 0);
+		envelope_free(got);
+		got = NULL;
 		CHECK_INT(ftruncate(fd, (off_t)f.len - 1), 0);
-		CHECK_INT(queue_file_read(fd, &got, NULL, NULL), -1);
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL, NULL), -1);
+		CHECK_INT(queue_file_read_meta(fd, &got, NULL, NULL, NULL), -1);
 		CHECK_INT(queue_file_locate_data(fd, &off, &len), -1);
 		close(fd);
 	}
@@ -393,7 +437,7 @@ TEST(state_round_trip)
 	e->rcpts[1].finals[1].attempts = 3;
 	envelope_set(&e->rcpts[1].finals[1].status, "452 4.2.2 mailbox full");
 	CHECK_INT(queue_file_encode_state(e, &s), 0);
-	CHECK(memcmp(s.p, "sharemail-state 2\n", 18) == 0);
+	CHECK(memcmp(s.p, "sharemail-state 3\n", 18) == 0);
 	/* Applied over states and finals already there: replaced, not merged. */
 	CHECK_INT(envelope_add_final(&f2->rcpts[0], "stale@example.com", RCPT_DEFERRED), 0);
 	if (CHECK_INT(queue_file_apply_state(s.p, s.len, f2), 0)) {
@@ -535,9 +579,11 @@ TEST(state_version_1_still_read)
 		CHECK_INT(e->rcpts[1].state, RCPT_DELIVERED);
 		CHECK_STR(e->rcpts[1].status, "250");
 	}
-	/* The same records are a good version 2 file too. */
-	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	/* The same records are a good version 2 file too, not a version 3 one ('M'). */
+	build(&m, QUEUE_STATE_MAGIC_V2, "", 0, recs.p, recs.len);
 	CHECK_INT(queue_file_apply_state(m.p, m.len, e), 0);
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	CHECK_INT(queue_file_apply_state(m.p, m.len, e), -1);
 	/* A final mailbox in a version 1 file is damage (that writer never made one). */
 	x.len = 0;
 	final_rec(&x, "x@y", RCPT_DELIVERED, 1);
@@ -546,7 +592,7 @@ TEST(state_version_1_still_read)
 	state_rec(&recs, RCPT_PENDING, NULL);
 	build(&m, QUEUE_STATE_MAGIC_V1, "", 0, recs.p, recs.len);
 	CHECK_INT(queue_file_apply_state(m.p, m.len, e), -1);
-	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	build(&m, QUEUE_STATE_MAGIC_V2, "", 0, recs.p, recs.len);
 	if (CHECK_INT(queue_file_apply_state(m.p, m.len, e), 0) &&
 	    CHECK_INT(e->rcpts[0].n_finals, 1)) {
 		CHECK_STR(e->rcpts[0].finals[0].addr, "x@y");
@@ -634,9 +680,309 @@ TEST(bad_final_records_with_good_checksum)
 	queue_buf_free(&x);
 }
 
+TEST(version_1_message_files_still_read)
+{
+	/* Written by the code before queue v2: one digest over everything before END. */
+	struct envelope *e = sample(), *got = NULL;
+	struct queue_buf recs = {0}, f = {0};
+	queue_file_encode_envelope(e, &recs);
+	build(&f, QUEUE_FILE_MAGIC_V1, DATA, strlen(DATA), recs.p, recs.len);
+	CHECK_INT(f.len, QUEUE_FILE_MAGIC_LEN + strlen(DATA) + recs.len + QUEUE_FILE_END_LEN_V1);
+	uint64_t off = 0, len = 0;
+	if (CHECK_INT(queue_file_parse(f.p, f.len, &got, &off, &len), 0)) {
+		CHECK(same_env(e, got));
+		CHECK_INT(len, strlen(DATA));
+	}
+	envelope_free(got);
+	got = NULL;
+	int bad = 0;
+	for (size_t n = 0; n < f.len; n++)
+		bad += queue_file_parse(f.p, n, NULL, NULL, NULL) != -1;
+	for (size_t i = 0; i < f.len; i++) {
+		f.p[i] ^= 0x04;
+		bad += queue_file_parse(f.p, f.len, NULL, NULL, NULL) != -1;
+		f.p[i] ^= 0x04;
+	}
+	CHECK_INT(bad, 0);
+	/* A version 2 END on a version 1 magic line, and the reverse, are damage. */
+	struct queue_buf g = {0};
+	build(&g, QUEUE_FILE_MAGIC, DATA, strlen(DATA), recs.p, recs.len);
+	memcpy(g.p, QUEUE_FILE_MAGIC_V1, QUEUE_FILE_MAGIC_LEN);
+	CHECK_INT(queue_file_parse(g.p, g.len, NULL, NULL, NULL), -1);
+	memcpy(f.p, QUEUE_FILE_MAGIC, QUEUE_FILE_MAGIC_LEN);
+	CHECK_INT(queue_file_parse(f.p, f.len, NULL, NULL, NULL), -1);
+	memcpy(f.p, QUEUE_FILE_MAGIC_V1, QUEUE_FILE_MAGIC_LEN);
+	/* Through a descriptor: the envelope read verifies a version 1 file whole. */
+	int fd = write_tmp(&f), v = 0;
+	if (CHECK(fd >= 0)) {
+		CHECK_INT(queue_file_read(fd, &got, NULL, &len, &v), 0);
+		CHECK_INT(v, 1);
+		envelope_free(got);
+		got = NULL;
+		v = 0;
+		CHECK_INT(queue_file_read_meta(fd, &got, &off, &len, &v), 0);
+		CHECK_INT(v, 1);
+		CHECK(got && same_env(e, got));
+		CHECK_INT(queue_file_locate_data(fd, &off, &len), 0);
+		CHECK_INT(len, strlen(DATA));
+		envelope_free(got);
+		got = NULL;
+		uint8_t b = 'X';
+		CHECK_INT(pwrite(fd, &b, 1, QUEUE_FILE_MAGIC_LEN + 2), 1); /* data: noticed */
+		CHECK_INT(queue_file_read_meta(fd, &got, NULL, NULL, NULL), -1);
+		close(fd);
+	}
+	envelope_free(e);
+	queue_buf_free(&recs);
+	queue_buf_free(&f);
+	queue_buf_free(&g);
+}
+
+/* Writes a message of dlen data octets and rcpts recipients; checks the envelope read. */
+static void meta_case(size_t dlen, size_t rcpts)
+{
+	struct envelope *e = envelope_new(), *got = NULL;
+	struct queue_buf recs = {0}, f = {0};
+	char a[64];
+	envelope_set(&e->mail_from, "s@example.org");
+	for (size_t i = 0; i < rcpts; i++) {
+		snprintf(a, sizeof a, "recipient-number-%zu@example.com", i);
+		envelope_add_rcpt(e, a, NULL, 0);
+	}
+	uint8_t *data = malloc(dlen ? dlen : 1);
+	memset(data, '.', dlen);
+	queue_file_encode_envelope(e, &recs);
+	build(&f, QUEUE_FILE_MAGIC, data, dlen, recs.p, recs.len);
+	int fd = write_tmp(&f);
+	uint64_t off = 0, len = 0;
+	if (CHECK(fd >= 0)) {
+		if (!CHECK_INT(queue_file_read_meta(fd, &got, &off, &len, NULL), 0))
+			fprintf(stderr, "  data %zu, %zu recipients (records %zu)\n", dlen, rcpts,
+			        recs.len);
+		CHECK(got && same_env(e, got));
+		CHECK_INT(len, dlen);
+		envelope_free(got);
+		got = NULL;
+		/* The last octet of the records flipped: noticed whichever way it was read. */
+		uint8_t b;
+		off_t at = (off_t)(f.len - QUEUE_FILE_END_LEN - 1);
+		if (CHECK_INT(pread(fd, &b, 1, at), 1)) {
+			b ^= 1;
+			CHECK_INT(pwrite(fd, &b, 1, at), 1);
+			CHECK_INT(queue_file_read_meta(fd, &got, NULL, NULL, NULL), -1);
+		}
+		close(fd);
+	}
+	free(data);
+	envelope_free(got);
+	envelope_free(e);
+	queue_buf_free(&recs);
+	queue_buf_free(&f);
+}
+
+TEST(envelope_read_small_big_and_many_recipients)
+{
+	meta_case(0, 1); /* the whole file in the first read */
+	meta_case(100, 3);
+	meta_case(100000, 2); /* the data is never read */
+	meta_case(10, 400); /* records longer than the tail read: a second read */
+	meta_case(100000, 400);
+	/* A file too short for a version 2 END record, with a good magic line. */
+	struct queue_buf f = {0};
+	queue_buf_add(&f, QUEUE_FILE_MAGIC, QUEUE_FILE_MAGIC_LEN);
+	for (int i = 0; i < 60; i++)
+		queue_buf_add(&f, "E", 1);
+	int fd = write_tmp(&f);
+	struct envelope *got = NULL;
+	if (CHECK(fd >= 0)) {
+		CHECK_INT(queue_file_read_meta(fd, &got, NULL, NULL, NULL), -1);
+		CHECK_INT(queue_file_read(fd, &got, NULL, NULL, NULL), -1);
+		close(fd);
+	}
+	queue_buf_free(&f);
+}
+
+TEST(reply_split_and_join)
+{
+	static const struct {
+		const char *status;
+		int code;
+		const char *enhanced, *text; /* text NULL: none */
+	} cases[] = {
+	        {"451 4.2.2 mailbox full", 451, "4.2.2", "mailbox full"},
+	        {"250 2.0.0 delivered to maildir", 250, "2.0.0", "delivered to maildir"},
+	        {"550 5.1.1", 550, "5.1.1", NULL},
+	        {"550 5.1.1 ", 550, "5.1.1", ""},
+	        {"421", 421, "", NULL},
+	        {"421 ", 421, "", ""},
+	        {"421 closing", 421, "", "closing"},
+	        {"421  two spaces", 421, "", " two spaces"},
+	        {"451 4.999.999 x", 451, "4.999.999", "x"},
+	        {"451 4.1000.1 x", 451, "", "4.1000.1 x"},
+	        {"451 3.1.1 x", 451, "", "3.1.1 x"},
+	        {"451 4.1 x", 451, "", "4.1 x"},
+	        {"451 4..1 x", 451, "", "4..1 x"},
+	        {"451 4.1.1x", 451, "", "4.1.1x"},
+	        {"4511 x", 0, "", "4511 x"},
+	        {"199 x", 0, "", "199 x"},
+	        {"600 x", 0, "", "600 x"},
+	        {"45", 0, "", "45"},
+	        {"", 0, "", ""},
+	        {"4.2.2 x", 0, "", "4.2.2 x"},
+	        {"\r\n451 x", 0, "", "\r\n451 x"},
+	        {"451\r\n4.2.2", 0, "", "451\r\n4.2.2"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct envelope_reply rp;
+		envelope_reply_split(cases[i].status, &rp);
+		int ok = CHECK_INT(rp.code, cases[i].code) &
+		         CHECK_STR(rp.enhanced, cases[i].enhanced) &
+		         CHECK_STR(rp.text, cases[i].text);
+		char *j = envelope_reply_join(rp.code, rp.enhanced, rp.text);
+		ok &= CHECK_STR(j, cases[i].status);
+		if (!ok)
+			fprintf(stderr, "  case %zu: \"%s\"\n", i, cases[i].status);
+		free(j);
+	}
+	char *j = envelope_reply_join(0, "4.2.2", "text");
+	CHECK_STR(j, "text"); /* an enhanced code only follows a reply code */
+	free(j);
+	j = envelope_reply_join(451, NULL, NULL);
+	CHECK_STR(j, "451");
+	free(j);
+	CHECK_INT(envelope_enhanced_valid("5.7.1", 5), 1);
+	CHECK_INT(envelope_enhanced_valid("5.7.1", 4), 0);
+	CHECK_INT(envelope_enhanced_valid("5.7", 3), 0);
+	CHECK_INT(envelope_enhanced_valid("1.7.1", 5), 0);
+}
+
+/* A version 3 state file of one recipient whose 'r' value ends with extra. */
+static int apply_v3(struct envelope *one, const struct queue_buf *extra)
+{
+	struct queue_buf recs = {0}, m = {0};
+	state_rec(&recs, RCPT_DEFERRED, extra);
+	build(&m, QUEUE_STATE_MAGIC, "", 0, recs.p, recs.len);
+	int r = queue_file_apply_state(m.p, m.len, one);
+	queue_buf_free(&recs);
+	queue_buf_free(&m);
+	return r;
+}
+
+TEST(state_version_3_structured_status_and_route)
+{
+	struct envelope *one = envelope_new();
+	envelope_add_rcpt(one, "x@y", NULL, 0);
+	struct queue_buf x = {0};
+	/* The parts are joined into the status line. */
+	rec(&x, 'c', "\x01\xc3", 2); /* 451 */
+	rec(&x, 'e', "4.4.1", 5);
+	rec(&x, 't', "no answer", 9);
+	rec(&x, 'D', "example.net", 11);
+	if (CHECK_INT(apply_v3(one, &x), 0)) {
+		CHECK_STR(one->rcpts[0].status, "451 4.4.1 no answer");
+		CHECK_STR(one->rcpts[0].route, "example.net");
+	}
+	/* A code alone, a text alone. */
+	x.len = 0;
+	rec(&x, 'c', "\x00\xfa", 2);
+	if (CHECK_INT(apply_v3(one, &x), 0)) {
+		CHECK_STR(one->rcpts[0].status, "250");
+		CHECK(one->rcpts[0].route == NULL); /* replaced, not merged */
+	}
+	x.len = 0;
+	rec(&x, 't', "", 0);
+	if (CHECK_INT(apply_v3(one, &x), 0))
+		CHECK_STR(one->rcpts[0].status, "");
+	x.len = 0;
+	if (CHECK_INT(apply_v3(one, &x), 0))
+		CHECK(one->rcpts[0].status == NULL);
+	/* Each of these is damage, and changes nothing. */
+	static const struct {
+		char type;
+		const char *v;
+		size_t n;
+		const char *why;
+	} bad[][2] = {
+	        {{'c', "\x00\xc7", 2, "code 199"}, {0}},
+	        {{'c', "\x02\x58", 2, "code 600"}, {0}},
+	        {{'c', "\x01\xc3\x00", 3, "code of 3 octets"}, {0}},
+	        {{'c', "\x01\xc3", 2, "two codes"}, {'c', "\x01\xc3", 2, ""}},
+	        {{'e', "4.4.1", 5, "enhanced code without a code"}, {0}},
+	        {{'c', "\x01\xc3", 2, "bad enhanced code"}, {'e', "4.4", 3, ""}},
+	        {{'c', "\x01\xc3", 2, "two enhanced codes"}, {'e', "4.4.1", 5, ""}},
+	        {{'t', "a", 1, "two texts"}, {'t', "b", 1, ""}},
+	        {{'t', "a\0b", 3, "NUL in the text"}, {0}},
+	        {{'D', "", 0, "empty route"}, {0}},
+	        {{'D', "a", 1, "two routes"}, {'D', "b", 1, ""}},
+	        {{'M', "451 old", 7, "a version 2 status"}, {0}},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		x.len = 0;
+		for (int k = 0; k < 2 && bad[i][k].type; k++)
+			rec(&x, bad[i][k].type, bad[i][k].v, bad[i][k].n);
+		if (i == 6)
+			rec(&x, 'e', "4.4.2", 5);
+		envelope_set(&one->rcpts[0].status, "kept");
+		if (!CHECK_INT(apply_v3(one, &x), -1))
+			fprintf(stderr, "  accepted: %s\n", bad[i][0].why);
+		CHECK_STR(one->rcpts[0].status, "kept");
+	}
+	/* A route of 255 octets is the longest. */
+	char r[ENVELOPE_ROUTE_MAX + 1];
+	memset(r, 'r', sizeof r);
+	x.len = 0;
+	rec(&x, 'D', r, ENVELOPE_ROUTE_MAX);
+	CHECK_INT(apply_v3(one, &x), 0);
+	x.len = 0;
+	rec(&x, 'D', r, ENVELOPE_ROUTE_MAX + 1);
+	CHECK_INT(apply_v3(one, &x), -1);
+	/* A final mailbox with all of them. */
+	x.len = 0;
+	struct queue_buf in = {0};
+	rec(&in, 'a', "out@example.org", 15);
+	rec_u8(&in, 's', RCPT_DEFERRED);
+	rec_u32(&in, 'A', 1);
+	rec(&in, 'c', "\x01\xc3", 2);
+	rec(&in, 'e', "4.7.1", 5);
+	rec(&in, 't', "greylisted", 10);
+	rec(&in, 'D', "example.org", 11);
+	rec(&x, 'X', in.p, in.len);
+	if (CHECK_INT(apply_v3(one, &x), 0) && CHECK_INT(one->rcpts[0].n_finals, 1)) {
+		CHECK_STR(one->rcpts[0].finals[0].status, "451 4.7.1 greylisted");
+		CHECK_STR(one->rcpts[0].finals[0].route, "example.org");
+	}
+	/* The encoder writes what the parser reads: routes and statuses of both kinds. */
+	struct queue_buf s = {0};
+	struct envelope *two = envelope_new();
+	envelope_add_rcpt(two, "x@y", NULL, 0);
+	CHECK_INT(queue_file_encode_state(one, &s), 0);
+	if (CHECK_INT(queue_file_apply_state(s.p, s.len, two), 0) &&
+	    CHECK_INT(two->rcpts[0].n_finals, 1)) {
+		CHECK_STR(two->rcpts[0].finals[0].status, "451 4.7.1 greylisted");
+		CHECK_STR(two->rcpts[0].finals[0].route, "example.org");
+	}
+	/* A route the parser would refuse is never written. */
+	char longr[ENVELOPE_ROUTE_MAX + 2];
+	memset(longr, 'r', sizeof longr - 1);
+	longr[sizeof longr - 1] = '\0';
+	envelope_set(&one->rcpts[0].route, longr);
+	CHECK_INT(queue_file_encode_state(one, &s), -1);
+	envelope_set(&one->rcpts[0].route, "");
+	CHECK_INT(queue_file_encode_state(one, &s), 0); /* "" = not routed: no record */
+	CHECK_INT(queue_file_apply_state(s.p, s.len, two), 0);
+	CHECK(two->rcpts[0].route == NULL);
+	envelope_free(two);
+	envelope_free(one);
+	queue_buf_free(&s);
+	queue_buf_free(&in);
+	queue_buf_free(&x);
+}
+
 TEST_MAIN(T(round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
           T(nul_inside_a_value_is_damage), T(every_truncation_is_damage),
           T(every_flipped_octet_is_damage), T(trailing_and_missing_end),
           T(bad_records_with_good_checksum), T(bad_end_record), T(read_from_fd_and_large_data),
           T(state_round_trip), T(state_damage_changes_nothing), T(state_version_1_still_read),
-          T(bad_final_records_with_good_checksum))
+          T(bad_final_records_with_good_checksum), T(version_1_message_files_still_read),
+          T(envelope_read_small_big_and_many_recipients), T(reply_split_and_join),
+          T(state_version_3_structured_status_and_route))
