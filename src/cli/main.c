@@ -30,7 +30,7 @@ static const struct cli_command commands[] = {
          "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"
          "          [--cached] [--no-cache]"},
         {"cache", cmd_cache, "cache list | flush [ADDRESS]"},
-        {"queue", cmd_queue, "queue list | show ID | delete ID | flush"},
+        {"queue", cmd_queue, "queue list | show ID | delete ID | flush [ID]"},
         {"check-config", cmd_check_config, "check-config"},
         {"config-doc", cmd_config_doc, "config-doc [--man]"},
 };
