@@ -123,6 +123,7 @@ static void try_state(const uint8_t *buf, size_t len, size_t n)
 			require(a->state == b->state && a->next_try == b->next_try);
 			require(a->attempts == b->attempts && same(a->status, b->status));
 			require(same_route(a->route, b->route));
+			require(a->delay_notified == b->delay_notified);
 			same_finals(a, b);
 		}
 		envelope_free(f);
@@ -130,7 +131,8 @@ static void try_state(const uint8_t *buf, size_t len, size_t n)
 	} else {
 		for (size_t i = 0; i < n; i++)
 			require(e->rcpts[i].state == RCPT_PENDING && !e->rcpts[i].status &&
-			        !e->rcpts[i].route && e->rcpts[i].n_finals == 0);
+			        !e->rcpts[i].route && e->rcpts[i].n_finals == 0 &&
+			        !e->rcpts[i].delay_notified);
 	}
 	envelope_free(e);
 }

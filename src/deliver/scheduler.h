@@ -52,7 +52,11 @@
 #define SCHEDULER_BATCH_MAX 1000 /* recipients in one job */
 #define SCHEDULER_CONCURRENCY_MAX 100000 /* jobs in flight, global */
 #define SCHEDULER_NEVER UINT64_MAX /* scheduler_next_wakeup(): nothing to wait for */
-#define SCHEDULER_DEST_LOCAL "local" /* the destination key of local delivery */
+/*
+ * The destination key of local delivery: a name no recipient domain or route can
+ * be (a domain called "local" is an ordinary relay destination).
+ */
+#define SCHEDULER_DEST_LOCAL "<local>"
 
 /* Settings (the caller fills them from the configuration; scheduler_conf_defaults first). */
 struct scheduler_conf {

@@ -64,6 +64,7 @@ struct envelope_rcpt {
 	int64_t next_try; /* epoch seconds */
 	char *status; /* last result, e.g. "250 2.0.0 delivered" or "451 4.3.0 ..." */
 	char *route; /* destination key (at most ENVELOPE_ROUTE_MAX octets); NULL or "" = local */
+	int delay_notified; /* the one delay notice (queue_delay_warning) went to the sender */
 	/*
 	 * Final mailboxes (none until delivery first expands a local recipient). With
 	 * finals, state sums them up: DEFERRED while any is DEFERRED, else REMOTE while

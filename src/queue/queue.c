@@ -583,6 +583,7 @@ static int startup_add(struct queue *q, const char *id, const struct envelope *e
 		p->state = r->state;
 		p->attempts = r->attempts;
 		p->next_try = r->next_try;
+		p->delay_notified = r->delay_notified;
 		p->addr = strdup(r->addr);
 		p->route = r->route && *r->route ? strdup(r->route) : NULL;
 		if (!p->addr || (r->route && *r->route && !p->route)) {

@@ -146,6 +146,7 @@ struct queue_pending_rcpt {
 	int attempts;
 	int64_t next_try; /* epoch seconds (meaningful when DEFERRED) */
 	const char *route; /* destination key, or NULL (local, or not routed yet) */
+	int delay_notified; /* its delay notice was sent already */
 };
 
 /* A message found by the start-up pass, with its unfinished recipients. */

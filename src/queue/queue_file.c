@@ -215,7 +215,7 @@ static int encode_rcpt_state(const struct envelope_rcpt *rc, struct queue_buf *t
                              struct queue_buf *inner)
 {
 	if (encode_state_fields(tmp, rc->state, rc->attempts, rc->status, rc->route) < 0 ||
-	    rec_i64(tmp, 'N', rc->next_try) < 0)
+	    rec_i64(tmp, 'N', rc->next_try) < 0 || (rc->delay_notified && rec_u8(tmp, 'W', 1) < 0))
 		return -1;
 	for (size_t j = 0; j < rc->n_finals; j++) {
 		const struct envelope_final *f = &rc->finals[j];
@@ -805,7 +805,7 @@ static int parse_state(const uint8_t *p, size_t n, int version, struct envelope_
 {
 	struct rec_iter it = {p, n};
 	struct state_fields f = {0};
-	int next_seen = 0, k, r = -1;
+	int next_seen = 0, warned_seen = 0, k, r = -1;
 	char t;
 	const uint8_t *v;
 	size_t vl;
@@ -818,6 +818,9 @@ static int parse_state(const uint8_t *p, size_t n, int version, struct envelope_
 		if (t == 'N' && vl == 8 && !next_seen) {
 			next_seen = 1;
 			rc->next_try = (int64_t)get_u64(v);
+		} else if (t == 'W' && version >= 3 && vl == 1 && v[0] == 1 && !warned_seen) {
+			warned_seen = 1; /* only ever written as 1: anything else is damage */
+			rc->delay_notified = 1;
 		} else if (!(t == 'X' && version >= 2 && parse_final(v, vl, version, rc) == 0)) {
 			goto out;
 		}
@@ -872,6 +875,7 @@ static void state_move(struct envelope *env, struct envelope_rcpt *st)
 		rc->state = st[j].state;
 		rc->attempts = st[j].attempts;
 		rc->next_try = st[j].next_try;
+		rc->delay_notified = st[j].delay_notified;
 		memset(&st[j], 0, sizeof st[j]); /* now owned by env */
 	}
 }

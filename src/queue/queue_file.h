@@ -47,6 +47,8 @@
  *     'c' last reply code (u16 BE, 200-599)  'e' enhanced code ("4.2.2", only
  *     with 'c')  't' text  (the status, structured: envelope_reply_split())
  *     'D' route: the destination key (1-255 octets)
+ *     'W' delay notice sent (1 octet, always 1; written only when set): the
+ *         RFC 3464 "delayed" notice went to the sender once, never again
  *   then one 'X' record per final mailbox of the recipient's expansion (none
  *   before its first delivery attempt; at most ENVELOPE_MAX_FINALS), in
  *   expansion order, whose value is records 'a' mailbox (required, not empty),

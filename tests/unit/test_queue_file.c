@@ -978,6 +978,60 @@ TEST(state_version_3_structured_status_and_route)
 	queue_buf_free(&x);
 }
 
+TEST(state_delay_notice_flag)
+{
+	/* Written only when set, read back; a file without it reads as not sent. */
+	struct envelope *e = sample(), *f2 = sample();
+	struct queue_buf s = {0}, x = {0};
+	e->rcpts[1].state = RCPT_DEFERRED;
+	e->rcpts[1].delay_notified = 1;
+	CHECK_INT(queue_file_encode_state(e, &s), 0);
+	f2->rcpts[0].delay_notified = 1; /* replaced, not merged */
+	if (CHECK_INT(queue_file_apply_state(s.p, s.len, f2), 0)) {
+		CHECK_INT(f2->rcpts[0].delay_notified, 0);
+		CHECK_INT(f2->rcpts[1].delay_notified, 1);
+	}
+	e->rcpts[1].delay_notified = 0;
+	size_t without = 0;
+	CHECK_INT(queue_file_encode_state(e, &s), 0);
+	without = s.len;
+	e->rcpts[1].delay_notified = 1;
+	CHECK_INT(queue_file_encode_state(e, &s), 0);
+	CHECK_INT(s.len, without + 6); /* one 'W' record of one octet */
+	/* By hand: 1 is the only value; twice, or of another length, is damage. */
+	struct envelope *one = envelope_new();
+	envelope_add_rcpt(one, "x@y", NULL, 0);
+	rec_u8(&x, 'W', 1);
+	if (CHECK_INT(apply_v3(one, &x), 0))
+		CHECK_INT(one->rcpts[0].delay_notified, 1);
+	static const char *const bad[] = {"\0", "\2", "\1\1"};
+	static const size_t badlen[] = {1, 1, 2};
+	for (size_t i = 0; i < 3; i++) {
+		x.len = 0;
+		rec(&x, 'W', bad[i], badlen[i]);
+		CHECK_INT(apply_v3(one, &x), -1);
+	}
+	x.len = 0;
+	rec_u8(&x, 'W', 1);
+	rec_u8(&x, 'W', 1);
+	CHECK_INT(apply_v3(one, &x), -1);
+	/* Not in a final mailbox's record. */
+	x.len = 0;
+	struct queue_buf in = {0};
+	rec(&in, 'a', "m@y", 3);
+	rec_u8(&in, 's', RCPT_DEFERRED);
+	rec_u32(&in, 'A', 1);
+	rec_u8(&in, 'W', 1);
+	rec(&x, 'X', in.p, in.len);
+	CHECK_INT(apply_v3(one, &x), -1);
+	envelope_free(one);
+	envelope_free(f2);
+	envelope_free(e);
+	queue_buf_free(&s);
+	queue_buf_free(&x);
+	queue_buf_free(&in);
+}
+
 TEST_MAIN(T(round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
           T(nul_inside_a_value_is_damage), T(every_truncation_is_damage),
           T(every_flipped_octet_is_damage), T(trailing_and_missing_end),
@@ -985,4 +1039,4 @@ TEST_MAIN(T(round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_ro
           T(state_round_trip), T(state_damage_changes_nothing), T(state_version_1_still_read),
           T(bad_final_records_with_good_checksum), T(version_1_message_files_still_read),
           T(envelope_read_small_big_and_many_recipients), T(reply_split_and_join),
-          T(state_version_3_structured_status_and_route))
+          T(state_version_3_structured_status_and_route), T(state_delay_notice_flag))

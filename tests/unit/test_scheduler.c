@@ -168,7 +168,8 @@ static const struct add_case add_cases[] = {
         {"A1", "example.com", SCHEDULER_OK},
         {id32, "example.com", SCHEDULER_OK},
         {"A2", "[192.0.2.1]:2525", SCHEDULER_OK},
-        {"A3", "local", SCHEDULER_OK},
+        {"A3", SCHEDULER_DEST_LOCAL, SCHEDULER_OK},
+        {"A3b", "local", SCHEDULER_OK}, /* a domain named local: an ordinary destination */
         {"A4", "\xc3\xa9xample.com", SCHEDULER_OK}, /* 8-bit (SMTPUTF8 domains) */
         {"", "example.com", SCHEDULER_EINVAL},
         {NULL, "example.com", SCHEDULER_EINVAL},
@@ -191,7 +192,7 @@ TEST(add_hostile)
 		if (!CHECK_INT(add(s, c->id, 0, c->dest, T0, T0), c->want))
 			fprintf(stderr, "     case %zu\n", i);
 	}
-	CHECK_INT(scheduler_count(s), 5);
+	CHECK_INT(scheduler_count(s), 6);
 	CHECK_INT(scheduler_add(s, NULL), SCHEDULER_EINVAL);
 
 	char d255[256], d256[257];
@@ -341,7 +342,7 @@ TEST(batch_per_message_and_dest)
 	CHECK_INT(add(s, "M", 1, "other.org", T0, T0), SCHEDULER_OK);
 	CHECK_INT(add(s, "M", 2, "example.com", T0, T0), SCHEDULER_OK);
 	CHECK_INT(add(s, "M", 3, "example.com", T0, T0 + 100), SCHEDULER_OK); /* not due yet */
-	CHECK_INT(add(s, "M", 4, "local", T0, T0), SCHEDULER_OK);
+	CHECK_INT(add(s, "M", 4, SCHEDULER_DEST_LOCAL, T0, T0), SCHEDULER_OK);
 	CHECK_INT(add(s, "N", 0, "example.com", T0, T0), SCHEDULER_OK);
 	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "M", "example.com", 2));
 	CHECK_INT(job.rcpts[0].rcpt, 0);
@@ -349,7 +350,7 @@ TEST(batch_per_message_and_dest)
 	CHECK_INT(job.arrival, T0);
 	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "M", "other.org", 1));
 	CHECK_INT(job.rcpts[0].rcpt, 1);
-	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "M", "local", 1));
+	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "M", SCHEDULER_DEST_LOCAL, 1));
 	CHECK_INT(job.rcpts[0].rcpt, 4);
 	CHECK(next_is(s, T0, SCHEDULER_JOB_DELIVER, "N", "example.com", 1));
 	CHECK_INT(scheduler_next(s, T0 + 99, &job), 0);
@@ -400,12 +401,12 @@ TEST(dest_concurrency)
 		snprintf(id, sizeof id, "R%d", i);
 		CHECK_INT(add(s, id, 0, "example.com", T0, T0), SCHEDULER_OK);
 		snprintf(id, sizeof id, "L%d", i);
-		CHECK_INT(add(s, id, 0, "local", T0, T0), SCHEDULER_OK);
+		CHECK_INT(add(s, id, 0, SCHEDULER_DEST_LOCAL, T0, T0), SCHEDULER_OK);
 	}
 	int relay = 0, local = 0;
 	while (scheduler_next(s, T0, &job) == 1) {
 		relay += strcmp(job.dest, "example.com") == 0;
-		local += strcmp(job.dest, "local") == 0;
+		local += strcmp(job.dest, SCHEDULER_DEST_LOCAL) == 0;
 	}
 	CHECK_INT(relay, 2);
 	CHECK_INT(local, 1);
@@ -416,6 +417,23 @@ TEST(dest_concurrency)
 	CHECK_INT(scheduler_next_wakeup(s), T0);
 	CHECK_INT(scheduler_next(s, T0 + 1, &job), 1);
 	CHECK_INT(scheduler_next(s, T0 + 1, &job), 0);
+	scheduler_free(s);
+}
+
+TEST(a_domain_named_local_is_a_relay_destination)
+{
+	/* local_concurrency 1, dest_concurrency 2: "local" gets the relay limit. */
+	struct scheduler *s = mk(limits);
+	char id[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(id, sizeof id, "D%d", i);
+		CHECK_INT(add(s, id, 0, "local", T0, T0), SCHEDULER_OK);
+	}
+	int n = 0;
+	while (scheduler_next(s, T0, &job) == 1)
+		n += strcmp(job.dest, "local") == 0;
+	CHECK_INT(n, 2);
+	CHECK(strcmp(SCHEDULER_DEST_LOCAL, "local") != 0);
 	scheduler_free(s);
 }
 
@@ -729,10 +747,10 @@ TEST(lifetime_exact)
 	struct scheduler *s = mk(NULL);
 	uint64_t exp = T0 + 5 * DAY;
 	CHECK_INT(add4(s, "M", 0, "example.com", T0, exp + 1000, 0, 1), SCHEDULER_OK);
-	CHECK_INT(add4(s, "M", 1, "local", T0, exp - 10, 0, 1), SCHEDULER_OK);
+	CHECK_INT(add4(s, "M", 1, SCHEDULER_DEST_LOCAL, T0, exp - 10, 0, 1), SCHEDULER_OK);
 	CHECK_INT(add4(s, "M", 2, "other.org", T0, exp + 50, 0, 1), SCHEDULER_OK);
 	CHECK_INT(add4(s, "N", 0, "example.com", T0 + 1, exp + 1000, 0, 1), SCHEDULER_OK);
-	CHECK(next_is(s, exp - 10, SCHEDULER_JOB_DELIVER, "M", "local", 1));
+	CHECK(next_is(s, exp - 10, SCHEDULER_JOB_DELIVER, "M", SCHEDULER_DEST_LOCAL, 1));
 	CHECK_INT(scheduler_next_wakeup(s), exp);
 	CHECK_INT(scheduler_next(s, exp - 1, &job), 0);
 	/* Every queued recipient of M, whatever its due time; M 1 is in flight. */
@@ -1300,7 +1318,7 @@ static int limits_hold(struct scheduler *s)
 			total += di.in_flight;
 		}
 	}
-	if (scheduler_dest_lookup(s, "local", &di) == 0) {
+	if (scheduler_dest_lookup(s, SCHEDULER_DEST_LOCAL, &di) == 0) {
 		bad += di.in_flight > 2;
 		total += di.in_flight;
 	}
@@ -1322,7 +1340,7 @@ TEST(random_operations)
 			snprintf(id, sizeof id, "m%03u", (unsigned)(added / 3));
 			snprintf(dest, sizeof dest, "d%u", (unsigned)(rng_next(&x) % 7));
 			if (rng_next(&x) % 5 == 0)
-				strcpy(dest, "local");
+				strcpy(dest, SCHEDULER_DEST_LOCAL);
 			int rc = add(s, id, (uint32_t)(added % 3), dest, T0 + added / 3 * 30, now);
 			bad += rc != SCHEDULER_OK &&
 			       rc != SCHEDULER_EDUP; /* EDUP: removed, in flight */
@@ -1372,9 +1390,10 @@ TEST(random_operations)
 
 TEST_MAIN(T(conf_checked), T(add_hostile), T(add_duplicate), T(dest_case_folded), T(max_items),
           T(result_hostile), T(extreme_times), T(due_order), T(batch_per_message_and_dest),
-          T(batch_max_splits), T(dest_concurrency), T(global_concurrency), T(fairness),
-          T(dest_backoff_doubles_and_caps), T(dead_dest_does_not_delay_others), T(success_resets),
-          T(any_answer_revives), T(one_outage_counts_once), T(rcpt_deferral_is_its_own),
+          T(batch_max_splits), T(dest_concurrency), T(a_domain_named_local_is_a_relay_destination),
+          T(global_concurrency), T(fairness), T(dest_backoff_doubles_and_caps),
+          T(dead_dest_does_not_delay_others), T(success_resets), T(any_answer_revives),
+          T(one_outage_counts_once), T(rcpt_deferral_is_its_own),
           T(rcpt_backoff_goes_on_after_restart), T(probe_after_dead),
           T(dead_while_waiting_its_turn), T(grave_remembers_dead), T(lifetime_exact),
           T(lifetime_dead_dest), T(lifetime_on_add_and_never_delivered), T(delay_warning_once),
