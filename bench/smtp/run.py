@@ -38,6 +38,11 @@ import tempfile
 import threading
 import time
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import postfixpeer  # noqa: E402  (the throwaway Postfix instance, shared with the tests)
+
 DOMAIN = "bench.example"
 LOCAL_RCPT = f"user@{DOMAIN}"
 REMOTE_RCPT = "user@remote.example"     # --no-delivery: relayed (trusted loopback), stays queued
@@ -66,9 +71,6 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 POSTFIX = "/usr/sbin/postfix"
 SERVERS = ("sharemaild", "postfix", "sink")
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 class BenchError(Exception):
@@ -369,130 +371,36 @@ class Sharemaild:
             self.proc.stop()
 
 
-class Postfix:
+class Postfix(postfixpeer.Postfix):
+    """The shared throwaway instance (tests/integration/postfixpeer.py), with every
+    message discarded by discard(8) once queued, and no maillog."""
     name = "postfix"
-    # The queue folders a message passes through; all must be empty after a drain.
-    QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt")
 
     def __init__(self, work, mnt):
-        self.confdir = os.path.join(work, "postfix-conf")
-        self.queue = os.path.join(mnt, "postfix", "queue")
-        self.data = os.path.join(mnt, "postfix", "data")
-        self.port = free_tcp_port()
-        self.log = os.path.join(work, "postfix.log")
-        self.started = False
-
-    def write_conf(self):
-        os.makedirs(self.confdir, exist_ok=True)
-        os.makedirs(self.queue, exist_ok=True)
-        os.makedirs(self.data, exist_ok=True)
-        shutil.chown(self.data, "postfix")
-        # Debian's defaults otherwise; no maillog_file: Postfix's syslog lines go
-        # nowhere here (no /dev/log), as sharemaild logs nothing per message at
-        # log_level = warning.
-        with open(os.path.join(self.confdir, "main.cf"), "w") as f:
-            f.write(f"""compatibility_level = 3.6
-queue_directory = {self.queue}
-data_directory = {self.data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.test
-mydomain = bench.test
-myorigin = bench.test
-mydestination = {DOMAIN}
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-local_recipient_maps =
-alias_maps =
-alias_database =
-local_transport = discard:
-default_transport = discard:
-relay_transport = discard:
-biff = no
-smtpd_banner = $myhostname ESMTP
-""")
-        # Debian's master.cf with the smtp listener moved to our port and chroot off
-        # (the chroot would need a copy of /etc files in the queue folder).
-        out = []
-        with open("/etc/postfix/master.cf") as f:
-            for line in f:
-                if line.startswith("#") or not line.strip():
-                    continue
-                if line[0].isspace():
-                    out.append(line)
-                    continue
-                fields = line.split()
-                if len(fields) < 8:
-                    out.append(line)
-                    continue
-                if fields[:2] == ["smtp", "inet"]:
-                    fields[0] = f"127.0.0.1:{self.port}"
-                elif fields[1] == "inet":
-                    continue        # no other listeners (submission, smtps) if enabled
-                fields[4] = "n"
-                out.append(" ".join(fields[:7]) + " " + line.split(None, 7)[7])
-        with open(os.path.join(self.confdir, "master.cf"), "w") as f:
-            f.write("".join(out))
+        super().__init__(work=os.path.join(work, "postfix"), hostname="bench.test",
+                         queue_dir=os.path.join(mnt, "postfix", "queue"),
+                         data_dir=os.path.join(mnt, "postfix", "data"), maillog=False,
+                         main={"mydestination": DOMAIN, "local_recipient_maps": "",
+                               "local_transport": "discard:", "default_transport": "discard:",
+                               "relay_transport": "discard:"})
 
     def start(self):
-        self.write_conf()
-        self.started = True     # stop() even after a half-failed start: the image must unmount
-        run_cmd([POSTFIX, "-c", self.confdir, "start"], what="postfix start")
-        wait_smtp(self.port, lambda: True, lambda: "(see postfix start output)")
-
-    def alive(self):
-        return os.path.exists(self.master_pid_file())
-
-    def logtext(self):
-        return "(Postfix logs nothing here)"
-
-    def master_pid_file(self):
-        return os.path.join(self.queue, "pid", "master.pid")
-
-    def count(self, sub):
-        n = 0
-        for _, _, files in os.walk(os.path.join(self.queue, sub)):
-            n += len(files)
-        return n
+        try:
+            super().start(timeout=STARTUP_LIMIT)
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+            raise BenchError(f"postfix did not start: {e}")
 
     def settle(self, sent):
         """smtp-source saw every 250; the queue must drain with nothing deferred."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < DRAIN_LIMIT:
-            counts = {q: self.count(q) for q in self.QUEUES}
+            counts = self.queue_counts()
             if counts["deferred"] or counts["corrupt"] or counts["hold"]:
                 raise BenchError(f"postfix did not discard every message: {counts}")
             if not any(counts.values()):
                 return
             time.sleep(0.05)
         raise BenchError(f"postfix queue did not drain in {DRAIN_LIMIT:.0f} s: {counts}")
-
-    def stop(self):
-        if not self.started:
-            return
-        self.started = False
-        pid = None
-        try:
-            with open(self.master_pid_file()) as f:
-                pid = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-        subprocess.run([POSTFIX, "-c", self.confdir, "stop"], capture_output=True, timeout=60)
-        # The master exits after its children; the image cannot be unmounted before.
-        t0 = time.monotonic()
-        while pid and time.monotonic() - t0 < 15:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().split(") ", 1)[1].startswith("Z"):
-                        break           # a zombie holds no files
-            except OSError:
-                break
-            time.sleep(0.1)
 
 
 class Sink:

@@ -22,6 +22,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from smtest import BUILD, Suite  # noqa: E402
+import dsncheck  # noqa: E402
 
 S = Suite("dsn-format")
 TEST_DSN = os.path.join(BUILD, "tests", "test_dsn")
@@ -185,15 +186,6 @@ def check_lines(raw, boundary, name):
             f"{name}: our own parts must be printable 7-bit text")
 
 
-def raw_parts(raw, boundary):
-    """The body parts by a plain split on the delimiter (RFC 2046 5.1.1), as bytes."""
-    d = b"\r\n--" + boundary.encode()
-    body = raw[raw.index(b"\r\n\r\n") + 2:]
-    pieces = body.split(d)
-    S.check(pieces[-1] == b"--\r\n", "close delimiter last")
-    return [p[2:] for p in pieces[1:-1]]  # each starts with the CRLF after the delimiter
-
-
 def check_top(msg, spec, name):
     S.eq(msg.get_content_type(), "multipart/report", f"{name}: type")
     S.eq(msg.get_param("report-type"), "delivery-status", f"{name}: report-type")
@@ -212,21 +204,25 @@ def check_top(msg, spec, name):
         S.eq(list(part.defects), [], f"{name}: defects in {part.get_content_type()}")
 
 
-def check_status(part, spec, name):
-    S.eq(part.get_content_type(), "message/delivery-status", f"{name}: second part")
-    blocks = part.get_payload()
-    S.eq(len(blocks), 1 + len(spec["rcpts"]), f"{name}: per-message + per-recipient blocks")
+def check_status(rep, spec, name):
+    """The delivery-status fields, as dsncheck (the shared parser) reads them."""
+    S.eq(rep.parts[1].get_content_type(), "message/delivery-status", f"{name}: second part")
+    S.eq(len(rep.recipients), len(spec["rcpts"]), f"{name}: per-recipient blocks")
     want = {"Reporting-MTA": "dns; " + HOST, "X-Sharemail-Queue-ID": QID,
             "Arrival-Date": date(ARRIVAL)}
     if spec["envid"] is not None:
         want["Original-Envelope-Id"] = spec["envid"]
-    S.eq({k: str(v) for k, v in blocks[0].items()}, want, f"{name}: per-message fields")
-    keys = list(blocks[0].keys())
+    S.eq(dict(rep.per_message), want, f"{name}: per-message fields")
+    S.eq(rep.envid, spec["envid"], f"{name}: ENVID")
+    S.eq(rep.reporting_mta, HOST, f"{name}: Reporting-MTA name")
+    keys = list(rep.per_message.keys())
     S.eq(keys[0], "Original-Envelope-Id" if spec["envid"] else "Reporting-MTA",
          f"{name}: RFC 3464 2.2 order")
-    for i, (blk, exp) in enumerate(zip(blocks[1:], spec["rcpts"])):
-        got = {k: str(v) for k, v in blk.items()}
+    for i, (blk, exp) in enumerate(zip(rep.recipients, spec["rcpts"])):
+        got = dict(blk)
         S.eq(got, exp, f"{name}: recipient {i} fields")
+        S.eq(rep.recipient(exp["Final-Recipient"].split(";")[1].strip()) is blk, True,
+             f"{name}: recipient {i} found by address")
         order = ["Original-Recipient", "Final-Recipient", "Action", "Status", "Remote-MTA",
                  "Diagnostic-Code", "Last-Attempt-Date", "Will-Retry-Until"]
         S.eq(list(blk.keys()), [k for k in order if k in exp], f"{name}: recipient {i} order")
@@ -238,24 +234,26 @@ def check_status(part, spec, name):
                 f"{name}: Will-Retry-Until only for delayed (RFC 3464 2.3.9)")
 
 
-def check_returned(msg, parts, raw, boundary, spec, name):
+def check_returned(rep, spec, name):
     want = {"full": "message/rfc822", "headers": "text/rfc822-headers"}.get(spec["returned"])
-    S.eq(len(parts), 3 if want else 2, f"{name}: number of parts")
-    rp = raw_parts(raw, boundary)
-    S.eq(len(rp), len(parts), f"{name}: raw split agrees with the parser")
+    S.eq(len(rep.parts), 3 if want else 2, f"{name}: number of parts")
+    S.eq(rep.raw_close, b"--\r\n", f"{name}: close delimiter last")
+    S.eq(len(rep.raw_parts), len(rep.parts), f"{name}: raw split agrees with the parser")
+    S.eq(rep.returned_type, want, f"{name}: returned type")
     if not want:
         return
-    third = parts[2]
+    boundary = rep.boundary
+    third = rep.parts[2]
     S.eq(third.get_content_type(), want, f"{name}: third part type")
     desc = spec["kind"][1] + ("" if spec["returned"] == "full" else " Headers")
     S.eq(str(third["Content-Description"]), desc, f"{name}: Content-Description")
     S.eq(third.get("Content-Transfer-Encoding"), "8bit" if spec["eight"] else None,
          f"{name}: third part Content-Transfer-Encoding")
-    content = rp[2][rp[2].index(b"\r\n\r\n") + 4:]
+    content = rep.returned_bytes
     S.eq(content, spec["data"], f"{name}: returned octets")
     S.check(boundary.encode() not in content, f"{name}: boundary inside the returned part")
     if spec["returned"] == "full":
-        sub = third.get_payload()[0]
+        sub = rep.returned
         orig = email.message_from_bytes(spec["data"], policy=email.policy.default)
         S.eq(str(sub["Subject"]), str(orig["Subject"]), f"{name}: returned Subject")
         if not sub.is_multipart():
@@ -276,20 +274,25 @@ def check_envelope(path, spec, name):
 def check_sample(d, name, spec):
     with open(os.path.join(d, name + ".eml"), "rb") as f:
         raw = f.read()
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    boundary = msg.get_boundary()
+    try:
+        rep = dsncheck.parse(raw)
+    except dsncheck.MalformedReport as e:
+        S.check(False, f"{name}: malformed report: {e}")
+        return None
+    msg = rep.msg
+    boundary = rep.boundary
     S.check(boundary and boundary.startswith(BASE_BOUNDARY) and len(boundary) <= 70,
             f"{name}: boundary {boundary!r}")
     check_lines(raw, boundary, name)
     check_top(msg, spec, name)
-    parts = list(msg.iter_parts())
+    parts = rep.parts
     S.eq(parts[0].get_content_type(), "text/plain", f"{name}: first part")
     S.eq(parts[0].get_content_charset(), "us-ascii", f"{name}: charset")
-    text = norm(parts[0].get_content())
+    text = norm(rep.text)
     for phrase in spec["text"] + [spec["note"], "This is the mail system at host " + HOST]:
         S.check(norm(phrase) in text, f"{name}: text lacks {phrase[:70]!r}")
-    check_status(parts[1], spec, name)
-    check_returned(msg, parts, raw, boundary, spec, name)
+    check_status(rep, spec, name)
+    check_returned(rep, spec, name)
     check_envelope(os.path.join(d, name + ".env"), spec, name)
     return boundary
 
@@ -332,8 +335,7 @@ def test_hostile_text_is_clean():
         S.check(b"\x00" not in head and b"\xff" not in head and b"\x7f" not in head,
                 "control or 8-bit octets outside the returned part")
         S.check(b"\r\nX-Injected:" not in raw, "injected field")
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        diag = str(list(msg.iter_parts())[1].get_payload()[1]["Diagnostic-Code"])
+        diag = dsncheck.parse(raw).recipients[0].diagnostic
         S.eq(len(diag), len("smtp; 550 ") + DIAG_MAX + 3, "diagnostic bounded")
         S.check(diag.endswith("..."), "cut marked")
         status = raw[raw.index(b"Content-Type: message/delivery-status"):]
