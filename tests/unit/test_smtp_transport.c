@@ -3,7 +3,8 @@
  * event loop with scripted fake SMTP peers listening on 127.0.0.1 (ephemeral
  * ports, same process) and, when it is installed, a real Postfix smtp-sink.
  * Every loop is bounded by a guard timer; where a test waits for a client
- * deadline, the deadlines are 1 s. No sleeps.
+ * deadline, that deadline is 1 s (the others stay longer, so a loaded machine
+ * does not fail a test at the wrong step). No sleeps.
  *
  * A peer serves its connections in order with one script each (the last one
  * for any further connection). Script steps:
@@ -996,7 +997,8 @@ TEST(test_silence_after_dot_deadline)
 	        SILENT,
 	};
 	const struct step *const scripts[] = {s0};
-	env_conf(&e, 1, SMTP_CLIENT_TLS_MAY);
+	env_conf(&e, 5, SMTP_CLIENT_TLS_MAY);
+	e.conf.client.timeouts.data_done = 1; /* the wait this test is about */
 	if (!env_start(&e))
 		return;
 	struct peer *p = peer_new(e.base, scripts, 1);
@@ -1039,7 +1041,8 @@ TEST(test_silent_greeting_next_host)
 	};
 	const struct step *const sa[] = {mute};
 	const struct step *const sb[] = {ok};
-	env_conf(&e, 1, SMTP_CLIENT_TLS_MAY);
+	env_conf(&e, 5, SMTP_CLIENT_TLS_MAY);
+	e.conf.client.timeouts.greeting = 1;
 	if (!env_start(&e))
 		return;
 	struct peer *pa = peer_new(e.base, sa, 1), *pb = peer_new(e.base, sb, 1);
@@ -1242,7 +1245,8 @@ TEST(test_starttls_hang_plaintext_retry)
 	        CLOSE,
 	};
 	const struct step *const scripts[] = {hang, plain};
-	env_conf(&e, 1, SMTP_CLIENT_TLS_MAY);
+	env_conf(&e, 5, SMTP_CLIENT_TLS_MAY);
+	e.conf.client.timeouts.tls_handshake = 1;
 	if (!env_start(&e))
 		return;
 	struct peer *p = peer_new(e.base, scripts, 2);
@@ -1277,7 +1281,8 @@ TEST(test_starttls_hang_required)
 	        EXPECT("STARTTLS"), SEND("220 go ahead\r\n"),   SILENT,
 	};
 	const struct step *const scripts[] = {hang};
-	env_conf(&e, 1, SMTP_CLIENT_TLS_REQUIRE);
+	env_conf(&e, 5, SMTP_CLIENT_TLS_REQUIRE);
+	e.conf.client.timeouts.tls_handshake = 1;
 	if (!env_start(&e))
 		return;
 	struct peer *p = peer_new(e.base, scripts, 1);
