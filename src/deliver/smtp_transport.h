@@ -93,8 +93,7 @@ struct smtp_transport_conf {
 	/* helo_name (copied), tls (off|may|require), timeouts (connect: the TCP
 	 * connect), reply limits, max_rcpts, out_max: see smtp_client.h. */
 	struct smtp_client_conf client;
-	unsigned
-	        idle_max; /* s an idle connection waits for a job to its dest_key (5; 0: no reuse) */
+	unsigned idle_max; /* s an idle connection waits for its dest_key (5; 0: no reuse) */
 	unsigned messages_max; /* messages per connection (100; 1-100000) */
 	size_t body_chunk; /* body octets read at a time (65536; CHUNK_MIN..CHUNK_MAX) */
 };
@@ -168,16 +167,17 @@ struct smtp_transport *smtp_transport_new(struct event_base *base,
                                           const struct smtp_transport_conf *conf);
 
 /*
- * Closes every connection at once (no QUIT) and ends every job not yet done:
- * each done callback is called from here with SMTP_TRANSPORT_ABORTED (and
- * smtp_transport_send() refuses new jobs meanwhile). NULL is a no-op. Not from
+ * Closes every connection at once (no QUIT) and calls, from here, the done
+ * callback of every job not yet reported: with its result when it has one
+ * (a 250 that came just before is never lost), else SMTP_TRANSPORT_ABORTED.
+ * smtp_transport_send() refuses new jobs meanwhile. NULL is a no-op. Not from
  * inside a done callback.
  */
 void smtp_transport_free(struct smtp_transport *t);
 
 /*
- * Takes a job for dest_key (1..SMTP_TRANSPORT_DEST_MAX printable octets,
- * copied). It goes on an idle connection kept for dest_key when there is one,
+ * Takes a job for dest_key (1..SMTP_TRANSPORT_DEST_MAX octets of printable
+ * ASCII without space, copied). It goes on an idle connection kept for dest_key when there is one,
  * else on a new connection to its first host. Returns 0 (done will be called),
  * or -1 and nothing happens (done is not called): no host, no address in any
  * host (a host without addresses is skipped), no recipient or more than the
