@@ -15,7 +15,7 @@
 
 B        ?= build
 CC       ?= cc
-PKGS     := openssl sqlite3 libevent_core libevent_pthreads
+PKGS     := openssl sqlite3 libevent_core libevent_pthreads libevent_openssl
 # No package is installed while parsing: `make deps` does that, and the targets that
 # need more than the build (check, run, bench) depend on it and build in a sub-make,
 # which reads pkg-config after the packages are there.
