@@ -1912,8 +1912,7 @@ TEST(test_real_smtp_sink)
 	struct jobspec js;
 	struct sink s = {0};
 	if (access(SMTP_SINK, X_OK) != 0) {
-		printf("SKIP test_real_smtp_sink: %s not installed (Debian package postfix)\n",
-		       SMTP_SINK);
+		SKIP(SMTP_SINK " not installed (Debian package postfix)");
 		return;
 	}
 	make_body998();
