@@ -134,6 +134,7 @@ bench: deps-bench
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open
+	$(B)/bench/sched/bench_sched
 
 # Install paths. PREFIX=/usr is what a Debian package uses; SYSCONFDIR stays /etc for any
 # PREFIX. The systemd files go under PREFIX too: systemd reads /usr/lib/systemd/system (the
