@@ -15,7 +15,7 @@
 
 B        ?= build
 CC       ?= cc
-PKGS     := openssl sqlite3 libevent_core libevent_pthreads
+PKGS     := openssl sqlite3 libevent_core libevent_pthreads libevent_openssl
 # No package is installed while parsing: `make deps` does that, and the targets that
 # need more than the build (check, run, bench) depend on it and build in a sub-make,
 # which reads pkg-config after the packages are there.
@@ -134,6 +134,7 @@ bench: deps-bench
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open
+	$(B)/bench/sched/bench_sched
 
 # Install paths. PREFIX=/usr is what a Debian package uses; SYSCONFDIR stays /etc for any
 # PREFIX. The systemd files go under PREFIX too: systemd reads /usr/lib/systemd/system (the

@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 
-static unsigned long passed, failed;
+static unsigned long passed, failed, skipped;
 static const char *current;
 
 int harness_check(int cond, const char *expr, const char *file, int line)
@@ -15,6 +15,12 @@ int harness_check(int cond, const char *expr, const char *file, int line)
 	failed++;
 	fprintf(stderr, "FAIL %s: %s:%d: %s\n", current ? current : "?", file, line, expr);
 	return 0;
+}
+
+void harness_skip(const char *why)
+{
+	skipped++;
+	printf("SKIP %s: %s\n", current ? current : "?", why);
 }
 
 int harness_check_int(long long got, long long want, const char *expr, const char *file, int line)
@@ -71,6 +77,6 @@ int harness_run(const struct test_case *cases, size_t n, int argc, char **argv)
 		if (failed != before)
 			fprintf(stderr, "---- %s failed\n", cases[i].name);
 	}
-	printf("%lu passed, %lu failed\n", passed, failed);
+	printf("%lu passed, %lu failed, %lu skipped\n", passed, failed, skipped);
 	return failed ? 1 : 0;
 }

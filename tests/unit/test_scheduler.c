@@ -1216,8 +1216,7 @@ out:
 #if defined(__SANITIZE_ADDRESS__)
 TEST(out_of_memory)
 {
-	/* AddressSanitizer reserves terabytes of address space: RLIMIT_AS cannot be used. */
-	printf("SKIP out_of_memory: not under AddressSanitizer\n");
+	SKIP("RLIMIT_AS cannot be used under AddressSanitizer");
 }
 #else
 /* Adds under an address-space limit; returns the ENOMEM count, *ok the successes. */
