@@ -357,6 +357,19 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	d->refresh_failing = n < 0;
 }
 
+/*
+ * libevent's own messages (evdns: a name server that stopped answering, ...)
+ * go to our log, at the matching level, so they reach syslog or log_file too.
+ */
+static void on_libevent_log(int severity, const char *msg)
+{
+	enum log_level lvl = severity >= EVENT_LOG_ERR    ? LOG_LEVEL_ERR
+	                     : severity == EVENT_LOG_WARN ? LOG_LEVEL_WARNING
+	                     : severity == EVENT_LOG_MSG  ? LOG_LEVEL_INFO
+	                                                  : LOG_LEVEL_DEBUG;
+	log_msg(lvl, "libevent: %s", msg);
+}
+
 /* Called on the event loop after each durable commit: wake the delivery runner. */
 static void on_queue_commit(void *arg, const char *id)
 {
@@ -493,6 +506,7 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	log_init("sharemaild", LOG_LEVEL_INFO);
+	event_set_log_callback(on_libevent_log);
 	if (check)
 		return check_only(path);
 	/* Until the handler is in place, a SIGHUP (logrotate) must not kill a starting daemon. */

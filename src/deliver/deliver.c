@@ -1,824 +1,969 @@
 /*
- * deliver: the queue runner thread and local delivery. See deliver.h.
+ * deliver: the delivery manager. See deliver.h; the modules are listed in
+ * deliver_int.h.
  *
- * The runner keeps the queued messages in memory (when each is due next), fed
- * by the queue's start-up pass and by commits; it never lists the queue again.
- * One pass: for each message due (or flushed: `sharemail queue flush`, polled
- * once a second) read its envelope and states (O(envelope + state)), deliver,
- * record every recipient's outcome with one queue_update() (atomic), and remove
- * the message once every recipient is DELIVERED or FAILED.
+ * One delivery thread runs its own event_base: the scheduler (what is due, per
+ * destination, with back-off and lifetimes), the next-hop resolver and the SMTP
+ * transport (deliver_relay.c), a one-second tick and an eventfd that other
+ * threads write to (a commit was made, a worker finished, stop). Everything
+ * that can take milliseconds runs on the worker pool: reading an envelope,
+ * Maildir copies, queue_update, queue_enqueue, queue_remove.
  *
- * Final mailboxes: a local recipient is expanded once, at its first attempt, and
- * every mailbox the expansion reaches is recorded in the recipient
- * (envelope_final) with its own state, like Postfix's virtual alias expansion
- * into separate recipients. A retry attempts only the mailboxes still PENDING or
- * DEFERRED, each looked up again (an over-quota account that is active now gets
- * its copy); a mailbox recorded DELIVERED never gets a second copy, and one
- * recorded FAILED never gets one at all. Within a message, a mailbox that
- * already has its copy (through another recipient or alias) gets no second one.
+ * The scheduler is fed once from the queue's start-up pass and then by commits
+ * (queue_take_committed on every wake-up): never by listing the queue. A job it
+ * hands out names a message; the message is loaded (envelope and states, the
+ * data opened, never read whole) on a worker if it is not in memory, and kept
+ * while jobs refer to it. A job's life:
+ *   transport  local: a worker makes the copies; relay: resolve, then SMTP on the
+ *              loop; EXPIRE, DELAY: nothing to do
+ *   outcomes   the loop tells the scheduler of deferrals, whose next try goes
+ *              into the queue state
+ *   record     a worker queues the notices owed, writes the states (or removes
+ *              the finished message), then logs one line per attempt
+ *   report     the loop tells the scheduler of the rest, then (relay) asks for
+ *              the next job of the same destination for the open connection
+ * So a recipient the peer accepted is written DELIVERED before it is logged or
+ * reported, and after a restart it is never sent again; a crash between the
+ * peer's 250 and the state write sends it once more (at most one duplicate, RFC
+ * 5321 6.1 prefers that to a loss). The notices are queued before the states
+ * are written, so a crash in between can repeat a notice but never lose one.
  *
- * Crashes (hostile-inputs.md "Faults"): states are recorded once per message
- * and pass, atomically. A crash between a Maildir commit and that record
- * delivers the copies made in between again on restart (at least once, never
- * lost); what was recorded holds: a restart never re-delivers a mailbox recorded
- * DELIVERED, nor forgets one DEFERRED.
- *
- * Log: one line per delivery attempt per final mailbox (or per recipient that
- * never got as far as its mailboxes), Postfix style, written where the outcome
- * is decided (settle()):
- *   QUEUEID: to=<mailbox>, orig_to=<rcpt>, relay=local, delay=S.S, dsn=X.Y.Z,
- *   status=sent|deferred|bounced (text)
- *
- * The message is never held in memory: the first DELIVER_HEADER_SCAN_MAX octets
- * are read once (Date: and loop decisions), the rest is streamed with pread()
- * into each copy.
+ * Shutdown: no new job starts; relay jobs under way are ended (their recipients
+ * stay as the queue has them: tried again at the next start); local copies and
+ * records under way finish; then the workers are joined.
  */
 #include "deliver/deliver.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "conf/conf.h"
-#include "deliver/deliver_headers.h"
-#include "deliver/maildir.h"
-#include "proto/mailaddr.h"
-#include "queue/queue.h"
+#include "deliver/deliver_int.h"
 #include "util/log.h"
-#include "verify/mailbox_index.h"
+#include "util/timeutil.h"
 
-#define DELIVER_FLUSH_POLL_S 1 /* flush requests (sharemail queue flush) are taken this often */
-#define DELIVER_COPY_BUF 65536
-#define DELIVER_TRACE_MAX 65536 /* prepended fields: 100 recipients of 320 octets fit */
-#define DELIVER_STATUS_MAX 512
-#define DELIVER_DSN_MAX 16
-
-struct runner_entry;
+#define DELIVER_WORKERS_MAX 8
+#define DELIVER_BATCH_MAX 100 /* recipients per job (RFC 5321 4.5.3.1.8: peers take 100) */
+#define DELIVER_TICK_S 1 /* flush requests and timed work are looked at this often */
+#define DELIVER_TABLE_MIN 256
 
 struct deliver_runner {
-	const struct conf *c;
-	struct queue *q;
-	struct mailbox_index *idx;
+	struct deliver_ctx x;
+	struct nexthop_route *routes; /* parsed relay_route lines */
+	struct event_base *base;
+	int efd;
+	struct event *efd_ev, *tick;
+	struct scheduler *sched;
+	struct scheduler_job *sj; /* scratch for scheduler_next */
+	struct deliver_pool *pool;
+	struct deliver_relay *relay;
 	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int kicked;
-	int stop;
-	char mail_root[MAILDIR_PATH_MAX];
-	/* runner thread only: the messages it knows of (see runner_pass) */
-	struct runner_entry *v;
-	size_t n, cap;
-	int started; /* the queue's start-up list was taken */
-	int flush_polled;
-	time_t last_flush_poll; /* CLOCK_MONOTONIC seconds */
+	int threaded;
+	pthread_mutex_t mu; /* stop_req */
+	int stop_req;
+	int once; /* deliver_queue_once: run until nothing is due, then return */
+	/* the loop's */
+	struct dmsg **tab;
+	size_t tabsz, nmsgs;
+	size_t jobs, loads;
+	int stopping;
+	int flush_all; /* once: a flush request for every message */
+	char (*flush_ids)[QUEUE_ID_MAX];
+	size_t nflush;
 };
 
-/* The message being delivered: its envelope, data and the first octets. */
-struct deliver_msg {
-	struct envelope *env;
-	int fd;
-	uint64_t data_off; /* file offset of the message's first octet */
-	uint64_t len;
-	char *head; /* first min(len, DELIVER_HEADER_SCAN_MAX) octets */
-	size_t head_len;
-	struct deliver_hdr_scan scan;
-};
+/* ---- clock and hooks ---- */
 
-/* ---- one copy ---- */
-
-/* Copies data octets [from, len) of the message into the Maildir file. */
-static int copy_rest(const struct deliver_msg *m, struct maildir_file *f, uint64_t from)
+int64_t deliver_now(const struct deliver_ctx *x)
 {
-	char *buf = malloc(DELIVER_COPY_BUF);
-	if (!buf)
-		return -1;
-	int rc = 0;
-	while (from < m->len) {
-		size_t want = m->len - from > DELIVER_COPY_BUF ? DELIVER_COPY_BUF
-		                                               : (size_t)(m->len - from);
-		ssize_t n = pread(m->fd, buf, want, (off_t)(m->data_off + from));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0 || maildir_write(f, buf, (size_t)n) < 0) {
-			rc = -1;
-			break;
-		}
-		from += (uint64_t)n;
-	}
-	free(buf);
-	return rc;
+	return time_wall_s() + x->clock_offset;
 }
 
-/*
- * Writes one copy for the local account `mailbox`: RCPT_DELIVERED, or FAILED
- * (loops, impossible paths), or DEFERRED (I/O errors), with the reply-style
- * reason ("CODE X.Y.Z text") in status.
- */
-static enum rcpt_state deliver_copy(struct deliver_runner *r, struct deliver_msg *m,
-                                    const char *mailbox, char *status, size_t statsz)
+static uint64_t now_u(const struct deliver_runner *r)
 {
-	const struct conf *c = r->c;
-	if (deliver_headers_delivered_to(m->head, m->scan.header_len, mailbox)) {
-		snprintf(status, statsz, "550 5.4.6 mail loop: already delivered to this mailbox");
-		return RCPT_FAILED;
-	}
-	char dir[MAILDIR_PATH_MAX];
-	if (maildir_path(r->mail_root, mailbox, dir, sizeof dir) < 0) {
-		snprintf(status, statsz, "550 5.3.0 mailbox name unusable as a Maildir");
-		return RCPT_FAILED;
-	}
-	int add_date =
-	        c->smtp_add_date_header && m->env->trusted && m->scan.complete && !m->scan.has_date;
-	char *trace = malloc(DELIVER_TRACE_MAX);
-	long tl = trace ? deliver_headers_build(m->env, mailbox, c->smtp_original_recipient_header,
-	                                        add_date, trace, DELIVER_TRACE_MAX)
-	                : -1;
-	if (tl < 0) {
-		free(trace);
-		snprintf(status, statsz, "451 4.3.0 cannot build trace fields");
-		return RCPT_DEFERRED;
-	}
-	struct maildir_file f;
-	int rc = maildir_open(dir, c->hostname ? c->hostname : "localhost", &f);
-	if (rc == 0 &&
-	    (maildir_write(&f, trace, (size_t)tl) < 0 ||
-	     maildir_write(&f, m->head, m->head_len) < 0 || copy_rest(m, &f, m->head_len) < 0)) {
-		int e = errno;
-		maildir_abort(&f);
-		errno = e;
-		rc = -1;
-	}
-	if (rc == 0)
-		rc = maildir_commit(&f);
-	free(trace);
-	if (rc < 0) {
-		snprintf(status, statsz, "451 4.3.0 cannot write the Maildir: %s", strerror(errno));
-		return RCPT_DEFERRED;
-	}
-	snprintf(status, statsz, "250 2.0.0 delivered to maildir");
-	return RCPT_DELIVERED;
+	int64_t t = deliver_now(&r->x);
+	return t > 0 ? (uint64_t)t : 0;
 }
 
-/* ---- the log line and the lifetime ---- */
-
-/* Seconds since the message arrived (the time in its queue id, else received_at). */
-static double delay_s(const struct envelope *env)
+void deliver_crash_at(const struct deliver_ctx *x, enum deliver_crash p)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	int64_t us = queue_id_time_us(env->id);
-	double since = us >= 0 ? (double)us / 1e6 : (double)env->received_at;
-	return now > since ? now - since : 0.0;
+	if (x->crash == p && p != DELIVER_CRASH_NONE)
+		kill(getpid(), SIGKILL);
 }
 
-/* Splits our "CODE X.Y.Z text" status into the DSN code and the text. */
-static const char *status_text(const char *status, char dsn[DELIVER_DSN_MAX])
+static enum deliver_crash crash_parse(const char *s)
 {
-	const char *p = strchr(status, ' ');
-	const char *q = p ? strchr(p + 1, ' ') : NULL;
-	if (!q || (size_t)(q - p - 1) >= DELIVER_DSN_MAX) {
-		snprintf(dsn, DELIVER_DSN_MAX, "-");
-		return status;
-	}
-	snprintf(dsn, DELIVER_DSN_MAX, "%.*s", (int)(q - p - 1), p + 1);
-	return q + 1;
+	if (!s)
+		return DELIVER_CRASH_NONE;
+	if (strcmp(s, "relay-before-dot") == 0)
+		return DELIVER_CRASH_RELAY_BEFORE_DOT;
+	if (strcmp(s, "relay-after-250") == 0)
+		return DELIVER_CRASH_RELAY_AFTER_250;
+	return DELIVER_CRASH_NONE;
 }
 
-/*
- * Decides an attempt's outcome for `to` (a final mailbox, or a recipient that
- * has none) and logs it: a DEFERRED outcome past queue_lifetime becomes FAILED
- * 5.4.7. orig_to (NULL: none) is the recipient `to` came from; relay names the
- * transport ("local", or "none" for what has no route yet).
- */
-static void settle(struct deliver_runner *r, const struct deliver_msg *m, int64_t now,
-                   const char *to, const char *orig_to, const char *relay, int attempts,
-                   enum rcpt_state *st, char *status, size_t statsz)
+struct scheduler *deliver_sched(struct deliver_runner *r)
 {
-	if (*st == RCPT_DEFERRED && now - m->env->received_at >= r->c->queue_lifetime) {
-		char last[DELIVER_STATUS_MAX];
-		snprintf(last, sizeof last, "%s", status);
-		snprintf(status, statsz,
-		         "550 5.4.7 delivery time expired after %d attempts; last: %.400s",
-		         attempts, last);
-		*st = RCPT_FAILED;
-	}
-	char dsn[DELIVER_DSN_MAX];
-	const char *text = status_text(status, dsn);
-	const char *word = *st == RCPT_DELIVERED ? "sent"
-	                   : *st == RCPT_FAILED  ? "bounced"
-	                                         : "deferred";
-	int orig = orig_to && strcmp(orig_to, to) != 0;
-	log_msg(*st == RCPT_FAILED ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO,
-	        "%s: to=<%s>%s%s%s, relay=%s, delay=%.1f, dsn=%s, status=%s (%s%s)", m->env->id, to,
-	        orig ? ", orig_to=<" : "", orig ? orig_to : "", orig ? ">" : "", relay,
-	        delay_s(m->env), dsn, word, text,
-	        *st == RCPT_FAILED ? "; no bounce message sent: bounces are not built yet" : "");
+	return r->sched;
 }
 
-/* ---- one recipient's final mailboxes ---- */
-
-struct expand_list {
-	char **v;
-	int *kind;
-	size_t n;
-	int oom;
-};
-
-static int collect_target(void *arg, const char *target, int local)
+const struct deliver_ctx *deliver_ctx(const struct deliver_runner *r)
 {
-	struct expand_list *l = arg;
-	char **v = realloc(l->v, (l->n + 1) * sizeof *v);
-	if (v)
-		l->v = v;
-	int *k = v ? realloc(l->kind, (l->n + 1) * sizeof *k) : NULL;
-	if (k)
-		l->kind = k;
-	char *s = k ? strdup(target) : NULL;
-	if (!s) {
-		l->oom = 1;
-		return 1;
-	}
-	l->v[l->n] = s;
-	l->kind[l->n] = local;
-	l->n++;
-	return 0;
+	return &r->x;
 }
 
-static void expand_list_free(struct expand_list *l)
+struct event_base *deliver_base(struct deliver_runner *r)
 {
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	free(l->kind);
+	return r->base;
 }
 
-/* Where mail for the local address addr (parsed: a) goes now, into l. */
-static enum lookup_result resolve(struct deliver_runner *r, const char *addr,
-                                  const struct mailaddr *a, struct expand_list *l)
+/* ---- the message table (loop thread) ---- */
+
+static size_t hash_id(const char *id, size_t n)
 {
-	enum lookup_result lr = mailbox_expand(r->idx, addr, strlen(addr), collect_target, l);
-	if (lr == LOOKUP_TEMPFAIL || l->oom)
-		return LOOKUP_TEMPFAIL;
-	if (lr == LOOKUP_NOTFOUND && mailaddr_is_postmaster(a->local, a->local_len)) {
-		/* RFC 5321 4.5.1: postmaster is always accepted, so it always has a Maildir. */
-		char key[MAILADDR_MAX + 1];
-		if (mailaddr_key(a, key, sizeof key) > 0)
-			collect_target(l, key, MAILBOX_TARGET_ACTIVE);
-	}
-	if (l->oom)
-		return LOOKUP_TEMPFAIL;
-	return l->n ? LOOKUP_FOUND : LOOKUP_NOTFOUND;
+	uint64_t h = 1469598103934665603ull; /* FNV-1a: ids are ours, random in part */
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ull;
+	return (size_t)(h % n);
 }
 
-/* The outcome of a lookup that found nothing (FAILED) or cannot answer (DEFERRED). */
-static enum rcpt_state lookup_failed(enum lookup_result lr, char *status, size_t statsz)
+static struct dmsg *msg_find(struct deliver_runner *r, const char *id)
 {
-	if (lr == LOOKUP_NOTFOUND) {
-		snprintf(status, statsz, "550 5.1.1 no such mailbox");
-		return RCPT_FAILED;
-	}
-	snprintf(status, statsz, "451 4.3.0 directory temporarily unavailable");
-	return RCPT_DEFERRED;
-}
-
-/*
- * First attempt of a local recipient: expands it and records its final
- * mailboxes, all PENDING. Returns 0, or -1 with the recipient's own outcome in
- * *st and status when it has none (unknown, a loop, or try later).
- */
-static int record_finals(struct deliver_runner *r, struct deliver_msg *m, struct envelope_rcpt *rc,
-                         const struct mailaddr *a, enum rcpt_state *st, char *status, size_t statsz)
-{
-	unsigned hops = m->scan.received + m->scan.delivered_to;
-	if (r->c->smtp_max_received_headers > 0 &&
-	    hops > (unsigned)r->c->smtp_max_received_headers) {
-		snprintf(status, statsz, "550 5.4.6 mail loop: %u Received/Delivered-To fields",
-		         hops);
-		*st = RCPT_FAILED;
-		return -1;
-	}
-	struct expand_list l = {0};
-	enum lookup_result lr = resolve(r, rc->addr, a, &l);
-	for (size_t i = 0; lr == LOOKUP_FOUND && i < l.n; i++) {
-		if (envelope_add_final(rc, l.v[i], RCPT_PENDING) < 0) {
-			envelope_clear_finals(rc); /* all or none: nothing was attempted yet */
-			lr = LOOKUP_TEMPFAIL;
-		}
-	}
-	expand_list_free(&l);
-	if (lr == LOOKUP_FOUND)
-		return 0;
-	*st = lookup_failed(lr, status, statsz);
-	return -1;
-}
-
-/* What a final mailbox recorded earlier is now: LOOKUP_FOUND with *kind, or not. */
-static enum lookup_result final_kind(struct deliver_runner *r, const char *addr, int *kind)
-{
-	struct mailaddr a;
-	if (mailaddr_parse_exact(addr, strlen(addr), &a) != MAILADDR_OK)
-		return LOOKUP_NOTFOUND;
-	if (!conf_is_local_domain(r->c, a.domain, a.domain_len)) {
-		*kind = MAILBOX_TARGET_FOREIGN;
-		return LOOKUP_FOUND;
-	}
-	struct expand_list l = {0};
-	enum lookup_result lr = resolve(r, addr, &a, &l);
-	if (lr == LOOKUP_FOUND) {
-		/* Still an account (not, say, an alias made since): only then it is final. */
-		lr = LOOKUP_NOTFOUND;
-		for (size_t i = 0; i < l.n; i++) {
-			if (l.kind[i] != MAILBOX_TARGET_FOREIGN && strcmp(l.v[i], addr) == 0) {
-				*kind = l.kind[i];
-				lr = LOOKUP_FOUND;
-			}
-		}
-	}
-	expand_list_free(&l);
-	return lr;
-}
-
-/* 1 if some recipient of the message has a copy in mailbox already. */
-static int has_copy(const struct envelope *env, const char *mailbox)
-{
-	for (size_t i = 0; i < env->n_rcpts; i++)
-		for (size_t j = 0; j < env->rcpts[i].n_finals; j++)
-			if (env->rcpts[i].finals[j].state == RCPT_DELIVERED &&
-			    strcmp(env->rcpts[i].finals[j].addr, mailbox) == 0)
-				return 1;
-	return 0;
-}
-
-/* One attempt for the final mailbox addr: its outcome and status. */
-static enum rcpt_state attempt_final(struct deliver_runner *r, struct deliver_msg *m,
-                                     const char *addr, char *status, size_t statsz)
-{
-	int kind = MAILBOX_TARGET_FOREIGN;
-	enum lookup_result lr = final_kind(r, addr, &kind);
-	if (lr != LOOKUP_FOUND)
-		return lookup_failed(lr, status, statsz);
-	switch (kind) {
-	case MAILBOX_TARGET_ACTIVE: return deliver_copy(r, m, addr, status, statsz);
-	case MAILBOX_TARGET_DISABLED:
-		snprintf(status, statsz, "550 5.2.1 mailbox disabled");
-		return RCPT_FAILED;
-	case MAILBOX_TARGET_OVER_QUOTA:
-		snprintf(status, statsz, "452 4.2.2 mailbox full");
-		return RCPT_DEFERRED;
-	case MAILBOX_TARGET_LIST: /* a mailing list waits as "remote" until posts are expanded */
-	default:
-		snprintf(status, statsz, "450 4.4.0 remote delivery not built yet");
-		return RCPT_REMOTE;
-	}
-}
-
-/*
- * The recipient's state from its finals (the rule in envelope.h), with a status:
- * the deciding mailbox's, and with several mailboxes how many ended how.
- */
-static enum rcpt_state sum_up(const struct envelope_rcpt *rc, char *status, size_t statsz)
-{
-	static const enum rcpt_state order[] = {RCPT_PENDING, RCPT_DEFERRED, RCPT_REMOTE,
-	                                        RCPT_DELIVERED, RCPT_FAILED};
-	size_t count[RCPT_REMOTE + 1] = {0};
-	for (size_t j = 0; j < rc->n_finals; j++)
-		count[rc->finals[j].state]++;
-	enum rcpt_state st = RCPT_FAILED;
-	for (size_t i = sizeof order / sizeof order[0]; i-- > 0;)
-		if (count[order[i]])
-			st = order[i];
-	const char *why = "";
-	for (size_t j = rc->n_finals; j-- > 0;)
-		if (rc->finals[j].state == st && rc->finals[j].status)
-			why = rc->finals[j].status;
-	if (rc->n_finals == 1)
-		snprintf(status, statsz, "%s", why);
-	else
-		snprintf(status, statsz,
-		         "%.400s (mailboxes: %zu delivered, %zu deferred, %zu failed, %zu remote)",
-		         why, count[RCPT_DELIVERED], count[RCPT_DEFERRED] + count[RCPT_PENDING],
-		         count[RCPT_FAILED], count[RCPT_REMOTE]);
-	/* PENDING cannot outlast the attempt that recorded it; were it to, retry it. */
-	return st == RCPT_PENDING ? RCPT_DEFERRED : st;
-}
-
-/* Attempts every final mailbox of rc still PENDING or DEFERRED; returns rc's state. */
-static enum rcpt_state deliver_finals(struct deliver_runner *r, struct deliver_msg *m,
-                                      struct envelope_rcpt *rc, int64_t now, char *status,
-                                      size_t statsz)
-{
-	for (size_t j = 0; j < rc->n_finals; j++) {
-		struct envelope_final *f = &rc->finals[j];
-		if (f->state != RCPT_PENDING && f->state != RCPT_DEFERRED)
-			continue;
-		char st_text[DELIVER_STATUS_MAX];
-		enum rcpt_state st;
-		if (has_copy(m->env, f->addr)) {
-			/* Another recipient (or alias) of this message led here: one copy. */
-			st = RCPT_DELIVERED;
-			snprintf(st_text, sizeof st_text,
-			         "250 2.0.0 delivered once for every recipient that leads here");
-		} else {
-			st = attempt_final(r, m, f->addr, st_text, sizeof st_text);
-			f->attempts++;
-			settle(r, m, now, f->addr, rc->addr, st == RCPT_REMOTE ? "none" : "local",
-			       f->attempts, &st, st_text, sizeof st_text);
-		}
-		f->state = st;
-		if (envelope_set(&f->status, st_text) < 0)
-			log_err("deliver %s: out of memory recording a status", m->env->id);
-	}
-	return sum_up(rc, status, statsz);
-}
-
-/* Routes one due recipient and records its outcome. */
-/*
- * The wait before the next attempt after `attempts` of them: queue_retry_initial,
- * doubled for each further attempt, at most queue_retry_max.
- */
-static int64_t retry_wait(const struct conf *c, int attempts)
-{
-	int64_t wait = c->queue_retry_initial;
-	for (int i = 1; i < attempts && wait < c->queue_retry_max; i++)
-		wait *= 2;
-	return wait < c->queue_retry_max ? wait : c->queue_retry_max;
-}
-
-static void deliver_rcpt(struct deliver_runner *r, struct deliver_msg *m, struct envelope_rcpt *rc,
-                         int64_t now)
-{
-	char status[DELIVER_STATUS_MAX];
-	enum rcpt_state st = RCPT_DEFERRED;
-	struct mailaddr a;
-	const char *relay = "local";
-	rc->attempts++;
-	if (mailaddr_parse_exact(rc->addr, strlen(rc->addr), &a) != MAILADDR_OK) {
-		snprintf(status, sizeof status, "550 5.1.3 bad recipient address syntax");
-		st = RCPT_FAILED;
-	} else if (!conf_is_local_domain(r->c, a.domain, a.domain_len)) {
-		snprintf(status, sizeof status, "450 4.4.0 remote delivery not built yet");
-		st = RCPT_REMOTE;
-		relay = "none";
-	} else if (rc->n_finals > 0 ||
-	           record_finals(r, m, rc, &a, &st, status, sizeof status) == 0) {
-		st = deliver_finals(r, m, rc, now, status, sizeof status);
-		relay = NULL; /* each final mailbox logged its own line */
-	}
-	if (relay)
-		settle(r, m, now, rc->addr, NULL, relay, rc->attempts, &st, status, sizeof status);
-	if (st == RCPT_DEFERRED)
-		rc->next_try = now + retry_wait(r->c, rc->attempts);
-	rc->state = st;
-	if (envelope_set(&rc->status, status) < 0)
-		log_err("deliver %s: out of memory recording a status", m->env->id);
-}
-
-/* ---- one message ---- */
-
-static int rcpt_due(const struct envelope_rcpt *rc, int64_t now)
-{
-	return rc->state == RCPT_PENDING || (rc->state == RCPT_DEFERRED && rc->next_try <= now);
-}
-
-/* Reads the first octets of the data; returns 0 or -1. */
-static int read_head(struct deliver_msg *m)
-{
-	size_t want = m->len < DELIVER_HEADER_SCAN_MAX ? (size_t)m->len : DELIVER_HEADER_SCAN_MAX;
-	m->head = malloc(want ? want : 1);
-	if (!m->head)
-		return -1;
-	while (m->head_len < want) {
-		ssize_t n = pread(m->fd, m->head + m->head_len, want - m->head_len,
-		                  (off_t)(m->data_off + m->head_len));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		m->head_len += (size_t)n;
-	}
-	deliver_headers_scan(m->head, m->head_len, m->head_len == m->len, &m->scan);
-	return 0;
-}
-
-static void msg_release(struct deliver_msg *m)
-{
-	if (m->fd >= 0)
-		close(m->fd);
-	free(m->head);
-	envelope_free(m->env);
-}
-
-/* When the message is due next: its earliest DEFERRED next_try (INT64_MAX: none). */
-static int64_t message_due(const struct envelope *env)
-{
-	int64_t due = INT64_MAX;
-	for (size_t i = 0; i < env->n_rcpts; i++) {
-		const struct envelope_rcpt *rc = &env->rcpts[i];
-		if (rc->state == RCPT_PENDING)
-			return 0;
-		if (rc->state == RCPT_DEFERRED && rc->next_try < due)
-			due = rc->next_try;
-	}
-	return due;
-}
-
-static int finished(const struct envelope *env)
-{
-	for (size_t i = 0; i < env->n_rcpts; i++)
-		if (env->rcpts[i].state != RCPT_DELIVERED && env->rcpts[i].state != RCPT_FAILED)
-			return 0;
-	return 1;
-}
-
-#define DELIVER_GONE (-1) /* deliver_message: the message left the queue */
-
-/*
- * Delivers what is due of one message; with force (a flush) every DEFERRED
- * recipient is due now. Returns when the message is due next (INT64_MAX: only
- * for a flush, e.g. recipients waiting for remote delivery), or DELIVER_GONE.
- * Reading the envelope and the states costs O(envelope + state): the data is
- * only opened when a recipient is due.
- */
-static int64_t deliver_message(struct deliver_runner *r, const char *id, int force)
-{
-	struct deliver_msg m;
-	memset(&m, 0, sizeof m);
-	m.fd = -1;
-	int64_t now = (int64_t)time(NULL);
-	if (queue_read_envelope(r->q, id, &m.env) < 0) {
-		if (errno == ENOENT)
-			return DELIVER_GONE; /* removed meanwhile (sharemail queue delete) */
-		log_warning("deliver %s: cannot read envelope (retried in %ds)", id,
-		            r->c->queue_retry_initial);
-		return now + r->c->queue_retry_initial;
-	}
-	size_t due = 0;
-	for (size_t i = 0; i < m.env->n_rcpts; i++) {
-		struct envelope_rcpt *rc = &m.env->rcpts[i];
-		if (force && rc->state == RCPT_DEFERRED && rc->next_try > now)
-			rc->next_try = now;
-		due += rcpt_due(rc, now);
-	}
-	if (due == 0) {
-		int64_t next = message_due(m.env);
-		if (finished(m.env)) { /* every state recorded final before a crash */
-			next = DELIVER_GONE;
-			if (queue_remove(r->q, id) < 0)
-				log_warning("deliver %s: cannot remove the delivered message", id);
-		}
-		msg_release(&m);
-		return next;
-	}
-	m.fd = queue_open_data(r->q, id, &m.len);
-	off_t pos = m.fd >= 0 ? lseek(m.fd, 0, SEEK_CUR) : -1;
-	m.data_off = pos >= 0 ? (uint64_t)pos : 0;
-	if (m.fd < 0 || pos < 0 || read_head(&m) < 0) {
-		log_warning("deliver %s: cannot read message data", id);
-		msg_release(&m);
-		return now + r->c->queue_retry_initial;
-	}
-	for (size_t i = 0; i < m.env->n_rcpts; i++)
-		if (rcpt_due(&m.env->rcpts[i], now))
-			deliver_rcpt(r, &m, &m.env->rcpts[i], now);
-	/*
-	 * A finished message is removed without recording its states first: the
-	 * update would cost a write, an fsync and a rename for a file about to go. A
-	 * crash in between only repeats copies (at least once, never lost).
-	 */
-	int64_t next = DELIVER_GONE;
-	if (finished(m.env)) {
-		if (queue_remove(r->q, id) < 0)
-			log_warning("deliver %s: cannot remove the delivered message", id);
-	} else {
-		if (queue_update(r->q, m.env) < 0)
-			log_err("deliver %s: cannot record delivery states (copies may repeat)",
-			        id);
-		next = message_due(m.env);
-	}
-	msg_release(&m);
-	return next;
-}
-
-/* ---- the thread ---- */
-
-/*
- * The runner's in-memory list of queued messages, fed by the queue's start-up
- * pass and by commits, never by listing the queue again: a pass reads only the
- * messages due (or flushed), so its cost does not grow with messages waiting.
- * (The scheduler, src/deliver/scheduler.c, replaces this list with a schedule
- * per recipient and destination.)
- */
-struct runner_entry {
-	char id[QUEUE_ID_MAX];
-	int64_t due; /* epoch seconds; INT64_MAX: waits for a flush */
-	int force; /* flushed: retry every DEFERRED recipient now */
-};
-
-static int add_entry(struct deliver_runner *r, const char *id, int64_t due)
-{
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 64;
-		struct runner_entry *v = realloc(r->v, cap * sizeof *v);
-		if (!v)
-			return -1;
-		r->v = v;
-		r->cap = cap;
-	}
-	struct runner_entry *e = &r->v[r->n++];
-	snprintf(e->id, sizeof e->id, "%s", id);
-	e->due = due;
-	e->force = 0;
-	return 0;
-}
-
-static int take_startup(void *arg, const struct queue_pending *p)
-{
-	struct deliver_runner *r = arg;
-	int64_t due = p->n_rcpts ? INT64_MAX : 0; /* none left: it only waits to be removed */
-	for (size_t i = 0; i < p->n_rcpts; i++) {
-		const struct queue_pending_rcpt *rc = &p->rcpts[i];
-		if (rc->state == RCPT_PENDING)
-			due = 0;
-		else if (rc->state == RCPT_DEFERRED && rc->next_try < due)
-			due = rc->next_try;
-	}
-	if (add_entry(r, p->id, due) < 0)
-		log_err("deliver %s: out of memory; delivered after the next restart", p->id);
-	return 0;
-}
-
-static void take_committed(void *arg, const char *id)
-{
-	if (add_entry(arg, id, 0) < 0)
-		log_err("deliver %s: out of memory; delivered after the next restart", id);
-}
-
-static void take_flush(void *arg, const char *id)
-{
-	struct deliver_runner *r = arg;
-	int found = 0;
-	for (size_t i = 0; i < r->n; i++) {
-		if (!id || strcmp(r->v[i].id, id) == 0) {
-			r->v[i].force = 1;
-			found = 1;
-		}
-	}
-	/* Not in the list (say, after running out of memory): it is again. */
-	if (id && !found && add_entry(r, id, 0) == 0)
-		r->v[r->n - 1].force = 1;
-}
-
-static int runner_stopping(struct deliver_runner *r)
-{
-	pthread_mutex_lock(&r->mu);
-	int s = r->stop;
-	pthread_mutex_unlock(&r->mu);
-	return s;
-}
-
-/* Flush requests: taken at most about once a second (and at every pass of deliver_queue_once). */
-static void poll_flush(struct deliver_runner *r)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (r->flush_polled && ts.tv_sec < r->last_flush_poll + DELIVER_FLUSH_POLL_S)
-		return;
-	r->flush_polled = 1;
-	r->last_flush_poll = ts.tv_sec;
-	queue_take_flush(r->q, take_flush, r);
-}
-
-/*
- * One pass: takes what the queue learned of since the last pass, then delivers
- * every message due or flushed. Returns the wall time the next one is due.
- */
-static int64_t runner_pass(struct deliver_runner *r)
-{
-	if (!r->started) {
-		r->started = 1;
-		queue_take_startup(r->q, take_startup, r);
-	}
-	queue_take_committed(r->q, take_committed, r);
-	poll_flush(r);
-	int64_t now = (int64_t)time(NULL), next_due = INT64_MAX;
-	size_t kept = 0;
-	for (size_t i = 0; i < r->n; i++) {
-		struct runner_entry e = r->v[i];
-		if ((e.due <= now || e.force) && !runner_stopping(r)) {
-			e.due = deliver_message(r, e.id, e.force);
-			e.force = 0;
-			if (e.due == DELIVER_GONE)
-				continue;
-		}
-		if (e.due < next_due)
-			next_due = e.due;
-		r->v[kept++] = e;
-	}
-	r->n = kept;
-	return next_due;
-}
-
-/* Lists the whole queue (for deliver_queue_once only: no runner, nothing kept). */
-static int list_all(void *arg, const char *id)
-{
-	return add_entry(arg, id, 0) < 0;
-}
-
-int deliver_queue_once(const struct conf *c, struct queue *q, struct mailbox_index *idx)
-{
-	struct deliver_runner r;
-	memset(&r, 0, sizeof r);
-	r.c = c;
-	r.q = q;
-	r.idx = idx;
-	r.started = 1; /* the whole queue is listed instead */
-	pthread_mutex_init(&r.mu, NULL);
-	int rc = conf_state_path(c, "mail", r.mail_root, sizeof r.mail_root);
-	if (rc == 0 && queue_list(q, list_all, &r) < 0)
-		log_warning("deliver: cannot list the queue");
-	if (rc == 0)
-		runner_pass(&r);
-	free(r.v);
-	pthread_mutex_destroy(&r.mu);
-	return rc;
-}
-
-static void *runner_main(void *arg)
-{
-	struct deliver_runner *r = arg;
-	for (;;) {
-		pthread_mutex_lock(&r->mu);
-		r->kicked = 0;
-		int stop = r->stop;
-		pthread_mutex_unlock(&r->mu);
-		if (stop)
-			break;
-		int64_t next_due = runner_pass(r);
-		int64_t now = (int64_t)time(NULL);
-		int64_t wait = next_due == INT64_MAX ? DELIVER_FLUSH_POLL_S : next_due - now;
-		if (wait > DELIVER_FLUSH_POLL_S)
-			wait = DELIVER_FLUSH_POLL_S; /* flush requests are polled */
-		if (wait < 1)
-			wait = 1;
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += (time_t)wait;
-		pthread_mutex_lock(&r->mu);
-		while (!r->kicked && !r->stop) {
-			if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
-				break;
-		}
-		pthread_mutex_unlock(&r->mu);
-	}
+	if (!r->tab)
+		return NULL;
+	for (struct dmsg *m = r->tab[hash_id(id, r->tabsz)]; m; m = m->hnext)
+		if (strcmp(m->id, id) == 0)
+			return m;
 	return NULL;
 }
 
-struct deliver_runner *deliver_runner_start(const struct conf *c, struct queue *q,
-                                            struct mailbox_index *idx, char *err, size_t errlen)
+static int table_grow(struct deliver_runner *r)
+{
+	size_t n = r->tabsz ? r->tabsz * 2 : DELIVER_TABLE_MIN;
+	struct dmsg **t = calloc(n, sizeof *t);
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < r->tabsz; i++) {
+		while (r->tab[i]) {
+			struct dmsg *m = r->tab[i];
+			r->tab[i] = m->hnext;
+			size_t h = hash_id(m->id, n);
+			m->hnext = t[h];
+			t[h] = m;
+		}
+	}
+	free(r->tab);
+	r->tab = t;
+	r->tabsz = n;
+	return 0;
+}
+
+static void load_work(struct deliver_task *t);
+static void load_done(struct deliver_task *t);
+
+/* The message id, found or made (unloaded, no refs). NULL when out of memory. */
+static struct dmsg *msg_get(struct deliver_runner *r, const char *id)
+{
+	struct dmsg *m = msg_find(r, id);
+	if (m)
+		return m;
+	if (r->nmsgs >= r->tabsz && table_grow(r) < 0 && !r->tab)
+		return NULL;
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	snprintf(m->id, sizeof m->id, "%s", id);
+	pthread_mutex_init(&m->mu, NULL);
+	m->fd = -1;
+	m->mgr = r;
+	m->load.work = load_work;
+	m->load.done = load_done;
+	size_t h = hash_id(id, r->tabsz);
+	m->hnext = r->tab[h];
+	r->tab[h] = m;
+	r->nmsgs++;
+	return m;
+}
+
+/* Drops a reference; the last one frees the message (and its envelope, its descriptor). */
+static void msg_put(struct deliver_runner *r, struct dmsg *m)
+{
+	if (m->refs > 0)
+		m->refs--;
+	if (m->refs > 0 || m->waiting || m->st == DMSG_LOADING)
+		return;
+	struct dmsg **pp = &r->tab[hash_id(m->id, r->tabsz)];
+	while (*pp && *pp != m)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = m->hnext;
+	r->nmsgs--;
+	if (m->fd >= 0)
+		close(m->fd);
+	envelope_free(m->env);
+	free(m->head);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+/* ---- loading (a worker reads the envelope and states, opens the data) ---- */
+
+static void set_routes(const struct deliver_ctx *x, struct envelope *env)
+{
+	char key[SCHEDULER_DEST_MAX + 1];
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		struct envelope_rcpt *rc = &env->rcpts[i];
+		enum deliver_dest_kind k =
+		        deliver_policy_dest(&x->routes, rc->addr, key, sizeof key, NULL);
+		/* Local (and unusable) recipients have no route: the local transport decides. */
+		if (envelope_set(&rc->route, k > DELIVER_DEST_IS_LOCAL ? key : NULL) < 0)
+			log_err("deliver %s: out of memory routing a recipient", env->id);
+	}
+}
+
+static void load_work(struct deliver_task *t)
+{
+	struct dmsg *m = (struct dmsg *)(void *)((char *)t - offsetof(struct dmsg, load));
+	const struct deliver_ctx *x = &m->mgr->x;
+	struct envelope *env = NULL;
+	m->load_rc = queue_read_envelope(x->q, m->id, &env);
+	m->load_errno = errno;
+	if (m->load_rc == 0) {
+		m->fd = queue_open_data(x->q, m->id, &m->len);
+		off_t pos = m->fd >= 0 ? lseek(m->fd, 0, SEEK_CUR) : -1;
+		if (pos < 0) {
+			if (m->fd >= 0)
+				close(m->fd);
+			m->fd = -1;
+			m->load_rc = -1;
+			m->load_errno = EIO;
+			envelope_free(env);
+			return;
+		}
+		m->data_off = (uint64_t)pos;
+		set_routes(x, env);
+		m->env = env;
+	}
+}
+
+static void job_start(struct deliver_job *j);
+static void job_free(struct deliver_job *j);
+static void add_rcpts(struct deliver_runner *r, struct dmsg *m);
+
+/* A job whose message could not be loaded: its recipients are tried later. */
+static void job_unloadable(struct deliver_job *j, int err)
+{
+	struct deliver_runner *r = j->mgr;
+	uint64_t now = now_u(r);
+	if (err == ENOENT) /* deleted (sharemail queue delete): forget it */
+		scheduler_remove(r->sched, j->m->id);
+	else
+		log_warning("deliver %s: cannot read the message (%s); tried again later", j->m->id,
+		            strerror(err));
+	if (j->kind == DELIVER_JOB_LOCAL || j->kind == DELIVER_JOB_RELAY)
+		for (size_t i = 0; i < j->n; i++)
+			scheduler_result(r->sched, j->m->id, j->out[i].rcpt, SCHEDULER_DEFER_RCPT,
+			                 now, NULL);
+	else if (j->kind == DELIVER_JOB_EXPIRE && err != ENOENT)
+		log_err("deliver %s: expired but unreadable: no bounce; kept until the next start",
+		        j->m->id);
+	job_free(j);
+}
+
+static void load_done(struct deliver_task *t)
+{
+	struct dmsg *m = (struct dmsg *)(void *)((char *)t - offsetof(struct dmsg, load));
+	struct deliver_runner *r = m->mgr;
+	r->loads--;
+	struct deliver_job *w = m->waiting;
+	m->waiting = NULL;
+	if (m->load_rc == 0) {
+		m->st = DMSG_LOADED;
+		if (m->add_on_load)
+			add_rcpts(r, m);
+	} else {
+		m->st = DMSG_UNLOADED;
+		if (m->load_errno != ENOENT && m->add_on_load)
+			log_warning("deliver %s: cannot read the message just committed (%s)",
+			            m->id, strerror(m->load_errno));
+	}
+	m->add_on_load = 0;
+	m->refs++; /* held while the waiting jobs start */
+	while (w) {
+		struct deliver_job *j = w;
+		w = w->next;
+		j->next = NULL;
+		if (m->st == DMSG_LOADED)
+			job_start(j);
+		else
+			job_unloadable(j, m->load_errno);
+	}
+	msg_put(r, m); /* the load's own reference and the one above */
+	msg_put(r, m);
+}
+
+/* Loads m on a worker (it holds a reference until loaded). */
+static void msg_load(struct deliver_runner *r, struct dmsg *m)
+{
+	if (m->st != DMSG_UNLOADED)
+		return;
+	m->st = DMSG_LOADING;
+	m->refs++;
+	r->loads++;
+	deliver_pool_submit(r->pool, &m->load);
+}
+
+/* ---- scheduling recipients ---- */
+
+static int flushed(const struct deliver_runner *r, const char *id)
+{
+	if (r->flush_all)
+		return 1;
+	for (size_t i = 0; i < r->nflush; i++)
+		if (strcmp(r->flush_ids[i], id) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The arrival the scheduler counts the lifetime from: the message's, except
+ * that a message whose lifetime ran out while we were not running (a long
+ * stop, a queue moved from elsewhere) still gets one attempt, as in Postfix:
+ * when no recipient was tried after its lifetime ended (last_try: the latest
+ * next try recorded), the lifetime is taken to end one queue_retry_initial from
+ * now, so the message expires only if that attempt does not deliver it. Once
+ * tried, its next try lies past the end, and it expires at the next start.
+ */
+static uint64_t arrival_for(const struct deliver_runner *r, int64_t received_at, int64_t last_try,
+                            uint64_t now)
+{
+	const struct conf *c = r->x.c;
+	uint64_t a = received_at > 0 ? (uint64_t)received_at : 0;
+	uint64_t life = (uint64_t)c->queue_lifetime;
+	if (a + life > now || (last_try > 0 && (uint64_t)last_try > a + life))
+		return a;
+	return now + (uint64_t)c->queue_retry_initial - life;
+}
+
+static void sched_add(struct deliver_runner *r, const struct scheduler_entry *e)
+{
+	int rc = scheduler_add(r->sched, e);
+	if (rc == SCHEDULER_OK || rc == SCHEDULER_EDUP)
+		return;
+	log_err("deliver %s: recipient %u not scheduled (%s); delivered after the next start",
+	        e->msg_id, e->rcpt, rc == SCHEDULER_EFULL ? "schedule full" : "error");
+}
+
+struct remove_task {
+	struct deliver_task t;
+	char id[QUEUE_ID_MAX];
+	struct queue *q;
+	struct deliver_runner *r;
+};
+
+static void remove_work(struct deliver_task *t)
+{
+	struct remove_task *rt = (struct remove_task *)(void *)t;
+	if (queue_remove(rt->q, rt->id) < 0)
+		log_warning("deliver %s: cannot remove the delivered message", rt->id);
+}
+
+static void remove_done(struct deliver_task *t)
+{
+	free(t);
+}
+
+/* A message whose recipients are all done (before a crash, say) only waits to go. */
+static void remove_later(struct deliver_runner *r, const char *id)
+{
+	struct remove_task *rt = calloc(1, sizeof *rt);
+	if (!rt)
+		return;
+	rt->t.work = remove_work;
+	rt->t.done = remove_done;
+	rt->q = r->x.q;
+	rt->r = r;
+	snprintf(rt->id, sizeof rt->id, "%s", id);
+	deliver_pool_submit(r->pool, &rt->t);
+}
+
+/* Schedules every unfinished recipient of a loaded message (a commit, a listing). */
+static void add_rcpts(struct deliver_runner *r, struct dmsg *m)
+{
+	const struct envelope *env = m->env;
+	uint64_t now = now_u(r);
+	int force = r->once && flushed(r, m->id);
+	int64_t last_try = 0;
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		if (env->rcpts[i].state == RCPT_DEFERRED && env->rcpts[i].next_try > last_try)
+			last_try = env->rcpts[i].next_try;
+	uint64_t arrival = arrival_for(r, env->received_at, last_try, now);
+	size_t open = 0;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		const struct envelope_rcpt *rc = &env->rcpts[i];
+		if (rc->state == RCPT_DELIVERED || rc->state == RCPT_FAILED)
+			continue;
+		open++;
+		uint64_t due = now;
+		if (rc->state == RCPT_DEFERRED && !force && rc->next_try > 0)
+			due = (uint64_t)rc->next_try;
+		struct scheduler_entry e = {
+		        .msg_id = m->id,
+		        .rcpt = (uint32_t)i,
+		        .dest = rc->route && *rc->route ? rc->route : SCHEDULER_DEST_LOCAL,
+		        .arrival = arrival,
+		        .due = due,
+		        .attempts = rc->attempts > 0 ? (uint32_t)rc->attempts : 0,
+		        .warned = rc->delay_notified,
+		};
+		sched_add(r, &e);
+	}
+	if (open == 0)
+		remove_later(r, m->id);
+}
+
+static void on_committed(void *arg, const char *id)
+{
+	struct deliver_runner *r = arg;
+	struct dmsg *m = msg_get(r, id);
+	if (!m) {
+		log_err("deliver %s: out of memory; delivered after the next start", id);
+		return;
+	}
+	if (m->st == DMSG_LOADED) {
+		add_rcpts(r, m);
+		return;
+	}
+	m->add_on_load = 1;
+	msg_load(r, m);
+}
+
+static int on_startup(void *arg, const struct queue_pending *p)
+{
+	struct deliver_runner *r = arg;
+	if (p->n_rcpts == 0) {
+		remove_later(r, p->id);
+		return 0;
+	}
+	char key[SCHEDULER_DEST_MAX + 1];
+	int64_t last_try = 0;
+	for (size_t i = 0; i < p->n_rcpts; i++)
+		if (p->rcpts[i].state == RCPT_DEFERRED && p->rcpts[i].next_try > last_try)
+			last_try = p->rcpts[i].next_try;
+	uint64_t arrival = arrival_for(r, p->received_at, last_try, now_u(r));
+	for (size_t i = 0; i < p->n_rcpts; i++) {
+		const struct queue_pending_rcpt *rc = &p->rcpts[i];
+		if (deliver_policy_dest(&r->x.routes, rc->addr, key, sizeof key, NULL) <=
+		    DELIVER_DEST_IS_LOCAL)
+			snprintf(key, sizeof key, "%s", SCHEDULER_DEST_LOCAL);
+		struct scheduler_entry e = {
+		        .msg_id = p->id,
+		        .rcpt = (uint32_t)rc->index,
+		        .dest = key,
+		        .arrival = arrival,
+		        .due = rc->state == RCPT_DEFERRED && rc->next_try > 0
+		                       ? (uint64_t)rc->next_try
+		                       : 0,
+		        .attempts = rc->attempts > 0 ? (uint32_t)rc->attempts : 0,
+		        .warned = rc->delay_notified,
+		};
+		sched_add(r, &e);
+	}
+	return 0;
+}
+
+static void on_flush(void *arg, const char *id)
+{
+	struct deliver_runner *r = arg;
+	if (r->once) {
+		if (!id) {
+			r->flush_all = 1;
+			return;
+		}
+		void *v = realloc(r->flush_ids, (r->nflush + 1) * sizeof *r->flush_ids);
+		if (!v)
+			return;
+		r->flush_ids = v;
+		snprintf(r->flush_ids[r->nflush++], QUEUE_ID_MAX, "%s", id);
+		return;
+	}
+	size_t n = scheduler_flush(r->sched, id, now_u(r));
+	log_info("queue flush %s: %zu recipients due now", id ? id : "(all)", n);
+}
+
+/* ---- jobs ---- */
+
+int deliver_job_report(struct deliver_job *j, uint32_t rcpt, const char *to, const char *relay,
+                       enum rcpt_state st, const char *status, int peer_code,
+                       const char *remote_mta, enum deliver_notice notice)
+{
+	if (j->nrep == j->caprep) {
+		size_t cap = j->caprep ? j->caprep * 2 : 4;
+		struct deliver_report *v = realloc(j->rep, cap * sizeof *v);
+		if (!v)
+			return -1;
+		j->rep = v;
+		j->caprep = cap;
+	}
+	struct deliver_report *p = &j->rep[j->nrep];
+	memset(p, 0, sizeof *p);
+	p->rcpt = rcpt;
+	p->state = st;
+	p->peer_code = peer_code;
+	p->notice = notice;
+	p->to = to ? strdup(to) : NULL;
+	p->relay = strdup(relay ? relay : "none");
+	p->status = strdup(status ? status : "");
+	p->remote_mta = remote_mta ? strdup(remote_mta) : NULL;
+	if ((to && !p->to) || !p->relay || !p->status || (remote_mta && !p->remote_mta)) {
+		free(p->to);
+		free(p->relay);
+		free(p->status);
+		free(p->remote_mta);
+		return -1;
+	}
+	j->nrep++;
+	return 0;
+}
+
+static void job_free(struct deliver_job *j)
+{
+	struct deliver_runner *r = j->mgr;
+	for (size_t i = 0; i < j->nrep; i++) {
+		free(j->rep[i].to);
+		free(j->rep[i].relay);
+		free(j->rep[i].status);
+		free(j->rep[i].remote_mta);
+	}
+	free(j->rep);
+	free(j->out);
+	r->jobs--;
+	msg_put(r, j->m);
+	free(j);
+}
+
+void deliver_job_abandon(struct deliver_job *j)
+{
+	job_free(j);
+}
+
+static void local_done(struct deliver_task *t)
+{
+	deliver_job_outcomes_ready((struct deliver_job *)(void *)t);
+}
+
+static void local_work(struct deliver_task *t)
+{
+	deliver_local_work((struct deliver_job *)(void *)t);
+}
+
+static void job_start(struct deliver_job *j)
+{
+	struct deliver_runner *r = j->mgr;
+	if (r->stopping) { /* nothing new at shutdown: the queue keeps the recipients */
+		job_free(j);
+		return;
+	}
+	switch (j->kind) {
+	case DELIVER_JOB_LOCAL:
+		j->task.work = local_work;
+		j->task.done = local_done;
+		deliver_pool_submit(r->pool, &j->task);
+		break;
+	case DELIVER_JOB_RELAY: deliver_relay_start(r->relay, j); break;
+	default: deliver_job_outcomes_ready(j); break; /* the record task decides */
+	}
+}
+
+static void record_work(struct deliver_task *t)
+{
+	deliver_record_work((struct deliver_job *)(void *)t);
+}
+
+/* The record is written: the scheduler hears the rest, the connection gets its next job. */
+static void record_done(struct deliver_task *t)
+{
+	struct deliver_job *j = (struct deliver_job *)(void *)t;
+	struct deliver_runner *r = j->mgr;
+	uint64_t now = now_u(r);
+	for (size_t i = 0; i < j->n; i++) {
+		struct deliver_outcome *o = &j->out[i];
+		if (o->so && !o->told)
+			scheduler_result(r->sched, j->m->id, o->rcpt, o->so, now, NULL);
+		o->told = 1;
+	}
+	char dest[SCHEDULER_DEST_MAX + 1];
+	int relay = j->kind == DELIVER_JOB_RELAY;
+	snprintf(dest, sizeof dest, "%s", j->dest);
+	job_free(j);
+	if (relay && !r->stopping)
+		deliver_next_for_dest(r, dest);
+}
+
+void deliver_job_outcomes_ready(struct deliver_job *j)
+{
+	struct deliver_runner *r = j->mgr;
+	uint64_t now = now_u(r);
+	int delivered = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		struct deliver_outcome *o = &j->out[i];
+		delivered |= o->state == RCPT_DELIVERED;
+		if (o->so != SCHEDULER_DEFER_RCPT && o->so != SCHEDULER_DEFER_DEST)
+			continue;
+		uint64_t next = 0;
+		if (scheduler_result(r->sched, j->m->id, o->rcpt, o->so, now, &next) == 0)
+			o->next_try = next;
+		o->told = 1;
+	}
+	if (j->kind == DELIVER_JOB_RELAY && delivered)
+		deliver_crash_at(&r->x, DELIVER_CRASH_RELAY_AFTER_250);
+	j->recording = 1;
+	j->task.work = record_work;
+	j->task.done = record_done;
+	deliver_pool_submit(r->pool, &j->task);
+}
+
+/* A job from the scheduler: its message loaded first when it is not in memory. */
+static void dispatch(struct deliver_runner *r, const struct scheduler_job *sj)
+{
+	uint64_t now = now_u(r);
+	struct deliver_job *j = calloc(1, sizeof *j);
+	struct dmsg *m = j ? msg_get(r, sj->msg_id) : NULL;
+	if (j)
+		j->out = calloc(sj->n ? sj->n : 1, sizeof *j->out);
+	if (!j || !m || !j->out) {
+		log_err("deliver %s: out of memory; tried again later", sj->msg_id);
+		if (sj->kind == SCHEDULER_JOB_DELIVER)
+			for (size_t i = 0; i < sj->n; i++)
+				scheduler_result(r->sched, sj->msg_id, sj->rcpts[i].rcpt,
+				                 SCHEDULER_DEFER_RCPT, now, NULL);
+		if (j)
+			free(j->out);
+		free(j);
+		return;
+	}
+	j->mgr = r;
+	j->m = m;
+	m->refs++;
+	r->jobs++;
+	j->arrival = sj->arrival;
+	j->started = now;
+	snprintf(j->dest, sizeof j->dest, "%s", sj->dest);
+	j->n = sj->n;
+	for (size_t i = 0; i < sj->n; i++) {
+		j->out[i].rcpt = sj->rcpts[i].rcpt;
+		j->out[i].attempts = sj->rcpts[i].attempts;
+		j->out[i].state = RCPT_PENDING;
+	}
+	if (sj->kind == SCHEDULER_JOB_EXPIRE)
+		j->kind = DELIVER_JOB_EXPIRE;
+	else if (sj->kind == SCHEDULER_JOB_DELAY)
+		j->kind = DELIVER_JOB_DELAY;
+	else if (strcmp(sj->dest, SCHEDULER_DEST_LOCAL) == 0)
+		j->kind = DELIVER_JOB_LOCAL;
+	else
+		j->kind = DELIVER_JOB_RELAY;
+	if (m->st == DMSG_LOADED) {
+		job_start(j);
+		return;
+	}
+	j->next = m->waiting;
+	m->waiting = j;
+	msg_load(r, m);
+}
+
+/* Starts every job the scheduler has now. */
+static void pump(struct deliver_runner *r)
+{
+	while (!r->stopping && scheduler_next(r->sched, now_u(r), r->sj) == 1)
+		dispatch(r, r->sj);
+}
+
+int deliver_next_for_dest(struct deliver_runner *r, const char *dest)
+{
+	if (r->stopping || scheduler_next_dest(r->sched, dest, now_u(r), r->sj) != 1)
+		return 0;
+	dispatch(r, r->sj);
+	return 1;
+}
+
+/* ---- the loop ---- */
+
+static int idle(struct deliver_runner *r)
+{
+	return r->jobs == 0 && r->loads == 0 && deliver_pool_pending(r->pool) == 0;
+}
+
+/* Ends the loop once a run to completion (once) or a shutdown is over. */
+static void check_end(struct deliver_runner *r)
+{
+	if (!idle(r))
+		return;
+	if (r->once && !r->stopping) {
+		pump(r);
+		if (!idle(r))
+			return;
+	} else if (!r->stopping) {
+		return;
+	}
+	event_base_loopbreak(r->base);
+}
+
+static void begin_stop(struct deliver_runner *r)
+{
+	if (r->stopping)
+		return;
+	r->stopping = 1;
+	deliver_relay_stop(r->relay);
+}
+
+static void on_efd(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver_runner *r = arg;
+	uint64_t n;
+	while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&r->mu);
+	int stop = r->stop_req;
+	pthread_mutex_unlock(&r->mu);
+	if (stop)
+		begin_stop(r);
+	if (!r->once && !r->stopping)
+		queue_take_committed(r->x.q, on_committed, r);
+	deliver_pool_complete(r->pool);
+	pump(r);
+	check_end(r);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver_runner *r = arg;
+	if (!r->once && !r->stopping)
+		queue_take_flush(r->x.q, on_flush, r);
+	pump(r);
+	check_end(r);
+}
+
+static void wake(void *arg)
+{
+	struct deliver_runner *r = arg;
+	uint64_t one = 1;
+	while (write(r->efd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- set-up and teardown ---- */
+
+static int is_local(void *arg, const char *domain, size_t len)
+{
+	return conf_is_local_domain(arg, domain, len);
+}
+
+static int parse_routes(struct deliver_runner *r)
+{
+	const struct conf *c = r->x.c;
+	if (c->relay_route.n == 0)
+		return 0;
+	r->routes = calloc(c->relay_route.n, sizeof *r->routes);
+	if (!r->routes)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < c->relay_route.n; i++) {
+		char err[256];
+		if (nexthop_route_parse(c->relay_route.v[i], &r->routes[n], err, sizeof err) == 0)
+			n++;
+		else /* conf checked it: only a bug gets here */
+			log_err("relay_route %s: %s; ignored", c->relay_route.v[i], err);
+	}
+	r->x.routes.routes = r->routes;
+	r->x.routes.nroutes = n;
+	return 0;
+}
+
+static void sched_conf(const struct conf *c, unsigned workers, struct scheduler_conf *sc)
+{
+	scheduler_conf_defaults(sc);
+	sc->retry_initial = (uint64_t)c->queue_retry_initial;
+	sc->retry_max =
+	        (uint64_t)(c->queue_retry_max > c->queue_retry_initial ? c->queue_retry_max
+	                                                               : c->queue_retry_initial);
+	sc->lifetime = (uint64_t)c->queue_lifetime;
+	sc->delay_warning = (uint64_t)c->queue_delay_warning;
+	sc->dest_concurrency = (uint32_t)c->relay_destination_concurrency;
+	sc->global_concurrency = (uint32_t)c->queue_delivery_concurrency;
+	if (sc->global_concurrency > SCHEDULER_CONCURRENCY_MAX)
+		sc->global_concurrency = SCHEDULER_CONCURRENCY_MAX;
+	/* A local job holds a worker: two per worker keep them busy without a backlog. */
+	sc->local_concurrency = 2 * workers;
+	sc->batch_max = DELIVER_BATCH_MAX;
+	if (getrandom(sc->hash_key, sizeof sc->hash_key, 0) != (ssize_t)sizeof sc->hash_key)
+		sc->hash_key[0] = (uint64_t)time_mono_us(); /* still keyed, if weakly */
+}
+
+static void mgr_free(struct deliver_runner *r)
+{
+	if (!r)
+		return;
+	deliver_relay_free(r->relay);
+	if (r->base)
+		event_base_loop(r->base, EVLOOP_NONBLOCK); /* evdns' shutdown callbacks */
+	deliver_pool_free(r->pool);
+	for (size_t i = 0; r->tab && i < r->tabsz; i++) {
+		while (r->tab[i]) {
+			struct dmsg *m = r->tab[i];
+			r->tab[i] = m->hnext;
+			if (m->fd >= 0)
+				close(m->fd);
+			envelope_free(m->env);
+			free(m->head);
+			pthread_mutex_destroy(&m->mu);
+			free(m);
+		}
+	}
+	free(r->tab);
+	if (r->efd_ev)
+		event_free(r->efd_ev);
+	if (r->tick)
+		event_free(r->tick);
+	if (r->efd >= 0)
+		close(r->efd);
+	if (r->base)
+		event_base_free(r->base);
+	scheduler_free(r->sched);
+	free(r->sj);
+	free(r->routes);
+	free(r->flush_ids);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static struct deliver_runner *mgr_new(const struct conf *c, struct queue *q,
+                                      struct mailbox_index *idx, int once, char *err, size_t errlen)
 {
 	struct deliver_runner *r = calloc(1, sizeof *r);
 	if (!r) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	r->c = c;
-	r->q = q;
-	r->idx = idx;
-	if (conf_state_path(c, "mail", r->mail_root, sizeof r->mail_root) < 0) {
-		snprintf(err, errlen, "state_dir too long");
-		free(r);
-		return NULL;
-	}
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cv, &ca);
-	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&r->mu, NULL);
+	r->efd = -1;
+	r->once = once;
+	r->x.c = c;
+	r->x.q = q;
+	r->x.idx = idx;
+	r->x.hostname = c->hostname && *c->hostname ? c->hostname : "localhost";
+	r->x.routes.smarthost = c->relay_smarthost && *c->relay_smarthost;
+	r->x.routes.is_local = is_local;
+	r->x.routes.arg = (void *)c;
+	r->x.crash = crash_parse(getenv("SHAREMAIL_TEST_CRASH_AT"));
+	const char *off = getenv("SHAREMAIL_TEST_TIME_OFFSET");
+	r->x.clock_offset = off ? strtoll(off, NULL, 10) : 0;
+	unsigned workers = c->queue_delivery_concurrency < DELIVER_WORKERS_MAX
+	                           ? (unsigned)c->queue_delivery_concurrency
+	                           : DELIVER_WORKERS_MAX;
+	struct scheduler_conf sc;
+	sched_conf(c, workers, &sc);
+	if (conf_state_path(c, "mail", r->x.mail_root, sizeof r->x.mail_root) < 0) {
+		snprintf(err, errlen, "state_dir too long");
+		goto fail;
+	}
+	r->sched = scheduler_new(&sc);
+	r->sj = malloc(sizeof *r->sj);
+	r->base = event_base_new();
+	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!r->sched || !r->sj || !r->base || r->efd < 0 || parse_routes(r) < 0) {
+		snprintf(err, errlen, "cannot set up delivery: %s",
+		         !r->sched ? "scheduler settings" : strerror(errno));
+		goto fail;
+	}
+	r->efd_ev = event_new(r->base, r->efd, EV_READ | EV_PERSIST, on_efd, r);
+	r->tick = event_new(r->base, -1, EV_PERSIST, on_tick, r);
+	struct timeval tv = {DELIVER_TICK_S, 0};
+	if (!r->efd_ev || !r->tick || event_add(r->efd_ev, NULL) < 0 ||
+	    event_add(r->tick, &tv) < 0) {
+		snprintf(err, errlen, "cannot set up the delivery loop");
+		goto fail;
+	}
+	r->pool = deliver_pool_new(workers, wake, r, err, errlen);
+	if (!r->pool)
+		goto fail;
+	r->relay = deliver_relay_new(r, err, errlen);
+	if (!r->relay)
+		goto fail;
+	return r;
+fail:
+	mgr_free(r);
+	return NULL;
+}
+
+/* Lists the whole queue (deliver_queue_once only: no start-up pass there). */
+static int list_one(void *arg, const char *id)
+{
+	on_committed(arg, id);
+	return 0;
+}
+
+static void mgr_run(struct deliver_runner *r)
+{
+	if (r->once) {
+		queue_take_flush(r->x.q, on_flush, r);
+		if (queue_list(r->x.q, list_one, r) < 0)
+			log_warning("deliver: cannot list the queue");
+	} else {
+		size_t n = queue_take_startup(r->x.q, on_startup, r);
+		if (n)
+			log_info("deliver: %zu queued messages scheduled (%zu recipients)", n,
+			         scheduler_count(r->sched));
+		queue_take_committed(r->x.q, on_committed, r);
+		queue_take_flush(r->x.q, on_flush, r);
+	}
+	pump(r);
+	check_end(r);
+	event_base_dispatch(r->base);
+	/* Shutdown (or a run to completion): whatever is still under way ends first. */
+	begin_stop(r);
+	while (!idle(r)) {
+		deliver_pool_complete(r->pool);
+		if (!idle(r))
+			event_base_loop(r->base, EVLOOP_ONCE);
+	}
+}
+
+static void *runner_main(void *arg)
+{
+	mgr_run(arg);
+	return NULL;
+}
+
+struct deliver_runner *deliver_runner_start(const struct conf *c, struct queue *q,
+                                            struct mailbox_index *idx, char *err, size_t errlen)
+{
+	struct deliver_runner *r = mgr_new(c, q, idx, 0, err, errlen);
+	if (!r)
+		return NULL;
 	int e = pthread_create(&r->thread, NULL, runner_main, r);
 	if (e != 0) {
 		snprintf(err, errlen, "cannot start the delivery thread: %s", strerror(e));
-		pthread_cond_destroy(&r->cv);
-		pthread_mutex_destroy(&r->mu);
-		free(r);
+		mgr_free(r);
 		return NULL;
 	}
+	r->threaded = 1;
 	return r;
 }
 
 void deliver_runner_kick(struct deliver_runner *r)
 {
-	if (!r)
-		return;
-	pthread_mutex_lock(&r->mu);
-	r->kicked = 1;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
+	if (r)
+		wake(r);
 }
 
 void deliver_runner_stop(struct deliver_runner *r)
@@ -826,12 +971,23 @@ void deliver_runner_stop(struct deliver_runner *r)
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->mu);
-	r->stop = 1;
-	pthread_cond_signal(&r->cv);
+	r->stop_req = 1;
 	pthread_mutex_unlock(&r->mu);
-	pthread_join(r->thread, NULL);
-	pthread_cond_destroy(&r->cv);
-	pthread_mutex_destroy(&r->mu);
-	free(r->v);
-	free(r);
+	wake(r);
+	if (r->threaded)
+		pthread_join(r->thread, NULL);
+	mgr_free(r);
+}
+
+int deliver_queue_once(const struct conf *c, struct queue *q, struct mailbox_index *idx)
+{
+	char err[256];
+	struct deliver_runner *r = mgr_new(c, q, idx, 1, err, sizeof err);
+	if (!r) {
+		log_err("deliver: %s", err);
+		return -1;
+	}
+	mgr_run(r);
+	mgr_free(r);
+	return 0;
 }

@@ -23,6 +23,8 @@ BUILD = os.environ.get("SHAREMAIL_BUILD") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build")
 SHAREMAILD = os.path.join(BUILD, "sharemaild")
 SHAREMAIL = os.path.join(BUILD, "sharemail")
+# A smart host nobody listens on: connections are refused at once (see Daemon).
+RELAY_NOWHERE = "[127.0.0.1]:1"
 
 
 class Suite:
@@ -92,7 +94,10 @@ def have_ipv6():
 class Daemon:
     """A sharemaild with its own temporary state_dir and config.
 
-    conf: dict of extra config keys (a list value repeats the key).
+    conf: dict of extra config keys (a list value repeats the key, None leaves it out).
+    Mail for other domains goes to a smart host that refuses connections
+    (RELAY_NOWHERE) unless a test sets relay_smarthost (None: MX lookups): a test
+    never reaches the internet, and such mail stays deferred.
     secrets: list of Minger secrets written to secrets.txt (sets minger_secret_file).
     """
 
@@ -104,7 +109,7 @@ class Daemon:
         self.proc = None
         self.minger_port = free_udp_port() if minger else None
         keys = {"hostname": "mx.test", "state_dir": "state", "local_domains": domains,
-                "log_level": "debug"}
+                "log_level": "debug", "relay_smarthost": RELAY_NOWHERE}
         if minger:
             keys["minger_listen"] = f"127.0.0.1:{self.minger_port}"
         if secrets:
@@ -118,7 +123,7 @@ class Daemon:
     def write_conf(self, keys):
         with open(self.conf_path, "w") as f:
             for k, v in keys.items():
-                for item in (v if isinstance(v, list) else [v]):
+                for item in (v if isinstance(v, list) else [] if v is None else [v]):
                     f.write(f"{k} = {item}\n")
 
     def cli(self, *args, input=None, check=True):

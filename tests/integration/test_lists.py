@@ -13,6 +13,7 @@
   (its expansion is not built yet): no member gets a copy, the other recipients do.
 """
 import os
+import re
 import smtplib
 import socket
 import sqlite3
@@ -301,7 +302,8 @@ def test_rcpt_and_minger_see_lists():
         d.cleanup()
 
 
-def test_post_to_list_stays_queued_remote():
+def test_post_to_list_expanded():
+    """A post becomes one new message to the members, from the owner, with List-Id."""
     d = lists_daemon()
     try:
         d.cli("list", "add", "team@example.com", "--owner", "alice@example.com")
@@ -315,25 +317,38 @@ def test_post_to_list_stays_queued_remote():
                                  body)
         S.eq(refused, {}, "both recipients accepted")
         S.eq(len(wait_mail(d, "alice@example.com", 1, timeout=WAIT)), 1, "alice's own copy")
+        bob = wait_mail(d, "bob@example.com", 1, timeout=WAIT)
+        S.eq(len(bob), 1, "bob (a member) has the post")
+        if bob:
+            head = bob[0].split(b"\n\n", 1)[0].split(b"\n")
+            S.eq(head[:4], [b"Return-Path: <alice@example.com>", b"Delivered-To: bob@example.com",
+                            b"Delivered-To: team@example.com", b"List-Id: <team.example.com>"],
+                 "from the owner, with List-Id")
+            S.check(bob[0].endswith(b"\n\nhello, list\n"), f"the post: {bob[0]!r}")
+        m = until(lambda: re.search(r" (\w+): list <team@example\.com> expanded into (\w+) "
+                                    r"\(2 members, from <alice@example\.com>\)$",
+                                    d.logtext(), re.M))
+        S.check(m, "the expansion is logged")
 
-        def list_remote():
+        def waiting():
             lines = [ln for ln in d.cli("queue", "list").stdout.splitlines()
                      if ln and not ln[0].isspace()]  # message lines, not recipient lines
-            if len(lines) != 1:
-                return None
-            shown = d.cli("queue", "show", lines[0].split()[0]).stdout
-            return shown if "rcpt: <team@example.com> state=remote" in shown else None
-        shown = until(list_remote)
-        S.check(shown, "the list recipient waits in the queue as remote")
-        if shown:
-            S.check("rcpt: <alice@example.com> state=delivered" in shown, f"alice done: {shown}")
-        # Not expanded (yet): no member got a copy, alice got exactly one.
-        S.eq(wait_mail(d, "bob@example.com", 1, timeout=0), [], "bob (a member) got nothing")
+            return lines if len(lines) == 1 and "<alice@example.com>" in lines[0] else None
+        lines = until(waiting)
+        # The post is done; its copy waits for the foreign member (the smart host refuses).
+        S.check(lines, f"only the copy queued: {d.cli('queue', 'list').stdout!r}")
+        if lines and m:
+            S.eq(lines[0].split()[0], m.group(2), "the copy is the one logged")
+            shown = d.cli("queue", "show", m.group(2)).stdout
+            S.check("rcpt: <far@other.example> state=" in shown and "route=[smarthost]" in shown,
+                    f"the foreign member is relayed: {shown}")
+            S.check("rcpt: <bob@example.com> state=delivered" in shown, f"bob done: {shown}")
         S.eq(len(wait_mail(d, "alice@example.com", 2, timeout=0)), 1, "alice got one copy")
+        S.eq(len(wait_mail(d, "bob@example.com", 2, timeout=0)), 1, "bob got one copy")
     finally:
         d.cleanup()
 
 
 sys.exit(S.run([test_cli_add_join_show_list_del, test_cli_errors,
                 test_version_1_directory_gains_lists, test_rcpt_and_minger_see_lists,
-                test_post_to_list_stays_queued_remote]))
+                test_post_to_list_expanded]))

@@ -1,0 +1,99 @@
+/*
+ * deliver_expand: one mechanism for an alias's foreign targets and a list's
+ * members: a new message through the same queue (so it is delivered, retried,
+ * expired and bounced like any other), with the original's data after a few
+ * fields of ours, streamed from the queued file (never held whole in memory).
+ * Runs on a worker, the original message's lock held; queue_msg_commit_wait
+ * returns once the new message is durable, and the manager learns of it from
+ * the commit like of any other.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "deliver/deliver_int.h"
+
+#define EXPAND_BUF 65536
+
+/* Copies m's data into the new message. 0 or -1 (errno). */
+static int copy_data(struct dmsg *m, struct queue_msg *qm)
+{
+	char *buf = malloc(EXPAND_BUF);
+	if (!buf)
+		return -1;
+	uint64_t off = 0;
+	int rc = 0;
+	while (off < m->len) {
+		size_t want = m->len - off > EXPAND_BUF ? EXPAND_BUF : (size_t)(m->len - off);
+		ssize_t n = pread(m->fd, buf, want, (off_t)(m->data_off + off));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO; /* shorter than its END record says: never a short copy */
+			rc = -1;
+			break;
+		}
+		if (queue_msg_write(qm, buf, (size_t)n) < 0) {
+			rc = -1;
+			break;
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	return rc;
+}
+
+/* The new message's envelope: the original's trace facts, the given sender and recipients. */
+static struct envelope *new_envelope(const struct deliver_ctx *x, const struct envelope *orig,
+                                     const char *sender, const char *const *rcpts,
+                                     const char *const *orcpts, const unsigned *notify, size_t n,
+                                     int keep_dsn)
+{
+	struct envelope *e = envelope_new();
+	if (!e || envelope_set(&e->mail_from, sender) < 0 ||
+	    envelope_set(&e->helo, orig->helo) < 0 ||
+	    envelope_set(&e->client_addr, orig->client_addr) < 0 ||
+	    (keep_dsn && envelope_set(&e->envid, orig->envid) < 0)) {
+		envelope_free(e);
+		return NULL;
+	}
+	e->ret = keep_dsn ? orig->ret : ESMTP_RET_UNSET;
+	e->body = orig->body;
+	e->trusted = orig->trusted;
+	e->received_at = deliver_now(x);
+	for (size_t i = 0; i < n; i++) {
+		if (envelope_add_rcpt(e, rcpts[i], orcpts ? orcpts[i] : NULL,
+		                      notify ? notify[i] : 0) < 0) {
+			envelope_free(e);
+			return NULL;
+		}
+	}
+	return e;
+}
+
+int deliver_expand_enqueue(const struct deliver_ctx *x, struct dmsg *m, const char *prefix,
+                           size_t plen, const char *sender, const char *const *rcpts,
+                           const char *const *orcpts, const unsigned *notify, size_t n,
+                           int keep_dsn, char id[QUEUE_ID_MAX])
+{
+	struct envelope *e = new_envelope(x, m->env, sender, rcpts, orcpts, notify, n, keep_dsn);
+	if (!e) {
+		errno = ENOMEM;
+		return -1;
+	}
+	struct queue_msg *qm = queue_msg_begin(x->q);
+	if (!qm || queue_msg_write(qm, prefix, plen) < 0 || copy_data(m, qm) < 0) {
+		int err = errno;
+		queue_msg_abort(qm);
+		envelope_free(e);
+		errno = err;
+		return -1;
+	}
+	int rc = queue_msg_commit_wait(qm, e, id);
+	int err = errno;
+	envelope_free(e);
+	errno = err;
+	return rc;
+}

@@ -1,0 +1,550 @@
+/*
+ * deliver_relay: a DELIVER job for a relay destination, on the delivery loop:
+ * the next hop (nexthop_resolver: a relay_route's hosts, the smart host, or the
+ * recipient domain's MX), then one SMTP transaction (smtp_transport) for the
+ * job's recipients (one message, one destination), then each recipient's
+ * verdict (deliver_policy_relay) for the record phase.
+ *
+ * Resolutions are shared: jobs for a destination whose resolution is under
+ * way wait for it, and a found next hop is reused for DELIVER_RELAY_TTL_S
+ * seconds (a failed one for less; a temporary failure not at all: the
+ * destination backs off instead), so 20,000 messages to one domain cost one
+ * lookup a minute, not 20,000. The transport keeps a connection open after a
+ * message; the manager then asks the scheduler for the next job of the same
+ * destination (after the previous one is recorded) and it goes on the same
+ * connection.
+ *
+ * Mail to our own host name, or a next hop that is one of our addresses, is a
+ * permanent failure (5.4.6, nexthop.h), never a retry storm.
+ */
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "deliver/deliver_int.h"
+#include "deliver/nexthop_resolver.h"
+#include "deliver/smtp_transport.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define DELIVER_RELAY_TTL_S 60 /* a next hop found is used this long */
+#define DELIVER_RELAY_FAIL_TTL_S 10 /* a permanent failure is believed this long */
+#define DELIVER_RELAY_CACHE_MAX 4096 /* destinations remembered at most */
+#define DELIVER_SELF_ADDRS_MAX 256
+
+struct rjob;
+
+/* One destination's next hop: found, being resolved, or unknown. */
+struct route_entry {
+	char key[SCHEDULER_DEST_MAX + 1];
+	struct nexthop_result res;
+	int valid;
+	uint64_t expires; /* monotonic seconds */
+	struct nexthop_request *req;
+	struct rjob *waiters;
+	struct deliver_relay *rl;
+	struct route_entry *next;
+};
+
+/* A relay job's own state (deliver_job.relay). */
+struct rjob {
+	struct deliver_job *j;
+	struct deliver_relay *rl;
+	struct rjob *wnext; /* on a route_entry's waiters */
+	struct rjob *prev, *next; /* every live relay job, for shutdown */
+	struct smtp_client_rcpt *rcpts;
+	struct smtp_transport_host *hosts;
+	struct sockaddr_storage *addrs;
+	int in_transport;
+};
+
+struct deliver_relay {
+	struct deliver_runner *mgr;
+	struct nexthop_resolver *resolver;
+	char resolver_err[256];
+	struct smtp_transport *t;
+	struct nexthop_spec smarthost[NEXTHOP_SPECS_MAX];
+	size_t nsmarthost;
+	struct route_entry *cache;
+	size_t ncache;
+	struct rjob *live;
+	int stopping;
+	/* what the resolver was given (it copies them) */
+	struct netaddr self_addrs[DELIVER_SELF_ADDRS_MAX];
+	struct netaddr ns[16];
+};
+
+/* ---- set-up ---- */
+
+static void add_self(struct deliver_relay *rl, size_t *n, const struct sockaddr *sa, int port)
+{
+	if (*n >= DELIVER_SELF_ADDRS_MAX || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return;
+	struct netaddr *a = &rl->self_addrs[(*n)++];
+	memset(a, 0, sizeof *a);
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
+		memcpy(in, sa, sizeof *in);
+		in->sin_port = htons((uint16_t)port);
+		a->len = sizeof *in;
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
+		memcpy(in6, sa, sizeof *in6);
+		in6->sin6_port = htons((uint16_t)port);
+		a->len = sizeof *in6;
+	}
+}
+
+static int is_wildcard(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (sa->sa_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, &in6addr_any,
+		              sizeof in6addr_any) == 0;
+	return 0;
+}
+
+/*
+ * Our SMTP listening addresses (with their ports), a wildcard one expanded to
+ * every interface address: a next hop that is one of them is ourselves.
+ */
+static size_t self_addrs(struct deliver_relay *rl, const struct conf *c)
+{
+	const struct addrlist *lists[] = {&c->smtp_listen, &c->submission_listen, &c->smtps_listen};
+	struct ifaddrs *ifa = NULL;
+	size_t n = 0;
+	for (size_t l = 0; l < 3; l++) {
+		for (size_t i = 0; i < lists[l]->n; i++) {
+			const struct sockaddr *sa = (const struct sockaddr *)&lists[l]->v[i].ss;
+			int port = netaddr_port(sa);
+			if (!is_wildcard(sa)) {
+				add_self(rl, &n, sa, port);
+				continue;
+			}
+			if (!ifa && getifaddrs(&ifa) < 0)
+				ifa = NULL;
+			for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
+				if (p->ifa_addr && p->ifa_addr->sa_family == sa->sa_family)
+					add_self(rl, &n, p->ifa_addr, port);
+		}
+	}
+	if (ifa)
+		freeifaddrs(ifa);
+	return n;
+}
+
+static enum smtp_client_tls tls_mode(const char *s)
+{
+	if (s && strcmp(s, "off") == 0)
+		return SMTP_CLIENT_TLS_OFF;
+	if (s && strcmp(s, "require") == 0)
+		return SMTP_CLIENT_TLS_REQUIRE;
+	return SMTP_CLIENT_TLS_MAY;
+}
+
+static void transport_conf(const struct conf *c, const char *hostname,
+                           struct smtp_transport_conf *tc)
+{
+	smtp_transport_conf_defaults(tc);
+	struct smtp_client_timeouts *to = &tc->client.timeouts;
+	unsigned cmd = (unsigned)c->relay_command_timeout;
+	tc->client.helo_name = hostname;
+	tc->client.tls = tls_mode(c->relay_tls);
+	to->connect = (unsigned)c->relay_connect_timeout;
+	/* relay_command_timeout bounds every wait but the one after the final dot. */
+	to->greeting = to->helo = to->starttls = to->tls_handshake = to->mail = to->rcpt = cmd;
+	to->data_init = to->data_block = to->rset = to->quit = cmd;
+	to->data_done = (unsigned)c->relay_data_timeout;
+}
+
+static struct nexthop_resolver *make_resolver(struct deliver_relay *rl, const struct conf *c)
+{
+	struct nexthop_resolver_params p;
+	nexthop_resolver_params_init(&p);
+	size_t nns = 0;
+	for (size_t i = 0; i < c->dns_nameserver.n && nns < 16; i++) {
+		char err[128];
+		if (netaddr_parse_hostport(c->dns_nameserver.v[i], 53, 0, &rl->ns[nns], err,
+		                           sizeof err) == 0)
+			nns++;
+		else
+			log_err("dns_nameserver %s: %s; ignored", c->dns_nameserver.v[i], err);
+	}
+	p.nameservers = rl->ns;
+	p.nnameservers = nns;
+	p.timeout_ms = (unsigned)c->dns_timeout * 1000u;
+	p.attempts = (unsigned)c->dns_attempts;
+	const char *names[1] = {deliver_ctx(rl->mgr)->hostname};
+	p.self.names = names;
+	p.self.nnames = 1;
+	p.self.addrs = rl->self_addrs;
+	p.self.naddrs = self_addrs(rl, c);
+	struct nexthop_resolver *r = nexthop_resolver_new(
+	        deliver_base(rl->mgr), &p, rl->resolver_err, sizeof rl->resolver_err);
+	if (!r)
+		log_warning("relay: no DNS resolver (%s): mail to other domains waits until it is "
+		            "fixed (a restart)",
+		            rl->resolver_err);
+	return r;
+}
+
+struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, size_t errlen)
+{
+	const struct deliver_ctx *x = deliver_ctx(r);
+	const struct conf *c = x->c;
+	struct deliver_relay *rl = calloc(1, sizeof *rl);
+	if (!rl) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	rl->mgr = r;
+	if (c->relay_smarthost && *c->relay_smarthost &&
+	    nexthop_hosts_parse(c->relay_smarthost, rl->smarthost, NEXTHOP_SPECS_MAX,
+	                        &rl->nsmarthost, err, errlen) < 0) {
+		free(rl);
+		return NULL;
+	}
+	struct smtp_transport_conf tc;
+	transport_conf(c, x->hostname, &tc);
+	rl->t = smtp_transport_new(deliver_base(r), &tc);
+	if (!rl->t) {
+		snprintf(err, errlen, "cannot set up the SMTP client (TLS or memory)");
+		free(rl);
+		return NULL;
+	}
+	rl->resolver = make_resolver(rl, c);
+	return rl;
+}
+
+/* ---- jobs ---- */
+
+static void rjob_free(struct rjob *rj)
+{
+	if (rj->prev)
+		rj->prev->next = rj->next;
+	else if (rj->rl->live == rj)
+		rj->rl->live = rj->next;
+	if (rj->next)
+		rj->next->prev = rj->prev;
+	free(rj->rcpts);
+	free(rj->hosts);
+	free(rj->addrs);
+	free(rj);
+}
+
+/* The job's recipients all get verdict v, one report each (relay names the host). */
+static void verdict_all(struct rjob *rj, const struct deliver_verdict *v, const char *relay)
+{
+	struct deliver_job *j = rj->j;
+	const struct envelope *env = j->m->env;
+	for (size_t i = 0; i < j->n; i++) {
+		struct deliver_outcome *o = &j->out[i];
+		const struct envelope_rcpt *rc = &env->rcpts[o->rcpt];
+		o->so = v->so;
+		o->state = v->state;
+		snprintf(o->status, sizeof o->status, "%s", v->status);
+		deliver_job_report(j, o->rcpt, NULL, relay, v->state, v->status, v->peer_code, NULL,
+		                   deliver_policy_notice(env->mail_from, rc->notify, v->state,
+		                                         DELIVER_VIA_PEER));
+	}
+}
+
+static void finish(struct rjob *rj)
+{
+	struct deliver_job *j = rj->j;
+	j->relay = NULL;
+	rjob_free(rj);
+	deliver_job_outcomes_ready(j);
+}
+
+/* The transport's result: one verdict per recipient. */
+static void on_sent(void *arg, const struct smtp_transport_result *r)
+{
+	struct rjob *rj = arg;
+	struct deliver_job *j = rj->j;
+	rj->in_transport = 0;
+	if (r->outcome == SMTP_TRANSPORT_ABORTED || rj->rl->stopping) {
+		/* Shutdown: recorded as nothing; the queue tries them again at the next start. */
+		j->relay = NULL;
+		rjob_free(rj);
+		deliver_job_abandon(j);
+		return;
+	}
+	enum deliver_relay_end end = r->outcome == SMTP_TRANSPORT_ANSWERED ? DELIVER_RELAY_ANSWERED
+	                             : r->outcome == SMTP_TRANSPORT_DEST_DEAD
+	                                     ? DELIVER_RELAY_DEST_DEAD
+	                                     : DELIVER_RELAY_LOCAL_ERROR;
+	char relay[SMTP_TRANSPORT_HOST_MAX + SMTP_TRANSPORT_ADDR_TEXT + 16] = "none";
+	if (r->host && *r->host)
+		snprintf(relay, sizeof relay, "%s[%s]:%d", r->host, r->addr, r->port);
+	const struct envelope *env = j->m->env;
+	for (size_t i = 0; i < j->n; i++) {
+		struct deliver_outcome *o = &j->out[i];
+		const struct envelope_rcpt *rc = &env->rcpts[o->rcpt];
+		struct smtp_client_rcpt_result none = {SMTP_CLIENT_RCPT_DEFERRED, r->reply};
+		const struct smtp_client_rcpt_result *res = i < r->n_rcpts ? &r->rcpts[i] : &none;
+		struct deliver_verdict v;
+		deliver_policy_relay(end, res, &v);
+		o->so = v.so;
+		o->state = v.state;
+		snprintf(o->status, sizeof o->status, "%s", v.status);
+		enum deliver_notice nt = deliver_policy_notice(env->mail_from, rc->notify, v.state,
+		                                               r->peer_dsn ? DELIVER_VIA_PEER_DSN
+		                                                           : DELIVER_VIA_PEER);
+		deliver_job_report(j, o->rcpt, NULL, relay, v.state, v.status, v.peer_code,
+		                   r->host && *r->host ? r->host : NULL, nt);
+	}
+	finish(rj);
+}
+
+/* Builds the transport's job from a found next hop and sends it. */
+static void send_job(struct rjob *rj, const struct nexthop_result *res)
+{
+	struct deliver_job *j = rj->j;
+	struct dmsg *m = j->m;
+	const struct envelope *env = m->env;
+	size_t naddr = 0;
+	for (size_t h = 0; h < res->nhosts; h++)
+		naddr += res->hosts[h].naddrs;
+	rj->rcpts = calloc(j->n ? j->n : 1, sizeof *rj->rcpts);
+	rj->hosts = calloc(res->nhosts ? res->nhosts : 1, sizeof *rj->hosts);
+	rj->addrs = calloc(naddr ? naddr : 1, sizeof *rj->addrs);
+	struct deliver_verdict v;
+	if (!rj->rcpts || !rj->hosts || !rj->addrs) {
+		struct nexthop_result oom;
+		nexthop_result_init(&oom, j->dest);
+		nexthop_result_fail(&oom, NEXTHOP_TEMPFAIL, "4.3.0", "out of memory");
+		deliver_policy_nexthop(&oom, &v);
+		v.so = SCHEDULER_DEFER_RCPT;
+		verdict_all(rj, &v, "none");
+		finish(rj);
+		return;
+	}
+	size_t k = 0;
+	for (size_t h = 0; h < res->nhosts; h++) {
+		struct smtp_transport_host *th = &rj->hosts[h];
+		th->name = res->hosts[h].name;
+		th->addrs = &rj->addrs[k];
+		for (size_t a = 0; a < res->hosts[h].naddrs; a++) {
+			socklen_t len;
+			if (nexthop_addr_sockaddr(&res->hosts[h].addrs[a], &rj->addrs[k], &len) ==
+			    0) {
+				k++;
+				th->n_addrs++;
+			}
+		}
+	}
+	for (size_t i = 0; i < j->n; i++) {
+		const struct envelope_rcpt *rc = &env->rcpts[j->out[i].rcpt];
+		rj->rcpts[i] = (struct smtp_client_rcpt){rc->addr, rc->orcpt, rc->notify};
+	}
+	struct smtp_transport_job tj = {
+	        .hosts = rj->hosts,
+	        .n_hosts = res->nhosts,
+	        .msg = {env->mail_from, rj->rcpts, j->n, m->len, env->body == ESMTP_BODY_8BITMIME,
+	                env->ret, env->envid},
+	        .body_fd = m->fd,
+	        .body_offset = m->data_off,
+	};
+	if (smtp_transport_send(rj->rl->t, j->dest, &tj, on_sent, rj) == 0) {
+		rj->in_transport = 1;
+		return;
+	}
+	struct nexthop_result bad;
+	nexthop_result_init(&bad, j->dest);
+	nexthop_result_fail(&bad, NEXTHOP_TEMPFAIL, "4.3.0", "cannot start an SMTP transaction");
+	deliver_policy_nexthop(&bad, &v);
+	verdict_all(rj, &v, "none");
+	finish(rj);
+}
+
+/* A next hop is known (found or failed): the job goes on. */
+static void proceed(struct rjob *rj, const struct nexthop_result *res)
+{
+	if (res->status == NEXTHOP_FOUND && res->nhosts > 0) {
+		send_job(rj, res);
+		return;
+	}
+	struct deliver_verdict v;
+	deliver_policy_nexthop(res, &v);
+	verdict_all(rj, &v, "none");
+	finish(rj);
+}
+
+static void on_resolved(void *arg, const struct nexthop_result *result)
+{
+	struct route_entry *re = arg;
+	re->req = NULL;
+	re->res = *result;
+	re->valid = result->status != NEXTHOP_TEMPFAIL;
+	re->expires =
+	        time_mono_ms() / 1000 +
+	        (result->status == NEXTHOP_FOUND ? DELIVER_RELAY_TTL_S : DELIVER_RELAY_FAIL_TTL_S);
+	if (result->status != NEXTHOP_FOUND)
+		log_info("relay %s: %s (%s %s)", re->key,
+		         result->status == NEXTHOP_PERMFAIL ? "no next hop"
+		                                            : "next hop unknown for now",
+		         result->enh, result->text);
+	struct rjob *w = re->waiters;
+	re->waiters = NULL;
+	while (w) {
+		struct rjob *rj = w;
+		w = w->wnext;
+		rj->wnext = NULL;
+		proceed(rj, result);
+	}
+}
+
+/* The cache entry for key, made when missing (the oldest expired ones make room). */
+static struct route_entry *cache_get(struct deliver_relay *rl, const char *key)
+{
+	uint64_t now = time_mono_ms() / 1000;
+	struct route_entry **pp = &rl->cache, *found = NULL;
+	while (*pp) {
+		struct route_entry *e = *pp;
+		if (strcmp(e->key, key) == 0) {
+			found = e;
+		} else if (!e->req && !e->waiters && (!e->valid || e->expires <= now) &&
+		           rl->ncache >= DELIVER_RELAY_CACHE_MAX / 2) {
+			*pp = e->next; /* idle and stale: forget it */
+			free(e);
+			rl->ncache--;
+			continue;
+		}
+		pp = &e->next;
+	}
+	if (found || rl->ncache >= DELIVER_RELAY_CACHE_MAX)
+		return found;
+	struct route_entry *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	snprintf(e->key, sizeof e->key, "%s", key);
+	e->rl = rl;
+	e->next = rl->cache;
+	rl->cache = e;
+	rl->ncache++;
+	return e;
+}
+
+const struct nexthop_route *deliver_relay_route(const struct deliver_relay *rl, const char *dest)
+{
+	const struct deliver_routes *r = &deliver_ctx(rl->mgr)->routes;
+	for (size_t i = 0; i < r->nroutes; i++)
+		if (strcasecmp(r->routes[i].domain, dest) == 0)
+			return &r->routes[i];
+	return NULL;
+}
+
+/* Starts resolving re's destination. */
+static void resolve(struct deliver_relay *rl, struct route_entry *re)
+{
+	const struct nexthop_route *route = deliver_relay_route(rl, re->key);
+	if (!rl->resolver) {
+		struct nexthop_result none;
+		nexthop_result_init(&none, re->key);
+		nexthop_result_fail(&none, NEXTHOP_TEMPFAIL, "4.4.3", "no DNS resolver: %s",
+		                    rl->resolver_err);
+		on_resolved(re, &none);
+		return;
+	}
+	if (strcmp(re->key, DELIVER_DEST_SMARTHOST) == 0)
+		re->req = nexthop_resolver_route(rl->resolver, "the smart host", rl->smarthost,
+		                                 rl->nsmarthost, on_resolved, re);
+	else if (route)
+		re->req = nexthop_resolver_route(rl->resolver, route->domain, route->specs,
+		                                 route->nspecs, on_resolved, re);
+	else
+		re->req = nexthop_resolver_domain(rl->resolver, re->key, on_resolved, re);
+	if (!re->req) {
+		struct nexthop_result oom;
+		nexthop_result_init(&oom, re->key);
+		nexthop_result_fail(&oom, NEXTHOP_TEMPFAIL, "4.3.0", "out of memory resolving");
+		on_resolved(re, &oom);
+	}
+}
+
+void deliver_relay_start(struct deliver_relay *rl, struct deliver_job *j)
+{
+	struct rjob *rj = calloc(1, sizeof *rj);
+	if (!rj) {
+		for (size_t i = 0; i < j->n; i++) {
+			j->out[i].so = SCHEDULER_DEFER_RCPT;
+			j->out[i].state = RCPT_DEFERRED;
+			snprintf(j->out[i].status, sizeof j->out[i].status,
+			         "451 4.3.0 out of memory");
+		}
+		deliver_job_outcomes_ready(j);
+		return;
+	}
+	rj->j = j;
+	rj->rl = rl;
+	rj->next = rl->live;
+	if (rl->live)
+		rl->live->prev = rj;
+	rl->live = rj;
+	j->relay = rj;
+	struct route_entry *re = cache_get(rl, j->dest);
+	if (re && re->valid && re->expires > time_mono_ms() / 1000) {
+		proceed(rj, &re->res);
+		return;
+	}
+	if (!re) {
+		struct nexthop_result busy;
+		nexthop_result_init(&busy, j->dest);
+		nexthop_result_fail(&busy, NEXTHOP_TEMPFAIL, "4.3.0",
+		                    "too many destinations at once");
+		proceed(rj, &busy);
+		return;
+	}
+	rj->wnext = re->waiters;
+	re->waiters = rj;
+	if (!re->req)
+		resolve(rl, re);
+}
+
+void deliver_relay_stop(struct deliver_relay *rl)
+{
+	if (!rl || rl->stopping)
+		return;
+	rl->stopping = 1;
+	for (struct route_entry *e = rl->cache; e; e = e->next) {
+		nexthop_request_cancel(e->req);
+		e->req = NULL;
+		struct rjob *w = e->waiters;
+		e->waiters = NULL;
+		while (w) {
+			struct rjob *rj = w;
+			w = w->wnext;
+			struct deliver_job *j = rj->j;
+			j->relay = NULL;
+			rjob_free(rj);
+			deliver_job_abandon(j);
+		}
+	}
+	/* Ends every transaction under way: each comes back ABORTED to on_sent. */
+	smtp_transport_free(rl->t);
+	rl->t = NULL;
+}
+
+void deliver_relay_free(struct deliver_relay *rl)
+{
+	if (!rl)
+		return;
+	deliver_relay_stop(rl);
+	nexthop_resolver_free(rl->resolver);
+	while (rl->cache) {
+		struct route_entry *e = rl->cache;
+		rl->cache = e->next;
+		free(e);
+	}
+	while (rl->live)
+		rjob_free(rl->live);
+	free(rl);
+}
