@@ -107,7 +107,8 @@ static int fill_rcpt(const struct deliver_ctx *x, const struct envelope *env,
 	memcpy(enh, sp.enhanced, ENVELOPE_ENHANCED_MAX);
 	d->status = enh[0] ? enh : NULL;
 	d->reply_code = rp->peer_code;
-	d->diag = sp.text;
+	/* A peer's reply whole after its code (RFC 3464 2.3.6: "smtp; 550 5.1.1 ..."). */
+	d->diag = rp->peer_code && sp.code && strlen(rp->status) > 4 ? rp->status + 4 : sp.text;
 	d->remote_mta = rp->remote_mta;
 	d->last_attempt = now;
 	if (rp->notice == DELIVER_NOTICE_DELAYED)

@@ -281,9 +281,11 @@ static void on_sent(void *arg, const struct smtp_transport_result *r)
 	                             : r->outcome == SMTP_TRANSPORT_DEST_DEAD
 	                                     ? DELIVER_RELAY_DEST_DEAD
 	                                     : DELIVER_RELAY_LOCAL_ERROR;
+	/* Postfix's form: name[address]:port, the address as the name of a literal. */
 	char relay[SMTP_TRANSPORT_HOST_MAX + SMTP_TRANSPORT_ADDR_TEXT + 16] = "none";
-	if (r->host && *r->host)
-		snprintf(relay, sizeof relay, "%s[%s]:%d", r->host, r->addr, r->port);
+	const char *host = r->host && *r->host ? r->host : r->addr[0] ? r->addr : NULL;
+	if (host)
+		snprintf(relay, sizeof relay, "%s[%s]:%d", host, r->addr, r->port);
 	const struct envelope *env = j->m->env;
 	for (size_t i = 0; i < j->n; i++) {
 		struct deliver_outcome *o = &j->out[i];
@@ -299,7 +301,7 @@ static void on_sent(void *arg, const struct smtp_transport_result *r)
 		                                               r->peer_dsn ? DELIVER_VIA_PEER_DSN
 		                                                           : DELIVER_VIA_PEER);
 		deliver_job_report(j, o->rcpt, NULL, relay, v.state, v.status, v.peer_code,
-		                   r->host && *r->host ? r->host : NULL, nt);
+		                   v.peer_code ? host : NULL, nt);
 	}
 	finish(rj);
 }

@@ -30,6 +30,8 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
@@ -449,6 +451,34 @@ static int body_read_chunk(struct conn *c)
 }
 
 /*
+ * Test hook (HACKING.md): SHAREMAIL_TEST_CRASH_AT=relay-before-dot kills the
+ * process once the whole body is on the wire and before the final dot, so a
+ * test sees a peer holding a message it never accepted. The octets still in
+ * the output buffer are written first, straight to the socket (plaintext
+ * only: over TLS less of the body has left, still before the dot).
+ */
+static void crash_before_dot(struct conn *c)
+{
+	static int armed = -1;
+	if (armed < 0) {
+		const char *p = getenv("SHAREMAIL_TEST_CRASH_AT");
+		armed = p && strcmp(p, "relay-before-dot") == 0;
+	}
+	if (!armed)
+		return;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int fd = bufferevent_getfd(c->bev);
+	for (int spins = 0; fd >= 0 && !c->tls && evbuffer_get_length(out) > 0 && spins < 1000;
+	     spins++) {
+		if (evbuffer_write(out, fd) < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		struct pollfd p = {fd, POLLOUT, 0};
+		poll(&p, 1, 10);
+	}
+	kill(getpid(), SIGKILL);
+}
+
+/*
  * Feeds the body while the bufferevent holds less than OUT_HIGH; the write
  * callback (output below OUT_LOW) calls again. The file is read on the loop:
  * a page-cache read of a file the queue has just written (see the header).
@@ -462,6 +492,7 @@ static void body_pump(struct conn *c)
 			return;
 		if (c->chunk_off == c->chunk_len) {
 			if (c->body_read == c->job->j.msg.size) {
+				crash_before_dot(c);
 				c->body = 0;
 				c->dot_sent = 1;
 				smtp_client_body_end(c->client);

@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smtest import SHAREMAILD, Daemon, Suite, free_tcp_port, udp_ask  # noqa: E402
+from smtest import RELAY_NOWHERE, SHAREMAILD, Daemon, Suite, free_tcp_port, udp_ask  # noqa: E402
 
 S = Suite("daemon")
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -150,7 +150,7 @@ def smtp_d(conf=None):
     d = Daemon(conf=keys, minger=False)
     d.smtp_port = port
     d.keys = {"hostname": "mx.test", "state_dir": "state", "local_domains": "example.com",
-              "log_level": "debug", **keys}
+              "log_level": "debug", "relay_smarthost": RELAY_NOWHERE, **keys}
     return d
 
 
