@@ -60,6 +60,7 @@ struct rjob {
 	struct rjob *prev, *next; /* every live relay job, for shutdown */
 	struct smtp_client_rcpt *rcpts;
 	struct smtp_transport_host *hosts;
+	char (*names)[NEXTHOP_NAME_MAX + 1]; /* the hosts' names (a result lives only so long) */
 	struct sockaddr_storage *addrs;
 	int in_transport;
 };
@@ -235,6 +236,7 @@ static void rjob_free(struct rjob *rj)
 		rj->next->prev = rj->prev;
 	free(rj->rcpts);
 	free(rj->hosts);
+	free(rj->names);
 	free(rj->addrs);
 	free(rj);
 }
@@ -317,9 +319,10 @@ static void send_job(struct rjob *rj, const struct nexthop_result *res)
 		naddr += res->hosts[h].naddrs;
 	rj->rcpts = calloc(j->n ? j->n : 1, sizeof *rj->rcpts);
 	rj->hosts = calloc(res->nhosts ? res->nhosts : 1, sizeof *rj->hosts);
+	rj->names = calloc(res->nhosts ? res->nhosts : 1, sizeof *rj->names);
 	rj->addrs = calloc(naddr ? naddr : 1, sizeof *rj->addrs);
 	struct deliver_verdict v;
-	if (!rj->rcpts || !rj->hosts || !rj->addrs) {
+	if (!rj->rcpts || !rj->hosts || !rj->names || !rj->addrs) {
 		struct nexthop_result oom;
 		nexthop_result_init(&oom, j->dest);
 		nexthop_result_fail(&oom, NEXTHOP_TEMPFAIL, "4.3.0", "out of memory");
@@ -332,7 +335,9 @@ static void send_job(struct rjob *rj, const struct nexthop_result *res)
 	size_t k = 0;
 	for (size_t h = 0; h < res->nhosts; h++) {
 		struct smtp_transport_host *th = &rj->hosts[h];
-		th->name = res->hosts[h].name;
+		/* Copied: the transport borrows them until its done, the result is gone by then. */
+		snprintf(rj->names[h], sizeof rj->names[h], "%s", res->hosts[h].name);
+		th->name = rj->names[h];
 		th->addrs = &rj->addrs[k];
 		for (size_t a = 0; a < res->hosts[h].naddrs; a++) {
 			socklen_t len;

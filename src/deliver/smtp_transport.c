@@ -466,14 +466,23 @@ static void crash_before_dot(struct conn *c)
 	}
 	if (!armed)
 		return;
+	/* The bufferevent's output is frozen at its front: peek at it, write it raw. */
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	int fd = bufferevent_getfd(c->bev);
-	for (int spins = 0; fd >= 0 && !c->tls && evbuffer_get_length(out) > 0 && spins < 1000;
-	     spins++) {
-		if (evbuffer_write(out, fd) < 0 && errno != EAGAIN && errno != EINTR)
-			break;
-		struct pollfd p = {fd, POLLOUT, 0};
-		poll(&p, 1, 10);
+	struct evbuffer_iovec v[64];
+	int n = fd >= 0 && !c->tls ? evbuffer_peek(out, -1, NULL, v, 64) : 0;
+	int broken = 0;
+	for (int i = 0; i < n && i < 64 && !broken; i++) {
+		size_t off = 0;
+		for (int spins = 0; off < v[i].iov_len && spins < 1000 && !broken; spins++) {
+			ssize_t w = write(fd, (char *)v[i].iov_base + off, v[i].iov_len - off);
+			if (w > 0)
+				off += (size_t)w;
+			broken = w < 0 && errno != EAGAIN && errno != EINTR;
+			struct pollfd p = {fd, POLLOUT, 0};
+			if (off < v[i].iov_len && !broken)
+				poll(&p, 1, 10);
+		}
 	}
 	kill(getpid(), SIGKILL);
 }
