@@ -5,12 +5,15 @@
  * SIGINT. See sharemaild(8).
  *
  * Services built so far: Minger (UDP), SMTP and submission (smtpd_server), the
- * queue (<state_dir>/queue) and its local delivery runner. SMTPS and POP3
+ * queue (<state_dir>/queue) and the delivery manager (local Maildirs and relay:
+ * its own thread and event loop, deliver.h). SMTPS and POP3
  * listeners are accepted in the configuration but not built yet: a warning says so.
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting, end every SMTP session with 421
  * (a session waiting for a commit first gets its outcome), then stop the delivery
- * runner and close the queue. A second signal, or DRAIN_MAX_S seconds, cuts the
+ * manager (relay transactions under way are ended and retried at the next start;
+ * local copies and state writes finish; its workers are joined) and close the
+ * queue. A second signal, or DRAIN_MAX_S seconds, cuts the
  * drain short.
  *
  * SIGHUP: the file is read again. With errors, each is logged (file:line) and the
