@@ -10,19 +10,55 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "deliver/deliver_int.h"
 
 #define EXPAND_BUF 65536
 
-/* Copies m's data into the new message. 0 or -1 (errno). */
-static int copy_data(struct dmsg *m, struct queue_msg *qm)
+/* 1 if the header line at p (up to e) starts a field named name (any case). */
+static int field_named(const char *p, const char *e, const char *name)
 {
+	size_t n = strlen(name);
+	return (size_t)(e - p) > n && strncasecmp(p, name, n) == 0 && p[n] == ':';
+}
+
+/*
+ * Writes m's header section (in m->head) without its fields named drop, whole
+ * with their folded lines (RFC 5322 2.2.3): a copy to a list carries the list's
+ * own List-Id, never a second one (RFC 2919 3). Returns the octets of the data
+ * it covered, or -1.
+ */
+static long copy_header_without(struct dmsg *m, struct queue_msg *qm, const char *drop)
+{
+	const char *p = m->head, *end = m->head + m->scan.header_len;
+	int dropping = 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *e = nl ? nl + 1 : end;
+		if (*p != ' ' && *p != '\t')
+			dropping = field_named(p, e, drop);
+		if (!dropping && queue_msg_write(qm, p, (size_t)(e - p)) < 0)
+			return -1;
+		p = e;
+	}
+	return (long)m->scan.header_len;
+}
+
+/* Copies m's data into the new message (without the fields named drop, when given). 0 or -1. */
+static int copy_data(struct dmsg *m, struct queue_msg *qm, const char *drop)
+{
+	uint64_t off = 0;
+	if (drop && m->head_read && m->scan.complete) {
+		long n = copy_header_without(m, qm, drop);
+		if (n < 0)
+			return -1;
+		off = (uint64_t)n;
+	}
 	char *buf = malloc(EXPAND_BUF);
 	if (!buf)
 		return -1;
-	uint64_t off = 0;
 	int rc = 0;
 	while (off < m->len) {
 		size_t want = m->len - off > EXPAND_BUF ? EXPAND_BUF : (size_t)(m->len - off);
@@ -84,7 +120,8 @@ int deliver_expand_enqueue(const struct deliver_ctx *x, struct dmsg *m, const ch
 		return -1;
 	}
 	struct queue_msg *qm = queue_msg_begin(x->q);
-	if (!qm || queue_msg_write(qm, prefix, plen) < 0 || copy_data(m, qm) < 0) {
+	if (!qm || queue_msg_write(qm, prefix, plen) < 0 ||
+	    copy_data(m, qm, keep_dsn ? NULL : "List-Id") < 0) {
 		int err = errno;
 		queue_msg_abort(qm);
 		envelope_free(e);

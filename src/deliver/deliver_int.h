@@ -172,7 +172,9 @@ void deliver_local_work(struct deliver_job *j);
 /*
  * Queues one new message (queue_msg_* from this thread) carrying m's data with
  * the fields in prefix[0..plen) put before it, from sender to rcpts[0..n)
- * (each with orcpt and notify: NULL/0 for none); ret and envid as given.
+ * (each with orcpt and notify: NULL/0 for none). keep_dsn (an alias) keeps
+ * m's RET and ENVID; without it (a list: a new origin, RFC 3461 6.2.7.3) they
+ * are dropped, and so is any List-Id: field of m (the prefix has the list's).
  * Returns 0 with the new id, or -1 (errno).
  */
 int deliver_expand_enqueue(const struct deliver_ctx *x, struct dmsg *m, const char *prefix,

@@ -280,6 +280,34 @@ def test_delay_notice_once():
 
 
 @bounded(T)
+def test_lifetime_expires_with_a_bounce():
+    """queue_lifetime (5 days) for a relayed recipient, on the manager's clock moved on
+    (SHAREMAIL_TEST_TIME_OFFSET): one more attempt, then failed 4.4.7 and bounced."""
+    port = refused_port()
+    d = relay_daemon({"relay_route": f"peer.test 127.0.0.1:{port}"})
+    try:
+        send(d, "sender@example.com", ["bob@peer.test"], BODY)
+        ids = until(lambda: queued_ids(d, "sender@example.com"))
+        S.check(ids and until(lambda: (rcpt_state(d, ids[0], "bob@peer.test") or {})
+                              .get("attempts") == "1"), "tried once, deferred")
+        d.stop()
+        d.start(extra_env={"SHAREMAIL_TEST_TIME_OFFSET": str(6 * 86400)})
+        S.check(wait_gone(d), f"expired: the queue empties: {queue_lines(d)}")
+        reps = until(lambda: [r for r in notices(d, "sender@example.com")
+                              if r.actions().get("bob@peer.test") == "failed"])
+        S.eq(len(reps or []), 1, "one failure notice")
+        if reps:
+            b = reps[0].recipient("bob@peer.test")
+            S.eq(b.status, "4.4.7", "delivery time expired")
+            S.check("expired" in (b.diagnostic or ""), f"says so: {b.diagnostic}")
+        ln = [x for x in d.logtext().splitlines() if " to=<bob@peer.test>, " in x]
+        S.check(len(ln) >= 3 and "status=bounced" in ln[-1] and "dsn=4.4.7" in ln[-1],
+                f"attempted after the restart, then expired: {ln}")
+    finally:
+        d.cleanup()
+
+
+@bounded(T)
 def test_list_and_alias_with_foreign_members():
     with FakePeer() as peer:
         d = relay_daemon(route(peer))
@@ -338,4 +366,5 @@ sys.exit(S.run([test_relayed_byte_exact_and_logged, test_mixed_replies_retried_a
                 test_refused_then_421_backs_off, test_drop_after_dot_and_silence_retried,
                 test_starttls_injection_discarded, test_8bit_to_7bit_peer_bounced,
                 test_notify_and_null_sender, test_delay_notice_once,
+                test_lifetime_expires_with_a_bounce,
                 test_list_and_alias_with_foreign_members, test_loop_to_ourselves_bounced]))

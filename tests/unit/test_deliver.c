@@ -1076,7 +1076,10 @@ TEST(list_post_expanded_with_owner_and_list_id)
 		return;
 	CHECK(mailbox_index_refresh(idx) >= 1);
 	const char *rcpts[] = {"Staff@example.com", NULL};
-	if (!CHECK_INT(enqueue("poster@example.net", rcpts, 0, time(NULL), body, id), 0))
+	/* A post from another list: its List-Id (folded) gives way to ours. */
+	char post[1024];
+	snprintf(post, sizeof post, "List-ID: <other.example.net>\r\n (folded)\r\n%s", body);
+	if (!CHECK_INT(enqueue("poster@example.net", rcpts, 0, time(NULL), post, id), 0))
 		return;
 	CHECK_INT(deliver_queue_once(cf, q, idx), 0);
 	CHECK(read_env(id) == NULL); /* expanded: done */
