@@ -226,6 +226,14 @@ def test_notify_and_null_sender():
             S.eq([r.actions() for r in reps], [{"ok@peer.test": "relayed"}], "relayed notice")
             if reps:
                 S.eq(reps[0].recipient("ok@peer.test").original, "ok@peer.test", "ORCPT kept")
+            # NOTIFY=SUCCESS for a local mailbox: a "delivered" notice.
+            send(d, "alice@example.com", ["bob@example.com"], BODY,
+                 rcpt_options=["NOTIFY=SUCCESS"])
+            reps = wait_notices(d, "alice@example.com", 2)
+            S.eq([r.actions() for r in reps][1:], [{"bob@example.com": "delivered"}],
+                 "delivered notice")
+            if len(reps) > 1:
+                S.eq(reps[1].returned_type, "text/rfc822-headers", "headers only")
             S.eq(notices(d, "sender@example.com"), [], "NOTIFY=NEVER: no notice")
             S.check(not re.search(r"sender non-delivery notification", d.logtext()),
                     "no bounce queued at all (<> and NEVER)")
