@@ -116,9 +116,9 @@ def wait_answer(proc, port, limit):
     raise BenchError(f"server on port {port} did not answer in {limit} s:\n{proc.logtext()}")
 
 
-def write_conf(path, port, threads):
+def write_conf(path, port, threads, state):
     with open(path, "w") as f:
-        f.write("hostname = bench.test\nstate_dir = state\n"
+        f.write(f"hostname = bench.test\nstate_dir = {state}\n"
                 f"local_domains = {DOMAIN}\nlog_level = warning\n"
                 f"minger_listen = 127.0.0.1:{port}\nminger_secret_file = secrets.txt\n"
                 f"minger_threads = {threads}\n"
@@ -213,16 +213,20 @@ class Bench:
         return p
 
     def setup(self):
-        with open(os.path.join(self.work, "secrets.txt"), "w") as f:
+        secrets = os.path.join(self.work, "secrets.txt")
+        with open(os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(SECRET + "\n")
         self.ports = {k: free_udp_port() for k in ("d1", "d2", "e1", "e2")}
-        for k, t in (("d1", 1), ("d2", 2)):
-            write_conf(os.path.join(self.work, f"{k}.conf"), self.ports[k], t)
+        # One state_dir per daemon: sharemaild locks its state_dir.
+        for k, t, state in (("d1", 1, "state"), ("d2", 2, "state2")):
+            write_conf(os.path.join(self.work, f"{k}.conf"), self.ports[k], t, state)
         t0 = time.monotonic()
         db = make_schema(self.build, self.work, os.path.join(self.work, "d1.conf"),
                          self.ports["d1"])
         fill_directory(db)
         self.fill_s = time.monotonic() - t0
+        os.makedirs(os.path.join(self.work, "state2"), mode=0o700)
+        shutil.copyfile(db, os.path.join(self.work, "state2", "directory.db"))
         self.daemons = {}
         self.startup = {}
         for k in ("d1", "d2"):
