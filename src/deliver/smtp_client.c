@@ -118,10 +118,8 @@ struct smtp_client {
 
 /* ---- small helpers ---- */
 
-static void reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static void reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *fmt, ...)
+void smtp_client_reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *fmt,
+                           ...)
 {
 	va_list ap;
 	r->code = code;
@@ -436,7 +434,7 @@ static void conn_abort(struct smtp_client *c, enum smtp_client_conn_status st,
 static void internal_error(struct smtp_client *c, const char *what)
 {
 	struct smtp_client_reply r;
-	reply_set(&r, 0, "4.3.0", "local error: %s", what);
+	smtp_client_reply_set(&r, 0, "4.3.0", "local error: %s", what);
 	conn_abort(c, SMTP_CLIENT_CONN_PROTOCOL, &r);
 }
 
@@ -448,7 +446,8 @@ static void protocol_error(struct smtp_client *c, const char *why)
 		close_now(c); /* every result is final already */
 		return;
 	}
-	reply_set(&r, 0, "4.5.0", "protocol error %s: %s", stage(c, "in", buf, sizeof buf), why);
+	smtp_client_reply_set(&r, 0, "4.5.0", "protocol error %s: %s",
+	                      stage(c, "in", buf, sizeof buf), why);
 	conn_abort(c, SMTP_CLIENT_CONN_PROTOCOL, &r);
 }
 
@@ -713,8 +712,9 @@ static void after_hello(struct smtp_client *c)
 		return;
 	}
 	if (c->conf.tls == SMTP_CLIENT_TLS_REQUIRE && !c->caps.tls) {
-		reply_set(&r, 0, "4.7.4", "TLS is required and the server %s",
-		          c->tls_tried ? "refused STARTTLS" : "does not offer STARTTLS");
+		smtp_client_reply_set(&r, 0, "4.7.4", "TLS is required and the server %s",
+		                      c->tls_tried ? "refused STARTTLS"
+		                                   : "does not offer STARTTLS");
 		conn_quit(c, SMTP_CLIENT_CONN_TLS_UNAVAILABLE, &r);
 		return;
 	}
@@ -1110,7 +1110,8 @@ void smtp_client_timeout(struct smtp_client *c)
 	if (c->phase == PH_QUIT) {
 		close_now(c); /* every result is final already */
 	} else {
-		reply_set(&r, 0, "4.4.2", "timed out %s", stage(c, "waiting for", buf, sizeof buf));
+		smtp_client_reply_set(&r, 0, "4.4.2", "timed out %s",
+		                      stage(c, "waiting for", buf, sizeof buf));
 		conn_abort(c,
 		           c->phase == PH_TLS ? SMTP_CLIENT_CONN_TLS_FAILED
 		                              : SMTP_CLIENT_CONN_TIMEOUT,
@@ -1128,8 +1129,8 @@ void smtp_client_closed(struct smtp_client *c)
 	if (c->phase == PH_QUIT) {
 		close_now(c);
 	} else {
-		reply_set(&r, 0, "4.4.2", "lost connection %s",
-		          stage(c, "waiting for", buf, sizeof buf));
+		smtp_client_reply_set(&r, 0, "4.4.2", "lost connection %s",
+		                      stage(c, "waiting for", buf, sizeof buf));
 		conn_abort(c,
 		           c->phase == PH_TLS ? SMTP_CLIENT_CONN_TLS_FAILED
 		                              : SMTP_CLIENT_CONN_DROPPED,
@@ -1149,7 +1150,7 @@ void smtp_client_tls_done(struct smtp_client *c, int ok)
 		c->caps.tls = 1;
 		send_hello(c, "EHLO", EX_EHLO);
 	} else {
-		reply_set(&r, 0, "4.7.5", "TLS handshake failed");
+		smtp_client_reply_set(&r, 0, "4.7.5", "TLS handshake failed");
 		conn_abort(c, SMTP_CLIENT_CONN_TLS_FAILED, &r);
 	}
 	deadline_update(c);
@@ -1163,14 +1164,16 @@ static int msg_precheck(struct smtp_client *c)
 	struct line l;
 	if (c->caps.size && c->caps.size_max > 0 && m->size > c->caps.size_max) {
 		/* RFC 1870 6.1: do not send what the server said it will refuse. */
-		reply_set(&r, 0, "5.3.4", "message size %llu exceeds the server's limit of %llu",
-		          (unsigned long long)m->size, (unsigned long long)c->caps.size_max);
+		smtp_client_reply_set(
+		        &r, 0, "5.3.4", "message size %llu exceeds the server's limit of %llu",
+		        (unsigned long long)m->size, (unsigned long long)c->caps.size_max);
 	} else if (m->eight_bit && !c->caps.eightbitmime) {
 		/* RFC 6152 3: no 8-bit data to a server without 8BITMIME; bounce it
 		 * rather than convert or mangle it. */
-		reply_set(&r, 0, "5.6.3", "8-bit message and the server does not offer 8BITMIME");
+		smtp_client_reply_set(&r, 0, "5.6.3",
+		                      "8-bit message and the server does not offer 8BITMIME");
 	} else if (format_mail(c, &l) != 0) {
-		reply_set(&r, 0, "5.1.7", "the sender address cannot be sent");
+		smtp_client_reply_set(&r, 0, "5.1.7", "the sender address cannot be sent");
 	} else {
 		return 0;
 	}
@@ -1185,7 +1188,7 @@ static size_t rcpt_precheck(struct smtp_client *c)
 	struct smtp_client_reply r;
 	struct line l;
 	size_t ok = 0;
-	reply_set(&r, 0, "5.1.3", "the recipient address cannot be sent");
+	smtp_client_reply_set(&r, 0, "5.1.3", "the recipient address cannot be sent");
 	for (size_t i = 0; i < c->msg->n_rcpts; i++) {
 		if (format_rcpt(c, i, &l) != 0) {
 			c->txn_reply = r;

@@ -207,6 +207,13 @@ struct smtp_client_deadline {
 struct smtp_client;
 
 /*
+ * Fills r: code (0: decided here, not by the peer), enh (copied, cut to fit) and the
+ * formatted text (cut to SMTP_CLIENT_TEXT_MAX). For the client and its glue.
+ */
+void smtp_client_reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
+
+/*
  * Creates a client for one connection, not yet connected (deadline: connect).
  * Returns NULL when the conf is out of range (see struct smtp_client_conf) or
  * memory runs out.

@@ -128,19 +128,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg);
 
 /* ---- small helpers ---- */
 
-static void reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static void reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *fmt, ...)
-{
-	va_list ap;
-	r->code = code;
-	snprintf(r->enh, sizeof r->enh, "%s", enh);
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof r->text, fmt, ap);
-	va_end(ap);
-}
-
 static socklen_t sa_len(const struct sockaddr_storage *sa)
 {
 	if (sa->ss_family == AF_INET)
@@ -342,7 +329,8 @@ static void conn_gone(struct conn *c)
 		if (j->under_way) {
 			/* Not reachable: the client reports a message before closing. */
 			struct smtp_client_reply r;
-			reply_set(&r, 0, "4.3.0", "local error: connection ended without results");
+			smtp_client_reply_set(&r, 0, "4.3.0",
+			                      "local error: connection ended without results");
 			job_finish(j, SMTP_TRANSPORT_LOCAL_ERROR, &r);
 		} else {
 			if (!j->on_parked)
@@ -416,7 +404,7 @@ static void conn_arm(struct conn *c)
 /* Reading the body failed: drop the connection so no final dot is ever sent. */
 static void body_fail(struct conn *c, const char *why)
 {
-	reply_set(&c->body_reply, 0, "4.3.0", "local error: %s", why);
+	smtp_client_reply_set(&c->body_reply, 0, "4.3.0", "local error: %s", why);
 	c->body_error = 1;
 	c->body = 0;
 	smtp_client_closed(c->client);
@@ -554,7 +542,8 @@ static void conn_give(struct conn *c)
 		j->under_way = 0;
 		c->job = NULL;
 		j->conn = NULL;
-		reply_set(&r, 0, "4.3.0", "local error: the SMTP client refused the message");
+		smtp_client_reply_set(&r, 0, "4.3.0",
+		                      "local error: the SMTP client refused the message");
 		job_finish(j, SMTP_TRANSPORT_LOCAL_ERROR, &r);
 		c->ready = 1;
 		conn_quit(c);
@@ -725,8 +714,8 @@ static void on_connect_event(struct conn *c, short what)
 		return;
 	}
 	int e = EVUTIL_SOCKET_ERROR();
-	reply_set(&c->fail, 0, "4.4.1", "connect: %s",
-	          e ? evutil_socket_error_to_string(e) : "connection failed");
+	smtp_client_reply_set(&c->fail, 0, "4.4.1", "connect: %s",
+	                      e ? evutil_socket_error_to_string(e) : "connection failed");
 	c->have_fail = 1;
 	conn_gone(c);
 }
@@ -795,12 +784,13 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
 	struct smtp_transport *t = j->t;
 	socklen_t len = sa_len(sa);
 	if (len == 0) {
-		reply_set(why, 0, "4.4.1", "unsupported address family %d", sa->ss_family);
+		smtp_client_reply_set(why, 0, "4.4.1", "unsupported address family %d",
+		                      sa->ss_family);
 		return 1;
 	}
 	struct conn *c = calloc(1, sizeof *c);
 	if (c == NULL) {
-		reply_set(why, 0, "4.3.0", "local error: out of memory");
+		smtp_client_reply_set(why, 0, "4.3.0", "local error: out of memory");
 		return -1;
 	}
 	struct smtp_client_conf cc = t->conf.client;
@@ -823,8 +813,9 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
 		fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		int e = c->client && c->deadline && c->idle ? errno : ENOMEM;
-		reply_set(why, 0, local_errno(e) ? "4.3.0" : "4.4.1", "%s: %s",
-		          local_errno(e) ? "local error: socket" : "socket", strerror(e));
+		smtp_client_reply_set(why, 0, local_errno(e) ? "4.3.0" : "4.4.1", "%s: %s",
+		                      local_errno(e) ? "local error: socket" : "socket",
+		                      strerror(e));
 		conn_free(c);
 		return local_errno(e) ? -1 : 1;
 	}
@@ -835,7 +826,7 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
 	c->raw = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->raw == NULL) {
 		close(fd);
-		reply_set(why, 0, "4.3.0", "local error: out of memory");
+		smtp_client_reply_set(why, 0, "4.3.0", "local error: out of memory");
 		conn_free(c);
 		return -1;
 	}
@@ -849,7 +840,7 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
 	conn_arm(c); /* the connect deadline */
 	if (bufferevent_socket_connect(c->raw, (struct sockaddr *)&c->sa, len) != 0) {
 		int e = errno;
-		reply_set(why, 0, "4.4.1", "connect: %s", strerror(e));
+		smtp_client_reply_set(why, 0, "4.4.1", "connect: %s", strerror(e));
 		j->conn = NULL;
 		c->job = NULL;
 		conn_free(c);
@@ -975,7 +966,7 @@ void smtp_transport_free(struct smtp_transport *t)
 	t->freeing = 1;
 	while (t->conns)
 		conn_free(t->conns);
-	reply_set(&r, 0, "4.3.2", "delivery stopped: the SMTP transport was shut down");
+	smtp_client_reply_set(&r, 0, "4.3.2", "delivery stopped: the SMTP transport was shut down");
 	while (t->jobs) {
 		struct job *j = t->jobs;
 		if (!j->finished) /* a job with a final result gets it, 250s included */

@@ -12,19 +12,6 @@
 
 #include "util/strutil.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void nexthop_name_copy(char *out, const char *s, size_t len)
 {
 	if (len > 0 && s[len - 1] == '.')
@@ -153,26 +140,26 @@ static int spec_bracketed(const char *s, size_t len, struct nexthop_spec *out, c
 {
 	const char *close = memchr(s, ']', len);
 	if (!close) {
-		set_err(err, errlen, "'[' without ']'");
+		str_errf(err, errlen, "'[' without ']'");
 		return -1;
 	}
 	const char *in = s + 1;
 	size_t inlen = (size_t)(close - in), rest = len - (size_t)(close + 1 - s);
 	int port = port_parse(close + 1, rest);
 	if (port < 0) {
-		set_err(err, errlen, "bad port after ']' (want :1-65535)");
+		str_errf(err, errlen, "bad port after ']' (want :1-65535)");
 		return -1;
 	}
 	struct nexthop_addr a;
 	if (inlen >= 5 && ascii_equal_ci(in, 5, "ipv6:")) {
 		if (addr_parse(AF_INET6, in + 5, inlen - 5, &a) < 0) {
-			set_err(err, errlen, "bad IPv6 address literal");
+			str_errf(err, errlen, "bad IPv6 address literal");
 			return -1;
 		}
 	} else if (addr_parse(AF_INET6, in, inlen, &a) < 0 &&
 	           addr_parse(AF_INET, in, inlen, &a) < 0) {
 		if (!nexthop_name_valid(in, inlen)) {
-			set_err(err, errlen, "bad host name or address in brackets");
+			str_errf(err, errlen, "bad host name or address in brackets");
 			return -1;
 		}
 		out->kind = NEXTHOP_KIND_HOST;
@@ -189,7 +176,7 @@ int nexthop_spec_parse(const char *s, size_t len, struct nexthop_spec *out, char
 {
 	memset(out, 0, sizeof *out);
 	if (len == 0) {
-		set_err(err, errlen, "empty host");
+		str_errf(err, errlen, "empty host");
 		return -1;
 	}
 	if (s[0] == '[')
@@ -197,12 +184,12 @@ int nexthop_spec_parse(const char *s, size_t len, struct nexthop_spec *out, char
 	const char *colon = memchr(s, ':', len);
 	size_t hlen = colon ? (size_t)(colon - s) : len;
 	if (colon && memchr(colon + 1, ':', len - hlen - 1)) {
-		set_err(err, errlen, "an IPv6 address needs brackets: [2001:db8::1]:25");
+		str_errf(err, errlen, "an IPv6 address needs brackets: [2001:db8::1]:25");
 		return -1;
 	}
 	int port = port_parse(s + hlen, len - hlen);
 	if (port < 0) {
-		set_err(err, errlen, "bad port (want HOST:1-65535)");
+		str_errf(err, errlen, "bad port (want HOST:1-65535)");
 		return -1;
 	}
 	struct nexthop_addr a;
@@ -212,7 +199,7 @@ int nexthop_spec_parse(const char *s, size_t len, struct nexthop_spec *out, char
 		return 0;
 	}
 	if (!nexthop_name_valid(s, hlen)) {
-		set_err(err, errlen, "bad host name");
+		str_errf(err, errlen, "bad host name");
 		return -1;
 	}
 	out->kind = NEXTHOP_KIND_MX;
@@ -251,17 +238,17 @@ int nexthop_hosts_parse(const char *s, struct nexthop_spec *specs, size_t max, s
 	*n = 0;
 	while ((len = next_token(s, &pos, &tok)) > 0) {
 		if (count == max) {
-			set_err(err, errlen, "more than %zu hosts", max);
+			str_errf(err, errlen, "more than %zu hosts", max);
 			return -1;
 		}
 		if (nexthop_spec_parse(tok, len, &specs[count], why, sizeof why) < 0) {
-			set_err(err, errlen, "'%.*s': %s", (int)(len > 80 ? 80 : len), tok, why);
+			str_errf(err, errlen, "'%.*s': %s", (int)(len > 80 ? 80 : len), tok, why);
 			return -1;
 		}
 		count++;
 	}
 	if (count == 0) {
-		set_err(err, errlen, "no host given (want HOST[:PORT] or [HOST][:PORT])");
+		str_errf(err, errlen, "no host given (want HOST[:PORT] or [HOST][:PORT])");
 		return -1;
 	}
 	*n = count;
@@ -275,18 +262,18 @@ int nexthop_route_parse(const char *s, struct nexthop_route *out, char *err, siz
 	memset(out, 0, sizeof *out);
 	size_t len = next_token(s, &pos, &tok);
 	if (len == 0) {
-		set_err(err, errlen, "empty route (want DOMAIN HOST[:PORT]...)");
+		str_errf(err, errlen, "empty route (want DOMAIN HOST[:PORT]...)");
 		return -1;
 	}
 	size_t skip = tok[0] == '.' ? 1 : 0;
 	if (!nexthop_name_valid(tok + skip, len - skip)) {
-		set_err(err, errlen, "'%.*s': bad domain", (int)(len > 80 ? 80 : len), tok);
+		str_errf(err, errlen, "'%.*s': bad domain", (int)(len > 80 ? 80 : len), tok);
 		return -1;
 	}
 	out->domain[0] = '.';
 	nexthop_name_copy(out->domain + skip, tok + skip, len - skip);
 	if (s[pos] == '\0') {
-		set_err(err, errlen, "route for %s names no host", out->domain);
+		str_errf(err, errlen, "route for %s names no host", out->domain);
 		return -1;
 	}
 	return nexthop_hosts_parse(s + pos, out->specs, NEXTHOP_SPECS_MAX, &out->nspecs, err,

@@ -12,21 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/strutil.h"
+
 /* The longest host text we look at: "[" + INET6_ADDRSTRLEN + "]" with room to spare. */
 #define NETADDR_HOST_MAX 64
-
-static void netaddr_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void netaddr_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Parses a decimal port of 1-5 digits; returns it, or -1 when not a port number. */
 static int port_parse(const char *s)
@@ -75,11 +64,11 @@ static int hostport_split(const char *s, char *host, const char **port, int *v6,
 	if (s[0] == '[') {
 		end = strchr(s, ']');
 		if (!end) {
-			netaddr_err(err, errlen, "missing ']' in '%s'", s);
+			str_errf(err, errlen, "missing ']' in '%s'", s);
 			return -1;
 		}
 		if (end[1] != '\0' && end[1] != ':') {
-			netaddr_err(err, errlen, "unexpected text after ']' in '%s'", s);
+			str_errf(err, errlen, "unexpected text after ']' in '%s'", s);
 			return -1;
 		}
 		*v6 = 1;
@@ -87,16 +76,16 @@ static int hostport_split(const char *s, char *host, const char **port, int *v6,
 	} else {
 		const char *colon = strchr(s, ':');
 		if (colon && strchr(colon + 1, ':')) {
-			netaddr_err(err, errlen,
-			            "IPv6 addresses must be written in brackets, like [::1]:25, "
-			            "not '%s'",
-			            s);
+			str_errf(err, errlen,
+			         "IPv6 addresses must be written in brackets, like [::1]:25, "
+			         "not '%s'",
+			         s);
 			return -1;
 		}
 		end = colon ? colon : s + strlen(s);
 	}
 	if ((size_t)(end - s) >= NETADDR_HOST_MAX) {
-		netaddr_err(err, errlen, "host too long in '%.80s'", s);
+		str_errf(err, errlen, "host too long in '%.80s'", s);
 		return -1;
 	}
 	memcpy(host, s, (size_t)(end - s));
@@ -114,7 +103,7 @@ int netaddr_parse_hostport(const char *s, int default_port, int allow_port0, str
 	const char *ptext;
 	int v6, port;
 	if (!s || !*s) {
-		netaddr_err(err, errlen, "empty address");
+		str_errf(err, errlen, "empty address");
 		return -1;
 	}
 	if (hostport_split(s, host, &ptext, &v6, err, errlen) != 0)
@@ -122,24 +111,24 @@ int netaddr_parse_hostport(const char *s, int default_port, int allow_port0, str
 	if (ptext) {
 		port = port_parse(ptext);
 		if (port < 0) {
-			netaddr_err(err, errlen, "'%s' is not a port number (1-65535)", ptext);
+			str_errf(err, errlen, "'%s' is not a port number (1-65535)", ptext);
 			return -1;
 		}
 	} else if (default_port > 0 && default_port <= 65535) {
 		port = default_port;
 	} else {
-		netaddr_err(err, errlen, "missing ':PORT' in '%s'", s);
+		str_errf(err, errlen, "missing ':PORT' in '%s'", s);
 		return -1;
 	}
 	if (port == 0 && !allow_port0) {
-		netaddr_err(err, errlen, "port 0 is not allowed in '%s'", s);
+		str_errf(err, errlen, "port 0 is not allowed in '%s'", s);
 		return -1;
 	}
 	struct in_addr a4;
 	struct in6_addr a6;
 	if (v6) {
 		if (inet_pton(AF_INET6, host, &a6) != 1) {
-			netaddr_err(err, errlen, "'%s' is not an IPv6 address", host);
+			str_errf(err, errlen, "'%s' is not an IPv6 address", host);
 			return -1;
 		}
 		set_v6(out, &a6, port);
@@ -150,9 +139,8 @@ int netaddr_parse_hostport(const char *s, int default_port, int allow_port0, str
 	} else if (strcasecmp(host, "localhost") == 0) {
 		a4.s_addr = htonl(INADDR_LOOPBACK);
 	} else if (inet_pton(AF_INET, host, &a4) != 1) {
-		netaddr_err(err, errlen,
-		            "'%s' is not an IP address (no names but localhost are looked up)",
-		            host);
+		str_errf(err, errlen,
+		         "'%s' is not an IP address (no names but localhost are looked up)", host);
 		return -1;
 	}
 	set_v4(out, &a4, port);
@@ -201,11 +189,11 @@ int netaddr_parse_net(const char *s, struct netaddr_net *out, char *err, size_t 
 	const char *slash = s ? strchr(s, '/') : NULL;
 	size_t alen = slash ? (size_t)(slash - s) : (s ? strlen(s) : 0);
 	if (alen == 0) {
-		netaddr_err(err, errlen, "missing address in '%s'", s ? s : "");
+		str_errf(err, errlen, "missing address in '%s'", s ? s : "");
 		return -1;
 	}
 	if (alen >= sizeof addr) {
-		netaddr_err(err, errlen, "address too long in '%.80s'", s);
+		str_errf(err, errlen, "address too long in '%.80s'", s);
 		return -1;
 	}
 	memcpy(addr, s, alen);
@@ -219,17 +207,17 @@ int netaddr_parse_net(const char *s, struct netaddr_net *out, char *err, size_t 
 		out->family = AF_INET6;
 		bytes = 16;
 	} else {
-		netaddr_err(err, errlen, "'%s' is not an IP address", addr);
+		str_errf(err, errlen, "'%s' is not an IP address", addr);
 		return -1;
 	}
 	out->prefix = (int)bytes * 8;
 	if (slash) {
 		out->prefix = prefix_parse(slash + 1, (int)bytes * 8);
 		if (out->prefix < 0) {
-			netaddr_err(err, errlen,
-			            bytes == 4 ? "'%s' is not a prefix length (0-32)"
-			                       : "'%s' is not a prefix length (0-128)",
-			            slash + 1);
+			str_errf(err, errlen,
+			         bytes == 4 ? "'%s' is not a prefix length (0-32)"
+			                    : "'%s' is not a prefix length (0-128)",
+			         slash + 1);
 			return -1;
 		}
 	}
@@ -238,7 +226,7 @@ int netaddr_parse_net(const char *s, struct netaddr_net *out, char *err, size_t 
 	 * list such a typo would grant more than the administrator meant.
 	 */
 	if (host_bits_set(out->addr, bytes, out->prefix)) {
-		netaddr_err(err, errlen, "'%s' has bits set after its prefix length", s);
+		str_errf(err, errlen, "'%s' has bits set after its prefix length", s);
 		return -1;
 	}
 	return 0;

@@ -1,6 +1,9 @@
 /* strutil: see strutil.h. */
 #include "util/strutil.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <string.h>
 
 int ascii_equal_ci(const char *s, size_t len, const char *word)
@@ -23,4 +26,14 @@ int ascii_contains_ci(const char *hay, size_t len, const char *needle)
 		if (ascii_equal_ci(hay + i, n, needle))
 			return 1;
 	return 0;
+}
+
+void str_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -23,4 +23,10 @@ int ascii_equal_ci(const char *s, size_t len, const char *word);
 /* 1 if needle (NUL-terminated, non-empty) occurs in hay[0..len) without regard to ASCII case. */
 int ascii_contains_ci(const char *hay, size_t len, const char *needle);
 
+/*
+ * Formats a reason into err (errlen octets at most, always NUL-terminated): the
+ * "char *err, size_t errlen" convention of parsers. A NULL err or errlen 0 is a no-op.
+ */
+void str_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif
