@@ -115,15 +115,25 @@ def rcpt_state(d, qid, addr):
 
 
 def mailbox(d, addr):
-    """Every message in addr's Maildir (new/ and cur/), CRLF line ends restored."""
+    """Every message in addr's Maildir (new/ and cur/), oldest first, CRLF line ends
+    restored."""
     user, domain = addr.lower().split("@")
-    out = []
+    paths = []
     for sub in ("new", "cur"):
-        for p in sorted(glob.glob(os.path.join(d.state, "mail", domain, user, "Maildir", sub,
-                                               "*"))):
-            with open(p, "rb") as f:
-                out.append(f.read().replace(b"\n", b"\r\n"))
+        paths += glob.glob(os.path.join(d.state, "mail", domain, user, "Maildir", sub, "*"))
+    out = []
+    for p in sorted(paths, key=_maildir_order):
+        with open(p, "rb") as f:
+            out.append(f.read().replace(b"\n", b"\r\n"))
     return out
+
+
+def _maildir_order(path):
+    """Oldest first: a name is SEC.M<usec>P..., the microseconds not zero-padded, so the
+    names do not sort as strings within one second."""
+    name = os.path.basename(path)
+    m = re.match(r"(\d+)\.M(\d+)P", name)
+    return (int(m.group(1)), int(m.group(2)), name) if m else (0, 0, name)
 
 
 def notices(d, addr):

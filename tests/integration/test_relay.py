@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from smtest import Suite  # noqa: E402
-from fakepeer import (FakePeer, drop, refused_port, serve, silent,  # noqa: E402
-                      starttls_inject)
+from fakepeer import (ENDLESS_MAX, FakePeer, drop, endless_line, refused_port,  # noqa: E402
+                      serve, silent, starttls_hang, starttls_inject)
 from peerutil import bounded  # noqa: E402
 from relayutil import (WAIT, mailbox, notices, queue_lines, queued_ids, rcpt_code,  # noqa: E402
                        rcpt_state, relay_daemon, send, until, wait_gone, wait_notices)
@@ -187,6 +187,151 @@ def test_starttls_injection_discarded():
             S.check(c.tls.established, f"handshake done: {c.tls}")
             S.eq(peer.duplicates(), {}, "once")
             S.check(wait_gone(d), "queue empty")
+        finally:
+            d.cleanup()
+
+
+def vm_rss(d):
+    """The daemon's resident set size in octets (VmRSS of /proc/PID/status)."""
+    with open(f"/proc/{d.proc.pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1]) * 1024
+    return None
+
+
+def attempt_state(d, qid, addr, n):
+    """Waits (bounded) until addr's `queue show` line counts n attempts; returns it."""
+    return until(lambda: (rcpt_state(d, qid, addr) or {}).get("attempts") == str(n) and
+                 rcpt_state(d, qid, addr))
+
+
+@bounded(T)
+def test_endless_line_deferred_and_retried():
+    """A greeting, then a reply to RCPT, that never ends (no line end, ever): the
+    daemon gives up (the peer's write fails before its own 64 MiB cap), keeps the
+    message with a 4xx reason, retries it when flushed and delivers it once; its memory
+    stays bounded and it keeps running. Retries wait an hour unless flushed, so each try
+    here is one the test asked for."""
+    with FakePeer(scripts=[endless_line(b"220-"), serve(rcpt=endless_line(b"250-"))],
+                  then=serve()) as peer:
+        d = relay_daemon(dict(route(peer), queue_retry_initial="1h", queue_retry_max="1h"))
+        try:
+            rss0 = vm_rss(d)
+            send(d, "sender@example.com", ["bob@peer.test"], BODY)
+            ids = until(lambda: queued_ids(d, "sender@example.com"))
+            qid = ids[0] if ids else None
+            for n, what in ((1, "greeting"), (2, "reply to RCPT")):
+                st = attempt_state(d, qid, "bob@peer.test", n)
+                S.check(st and st["state"] == "deferred" and st.get("status", "")[:1] == "4",
+                        f"endless {what}: deferred with a 4xx: {st}")
+                S.check(peer.wait_closed(n, WAIT), f"endless {what}: the connection ended")
+                c = peer.connections[n - 1]
+                S.check(c.closed_by_client and c.endless_sent < ENDLESS_MAX,
+                        f"endless {what}: given up by the daemon after {c.endless_sent} "
+                        f"octets: {c}")
+                S.eq(c.messages if n == 1 else [m for m in c.messages if m.accepted], [],
+                     f"endless {what}: no message")
+                S.eq(peer.count, n, f"endless {what}: not retried before the flush")
+                S.check(d.proc.poll() is None, f"endless {what}: the daemon runs")
+                d.cli("queue", "flush")
+            S.check(peer.wait(lambda p: len(p.deliveries()) == 1, WAIT), "delivered")
+            S.check(wait_gone(d), f"queue empty: {queue_lines(d)}")
+            S.eq(peer.count, 3, "three connections: two endless lines, then served")
+            S.eq(len(peer.accepted()), 1, "accepted once")
+            S.eq(peer.duplicates(), {}, "nothing twice")
+            if peer.accepted():
+                S.eq(relayed_body(peer.accepted()[0].content), BODY, "byte-exact")
+            ln = [x for x in d.logtext().splitlines() if " to=<bob@peer.test>, " in x]
+            S.check(len(ln) == 3 and "status=deferred" in ln[0] and "status=deferred" in ln[1]
+                    and "status=sent" in ln[2], f"deferred twice, then sent: {ln}")
+            rss1 = vm_rss(d)
+            S.check(rss0 and rss1 and rss1 - rss0 < 16 << 20,
+                    f"memory bounded: VmRSS {rss0} then {rss1}")
+            S.eq(peer.failures, [], "no fake-peer failures")
+            S.eq(d.stop(), 0, "clean stop")
+        finally:
+            d.cleanup()
+
+
+def smtp_in_clear(raw):
+    """SMTP commands among octets the client sent after STARTTLS's 220."""
+    return re.findall(rb"(?im)^(?:EHLO|HELO|MAIL FROM|RCPT TO|DATA|QUIT|RSET)\b", raw)
+
+
+@bounded(T)
+def test_starttls_hang_may_plaintext_retry():
+    """relay_tls = may, STARTTLS answered 220 and then no handshake: the handshake's
+    deadline (relay_command_timeout) fires, and the same attempt goes to the same address
+    once more in plaintext (RFC 7435), without STARTTLS: delivered once, not over TLS,
+    nothing deferred, and on the hung connection nothing but the TLS ClientHello."""
+    caps = ("PIPELINING", "8BITMIME", "STARTTLS", "ENHANCEDSTATUSCODES")
+    with FakePeer(scripts=[serve(caps=caps, starttls=starttls_hang())],
+                  then=serve(caps=caps)) as peer:
+        d = relay_daemon(dict(route(peer), relay_tls="may", relay_command_timeout="1",
+                              queue_retry_initial="1h", queue_retry_max="1h"))
+        try:
+            send(d, "sender@example.com", ["bob@peer.test"], BODY)
+            S.check(peer.wait(lambda p: len(p.deliveries()) == 1, WAIT), "delivered")
+            S.check(wait_gone(d), f"queue empty: {queue_lines(d)}")
+            S.check(peer.wait_closed(1, WAIT), "the hung connection ended")
+            cs = peer.connections
+            S.eq(len(cs), 2, f"two connections: the hung one, the plaintext retry: {cs}")
+            c0 = cs[0]
+            S.check(c0.tls.started and not c0.tls.established, f"first: 220, no TLS: {c0.tls}")
+            S.eq(c0.commands[-1:], ["STARTTLS"], "first: nothing after STARTTLS in clear")
+            S.eq(c0.messages, [], "first: no message")
+            S.check(c0.closed_by_client, f"first: given up by the daemon: {c0}")
+            S.eq(smtp_in_clear(c0.after_silence), [],
+                 f"no SMTP before the handshake: {c0.after_silence[:80]!r}")
+            S.check(c0.after_silence == b"" or c0.after_silence[:1] == b"\x16",
+                    f"only a TLS handshake record after the 220: {c0.after_silence[:16]!r}")
+            if len(cs) > 1:
+                c1 = cs[1]
+                S.check("STARTTLS" not in [x.upper() for x in c1.commands],
+                        f"the retry does not try STARTTLS: {c1.commands}")
+                S.check(not c1.tls.started, "the retry in plaintext")
+            ms = peer.accepted()
+            S.check(len(ms) == 1 and not ms[0].tls, "accepted once, not over TLS")
+            S.eq(peer.duplicates(), {}, "nothing twice")
+            ln = [x for x in d.logtext().splitlines() if " to=<bob@peer.test>, " in x]
+            S.check(len(ln) == 1 and "status=sent" in ln[0],
+                    f"one attempt, sent (the plaintext retry is part of it): {ln}")
+            S.eq(peer.failures, [], "no fake-peer failures")
+            S.eq(d.stop(), 0, "clean stop")
+        finally:
+            d.cleanup()
+
+
+@bounded(T)
+def test_starttls_hang_require_deferred():
+    """relay_tls = require and a STARTTLS that never completes: deferred with a 4xx,
+    retried (each try hangs again), never sent in clear and never bounced."""
+    caps = ("PIPELINING", "8BITMIME", "STARTTLS", "ENHANCEDSTATUSCODES")
+    with FakePeer(script=serve(caps=caps, starttls=starttls_hang())) as peer:
+        d = relay_daemon(dict(route(peer), relay_tls="require", relay_command_timeout="1"))
+        try:
+            send(d, "sender@example.com", ["bob@peer.test"], BODY)
+            ids = until(lambda: queued_ids(d, "sender@example.com"))
+            qid = ids[0] if ids else None
+            st = attempt_state(d, qid, "bob@peer.test", 2)
+            S.check(st and st["state"] == "deferred" and st.get("status", "")[:1] == "4",
+                    f"deferred with a 4xx, tried again: {st}")
+            S.check(peer.wait_closed(2, WAIT), "two hung connections ended")
+            done = [c for c in peer.connections if c.done]
+            S.check(len(done) >= 2, f"retried: {done}")
+            for c in done:
+                S.check(c.tls.started and not c.tls.established, f"{c.index}: no TLS: {c.tls}")
+                S.eq(c.commands[-1:], ["STARTTLS"], f"{c.index}: every try asks for TLS")
+                S.eq(c.messages, [], f"{c.index}: no message")
+                S.check(c.closed_by_client, f"{c.index}: given up by the daemon: {c}")
+                S.eq(smtp_in_clear(c.after_silence), [],
+                     f"{c.index}: nothing in clear: {c.after_silence[:80]!r}")
+            S.eq(peer.deliveries(), [], "never delivered")
+            S.eq(queued_ids(d, "sender@example.com"), [qid], "still queued")
+            S.check(notices(d, "sender@example.com") == [], "no bounce")
+            S.check(d.proc.poll() is None, "the daemon runs")
+            S.eq(peer.failures, [], "no fake-peer failures")
         finally:
             d.cleanup()
 
@@ -372,7 +517,9 @@ def test_loop_to_ourselves_bounced():
 
 sys.exit(S.run([test_relayed_byte_exact_and_logged, test_mixed_replies_retried_and_bounced,
                 test_refused_then_421_backs_off, test_drop_after_dot_and_silence_retried,
-                test_starttls_injection_discarded, test_8bit_to_7bit_peer_bounced,
+                test_endless_line_deferred_and_retried, test_starttls_injection_discarded,
+                test_starttls_hang_may_plaintext_retry, test_starttls_hang_require_deferred,
+                test_8bit_to_7bit_peer_bounced,
                 test_notify_and_null_sender, test_delay_notice_once,
                 test_lifetime_expires_with_a_bounce,
                 test_list_and_alias_with_foreign_members, test_loop_to_ourselves_bounced]))
