@@ -133,6 +133,7 @@ bench: deps-bench
 	$(MAKE) --no-print-directory bench-bin
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
+	python3 bench/relay/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open
 	$(B)/bench/sched/bench_sched
 

@@ -276,6 +276,8 @@ class Sharemaild:
         self.expected = 0       # messages acknowledged so far and not yet counted away
         self.proc = None
         self.work = work
+        self.extra_conf = ""    # more sharemail.conf lines (bench/relay: relay_route)
+        self.account_added = False
 
     def start(self):
         os.makedirs(self.state, exist_ok=True)
@@ -289,8 +291,11 @@ class Sharemaild:
                     f"smtp_max_connections_per_ip = {IDLE_CONNS + 1000}\n")
             if RCPT != LOCAL_RCPT:
                 f.write("smtp_trusted_networks = 127.0.0.0/8\n")     # may relay: stays queued
-        run_cmd([os.path.join(self.build, "sharemail"), "-c", self.conf, "account", "add",
-                 LOCAL_RCPT, "--no-password"], what="sharemail account add")
+            f.write(self.extra_conf)
+        if not self.account_added:      # a restart (bench/relay) keeps the account
+            run_cmd([os.path.join(self.build, "sharemail"), "-c", self.conf, "account", "add",
+                     LOCAL_RCPT, "--no-password"], what="sharemail account add")
+            self.account_added = True
         self.proc = Proc([os.path.join(self.build, "sharemaild"), "-c", self.conf],
                          os.path.join(self.work, "sharemaild.log"))
         wait_smtp(self.port, self.proc.alive, self.proc.logtext)
