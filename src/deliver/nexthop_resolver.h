@@ -7,7 +7,7 @@
  * DNS: libevent's evdns does the A and AAAA lookups and holds the name-server
  * list: the caller's (dns_nameserver), else the resolv.conf file's. evdns 2.1
  * cannot ask for MX records (its API resolves A, AAAA and PTR only), so MX
- * questions go through dns_query (a small stub over proto/dns_msg) to the same
+ * questions go through dns_query (a small client over proto/dns_msg) to the same
  * name servers, with the same per-try timeout and number of tries. No search
  * list and no hosts file: mail domains are fully qualified, and a next hop
  * must not depend on /etc/hosts.
