@@ -123,7 +123,7 @@ const struct conf_key conf_keys[] = {
         INT(queue_min_free, "100m", 0, 2147483647, CONF_FLAG_BYTES | RELOAD,
             "Free disk space (octets, suffix k, m, g) kept; below it MAIL gets 452."),
         INT(queue_lifetime, "5d", 60, 31536000, CONF_FLAG_SECONDS,
-            "Seconds (suffix s, m, h, d) a message may wait; then its recipients fail (5.4.7)."),
+            "Seconds (suffix s, m, h, d) a message may wait; then it fails (4.4.7) and bounces."),
         INT(queue_retry_initial, "5m", 1, 86400, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) before the first retry; doubled for each further one."),
         INT(queue_retry_max, "1h", 1, 604800, CONF_FLAG_SECONDS,
