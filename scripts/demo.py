@@ -25,6 +25,9 @@ submission_listen = 127.0.0.1:2587
 smtp_trusted_networks = 127.0.0.0/8
 queue_min_free = 10m
 minger_anonymous = no
+# The demo relays nowhere: mail for other domains (the alias outside@example.com, or an
+# outside recipient from loopback) waits in the queue, retried; see `sharemail queue list`.
+relay_smarthost = [127.0.0.1]:9
 """
 ACCOUNTS = [("arvel@example.com", []), ("alice@example.com", []),
             ("bob@example.org", []), ("frozen@example.com", ["--disabled"])]
