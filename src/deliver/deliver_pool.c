@@ -18,7 +18,7 @@ struct tlist {
 struct deliver_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct tlist todo, finished;
+	struct tlist queued, finished;
 	size_t pending; /* submitted, done() not yet run (loop thread's count) */
 	int stop;
 	void (*notify)(void *arg);
@@ -56,7 +56,7 @@ static void *worker_main(void *arg)
 	struct deliver_pool *p = arg;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		struct deliver_task *t = tlist_pop(&p->todo);
+		struct deliver_task *t = tlist_pop(&p->queued);
 		if (!t) {
 			if (p->stop)
 				break;
@@ -89,7 +89,7 @@ struct deliver_pool *deliver_pool_new(unsigned n, void (*notify)(void *arg), voi
 	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	tlist_init(&p->todo);
+	tlist_init(&p->queued);
 	tlist_init(&p->finished);
 	p->notify = notify;
 	p->arg = arg;
@@ -107,7 +107,7 @@ struct deliver_pool *deliver_pool_new(unsigned n, void (*notify)(void *arg), voi
 void deliver_pool_submit(struct deliver_pool *p, struct deliver_task *t)
 {
 	pthread_mutex_lock(&p->mu);
-	tlist_push(&p->todo, t);
+	tlist_push(&p->queued, t);
 	p->pending++;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);

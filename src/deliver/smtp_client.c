@@ -64,7 +64,7 @@ struct expect {
 };
 
 /* A recipient's progress inside a transaction (the public status says the outcome). */
-enum rcpt_step { RS_TODO = 0, RS_SENT, RS_ACCEPTED, RS_FINAL };
+enum rcpt_step { RS_UNSENT = 0, RS_SENT, RS_ACCEPTED, RS_FINAL };
 
 /* The reply being read, line by line. */
 struct reply_acc {
@@ -606,7 +606,7 @@ static int format_rcpt(const struct smtp_client *c, size_t i, struct line *l)
 
 static void skip_final_rcpts(struct smtp_client *c)
 {
-	while (c->next_rcpt < c->msg->n_rcpts && c->rstep[c->next_rcpt] != RS_TODO)
+	while (c->next_rcpt < c->msg->n_rcpts && c->rstep[c->next_rcpt] != RS_UNSENT)
 		c->next_rcpt++;
 }
 
@@ -1209,7 +1209,7 @@ int smtp_client_message(struct smtp_client *c, const struct smtp_client_msg *m)
 	c->msg = m;
 	c->have_result = 0;
 	memset(c->rr, 0, m->n_rcpts * sizeof *c->rr);
-	memset(c->rstep, RS_TODO, m->n_rcpts);
+	memset(c->rstep, RS_UNSENT, m->n_rcpts);
 	memset(&c->txn_reply, 0, sizeof c->txn_reply);
 	c->next_rcpt = c->rcpt_waiting = c->accepted = 0;
 	c->mail_sent = c->mail_failed = c->data_sent = c->dot_ok = c->cmds_sent = 0;

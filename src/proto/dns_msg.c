@@ -144,7 +144,7 @@ int dns_msg_query_format(uint8_t *out, size_t outsz, uint16_t id, const char *na
 		return -1;
 	memset(out, 0, DNS_MSG_HEADER_LEN);
 	put16(out, id);
-	out[2] = 0x01; /* RD (RFC 1035 4.1.1): a stub asks for recursion */
+	out[2] = 0x01; /* RD (RFC 1035 4.1.1): we ask a recursive server */
 	put16(out + 4, 1);
 	int n = name_encode(out + DNS_MSG_HEADER_LEN, outsz - DNS_MSG_HEADER_LEN - 4, name);
 	if (n < 0)

@@ -1,5 +1,5 @@
 /*
- * dns_msg: DNS messages (RFC 1035 4.1) as far as a stub resolver asking for MX
+ * dns_msg: DNS messages (RFC 1035 4.1) as far as a client of a recursive server asking for MX
  * records needs them: the query for one name and type, and the reading of a
  * reply (header, question, resource records, MX and CNAME data).
  *

@@ -52,6 +52,17 @@ class Suite:
         self.skipped += 1
         print(f"SKIP {self.current}: {why}", flush=True)
 
+    def raises(self, excs, fn, what=""):
+        """Checks that fn() raises one of excs (a class or a tuple); returns the exception,
+        or None after recording a failure. Any other exception propagates (a failure too)."""
+        try:
+            fn()
+        except excs as e:
+            self.passed += 1
+            return e
+        self.check(False, f"{what}: no {excs!r} raised")
+        return None
+
     def eq(self, got, want, what=""):
         return self.check(got == want, f"{what}: got {got!r}, want {want!r}")
 

@@ -76,11 +76,7 @@ def test_parse():
         S.eq(rep.raw_close, b"--" + nl, f"{what}: close")
         S.eq(len(rep.raw_parts), 3, f"{what}: raw parts")
         S.eq(rep.text.strip(), "Your mail was not delivered.", f"{what}: text part")
-    try:
-        rep.recipient("nobody@example.org")
-        S.check(False, "found a recipient that is not there")
-    except KeyError:
-        S.check(True)
+    S.raises(KeyError, lambda: rep.recipient("nobody@example.org"), "found a recipient that is not there")
     rep = dsncheck.parse(report(third=False))
     S.eq((rep.returned_type, rep.returned, rep.returned_bytes), (None, None, None), "no third")
     S.check(dsncheck.is_report(report()), "is_report")

@@ -291,11 +291,7 @@ def test_listen_failure_is_fatal():
         port = busy.getsockname()[1]
         d = smtest.Daemon(conf={"smtp_listen": f"127.0.0.1:{port}"}, minger=False)
         try:
-            try:
-                d.start(wait=10)
-                S.check(False, "the daemon must not become ready")
-            except RuntimeError:
-                S.check(True)
+            S.raises(RuntimeError, lambda: d.start(wait=10), "the daemon must not become ready")
             S.check("sharemaild ready" not in d.logtext(), "ready not logged")
             S.check(f"127.0.0.1:{port}" in d.logtext(), "the address is named in the log")
             S.eq(d.proc.returncode if d.proc else None, 1, "exit status 1")
