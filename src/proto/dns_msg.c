@@ -50,8 +50,9 @@ static int label_append(const uint8_t *lab, size_t n, char *out, size_t *o)
 }
 
 /*
- * RFC 1035 4.1.4: a pointer is two octets whose top two bits are set (an offset in the other 14). Each must point
- * before the previous one (or before itself, for the first), so the walk is
+ * RFC 1035 4.1.4: a pointer is two octets whose top two bits are set (an offset
+ * in the other 14). Each must point before the previous one (or before itself,
+ * for the first), so the walk is
  * strictly decreasing and ends. The wire length, counting every label once
  * as it is read, stays within 255 octets, which also bounds out.
  */
