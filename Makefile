@@ -80,11 +80,13 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/tests/unit/harness.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB),$^) $(LIB) $(LDLIBS)
 
-# The one fake of the SMTP session's ops, shared by two unit tests and the session fuzzer
+# The one fake of the SMTP session's ops (and the transcript buffers), shared by the
+# session and transcript unit tests, the client transcript test and the session fuzzer
 # (an extra prerequisite: the link rules put it before the library).
 FAKE_SESSION_SRC := tests/unit/fake_session_ops.c
 FAKE_SESSION_OBJ := $(B)/tests/unit/fake_session_ops.o
-$(B)/tests/test_smtp_session $(B)/tests/test_transcripts: $(FAKE_SESSION_OBJ)
+$(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client: \
+        $(FAKE_SESSION_OBJ)
 $(B)/fuzz/fuzz_smtp_session-replay: $(FAKE_SESSION_OBJ)
 
 # Fuzz targets are replayed over their corpora with a plain main() under gcc.

@@ -31,6 +31,41 @@ void fake_buf_str(struct fake_buf *b, const char *s)
 	fake_buf_add(b, s, strlen(s));
 }
 
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+void fake_buf_unescape(struct fake_buf *out, const char *s)
+{
+	for (size_t i = 0; s[i]; i++) {
+		char ch = s[i];
+		if (ch == '\\' && s[i + 1]) {
+			char n = s[++i];
+			if (n == 'r')
+				ch = '\r';
+			else if (n == 'n')
+				ch = '\n';
+			else if (n == 't')
+				ch = '\t';
+			else if (n == '0')
+				ch = '\0';
+			else if (n == 'x' && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+				ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+				i += 2;
+			} else
+				ch = n;
+		}
+		fake_buf_add(out, &ch, 1);
+	}
+}
+
 /* ---- the record ---- */
 
 /* Escapes one stored or output line for the record. */

@@ -28,6 +28,12 @@ struct fake_buf {
 
 void fake_buf_add(struct fake_buf *b, const void *p, size_t n);
 void fake_buf_str(struct fake_buf *b, const char *s);
+/*
+ * Appends s with the transcript escapes undone: \r \n \t \0 \xHH, and a backslash
+ * before any other character stands for that character. Shared by the server and
+ * client transcript drivers (test_transcripts.c, test_smtp_client.c).
+ */
+void fake_buf_unescape(struct fake_buf *out, const char *s);
 
 struct fake_session {
 	/* settings: the test sets them after fake_session_init() (defaults in brackets) */

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "deliver/smtp_client.h"
+#include "fake_session_ops.h"
 #include "harness.h"
 
 #define DIR_PATH "tests/transcripts/client"
@@ -51,40 +52,16 @@
 #define MAX_STEPS 512
 #define ECHO_MAX 160 /* input lines longer than this are shown cut, with their length */
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
+static void buf_fmt(struct fake_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void buf_fmt(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void buf_fmt(struct buf *b, const char *fmt, ...)
+static void buf_fmt(struct fake_buf *b, const char *fmt, ...)
 {
 	char tmp[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(tmp, sizeof tmp, fmt, ap);
 	va_end(ap);
-	buf_str(b, tmp);
+	fake_buf_str(b, tmp);
 }
 
 /* ---- the script ---- */
@@ -101,13 +78,13 @@ struct tmsg {
 	char envid[200];
 	int has_envid;
 	long long stall; /* -1: feed the whole body */
-	struct buf body;
+	struct fake_buf body;
 	struct smtp_client_msg m;
 };
 
 struct step {
 	char kind; /* 'I' input, 'T' timeout, 'X' closed, 'K' tls ok, 'F' tls fail, 'C' connected */
-	struct buf data;
+	struct fake_buf data;
 };
 
 struct script {
@@ -119,41 +96,6 @@ struct script {
 	struct step steps[MAX_STEPS];
 	size_t n_steps;
 };
-
-static int hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-static void unescape(struct buf *out, const char *s)
-{
-	for (size_t i = 0; s[i]; i++) {
-		char ch = s[i];
-		if (ch == '\\' && s[i + 1]) {
-			char n = s[++i];
-			if (n == 'r')
-				ch = '\r';
-			else if (n == 'n')
-				ch = '\n';
-			else if (n == 't')
-				ch = '\t';
-			else if (n == '0')
-				ch = '\0';
-			else if (n == 'x' && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-				ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-				i += 2;
-			} else
-				ch = n;
-		}
-		buf_add(out, &ch, 1);
-	}
-}
 
 static int conf_word(struct script *sc, const char *w)
 {
@@ -269,9 +211,9 @@ static int msg_line(struct script *sc, char *s)
 	m->size = -1;
 	m->stall = -1;
 	for (char *w = strtok(s, " "); w && rc == 0; w = strtok(NULL, " ")) {
-		struct buf u = {0};
-		unescape(&u, w); /* after the split, so \x20 is a space in a value */
-		buf_add(&u, "", 0);
+		struct fake_buf u = {0};
+		fake_buf_unescape(&u, w); /* after the split, so \x20 is a space in a value */
+		fake_buf_add(&u, "", 0);
 		rc = msg_word(m, u.p);
 		free(u.p);
 	}
@@ -283,7 +225,7 @@ static int body_line(struct script *sc, const char *line)
 {
 	if (sc->n_msgs == 0)
 		return -1;
-	struct buf *b = &sc->msgs[sc->n_msgs - 1].body;
+	struct fake_buf *b = &sc->msgs[sc->n_msgs - 1].body;
 	const char *p = line + 1;
 	long times = 1;
 	int crlf = 1;
@@ -297,9 +239,9 @@ static int body_line(struct script *sc, const char *line)
 		return -1;
 	p += p[1] ? 2 : 1;
 	for (long i = 0; i < times; i++) {
-		unescape(b, p);
+		fake_buf_unescape(b, p);
 		if (crlf)
-			buf_add(b, "\r\n", 2);
+			fake_buf_add(b, "\r\n", 2);
 	}
 	return 0;
 }
@@ -332,11 +274,11 @@ static int server_line(struct script *sc, const char *line, int *held)
 	p += p[1] ? 2 : 1;
 	if (!*held && new_step(sc, 'I') == NULL)
 		return -1;
-	struct buf *d = &sc->steps[sc->n_steps - 1].data;
+	struct fake_buf *d = &sc->steps[sc->n_steps - 1].data;
 	for (long i = 0; i < times; i++) {
-		unescape(d, p);
+		fake_buf_unescape(d, p);
 		if (crlf)
-			buf_add(d, "\r\n", 2);
+			fake_buf_add(d, "\r\n", 2);
 	}
 	*held = hold;
 	return 0;
@@ -383,7 +325,7 @@ static void msgs_finish(struct script *sc)
 	for (size_t i = 0; i < sc->n_msgs; i++) {
 		struct tmsg *t = &sc->msgs[i];
 		if (t->body.p == NULL)
-			buf_add(&t->body, "", 0);
+			fake_buf_add(&t->body, "", 0);
 		t->m.mail_from = t->from;
 		t->m.rcpts = t->rcpts;
 		t->m.n_rcpts = t->n_rcpts;
@@ -434,8 +376,8 @@ struct run {
 	struct smtp_client *c;
 	const struct script *sc;
 	int bytewise;
-	struct buf rec;
-	struct buf line; /* client output not yet ended by CRLF */
+	struct fake_buf rec;
+	struct fake_buf line; /* client output not yet ended by CRLF */
 	int bad_output; /* a bare CR or LF left the client */
 	size_t next_msg;
 	int cur_msg; /* index of the message under way, -1 none */
@@ -445,19 +387,19 @@ struct run {
 	struct smtp_client_caps caps;
 };
 
-static void rec_escaped(struct buf *b, const char *p, size_t n)
+static void rec_escaped(struct fake_buf *b, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)p[i];
 		if (ch < 0x20 || ch > 0x7e || ch == '\\')
 			buf_fmt(b, "\\x%02X", ch);
 		else
-			buf_add(b, &p[i], 1);
+			fake_buf_add(b, &p[i], 1);
 	}
 }
 
 /* The server's octets, split at CRLF; long lines shown cut with their length. */
-static void rec_input(struct buf *b, const char *p, size_t n)
+static void rec_input(struct fake_buf *b, const char *p, size_t n)
 {
 	size_t start = 0;
 	while (start < n) {
@@ -466,13 +408,13 @@ static void rec_input(struct buf *b, const char *p, size_t n)
 			end++;
 		int crlf = end < n;
 		size_t len = crlf ? end - 1 - start : end - start;
-		buf_str(b, "S: ");
+		fake_buf_str(b, "S: ");
 		rec_escaped(b, p + start, len < ECHO_MAX ? len : ECHO_MAX);
 		if (len > ECHO_MAX)
 			buf_fmt(b, "... (%zu octets)", len);
 		if (!crlf)
-			buf_str(b, " (no CRLF)");
-		buf_str(b, "\n");
+			fake_buf_str(b, " (no CRLF)");
+		fake_buf_str(b, "\n");
 		start = crlf ? end + 1 : n;
 	}
 }
@@ -481,9 +423,9 @@ static void flush_partial(struct run *r)
 {
 	if (r->line.len == 0)
 		return;
-	buf_str(&r->rec, "C: ");
+	fake_buf_str(&r->rec, "C: ");
 	rec_escaped(&r->rec, r->line.p, r->line.len);
-	buf_str(&r->rec, " (no CRLF yet)\n");
+	fake_buf_str(&r->rec, " (no CRLF yet)\n");
 	r->line.len = 0;
 }
 
@@ -491,15 +433,15 @@ static void flush_partial(struct run *r)
 static void rec_output(struct run *r, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		buf_add(&r->line, &p[i], 1);
+		fake_buf_add(&r->line, &p[i], 1);
 		size_t len = r->line.len;
 		const char *l = r->line.p;
 		if (l[len - 1] == '\n') {
 			if (len < 2 || l[len - 2] != '\r')
 				r->bad_output = 1;
-			buf_str(&r->rec, "C: ");
+			fake_buf_str(&r->rec, "C: ");
 			rec_escaped(&r->rec, l, len >= 2 ? len - 2 : 0);
-			buf_str(&r->rec, "\n");
+			fake_buf_str(&r->rec, "\n");
 			r->line.len = 0;
 		} else if (len >= 2 && l[len - 2] == '\r') {
 			r->bad_output = 1; /* a CR not followed by LF */
@@ -510,8 +452,8 @@ static void rec_output(struct run *r, const char *p, size_t n)
 static void rec_note(struct run *r, const char *s)
 {
 	flush_partial(r);
-	buf_str(&r->rec, s);
-	buf_str(&r->rec, "\n");
+	fake_buf_str(&r->rec, s);
+	fake_buf_str(&r->rec, "\n");
 }
 
 /* "550 5.1.1 text", "250 - text" (no enhanced code), "local 4.4.2 text" (the client's own). */
@@ -537,9 +479,9 @@ static void rec_result(struct run *r)
 	rec_note(r, line);
 	for (size_t i = 0; i < res->n_rcpts; i++) {
 		const char *addr = r->sc->msgs[r->cur_msg].addr[i];
-		struct buf b = {0};
+		struct fake_buf b = {0};
 		fmt_reply(rp, sizeof rp, &res->rcpts[i].reply);
-		buf_str(&b, "RESULT:   <");
+		fake_buf_str(&b, "RESULT:   <");
 		rec_escaped(&b, addr, strlen(addr));
 		buf_fmt(&b, "> %s | %s", smtp_client_rcpt_status_name(res->rcpts[i].status), rp);
 		rec_note(r, b.p);
@@ -554,26 +496,26 @@ static void rec_caps(struct run *r)
 	if (memcmp(k, &r->caps, sizeof *k) == 0)
 		return;
 	r->caps = *k;
-	struct buf b = {0};
-	buf_str(&b, "CAPS:");
+	struct fake_buf b = {0};
+	fake_buf_str(&b, "CAPS:");
 	if (k->esmtp)
-		buf_str(&b, " esmtp");
+		fake_buf_str(&b, " esmtp");
 	if (k->pipelining)
-		buf_str(&b, " pipelining");
+		fake_buf_str(&b, " pipelining");
 	if (k->size)
 		buf_fmt(&b, " size=%llu", (unsigned long long)k->size_max);
 	if (k->eightbitmime)
-		buf_str(&b, " 8bitmime");
+		fake_buf_str(&b, " 8bitmime");
 	if (k->dsn)
-		buf_str(&b, " dsn");
+		fake_buf_str(&b, " dsn");
 	if (k->starttls)
-		buf_str(&b, " starttls");
+		fake_buf_str(&b, " starttls");
 	if (k->enhancedstatuscodes)
-		buf_str(&b, " enhancedstatuscodes");
+		fake_buf_str(&b, " enhancedstatuscodes");
 	if (k->tls)
-		buf_str(&b, " tls");
+		fake_buf_str(&b, " tls");
 	if (b.len == 5)
-		buf_str(&b, " none");
+		fake_buf_str(&b, " none");
 	rec_note(r, b.p);
 	free(b.p);
 }
@@ -679,7 +621,7 @@ static void settle(struct run *r)
 	}
 }
 
-static void feed_input(struct run *r, const struct buf *d)
+static void feed_input(struct run *r, const struct fake_buf *d)
 {
 	rec_input(&r->rec, d->p, d->len);
 	if (!r->bytewise) {
@@ -747,12 +689,12 @@ static void rec_end(struct run *r)
 		rec_note(r, "FAIL: a bare CR or LF was sent");
 }
 
-static int run_script(const struct script *sc, int bytewise, struct buf *out)
+static int run_script(const struct script *sc, int bytewise, struct fake_buf *out)
 {
 	struct run r = {.sc = sc, .bytewise = bytewise, .cur_msg = -1};
 	r.c = smtp_client_new(&sc->conf);
 	if (r.c == NULL) {
-		buf_str(out, "smtp_client_new failed\n");
+		fake_buf_str(out, "smtp_client_new failed\n");
 		return -1;
 	}
 	settle(&r);
@@ -776,16 +718,16 @@ static int run_script(const struct script *sc, int bytewise, struct buf *out)
 static char *read_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
-	struct buf b = {0};
+	struct fake_buf b = {0};
 	char chunk[4096];
 	size_t n;
 	if (f == NULL)
 		return NULL;
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_add(&b, chunk, n);
+		fake_buf_add(&b, chunk, n);
 	fclose(f);
 	if (b.p == NULL)
-		buf_add(&b, "", 0);
+		fake_buf_add(&b, "", 0);
 	return b.p;
 }
 
@@ -835,7 +777,7 @@ static int check_transcript(const char *name)
 	char *want = read_file(ref);
 	int ok = 1;
 	for (int bytewise = 0; bytewise <= (sc.nobyte ? 0 : 1); bytewise++) {
-		struct buf got = {0};
+		struct fake_buf got = {0};
 		if (run_script(&sc, bytewise, &got) < 0)
 			ok = 0;
 		if (want == NULL) {

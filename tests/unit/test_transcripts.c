@@ -58,41 +58,6 @@ struct script {
 	size_t n_steps;
 };
 
-static int hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-static void unescape(struct fake_buf *out, const char *s)
-{
-	for (size_t i = 0; s[i]; i++) {
-		char ch = s[i];
-		if (ch == '\\' && s[i + 1]) {
-			char n = s[++i];
-			if (n == 'r')
-				ch = '\r';
-			else if (n == 'n')
-				ch = '\n';
-			else if (n == 't')
-				ch = '\t';
-			else if (n == '0')
-				ch = '\0';
-			else if (n == 'x' && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-				ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-				i += 2;
-			} else
-				ch = n;
-		}
-		fake_buf_add(out, &ch, 1);
-	}
-}
-
 static void conf_line(struct script *sc, const char *kv)
 {
 	char key[128];
@@ -143,7 +108,7 @@ static int client_line(struct script *sc, const char *line, int *held)
 	}
 	struct fake_buf *d = &sc->steps[sc->n_steps - 1].data;
 	for (long i = 0; i < times && d->len < SCRIPT_INPUT_MAX; i++) {
-		unescape(d, p);
+		fake_buf_unescape(d, p);
 		if (crlf)
 			fake_buf_add(d, "\r\n", 2);
 	}
