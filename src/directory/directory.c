@@ -869,21 +869,31 @@ enum directory_result directory_list_get(struct directory *d, const char *key,
 	return found ? DIRECTORY_OK : DIRECTORY_NOTFOUND;
 }
 
-enum directory_result directory_list_members(struct directory *d, const char *key,
-                                             int (*fn)(void *arg, const char *member), void *arg)
+/*
+ * Runs statement id with key bound and calls fn with the text of each row's first
+ * column until fn returns non-zero: an alias's targets, a list's members.
+ */
+static enum directory_result each_text(struct directory *d, enum dir_stmt id, const char *key,
+                                       int (*fn)(void *arg, const char *text), void *arg)
 {
 	int rc;
-	sqlite3_stmt *s = dir_stmt(d, ST_MEMBERS, &rc);
+	sqlite3_stmt *s = dir_stmt(d, id, &rc);
 	if (!s)
 		return dir_map(rc);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *m = (const char *)sqlite3_column_text(s, 0);
-		if (m && fn(arg, m))
+		const char *t = (const char *)sqlite3_column_text(s, 0);
+		if (t && fn(arg, t))
 			break;
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? DIRECTORY_OK : dir_map(rc);
+}
+
+enum directory_result directory_list_members(struct directory *d, const char *key,
+                                             int (*fn)(void *arg, const char *member), void *arg)
+{
+	return each_text(d, ST_MEMBERS, key, fn, arg);
 }
 
 enum directory_result
@@ -933,18 +943,7 @@ enum directory_result directory_get(struct directory *d, const char *key, char *
 enum directory_result directory_alias_targets(struct directory *d, const char *key,
                                               int (*fn)(void *arg, const char *target), void *arg)
 {
-	int rc;
-	sqlite3_stmt *s = dir_stmt(d, ST_ALIAS_TARGETS, &rc);
-	if (!s)
-		return dir_map(rc);
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *t = (const char *)sqlite3_column_text(s, 0);
-		if (t && fn(arg, t))
-			break;
-	}
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? DIRECTORY_OK : dir_map(rc);
+	return each_text(d, ST_ALIAS_TARGETS, key, fn, arg);
 }
 
 /* Reads (pruned_seq, newest seq) of the change log; both 0 when absent. */
