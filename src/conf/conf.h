@@ -68,6 +68,7 @@ struct conf {
 	int minger_source_table_size; /* entries in the per-source table */
 	int minger_replay_window; /* seconds, default 60 */
 	int minger_strict_amplification; /* bool, default 1 */
+	struct netlist minger_gateway_clients; /* foreign aliases answer 5 to these */
 	/* Minger client and verification cache */
 	int minger_timeout_ms; /* default 2000 */
 	int minger_retries; /* retransmissions, default 2 */
@@ -97,6 +98,17 @@ struct conf {
 	char *smtp_over_quota_reply; /* "452" (default) or "552" */
 	int smtp_max_line_length; /* text line octets without CRLF, default 998 */
 	int smtp_max_received_headers; /* loop limit, default 50 */
+	/* Domain Sharing, gateway and forwarded domains (verify/) */
+	int domain_sharing; /* bool, default 0 */
+	struct strlist
+	        domain_sharing_host; /* whole lines "HOST[:PORT] [minger_port=N] [secret_file=F]" */
+	char *domain_sharing_domains_file; /* NULL: every local domain is shared */
+	int domain_sharing_cache_ttl; /* seconds, default 5 days */
+	int domain_sharing_keep_on_error; /* bool, default 1 */
+	int domain_sharing_query_senders; /* bool, default 1 */
+	int domain_sharing_share_lists; /* bool, default 0 */
+	struct strlist gateway_domain; /* whole lines "DOMAIN host=... minger=... [opts]" */
+	struct strlist forward_domain; /* whole lines "DOMAIN host=... minger=... [opts]" */
 	/* queue and local delivery */
 	int queue_min_free; /* bytes of free disk kept; 452 below */
 	int queue_lifetime; /* seconds, default 5 days */

@@ -72,6 +72,8 @@ const struct conf_key conf_keys[] = {
             "Seconds (suffix s, m, h, d) an extension ts may be off; nonces kept as long."),
         BOOL(minger_strict_amplification, "yes", 0,
              "Never send a reply longer than the query that asked for it."),
+        NETLIST(minger_gateway_clients, 0,
+                "Gateways querying us, ADDR/PREFIX, repeatable: foreign aliases always answer 5."),
         /* Minger client and verification cache */
         INT(minger_timeout_ms, "2000", 100, 60000, 0,
             "Milliseconds to wait for a Minger reply before sending again."),
@@ -83,6 +85,28 @@ const struct conf_key conf_keys[] = {
             "Seconds (suffix s, m, h, d) an address found to exist stays cached."),
         INT(minger_cache_negative_ttl, "1h", 1, 2592000, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) an address found missing stays cached."),
+        /* Domain Sharing (one domain split across several servers) */
+        BOOL(domain_sharing, "no", 0,
+             "Ask the domain_sharing_host peers about local-domain recipients not found here."),
+        LINES(domain_sharing_host, 0,
+              "HOST[:SMTPPORT] [minger_port=N] [secret_file=F]: one peer, repeatable."),
+        PATH(domain_sharing_domains_file, "", 0,
+             "Domains that use Domain Sharing, one per line; empty or absent: all local domains."),
+        INT(domain_sharing_cache_ttl, "5d", 1, 2592000, CONF_FLAG_SECONDS,
+            "Seconds (suffix s, m, h, d) an address found on a peer stays cached."),
+        BOOL(domain_sharing_keep_on_error, "yes", 0,
+             "Keep mail for a peer queued when it cannot be reached (never to relay_smarthost)."),
+        BOOL(domain_sharing_query_senders, "yes", 0,
+             "A MAIL FROM in a shared domain found on a peer is a known sender."),
+        BOOL(domain_sharing_share_lists, "no", 0,
+             "Copy list posts to every peer that has the same list (asked by Minger)."),
+        /* gateway and forwarded domains */
+        LINES(gateway_domain, 0,
+              "DOMAIN host=H[:P] minger=H[:P] [secret_file=F] [unreachable=defer|accept] "
+              "[domain_sharing=yes|no]: verified relay domain."),
+        LINES(forward_domain, 0,
+              "DOMAIN host=H[:P] minger=H[:P] [secret_file=F]: *@DOMAIN forwarded if Minger "
+              "there finds it."),
         /* SMTP server */
         NETLIST(smtp_trusted_networks, RELOAD,
                 "Clients that may relay to any domain, ADDR/PREFIX, repeatable; empty: none."),

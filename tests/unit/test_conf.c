@@ -804,6 +804,14 @@ static int key_like(const char *w, const char *we)
 	return 1;
 }
 
+/* 1 if w starts the first word of line l (after '#' and blanks). */
+static int first_word(const char *l, const char *w)
+{
+	while (l < w && (*l == '#' || *l == ' ' || *l == '\t'))
+		l++;
+	return l == w;
+}
+
 /* The key-like words of [l, end) that are not keys of the schema: printed, counted. */
 static int stray_in_line(const char *l, const char *end, const char *file)
 {
@@ -816,7 +824,9 @@ static int stray_in_line(const char *l, const char *end, const char *file)
 			w++;
 			continue;
 		}
-		if (key_like(w, we) && schema_index(w, (size_t)(we - w)) < 0) {
+		/* An option inside a value ("secret_file=F" after the key) is not a key. */
+		int option = we < end && *we == '=' && !first_word(l, w);
+		if (!option && key_like(w, we) && schema_index(w, (size_t)(we - w)) < 0) {
 			printf("  %s names %.*s, not a key of src/conf/conf_schema.c\n", file,
 			       (int)(we - w), w);
 			stray++;

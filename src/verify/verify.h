@@ -1,0 +1,113 @@
+/*
+ * verify: the verdict on a recipient (RCPT) or a sender (MAIL FROM) when it may
+ * need answers from other servers: Domain Sharing peers (domain_sharing_host),
+ * the protected servers of gateway domains (gateway_domain) and of forwarded
+ * domains (forward_domain), all asked with Minger. The policy is "local
+ * mailbox, then the cache, then ask, then record": a local mailbox answers at
+ * once from the index (verify/lookup.h); an address cached from an earlier
+ * answer answers at once; otherwise every server concerned is asked in
+ * parallel and the caller is called back on the event loop.
+ *
+ * The daemon's SMTP sessions and the CLI (`sharemail minger`, `account add`)
+ * share this policy, so what the daemon accepts is what the CLI reports.
+ *
+ * Threads: a struct verify belongs to the event loop it was made with; every
+ * function is called on that loop's thread, and callbacks run there.
+ *
+ * Ownership: answers are copied into the caller's struct verify_answer; a
+ * request handle is owned by verify until its callback has run or it was
+ * cancelled.
+ */
+#ifndef SHAREMAIL_VERIFY_VERIFY_H
+#define SHAREMAIL_VERIFY_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/envelope.h" /* ENVELOPE_ROUTE_MAX */
+#include "verify/lookup.h"
+
+struct conf;
+struct event_base;
+struct mailbox_index;
+
+enum verify_status {
+	/* A mailbox of this server: .local holds the local lookup's answer. */
+	VERIFY_LOCAL = 0,
+	/*
+	 * Exists on another server (Minger status 5, or the cache): accept, and
+	 * route the recipient to .route (a destination key the relay understands,
+	 * "[HOST]:PORT" for a peer; empty for a gateway or forwarded domain, which
+	 * is routed by domain).
+	 */
+	VERIFY_REMOTE,
+	/* Exists elsewhere but may not receive (Minger status 4): 550 5.2.1. */
+	VERIFY_REMOTE_DISABLED,
+	/* Nobody has it (locally, and every server asked said 3): 550 5.1.1. */
+	VERIFY_NOTFOUND,
+	/*
+	 * Could not find out (the directory, or a server that did not answer, or
+	 * answered 0-2, and no positive answer from another): 451 4.4.3 (4.3.0 for
+	 * the local directory), never 5xx. .reason names the server for the log.
+	 */
+	VERIFY_TEMPFAIL,
+	/* Not a domain of ours (local, shared, gateway, forward): the relay rules decide. */
+	VERIFY_FOREIGN,
+};
+
+/* Room for a reason line ("peer 192.0.2.7:4069: no answer"). */
+#define VERIFY_REASON_MAX 160
+
+struct verify_answer {
+	enum verify_status status;
+	/* VERIFY_LOCAL (and VERIFY_NOTFOUND / TEMPFAIL from the directory): the local answer. */
+	struct lookup_answer local;
+	/* VERIFY_REMOTE: where the message goes ("" = by domain). */
+	char route[ENVELOPE_ROUTE_MAX + 1];
+	/* VERIFY_REMOTE*, VERIFY_NOTFOUND, VERIFY_TEMPFAIL: who answered or failed, for logs. */
+	char reason[VERIFY_REASON_MAX];
+	/* 1 when the answer came from the cache (no datagram was sent). */
+	int cached;
+};
+
+struct verify;
+struct verify_req;
+
+/* A request's outcome, called once on the event loop (never from inside verify_rcpt()). */
+typedef void (*verify_cb)(void *arg, const struct verify_answer *answer);
+
+/*
+ * Makes the verifier from the configuration (its peers, gateway and forward
+ * domains are read here: secrets loaded, names resolved) over the daemon's
+ * mailbox index, on event loop base. The conf, index and base are borrowed and
+ * must outlive it. NULL with a message in err on failure.
+ */
+struct verify *verify_new(struct event_base *base, const struct conf *c, struct mailbox_index *idx,
+                          char *err, size_t errlen);
+
+/* Frees the verifier; requests still open are cancelled without callbacks (NULL: no-op). */
+void verify_free(struct verify *v);
+
+/*
+ * The verdict on recipient mailbox[0..len) (as written), posted by sender
+ * (MAIL FROM's mailbox, "" for <>; for members-only lists). Returns 0 with *out
+ * filled when the answer is known now, or 1 when servers were asked: then cb(arg,
+ * answer) runs later, once, unless verify_cancel(*req) is called first (*req is
+ * set only when 1 is returned).
+ */
+int verify_rcpt(struct verify *v, const char *mailbox, size_t len, const char *sender,
+                size_t sender_len, struct verify_answer *out, verify_cb cb, void *arg,
+                struct verify_req **req);
+
+/*
+ * The same for an envelope sender (domain_sharing_query_senders): VERIFY_LOCAL
+ * when it is a local mailbox, VERIFY_REMOTE when a peer has it, otherwise
+ * another status. Same return and callback contract as verify_rcpt().
+ */
+int verify_sender(struct verify *v, const char *mailbox, size_t len, struct verify_answer *out,
+                  verify_cb cb, void *arg, struct verify_req **req);
+
+/* Forgets an open request: its callback will not run (NULL: no-op). */
+void verify_cancel(struct verify_req *req);
+
+#endif
