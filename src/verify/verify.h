@@ -110,4 +110,12 @@ int verify_sender(struct verify *v, const char *mailbox, size_t len, struct veri
 /* Forgets an open request: its callback will not run (NULL: no-op). */
 void verify_cancel(struct verify_req *req);
 
+/*
+ * 1 when client_addr (an address as text, as the SMTP session has it) is one of
+ * the Domain Sharing peers' addresses: their list posts skip the members-only
+ * check (the seed's "each Domain Sharing host must include the other hosts IPs in
+ * their Trusted IPs"), else 0.
+ */
+int verify_client_is_peer(const struct verify *v, const char *client_addr);
+
 #endif
