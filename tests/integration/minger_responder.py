@@ -35,6 +35,7 @@ class Responder:
         self.secret = secret
         self.silent = silent
         self.received = []
+        self.times = []  # time.monotonic() of each datagram taken from the socket
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((host, 0))
@@ -62,6 +63,7 @@ class Responder:
             except (BlockingIOError, OSError):
                 return
             self.received.append(data)
+            self.times.append(time.monotonic())
             if not self.silent:
                 self._sock.sendto(self._answer(data), src)
 
