@@ -2,7 +2,7 @@
  * cmd_account: `sharemail -c FILE account ...`, the accounts of the mailbox
  * directory (<state_dir>/directory.db):
  *
- *   add ADDRESS (--password-file F | --no-password) [--disabled]
+ *   add ADDRESS (--password-file F | --no-password) [--disabled] [--force]
  *                                  F's first line is the password ('-' = standard
  *                                  input); --no-password: an account that cannot
  *                                  log in (one of the two is required)
@@ -11,8 +11,16 @@
  *   disable | enable | over-quota ADDRESS
  *   passwd ADDRESS --password-file F
  *
- * Exit status: 0 done; 1 duplicate or not found; 64 usage; 65 bad address, domain
- * not local, bad password input; 74 directory I/O; 75 directory busy.
+ * Exit status: 0 done; 1 duplicate or not found, or (add) the address exists on a
+ * Domain Sharing peer; 64 usage; 65 bad address, domain not local, bad password
+ * input; 74 directory I/O; 75 directory busy, or (add) a peer could not say.
+ *
+ * Domain Sharing (issue 8): one address lives on one server of a shared domain, so
+ * `add` in a shared domain first asks every domain_sharing_host peer (Minger, all at
+ * once). A peer that has it (status 5, or 4: it exists but cannot receive) refuses
+ * the add, naming the peer; so does a peer that does not answer, answers 0-2, or
+ * cannot be asked, since then nobody knows. --force adds anyway, with a warning per
+ * peer. Peers are asked before the password is hashed or the directory opened.
  * Successful changes print nothing. Adding requires the address's domain to be in
  * local_domains; changing or deleting an existing account does not, so leftovers
  * of a domain removed from the configuration can still be cleaned up.
@@ -20,13 +28,17 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_peers.h"
 #include "conf/conf.h"
 #include "directory/directory.h"
 #include "directory/password.h"
 #include "proto/mailaddr.h"
+#include "proto/minger_msg.h"
+#include "verify/minger_client.h"
 
 #define ACCOUNT_LOG_KEEP (7 * 24 * 3600)
 
@@ -114,6 +126,7 @@ struct account_opts {
 	const char *password_file;
 	int no_password;
 	int disabled;
+	int force; /* add: even when a Domain Sharing peer has it or cannot say */
 };
 
 /* Parses the arguments after the subcommand. Returns 0 or CLI_EXIT_USAGE. */
@@ -127,6 +140,8 @@ static int parse_opts(int argc, char **argv, struct account_opts *o)
 			o->no_password = 1;
 		} else if (strcmp(argv[i], "--disabled") == 0) {
 			o->disabled = 1;
+		} else if (strcmp(argv[i], "--force") == 0) {
+			o->force = 1;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			cli_error("unknown option '%s'", argv[i]);
 			return CLI_EXIT_USAGE;
@@ -157,7 +172,7 @@ static int print_account(void *arg, const char *address, enum account_state stat
 
 static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
 {
-	if (o->npos > 1 || o->password_file || o->no_password || o->disabled)
+	if (o->npos > 1 || o->password_file || o->no_password || o->disabled || o->force)
 		return CLI_EXIT_USAGE;
 	const char *domain = o->npos ? o->pos[0] : NULL;
 	if (domain && (strlen(domain) == 0 || strlen(domain) > MAILADDR_DOMAIN_MAX)) {
@@ -172,6 +187,74 @@ static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
 	if (fflush(stdout) != 0 && rc == CLI_EXIT_OK)
 		rc = CLI_EXIT_IOERR;
 	return rc;
+}
+
+/*
+ * What one peer's answer means for the add: 0 it does not have the address; else the
+ * exit status it calls for (CLI_EXIT_FAIL: it has it; CLI_EXIT_TEMPFAIL: it cannot
+ * say), after printing why, as a warning under --force.
+ */
+static int judge_peer(const struct cli_peer *peer, const struct cli_peer_answer *a,
+                      const char *addr, int force)
+{
+	const char *pre = force ? "warning: " : "";
+	const char *post =
+	        force ? "; adding it anyway (--force)" : "; not added (--force adds it anyway)";
+	int r = a->result;
+	if (r == MINGER_STATUS_UNKNOWN)
+		return 0;
+	if (r == MINGER_STATUS_ACTIVE || r == MINGER_STATUS_INACTIVE) {
+		cli_error("%s%s exists on Domain Sharing peer %s (Minger %s: %d %s)%s", pre, addr,
+		          peer->name, peer->minger, r, minger_status_word(r), post);
+		return CLI_EXIT_FAIL;
+	}
+	if (r == MINGER_RESULT_TIMEOUT)
+		cli_error("%sDomain Sharing peer %s (Minger %s) did not answer about %s%s", pre,
+		          peer->name, peer->minger, addr, post);
+	else if (r >= 0)
+		cli_error("%sDomain Sharing peer %s (Minger %s) answered %d %s about %s%s", pre,
+		          peer->name, peer->minger, r, minger_status_word(r), addr, post);
+	else
+		cli_error("%scannot ask Domain Sharing peer %s (Minger %s): %s%s", pre, peer->name,
+		          peer->minger, a->why, post);
+	return CLI_EXIT_TEMPFAIL;
+}
+
+/*
+ * Before an add in a shared domain: asks every Domain Sharing peer whether the
+ * address already lives there. Returns 0 (go on), or the exit status of a refusal
+ * (1 when a peer has it, else 75), after naming each peer concerned.
+ */
+static int check_peers(struct cli_ctx *ctx, const char *addr, int force)
+{
+	const struct conf *c = cli_conf(ctx);
+	const char *at = strrchr(addr, '@');
+	const char *domain = at ? at + 1 : "";
+	int shared = cli_peers_domain_shared(c, domain, strlen(domain));
+	if (shared <= 0)
+		return shared < 0 && !force ? CLI_EXIT_TEMPFAIL : 0;
+	struct cli_peers peers;
+	if (cli_peers_load(c, &peers) != 0)
+		return CLI_EXIT_CONFIG;
+	struct cli_peer_answer *answers = calloc(peers.n ? peers.n : 1, sizeof *answers);
+	int rc = 0;
+	if (!answers) {
+		cli_error("out of memory");
+		rc = CLI_EXIT_SOFTWARE;
+	} else if (cli_peers_ask(c, &peers, addr, answers) != 0) {
+		rc = CLI_EXIT_SOFTWARE;
+	}
+	for (size_t i = 0; rc != CLI_EXIT_SOFTWARE && i < peers.n; i++) {
+		if (peers.v[i].kind != CLI_PEER_SHARING)
+			continue;
+		int r = judge_peer(&peers.v[i], &answers[i], addr, force);
+		/* "Exists" outranks "cannot say": it is the answer that will not change. */
+		if (r == CLI_EXIT_FAIL || (r && rc == 0))
+			rc = r;
+	}
+	free(answers);
+	cli_peers_free(&peers);
+	return force && rc != CLI_EXIT_SOFTWARE ? 0 : rc;
 }
 
 /* Runs one write subcommand on an open directory. */
@@ -212,8 +295,9 @@ int cmd_account(struct cli_ctx *ctx, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	int is_add = strcmp(sub, "add") == 0, is_passwd = strcmp(sub, "passwd") == 0;
-	if (o.npos != 1 || (o.disabled && !is_add) || (o.password_file && !is_add && !is_passwd) ||
-	    (o.no_password && !is_add) || (is_passwd && !o.password_file))
+	if (o.npos != 1 || ((o.disabled || o.force) && !is_add) ||
+	    (o.password_file && !is_add && !is_passwd) || (o.no_password && !is_add) ||
+	    (is_passwd && !o.password_file))
 		return CLI_EXIT_USAGE;
 	if (is_add && !o.password_file == !o.no_password) {
 		/* An account without a password must be asked for, never the result of a
@@ -227,6 +311,8 @@ int cmd_account(struct cli_ctx *ctx, int argc, char **argv)
 	const char *addr = o.pos[0];
 	int rc = cli_check_address(ctx, addr, is_add);
 	if (rc != 0)
+		return rc;
+	if (is_add && (rc = check_peers(ctx, addr, o.force)) != 0)
 		return rc;
 	/* Hash before opening: yescrypt takes a while and must not hold the write lock. */
 	char hash[PASSWORD_HASH_MAX] = "";

@@ -2,19 +2,32 @@
  * cmd_cache: `sharemail -c FILE cache list | flush [ADDRESS]`, the verification
  * cache (<state_dir>/vcache.db) that Minger answers are recorded in.
  *
- *   list   one line per live entry: "address status word server expires", the
- *          expiry in ISO 8601 UTC, ordered by address then server
+ *   list   one line per live entry: "address status word server expires source",
+ *          the expiry in ISO 8601 UTC, ordered by address then server; source says
+ *          who the server is: "peer:NAME" (a domain_sharing_host), "gateway:DOMAIN"
+ *          or "forward:DOMAIN" (a gateway_domain or forward_domain server), or
+ *          "query" (any other server: `sharemail minger query`, or one no longer
+ *          configured). One cache serves them all, keyed by the server's address.
  *   flush  deletes the entries for ADDRESS (every server), or all entries, plus
  *          any expired ones; prints "N entries flushed"
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/cli_peers.h"
 #include "conf/conf.h"
 #include "proto/minger_msg.h"
+#include "util/netaddr.h"
 #include "verify/vcache.h"
+
+/* The configured servers and the keys their cache entries may carry. */
+struct cache_sources {
+	struct cli_peers peers;
+	char (*resolved)[CLI_PEER_HOSTPORT_MAX]; /* netaddr_format() of each, "" unresolved */
+};
 
 static struct vcache *open_cache(struct cli_ctx *ctx)
 {
@@ -30,16 +43,56 @@ static struct vcache *open_cache(struct cli_ctx *ctx)
 	return vc;
 }
 
+/* Reads the configured servers; a config without any (or that fails) labels all "query". */
+static void sources_load(const struct conf *c, struct cache_sources *s)
+{
+	memset(s, 0, sizeof *s);
+	if (cli_peers_load(c, &s->peers) != 0)
+		return;
+	s->resolved = calloc(s->peers.n ? s->peers.n : 1, sizeof *s->resolved);
+	if (!s->resolved) {
+		cli_peers_free(&s->peers);
+		return;
+	}
+	for (size_t i = 0; i < s->peers.n; i++) {
+		struct netaddr na;
+		char err[256];
+		if (cli_peers_resolve(&s->peers.v[i], &na, err, sizeof err) == 0)
+			netaddr_format((const struct sockaddr *)&na.ss, s->resolved[i],
+			               sizeof s->resolved[i]);
+	}
+}
+
+static void sources_free(struct cache_sources *s)
+{
+	free(s->resolved);
+	cli_peers_free(&s->peers);
+}
+
+static void print_source(const struct cache_sources *s, const char *server)
+{
+	for (size_t i = 0; i < s->peers.n; i++) {
+		const struct cli_peer *p = &s->peers.v[i];
+		if (strcmp(server, p->minger) == 0 || strcmp(server, s->resolved[i]) == 0) {
+			printf(" %s:%s\n", cli_peers_kind_word(p->kind), p->name);
+			return;
+		}
+	}
+	printf(" query\n");
+}
+
 static int print_entry(void *arg, const char *server, const char *address, int status,
                        int64_t expires)
 {
+	const struct cache_sources *s = arg;
 	char when[32] = "-";
 	time_t t = (time_t)expires;
 	struct tm tm;
 	if (gmtime_r(&t, &tm))
 		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	/* Addresses were checked before they were cached; they are printable ASCII. */
-	printf("%s %d %s %s %s\n", address, status, minger_status_word(status), server, when);
+	printf("%s %d %s %s %s", address, status, minger_status_word(status), server, when);
+	print_source(s, server);
 	return 0;
 }
 
@@ -60,10 +113,13 @@ int cmd_cache(struct cli_ctx *ctx, int argc, char **argv)
 		return CLI_EXIT_IOERR;
 	int rc = CLI_EXIT_OK;
 	if (list) {
-		if (vcache_list(vc, print_entry, NULL) < 0) {
+		struct cache_sources s;
+		sources_load(cli_conf(ctx), &s);
+		if (vcache_list(vc, print_entry, &s) < 0) {
 			cli_error("cannot read the cache");
 			rc = CLI_EXIT_IOERR;
 		}
+		sources_free(&s);
 	} else {
 		int n = vcache_flush(vc, argc == 3 ? argv[2] : NULL);
 		if (n < 0) {

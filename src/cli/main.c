@@ -18,7 +18,7 @@ struct cli_command {
 
 static const struct cli_command commands[] = {
         {"account", cmd_account,
-         "account add ADDRESS (--password-file F | --no-password) [--disabled] |\n"
+         "account add ADDRESS (--password-file F | --no-password) [--disabled] [--force] |\n"
          "          del ADDRESS | list [DOMAIN] | disable ADDRESS | enable ADDRESS |\n"
          "          over-quota ADDRESS | passwd ADDRESS --password-file F"},
         {"alias", cmd_alias, "alias add ALIAS TARGET... [--force] | del ALIAS | list"},
@@ -30,6 +30,7 @@ static const struct cli_command commands[] = {
          "          [--retries N] [--require-reply-mac] [--no-ext] [--file F] [--window N]\n"
          "          [--cached] [--no-cache]"},
         {"cache", cmd_cache, "cache list | flush [ADDRESS]"},
+        {"peers", cmd_peers, "peers"},
         {"queue", cmd_queue, "queue list | show ID | delete ID | flush [ID]"},
         {"check-config", cmd_check_config, "check-config"},
         {"config-doc", cmd_config_doc, "config-doc [--man]"},

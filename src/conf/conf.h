@@ -67,7 +67,7 @@ struct conf {
 	int minger_rate_global; /* replies/s in all, 0 = no limit */
 	int minger_source_table_size; /* entries in the per-source table */
 	int minger_replay_window; /* seconds, default 60 */
-	int minger_strict_amplification; /* bool, default 1 */
+	int minger_strict_amplification; /* bool, default 0: reply <= query + 2 (1: <= query) */
 	struct netlist minger_gateway_clients; /* foreign aliases answer 5 to these */
 	/* Minger client and verification cache */
 	int minger_timeout_ms; /* default 2000 */

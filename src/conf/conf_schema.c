@@ -70,8 +70,9 @@ const struct conf_key conf_keys[] = {
             "Source addresses each worker tracks for the per-source limit."),
         INT(minger_replay_window, "60", 5, 3600, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) an extension ts may be off; nonces kept as long."),
-        BOOL(minger_strict_amplification, "yes", 0,
-             "Never send a reply longer than the query that asked for it."),
+        BOOL(minger_strict_amplification, "no", 0,
+             "no: a reply is at most 2 octets longer than its query, the draft's own form; "
+             "rate limits bound the rest. yes (hardening): never longer than its query."),
         NETLIST(minger_gateway_clients, 0,
                 "Gateways querying us, ADDR/PREFIX, repeatable: foreign aliases always answer 5."),
         /* Minger client and verification cache */

@@ -62,6 +62,14 @@ static int source_allowed(const struct minger_handler_conf *c, const struct sock
 	return 0;
 }
 
+static int source_is_gateway(const struct minger_handler_conf *c, const struct sockaddr *src)
+{
+	for (size_t i = 0; i < c->n_gateway_clients; i++)
+		if (netaddr_net_contains(&c->gateway_clients[i], src))
+			return 1;
+	return 0;
+}
+
 static int source_rate_ok(struct minger_handler *h, const struct sockaddr *src,
                           const struct minger_now *now)
 {
@@ -129,9 +137,12 @@ static int auth_digest(const struct minger_handler_conf *c, const struct minger_
 
 /*
  * Maps the lookup to a status (-06 section 3), or -1 for "try later" (no reply, so
- * the asker answers 451 rather than trusting a stale "no such address").
+ * the asker answers 451 rather than trusting a stale "no such address"). A gateway
+ * in front of us accepts mail for a forwarding alias and hands it to us, so it must
+ * see the alias as active whatever the setting for other askers.
  */
-static int lookup_status(const struct minger_handler *h, const struct minger_query *q)
+static int lookup_status(const struct minger_handler *h, const struct minger_query *q,
+                         const struct sockaddr *src)
 {
 	const struct minger_handler_conf *c = h->conf;
 	struct lookup_answer a = {.kind = LOOKUP_KIND_NONE};
@@ -140,8 +151,10 @@ static int lookup_status(const struct minger_handler *h, const struct minger_que
 	case LOOKUP_NOTFOUND: return MINGER_STATUS_UNKNOWN;
 	default: return -1;
 	}
-	if (a.kind == LOOKUP_KIND_ALIAS_FOREIGN)
-		return c->foreign_aliases_active ? MINGER_STATUS_ACTIVE : MINGER_STATUS_UNKNOWN;
+	if (a.kind == LOOKUP_KIND_ALIAS_FOREIGN) {
+		int active = c->foreign_aliases_active || source_is_gateway(c, src);
+		return active ? MINGER_STATUS_ACTIVE : MINGER_STATUS_UNKNOWN;
+	}
 	return a.can_receive ? MINGER_STATUS_ACTIVE : MINGER_STATUS_INACTIVE;
 }
 
@@ -216,7 +229,7 @@ size_t minger_handler_handle(struct minger_handler *h, const uint8_t *dgram, siz
 		note(h, ev, src, now);
 		return finish(h, &q, MINGER_STATUS_AUTH, -1, len, src, now, out, outsz);
 	}
-	int status = lookup_status(h, &q);
+	int status = lookup_status(h, &q, src);
 	if (status < 0) {
 		note(h, MINGER_EV_TEMPFAIL, src, now);
 		return 0;

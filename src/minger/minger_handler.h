@@ -12,6 +12,11 @@
  * answers 451); finally the amplification check (reply never longer than the
  * query in strict mode, at most 2 octets longer otherwise) -> drop.
  *
+ * The lookup is this server's own mailboxes only (the daemon hands it the local
+ * index, never the Domain Sharing or gateway verifier): a peer asked about a user
+ * it does not host answers 3 and never asks its own peers, so two peers can never
+ * ask each other in a circle (issue 8, item 5).
+ *
  * Ownership: a struct minger_handler is one worker's context. It borrows its
  * conf (shared, read-only), its source table (owned by the worker), and the
  * shared global limit and replay cache; all must outlive it. Refusals are counted
@@ -45,6 +50,13 @@ struct minger_handler_conf {
 	int anonymous; /* answer queries without credentials */
 	int compat; /* accept bare and D= digests */
 	int foreign_aliases_active; /* foreign-only alias -> 5 instead of 3 */
+	/*
+	 * minger_gateway_clients: queries from these sources (a SecurityGateway, a
+	 * sharemail gateway in front of us) always see a foreign-only alias as 5,
+	 * whatever foreign_aliases_active says (MDaemon's rule for SecurityGateway).
+	 */
+	const struct netaddr_net *gateway_clients;
+	size_t n_gateway_clients;
 	int strict_amplification; /* reply <= query (else <= query + 2) */
 	int replay_window; /* seconds */
 	const struct netaddr_net *allow;

@@ -88,7 +88,9 @@ struct minger_server {
 /*
  * The lookup for the handler. The batch's prefetch pass took the index read lock
  * and hashed each datagram's first word; when the mailbox the handler parsed is
- * exactly that word (every unquoted mailbox), that hash is used.
+ * exactly that word (every unquoted mailbox), that hash is used. The index holds
+ * this server's mailboxes only: a Minger answer never asks a peer or a gateway
+ * (verify.h is not used here), so Domain Sharing peers cannot ask in a circle.
  */
 static enum lookup_result worker_lookup(void *arg, const char *mailbox, size_t len,
                                         struct lookup_answer *out)
@@ -368,6 +370,8 @@ static void handler_conf_init(struct minger_server *s)
 	        .anonymous = c->minger_anonymous,
 	        .compat = c->minger_compat,
 	        .foreign_aliases_active = c->minger_foreign_aliases_active,
+	        .gateway_clients = c->minger_gateway_clients.v,
+	        .n_gateway_clients = c->minger_gateway_clients.n,
 	        .strict_amplification = c->minger_strict_amplification,
 	        .replay_window = c->minger_replay_window,
 	        .allow = c->minger_allow.v,
@@ -432,12 +436,13 @@ static void log_start(const struct minger_server *s)
 	const struct conf *c = s->conf;
 	log_info("minger: listening on %s, %d thread%s; auth: %zu secret%s, anonymous %s, "
 	         "compat %s, replay window %d s; rate %d/s per source, %d/s global (0: none); "
-	         "strict amplification %s; %zu allowed networks (0: all)",
+	         "strict amplification %s; %zu allowed networks (0: all), %zu gateway clients",
 	         addrs, s->threads, s->threads == 1 ? "" : "s", s->secret_list.n,
 	         s->secret_list.n == 1 ? "" : "s", c->minger_anonymous ? "yes" : "no",
 	         c->minger_compat ? "yes" : "no", c->minger_replay_window,
 	         c->minger_rate_per_source, c->minger_rate_global,
-	         c->minger_strict_amplification ? "yes" : "no", c->minger_allow.n);
+	         c->minger_strict_amplification ? "yes" : "no", c->minger_allow.n,
+	         c->minger_gateway_clients.n);
 }
 
 struct minger_server *minger_server_new(const struct conf *c, struct mailbox_index *idx, char *err,

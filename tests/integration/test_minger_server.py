@@ -2,18 +2,20 @@
 """test_minger_server: the Minger UDP server of the real sharemaild, spoken to with
 raw sockets (never our own client). Digests and extension macs are computed here
 with hashlib/hmac. Every reply received anywhere in the suite is checked against
-the amplification rule: never longer than its query (2 octets more only where the
-test turned minger_strict_amplification off)."""
+the amplification rule: at most 2 octets longer than its query (the default,
+minger_strict_amplification = no), never longer where a test turns strict mode on."""
 import base64
 import hashlib
 import hmac
 import os
+import smtplib
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smtest import Daemon, Suite, free_udp_port, have_ipv6  # noqa: E402
+from minger_responder import Responder  # noqa: E402
+from smtest import Daemon, Suite, free_tcp_port, free_udp_port, have_ipv6  # noqa: E402
 
 S = Suite("minger_server")
 SECRET = "0123456789abcdef"
@@ -43,8 +45,11 @@ def reply_mac(secret, mailbox, status, nonce):
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
-def ask(d, payload, host="127.0.0.1", source=None, slack=0, timeout=0.5):
-    """One datagram; the reply or None. Checks the amplification rule on every reply."""
+def ask(d, payload, host="127.0.0.1", source=None, slack=None, timeout=0.5):
+    """One datagram; the reply or None. Checks the amplification rule on every reply
+    (slack: octets a reply may exceed its query by; None: what d's config allows)."""
+    if slack is None:
+        slack = d.amplification_slack
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(fam, socket.SOCK_DGRAM) as s:
         if source:
@@ -78,6 +83,7 @@ def started(conf=None, secrets=(SECRET,), accounts=True, limits=False, probe_fro
     keys = dict(NO_LIMITS) if not limits else {}
     keys.update(conf or {})
     d = Daemon(conf=keys, secrets=list(secrets) if secrets else None, **kw)
+    d.amplification_slack = 0 if keys.get("minger_strict_amplification") == "yes" else 2
     try:
         d.start()
         if accounts:
@@ -126,9 +132,13 @@ def test_anonymous_off():
     with started() as d:
         for mb in ("arvel@example.com", "nobody@example.com"):
             S.eq(ask(d, f"{mb} pad=00".encode()), f"{mb} 2".encode(), f"anonymous {mb}")
-        # "a@b 2" would be longer than "a@b": dropped.
-        S.eq(ask(d, b"a@b"), None, "unpadded anonymous")
-        S.eq(ask(d, b"arvel@example.com"), None, "unpadded anonymous")
+            S.eq(ask(d, mb.encode()), f"{mb} 2".encode(), f"unpadded anonymous {mb}")
+        S.eq(ask(d, b"a@b"), b"a@b 2", "unpadded anonymous")
+    with started({"minger_strict_amplification": "yes"}) as d:
+        # "a@b 2" would be longer than "a@b": dropped in strict mode.
+        S.eq(ask(d, b"a@b"), None, "unpadded anonymous, strict")
+        S.eq(ask(d, b"arvel@example.com"), None, "unpadded anonymous, strict")
+        S.eq(ask(d, b"arvel@example.com pad=00"), b"arvel@example.com 2", "padded, strict")
 
 
 def test_anonymous_on():
@@ -136,11 +146,12 @@ def test_anonymous_on():
         S.eq(ask(d, b"arvel@example.com pad=00"), b"arvel@example.com 5", "padded")
         S.eq(ask(d, b"nobody@example.com pad=00"), b"nobody@example.com 3", "padded")
         S.eq(ask(d, b"off@example.com pad=00"), b"off@example.com 4", "padded")
-        S.eq(ask(d, b"arvel@example.com"), None, "unpadded, strict")
+        S.eq(ask(d, b"arvel@example.com"), b"arvel@example.com 5", "unpadded (MDaemon)")
+        S.eq(ask(d, b"nobody@example.com"), b"nobody@example.com 3", "unpadded (MDaemon)")
         S.eq(ask(d, q_d("arvel@example.com", WRONG)), b"arvel@example.com 2", "wrong digest")
-    with started({"minger_anonymous": "yes", "minger_strict_amplification": "no"}) as d:
-        S.eq(ask(d, b"arvel@example.com", slack=2), b"arvel@example.com 5", "unpadded")
-        S.eq(ask(d, b"nobody@example.com", slack=2), b"nobody@example.com 3", "unpadded")
+    with started({"minger_anonymous": "yes", "minger_strict_amplification": "yes"}) as d:
+        S.eq(ask(d, b"arvel@example.com"), None, "unpadded, strict")
+        S.eq(ask(d, b"arvel@example.com pad=00"), b"arvel@example.com 5", "padded, strict")
 
 
 def test_multiple_secrets():
@@ -186,6 +197,72 @@ def test_allow_list():
                  b"nobody@example.com 3", "allowed source")
         else:
             S.skip("cannot bind 127.0.0.2: the allowed source is not checked")
+
+
+def test_gateway_clients():
+    """minger_gateway_clients: a SecurityGateway (here 127.0.0.2) always sees a forwarding
+    alias as active (5), whatever minger_foreign_aliases_active says; others see 3."""
+    if not can_bind("127.0.0.2"):
+        S.skip("cannot bind 127.0.0.2: no second source address")
+        return
+    with started({"minger_gateway_clients": ["10.9.9.0/24", "127.0.0.2/32"]}) as d:
+        S.eq(ask(d, q_d("fwd@example.com"), source="127.0.0.2"), b"fwd@example.com 5",
+             "foreign alias, gateway")
+        S.eq(ask(d, q_d("fwd@example.com")), b"fwd@example.com 3", "foreign alias, not a gateway")
+        S.eq(ask(d, q_d("nobody@example.com"), source="127.0.0.2"), b"nobody@example.com 3",
+             "unknown, gateway")
+        S.eq(ask(d, q_d("off@example.com"), source="127.0.0.2"), b"off@example.com 4",
+             "disabled, gateway")
+        S.eq(ask(d, q_d("fwd@example.com", WRONG), source="127.0.0.2"), b"fwd@example.com 2",
+             "a gateway still authenticates")
+    with started({"minger_gateway_clients": "127.0.0.2/32",
+                  "minger_foreign_aliases_active": "yes"}) as d:
+        S.eq(ask(d, q_d("fwd@example.com"), source="127.0.0.2"), b"fwd@example.com 5",
+             "gateway, foreign aliases active")
+        S.eq(ask(d, q_d("fwd@example.com")), b"fwd@example.com 5", "other, foreign aliases active")
+
+
+def test_answers_for_own_mailboxes_only():
+    """Issue 8 item 5: with Domain Sharing on and a peer that has bob, a Minger query
+    for bob answers 3 from the local mailboxes and sends nothing to the peer (peers never
+    ask each other in a circle). The peer is a Python responder that would say 5."""
+    peer_secret = "peer-secret-0123456789"
+    with Responder({"bob@example.com": 5}, secret=peer_secret) as peer:
+        smtp_port = free_tcp_port()
+        conf = {"domain_sharing": "yes", "smtp_listen": f"127.0.0.1:{smtp_port}",
+                "domain_sharing_host":
+                    f"127.0.0.1:1 minger_port={peer.port} secret_file=peer-secret.txt"}
+        d = Daemon(conf=dict(NO_LIMITS, **conf), secrets=[SECRET])
+        d.amplification_slack = 2
+        with d:
+            path = os.path.join(d.dir, "peer-secret.txt")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(peer_secret + "\n")
+            d.start()
+            for q in (q_d("bob@example.com"), q_ext("bob@example.com")[0]):
+                r = ask(d, q, timeout=5)
+                S.eq(r and r.split(b" ")[:2], [b"bob@example.com", b"3"], "bob is not local")
+                # The reply is in: a query to the peer would have been sent before it, and on
+                # loopback it is queued on the peer's socket when sendto() returns.
+                S.eq(peer.count(), 0, "datagrams the peer received for a Minger query")
+            S.eq(ask(d, b"bob@example.com", timeout=5), b"bob@example.com 2", "anonymous")
+            S.eq(peer.count(), 0, "datagrams the peer received")
+            # The control: the SMTP RCPT check does ask the peer, so the count above could
+            # have been non-zero.
+            code = rcpt_code(smtp_port, "bob@example.com")
+            if peer.wait_for(1, timeout=10) == 0:
+                S.skip(f"RCPT got {code} and did not ask the peer (Domain Sharing not wired in "
+                       "the SMTP session here): the control is not checked")
+            else:
+                S.eq(code, 250, "RCPT for bob, found on the peer")
+
+
+def rcpt_code(port, rcpt):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+        c.ehlo("client.test")
+        c.mail("someone@sender.test")
+        code, _ = c.rcpt(rcpt)
+        return code
 
 
 def test_rate_limit():
@@ -270,5 +347,5 @@ def test_hostile_datagrams():
 
 sys.exit(S.run([test_statuses, test_foreign_aliases_active, test_anonymous_off,
                 test_anonymous_on, test_multiple_secrets, test_compat, test_allow_list,
-                test_rate_limit, test_extension_and_replay, test_ipv6,
+                test_gateway_clients, test_answers_for_own_mailboxes_only, test_rate_limit, test_extension_and_replay, test_ipv6,
                 test_hostile_datagrams]))

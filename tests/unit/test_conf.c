@@ -97,7 +97,7 @@ TEST(defaults)
 	CHECK_INT(c->minger_rate_global, 20000);
 	CHECK_INT(c->minger_source_table_size, 16384);
 	CHECK_INT(c->minger_replay_window, 60);
-	CHECK_INT(c->minger_strict_amplification, 1);
+	CHECK_INT(c->minger_strict_amplification, 0);
 	CHECK_INT(c->minger_timeout_ms, 2000);
 	CHECK_INT(c->minger_retries, 2);
 	CHECK_INT(c->minger_require_reply_mac, 0);

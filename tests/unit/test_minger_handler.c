@@ -70,7 +70,10 @@ struct fixture {
 	size_t reply_len;
 };
 
-/* Defaults: one secret, no anonymous, compat, strict amplification, 60 s window, no limits. */
+/*
+ * The configuration's defaults: one secret, no anonymous, compat, amplification at most
+ * 2 octets (minger_strict_amplification = no), 60 s window, no limits, no gateways.
+ */
 static void fx_init(struct fixture *f)
 {
 	memset(f, 0, sizeof *f);
@@ -78,7 +81,7 @@ static void fx_init(struct fixture *f)
 	f->c = (struct minger_handler_conf){.secrets = secrets,
 	                                    .n_secrets = 1,
 	                                    .compat = 1,
-	                                    .strict_amplification = 1,
+	                                    .strict_amplification = 0,
 	                                    .replay_window = 60};
 	f->replay = minger_replay_new(1024, 42);
 	minger_handler_init(&f->h, &f->c, fake_lookup, (void *)fake_dir, NULL, NULL, f->replay);
@@ -158,22 +161,41 @@ TEST(status_from_lookup)
 
 TEST(protocol_examples)
 {
-	/* The example exchanges of minger-protocol.md, byte for byte. */
+	/*
+	 * The example exchanges of minger-protocol.md, byte for byte, under the default
+	 * configuration (strict amplification off), and what strict mode makes of them:
+	 * the two unpadded ones would get a reply 2 octets longer than the query, dropped.
+	 */
 	static const struct {
-		const char *q, *want;
+		const char *q, *want, *want_strict;
 	} rows[] = {
-	        {"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw==", "arvel@example.com 5"},
-	        {"nobody@example.com d=OtuP1skxbYmws8JVVf3DuA==", "nobody@example.com 3"},
-	        {"arvel@example.com d=2P4Wlz1pI7ZmGe89PLJ8fw==", "arvel@example.com 2"},
-	        {"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw== foo=bar", "arvel@example.com 5"},
-	        {"arvel@example.com pad=00", "arvel@example.com 2"},
-	        {"arvel pad=00", "arvel 0"},
+	        {"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw==", "arvel@example.com 5",
+	         "arvel@example.com 5"},
+	        {"nobody@example.com d=OtuP1skxbYmws8JVVf3DuA==", "nobody@example.com 3",
+	         "nobody@example.com 3"},
+	        {"arvel@example.com d=2P4Wlz1pI7ZmGe89PLJ8fw==", "arvel@example.com 2",
+	         "arvel@example.com 2"},
+	        {"arvel@example.com", "arvel@example.com 2", NULL},
+	        {"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw== foo=bar", "arvel@example.com 5",
+	         "arvel@example.com 5"},
+	        {"arvel", "arvel 0", NULL},
+	        {"arvel@example.com pad=00", "arvel@example.com 2", "arvel@example.com 2"},
+	        {"arvel pad=00", "arvel 0", "arvel 0"},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-		struct fixture f;
-		fx_init(&f);
-		CHECK_STR(ask(&f, rows[i].q), rows[i].want);
-		fx_fini(&f);
+		for (int strict = 0; strict <= 1; strict++) {
+			struct fixture f;
+			fx_init(&f);
+			f.c.strict_amplification = strict;
+			const char *want = strict ? rows[i].want_strict : rows[i].want;
+			const char *got = ask(&f, rows[i].q);
+			if (want)
+				CHECK_STR(got, want);
+			else
+				CHECK(got == NULL);
+			CHECK_INT(f.h.stats.events[MINGER_EV_AMPLIFICATION], want ? 0 : 1);
+			fx_fini(&f);
+		}
 	}
 }
 
@@ -218,14 +240,18 @@ TEST(anonymous_mode)
 	char q[256];
 	CHECK_STR(ask(&f, q_digest(q, sizeof q, "arvel@example.com", WRONG)),
 	          "arvel@example.com 2");
-	/* Unpadded: the reply would be 2 octets longer than the query. */
+	/* MDaemon's plain -06 query: answered by default (2 octets more at most). */
+	CHECK_STR(ask(&f, "a@b"), "a@b 5");
+	CHECK_STR(ask(&f, "arvel@example.com"), "arvel@example.com 5");
+	CHECK_STR(ask(&f, "nobody@example.com"), "nobody@example.com 3");
+	CHECK_STR(ask(&f, "off@example.com"), "off@example.com 4");
+	CHECK_INT(f.h.stats.events[MINGER_EV_AMPLIFICATION], 0);
+	/* minger_strict_amplification = yes: the reply would be 2 octets longer, dropped. */
+	f.c.strict_amplification = 1;
 	CHECK(ask(&f, "arvel@example.com") == NULL);
 	CHECK(ask(&f, "a@b") == NULL);
 	CHECK_INT(f.h.stats.events[MINGER_EV_AMPLIFICATION], 2);
-	/* minger_strict_amplification = no answers old clients (2 octets more at most). */
-	f.c.strict_amplification = 0;
-	CHECK_STR(ask(&f, "a@b"), "a@b 5");
-	CHECK_STR(ask(&f, "nobody@example.com"), "nobody@example.com 3");
+	CHECK_STR(ask(&f, "arvel@example.com pad=00"), "arvel@example.com 5");
 	fx_fini(&f);
 }
 
@@ -233,9 +259,9 @@ TEST(anonymous_refused_unpadded_is_dropped)
 {
 	struct fixture f;
 	fx_init(&f);
-	CHECK(ask(&f, "a@b") == NULL);
-	f.c.strict_amplification = 0;
 	CHECK_STR(ask(&f, "a@b"), "a@b 2");
+	f.c.strict_amplification = 1;
+	CHECK(ask(&f, "a@b") == NULL);
 	fx_fini(&f);
 }
 
@@ -320,14 +346,19 @@ TEST(malformed_and_unusable)
 	fx_init(&f);
 	static const uint8_t binary[] = {0x00, 0xff, 0x80, 0x01, 0x20, 0x41};
 	CHECK(ask_raw(&f, "", 0) == NULL);
-	CHECK(ask_raw(&f, "x", 1) == NULL);
+	/* One octet: "x 0" is the 2 octets more the default allows (rate limits bound it). */
+	CHECK_STR(ask_raw(&f, "x", 1), "x 0");
 	CHECK(ask_raw(&f, binary, sizeof binary) == NULL);
-	/* A malformed query whose echo would exceed the query is dropped in strict mode. */
-	CHECK(ask(&f, "arvel") == NULL);
+	CHECK_STR(ask(&f, "arvel"), "arvel 0");
 	CHECK_STR(ask(&f, "arvel@example.com d= pad=00"), "arvel@example.com 0");
 	CHECK_STR(ask(&f, "<arvel@example.com> pad=00"), "<arvel@example.com> 0");
 	CHECK_STR(ask(&f, "arvel@example.com  d=A7E/WJtlUbO5NWDjZba+bw=="), "arvel@example.com 0");
-	CHECK(f.h.stats.events[MINGER_EV_MALFORMED] >= 3);
+	CHECK(f.h.stats.events[MINGER_EV_MALFORMED] >= 4);
+	/* A malformed query whose echo would exceed the query is dropped in strict mode. */
+	f.c.strict_amplification = 1;
+	CHECK(ask(&f, "arvel") == NULL);
+	CHECK(ask_raw(&f, "x", 1) == NULL);
+	CHECK_STR(ask(&f, "arvel pad=00"), "arvel 0");
 	fx_fini(&f);
 }
 
@@ -553,10 +584,65 @@ TEST(ipv6_source)
 	fx_fini(&f);
 }
 
+/*
+ * minger_gateway_clients: a foreign-only alias answers 5 to a query from a listed
+ * network whatever foreign_aliases_active says, and 3 to everyone else when it is
+ * off; nothing else changes for a gateway (unknown stays 3, disabled stays 4).
+ */
+TEST(gateway_clients_see_foreign_aliases)
+{
+	struct netaddr_net nets[2];
+	char err[64];
+	CHECK_INT(netaddr_parse_net("192.0.2.10/32", &nets[0], err, sizeof err), 0);
+	CHECK_INT(netaddr_parse_net("2001:db8::/64", &nets[1], err, sizeof err), 0);
+	static const struct {
+		const char *src; /* IPv4 or IPv6 source */
+		int foreign_active;
+		const char *mailbox, *want;
+	} rows[] = {
+	        {"192.0.2.10", 0, "fwd@example.com", "fwd@example.com 5"},
+	        {"192.0.2.10", 1, "fwd@example.com", "fwd@example.com 5"},
+	        {"192.0.2.11", 0, "fwd@example.com", "fwd@example.com 3"},
+	        {"192.0.2.11", 1, "fwd@example.com", "fwd@example.com 5"},
+	        {"127.0.0.1", 0, "fwd@example.com", "fwd@example.com 3"},
+	        {"2001:db8::7", 0, "fwd@example.com", "fwd@example.com 5"},
+	        {"2001:db8:1::7", 0, "fwd@example.com", "fwd@example.com 3"},
+	        {"192.0.2.10", 0, "nobody@example.com", "nobody@example.com 3"},
+	        {"192.0.2.10", 0, "off@example.com", "off@example.com 4"},
+	        {"192.0.2.10", 0, "arvel@example.com", "arvel@example.com 5"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct fixture f;
+		char q[256];
+		fx_init(&f);
+		f.c.gateway_clients = nets;
+		f.c.n_gateway_clients = 2;
+		f.c.foreign_aliases_active = rows[i].foreign_active;
+		struct sockaddr_storage ss = {0};
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		if (inet_pton(AF_INET, rows[i].src, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons(4069);
+		} else {
+			CHECK_INT(inet_pton(AF_INET6, rows[i].src, &s6->sin6_addr), 1);
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons(4069);
+		}
+		q_digest(q, sizeof q, rows[i].mailbox, SECRET1);
+		size_t n = minger_handler_handle(&f.h, (const uint8_t *)q, strlen(q),
+		                                 (const struct sockaddr *)&ss, &f.now, f.reply,
+		                                 sizeof f.reply);
+		if (!CHECK_MEM(f.reply, n, rows[i].want, strlen(rows[i].want)))
+			printf("  row %zu: %s from %s\n", i, rows[i].mailbox, rows[i].src);
+		fx_fini(&f);
+	}
+}
+
 TEST_MAIN(T(status_from_lookup), T(protocol_examples), T(tempfail_drops),
           T(refusals_do_not_look_up), T(anonymous_mode), T(anonymous_refused_unpadded_is_dropped),
           T(multiple_secrets), T(no_secret_refuses_digests), T(compat_digest_forms), T(allow_list),
           T(malformed_and_unusable), T(oversize), T(extension_ok), T(extension_refusals),
           T(extension_refusals_do_not_look_up), T(replay_cache_full_refuses),
           T(rate_limit_per_source), T(rate_limit_global), T(denied_sources_spare_the_global_budget),
-          T(ipv6_source))
+          T(ipv6_source), T(gateway_clients_see_foreign_aliases))
