@@ -122,7 +122,13 @@ static int encode_rcpt(const struct envelope_rcpt *r, struct queue_buf *tmp)
 {
 	if (!r->addr || rec_str(tmp, 'a', r->addr) < 0 || rec_str(tmp, 'o', r->orcpt) < 0)
 		return -1;
-	return r->notify ? rec_u32(tmp, 'n', r->notify) : 0;
+	if (r->notify && rec_u32(tmp, 'n', r->notify) < 0)
+		return -1;
+	/* The route chosen at receipt (a Domain Sharing peer) is part of the commit. */
+	if (r->route && *r->route &&
+	    (strlen(r->route) > ENVELOPE_ROUTE_MAX || rec_str(tmp, 'D', r->route) < 0))
+		return -1;
+	return 0;
 }
 
 int queue_file_encode_envelope(const struct envelope *env, struct queue_buf *out)
@@ -303,9 +309,9 @@ static int take_u8(unsigned *out, const uint8_t *v, size_t n, unsigned max, unsi
 static int parse_rcpt(const uint8_t *p, size_t n, struct envelope *env)
 {
 	struct rec_iter it = {p, n};
-	char *addr = NULL, *orcpt = NULL;
+	char *addr = NULL, *orcpt = NULL, *route = NULL;
 	uint32_t notify = 0;
-	int have_notify = 0, r = -1, k;
+	int have_notify = 0, r = -1, k, i;
 	char t;
 	const uint8_t *v;
 	size_t vl;
@@ -321,15 +327,22 @@ static int parse_rcpt(const uint8_t *p, size_t n, struct envelope *env)
 			have_notify = 1;
 			if (notify == 0 || notify > 0xF)
 				goto out;
+		} else if (t == 'D' && vl > 0 && vl <= ENVELOPE_ROUTE_MAX && !route) {
+			if (take_str(&route, v, vl) < 0)
+				goto out;
 		} else {
 			goto out;
 		}
 	}
-	if (k == 0 && addr && envelope_add_rcpt(env, addr, orcpt, notify) >= 0)
+	if (k == 0 && addr && (i = envelope_add_rcpt(env, addr, orcpt, notify)) >= 0) {
+		env->rcpts[i].route = route; /* the envelope owns it now */
+		route = NULL;
 		r = 0;
+	}
 out:
 	free(addr);
 	free(orcpt);
+	free(route);
 	return r;
 }
 

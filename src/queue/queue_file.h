@@ -30,6 +30,8 @@
  *   'T' received_at (i64 BE)                    'S' trusted (1 octet: 0/1)
  *   'P' recipient (repeated, in order), whose value is records:
  *         'a' address (required)  'o' DSN ORCPT  'n' NOTIFY bits (u32 BE)
+ *         'D' route chosen at receipt (1-255 octets; a Domain Sharing peer's
+ *             "[HOST]:PORT"), optional; the state file's 'D', once written, wins
  * String values never contain NUL (the writer cannot produce one).
  *
  * Version 1 ("sharemail-queue 1\n", before queue v2) has the same records and

@@ -78,7 +78,7 @@ static int same_env(const struct envelope *a, const struct envelope *b)
 	    a->trusted != b->trusted || a->n_rcpts != b->n_rcpts)
 		return 0;
 	for (size_t i = 0; i < a->n_rcpts; i++)
-		if (!SAME(rcpts[i].addr) || !SAME(rcpts[i].orcpt) ||
+		if (!SAME(rcpts[i].addr) || !SAME(rcpts[i].orcpt) || !SAME(rcpts[i].route) ||
 		    a->rcpts[i].notify != b->rcpts[i].notify)
 			return 0;
 	return 1;
@@ -123,6 +123,34 @@ out:
 	envelope_free(got);
 	envelope_free(e);
 	queue_buf_free(&f);
+}
+
+/* A route chosen at receipt (a Domain Sharing peer) is committed with its recipient. */
+TEST(receipt_route_round_trip)
+{
+	struct envelope *e = sample(), *got = NULL;
+	struct queue_buf f = {0};
+	envelope_add_rcpt(e, "c@example.com", NULL, 0);
+	CHECK_INT(envelope_set(&e->rcpts[2].route, "[192.0.2.7]:2525"), 0);
+	build_env(&f, e);
+	CHECK_INT(queue_file_parse(f.p, f.len, &got, NULL, NULL), 0);
+	if (got) {
+		CHECK(same_env(e, got));
+		CHECK_INT(got->n_rcpts, 3);
+		CHECK(got->rcpts[0].route == NULL);
+		CHECK_STR(got->rcpts[2].route, "[192.0.2.7]:2525");
+	}
+	envelope_free(got);
+	queue_buf_free(&f);
+	/* A route over ENVELOPE_ROUTE_MAX is never written. */
+	char longer[ENVELOPE_ROUTE_MAX + 2];
+	memset(longer, 'r', sizeof longer - 1);
+	longer[sizeof longer - 1] = '\0';
+	envelope_set(&e->rcpts[2].route, longer);
+	struct queue_buf recs = {0};
+	CHECK_INT(queue_file_encode_envelope(e, &recs), -1);
+	queue_buf_free(&recs);
+	envelope_free(e);
 }
 
 TEST(minimal_envelope_and_empty_data)
@@ -298,6 +326,17 @@ TEST(bad_records_with_good_checksum)
 	         "a\0\0\0\1x"
 	         "E\0\0\0\0",
 	         22, "END at top level"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\x12"
+	         "a\0\0\0\1x"
+	         "D\0\0\0\1r"
+	         "D\0\0\0\1s",
+	         29, "two routes"},
+	        {"F\0\0\0\1a"
+	         "P\0\0\0\x0b"
+	         "a\0\0\0\1x"
+	         "D\0\0\0\0",
+	         22, "empty route"},
 	        {"F\0\0\0\1a"
 	         "\xff\xff\xff\xff\xff",
 	         11, "huge length"},
@@ -1032,7 +1071,7 @@ TEST(state_delay_notice_flag)
 	queue_buf_free(&in);
 }
 
-TEST_MAIN(T(round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
+TEST_MAIN(T(round_trip), T(receipt_route_round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
           T(nul_inside_a_value_is_damage), T(every_truncation_is_damage),
           T(every_flipped_octet_is_damage), T(trailing_and_missing_end),
           T(bad_records_with_good_checksum), T(bad_end_record), T(read_from_fd_and_large_data),
