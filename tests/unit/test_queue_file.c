@@ -1071,11 +1071,12 @@ TEST(state_delay_notice_flag)
 	queue_buf_free(&in);
 }
 
-TEST_MAIN(T(round_trip), T(receipt_route_round_trip), T(minimal_envelope_and_empty_data), T(hostile_fields_round_trip),
-          T(nul_inside_a_value_is_damage), T(every_truncation_is_damage),
-          T(every_flipped_octet_is_damage), T(trailing_and_missing_end),
-          T(bad_records_with_good_checksum), T(bad_end_record), T(read_from_fd_and_large_data),
-          T(state_round_trip), T(state_damage_changes_nothing), T(state_version_1_still_read),
-          T(bad_final_records_with_good_checksum), T(version_1_message_files_still_read),
-          T(envelope_read_small_big_and_many_recipients), T(reply_split_and_join),
-          T(state_version_3_structured_status_and_route), T(state_delay_notice_flag))
+TEST_MAIN(T(round_trip), T(receipt_route_round_trip), T(minimal_envelope_and_empty_data),
+          T(hostile_fields_round_trip), T(nul_inside_a_value_is_damage),
+          T(every_truncation_is_damage), T(every_flipped_octet_is_damage),
+          T(trailing_and_missing_end), T(bad_records_with_good_checksum), T(bad_end_record),
+          T(read_from_fd_and_large_data), T(state_round_trip), T(state_damage_changes_nothing),
+          T(state_version_1_still_read), T(bad_final_records_with_good_checksum),
+          T(version_1_message_files_still_read), T(envelope_read_small_big_and_many_recipients),
+          T(reply_split_and_join), T(state_version_3_structured_status_and_route),
+          T(state_delay_notice_flag))
