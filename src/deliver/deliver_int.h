@@ -184,6 +184,21 @@ int deliver_expand_enqueue(const struct deliver_ctx *x, struct dmsg *m, const ch
                            const char *const *orcpts, const unsigned *notify, size_t n,
                            int keep_dsn, char id[QUEUE_ID_MAX]);
 
+/*
+ * domain_sharing_share_lists (README "Domain Sharing"): a post to local list
+ * `list` in m becomes one new message, from m's sender, with m's data after an
+ * X-Sharemail-List-Shared: field, to `list` once per domain_sharing_host peer,
+ * each recipient routed "list:[HOST]:PORT" (deliver_policy.h): delivery asks
+ * each peer by Minger whether it has the list before its copy goes, and asks
+ * again on the next try when it does not answer. The routes are in the new
+ * message's state file before its commit, so it is never delivered here.
+ * Nothing is made (0 with id "") when the option is off, there are no peers,
+ * or m is itself a shared copy (it carries the field: never shared again).
+ * m->head must have been read. Returns 0, or -1 (errno).
+ */
+int deliver_expand_share_list(const struct deliver_ctx *x, struct dmsg *m, const char *list,
+                              char id[QUEUE_ID_MAX]);
+
 /* ---- deliver_record.c (worker) ---- */
 
 /* Records a job's outcomes (and, for EXPIRE and DELAY, decides them), then logs. */
