@@ -177,8 +177,8 @@ int deliver_expand_share_list(const struct deliver_ctx *x, struct dmsg *m, const
 	    deliver_headers_has(m->head, m->scan.header_len, DELIVER_LIST_SHARED_FIELD))
 		return 0;
 	char field[NEXTHOP_NAME_MAX + 64];
-	int flen = snprintf(field, sizeof field, "%s: %s\r\n", DELIVER_LIST_SHARED_FIELD,
-	                    x->hostname);
+	int flen =
+	        snprintf(field, sizeof field, "%s: %s\r\n", DELIVER_LIST_SHARED_FIELD, x->hostname);
 	if (flen < 0 || (size_t)flen >= sizeof field) {
 		errno = EINVAL;
 		return -1;
@@ -202,8 +202,8 @@ int deliver_expand_share_list(const struct deliver_ctx *x, struct dmsg *m, const
 	int rc = queue_msg_commit_wait(qm, e, id);
 	int err = errno;
 	if (rc == 0)
-		log_info("%s: list <%s> shared with %zu Domain Sharing peers in %s", m->env->id, list,
-		         e->n_rcpts, id);
+		log_info("%s: list <%s> shared with %zu Domain Sharing peers in %s", m->env->id,
+		         list, e->n_rcpts, id);
 	envelope_free(e);
 	errno = err;
 	return rc;
