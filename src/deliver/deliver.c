@@ -222,8 +222,8 @@ static void set_routes(const struct deliver_ctx *x, struct envelope *env)
 	char key[SCHEDULER_DEST_MAX + 1];
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		struct envelope_rcpt *rc = &env->rcpts[i];
-		enum deliver_dest_kind k =
-		        deliver_policy_dest(&x->routes, rc->addr, key, sizeof key, NULL);
+		enum deliver_dest_kind k = deliver_policy_rcpt_dest(&x->routes, rc->addr, rc->route,
+		                                                    key, sizeof key, NULL);
 		/* Local (and unusable) recipients have no route: the local transport decides. */
 		if (envelope_set(&rc->route, k > DELIVER_DEST_IS_LOCAL ? key : NULL) < 0)
 			log_err("deliver %s: out of memory routing a recipient", env->id);
@@ -462,8 +462,8 @@ static int on_startup(void *arg, const struct queue_pending *p)
 	uint64_t arrival = arrival_for(r, p->received_at, last_try, now_u(r));
 	for (size_t i = 0; i < p->n_rcpts; i++) {
 		const struct queue_pending_rcpt *rc = &p->rcpts[i];
-		if (deliver_policy_dest(&r->x.routes, rc->addr, key, sizeof key, NULL) <=
-		    DELIVER_DEST_IS_LOCAL)
+		if (deliver_policy_rcpt_dest(&r->x.routes, rc->addr, rc->route, key, sizeof key,
+		                             NULL) <= DELIVER_DEST_IS_LOCAL)
 			snprintf(key, sizeof key, "%s", SCHEDULER_DEST_LOCAL);
 		struct scheduler_entry e = {
 		        .msg_id = p->id,
@@ -688,6 +688,11 @@ static void pump(struct deliver_runner *r)
 		dispatch(r, r->sj);
 }
 
+struct deliver_pool *deliver_workers(struct deliver_runner *r)
+{
+	return r->pool;
+}
+
 int deliver_next_for_dest(struct deliver_runner *r, const char *dest)
 {
 	if (r->stopping || scheduler_next_dest(r->sched, dest, now_u(r), r->sj) != 1)
@@ -770,20 +775,9 @@ static int is_local(void *arg, const char *domain, size_t len)
 
 static int parse_routes(struct deliver_runner *r)
 {
-	const struct conf *c = r->x.c;
-	if (c->relay_route.n == 0)
-		return 0;
-	r->routes = calloc(c->relay_route.n, sizeof *r->routes);
-	if (!r->routes)
-		return -1;
 	size_t n = 0;
-	for (size_t i = 0; i < c->relay_route.n; i++) {
-		char err[256];
-		if (nexthop_route_parse(c->relay_route.v[i], &r->routes[n], err, sizeof err) == 0)
-			n++;
-		else /* conf checked it: only a bug gets here */
-			log_err("relay_route %s: %s; ignored", c->relay_route.v[i], err);
-	}
+	if (deliver_relay_parse_routes(r->x.c, &r->routes, &n) < 0)
+		return -1;
 	r->x.routes.routes = r->routes;
 	r->x.routes.nroutes = n;
 	return 0;

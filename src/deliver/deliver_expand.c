@@ -8,12 +8,16 @@
  * the commit like of any other.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
 #include "deliver/deliver_int.h"
+#include "proto/peer_spec.h"
+#include "util/log.h"
 
 #define EXPAND_BUF 65536
 
@@ -130,6 +134,76 @@ int deliver_expand_enqueue(const struct deliver_ctx *x, struct dmsg *m, const ch
 	}
 	int rc = queue_msg_commit_wait(qm, e, id);
 	int err = errno;
+	envelope_free(e);
+	errno = err;
+	return rc;
+}
+
+/* ---- Domain Sharing lists ---- */
+
+/* The shared copy's envelope: m's sender and DSN values, list once per peer with its route. */
+static struct envelope *share_envelope(const struct deliver_ctx *x, const struct envelope *orig,
+                                       const char *list, const char *id)
+{
+	const struct conf *c = x->c;
+	struct envelope *e = new_envelope(x, orig, orig->mail_from, NULL, NULL, NULL, 0, 1);
+	if (!e)
+		return NULL;
+	snprintf(e->id, sizeof e->id, "%s", id);
+	for (size_t i = 0; i < c->domain_sharing_host.n; i++) {
+		struct peer_spec_peer p;
+		char err[128], route[NEXTHOP_PEER_ROUTE_MAX + sizeof DELIVER_ROUTE_LIST_PREFIX];
+		size_t pl = strlen(DELIVER_ROUTE_LIST_PREFIX);
+		memcpy(route, DELIVER_ROUTE_LIST_PREFIX, pl);
+		if (peer_spec_parse_peer(c->domain_sharing_host.v[i], &p, err, sizeof err) < 0 ||
+		    nexthop_spec_format_peer(p.smtp.host, p.smtp.port, route + pl,
+		                             sizeof route - pl) < 0)
+			continue; /* conf checked it */
+		int k = envelope_add_rcpt(e, list, NULL, 0);
+		if (k < 0 || envelope_set(&e->rcpts[k].route, route) < 0) {
+			envelope_free(e);
+			return NULL;
+		}
+	}
+	return e;
+}
+
+int deliver_expand_share_list(const struct deliver_ctx *x, struct dmsg *m, const char *list,
+                              char id[QUEUE_ID_MAX])
+{
+	const struct conf *c = x->c;
+	id[0] = '\0';
+	if (!c->domain_sharing_share_lists || c->domain_sharing_host.n == 0 ||
+	    deliver_headers_has(m->head, m->scan.header_len, DELIVER_LIST_SHARED_FIELD))
+		return 0;
+	char field[NEXTHOP_NAME_MAX + 64];
+	int flen =
+	        snprintf(field, sizeof field, "%s: %s\r\n", DELIVER_LIST_SHARED_FIELD, x->hostname);
+	if (flen < 0 || (size_t)flen >= sizeof field) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct queue_msg *qm = queue_msg_begin(x->q);
+	struct envelope *e = qm ? share_envelope(x, m->env, list, queue_msg_id(qm)) : NULL;
+	/*
+	 * The routes go into the state file before the commit: the manager learns of
+	 * the message from the commit and finds them when it loads it. A crash
+	 * before the commit leaves a message without an END (quarantined) and an
+	 * orphan state (deleted at start-up); the post is shared again then.
+	 */
+	if (!e || e->n_rcpts == 0 || queue_update(x->q, e) < 0 ||
+	    queue_msg_write(qm, field, (size_t)flen) < 0 || copy_data(m, qm, NULL) < 0) {
+		int err = e && e->n_rcpts == 0 ? 0 : errno ? errno : ENOMEM;
+		queue_msg_abort(qm);
+		envelope_free(e);
+		errno = err;
+		return err ? -1 : 0;
+	}
+	int rc = queue_msg_commit_wait(qm, e, id);
+	int err = errno;
+	if (rc == 0)
+		log_info("%s: list <%s> shared with %zu Domain Sharing peers in %s", m->env->id,
+		         list, e->n_rcpts, id);
 	envelope_free(e);
 	errno = err;
 	return rc;

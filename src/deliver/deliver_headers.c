@@ -153,3 +153,80 @@ long deliver_headers_build(const struct envelope *env, const char *mailbox, int 
 	}
 	return (long)o;
 }
+
+/* ---- Domain Sharing ---- */
+
+struct shared_scan {
+	const char *host;
+	size_t hlen;
+	unsigned hops;
+	int ours;
+};
+
+/* "by HOST;" at the start of the value (white space and folding around it ignored). */
+static int shared_field(void *arg, const struct rfc5322_field *f)
+{
+	struct shared_scan *s = arg;
+	if (!rfc5322_field_is(f, DELIVER_SHARED_FIELD))
+		return 0;
+	s->hops++;
+	const char *v = f->value, *e = f->value + f->value_len;
+	while (v < e && is_wsp(*v))
+		v++;
+	if (e - v < 3 || strncasecmp(v, "by", 2) != 0 || !is_wsp(v[2]))
+		return 0;
+	v += 3;
+	while (v < e && is_wsp(*v))
+		v++;
+	const char *h = v;
+	while (v < e && *v != ';' && !is_wsp(*v))
+		v++;
+	if ((size_t)(v - h) == s->hlen && strncasecmp(h, s->host, s->hlen) == 0)
+		s->ours = 1;
+	return 0;
+}
+
+void deliver_headers_shared(const char *hdr, size_t hlen, const char *host, unsigned *hops,
+                            int *ours)
+{
+	struct shared_scan s = {host ? host : "", host ? strlen(host) : 0, 0, 0};
+	each_field(hdr, hlen, shared_field, &s);
+	*hops = s.hops;
+	*ours = s.hlen > 0 && s.ours;
+}
+
+struct has_scan {
+	const char *name;
+	int found;
+};
+
+static int has_field(void *arg, const struct rfc5322_field *f)
+{
+	struct has_scan *s = arg;
+	if (rfc5322_field_is(f, s->name)) {
+		s->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int deliver_headers_has(const char *hdr, size_t hlen, const char *name)
+{
+	struct has_scan s = {name, 0};
+	each_field(hdr, hlen, has_field, &s);
+	return s.found;
+}
+
+long deliver_headers_shared_build(const char *host, const char *id, int64_t t, char *out,
+                                  size_t outsz)
+{
+	char date[64], value[512];
+	size_t o = 0;
+	if (outsz == 0 || rfc5322_date_format(t, date, sizeof date) < 0)
+		return -1;
+	int n = snprintf(value, sizeof value, "%s; id %s; %s", host, id, date);
+	if (n < 0 || (size_t)n >= sizeof value ||
+	    put_field(out, outsz, &o, DELIVER_SHARED_FIELD, "by ", value, "") < 0)
+		return -1;
+	return (long)o;
+}

@@ -12,12 +12,24 @@
  * Envelope values are printable ASCII (the SMTP parser checked them); any other
  * octet is replaced by '?' so a field can never be split or forged.
  *
+ * Domain Sharing adds two fields of its own (README "Domain Sharing"):
+ *   X-Sharemail-Shared: by HOST; id QUEUEID; DATE
+ *       prepended to every message relayed to a Domain Sharing peer (a
+ *       recipient routed there at RCPT time, a shared list's copy). A message
+ *       that already carries one naming our own host name, or
+ *       DELIVER_SHARED_HOPS_MAX of them, is never relayed to a peer again: the
+ *       recipient fails with 5.4.6 (a loop between peers).
+ *   X-Sharemail-List-Shared: HOST
+ *       on the copy of a list post made for a peer that has the same list: a
+ *       post carrying it is expanded to local members only, never shared again.
+ *
  * Ownership: spans into the caller's buffers.
  */
 #ifndef SHAREMAIL_DELIVER_DELIVER_HEADERS_H
 #define SHAREMAIL_DELIVER_DELIVER_HEADERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct envelope;
 
@@ -54,5 +66,27 @@ int deliver_headers_delivered_to(const char *hdr, size_t hlen, const char *mailb
  */
 long deliver_headers_build(const struct envelope *env, const char *mailbox, int orig_rcpt,
                            int add_date, char *out, size_t outsz);
+
+#define DELIVER_SHARED_FIELD "X-Sharemail-Shared"
+#define DELIVER_LIST_SHARED_FIELD "X-Sharemail-List-Shared"
+/* Domain Sharing hops a message may have made before it is refused as a loop. */
+#define DELIVER_SHARED_HOPS_MAX 5
+
+/*
+ * The X-Sharemail-Shared fields of hdr[0..hlen): *hops gets their count,
+ * *ours 1 if one says "by HOST" with HOST equal to host (ASCII case folded).
+ */
+void deliver_headers_shared(const char *hdr, size_t hlen, const char *host, unsigned *hops,
+                            int *ours);
+
+/* 1 if hdr[0..hlen) has a field called name (any case), else 0. */
+int deliver_headers_has(const char *hdr, size_t hlen, const char *name);
+
+/*
+ * Writes "X-Sharemail-Shared: by HOST; id ID; DATE\r\n" (date from t, epoch
+ * seconds) into out. Returns the length, or -1 if out is too small.
+ */
+long deliver_headers_shared_build(const char *host, const char *id, int64_t t, char *out,
+                                  size_t outsz);
 
 #endif

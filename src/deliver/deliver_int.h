@@ -159,6 +159,8 @@ void deliver_job_outcomes_ready(struct deliver_job *j);
 struct scheduler *deliver_sched(struct deliver_runner *r);
 const struct deliver_ctx *deliver_ctx(const struct deliver_runner *r);
 struct event_base *deliver_base(struct deliver_runner *r);
+/* The workers (deliver_relay.c runs a peer's checks there: Minger, the header). */
+struct deliver_pool *deliver_workers(struct deliver_runner *r);
 /* Takes a DELIVER job from the scheduler for dest now (connection reuse). 1 started, 0 none. */
 int deliver_next_for_dest(struct deliver_runner *r, const char *dest);
 
@@ -182,6 +184,21 @@ int deliver_expand_enqueue(const struct deliver_ctx *x, struct dmsg *m, const ch
                            const char *const *orcpts, const unsigned *notify, size_t n,
                            int keep_dsn, char id[QUEUE_ID_MAX]);
 
+/*
+ * domain_sharing_share_lists (README "Domain Sharing"): a post to local list
+ * `list` in m becomes one new message, from m's sender, with m's data after an
+ * X-Sharemail-List-Shared: field, to `list` once per domain_sharing_host peer,
+ * each recipient routed "list:[HOST]:PORT" (deliver_policy.h): delivery asks
+ * each peer by Minger whether it has the list before its copy goes, and asks
+ * again on the next try when it does not answer. The routes are in the new
+ * message's state file before its commit, so it is never delivered here.
+ * Nothing is made (0 with id "") when the option is off, there are no peers,
+ * or m is itself a shared copy (it carries the field: never shared again).
+ * m->head must have been read. Returns 0, or -1 (errno).
+ */
+int deliver_expand_share_list(const struct deliver_ctx *x, struct dmsg *m, const char *list,
+                              char id[QUEUE_ID_MAX]);
+
 /* ---- deliver_record.c (worker) ---- */
 
 /* Records a job's outcomes (and, for EXPIRE and DELAY, decides them), then logs. */
@@ -200,6 +217,15 @@ double deliver_delay_s(const struct deliver_ctx *x, const struct envelope *env);
 void deliver_bounce_send(const struct deliver_ctx *x, struct dmsg *m, const struct deliver_job *j);
 
 /* ---- deliver_relay.c (loop) ---- */
+
+/*
+ * The routes of delivery: the relay_route lines, then one per gateway_domain
+ * and forward_domain line (its domain to its host=), in that order: the first
+ * match wins, so an explicit relay_route for the same domain wins. *out (free()
+ * it) gets *n parsed routes; a line that does not parse is logged and skipped
+ * (conf checked it). Returns 0, or -1 out of memory.
+ */
+int deliver_relay_parse_routes(const struct conf *c, struct nexthop_route **out, size_t *n);
 
 /* Creates the relay side (routes, resolver, transport) on the manager's loop. NULL + err. */
 struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, size_t errlen);

@@ -409,6 +409,10 @@ static enum rcpt_state expand_list(struct local *l, const char *list, char *stat
 	} else if (deliver_headers_delivered_to(l->m->head, l->m->scan.header_len, list)) {
 		st = RCPT_FAILED;
 		snprintf(status, statsz, "550 5.4.6 mail loop: list already expanded here");
+	} else if (deliver_expand_share_list(l->x, l->m, list, id) < 0) {
+		st = RCPT_DEFERRED; /* nothing queued yet: the next try shares and expands */
+		snprintf(status, statsz, "451 4.3.0 cannot queue the list's shared copy: %s",
+		         strerror(errno));
 	} else if (ml.n == 0) {
 		snprintf(status, statsz, "250 2.1.5 list has no members");
 	} else if (put_field(prefix, sizeof prefix, &plen, "Delivered-To", list) < 0 ||

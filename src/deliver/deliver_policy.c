@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "deliver/deliver_headers.h"
 #include "proto/mailaddr.h"
 
 /* ---- destinations ---- */
@@ -187,4 +188,83 @@ int deliver_policy_delay_wanted(const char *sender, unsigned notify)
 	if (!sender || !*sender || (notify & ESMTP_NOTIFY_NEVER))
 		return 0;
 	return notify == 0 || (notify & ESMTP_NOTIFY_DELAY) != 0;
+}
+
+/* ---- Domain Sharing ---- */
+
+enum deliver_peer_kind deliver_policy_peer_route(const char *key, struct nexthop_spec *spec)
+{
+	struct nexthop_spec tmp;
+	size_t pl = strlen(DELIVER_ROUTE_LIST_PREFIX);
+	if (!key)
+		return DELIVER_PEER_NONE;
+	if (!spec)
+		spec = &tmp;
+	if (strncmp(key, DELIVER_ROUTE_LIST_PREFIX, pl) == 0)
+		return nexthop_spec_parse_peer(key + pl, spec) ? DELIVER_PEER_LIST
+		                                               : DELIVER_PEER_NONE;
+	return nexthop_spec_parse_peer(key, spec) ? DELIVER_PEER_MAIL : DELIVER_PEER_NONE;
+}
+
+enum deliver_dest_kind deliver_policy_rcpt_dest(const struct deliver_routes *r, const char *addr,
+                                                const char *stored, char *out, size_t outsz,
+                                                const struct nexthop_route **route)
+{
+	struct mailaddr a;
+	if (stored && deliver_policy_peer_route(stored, NULL) != DELIVER_PEER_NONE && addr &&
+	    mailaddr_parse_exact(addr, strlen(addr), &a) == MAILADDR_OK &&
+	    strlen(stored) <= SCHEDULER_DEST_MAX && strlen(stored) < outsz) {
+		if (route)
+			*route = NULL;
+		snprintf(out, outsz, "%s", stored);
+		return DELIVER_DEST_IS_PEER;
+	}
+	return deliver_policy_dest(r, addr, out, outsz, route);
+}
+
+int deliver_policy_peer_fallback(int keep_on_error, int smarthost, const uint32_t *attempts,
+                                 size_t n)
+{
+	if (keep_on_error || !smarthost || n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (attempts[i] == 0)
+			return 0; /* its first try goes to the peer */
+	return 1;
+}
+
+int deliver_policy_shared_loop(unsigned hops, int ours, const char *dest, struct deliver_verdict *v)
+{
+	char text[SCHEDULER_DEST_MAX + 96];
+	if (ours)
+		snprintf(text, sizeof text, "Domain Sharing loop: mail for %s routed back to us",
+		         dest);
+	else if (hops >= DELIVER_SHARED_HOPS_MAX)
+		snprintf(text, sizeof text, "too many Domain Sharing hops (%u) on the way to %s",
+		         hops, dest);
+	else
+		return 0;
+	verdict(v, SCHEDULER_FAILED, RCPT_FAILED, 0, 550, "5.4.6", text);
+	return 1;
+}
+
+int deliver_policy_list_peer(int minger_status, const char *dest, struct deliver_verdict *v)
+{
+	char text[SCHEDULER_DEST_MAX + 96];
+	if (minger_status == 5)
+		return 1;
+	if (minger_status == 3 || minger_status == 4) {
+		snprintf(text, sizeof text, "not shared: %s has no such list", dest);
+		verdict(v, SCHEDULER_DELIVERED, RCPT_DELIVERED, 0, 250, "2.0.0", text);
+		return 0;
+	}
+	if (minger_status < 0)
+		snprintf(text, sizeof text, "Domain Sharing peer %s did not answer about the list",
+		         dest);
+	else
+		snprintf(text, sizeof text,
+		         "Domain Sharing peer %s answered status %d about the list", dest,
+		         minger_status);
+	verdict(v, SCHEDULER_DEFER_DEST, RCPT_DEFERRED, 0, 451, "4.4.3", text);
+	return 0;
 }

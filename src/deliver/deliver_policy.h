@@ -13,6 +13,7 @@
 #define SHAREMAIL_DELIVER_DELIVER_POLICY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "deliver/nexthop.h"
 #include "deliver/scheduler.h"
@@ -41,6 +42,7 @@ enum deliver_dest_kind {
 	DELIVER_DEST_IS_ROUTE, /* a relay_route: key = its domain as configured (".sub" too) */
 	DELIVER_DEST_IS_SMARTHOST, /* DELIVER_DEST_SMARTHOST */
 	DELIVER_DEST_IS_DOMAIN, /* MX lookup: key = the recipient's domain, lower case */
+	DELIVER_DEST_IS_PEER, /* a route chosen before delivery: key = that route text */
 };
 
 /*
@@ -53,6 +55,67 @@ enum deliver_dest_kind {
 enum deliver_dest_kind deliver_policy_dest(const struct deliver_routes *r, const char *addr,
                                            char *out, size_t outsz,
                                            const struct nexthop_route **route);
+
+/*
+ * Routes chosen before delivery (proto/nexthop_spec.h "Peer routes"): a
+ * recipient found on a Domain Sharing peer at RCPT time has the peer's route
+ * text "[HOST]:PORT"; a shared list's copy for a peer has
+ * DELIVER_ROUTE_LIST_PREFIX before it (the peer is asked by Minger whether it
+ * has the list before the copy goes).
+ */
+#define DELIVER_ROUTE_LIST_PREFIX "list:"
+
+struct deliver_verdict;
+
+enum deliver_peer_kind {
+	DELIVER_PEER_NONE = 0, /* not a peer route */
+	DELIVER_PEER_MAIL, /* "[HOST]:PORT" */
+	DELIVER_PEER_LIST, /* "list:[HOST]:PORT" */
+};
+
+/* What kind of route key is; *spec (may be NULL) gets the next hop of a peer route. */
+enum deliver_peer_kind deliver_policy_peer_route(const char *key, struct nexthop_spec *spec);
+
+/*
+ * The destination key of a recipient whose queue state has route stored (NULL:
+ * none): a peer route wins over everything (it was chosen at RCPT time, or by a
+ * list expansion: the recipient is relayed there and never delivered or
+ * expanded here) and is its own key (DELIVER_DEST_IS_PEER); any other stored
+ * route is recomputed (deliver_policy_dest), so a configuration change moves
+ * queued mail with it.
+ */
+enum deliver_dest_kind deliver_policy_rcpt_dest(const struct deliver_routes *r, const char *addr,
+                                                const char *stored, char *out, size_t outsz,
+                                                const struct nexthop_route **route);
+
+/*
+ * domain_sharing_keep_on_error = no: 1 if a job for a peer route goes to the
+ * smart host instead, when one is set (smarthost) and every recipient of the
+ * job has been tried before (attempts[i] > 0: its try to the peer failed
+ * temporarily). keep_on_error = yes (the default): always 0, the mail waits
+ * for the peer (the seed: sending it to the smart host often makes a loop).
+ */
+int deliver_policy_peer_fallback(int keep_on_error, int smarthost, const uint32_t *attempts,
+                                 size_t n);
+
+/*
+ * The loop rule before a message goes to a Domain Sharing peer, from its
+ * X-Sharemail-Shared fields (deliver_headers_shared): one by our own host
+ * (ours), or DELIVER_SHARED_HOPS_MAX of them already, is a loop: returns 1 with
+ * a FAILED 550 5.4.6 verdict in v (its text names the peer route). Else 0.
+ */
+int deliver_policy_shared_loop(unsigned hops, int ours, const char *dest,
+                               struct deliver_verdict *v);
+
+/*
+ * A shared list's copy after its peer was asked by Minger (status 0-5, or <0:
+ * no answer): 5 (the peer has the list) returns 1, the copy goes; 3 or 4 (no
+ * such list there, or it cannot receive) = DELIVERED "250 2.0.0 not shared"
+ * (nothing to send, no notice); anything else (no answer, 0-2: refused or bad
+ * credentials) = DEFER_DEST "451 4.4.3" (asked again on the next try). Returns
+ * 0 with the verdict in v for those.
+ */
+int deliver_policy_list_peer(int minger_status, const char *dest, struct deliver_verdict *v);
 
 /* What one recipient's attempt came to. */
 struct deliver_verdict {

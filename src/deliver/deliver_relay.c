@@ -16,8 +16,19 @@
  *
  * Mail to our own host name, or a next hop that is one of our addresses, is a
  * permanent failure (5.4.6, nexthop.h), never a retry storm.
+ *
+ * Domain Sharing (deliver_policy.h "Routes chosen before delivery"): a job for
+ * a peer route first runs a check on a worker (it reads the message's header,
+ * and may ask Minger: neither may wait on the loop): a message that already
+ * passed through us or through DELIVER_SHARED_HOPS_MAX peers fails 5.4.6; a
+ * list's copy goes only if the peer says (Minger status 5) it has the list.
+ * What goes to a peer gets an X-Sharemail-Shared: field before its first line.
+ * With domain_sharing_keep_on_error = no, a job whose recipients were all tried
+ * before goes to the smart host instead (deliver_policy_peer_fallback); the
+ * destination (its back-off) stays the peer's.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -26,8 +37,14 @@
 
 #include <event2/event.h>
 
+#include <netdb.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include "conf/conf.h"
 #include "deliver/deliver_int.h"
+#include "proto/peer_spec.h"
+#include "verify/minger_client.h"
 #include "deliver/nexthop_resolver.h"
 #include "deliver/smtp_transport.h"
 #include "util/log.h"
@@ -63,6 +80,23 @@ struct rjob {
 	char (*names)[NEXTHOP_NAME_MAX + 1]; /* the hosts' names (a result lives only so long) */
 	struct sockaddr_storage *addrs;
 	int in_transport;
+	/* a peer route's check (a worker task, then the loop) */
+	struct deliver_task check;
+	enum deliver_peer_kind peer;
+	int checked; /* 1: the check passed, the job is sent */
+	int check_failed; /* 1: v is every recipient's verdict */
+	int no_notice; /* with check_failed: nobody is told (a list copy not needed) */
+	struct deliver_verdict v;
+	char *prefix; /* the X-Sharemail-Shared: field */
+	size_t prefix_len;
+	const char *key; /* the next hop's key: j->dest, or DELIVER_DEST_SMARTHOST */
+};
+
+/* One domain_sharing_host line, for the list checks. */
+struct relay_peer {
+	char route[NEXTHOP_PEER_ROUTE_MAX]; /* its route text "[HOST]:PORT" */
+	struct peer_spec_peer spec;
+	char secret[128]; /* "" = anonymous */
 };
 
 struct deliver_relay {
@@ -76,6 +110,8 @@ struct deliver_relay {
 	size_t ncache;
 	struct rjob *live;
 	int stopping;
+	struct relay_peer *peers;
+	size_t npeers;
 	/* what the resolver was given (it copies them) */
 	struct netaddr self_addrs[DELIVER_SELF_ADDRS_MAX];
 	struct netaddr ns[16];
@@ -196,6 +232,94 @@ static struct nexthop_resolver *make_resolver(struct deliver_relay *rl, const st
 	return r;
 }
 
+int deliver_relay_parse_routes(const struct conf *c, struct nexthop_route **out, size_t *n)
+{
+	size_t cap = c->relay_route.n + c->gateway_domain.n + c->forward_domain.n, k = 0;
+	*out = NULL;
+	*n = 0;
+	if (cap == 0)
+		return 0;
+	struct nexthop_route *v = calloc(cap, sizeof *v);
+	if (!v)
+		return -1;
+	char err[256];
+	for (size_t i = 0; i < c->relay_route.n; i++) {
+		if (nexthop_route_parse(c->relay_route.v[i], &v[k], err, sizeof err) == 0)
+			k++;
+		else /* conf checked it: only a bug gets here */
+			log_err("relay_route %s: %s; ignored", c->relay_route.v[i], err);
+	}
+	/* A gateway or forwarded domain's mail goes to host= as a relay_route would send it. */
+	const struct strlist *lines[2] = {&c->gateway_domain, &c->forward_domain};
+	for (int f = 0; f < 2; f++) {
+		for (size_t i = 0; i < lines[f]->n; i++) {
+			struct peer_spec_gateway g;
+			if (peer_spec_parse_gateway(lines[f]->v[i], f, &g, err, sizeof err) < 0) {
+				log_err("%s %s: %s; ignored",
+				        f ? "forward_domain" : "gateway_domain", lines[f]->v[i],
+				        err);
+				continue;
+			}
+			snprintf(v[k].domain, sizeof v[k].domain, "%s", g.domain);
+			v[k].specs[0] = g.host;
+			v[k].nspecs = 1;
+			k++;
+		}
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* A peer's secret: the first of its secret_file (relative to the configuration's folder). */
+static void peer_secret(const struct conf *c, struct relay_peer *p)
+{
+	char path[PEER_SPEC_PATH_MAX + 4096];
+	const char *f = p->spec.secret_file;
+	if (!*f)
+		return;
+	const char *slash = c->path ? strrchr(c->path, '/') : NULL;
+	if (f[0] != '/' && slash)
+		snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->path), c->path, f);
+	else
+		snprintf(path, sizeof path, "%s", f);
+	struct strlist l = {0};
+	struct conf_errors errs = {0};
+	if (conf_read_secrets(path, &l, &errs) >= 1 && strlen(l.v[0]) < sizeof p->secret)
+		snprintf(p->secret, sizeof p->secret, "%s", l.v[0]);
+	else
+		log_err("domain_sharing_host %s: cannot read secret_file %s: lists are not "
+		        "shared with it",
+		        p->route, path);
+	strlist_free(&l);
+	conf_errors_free(&errs);
+}
+
+/* The domain_sharing_host lines (for the list checks; conf checked them). */
+static int parse_peers(struct deliver_relay *rl, const struct conf *c)
+{
+	if (c->domain_sharing_host.n == 0)
+		return 0;
+	rl->peers = calloc(c->domain_sharing_host.n, sizeof *rl->peers);
+	if (!rl->peers)
+		return -1;
+	for (size_t i = 0; i < c->domain_sharing_host.n; i++) {
+		struct relay_peer *p = &rl->peers[rl->npeers];
+		char err[256];
+		if (peer_spec_parse_peer(c->domain_sharing_host.v[i], &p->spec, err, sizeof err) <
+		            0 ||
+		    nexthop_spec_format_peer(p->spec.smtp.host, p->spec.smtp.port, p->route,
+		                             sizeof p->route) < 0) {
+			log_err("domain_sharing_host %s: %s; ignored", c->domain_sharing_host.v[i],
+			        err);
+			continue;
+		}
+		peer_secret(c, p);
+		rl->npeers++;
+	}
+	return 0;
+}
+
 struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, size_t errlen)
 {
 	const struct deliver_ctx *x = deliver_ctx(r);
@@ -206,9 +330,15 @@ struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, siz
 		return NULL;
 	}
 	rl->mgr = r;
+	if (parse_peers(rl, c) < 0) {
+		snprintf(err, errlen, "out of memory");
+		free(rl);
+		return NULL;
+	}
 	if (c->relay_smarthost && *c->relay_smarthost &&
 	    nexthop_hosts_parse(c->relay_smarthost, rl->smarthost, NEXTHOP_SPECS_MAX,
 	                        &rl->nsmarthost, err, errlen) < 0) {
+		free(rl->peers);
 		free(rl);
 		return NULL;
 	}
@@ -217,6 +347,7 @@ struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, siz
 	rl->t = smtp_transport_new(deliver_base(r), &tc);
 	if (!rl->t) {
 		snprintf(err, errlen, "cannot set up the SMTP client (TLS or memory)");
+		free(rl->peers);
 		free(rl);
 		return NULL;
 	}
@@ -238,11 +369,13 @@ static void rjob_free(struct rjob *rj)
 	free(rj->hosts);
 	free(rj->names);
 	free(rj->addrs);
+	free(rj->prefix);
 	free(rj);
 }
 
 /* The job's recipients all get verdict v, one report each (relay names the host). */
-static void verdict_all(struct rjob *rj, const struct deliver_verdict *v, const char *relay)
+static void verdict_all_as(struct rjob *rj, const struct deliver_verdict *v, const char *relay,
+                           int quiet)
 {
 	struct deliver_job *j = rj->j;
 	const struct envelope *env = j->m->env;
@@ -253,9 +386,26 @@ static void verdict_all(struct rjob *rj, const struct deliver_verdict *v, const 
 		o->state = v->state;
 		snprintf(o->status, sizeof o->status, "%s", v->status);
 		deliver_job_report(j, o->rcpt, NULL, relay, v->state, v->status, v->peer_code, NULL,
-		                   deliver_policy_notice(env->mail_from, rc->notify, v->state,
-		                                         DELIVER_VIA_PEER));
+		                   quiet ? DELIVER_NOTICE_NONE
+		                         : deliver_policy_notice(env->mail_from, rc->notify,
+		                                                 v->state, DELIVER_VIA_PEER));
 	}
+}
+
+static void verdict_all(struct rjob *rj, const struct deliver_verdict *v, const char *relay)
+{
+	verdict_all_as(rj, v, relay, 0);
+}
+
+/* The check's own failure: rj->v for every recipient, reported on the loop. */
+static void verdict_all_prepare(struct rjob *rj, enum scheduler_outcome so, enum rcpt_state st,
+                                int code, const char *enh, const char *text)
+{
+	rj->v.so = so;
+	rj->v.state = st;
+	rj->v.peer_code = 0;
+	deliver_policy_status(rj->v.status, sizeof rj->v.status, st, code, enh, text);
+	rj->check_failed = 1;
 }
 
 static void finish(struct rjob *rj)
@@ -359,8 +509,11 @@ static void send_job(struct rjob *rj, const struct nexthop_result *res)
 	                env->ret, env->envid},
 	        .body_fd = m->fd,
 	        .body_offset = m->data_off,
+	        .prefix = rj->prefix,
+	        .prefix_len = rj->prefix_len,
 	};
-	if (smtp_transport_send(rj->rl->t, j->dest, &tj, on_sent, rj) == 0) {
+	tj.msg.size += rj->prefix_len;
+	if (smtp_transport_send(rj->rl->t, rj->key, &tj, on_sent, rj) == 0) {
 		rj->in_transport = 1;
 		return;
 	}
@@ -461,9 +614,12 @@ static void resolve(struct deliver_relay *rl, struct route_entry *re)
 		on_resolved(re, &none);
 		return;
 	}
+	struct nexthop_spec peer;
 	if (strcmp(re->key, DELIVER_DEST_SMARTHOST) == 0)
 		re->req = nexthop_resolver_route(rl->resolver, "the smart host", rl->smarthost,
 		                                 rl->nsmarthost, on_resolved, re);
+	else if (deliver_policy_peer_route(re->key, &peer) != DELIVER_PEER_NONE)
+		re->req = nexthop_resolver_route(rl->resolver, re->key, &peer, 1, on_resolved, re);
 	else if (route)
 		re->req = nexthop_resolver_route(rl->resolver, route->domain, route->specs,
 		                                 route->nspecs, on_resolved, re);
@@ -475,6 +631,182 @@ static void resolve(struct deliver_relay *rl, struct route_entry *re)
 		nexthop_result_fail(&oom, NEXTHOP_TEMPFAIL, "4.3.0", "out of memory resolving");
 		on_resolved(re, &oom);
 	}
+}
+
+/* The next hop of rj->key (cached, or resolved and waited for), then the transport. */
+static void route_job(struct rjob *rj)
+{
+	struct deliver_relay *rl = rj->rl;
+	struct route_entry *re = cache_get(rl, rj->key);
+	if (re && re->valid && re->expires > time_mono_ms() / 1000) {
+		proceed(rj, &re->res);
+		return;
+	}
+	if (!re) {
+		struct nexthop_result busy;
+		nexthop_result_init(&busy, rj->key);
+		nexthop_result_fail(&busy, NEXTHOP_TEMPFAIL, "4.3.0",
+		                    "too many destinations at once");
+		proceed(rj, &busy);
+		return;
+	}
+	rj->wnext = re->waiters;
+	re->waiters = rj;
+	if (!re->req)
+		resolve(rl, re);
+}
+
+/* ---- a peer route's check (worker, then loop) ---- */
+
+/* The peer configured with this route text ("list:" already taken off), or NULL. */
+static const struct relay_peer *peer_of(const struct deliver_relay *rl, const char *route)
+{
+	for (size_t i = 0; i < rl->npeers; i++)
+		if (strcasecmp(rl->peers[i].route, route) == 0)
+			return &rl->peers[i];
+	return NULL;
+}
+
+/* The peer's Minger address (a name resolved here, on the worker). 0 or -1. */
+static int peer_minger_addr(const struct relay_peer *p, struct netaddr *out)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char port[8];
+	snprintf(port, sizeof port, "%u", p->spec.minger_port);
+	if (getaddrinfo(p->spec.smtp.host, port, &hints, &res) != 0 || !res)
+		return -1;
+	memset(out, 0, sizeof *out);
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* Asks the peer whether it has the list addr: a Minger status, or -1 (no answer). */
+static int ask_peer(const struct deliver_relay *rl, const char *route, const char *addr,
+                    const char *id)
+{
+	const struct relay_peer *p = peer_of(rl, route);
+	if (!p)
+		return 3; /* no longer a peer: nothing to share with it */
+	struct netaddr na;
+	struct minger_client_opts o;
+	char err[256] = "";
+	minger_client_opts_init(&o);
+	o.secret = p->secret[0] ? p->secret : NULL;
+	o.timeout_ms = 1000;
+	int st = peer_minger_addr(p, &na) < 0 ? MINGER_RESULT_ERROR
+	                                      : minger_client_query(&na, addr, &o, err, sizeof err);
+	if (st < 0 || st != 5)
+		log_info("deliver %s: list <%s> on Domain Sharing peer %s: %s", id, addr, route,
+		         st == MINGER_RESULT_TIMEOUT ? "no answer"
+		         : st < 0                    ? (err[0] ? err : "cannot ask it")
+		         : st == 3 || st == 4        ? "not there"
+		                                     : "refused to answer");
+	return st < 0 ? -1 : st;
+}
+
+/* Reads up to DELIVER_HEADER_SCAN_MAX octets of the message's header: the check's input. */
+static char *read_header(const struct dmsg *m, size_t *hlen)
+{
+	size_t want = m->len < DELIVER_HEADER_SCAN_MAX ? (size_t)m->len : DELIVER_HEADER_SCAN_MAX;
+	char *buf = malloc(want ? want : 1);
+	size_t got = 0;
+	while (buf && got < want) {
+		ssize_t n = pread(m->fd, buf + got, want - got, (off_t)(m->data_off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	if (!buf)
+		return NULL;
+	struct deliver_hdr_scan sc;
+	deliver_headers_scan(buf, got, got == m->len, &sc);
+	*hlen = sc.header_len;
+	return buf;
+}
+
+static void check_work(struct deliver_task *t)
+{
+	struct rjob *rj = (struct rjob *)(void *)((char *)t - offsetof(struct rjob, check));
+	struct deliver_job *j = rj->j;
+	const struct deliver_ctx *x = deliver_ctx(rj->rl->mgr);
+	size_t hlen = 0;
+	unsigned hops = 0;
+	int ours = 0;
+	char *hdr = read_header(j->m, &hlen);
+	if (!hdr) {
+		verdict_all_prepare(rj, SCHEDULER_DEFER_RCPT, RCPT_DEFERRED, 451, "4.3.0",
+		                    "cannot read the queued message");
+		return;
+	}
+	deliver_headers_shared(hdr, hlen, x->hostname, &hops, &ours);
+	free(hdr);
+	if (deliver_policy_shared_loop(hops, ours, j->dest, &rj->v)) {
+		rj->check_failed = 1;
+		return;
+	}
+	if (rj->peer == DELIVER_PEER_LIST) {
+		const char *route = j->dest + strlen(DELIVER_ROUTE_LIST_PREFIX);
+		const char *addr = j->m->env->rcpts[j->out[0].rcpt].addr;
+		int st = ask_peer(rj->rl, route, addr, j->m->id);
+		if (!deliver_policy_list_peer(st, route, &rj->v)) {
+			rj->check_failed = 1;
+			rj->no_notice = rj->v.state == RCPT_DELIVERED;
+			return;
+		}
+	}
+	char field[1024];
+	long n = deliver_headers_shared_build(x->hostname, j->m->id, deliver_now(x), field,
+	                                      sizeof field);
+	rj->prefix = n > 0 ? malloc((size_t)n) : NULL;
+	if (!rj->prefix) {
+		verdict_all_prepare(rj, SCHEDULER_DEFER_RCPT, RCPT_DEFERRED, 451, "4.3.0",
+		                    "cannot build the X-Sharemail-Shared field");
+		return;
+	}
+	memcpy(rj->prefix, field, (size_t)n);
+	rj->prefix_len = (size_t)n;
+	rj->checked = 1;
+}
+
+static void check_done(struct deliver_task *t)
+{
+	struct rjob *rj = (struct rjob *)(void *)((char *)t - offsetof(struct rjob, check));
+	struct deliver_job *j = rj->j;
+	struct deliver_relay *rl = rj->rl;
+	if (rl->stopping) {
+		j->relay = NULL;
+		rjob_free(rj);
+		deliver_job_abandon(j);
+		return;
+	}
+	if (!rj->checked) {
+		if (rj->v.state == RCPT_FAILED)
+			log_warning("deliver %s: %s", j->m->id, rj->v.status);
+		verdict_all_as(rj, &rj->v, "none", rj->no_notice);
+		finish(rj);
+		return;
+	}
+	uint32_t *att = malloc((j->n ? j->n : 1) * sizeof *att);
+	for (size_t i = 0; att && i < j->n; i++)
+		att[i] = j->out[i].attempts;
+	const struct conf *c = deliver_ctx(rl->mgr)->c;
+	int fallback = att && deliver_policy_peer_fallback(c->domain_sharing_keep_on_error,
+	                                                   rl->nsmarthost > 0, att, j->n);
+	free(att);
+	if (fallback) {
+		log_info("deliver %s: Domain Sharing peer %s failed before: to the smart host "
+		         "(domain_sharing_keep_on_error = no)",
+		         j->m->id, j->dest);
+		rj->key = DELIVER_DEST_SMARTHOST;
+	}
+	route_job(rj);
 }
 
 void deliver_relay_start(struct deliver_relay *rl, struct deliver_job *j)
@@ -492,28 +824,20 @@ void deliver_relay_start(struct deliver_relay *rl, struct deliver_job *j)
 	}
 	rj->j = j;
 	rj->rl = rl;
+	rj->key = j->dest;
 	rj->next = rl->live;
 	if (rl->live)
 		rl->live->prev = rj;
 	rl->live = rj;
 	j->relay = rj;
-	struct route_entry *re = cache_get(rl, j->dest);
-	if (re && re->valid && re->expires > time_mono_ms() / 1000) {
-		proceed(rj, &re->res);
+	rj->peer = deliver_policy_peer_route(j->dest, NULL);
+	if (rj->peer == DELIVER_PEER_NONE) {
+		route_job(rj);
 		return;
 	}
-	if (!re) {
-		struct nexthop_result busy;
-		nexthop_result_init(&busy, j->dest);
-		nexthop_result_fail(&busy, NEXTHOP_TEMPFAIL, "4.3.0",
-		                    "too many destinations at once");
-		proceed(rj, &busy);
-		return;
-	}
-	rj->wnext = re->waiters;
-	re->waiters = rj;
-	if (!re->req)
-		resolve(rl, re);
+	rj->check.work = check_work;
+	rj->check.done = check_done;
+	deliver_pool_submit(deliver_workers(rl->mgr), &rj->check);
 }
 
 void deliver_relay_stop(struct deliver_relay *rl)
@@ -553,5 +877,6 @@ void deliver_relay_free(struct deliver_relay *rl)
 	}
 	while (rl->live)
 		rjob_free(rl->live);
+	free(rl->peers);
 	free(rl);
 }

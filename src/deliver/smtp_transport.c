@@ -421,9 +421,17 @@ static int body_read_chunk(struct conn *c)
 		body_fail(c, "out of memory for the message body");
 		return -1;
 	}
-	do
-		n = pread(jb->body_fd, c->chunk, want, (off_t)(jb->body_offset + c->body_read));
-	while (n < 0 && errno == EINTR);
+	if (c->body_read < jb->prefix_len) {
+		/* The prefix first (it fits the chunk or not: the rest comes next time). */
+		size_t k = jb->prefix_len - (size_t)c->body_read;
+		n = (ssize_t)(k < want ? k : want);
+		memcpy(c->chunk, jb->prefix + c->body_read, (size_t)n);
+	} else {
+		uint64_t off = jb->body_offset + c->body_read - jb->prefix_len;
+		do
+			n = pread(jb->body_fd, c->chunk, want, (off_t)off);
+		while (n < 0 && errno == EINTR);
+	}
 	if (n <= 0) {
 		if (n < 0)
 			snprintf(why, sizeof why, "cannot read the message: %s", strerror(errno));
@@ -990,7 +998,8 @@ static int job_valid(const struct smtp_transport *t, const struct smtp_transport
 	const struct smtp_client_msg *m = &jb->msg;
 	return addrs > 0 && m->mail_from != NULL && m->rcpts != NULL && m->n_rcpts >= 1 &&
 	       m->n_rcpts <= t->conf.client.max_rcpts &&
-	       jb->body_offset <= (uint64_t)INT64_MAX - m->size;
+	       jb->body_offset <= (uint64_t)INT64_MAX - m->size && jb->prefix_len <= m->size &&
+	       (jb->prefix != NULL || jb->prefix_len == 0);
 }
 
 int smtp_transport_send(struct smtp_transport *t, const char *dest_key,

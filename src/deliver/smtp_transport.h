@@ -111,8 +111,12 @@ struct smtp_transport_job {
 	const struct smtp_transport_host *hosts; /* in order of preference */
 	size_t n_hosts;
 	struct smtp_client_msg msg; /* envelope, SIZE (= the body's length), 8-bit, DSN */
-	int body_fd; /* readable: msg.size octets from body_offset, as stored */
+	int body_fd; /* readable: msg.size - prefix_len octets from body_offset, as stored */
 	uint64_t body_offset;
+	/* Octets sent before the body (a trace field; msg.size counts them), or NULL.
+	 * Borrowed until the job's done() has run. */
+	const char *prefix;
+	size_t prefix_len;
 };
 
 enum smtp_transport_outcome {

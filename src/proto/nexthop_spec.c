@@ -296,3 +296,34 @@ int nexthop_route_matches(const struct nexthop_route *r, const char *domain)
 		return has_suffix_ci(domain, n, r->domain);
 	return ascii_equal_ci(domain, n, r->domain);
 }
+
+/* ---- peer routes ---- */
+
+int nexthop_spec_format_peer(const char *host, unsigned port, char *out, size_t outsz)
+{
+	if (outsz == 0)
+		return -1;
+	out[0] = '\0';
+	if (!host || !*host || port < 1 || port > 65535)
+		return -1;
+	int v6 = strchr(host, ':') != NULL;
+	int n = snprintf(out, outsz, "[%s%s]:%u", v6 ? "IPv6:" : "", host, port);
+	if (n < 0 || (size_t)n >= outsz) {
+		out[0] = '\0';
+		return -1;
+	}
+	return n;
+}
+
+int nexthop_spec_parse_peer(const char *s, struct nexthop_spec *out)
+{
+	char err[8];
+	size_t len = s ? strlen(s) : 0;
+	if (len < 5 || s[0] != '[')
+		return 0;
+	const char *close = memchr(s, ']', len);
+	/* The explicit port: "[x]" alone is an address literal domain, not a route. */
+	if (!close || close[1] != ':')
+		return 0;
+	return nexthop_spec_parse(s, len, out, err, sizeof err) == 0;
+}

@@ -100,4 +100,29 @@ int nexthop_route_parse(const char *s, struct nexthop_route *out, char *err, siz
 /* 1 if the route applies to domain (a recipient's domain, any case), else 0. */
 int nexthop_route_matches(const struct nexthop_route *r, const char *domain);
 
+/*
+ * Peer routes. A recipient whose next hop was chosen before delivery (a Domain
+ * Sharing peer found at RCPT time, a shared list's copy) carries it as route
+ * text in its queue state: "[HOST]:PORT", an IPv6 address "[IPv6:ADDR]:PORT".
+ * The brackets and the explicit port set it apart from every other destination
+ * key (a domain, an address literal "[192.0.2.1]" of a recipient's domain,
+ * "[smarthost]").
+ */
+
+/* Longest peer route text, NUL included: "[" NAME "]:65535", or "[IPv6:" ADDR "]:65535". */
+#define NEXTHOP_PEER_ROUTE_MAX (NEXTHOP_NAME_MAX + 16)
+
+/*
+ * Formats the route text of host (a name or an address, IPv6 without brackets)
+ * and port into out. Returns its length, or -1 when host is empty or it does
+ * not fit (out is then "").
+ */
+int nexthop_spec_format_peer(const char *host, unsigned port, char *out, size_t outsz);
+
+/*
+ * 1 if s (NUL-terminated) is a peer route text (a bracketed host or address and
+ * an explicit :PORT, accepted by nexthop_spec_parse, which fills out), else 0.
+ */
+int nexthop_spec_parse_peer(const char *s, struct nexthop_spec *out);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "deliver/deliver_headers.h"
 #include "deliver/deliver_policy.h"
 #include "harness.h"
 
@@ -289,5 +290,173 @@ TEST(notices)
 	CHECK_INT(deliver_policy_delay_wanted("", 0), 0);
 }
 
+/* ---- Domain Sharing ---- */
+
+TEST(peer_routes)
+{
+	struct nexthop_spec sp;
+	CHECK_INT(deliver_policy_peer_route("[127.0.0.1]:2526", &sp), DELIVER_PEER_MAIL);
+	CHECK_INT((int)sp.kind, NEXTHOP_KIND_ADDR);
+	CHECK_INT((int)sp.port, 2526);
+	CHECK_INT(deliver_policy_peer_route("[IPv6:2001:db8::1]:25", &sp), DELIVER_PEER_MAIL);
+	CHECK_INT(sp.addr.family, AF_INET6);
+	CHECK_INT(deliver_policy_peer_route("[mail.b.example]:2525", &sp), DELIVER_PEER_MAIL);
+	CHECK_INT((int)sp.kind, NEXTHOP_KIND_HOST);
+	CHECK_STR(sp.host, "mail.b.example");
+	CHECK_INT(deliver_policy_peer_route("list:[127.0.0.1]:2526", &sp), DELIVER_PEER_LIST);
+	CHECK_INT((int)sp.port, 2526);
+	/* Every other destination key is not a peer route. */
+	const char *not_peers[] = {"[192.0.2.1]",
+	                           "[IPv6:2001:db8::1]",
+	                           DELIVER_DEST_SMARTHOST,
+	                           "example.com",
+	                           "partner.example",
+	                           SCHEDULER_DEST_LOCAL,
+	                           "[127.0.0.1]:",
+	                           "[127.0.0.1]:0",
+	                           "[127.0.0.1]:65536",
+	                           "[127.0.0.1]x25",
+	                           "list:",
+	                           "list:example.com",
+	                           "list:[1.2.3.4]",
+	                           "[bad host!]:25",
+	                           "",
+	                           NULL};
+	for (size_t i = 0; i < sizeof not_peers / sizeof not_peers[0]; i++)
+		if (!CHECK_INT(deliver_policy_peer_route(not_peers[i], NULL), DELIVER_PEER_NONE))
+			fprintf(stderr, "  case %zu: %s\n", i,
+			        not_peers[i] ? not_peers[i] : "(null)");
+}
+
+TEST(stored_route_wins)
+{
+	struct nexthop_route r[2];
+	if (!CHECK_INT(routes(r), 0))
+		return;
+	struct deliver_routes dr = {r, 2, 1, local_example, NULL};
+	char key[SCHEDULER_DEST_MAX + 1];
+	const struct nexthop_route *route = (void *)1;
+	/* A local recipient with a peer route goes there, not to the Maildir. */
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "carol@example.com", "[127.0.0.1]:2526", key,
+	                                   sizeof key, &route),
+	          DELIVER_DEST_IS_PEER);
+	CHECK_STR(key, "[127.0.0.1]:2526");
+	CHECK(route == NULL);
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "team@example.com", "list:[127.0.0.1]:9", key,
+	                                   sizeof key, NULL),
+	          DELIVER_DEST_IS_PEER);
+	CHECK_STR(key, "list:[127.0.0.1]:9");
+	/* No route, or a route delivery wrote itself: as today (recomputed). */
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "carol@example.com", NULL, key, sizeof key, NULL),
+	          DELIVER_DEST_IS_LOCAL);
+	CHECK_STR(key, SCHEDULER_DEST_LOCAL);
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "carol@example.com", "partner.example", key,
+	                                   sizeof key, NULL),
+	          DELIVER_DEST_IS_LOCAL);
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "x@partner.example", DELIVER_DEST_SMARTHOST, key,
+	                                   sizeof key, &route),
+	          DELIVER_DEST_IS_ROUTE);
+	CHECK_STR(key, "partner.example");
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "x@other.org", "", key, sizeof key, NULL),
+	          DELIVER_DEST_IS_SMARTHOST);
+	/* A route never rescues a bad address; a key that does not fit is BAD. */
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "no-at-sign", "[127.0.0.1]:25", key, sizeof key,
+	                                   NULL),
+	          DELIVER_DEST_BAD);
+	char tiny[8];
+	CHECK_INT(deliver_policy_rcpt_dest(&dr, "carol@example.com", "[127.0.0.1]:2526", tiny,
+	                                   sizeof tiny, NULL),
+	          DELIVER_DEST_IS_LOCAL);
+}
+
+TEST(smarthost_fallback)
+{
+	uint32_t tried[3] = {1, 2, 5}, fresh[3] = {1, 0, 5};
+	CHECK_INT(deliver_policy_peer_fallback(0, 1, tried, 3), 1);
+	CHECK_INT(deliver_policy_peer_fallback(0, 1, fresh, 3), 0); /* a first try: the peer */
+	CHECK_INT(deliver_policy_peer_fallback(1, 1, tried, 3), 0); /* keep_on_error = yes */
+	CHECK_INT(deliver_policy_peer_fallback(0, 0, tried, 3), 0); /* no smart host */
+	CHECK_INT(deliver_policy_peer_fallback(0, 1, tried, 0), 0);
+}
+
+TEST(shared_loops)
+{
+	const char *hdr = "X-Sharemail-Shared: by b.test; id Q1; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+	                  "x-sharemail-shared:\r\n  by  A.Test ; id Q0; date\r\n"
+	                  "X-Sharemail-Shared-Not: by a.test\r\n"
+	                  "Received: by a.test\r\n"
+	                  "Subject: X-Sharemail-Shared: by a.test\r\n\r\n"
+	                  "X-Sharemail-Shared: by body.test\r\n";
+	unsigned hops = 9;
+	int ours = 9;
+	deliver_headers_shared(hdr, strlen(hdr), "a.test", &hops, &ours);
+	CHECK_INT((int)hops, 2); /* the body's line and the look-alike field are not counted */
+	CHECK_INT(ours, 1); /* folded, other case */
+	deliver_headers_shared(hdr, strlen(hdr), "a.tes", &hops, &ours);
+	CHECK_INT(ours, 0); /* a prefix of a name is not the name */
+	deliver_headers_shared(hdr, strlen(hdr), "b.test", &hops, &ours);
+	CHECK_INT(ours, 1);
+	deliver_headers_shared(hdr, strlen(hdr), "", &hops, &ours);
+	CHECK_INT(ours, 0);
+	CHECK_INT(deliver_headers_has(hdr, strlen(hdr), "X-Sharemail-Shared"), 1);
+	CHECK_INT(deliver_headers_has(hdr, strlen(hdr), DELIVER_LIST_SHARED_FIELD), 0);
+
+	struct deliver_verdict v;
+	CHECK_INT(deliver_policy_shared_loop(1, 1, "[127.0.0.1]:25", &v), 1);
+	CHECK_INT((int)v.state, RCPT_FAILED);
+	CHECK_INT((int)v.so, SCHEDULER_FAILED);
+	CHECK(strncmp(v.status, "550 5.4.6 Domain Sharing loop", 29) == 0);
+	CHECK(strstr(v.status, "[127.0.0.1]:25") != NULL);
+	CHECK_INT(deliver_policy_shared_loop(DELIVER_SHARED_HOPS_MAX, 0, "p", &v), 1);
+	CHECK(strncmp(v.status, "550 5.4.6 too many Domain Sharing hops", 38) == 0);
+	CHECK_INT(deliver_policy_shared_loop(DELIVER_SHARED_HOPS_MAX - 1, 0, "p", &v), 0);
+	CHECK_INT(deliver_policy_shared_loop(0, 0, "p", &v), 0);
+
+	char out[256];
+	long n = deliver_headers_shared_build("a.test", "08ABC", 0, out, sizeof out);
+	CHECK_STR(out,
+	          "X-Sharemail-Shared: by a.test; id 08ABC; Thu, 01 Jan 1970 00:00:00 +0000\r\n");
+	CHECK_INT((int)n, (int)strlen(out));
+	deliver_headers_shared(out, (size_t)n, "a.test", &hops, &ours);
+	CHECK(hops == 1 && ours == 1); /* what we write, we recognise */
+	CHECK_INT((int)deliver_headers_shared_build("a.test", "08ABC", 0, out, 20), -1);
+}
+
+TEST(list_peer_answers)
+{
+	struct deliver_verdict v;
+	CHECK_INT(deliver_policy_list_peer(5, "[p]:25", &v), 1);
+	CHECK_INT(deliver_policy_list_peer(3, "[p]:25", &v), 0);
+	CHECK_INT((int)v.state, RCPT_DELIVERED);
+	CHECK(strncmp(v.status, "250 2.0.0 not shared", 20) == 0);
+	CHECK_INT(deliver_policy_list_peer(4, "[p]:25", &v), 0);
+	CHECK_INT((int)v.state, RCPT_DELIVERED);
+	const int later[] = {-1, 0, 1, 2, 6};
+	for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+		CHECK_INT(deliver_policy_list_peer(later[i], "[p]:25", &v), 0);
+		CHECK_INT((int)v.state, RCPT_DEFERRED);
+		CHECK_INT((int)v.so, SCHEDULER_DEFER_DEST);
+		CHECK(strncmp(v.status, "451 4.4.3 ", 10) == 0);
+	}
+}
+
+TEST(peer_route_text)
+{
+	char out[NEXTHOP_PEER_ROUTE_MAX];
+	CHECK_INT(nexthop_spec_format_peer("127.0.0.1", 2526, out, sizeof out), 16);
+	CHECK_STR(out, "[127.0.0.1]:2526");
+	nexthop_spec_format_peer("2001:db8::1", 25, out, sizeof out);
+	CHECK_STR(out, "[IPv6:2001:db8::1]:25");
+	struct nexthop_spec sp;
+	CHECK_INT(nexthop_spec_parse_peer(out, &sp), 1); /* what we format, we read */
+	nexthop_spec_format_peer("mail.b.example", 587, out, sizeof out);
+	CHECK_STR(out, "[mail.b.example]:587");
+	CHECK_INT(nexthop_spec_format_peer("", 25, out, sizeof out), -1);
+	CHECK_INT(nexthop_spec_format_peer("h", 0, out, sizeof out), -1);
+	CHECK_INT(nexthop_spec_format_peer("127.0.0.1", 25, out, 8), -1);
+	CHECK_STR(out, "");
+}
+
 TEST_MAIN(T(dest_keys), T(relay_verdicts), T(relay_status_is_bounded_and_printable),
-          T(nexthop_verdicts), T(notices))
+          T(nexthop_verdicts), T(notices), T(peer_routes), T(stored_route_wins),
+          T(smarthost_fallback), T(shared_loops), T(list_peer_answers), T(peer_route_text))
