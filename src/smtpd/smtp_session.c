@@ -23,6 +23,8 @@
 
 /* Consecutive reader calls that make no progress before the loop stops (a safety net). */
 #define STALL_MAX 4
+/* Output kept free per outstanding RCPT (its reply, and a reject's 421, are shorter). */
+#define STEP_REPLY_ROOM 96
 
 static struct smtp_step *step_push(struct smtp_session *s, enum smtp_request_kind kind);
 
@@ -803,6 +805,10 @@ static int may_run_beside(struct smtp_session *s, const char *o, size_t olen)
 	if (s->helo_kind != SMTP_HELO_EHLO || s->env == NULL || olen + 2 > SMTP_CMD_LINE_MAX)
 		return 0;
 	if (step_at(s, 0)->kind != SMTP_REQUEST_RCPT || s->n_steps >= pipeline_bound(s))
+		return 0;
+	/* Room for every outstanding reply: they may all leave at once, with nothing read. */
+	if (out_pending(s) + SMTP_SESSION_OUT_SLACK + (s->n_steps + 1) * STEP_REPLY_ROOM >
+	    SMTP_SESSION_OUT_MAX)
 		return 0;
 	enum smtp_cmd_result r = smtp_cmd_parse(o, olen, &cmd);
 	if ((r != SMTP_CMD_OK && r != SMTP_CMD_8BIT) || cmd.verb != SMTP_VERB_RCPT)

@@ -640,6 +640,41 @@ TEST(fifty_pipelined_rcpts_are_fifty_requests_at_once)
 	conf_free(c);
 }
 
+/* Outstanding RCPTs are bounded, and their replies always fit the output. */
+TEST(pending_rcpts_bounded_and_their_replies_fit)
+{
+	struct conf *c = test_conf();
+	c->smtp_max_recipients = 1000;
+	struct smtp_session *s = started_later(c);
+	size_t n = 1050, len = 0; /* 50 over the limit: 452, within the grace */
+	char *in = malloc(n * 32 + 64);
+	len += (size_t)sprintf(in, "MAIL FROM:<>\r\n");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(in + len, "RCPT TO:<alice@example.com>\r\n");
+	size_t total = feed(s, in), olen, replies = 0, max_open = 0;
+	for (int rounds = 0; rounds < 100 && (total < len || fk.n_open > 0); rounds++) {
+		if (fk.n_open > max_open)
+			max_open = fk.n_open;
+		CHECK(fk.n_open <= SMTP_SESSION_PIPELINE_MAX);
+		while (fk.n_open > 0)
+			fake_session_done(&fk, fk.open[fk.n_open - 1].id);
+		const char *o = smtp_session_output(s, &olen);
+		CHECK(olen <= SMTP_SESSION_OUT_MAX);
+		for (const char *p = o; (p = memmem(p, olen - (size_t)(p - o), "250 2.1.5", 9));
+		     p++)
+			replies++;
+		smtp_session_output_done(s, olen);
+		total += smtp_session_input(s, in + total, len - total);
+	}
+	CHECK_INT(total, len);
+	CHECK(max_open > 100); /* many at once */
+	CHECK_INT(replies, 1000); /* every accepted one answered once; the rest 452 */
+	free(in);
+	smtp_session_free(s);
+	CHECK_INT(fk.broken, 0);
+	conf_free(c);
+}
+
 TEST(data_waits_for_pending_rcpts_and_free_cancels)
 {
 	struct conf *c = test_conf();
@@ -752,5 +787,6 @@ TEST_MAIN(T(no_250_before_the_commit_outcome), T(commit_failure_with_full_disk_i
           T(policy_sender), T(policy_members_only_lists),
           T(session_members_only_list_uses_mail_from), T(policy_answers),
           T(fifty_pipelined_rcpts_are_fifty_requests_at_once),
+          T(pending_rcpts_bounded_and_their_replies_fit),
           T(data_waits_for_pending_rcpts_and_free_cancels),
           T(helo_session_rcpts_wait_for_each_other), T(sender_known_from_sender_verify))
