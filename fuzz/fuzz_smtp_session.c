@@ -1,11 +1,18 @@
 /*
  * fuzz_smtp_session: a whole SMTP session fed from the fuzzer, with fake ops.
  * Input: one flags octet (configuration and fake failures), one octet choosing
- * the chunk size of the input calls, then the client's octets. Invariants: no
+ * the chunk size of the input calls, one octet for the verifier (bit 0: it
+ * answers later; bit 1: newest request first; bits 2-4: how many requests it
+ * answers after each input call, 0 = all; bit 5: the client is a Domain Sharing
+ * peer; bit 6: domain_sharing, so MAIL asks about local senders), then the
+ * client's octets. A few mailboxes have other servers' answers (a peer has
+ * bob@example.com, dave@example.com is disabled there, carol@example.com's
+ * server does not answer). Invariants: no
  * crash or leak (sanitizers), the output stays bounded (never more than the
  * session's buffer, at most ~64 octets per input octet in all), every reply line
  * is well formed, and after ".", "QUIT" the session has ended: it always either
- * ends or keeps answering. The ops are the shared fake (tests/unit/fake_session_ops.h),
+ * ends or keeps answering; a session that waits always waits for a request that
+ * is open (never for nothing). The ops are the shared fake (tests/unit/fake_session_ops.h),
  * which also checks the session keeps the ops' contract. A violated invariant traps.
  */
 #include <errno.h>
@@ -68,25 +75,42 @@ static size_t drain(struct smtp_session *s)
 	return n;
 }
 
-static void feed(struct fake_session *f, const uint8_t *p, size_t n, size_t chunk,
+/* Answers up to `per` (0: all) of the open verify requests, oldest or newest first. */
+static int answer_some(struct fake_session *f, unsigned mode)
+{
+	size_t per = (mode >> 2) & 7, done = 0;
+	while (f->n_open > 0 && (per == 0 || done < per)) {
+		uint64_t id = (mode & 2) ? f->open[f->n_open - 1].id : f->open[0].id;
+		require(fake_session_done(f, id) == 0);
+		done++;
+	}
+	return done > 0;
+}
+
+static void feed(struct fake_session *f, const uint8_t *p, size_t n, size_t chunk, unsigned mode,
                  size_t *out_total)
 {
 	struct smtp_session *s = f->s;
 	size_t pos = 0;
 	int stuck = 0;
-	while (pos < n && !smtp_session_ended(s) && stuck < 3) {
+	while ((pos < n || f->n_open > 0 || f->commit_open) && !smtp_session_ended(s) &&
+	       stuck < 3) {
 		size_t len = n - pos < chunk ? n - pos : chunk;
-		size_t used = smtp_session_input(s, (const char *)p + pos, len);
+		size_t used = len ? smtp_session_input(s, (const char *)p + pos, len) : 0;
 		require(used <= len);
 		pos += used;
 		*out_total += drain(s);
+		int progress = answer_some(f, mode);
+		*out_total += drain(s);
 		if (smtp_session_waiting(s)) {
-			require(used > 0);
-			require(fake_session_resolve(f));
+			/* Waiting is for an open request: a commit, or a verdict still owed. */
+			require(f->commit_open || f->n_open > 0);
+			progress |= fake_session_resolve(f);
 			*out_total += drain(s);
 		}
 		require(f->broken == 0);
-		stuck = used == 0 ? stuck + 1 : 0;
+		require(smtp_session_requests(s) == f->n_open + (size_t)f->commit_open);
+		stuck = used == 0 && !progress ? stuck + 1 : 0;
 	}
 	require(pos == n || smtp_session_ended(s));
 }
@@ -94,13 +118,20 @@ static void feed(struct fake_session *f, const uint8_t *p, size_t n, size_t chun
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct conf *c;
-	if (size < 2)
+	if (size < 3)
 		return 0;
 	if (c == NULL)
 		c = make_conf();
 	static struct fake_session f;
 	unsigned flags = data[0];
+	unsigned mode = data[2];
 	fake_session_init(&f);
+	f.conf = c;
+	f.verify_later = mode & 1;
+	fake_session_answer(&f, "bob@example.com", VERIFY_REMOTE, "[192.0.2.7]:25");
+	fake_session_answer(&f, "dave@example.com", VERIFY_REMOTE_DISABLED, "peer 192.0.2.7");
+	fake_session_answer(&f, "carol@example.com", VERIFY_TEMPFAIL, "peer 192.0.2.8: no answer");
+	c->domain_sharing = (mode & 0x40) != 0;
 	f.begin_errno = (flags & 0x20) ? ENOSPC : 0;
 	f.write_fail_after = (flags & 0x10) ? 300 : -1;
 	f.commit_fail = (flags & 0x08) != 0;
@@ -114,21 +145,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c->smtp_max_received_headers = 3;
 	size_t chunk = data[1] == 0 ? 1 : data[1] == 255 ? size : data[1];
 
-	struct smtp_session *s =
-	        smtp_session_new(c, &f.ops, SMTP_PORT_SMTP, "192.0.2.1", (flags & 0x02) != 0);
+	struct smtp_session *s = smtp_session_new(c, &f.ops, SMTP_PORT_SMTP, "192.0.2.1",
+	                                          (flags & 0x02) != 0, (mode & 0x20) != 0);
 	require(s != NULL);
 	f.s = s;
 	size_t out_total = 0;
 	smtp_session_greet(s, 0);
 	out_total += drain(s);
-	feed(&f, data + 2, size - 2, chunk, &out_total);
+	feed(&f, data + 3, size - 3, chunk, mode, &out_total);
 	/* Whatever state it is in, this ends the session. */
 	static const char tail[] = "\r\n.\r\nQUIT\r\n";
-	feed(&f, (const uint8_t *)tail, sizeof tail - 1, sizeof tail, &out_total);
+	feed(&f, (const uint8_t *)tail, sizeof tail - 1, sizeof tail, mode, &out_total);
 	require(smtp_session_ended(s));
 	require(out_total <= 1024 + 64 * size);
 	smtp_session_free(s);
 	f.s = NULL;
-	require(f.open_msgs == 0 && f.broken == 0);
+	require(f.open_msgs == 0 && f.broken == 0 && f.n_open == 0);
 	return 0;
 }

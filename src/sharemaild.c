@@ -50,6 +50,7 @@
 #include "util/timeutil.h"
 #include "util/version.h"
 #include "verify/mailbox_index.h"
+#include "verify/verify.h"
 
 #define REFRESH_INTERVAL_MS 1000
 #define DRAIN_MAX_S 10
@@ -63,6 +64,7 @@ struct daemon {
 	size_t n_retired;
 	int lock_fd;
 	struct mailbox_index *index;
+	struct verify *verify; /* recipient and sender verdicts, over the index */
 	struct minger_server *minger;
 	struct event_base *base;
 	struct queue *queue;
@@ -211,6 +213,18 @@ static int open_index(struct daemon *d)
 	log_info("directory: %zu addresses indexed in %llu ms (%zu KiB)",
 	         mailbox_index_count(d->index), (unsigned long long)(time_mono_ms() - t0),
 	         mailbox_index_memory(d->index) / 1024);
+	return 0;
+}
+
+/* The verifier over the index (Domain Sharing peers, gateway and forward domains). */
+static int open_verify(struct daemon *d)
+{
+	char err[256];
+	d->verify = verify_new(d->base, d->conf, d->index, err, sizeof err);
+	if (!d->verify) {
+		log_err("verify: %s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -399,7 +413,8 @@ static int start_mail(struct daemon *d)
 		return -1;
 	}
 	queue_on_commit(d->queue, on_queue_commit, d);
-	d->smtpd = smtpd_server_new(d->conf, d->base, d->queue, d->index, err, sizeof err);
+	d->smtpd =
+	        smtpd_server_new(d->conf, d->base, d->queue, d->index, d->verify, err, sizeof err);
 	if (!d->smtpd) {
 		log_err("smtp: %s", err);
 		return -1;
@@ -529,10 +544,11 @@ int main(int argc, char **argv)
 	d.base = event_base_new();
 	if (!d.base)
 		log_err("cannot create the event loop");
-	else if (lock_state(&d) == 0 && open_index(&d) == 0 && start_services(&d) == 0 &&
-	         run(&d) == 0)
+	else if (lock_state(&d) == 0 && open_index(&d) == 0 && open_verify(&d) == 0 &&
+	         start_services(&d) == 0 && run(&d) == 0)
 		rc = 0;
 	stop_mail(&d);
+	verify_free(d.verify); /* after the SMTP sessions that used it */
 	if (d.base)
 		event_base_free(d.base);
 	minger_server_free(d.minger);

@@ -2,6 +2,7 @@
 #include "smtpd/smtp_commands.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
@@ -220,20 +221,26 @@ static void run_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	}
 	if (mail_envelope(s, &p, &mp) < 0)
 		return;
-	smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0);
+	smtp_session_mail_accepted(s, &p); /* 250 now, or once sender_verify answers */
 }
 
 /* ---- RCPT (RFC 5321 4.1.1.3) ---- */
 
+/*
+ * RCPT runs in two halves (smtp_session_int.h): its check and run queue it and
+ * ask the verifier (smtp_commands_rcpt_target()), and smtp_commands_rcpt_finish()
+ * applies it in command order, with the answer. Only the pipelining check is
+ * made when the command arrives (it is about how the input came); every other
+ * check is made when its turn comes, so it sees the recipients accepted before.
+ */
 static int check_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-	if (check_last_in_group(s) < 0)
-		return -1;
-	if (s->env == NULL) {
-		smtp_session_reply(s, 503, "5.5.1", "Need MAIL before RCPT", 1);
-		return -1;
-	}
-	return check_need_arg(s, cmd);
+	return check_last_in_group(s);
+}
+
+static void run_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_session_rcpt(s, cmd);
 }
 
 /* One line for smtp_rejected_recipients_log: printable ASCII only (the parsers saw to it). */
@@ -268,8 +275,23 @@ static int rcpt_over_limit(struct smtp_session *s)
 	return 1;
 }
 
+/*
+ * Takes back the recipient just added (envelope_add_rcpt() derives the array's
+ * capacity from n_rcpts, and a smaller count only makes it grow sooner).
+ */
+static void rcpt_unstore_last(struct envelope *e)
+{
+	struct envelope_rcpt *r = &e->rcpts[e->n_rcpts - 1];
+	free(r->addr);
+	free(r->orcpt);
+	free(r->route);
+	memset(r, 0, sizeof *r);
+	e->n_rcpts--;
+}
+
+/* Stores the accepted recipient; route (NULL or "": by domain) is the verifier's. */
 static void rcpt_store(struct smtp_session *s, const struct smtp_path *p,
-                       const struct esmtp_rcpt_params *rp)
+                       const struct esmtp_rcpt_params *rp, const char *route)
 {
 	char to[SMTP_PATH_MAX + 1 + MAILADDR_DOMAIN_MAX + 12];
 	if (p->postmaster) {
@@ -281,31 +303,81 @@ static void rcpt_store(struct smtp_session *s, const struct smtp_path *p,
 	} else {
 		span_copy(to, sizeof to, p->mailbox, p->mailbox_len);
 	}
-	if (envelope_add_rcpt(s->env, to, rp->has_orcpt ? rp->orcpt : NULL, rp->notify) < 0) {
+	int i = envelope_add_rcpt(s->env, to, rp->has_orcpt ? rp->orcpt : NULL, rp->notify);
+	if (i < 0 || (route != NULL && route[0] != '\0' &&
+	              envelope_set(&s->env->rcpts[i].route, route) < 0)) {
+		if (i >= 0) /* not half stored (unrouted, it would go astray) */
+			rcpt_unstore_last(s->env);
 		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
 		return;
 	}
 	smtp_session_reply(s, 250, "2.1.5", "Recipient OK", 0);
 }
 
-static void run_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+/*
+ * Parses RCPT's argument into *p and *rp; with quiet nothing is replied (the
+ * verdict is made later). Returns 0, or -1 when the command is refused.
+ */
+static int rcpt_parse(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp_path *p,
+                      struct esmtp_rcpt_params *rp, int quiet)
+{
+	memset(p, 0, sizeof *p);
+	memset(rp, 0, sizeof *rp);
+	if (s->env == NULL) {
+		if (!quiet)
+			smtp_session_reply(s, 503, "5.5.1", "Need MAIL before RCPT", 1);
+		return -1;
+	}
+	if (cmd->arg == NULL || cmd->arg_len == 0)
+		return quiet ? -1 : check_need_arg(s, cmd);
+	enum smtp_path_result pr = smtp_path_parse(cmd->arg, cmd->arg_len, "TO:", p);
+	if (pr != SMTP_PATH_OK)
+		return quiet ? -1 : path_error(s, pr, "5.1.3");
+	if (p->params == NULL)
+		return 0;
+	enum esmtp_result er =
+	        esmtp_rcpt_params_parse(p->params, p->params_len, s->c->smtp_dsn, rp);
+	if (er != ESMTP_OK)
+		return quiet ? -1 : param_error(s, er);
+	return 0;
+}
+
+int smtp_commands_rcpt_target(struct smtp_session *s, const struct smtp_cmd *cmd, const char **mb,
+                              size_t *len)
 {
 	struct smtp_path p;
 	struct esmtp_rcpt_params rp;
 	struct smtp_policy_reply r;
-	memset(&p, 0, sizeof p);
-	memset(&rp, 0, sizeof rp);
-	if (path_error(s, smtp_path_parse(cmd->arg, cmd->arg_len, "TO:", &p), "5.1.3") < 0)
-		return;
-	if (p.params != NULL && param_error(s, esmtp_rcpt_params_parse(p.params, p.params_len,
-	                                                               s->c->smtp_dsn, &rp)) < 0)
+	if (rcpt_parse(s, cmd, &p, &rp, 1) < 0 ||
+	    s->env->n_rcpts >= (size_t)s->c->smtp_max_recipients)
+		return 0;
+	if (smtp_policy_rcpt_first(s->c, &p, &r) != SMTP_RCPT_VERIFY)
+		return 0;
+	*mb = p.mailbox;
+	*len = p.mailbox_len;
+	return 1;
+}
+
+void smtp_commands_rcpt_finish(struct smtp_session *s, const struct smtp_cmd *cmd,
+                               const struct verify_answer *a)
+{
+	struct smtp_path p;
+	struct esmtp_rcpt_params rp;
+	struct smtp_policy_reply r;
+	if (rcpt_parse(s, cmd, &p, &rp, 0) < 0)
 		return;
 	if (!p.null && rcpt_over_limit(s))
 		return;
-	enum smtp_rcpt_verdict v = smtp_policy_rcpt(s->c, s->ops->lookup, s->ops->arg, s->trusted,
-	                                            s->env->mail_from, &p, &r);
+	enum smtp_rcpt_verdict v = smtp_policy_rcpt_first(s->c, &p, &r);
+	if (v == SMTP_RCPT_VERIFY && a == NULL) {
+		/* Never: rcpt_target asked the verifier for exactly these. */
+		smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later", 1);
+		return;
+	}
+	if (v == SMTP_RCPT_VERIFY)
+		v = smtp_policy_rcpt_answer(s->c, s->trusted, s->sharing_peer, a, &r);
 	if (v == SMTP_RCPT_ACCEPT || v == SMTP_RCPT_ACCEPT_RELAY) {
-		rcpt_store(s, &p, &rp);
+		rcpt_store(s, &p, &rp, a != NULL && a->status == VERIFY_REMOTE ? a->route : NULL);
 		return;
 	}
 	if (v == SMTP_RCPT_UNKNOWN)

@@ -17,11 +17,16 @@
 #include "proto/rfc5322.h"
 #include "proto/smtp_reply.h"
 #include "smtpd/smtp_commands.h"
+#include "smtpd/smtp_policy.h"
 #include "smtpd/smtp_session_int.h"
 #include "util/strutil.h"
 
 /* Consecutive reader calls that make no progress before the loop stops (a safety net). */
 #define STALL_MAX 4
+/* Output kept free per outstanding RCPT (its reply, and a reject's 421, are shorter). */
+#define STEP_REPLY_ROOM 96
+
+static struct smtp_step *step_push(struct smtp_session *s, enum smtp_request_kind kind);
 
 /* ---- output ---- */
 
@@ -146,9 +151,10 @@ static void log_accepted(struct smtp_session *s, const char *id)
 	log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
 	log_sender(s, from, sizeof from);
 	log_safe(msgid, sizeof msgid, m, n);
-	log_printf(s, "%s: client=[%s] helo=<%s> from=<%s> size=%llu nrcpt=%zu%s%s", id,
+	log_printf(s, "%s: client=[%s] helo=<%s> from=<%s> size=%llu nrcpt=%zu%s%s%s", id,
 	           s->client_addr, helo, from, (unsigned long long)s->received_len + s->data_octets,
-	           s->env->n_rcpts, n > 0 ? " msgid=" : "", msgid);
+	           s->env->n_rcpts, n > 0 ? " msgid=" : "", msgid,
+	           s->sender_known == SMTP_SENDER_PEER ? " sender=peer" : "");
 }
 
 /*
@@ -209,10 +215,14 @@ static void log_refused_data(struct smtp_session *s)
 	log_refused(s, "DATA", tail);
 }
 
-/* After a MAIL or RCPT command ran: its refusal, if it was one worth a line. */
-static void log_command(struct smtp_session *s, const struct smtp_cmd *cmd)
+/*
+ * After a MAIL or RCPT command ran: its refusal, if it was one worth a line;
+ * why is the verifier's reason when other servers decided it (or NULL).
+ */
+static void log_command(struct smtp_session *s, const struct smtp_cmd *cmd, const char *why)
 {
 	char addr[SMTP_CMD_LINE_MAX + 1], from[SMTP_PATH_MAX + 1], tail[2 * SMTP_CMD_LINE_MAX];
+	char reason[VERIFY_REASON_MAX + 4] = "";
 	if (s->cmd_reply_code < 400 || (!s->cmd_log && s->state != SMTP_ST_END))
 		return;
 	if (cmd->verb == SMTP_VERB_MAIL) {
@@ -223,8 +233,13 @@ static void log_command(struct smtp_session *s, const struct smtp_cmd *cmd)
 	} else if (cmd->verb == SMTP_VERB_RCPT) {
 		log_address(cmd, "TO:", addr, sizeof addr);
 		log_sender(s, from, sizeof from);
+		if (why != NULL && why[0] != '\0') {
+			char w[VERIFY_REASON_MAX];
+			log_safe(w, sizeof w, why, strnlen(why, VERIFY_REASON_MAX - 1));
+			snprintf(reason, sizeof reason, " (%s)", w);
+		}
 		if (s->env != NULL)
-			snprintf(tail, sizeof tail, "from=<%s> to=<%s>", from, addr);
+			snprintf(tail, sizeof tail, "from=<%s> to=<%s>%s", from, addr, reason);
 		else
 			snprintf(tail, sizeof tail, "to=<%s>", addr); /* RCPT before MAIL */
 		log_refused(s, "RCPT", tail);
@@ -263,13 +278,20 @@ void smtp_session_reset_tx(struct smtp_session *s)
 	s->data_octets = 0;
 	s->data_too_big = 0;
 	s->data_write_errno = 0;
+	s->sender_known = SMTP_SENDER_NOT_ASKED;
+	s->sender_peer[0] = '\0';
 }
+
+static void steps_drop(struct smtp_session *s);
 
 void smtp_session_end(struct smtp_session *s)
 {
 	if (s->state == SMTP_ST_DATA)
 		abort_message(s);
 	s->state = SMTP_ST_END;
+	/* Nothing more is output: the answers still owed are of no use (a commit stays). */
+	steps_drop(s);
+	s->held.ev = SMTP_LINES_NEED_MORE;
 }
 
 /* Stores message octets unless the message is already refused (size) or failed (disk). */
@@ -421,16 +443,25 @@ static void end_of_data(struct smtp_session *s)
 	/* From here the message belongs to the queue; no 250 before it says durable. */
 	struct queue_msg *m = s->msg;
 	s->msg = NULL;
-	s->state = SMTP_ST_WAIT;
-	s->ops->msg_commit(s->ops->arg, m, e);
+	struct smtp_step *st = step_push(s, SMTP_REQUEST_COMMIT);
+	if (st == NULL) {
+		/* Cannot wait for it: the queue still commits; the client retries (a duplicate). */
+		s->ops->msg_commit(s->ops->arg, ++s->next_id, m, e);
+		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
+		smtp_session_reset_tx(s);
+		return;
+	}
+	st->id = ++s->next_id;
+	st->open = 1;
+	s->n_open++;
+	s->ops->msg_commit(s->ops->arg, st->id, m, e);
 }
 
-void smtp_session_commit_done(struct smtp_session *s, int ok, const char *id)
+/* The commit's outcome, when its turn comes (at once: nothing precedes a commit). */
+static void commit_finish(struct smtp_session *s, int ok, const char *id)
 {
 	char text[128];
-	if (s->state != SMTP_ST_WAIT)
-		return;
-	s->state = SMTP_ST_CMD;
+	reply_record_reset(s);
 	if (ok) {
 		if (id == NULL || *id == '\0')
 			id = s->queue_id;
@@ -445,6 +476,275 @@ void smtp_session_commit_done(struct smtp_session *s, int ok, const char *id)
 	}
 	/* RFC 5321 4.1.1.4: the transaction is over either way. */
 	smtp_session_reset_tx(s);
+}
+
+/* ---- requests: the steps (smtp_session_int.h) ---- */
+
+static struct smtp_step *step_at(struct smtp_session *s, size_t i)
+{
+	return &s->steps[(s->steps_head + i) % s->steps_cap];
+}
+
+/* Room for one more step (the ring grows up to the pipelining bound). */
+static int steps_grow(struct smtp_session *s)
+{
+	if (s->n_steps < s->steps_cap)
+		return 0;
+	size_t cap = s->steps_cap ? s->steps_cap * 2 : 8;
+	struct smtp_step *nv = malloc(cap * sizeof *nv);
+	if (nv == NULL)
+		return -1;
+	for (size_t i = 0; i < s->n_steps; i++)
+		nv[i] = *step_at(s, i);
+	free(s->steps);
+	s->steps = nv;
+	s->steps_cap = cap;
+	s->steps_head = 0;
+	return 0;
+}
+
+static struct smtp_step *step_push(struct smtp_session *s, enum smtp_request_kind kind)
+{
+	if (steps_grow(s) < 0)
+		return NULL;
+	struct smtp_step *st = step_at(s, s->n_steps);
+	memset(st, 0, sizeof *st);
+	st->kind = kind;
+	s->n_steps++;
+	return st;
+}
+
+/* Takes the first step off the queue into *out (the caller frees out->arg). */
+static void step_pop(struct smtp_session *s, struct smtp_step *out)
+{
+	*out = *step_at(s, 0);
+	s->steps_head = (s->steps_head + 1) % s->steps_cap;
+	s->n_steps--;
+	if (out->open)
+		s->n_open--;
+}
+
+/* The open step with this id and kind, or NULL. */
+static struct smtp_step *step_find(struct smtp_session *s, uint64_t id, enum smtp_request_kind kind)
+{
+	for (size_t i = 0; i < s->n_steps && id != 0; i++) {
+		struct smtp_step *st = step_at(s, i);
+		if (st->id == id)
+			return st->open && st->kind == kind ? st : NULL;
+	}
+	return NULL;
+}
+
+/*
+ * Forgets every step but an open commit (the queue still owes its outcome),
+ * cancelling open RCPT and sender requests.
+ */
+static void steps_drop(struct smtp_session *s)
+{
+	size_t n = s->n_steps, kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct smtp_step st;
+		step_pop(s, &st);
+		if (st.kind == SMTP_REQUEST_COMMIT && st.open) {
+			*step_at(s, s->n_steps) = st;
+			s->n_steps++;
+			s->n_open++;
+			kept++;
+			continue;
+		}
+		if (st.open && s->ops->request_cancel != NULL)
+			s->ops->request_cancel(s->ops->arg, st.id);
+		free(st.arg);
+	}
+	(void)kept;
+}
+
+/* How many RCPTs may be outstanding at once. */
+static size_t pipeline_bound(const struct smtp_session *s)
+{
+	size_t n = (size_t)s->c->smtp_max_recipients;
+	return n < SMTP_SESSION_PIPELINE_MAX ? n : SMTP_SESSION_PIPELINE_MAX;
+}
+
+static void command_line(struct smtp_session *s, const char *line, size_t len);
+static void bare_cr_lf(struct smtp_session *s);
+
+/* Applies one step taken off the queue (its turn has come, its answer is in). */
+static void step_finish(struct smtp_session *s, struct smtp_step *st)
+{
+	struct smtp_cmd cmd = {SMTP_VERB_RCPT, st->arg, st->arg_len};
+	const struct verify_answer *a = st->id != 0 ? &st->answer : NULL;
+	switch (st->kind) {
+	case SMTP_REQUEST_COMMIT: commit_finish(s, st->ok, st->qid); break;
+	case SMTP_REQUEST_SENDER:
+		reply_record_reset(s);
+		if (s->env != NULL)
+			smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0);
+		break;
+	case SMTP_REQUEST_RCPT:
+	default:
+		reply_record_reset(s);
+		smtp_commands_rcpt_finish(s, &cmd, a);
+		/* Only a refusal the other servers decided names them. */
+		log_command(s, &cmd, a != NULL && a->servers_asked ? a->reason : NULL);
+		break;
+	}
+}
+
+/* Runs the framing event that waited for the requests before it. */
+static void held_run(struct smtp_session *s)
+{
+	struct smtp_held h = s->held;
+	s->held.ev = SMTP_LINES_NEED_MORE;
+	size_t saved = s->pending_after;
+	s->pending_after = h.pending_after;
+	if (h.ev == SMTP_LINES_LINE)
+		command_line(s, h.line, h.len);
+	else if (h.ev == SMTP_LINES_TOO_LONG)
+		smtp_session_reply(s, 500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4)", 1);
+	else if (h.ev == SMTP_LINES_BARE_LF_CR)
+		bare_cr_lf(s);
+	s->pending_after = saved;
+}
+
+/*
+ * Applies the steps whose turn has come (the first ones, answered), in order;
+ * once none is left, runs the command that waited for them.
+ */
+static void steps_settle(struct smtp_session *s)
+{
+	while (s->n_steps > 0 && !step_at(s, 0)->open && s->state != SMTP_ST_END) {
+		struct smtp_step st;
+		step_pop(s, &st);
+		step_finish(s, &st);
+		free(st.arg);
+	}
+	if (s->n_steps == 0 && s->held.ev != SMTP_LINES_NEED_MORE && s->state == SMTP_ST_CMD)
+		held_run(s);
+}
+
+void smtp_session_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const char *mb = NULL;
+	size_t len = 0;
+	struct smtp_step *st = step_push(s, SMTP_REQUEST_RCPT);
+	if (st == NULL || (cmd->arg != NULL && (st->arg = malloc(cmd->arg_len + 1)) == NULL)) {
+		if (st != NULL)
+			s->n_steps--; /* the one just pushed */
+		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
+		return;
+	}
+	if (cmd->arg != NULL) {
+		memcpy(st->arg, cmd->arg, cmd->arg_len);
+		st->arg[cmd->arg_len] = '\0';
+		st->arg_len = cmd->arg_len;
+	}
+	struct smtp_cmd own = {SMTP_VERB_RCPT, st->arg, st->arg_len};
+	if (smtp_commands_rcpt_target(s, &own, &mb, &len)) {
+		const char *from = s->env->mail_from ? s->env->mail_from : "";
+		st->id = ++s->next_id;
+		uint64_t id = st->id;
+		struct verify_answer a;
+		memset(&a, 0, sizeof a);
+		int r = s->ops->rcpt_verify(s->ops->arg, id, mb, len, from, strlen(from), &a);
+		(void)id; /* st stays valid: nothing is pushed during the call */
+		if (r == 1) {
+			st->open = 1;
+			s->n_open++;
+		} else {
+			st->answer = a;
+		}
+	}
+	steps_settle(s);
+}
+
+void smtp_session_rcpt_done(struct smtp_session *s, uint64_t id, const struct verify_answer *a)
+{
+	struct smtp_step *st = step_find(s, id, SMTP_REQUEST_RCPT);
+	if (st == NULL || a == NULL)
+		return;
+	st->answer = *a;
+	st->open = 0;
+	s->n_open--;
+	steps_settle(s);
+}
+
+/* Records sender_verify's answer on the transaction's sender. */
+static void sender_record(struct smtp_session *s, const struct verify_answer *a)
+{
+	s->sender_peer[0] = '\0';
+	switch (a->status) {
+	case VERIFY_LOCAL: s->sender_known = SMTP_SENDER_LOCAL; break;
+	case VERIFY_REMOTE:
+		s->sender_known = SMTP_SENDER_PEER;
+		snprintf(s->sender_peer, sizeof s->sender_peer, "%.*s",
+		         (int)sizeof s->sender_peer - 1, a->route[0] ? a->route : a->reason);
+		break;
+	default: s->sender_known = SMTP_SENDER_UNKNOWN; break; /* TEMPFAIL too, for now */
+	}
+}
+
+void smtp_session_mail_accepted(struct smtp_session *s, const struct smtp_path *p)
+{
+	const struct conf *c = s->c;
+	s->sender_known = SMTP_SENDER_NOT_ASKED;
+	if (!c->domain_sharing || !c->domain_sharing_query_senders || p->null ||
+	    s->ops->sender_verify == NULL || !smtp_policy_is_local(c, &p->addr)) {
+		smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0);
+		return;
+	}
+	struct smtp_step *st = step_push(s, SMTP_REQUEST_SENDER);
+	if (st == NULL) {
+		smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0); /* not known: unknown */
+		return;
+	}
+	st->id = ++s->next_id;
+	uint64_t id = st->id;
+	struct verify_answer a;
+	memset(&a, 0, sizeof a);
+	if (s->ops->sender_verify(s->ops->arg, id, p->mailbox, p->mailbox_len, &a) == 1) {
+		st->open = 1;
+		s->n_open++;
+		return;
+	}
+	sender_record(s, &a);
+	steps_settle(s);
+}
+
+void smtp_session_sender_done(struct smtp_session *s, uint64_t id, const struct verify_answer *a)
+{
+	struct smtp_step *st = step_find(s, id, SMTP_REQUEST_SENDER);
+	if (st == NULL || a == NULL)
+		return;
+	sender_record(s, a);
+	st->open = 0;
+	s->n_open--;
+	steps_settle(s);
+}
+
+void smtp_session_commit_done(struct smtp_session *s, uint64_t id, int ok, const char *qid)
+{
+	struct smtp_step *st = step_find(s, id, SMTP_REQUEST_COMMIT);
+	if (st == NULL)
+		return;
+	st->ok = ok;
+	snprintf(st->qid, sizeof st->qid, "%s", qid ? qid : "");
+	st->open = 0;
+	s->n_open--;
+	if (s->state == SMTP_ST_END) { /* ended meanwhile: nothing more is said */
+		struct smtp_step done;
+		step_pop(s, &done);
+		smtp_session_reset_tx(s);
+		return;
+	}
+	steps_settle(s);
+}
+
+enum smtp_sender_known smtp_session_sender(const struct smtp_session *s, const char **peer)
+{
+	if (peer != NULL)
+		*peer = s->sender_peer;
+	return s->sender_known;
 }
 
 /* ---- command lines ---- */
@@ -476,9 +776,12 @@ static void command_line(struct smtp_session *s, const char *line, size_t len)
 		return;
 	}
 	reply_record_reset(s);
-	if (row->check(s, &cmd) == 0)
+	if (row->check(s, &cmd) == 0) {
 		row->run(s, &cmd);
-	log_command(s, &cmd);
+		if (cmd.verb == SMTP_VERB_RCPT)
+			return; /* its line comes with its outcome (step_finish) */
+	}
+	log_command(s, &cmd, NULL);
 }
 
 static void bare_cr_lf(struct smtp_session *s)
@@ -489,9 +792,54 @@ static void bare_cr_lf(struct smtp_session *s)
 	smtp_session_end(s);
 }
 
+/*
+ * 1 when command line o[0..olen) may run while RCPT steps are outstanding: a
+ * RCPT of an EHLO session (RFC 2920: pipelining was offered) that cannot go
+ * over smtp_max_recipients even if every outstanding one is accepted, within
+ * the pipelining bound. Anything else waits for the answers (its reply, or
+ * whether it may run at all, depends on them).
+ */
+static int may_run_beside(struct smtp_session *s, const char *o, size_t olen)
+{
+	struct smtp_cmd cmd;
+	if (s->helo_kind != SMTP_HELO_EHLO || s->env == NULL || olen + 2 > SMTP_CMD_LINE_MAX)
+		return 0;
+	if (step_at(s, 0)->kind != SMTP_REQUEST_RCPT || s->n_steps >= pipeline_bound(s))
+		return 0;
+	/* Room for every outstanding reply: they may all leave at once, with nothing read. */
+	if (out_pending(s) + SMTP_SESSION_OUT_SLACK + (s->n_steps + 1) * STEP_REPLY_ROOM >
+	    SMTP_SESSION_OUT_MAX)
+		return 0;
+	enum smtp_cmd_result r = smtp_cmd_parse(o, olen, &cmd);
+	if ((r != SMTP_CMD_OK && r != SMTP_CMD_8BIT) || cmd.verb != SMTP_VERB_RCPT)
+		return 0;
+	return s->env->n_rcpts + s->n_steps < (size_t)s->c->smtp_max_recipients;
+}
+
+/* Keeps a framing event for when the steps before it are done (input stops meanwhile). */
+static void hold(struct smtp_session *s, enum smtp_lines_event ev, const char *o, size_t olen)
+{
+	s->held.ev = ev;
+	s->held.len = 0;
+	s->held.pending_after = s->pending_after + smtp_lines_pending(&s->lines);
+	if (ev == SMTP_LINES_LINE && olen + 2 > SMTP_CMD_LINE_MAX)
+		s->held.ev = SMTP_LINES_TOO_LONG; /* command_line's answer to it, the same reply */
+	else if (ev == SMTP_LINES_LINE) {
+		memcpy(s->held.line, o, olen);
+		s->held.len = olen;
+	}
+}
+
 static void handle_event(struct smtp_session *s, enum smtp_lines_event ev, const char *o,
                          size_t olen)
 {
+	if (s->n_steps > 0 && s->state == SMTP_ST_CMD &&
+	    (ev == SMTP_LINES_LINE || ev == SMTP_LINES_TOO_LONG || ev == SMTP_LINES_BARE_LF_CR)) {
+		if (ev != SMTP_LINES_LINE || !may_run_beside(s, o, olen)) {
+			hold(s, ev, o, olen);
+			return;
+		}
+	}
 	switch (ev) {
 	case SMTP_LINES_LINE:
 		if (s->state == SMTP_ST_CMD)
@@ -530,10 +878,21 @@ static void count_skipped(struct smtp_session *s, size_t used)
 	}
 }
 
+/* 1 while requests keep the session from taking input (smtp_session_waiting()). */
+static int blocked(const struct smtp_session *s)
+{
+	if (s->state != SMTP_ST_CMD || s->n_steps == 0)
+		return 0;
+	const struct smtp_step *first = &s->steps[s->steps_head];
+	return s->held.ev != SMTP_LINES_NEED_MORE || first->kind != SMTP_REQUEST_RCPT ||
+	       s->n_steps >= pipeline_bound(s);
+}
+
 static int may_consume(const struct smtp_session *s)
 {
 	if (s->state == SMTP_ST_CMD)
-		return out_pending(s) + SMTP_SESSION_OUT_SLACK <= SMTP_SESSION_OUT_MAX;
+		return !blocked(s) &&
+		       out_pending(s) + SMTP_SESSION_OUT_SLACK <= SMTP_SESSION_OUT_MAX;
 	return s->state == SMTP_ST_DATA;
 }
 
@@ -562,7 +921,7 @@ size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
 
 struct smtp_session *smtp_session_new(const struct conf *c, const struct smtp_session_ops *ops,
                                       enum smtp_port_kind kind, const char *client_addr,
-                                      int trusted)
+                                      int trusted, int sharing_peer)
 {
 	struct smtp_session *s = calloc(1, sizeof *s);
 	if (s == NULL)
@@ -576,6 +935,8 @@ struct smtp_session *smtp_session_new(const struct conf *c, const struct smtp_se
 	s->ops = ops;
 	s->kind = kind;
 	s->trusted = trusted ? 1 : 0;
+	s->sharing_peer = sharing_peer ? 1 : 0;
+	s->held.ev = SMTP_LINES_NEED_MORE;
 	snprintf(s->client_addr, sizeof s->client_addr, "%s", client_addr ? client_addr : "");
 	smtp_lines_init(&s->lines, s->linebuf, SMTP_SESSION_LINEBUF);
 	s->state = SMTP_ST_NEW;
@@ -586,8 +947,12 @@ void smtp_session_free(struct smtp_session *s)
 {
 	if (s == NULL)
 		return;
-	/* In SMTP_ST_WAIT the message already belongs to the queue: do not abort it. */
+	/* A message being committed belongs to the queue already: s->msg is NULL then. */
 	abort_message(s);
+	steps_drop(s);
+	for (size_t i = 0; i < s->n_steps; i++)
+		free(step_at(s, i)->arg);
+	free(s->steps);
 	envelope_free(s->env);
 	free(s->linebuf);
 	free(s->out);
@@ -633,7 +998,12 @@ int smtp_session_ended(const struct smtp_session *s)
 
 int smtp_session_waiting(const struct smtp_session *s)
 {
-	return s->state == SMTP_ST_WAIT;
+	return blocked(s);
+}
+
+size_t smtp_session_requests(const struct smtp_session *s)
+{
+	return s->n_open;
 }
 
 int smtp_session_in_data(const struct smtp_session *s)

@@ -30,10 +30,38 @@
 
 enum smtp_state {
 	SMTP_ST_NEW = 0, /* before the greeting */
-	SMTP_ST_CMD, /* reading commands */
+	SMTP_ST_CMD, /* reading commands (maybe with requests open: see the steps) */
 	SMTP_ST_DATA, /* reading message octets */
-	SMTP_ST_WAIT, /* waiting for the commit outcome */
 	SMTP_ST_END, /* ended: output what is pending, then close */
+};
+
+/*
+ * One command whose outcome is not applied yet, in command order: a RCPT (with
+ * a request when the verifier was asked, id 0 when its verdict needed none), a
+ * MAIL waiting for its sender's answer, or a message waiting for its commit.
+ * Only the first step of the queue is ever applied, and only once its request
+ * is answered: that is what keeps replies, counts and logs in command order.
+ */
+struct smtp_step {
+	uint64_t id; /* the request's id, 0: none */
+	enum smtp_request_kind kind;
+	int open; /* asked, no answer yet */
+	/* RCPT: the command's argument (heap; NULL when none), applied when its turn comes */
+	char *arg;
+	size_t arg_len;
+	/* RCPT, SENDER: the answer, once in (id != 0 and !open) */
+	struct verify_answer answer;
+	/* COMMIT: the outcome */
+	int ok;
+	char qid[SMTP_SESSION_ID_MAX];
+};
+
+/* A framing event held (not run) because earlier requests are open. */
+struct smtp_held {
+	enum smtp_lines_event ev; /* SMTP_LINES_LINE, _TOO_LONG or _BARE_LF_CR; NEED_MORE: none */
+	char line[SMTP_CMD_LINE_MAX];
+	size_t len;
+	size_t pending_after; /* input that followed it (RFC 2920 groups) */
 };
 
 enum smtp_helo_kind { SMTP_HELO_NONE = 0, SMTP_HELO_HELO, SMTP_HELO_EHLO };
@@ -44,6 +72,7 @@ struct smtp_session {
 	enum smtp_port_kind kind;
 	char client_addr[64];
 	int trusted;
+	int sharing_peer; /* a Domain Sharing peer: list posts skip the member check */
 	enum smtp_state state;
 	enum smtp_helo_kind helo_kind;
 	char helo[SMTP_CMD_LINE_MAX + 1];
@@ -57,12 +86,20 @@ struct smtp_session {
 	/* the transaction (RFC 5321 3.3) */
 	struct envelope *env; /* non-NULL once MAIL was accepted */
 	size_t rcpt_attempts_over; /* RCPTs refused for exceeding smtp_max_recipients */
+	enum smtp_sender_known sender_known; /* sender_verify's answer on env's sender */
+	char sender_peer[ENVELOPE_ROUTE_MAX + 1]; /* with SMTP_SENDER_PEER: who has it */
 	struct queue_msg *msg; /* the message file during DATA */
 	char queue_id[SMTP_SESSION_ID_MAX]; /* of msg (its Received field and log line) */
 	size_t received_len; /* octets of our Received field at the top of msg */
 	unsigned long long data_octets;
 	int data_too_big;
 	int data_write_errno; /* 0, or why msg_write failed (the message was aborted) */
+	/* requests: steps[head .. head + n_steps) in command order (a ring of cap) */
+	struct smtp_step *steps;
+	size_t steps_head, n_steps, steps_cap;
+	size_t n_open; /* steps with a request open */
+	uint64_t next_id; /* the last id given */
+	struct smtp_held held;
 	/* I/O */
 	struct smtp_lines lines;
 	char *linebuf;
@@ -85,5 +122,31 @@ void smtp_session_end(struct smtp_session *s);
 void smtp_session_reset_tx(struct smtp_session *s);
 /* Switches to DATA: starts the message and writes the Received field. 0 or -1 (replied). */
 int smtp_session_begin_data(struct smtp_session *s);
+
+/*
+ * RCPT's run: queues the command as a step, asks the verifier when its verdict
+ * needs it (smtp_commands_rcpt_target()), and applies what can be applied
+ * (smtp_commands_rcpt_finish(), in command order).
+ */
+void smtp_session_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd);
+/*
+ * MAIL's end, after its envelope was made: asks sender_verify when the config
+ * says so (domain_sharing, domain_sharing_query_senders, a sender in a local
+ * domain), then outputs "250 2.1.0" now or when the answer comes.
+ */
+void smtp_session_mail_accepted(struct smtp_session *s, const struct smtp_path *p);
+
+/*
+ * In smtp_commands.c. rcpt_target: 1 with the mailbox to ask the verifier about
+ * in *mb, *len (a span of cmd's argument) when RCPT cmd's verdict needs it, 0 when
+ * the command is answered without it (a syntax error, the null path, a
+ * postmaster, the recipient limit...). rcpt_finish: applies RCPT cmd with the
+ * verifier's answer a (NULL when none was needed): the reply, the recipient
+ * stored, the rejected-recipients log.
+ */
+int smtp_commands_rcpt_target(struct smtp_session *s, const struct smtp_cmd *cmd, const char **mb,
+                              size_t *len);
+void smtp_commands_rcpt_finish(struct smtp_session *s, const struct smtp_cmd *cmd,
+                               const struct verify_answer *a);
 
 #endif

@@ -35,6 +35,7 @@
 #include "util/timeutil.h"
 #include "verify/lookup.h"
 #include "verify/mailbox_index.h"
+#include "verify/verify.h"
 
 /* Input kept in the bufferevent before reading pauses (the session consumes it). */
 #define IN_HIGH (64 * 1024)
@@ -63,6 +64,20 @@ struct ipcount {
 	int count;
 };
 
+/*
+ * One request a session has open (smtp_session.h "Requests"), by its id: a
+ * commit the queue owes us, or a verdict the verifier owes us. The record is
+ * the callback's argument: it names the connection, and a connection cancels
+ * its verify requests before it goes, so a callback never finds it freed.
+ */
+struct conn_req {
+	struct conn_req *prev, *next;
+	struct conn *c;
+	uint64_t id;
+	enum smtp_request_kind kind;
+	struct verify_req *vr; /* RCPT, SENDER: verify's handle */
+};
+
 struct conn {
 	struct conn *prev, *next;
 	struct smtpd_server *srv;
@@ -75,7 +90,8 @@ struct conn {
 	size_t data_progress;
 	size_t lingered;
 	enum conn_state state;
-	unsigned commit_pending : 1;
+	struct conn_req *reqs; /* the open requests */
+	struct conn_req commit; /* the record of the commit (at most one at a time) */
 	unsigned dead : 1; /* socket gone while a commit was under way */
 	unsigned eof : 1;
 	unsigned in_data : 1;
@@ -92,6 +108,7 @@ struct smtpd_server {
 	struct event_base *base;
 	struct queue *q;
 	struct mailbox_index *idx;
+	struct verify *verify;
 	struct listener *listeners;
 	size_t n_listeners;
 	struct event *accept_pause;
@@ -210,26 +227,160 @@ static int op_msg_write(void *arg, struct queue_msg *m, const void *data, size_t
 	return queue_msg_write(m, data, len);
 }
 
-/* The queue reports a commit outcome on the event loop. */
-static void on_commit(void *arg, int ok, const char *id)
+/* ---- the open requests, by id ---- */
+
+static void req_link(struct conn *c, struct conn_req *r)
 {
-	struct conn *c = arg;
-	c->commit_pending = 0;
+	r->c = c;
+	r->prev = NULL;
+	r->next = c->reqs;
+	if (c->reqs)
+		c->reqs->prev = r;
+	c->reqs = r;
+}
+
+/* Takes r off its connection's list (the caller frees it unless it is c->commit). */
+static void req_unlink(struct conn_req *r)
+{
+	struct conn *c = r->c;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		c->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+}
+
+static struct conn_req *req_find(struct conn *c, uint64_t id)
+{
+	struct conn_req *r = c->reqs;
+	while (r && r->id != id)
+		r = r->next;
+	return r;
+}
+
+static int commit_pending(const struct conn *c)
+{
+	for (const struct conn_req *r = c->reqs; r; r = r->next)
+		if (r->kind == SMTP_REQUEST_COMMIT)
+			return 1;
+	return 0;
+}
+
+/* Cancels every open verify request of c (its commit, if any, stays). */
+static void reqs_cancel_verify(struct conn *c)
+{
+	struct conn_req *next;
+	for (struct conn_req *r = c->reqs; r; r = next) {
+		next = r->next;
+		if (r->kind == SMTP_REQUEST_COMMIT)
+			continue;
+		verify_cancel(r->vr);
+		req_unlink(r);
+		free(r);
+	}
+}
+
+/* The queue reports a commit outcome on the event loop. */
+static void on_commit(void *arg, int ok, const char *qid)
+{
+	struct conn_req *r = arg;
+	struct conn *c = r->c;
+	uint64_t id = r->id;
+	req_unlink(r);
 	if (!c->srv || c->dead) { /* the server was freed, or the socket closed, meanwhile */
 		conn_free(c);
 		return;
 	}
-	smtp_session_commit_done(c->sess, ok, id);
+	smtp_session_commit_done(c->sess, id, ok, qid);
 	if (c->srv->draining)
 		smtp_session_shutdown(c->sess);
 	conn_pump(c);
 }
 
-static void op_msg_commit(void *arg, struct queue_msg *m, const struct envelope *env)
+static void op_msg_commit(void *arg, uint64_t id, struct queue_msg *m, const struct envelope *env)
 {
 	struct conn *c = arg;
-	c->commit_pending = 1;
-	queue_msg_commit(m, env, on_commit, c);
+	c->commit.id = id;
+	c->commit.kind = SMTP_REQUEST_COMMIT;
+	c->commit.vr = NULL;
+	req_link(c, &c->commit);
+	queue_msg_commit(m, env, on_commit, &c->commit);
+}
+
+/* A verdict the verifier owed us: the connection is alive (else it was cancelled). */
+static void on_verify(void *arg, const struct verify_answer *a)
+{
+	struct conn_req *r = arg;
+	struct conn *c = r->c;
+	uint64_t id = r->id;
+	enum smtp_request_kind kind = r->kind;
+	req_unlink(r);
+	free(r);
+	if (kind == SMTP_REQUEST_SENDER)
+		smtp_session_sender_done(c->sess, id, a);
+	else
+		smtp_session_rcpt_done(c->sess, id, a);
+	conn_pump(c);
+}
+
+/* What the session gets when no record can be made for a request: try later. */
+static void verify_oom(struct verify_answer *out)
+{
+	memset(out, 0, sizeof *out);
+	out->status = VERIFY_TEMPFAIL;
+	snprintf(out->reason, sizeof out->reason, "out of memory");
+}
+
+static int op_rcpt_verify(void *arg, uint64_t id, const char *mailbox, size_t len,
+                          const char *sender, size_t sender_len, struct verify_answer *out)
+{
+	struct conn *c = arg;
+	struct conn_req *r = calloc(1, sizeof *r);
+	if (!r) {
+		verify_oom(out);
+		return 0;
+	}
+	r->id = id;
+	r->kind = SMTP_REQUEST_RCPT;
+	if (verify_rcpt(c->srv->verify, mailbox, len, sender, sender_len, out, on_verify, r,
+	                &r->vr) == 0) {
+		free(r);
+		return 0;
+	}
+	req_link(c, r);
+	return 1;
+}
+
+static int op_sender_verify(void *arg, uint64_t id, const char *mailbox, size_t len,
+                            struct verify_answer *out)
+{
+	struct conn *c = arg;
+	struct conn_req *r = calloc(1, sizeof *r);
+	if (!r) {
+		verify_oom(out);
+		return 0;
+	}
+	r->id = id;
+	r->kind = SMTP_REQUEST_SENDER;
+	if (verify_sender(c->srv->verify, mailbox, len, out, on_verify, r, &r->vr) == 0) {
+		free(r);
+		return 0;
+	}
+	req_link(c, r);
+	return 1;
+}
+
+static void op_request_cancel(void *arg, uint64_t id)
+{
+	struct conn *c = arg;
+	struct conn_req *r = req_find(c, id);
+	if (!r || r->kind == SMTP_REQUEST_COMMIT)
+		return; /* already answered or cancelled; a commit is never cancelled */
+	verify_cancel(r->vr);
+	req_unlink(r);
+	free(r);
 }
 
 static void op_msg_abort(void *arg, struct queue_msg *m)
@@ -340,13 +491,22 @@ static int conn_send_output(struct conn *c)
 static void conn_settle(struct conn *c, int replied)
 {
 	const struct conf *cf = c->cf;
-	if (smtp_session_ended(c->sess) || (c->eof && !smtp_session_waiting(c->sess))) {
+	size_t open = smtp_session_requests(c->sess);
+	if (smtp_session_ended(c->sess) ||
+	    (c->eof && !smtp_session_waiting(c->sess) && open == 0)) {
 		conn_close(c);
 		return;
 	}
 	if (smtp_session_waiting(c->sess)) {
 		bufferevent_disable(c->bev, EV_READ);
 		evtimer_del(c->timer);
+		return;
+	}
+	if (open > 0) {
+		/* The client waits for our answers, not we for it: no deadline meanwhile. */
+		evtimer_del(c->timer);
+		if (!c->eof)
+			bufferevent_enable(c->bev, EV_READ);
 		return;
 	}
 	int in_data = smtp_session_in_data(c->sess) != 0;
@@ -478,7 +638,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case CONN_GREETING: greet(c); break;
 	case CONN_ACTIVE:
-		if (smtp_session_waiting(c->sess))
+		if (smtp_session_waiting(c->sess) || smtp_session_requests(c->sess) > 0)
 			break;
 		log_debug("smtp: timeout, closing");
 		smtp_session_timeout(c->sess);
@@ -511,10 +671,10 @@ static void conn_unlink(struct conn *c)
 
 /*
  * THE teardown of a connection, from every path (session ended, peer gone,
- * deadline, drain, server freed, commit outcome). The socket and the timer go at
- * once. While the queue still owes a commit outcome, the rest waits for it: c
- * stays (dead) and on_commit() calls this again. A connection whose server is
- * gone (srv NULL) is only freed.
+ * deadline, drain, server freed, commit outcome). The socket, the timer and the
+ * open verify requests (cancelled) go at once. While the queue still owes a
+ * commit outcome, the rest waits for it: c stays (dead) and on_commit() calls
+ * this again. A connection whose server is gone (srv NULL) is only freed.
  */
 static void conn_free(struct conn *c)
 {
@@ -524,7 +684,8 @@ static void conn_free(struct conn *c)
 	if (c->timer)
 		event_free(c->timer);
 	c->timer = NULL;
-	if (c->commit_pending) {
+	reqs_cancel_verify(c);
+	if (commit_pending(c)) {
 		c->dead = 1;
 		return;
 	}
@@ -582,6 +743,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	memcpy(c->ip, ip, 16);
 	c->ops = (struct smtp_session_ops){.arg = c,
 	                                   .lookup = op_lookup,
+	                                   .rcpt_verify = op_rcpt_verify,
+	                                   .sender_verify = op_sender_verify,
+	                                   .request_cancel = op_request_cancel,
 	                                   .msg_begin = op_msg_begin,
 	                                   .msg_write = op_msg_write,
 	                                   .msg_commit = op_msg_commit,
@@ -605,7 +769,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (!c->bev)
 		evutil_closesocket(fd);
 	c->timer = evtimer_new(s->base, on_timer, c);
-	c->sess = smtp_session_new(cf, &c->ops, li->kind, text, peer_trusted(cf, sa));
+	c->sess = smtp_session_new(cf, &c->ops, li->kind, text, peer_trusted(cf, sa),
+	                           verify_client_is_peer(s->verify, text));
 	if (!c->bev || !c->timer || !c->sess) {
 		log_err("smtp: out of memory for a connection from %s", text);
 		conn_free(c);
@@ -710,8 +875,8 @@ static void close_listeners(struct smtpd_server *s)
 }
 
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
-                                      struct queue *q, struct mailbox_index *idx, char *err,
-                                      size_t errlen)
+                                      struct queue *q, struct mailbox_index *idx, struct verify *v,
+                                      char *err, size_t errlen)
 {
 	struct smtpd_server *s = calloc(1, sizeof *s);
 	size_t n = c->smtp_listen.n + c->submission_listen.n;
@@ -724,6 +889,7 @@ struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *b
 	s->base = base;
 	s->q = q;
 	s->idx = idx;
+	s->verify = v;
 	s->rej_fd = -1;
 	s->accept_pause = evtimer_new(base, on_accept_pause_end, s);
 	s->drain_event = evtimer_new(base, on_drain_done, s);
@@ -758,8 +924,8 @@ void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *a
 		next = c->next;
 		if (c->state == CONN_GREETING) {
 			conn_free(c);
-		} else if (c->state == CONN_ACTIVE && !c->commit_pending) {
-			smtp_session_shutdown(c->sess);
+		} else if (c->state == CONN_ACTIVE && !commit_pending(c)) {
+			smtp_session_shutdown(c->sess); /* cancels its open verify requests */
 			conn_pump(c);
 		} /* commit pending: on_commit shuts down; closing ones have their timers */
 	}

@@ -3,7 +3,15 @@
  * glue between a TCP connection (a libevent bufferevent) and one pure
  * smtp_session. Everything SMTP-ish is the session's; this module only moves
  * octets, enforces the connection limits and deadlines, and connects the
- * session's ops to the queue, the mailbox index and the rejected-recipients log.
+ * session's ops to the queue, the verifier (verify/verify.h: recipient and
+ * sender verdicts, maybe from other servers), the mailbox index (VRFY) and the
+ * rejected-recipients log.
+ *
+ * Requests (smtp_session.h): the glue keeps each connection's open requests by
+ * id. A connection that goes with requests open cancels its verify ones at once
+ * (verify_cancel) and waits only for a commit outcome, as before. While a
+ * session has requests open its command deadline is suspended (the client
+ * waits for us), and a client's EOF closes only once they are answered.
  *
  * Per connection: a session (trusted when the peer lies in smtp_trusted_networks),
  * a bufferevent with bounded buffers, and one timer used for the greeting pause,
@@ -18,8 +26,8 @@
  * deadline, so one byte every few seconds cannot hold a connection.
  *
  * Threads: everything runs on the event loop given to smtpd_server_new().
- * Ownership: the server borrows the conf, the event base, the queue and the index;
- * all must outlive it. After smtpd_server_reload() each conf it was given must
+ * Ownership: the server borrows the conf, the event base, the queue, the index
+ * and the verifier; all must outlive it. After smtpd_server_reload() each conf it was given must
  * live while smtpd_server_conf_in_use() says so (or until smtpd_server_free()).
  */
 #ifndef SHAREMAIL_SMTPD_SMTPD_SERVER_H
@@ -32,22 +40,24 @@ struct event_base;
 struct queue;
 struct mailbox_index;
 struct smtpd_server;
+struct verify;
 
 /*
  * Binds every smtp_listen and submission_listen address (SO_REUSEADDR;
  * IPV6_V6ONLY on IPv6) and starts accepting on `base`. Returns NULL with a
  * message in err on failure (nothing left open); a bind or listen error names
  * the config line ("FILE:LINE: smtp_listen HOST:PORT: reason"). A conf with no
- * listeners gives a server that accepts nothing.
+ * listeners gives a server that accepts nothing. v (not NULL) answers RCPT and
+ * MAIL verdicts, on the same event loop.
  */
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
-                                      struct queue *q, struct mailbox_index *idx, char *err,
-                                      size_t errlen);
+                                      struct queue *q, struct mailbox_index *idx, struct verify *v,
+                                      char *err, size_t errlen);
 
 /*
  * Graceful stop: closes the listeners, ends every session with
  * smtp_session_shutdown() (421 4.3.2; a session waiting for a commit first gets
- * its 250 or 451), flushes, and calls done(arg) on the event loop once no
+ * its 250 or 451; open verify requests are cancelled), flushes, and calls done(arg) on the event loop once no
  * connection is left (at once if there is none). Connections that do not take
  * their last reply within a few seconds are closed anyway.
  */

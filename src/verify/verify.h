@@ -68,6 +68,12 @@ struct verify_answer {
 	char reason[VERIFY_REASON_MAX];
 	/* 1 when the answer came from the cache (no datagram was sent). */
 	int cached;
+	/*
+	 * 1 when other servers were asked for this answer (not the local directory
+	 * alone): a VERIFY_TEMPFAIL is then 451 4.4.3 and names .reason in the log;
+	 * 0 (a zeroed answer) is the directory's own TEMPFAIL, 451 4.3.0.
+	 */
+	int servers_asked;
 };
 
 struct verify;

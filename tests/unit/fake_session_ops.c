@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/conf.h"
+#include "proto/mailaddr.h"
 #include "queue/envelope.h"
 
 void fake_buf_add(struct fake_buf *b, const void *p, size_t n)
@@ -133,12 +135,32 @@ static const struct {
 	const char *mailbox;
 	enum lookup_result r;
 	int can_receive, over_quota;
+	enum lookup_kind kind;
+	int members_only;
 } directory[] = {
-        {"alice@example.com", LOOKUP_FOUND, 1, 0},   {"bob@example.org", LOOKUP_FOUND, 1, 0},
-        {"off@example.com", LOOKUP_FOUND, 0, 0},     {"busy@example.com", LOOKUP_TEMPFAIL, 0, 0},
-        {"\"a b\"@example.com", LOOKUP_FOUND, 1, 0}, {"list@example.com", LOOKUP_FOUND, 1, 0},
-        {"full@example.com", LOOKUP_FOUND, 0, 1},
+        {"alice@example.com", LOOKUP_FOUND, 1, 0, LOOKUP_KIND_ACCOUNT, 0},
+        {"bob@example.org", LOOKUP_FOUND, 1, 0, LOOKUP_KIND_ACCOUNT, 0},
+        {"off@example.com", LOOKUP_FOUND, 0, 0, LOOKUP_KIND_ACCOUNT, 0},
+        {"busy@example.com", LOOKUP_TEMPFAIL, 0, 0, LOOKUP_KIND_ACCOUNT, 0},
+        {"\"a b\"@example.com", LOOKUP_FOUND, 1, 0, LOOKUP_KIND_ACCOUNT, 0},
+        {"list@example.com", LOOKUP_FOUND, 1, 0, LOOKUP_KIND_LIST, 0},
+        {"members@example.com", LOOKUP_FOUND, 1, 0, LOOKUP_KIND_LIST, 1},
+        {"full@example.com", LOOKUP_FOUND, 0, 1, LOOKUP_KIND_ACCOUNT, 0},
 };
+
+/* The one member of members@example.com. */
+static int is_member(const char *sender, size_t len)
+{
+	static const char member[] = "alice@example.com";
+	if (sender == NULL || len != sizeof member - 1)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = sender[i] >= 'A' && sender[i] <= 'Z' ? (char)(sender[i] + 32) : sender[i];
+		if (ch != member[i])
+			return 0;
+	}
+	return 1;
+}
 
 static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len,
                                       struct lookup_answer *out)
@@ -157,13 +179,213 @@ static enum lookup_result fake_lookup(void *arg, const char *mailbox, size_t len
 	event(f, "## lookup ", key, len);
 	for (size_t i = 0; i < sizeof directory / sizeof directory[0]; i++) {
 		if (strcmp(directory[i].mailbox, key) == 0) {
-			out->kind = LOOKUP_KIND_ACCOUNT;
+			out->kind = directory[i].kind;
 			out->can_receive = directory[i].can_receive;
 			out->over_quota = directory[i].over_quota;
+			out->members_only = directory[i].members_only;
+			out->sender_member = is_member(out->sender, out->sender_len);
 			return directory[i].r;
 		}
 	}
 	return LOOKUP_NOTFOUND;
+}
+
+/* ---- the verifier ---- */
+
+static const char *status_name(enum verify_status st)
+{
+	switch (st) {
+	case VERIFY_LOCAL: return "local";
+	case VERIFY_REMOTE: return "remote";
+	case VERIFY_REMOTE_DISABLED: return "remote_disabled";
+	case VERIFY_NOTFOUND: return "notfound";
+	case VERIFY_TEMPFAIL: return "tempfail";
+	case VERIFY_FOREIGN:
+	default: return "foreign";
+	}
+}
+
+static void lower_key(char *key, size_t keysz, const char *p, size_t n)
+{
+	size_t i = 0;
+	for (; i < n && i + 1 < keysz; i++)
+		key[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
+	key[i] = '\0';
+}
+
+/* As verify.c: a mailbox of a local domain (never an address literal). */
+static int fake_is_local(const struct fake_session *f, const char *mb, size_t len)
+{
+	struct mailaddr a;
+	if (mailaddr_parse_exact(mb, len, &a) != MAILADDR_OK || a.literal || a.domain_len == 0)
+		return 0;
+	if (f->conf != NULL)
+		return conf_is_local_domain(f->conf, a.domain, a.domain_len);
+	char dom[300];
+	lower_key(dom, sizeof dom, a.domain, a.domain_len);
+	return strcmp(dom, "example.com") == 0 || strcmp(dom, "example.org") == 0;
+}
+
+/* The verifier's answer now: a set answer, else the directory's (verify.c's answer_local). */
+static void fake_verdict(struct fake_session *f, const char *mb, size_t len, const char *sender,
+                         size_t sender_len, struct verify_answer *out)
+{
+	char key[300], line[800];
+	memset(out, 0, sizeof *out);
+	lower_key(key, sizeof key, mb, len);
+	for (size_t i = 0; i < f->n_answers; i++) {
+		if (strcmp(f->answers[i].key, key) != 0)
+			continue;
+		*out = f->answers[i].a;
+		snprintf(line, sizeof line, "## answer %s %s %s", key, status_name(out->status),
+		         out->status == VERIFY_REMOTE ? out->route : out->reason);
+		event(f, "", line, strlen(line));
+		return;
+	}
+	if (!fake_is_local(f, mb, len)) {
+		out->status = VERIFY_FOREIGN;
+		return;
+	}
+	out->local.sender = sender;
+	out->local.sender_len = sender_len;
+	switch (fake_lookup(f, mb, len, &out->local)) {
+	case LOOKUP_FOUND: out->status = VERIFY_LOCAL; break;
+	case LOOKUP_NOTFOUND: out->status = VERIFY_NOTFOUND; break;
+	default:
+		out->status = VERIFY_TEMPFAIL;
+		snprintf(out->reason, sizeof out->reason, "the directory could not answer");
+		break;
+	}
+	out->local.sender = NULL; /* borrowed: the session copies the answer */
+	out->local.sender_len = 0;
+}
+
+/* Keeps a request open for fake_session_done(). Returns 1, or 0 (answered now) when full. */
+static int fake_hold(struct fake_session *f, uint64_t id, enum smtp_request_kind kind,
+                     const char *mb, size_t len, const char *sender, size_t sender_len)
+{
+	char line[800];
+	if (f->n_open >= FAKE_OPEN_MAX || len >= sizeof f->open[0].mailbox ||
+	    sender_len >= sizeof f->open[0].sender) {
+		f->broken++; /* more open than the session's bound allows */
+		return 0;
+	}
+	for (size_t i = 0; i < f->n_open; i++)
+		if (f->open[i].id == id)
+			f->broken++; /* ids are unique in a session */
+	struct fake_open *o = &f->open[f->n_open++];
+	o->id = id;
+	o->kind = kind;
+	memcpy(o->mailbox, mb, len);
+	o->mailbox[len] = '\0';
+	if (sender_len > 0)
+		memcpy(o->sender, sender, sender_len);
+	o->sender[sender_len] = '\0';
+	if (f->n_open > f->max_open)
+		f->max_open = f->n_open;
+	char key[300];
+	lower_key(key, sizeof key, mb, len);
+	snprintf(line, sizeof line, "## ask %s id=%llu %s",
+	         kind == SMTP_REQUEST_SENDER ? "sender" : "rcpt", (unsigned long long)id, key);
+	event(f, "", line, strlen(line));
+	return 1;
+}
+
+static int fake_rcpt_verify(void *arg, uint64_t id, const char *mailbox, size_t len,
+                            const char *sender, size_t sender_len, struct verify_answer *out)
+{
+	struct fake_session *f = arg;
+	f->verifies++;
+	if (mailbox == NULL || sender == NULL || id == 0) {
+		f->broken++;
+		memset(out, 0, sizeof *out);
+		out->status = VERIFY_NOTFOUND;
+		return 0;
+	}
+	if (f->verify_later &&
+	    fake_hold(f, id, SMTP_REQUEST_RCPT, mailbox, len, sender, sender_len) == 1)
+		return 1;
+	fake_verdict(f, mailbox, len, sender, sender_len, out);
+	return 0;
+}
+
+static int fake_sender_verify(void *arg, uint64_t id, const char *mailbox, size_t len,
+                              struct verify_answer *out)
+{
+	struct fake_session *f = arg;
+	f->verifies++;
+	if (mailbox == NULL || id == 0) {
+		f->broken++;
+		memset(out, 0, sizeof *out);
+		out->status = VERIFY_NOTFOUND;
+		return 0;
+	}
+	if (f->verify_later && fake_hold(f, id, SMTP_REQUEST_SENDER, mailbox, len, NULL, 0) == 1)
+		return 1;
+	fake_verdict(f, mailbox, len, NULL, 0, out);
+	return 0;
+}
+
+static int fake_take(struct fake_session *f, uint64_t id, struct fake_open *out)
+{
+	for (size_t i = 0; i < f->n_open; i++) {
+		if (f->open[i].id != id)
+			continue;
+		*out = f->open[i];
+		memmove(&f->open[i], &f->open[i + 1], (f->n_open - i - 1) * sizeof f->open[0]);
+		f->n_open--;
+		return 0;
+	}
+	return -1;
+}
+
+static void fake_cancel(void *arg, uint64_t id)
+{
+	struct fake_session *f = arg;
+	struct fake_open o;
+	char line[64];
+	f->cancels++;
+	snprintf(line, sizeof line, "## cancel id=%llu", (unsigned long long)id);
+	event(f, "", line, strlen(line));
+	if (fake_take(f, id, &o) < 0)
+		f->broken++; /* the session cancels only what it asked and was not answered */
+}
+
+int fake_session_done(struct fake_session *f, uint64_t id)
+{
+	struct fake_open o;
+	struct verify_answer a;
+	char line[64];
+	if (fake_take(f, id, &o) < 0)
+		return -1;
+	snprintf(line, sizeof line, "## done id=%llu", (unsigned long long)id);
+	event(f, "", line, strlen(line));
+	fake_verdict(f, o.mailbox, strlen(o.mailbox), o.kind == SMTP_REQUEST_RCPT ? o.sender : NULL,
+	             strlen(o.sender), &a);
+	if (f->s == NULL)
+		return 0;
+	if (o.kind == SMTP_REQUEST_SENDER)
+		smtp_session_sender_done(f->s, id, &a);
+	else
+		smtp_session_rcpt_done(f->s, id, &a);
+	return 0;
+}
+
+int fake_session_answer(struct fake_session *f, const char *mailbox, enum verify_status status,
+                        const char *text)
+{
+	if (f->n_answers >= FAKE_ANSWERS_MAX)
+		return -1;
+	struct fake_answer *e = &f->answers[f->n_answers++];
+	memset(e, 0, sizeof *e);
+	lower_key(e->key, sizeof e->key, mailbox, strlen(mailbox));
+	e->a.status = status;
+	e->a.servers_asked = 1;
+	if (status == VERIFY_REMOTE)
+		snprintf(e->a.route, sizeof e->a.route, "%s", text ? text : "");
+	else
+		snprintf(e->a.reason, sizeof e->a.reason, "%s", text ? text : "");
+	return 0;
 }
 
 /* ---- the queue ---- */
@@ -234,22 +456,27 @@ static void record_commit(struct fake_session *f, const struct fake_msg *fm,
 	         e->client_addr, e->trusted, (long long)e->received_at);
 	rec_line(&f->rec, "", line, strlen(line));
 	for (size_t i = 0; i < e->n_rcpts; i++) {
-		snprintf(line, sizeof line, "## rcpt <%s> notify=%u orcpt=%s\n", e->rcpts[i].addr,
-		         e->rcpts[i].notify, e->rcpts[i].orcpt ? e->rcpts[i].orcpt : "-");
+		const char *route = e->rcpts[i].route;
+		snprintf(line, sizeof line, "## rcpt <%s> notify=%u orcpt=%s%s%s\n",
+		         e->rcpts[i].addr, e->rcpts[i].notify,
+		         e->rcpts[i].orcpt ? e->rcpts[i].orcpt : "-",
+		         route && *route ? " route=" : "", route && *route ? route : "");
 		fake_buf_str(&f->rec, line);
 	}
 	rec_text(&f->rec, "## | ", fm->data.p ? fm->data.p : "", fm->data.len);
 }
 
-static void fake_commit(void *arg, struct queue_msg *m, const struct envelope *e)
+static void fake_commit(void *arg, uint64_t id, struct queue_msg *m, const struct envelope *e)
 {
 	struct fake_session *f = arg;
 	struct fake_msg *fm = (struct fake_msg *)m;
 	if (fm == NULL || e == NULL || e->mail_from == NULL || e->n_rcpts == 0 || e->helo == NULL ||
-	    e->client_addr == NULL) {
+	    e->client_addr == NULL || id == 0 || f->commit_open) {
 		f->broken++;
 		return;
 	}
+	f->commit_open = 1;
+	f->commit_id = id;
 	if (f->record)
 		record_commit(f, fm, e);
 	snprintf(f->first_rcpt, sizeof f->first_rcpt, "%s", e->rcpts[0].addr);
@@ -312,6 +539,9 @@ void fake_session_init(struct fake_session *f)
 	f->ops = (struct smtp_session_ops){
 	        .arg = f,
 	        .lookup = fake_lookup,
+	        .rcpt_verify = fake_rcpt_verify,
+	        .sender_verify = fake_sender_verify,
+	        .request_cancel = fake_cancel,
 	        .msg_begin = fake_begin,
 	        .msg_write = fake_write,
 	        .msg_commit = fake_commit,
@@ -325,9 +555,10 @@ void fake_session_init(struct fake_session *f)
 
 int fake_session_resolve(struct fake_session *f)
 {
-	if (f->s == NULL || !smtp_session_waiting(f->s))
+	if (f->s == NULL || !f->commit_open)
 		return 0;
-	smtp_session_commit_done(f->s, f->pending_ok, f->pending_id);
+	f->commit_open = 0;
+	smtp_session_commit_done(f->s, f->commit_id, f->pending_ok, f->pending_id);
 	return 1;
 }
 
