@@ -99,9 +99,9 @@ static int copy_word(char *dst, size_t dstsz, const char *w)
 /* One line (no newline) into e. Returns 0 or -1 with a reason. */
 static int parse_line(char *line, struct verify_status_entry *e, const char **why)
 {
-	char *f[VS_FIELDS];
+	char *f[VS_FIELDS + 1];
 	size_t n = 0;
-	for (char *p = line; n < VS_FIELDS;) {
+	for (char *p = line; n <= VS_FIELDS;) {
 		f[n++] = p;
 		char *sp = strchr(p, ' ');
 		if (!sp)
@@ -109,7 +109,7 @@ static int parse_line(char *line, struct verify_status_entry *e, const char **wh
 		*sp = '\0';
 		p = sp + 1;
 	}
-	if (n != VS_FIELDS || strchr(f[VS_FIELDS - 1], ' ')) {
+	if (n != VS_FIELDS) {
 		*why = "want 8 fields";
 		return -1;
 	}
