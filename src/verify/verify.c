@@ -728,6 +728,9 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
 		return 0;
 	}
 	r->v = v, r->cb = cb, r->arg = arg, r->gw = gw, r->n = n, r->len = len, r->ans = *out;
+	/* The caller's sender buffer may be gone by the callback: the answer never points at it. */
+	r->ans.local.sender = NULL;
+	r->ans.local.sender_len = 0;
 	memcpy(r->mailbox, mailbox, len);
 	size_t k = 0, need = 0;
 	if (gw)

@@ -709,6 +709,48 @@ TEST(client_is_peer)
 	resp_stop(&r);
 }
 
+TEST(ipv6_peer)
+{
+	setup();
+	fresh_state();
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	socklen_t len = sizeof s6;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&s6, sizeof s6) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&s6, &len) < 0) {
+		if (fd >= 0)
+			close(fd);
+		SKIP("no IPv6 loopback here");
+		return;
+	}
+	struct resp r;
+	resp_start(&r, RESP_TABLE, SECRET); /* an IPv4 one, replaced by the IPv6 socket */
+	event_free(r.ev);
+	close(r.fd);
+	r.fd = fd;
+	r.port = ntohs(s6.sin6_port);
+	r.ev = event_new(base, r.fd, EV_READ | EV_PERSIST, on_query, &r);
+	event_add(r.ev, NULL);
+	r.active[0] = "vic@example.com";
+	char extra[512];
+	snprintf(extra, sizeof extra,
+	         "domain_sharing = yes\n"
+	         "domain_sharing_host = [IPv6:::1]:2525 minger_port=%u secret_file=secret.txt\n",
+	         r.port);
+	struct fixture f;
+	if (!CHECK(fixture_new(&f, extra)))
+		return;
+	struct got g;
+	CHECK_INT(rcpt(f.v, "vic@example.com", &g), 1);
+	CHECK_INT(g.a.status, VERIFY_REMOTE);
+	CHECK_STR(g.a.route, "[IPv6:::1]:2525");
+	CHECK_INT(verify_client_is_peer(f.v, "::1"), 1);
+	CHECK_INT(verify_client_is_peer(f.v, "[::1]:4000"), 1);
+	CHECK_INT(verify_client_is_peer(f.v, "127.0.0.1"), 0);
+	fixture_free(&f);
+	resp_stop(&r);
+}
+
 /* ---- gateway and forward domains ---- */
 
 static int gw_fixture(struct fixture *f, const char *key, const struct resp *r, const char *opts,
@@ -932,6 +974,6 @@ TEST_MAIN(T(fanout_one_round_first_5_wins), T(first_5_does_not_wait_for_a_silent
           T(cache_hit_sends_nothing_and_survives_restart), T(cache_ttl_from_config),
           T(disabled_on_a_peer), T(pipelined_rcpts_one_round), T(cancel_before_answer),
           T(domains_file_limits_sharing), T(sharing_off_asks_nobody), T(senders), T(client_is_peer),
-          T(gateway_answers), T(gateway_unreachable_defer_and_accept),
+          T(ipv6_peer), T(gateway_answers), T(gateway_unreachable_defer_and_accept),
           T(gateway_with_domain_sharing), T(forward_domain), T(status_file_written),
           T(start_errors_name_the_line), T(absent_domains_file_shares_all))
