@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -142,6 +143,11 @@ static int load_secret(const struct conf *c, struct vtarget *t, const char *key,
 		set_err(err, errlen, "%s: %s '%s': secret_file path too long", c->path, key, line);
 		return -1;
 	}
+	struct stat st;
+	if (stat(path, &st) == 0 && (st.st_mode & 077))
+		log_warning("%s: %s '%s': secret_file %s has mode %04o: group or others may read "
+		            "the secret (chmod 600 it)",
+		            c->path, key, line, path, (unsigned)(st.st_mode & 07777));
 	struct strlist s = {0};
 	struct conf_errors errs = {0};
 	if (conf_read_secrets(path, &s, &errs) < 1 || s.n < 1) {
