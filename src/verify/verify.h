@@ -95,9 +95,10 @@ struct verify *verify_new(struct event_base *base, const struct conf *c, struct 
  * verify_new() with flags; verify_new(b, c, i, e, n) is verify_new_flags(b, c, i,
  * 0, e, n). idx may be NULL: no address is then a local mailbox (the CLI asking
  * the peers about an account it is about to create). Start-up errors name the
- * file and the line: a bad line, a secret_file that cannot be read or holds no
- * valid secret, a host that does not resolve, a bad domain_sharing_domains_file
- * line ("FILE:LINE: reason").
+ * config file and quote the line ("FILE: KEY 'LINE': reason"): a bad line, a
+ * secret_file that cannot be read or holds no valid secret (with its own
+ * "SECRETFILE:N:"), a host that does not resolve; a bad domain_sharing_domains_file
+ * line is "DOMAINSFILE:N: reason".
  */
 struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
                                 struct mailbox_index *idx, unsigned flags, char *err,
