@@ -27,6 +27,7 @@
 #include "util/netaddr.h"
 #include "verify/minger_client.h"
 #include "verify/vcache.h"
+#include "verify/verify_batch.h"
 
 #define MQ_ADDRESSES_MAX 1000000 /* bound on a --file batch */
 #define MQ_LINE_MAX (MAILADDR_MAX + 64)
@@ -293,55 +294,28 @@ static int print_results(const struct mq_args *a, const int *results, const unsi
 
 /*
  * Answers what it can from the cache (--cached), queries the rest, records the
- * answers. results[i] is a status or a MINGER_RESULT_* value; cached[i] is set when it
- * came from the cache.
+ * answers: the policy lives in verify/ (verify_batch.h), shared with the daemon.
  */
 static int run_queries(const struct mq_args *a, const struct netaddr *server,
                        const struct minger_client_opts *opts, struct mq_cache *mc, int *results,
                        unsigned char *cached)
 {
-	const char **to_ask = calloc(a->naddrs, sizeof *to_ask);
-	size_t *where = calloc(a->naddrs, sizeof *where);
-	int *got = calloc(a->naddrs, sizeof *got);
-	int rc = 0;
-	if (!to_ask || !where || !got) {
-		cli_error("out of memory");
-		rc = CLI_EXIT_SOFTWARE;
-		goto out;
-	}
-	size_t n = 0;
-	for (size_t i = 0; i < a->naddrs; i++) {
-		int st;
-		if (a->cached && mc->vc &&
-		    vcache_get(mc->vc, mc->server_key, a->addrs[i], &st) == 1) {
-			results[i] = st;
-			cached[i] = 1;
-			continue;
-		}
-		to_ask[n] = a->addrs[i];
-		where[n++] = i;
-	}
+	struct verify_batch_cache vb = {
+	        .vc = mc->vc,
+	        .server_key = mc->server_key,
+	        .read = a->cached,
+	        .positive_ttl = mc->positive_ttl,
+	        .negative_ttl = mc->negative_ttl,
+	};
 	char err[256] = "";
-	if (n == 1) {
-		got[0] = minger_client_query(server, to_ask[0], opts, err, sizeof err);
-		if (got[0] == MINGER_RESULT_ERROR)
-			cli_error("%s", err);
-	} else if (n > 1 &&
-	           minger_client_query_many(server, to_ask, n, opts, got, err, sizeof err) < 0) {
+	size_t unrecorded = 0;
+	if (verify_batch_query(server, opts, &vb, (const char *const *)a->addrs, a->naddrs, results,
+	                       cached, &unrecorded, err, sizeof err) < 0)
 		cli_error("%s", err);
-	}
-	for (size_t k = 0; k < n; k++) {
-		results[where[k]] = got[k];
-		if (mc->vc && got[k] >= 0 &&
-		    vcache_put(mc->vc, mc->server_key, to_ask[k], got[k], mc->positive_ttl,
-		               mc->negative_ttl) < 0)
-			cli_error("warning: cannot record %s in the cache", to_ask[k]);
-	}
-out:
-	free(to_ask);
-	free(where);
-	free(got);
-	return rc;
+	if (unrecorded)
+		cli_error("warning: cannot record %zu answer%s in the cache", unrecorded,
+		          unrecorded == 1 ? "" : "s");
+	return 0;
 }
 
 static int minger_query(struct cli_ctx *ctx, struct mq_args *a)

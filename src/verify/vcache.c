@@ -16,9 +16,6 @@
 
 #include "util/timeutil.h"
 
-/* Longest key we store: a mailbox (RFC 5321 4.5.3.1) is at most 64 + 1 + 255 octets;
- * leave room for what a peer might echo, but keep a bound. */
-#define VCACHE_KEY_MAX 1024
 #define VCACHE_BUSY_MS 5000
 
 struct vcache {
@@ -130,6 +127,14 @@ int vcache_put(struct vcache *vc, const char *server, const char *address, int s
 		return 0;
 	if (ttl <= 0)
 		return 0;
+	return vcache_put_until(vc, server, address, status, time_wall_s() + ttl);
+}
+
+int vcache_put_until(struct vcache *vc, const char *server, const char *address, int status,
+                     int64_t expires)
+{
+	if (status < 3 || status > 5)
+		return 0;
 	char key[VCACHE_KEY_MAX];
 	if (fold_key(address, key, sizeof key) < 0)
 		return -1;
@@ -140,10 +145,25 @@ int vcache_put(struct vcache *vc, const char *server, const char *address, int s
 	sqlite3_bind_text(st, 1, server, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, status);
-	sqlite3_bind_int64(st, 4, time_wall_s() + ttl);
+	sqlite3_bind_int64(st, 4, expires);
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int64_t vcache_data_version(struct vcache *vc)
+{
+	sqlite3_stmt *st = prepare(vc, "PRAGMA data_version");
+	if (!st)
+		return -1;
+	int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	return v;
+}
+
+int vcache_fold_key(const char *address, char *out, size_t outsz)
+{
+	return fold_key(address, out, outsz);
 }
 
 int vcache_list(struct vcache *vc,

@@ -36,6 +36,28 @@ int vcache_put(struct vcache *vc, const char *server, const char *address, int s
                int positive_ttl, int negative_ttl);
 
 /*
+ * Records an answer that lives until expires (epoch seconds), whatever its status
+ * (3, 4 or 5; others are ignored, returning 0). Returns 0 or -1.
+ */
+int vcache_put_until(struct vcache *vc, const char *server, const char *address, int status,
+                     int64_t expires);
+
+/*
+ * SQLite's data_version of this connection: it changes when another connection
+ * (the CLI's `cache flush`) commits a change. -1 on error.
+ */
+int64_t vcache_data_version(struct vcache *vc);
+
+/*
+ * The cache key of an address: folded to lower case ASCII into out. Returns 0, or
+ * -1 when it is empty or does not fit in outsz (with its NUL).
+ */
+int vcache_fold_key(const char *address, char *out, size_t outsz);
+
+/* Longest key stored, with its NUL. */
+#define VCACHE_KEY_MAX 1024
+
+/*
  * Calls fn for each live entry (server, address, status, expiry as epoch seconds),
  * ordered by address then server. Returns 0 or -1.
  */

@@ -91,6 +91,25 @@ typedef void (*verify_cb)(void *arg, const struct verify_answer *answer);
 struct verify *verify_new(struct event_base *base, const struct conf *c, struct mailbox_index *idx,
                           char *err, size_t errlen);
 
+/*
+ * verify_new() flags. VERIFY_FLAG_NO_STATUS: do not write <state_dir>/peers.status
+ * (the CLI: the file is the daemon's).
+ */
+#define VERIFY_FLAG_NO_STATUS 0x1
+
+/*
+ * verify_new() with flags; verify_new(b, c, i, e, n) is verify_new_flags(b, c, i,
+ * 0, e, n). idx may be NULL: no address is then a local mailbox (the CLI asking
+ * the peers about an account it is about to create). Start-up errors name the
+ * config file and quote the line ("FILE: KEY 'LINE': reason"): a bad line, a
+ * secret_file that cannot be read or holds no valid secret (with its own
+ * "SECRETFILE:N:"), a host that does not resolve; a bad domain_sharing_domains_file
+ * line is "DOMAINSFILE:N: reason".
+ */
+struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
+                                struct mailbox_index *idx, unsigned flags, char *err,
+                                size_t errlen);
+
 /* Frees the verifier; requests still open are cancelled without callbacks (NULL: no-op). */
 void verify_free(struct verify *v);
 
@@ -123,5 +142,14 @@ void verify_cancel(struct verify_req *req);
  * their Trusted IPs"), else 0.
  */
 int verify_client_is_peer(const struct verify *v, const char *client_addr);
+
+/* Requests open now (tests, and a daemon that wants to know it may stop). */
+size_t verify_pending(const struct verify *v);
+
+/*
+ * Waits until the cache records and the status file already handed to the
+ * background thread are written (tests; the CLI before it exits).
+ */
+void verify_sync(struct verify *v);
 
 #endif

@@ -6,7 +6,9 @@
 
 #include "harness.h"
 #include "util/timeutil.h"
+#include "verify/bgwork.h"
 #include "verify/vcache.h"
+#include "verify/vcache_live.h"
 
 #define T0 1700000000
 #define POS_TTL 432000 /* 5 days, the default */
@@ -191,6 +193,115 @@ TEST(open_failure_reports)
 	vcache_close(vc);
 }
 
+/* ---- vcache_live: the in-memory index over the same file ---- */
+
+static void db_path(char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s/vcache.db", dbdir);
+}
+
+TEST(live_loads_answers_and_writes_behind)
+{
+	struct vcache *vc = fresh();
+	if (!CHECK(vc != NULL))
+		return;
+	CHECK_INT(vcache_put(vc, SRV, "old@example.com", 5, POS_TTL, NEG_TTL), 0);
+	CHECK_INT(vcache_put_until(vc, SRV, "gone@example.com", 5, T0), 0); /* expired already */
+	char path[128], err[256];
+	db_path(path, sizeof path);
+	struct bgwork *bg = bgwork_new(NULL, NULL, 1000);
+	struct vcache_live *vl = vcache_live_open(path, bg, err, sizeof err);
+	if (!CHECK(vl != NULL))
+		return;
+	int st = -9;
+	CHECK_INT(vcache_live_count(vl), 1); /* only live entries are loaded */
+	CHECK_INT(vcache_live_get(vl, SRV, "OLD@example.com", &st), 1);
+	CHECK_INT(st, 5);
+	CHECK_INT(vcache_live_get(vl, SRV, "gone@example.com", &st), 0);
+	CHECK_INT(vcache_live_get(vl, "127.0.0.2:4069", "old@example.com", &st), 0);
+	CHECK_INT(vcache_live_put(vl, SRV, "New@Example.com", 3, 60), 0);
+	CHECK_INT(vcache_live_put(vl, SRV, "x@example.com", 2, 60), 0); /* not stored */
+	CHECK_INT(vcache_live_get(vl, SRV, "new@example.com", &st), 1);
+	CHECK_INT(st, 3);
+	CHECK_INT(vcache_live_get(vl, SRV, "x@example.com", &st), 0);
+	bgwork_sync(bg);
+	/* The write reached SQLite: another connection sees it, folded. */
+	CHECK_INT(vcache_get(vc, SRV, "new@example.com", &st), 1);
+	CHECK_INT(st, 3);
+	time_fake_set(T0 + 60);
+	CHECK_INT(vcache_live_get(vl, SRV, "new@example.com", &st), 0);
+	bgwork_free(bg);
+	vcache_live_close(vl);
+	done(vc);
+}
+
+TEST(live_reloads_after_an_external_flush)
+{
+	struct vcache *vc = fresh();
+	if (!CHECK(vc != NULL))
+		return;
+	char path[128], err[256];
+	db_path(path, sizeof path);
+	struct bgwork *bg = bgwork_new(NULL, NULL, 1000);
+	struct vcache_live *vl = vcache_live_open(path, bg, err, sizeof err);
+	if (!CHECK(vl != NULL))
+		return;
+	int st;
+	CHECK_INT(vcache_live_put(vl, SRV, "a@example.com", 5, POS_TTL), 0);
+	CHECK_INT(vcache_live_put(vl, SRV, "b@example.com", 5, POS_TTL), 0);
+	bgwork_sync(bg);
+	vcache_live_tick(vl); /* nothing changed elsewhere: nothing reloaded */
+	CHECK_INT(vcache_live_count(vl), 2);
+	CHECK_INT(vcache_flush(vc, "a@example.com"), 1); /* `sharemail cache flush` */
+	CHECK_INT(vcache_live_get(vl, SRV, "a@example.com", &st), 1); /* until the tick */
+	vcache_live_tick(vl);
+	CHECK_INT(vcache_live_get(vl, SRV, "a@example.com", &st), 0);
+	CHECK_INT(vcache_live_get(vl, SRV, "b@example.com", &st), 1);
+	bgwork_free(bg);
+	vcache_live_close(vl);
+	done(vc);
+}
+
+static int gate[2];
+
+/* A job that holds the background thread until the test writes to the pipe. */
+static void hold_job(void *arg)
+{
+	(void)arg;
+	char c;
+	CHECK_INT(read(gate[0], &c, 1), 1);
+}
+
+TEST(live_reload_keeps_writes_still_queued)
+{
+	struct vcache *vc = fresh();
+	if (!CHECK(vc != NULL) || !CHECK(pipe(gate) == 0))
+		return;
+	char path[128], err[256];
+	db_path(path, sizeof path);
+	struct bgwork *bg = bgwork_new(NULL, NULL, 1000);
+	struct vcache_live *vl = vcache_live_open(path, bg, err, sizeof err);
+	if (!CHECK(vl != NULL))
+		return;
+	CHECK_INT(bgwork_post(bg, hold_job, NULL), 0);
+	CHECK_INT(vcache_live_put(vl, SRV, "queued@example.com", 5, POS_TTL), 0);
+	CHECK_INT(vcache_put(vc, SRV, "other@example.com", 5, POS_TTL, NEG_TTL), 0);
+	/* The reload reads SQLite (which lacks "queued") and must keep the queued put. */
+	vcache_live_tick(vl);
+	int st;
+	CHECK_INT(vcache_live_get(vl, SRV, "other@example.com", &st), 1);
+	CHECK_INT(vcache_live_get(vl, SRV, "queued@example.com", &st), 1);
+	CHECK_INT(write(gate[1], "x", 1), 1);
+	bgwork_sync(bg);
+	CHECK_INT(vcache_get(vc, SRV, "queued@example.com", &st), 1);
+	bgwork_free(bg);
+	vcache_live_close(vl);
+	close(gate[0]);
+	close(gate[1]);
+	done(vc);
+}
+
 TEST_MAIN(T(ttl_per_status), T(keys_fold_case_and_servers_are_separate), T(put_replaces),
           T(list_order_and_expired_hidden), T(flush_one_and_all), T(persists_across_open),
-          T(open_failure_reports))
+          T(open_failure_reports), T(live_loads_answers_and_writes_behind),
+          T(live_reloads_after_an_external_flush), T(live_reload_keeps_writes_still_queued))

@@ -1,0 +1,56 @@
+/*
+ * vcache_live: the verification cache as the daemon uses it: every live entry of
+ * the SQLite cache (vcache.h, <state_dir>/vcache.db) loaded into an in-memory hash
+ * table at open, answered from memory (a hash probe under an uncontended mutex:
+ * the warm path of a RCPT costs well under a microsecond), and new answers written
+ * to SQLite on the background thread (bgwork.h), never on the event loop. When
+ * another process changes the database (`sharemail cache flush`), the next tick
+ * (vcache_live_tick, about once a second) reloads the live entries, so a flushed
+ * address is forgotten without a restart.
+ *
+ * Keys are (server, address): server is the Minger server's "ADDR:PORT" as
+ * netaddr_format writes it (the key `sharemail minger query` uses too), the
+ * address is folded to lower case (vcache_fold_key).
+ *
+ * Threads: get and put may be called from any thread; tick runs on the
+ * background thread. Ownership: the bgwork is borrowed and must outlive it.
+ */
+#ifndef SHAREMAIL_VERIFY_VCACHE_LIVE_H
+#define SHAREMAIL_VERIFY_VCACHE_LIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bgwork;
+struct vcache_live;
+
+/* Opens path (created if absent) and loads its live entries. NULL with a message in err. */
+struct vcache_live *vcache_live_open(const char *path, struct bgwork *bg, char *err, size_t errlen);
+
+/*
+ * Closes it (NULL: no-op). Writes still queued on bg must have run first:
+ * call bgwork_sync(bg) (or bgwork_free) before.
+ */
+void vcache_live_close(struct vcache_live *vl);
+
+/* 1 with *status when (server, address) has a live entry, else 0. */
+int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status);
+
+/*
+ * Records status (3, 4 or 5; others ignored) for ttl seconds (> 0): in memory now,
+ * in SQLite on the background thread. Returns 0, or -1 when it could not be
+ * recorded (bad key, out of memory).
+ */
+int vcache_live_put(struct vcache_live *vl, const char *server, const char *address, int status,
+                    int ttl);
+
+/* Live entries in memory now. */
+size_t vcache_live_count(struct vcache_live *vl);
+
+/*
+ * The background thread's periodic work: reloads from SQLite when another
+ * connection changed it. Runs on the thread that runs bg's jobs.
+ */
+void vcache_live_tick(struct vcache_live *vl);
+
+#endif
