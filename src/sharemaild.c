@@ -220,7 +220,7 @@ static int open_index(struct daemon *d)
 static int open_verify(struct daemon *d)
 {
 	char err[256];
-	d->verify = verify_new(d->base, d->conf, d->index, err, sizeof err);
+	d->verify = verify_new(d->base, d->boot, d->index, err, sizeof err);
 	if (!d->verify) {
 		log_err("verify: %s", err);
 		return -1;

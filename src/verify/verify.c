@@ -584,6 +584,7 @@ static void answer_remote(struct verify_answer *a, const struct vtarget *t)
 static const struct vr_target *decide(const struct vr_target *t, size_t n, const struct vtarget *gw,
                                       struct verify_answer *a)
 {
+	a->servers_asked = 1; /* other servers decide: a TEMPFAIL is 4.4.3, their reason logged */
 	for (size_t i = 0; i < n; i++)
 		if (t[i].result == 5) {
 			answer_remote(a, t[i].t);
@@ -730,6 +731,7 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
 	if (!r || len > MAILADDR_MAX || n == 0) {
 		free(r);
 		out->status = VERIFY_TEMPFAIL;
+		out->servers_asked = 1;
 		snprintf(out->reason, sizeof out->reason, "%s", n ? "out of memory" : "no server");
 		return 0;
 	}

@@ -391,6 +391,7 @@ TEST(silent_peer_is_tempfail_naming_it)
 	struct got g;
 	CHECK_INT(rcpt(f.v, "carol@example.com", &g), 1);
 	CHECK_INT(g.a.status, VERIFY_TEMPFAIL);
+	CHECK_INT(g.a.servers_asked, 1); /* 451 4.4.3, not the directory's 4.3.0 */
 	CHECK(strstr(g.a.reason, "127.0.0.1:2501") != NULL);
 	CHECK(strstr(g.a.reason, "no answer") != NULL);
 	CHECK_INT(rs[1].received, 2); /* the query and its one retransmission */
