@@ -20,6 +20,7 @@
 
 #include "conf/conf_schema.h"
 #include "proto/nexthop_spec.h"
+#include "proto/peer_spec.h"
 #include "proto/minger_msg.h"
 #include "util/log.h"
 
@@ -547,10 +548,30 @@ static int set_list(struct loader *ld, const struct conf_key *k, char *v)
 	return words_each(ld, k, v, list_word);
 }
 
-/* Each line is one entry (relay_route), checked as a whole. */
+/*
+ * A Domain Sharing peer, gateway or forward line that does not parse, reported at
+ * its line (the secret file is only named here: verify/ reads it at start-up).
+ */
+static int peer_text_bad(struct loader *ld, const struct conf_key *k, const char *v)
+{
+	char err[256], q[CONF_QUOTE_MAX + 4];
+	struct peer_spec_peer peer;
+	struct peer_spec_gateway gw;
+	int bad = 0;
+	if (k->flags & CONF_FLAG_PEER)
+		bad = peer_spec_parse_peer(v, &peer, err, sizeof err) != 0;
+	else if (k->flags & (CONF_FLAG_GATEWAY | CONF_FLAG_FORWARD))
+		bad = peer_spec_parse_gateway(v, (k->flags & CONF_FLAG_FORWARD) != 0, &gw, err,
+		                              sizeof err) != 0;
+	if (bad)
+		ld_error(ld, ld->line, "%s '%s': %s", k->doc.name, quote(q, sizeof q, v), err);
+	return bad;
+}
+
+/* Each line is one entry (relay_route, domain_sharing_host...), checked as a whole. */
 static int set_lines(struct loader *ld, const struct conf_key *k, char *v)
 {
-	if (nexthop_text_bad(ld, k, v))
+	if (nexthop_text_bad(ld, k, v) || peer_text_bad(ld, k, v))
 		return -1;
 	if (strlist_push(field(ld, k), v) != 0) {
 		ld_error(ld, ld->line, "out of memory");

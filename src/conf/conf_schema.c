@@ -88,7 +88,7 @@ const struct conf_key conf_keys[] = {
         /* Domain Sharing (one domain split across several servers) */
         BOOL(domain_sharing, "no", 0,
              "Ask the domain_sharing_host peers about local-domain recipients not found here."),
-        LINES(domain_sharing_host, 0,
+        LINES(domain_sharing_host, CONF_FLAG_PEER,
               "HOST[:SMTPPORT] [minger_port=N] [secret_file=F]: one peer, repeatable."),
         PATH(domain_sharing_domains_file, "", 0,
              "Domains that use Domain Sharing, one per line; empty or absent: all local domains."),
@@ -101,10 +101,10 @@ const struct conf_key conf_keys[] = {
         BOOL(domain_sharing_share_lists, "no", 0,
              "Copy list posts to every peer that has the same list (asked by Minger)."),
         /* gateway and forwarded domains */
-        LINES(gateway_domain, 0,
+        LINES(gateway_domain, CONF_FLAG_GATEWAY,
               "DOMAIN host=H[:P] minger=H[:P] [secret_file=F] [unreachable=defer|accept] "
               "[domain_sharing=yes|no]: verified relay domain."),
-        LINES(forward_domain, 0,
+        LINES(forward_domain, CONF_FLAG_FORWARD,
               "DOMAIN host=H[:P] minger=H[:P] [secret_file=F]: *@DOMAIN forwarded if Minger "
               "there finds it."),
         /* SMTP server */

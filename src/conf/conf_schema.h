@@ -39,6 +39,10 @@ enum conf_type {
 #define CONF_FLAG_ROUTE 0x20 /* lines: "DOMAIN HOST[:PORT]..." (proto/nexthop_spec.h) */
 #define CONF_FLAG_HOSTS 0x40 /* string: "HOST[:PORT]..." (proto/nexthop_spec.h) */
 #define CONF_FLAG_NAMESERVER 0x80 /* list: IPv4 or [IPv6] addresses, :PORT optional (53) */
+/* Lines checked with proto/peer_spec.h: domain_sharing_host, gateway_domain, forward_domain. */
+#define CONF_FLAG_PEER 0x100
+#define CONF_FLAG_GATEWAY 0x200
+#define CONF_FLAG_FORWARD 0x400
 
 struct conf_key {
 	struct conf_key_doc doc;
