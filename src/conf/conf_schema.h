@@ -39,6 +39,7 @@ enum conf_type {
 #define CONF_FLAG_ROUTE 0x20 /* lines: "DOMAIN HOST[:PORT]..." (proto/nexthop_spec.h) */
 #define CONF_FLAG_HOSTS 0x40 /* string: "HOST[:PORT]..." (proto/nexthop_spec.h) */
 #define CONF_FLAG_NAMESERVER 0x80 /* list: IPv4 or [IPv6] addresses, :PORT optional (53) */
+#define CONF_FLAG_MAILBOX 0x100 /* list: RFC 5321 mailboxes, stored as lower-case keys */
 
 struct conf_key {
 	struct conf_key_doc doc;
