@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 
 #include "conf/conf_schema.h"
+#include "proto/mailaddr.h"
 #include "proto/nexthop_spec.h"
 #include "proto/peer_spec.h"
 #include "proto/minger_msg.h"
@@ -513,6 +514,22 @@ static int words_each(struct loader *ld, const struct conf_key *k, char *v,
 	return rc;
 }
 
+/* A mailbox (RFC 5321 4.1.2), replaced by its lookup key: the rules compare keys. */
+static int mailbox_word(struct loader *ld, const struct conf_key *k, char *w)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	struct mailaddr a;
+	char key[MAILADDR_MAX + 1];
+	if (mailaddr_parse_exact(w, strlen(w), &a) != MAILADDR_OK ||
+	    mailaddr_key(&a, key, sizeof key) < 0) {
+		ld_error(ld, ld->line, "'%s' in %s is not a mail address", quote(q, sizeof q, w),
+		         k->doc.name);
+		return -1;
+	}
+	memcpy(w, key, strlen(key) + 1); /* a key is never longer than the address */
+	return 0;
+}
+
 static int list_word(struct loader *ld, const struct conf_key *k, char *w)
 {
 	char q[CONF_QUOTE_MAX + 4];
@@ -525,6 +542,8 @@ static int list_word(struct loader *ld, const struct conf_key *k, char *w)
 		}
 		lower(w);
 	}
+	if ((k->flags & CONF_FLAG_MAILBOX) && mailbox_word(ld, k, w) != 0)
+		return -1;
 	if (k->flags & CONF_FLAG_NAMESERVER) {
 		char err[256];
 		struct netaddr a;

@@ -98,6 +98,21 @@ struct conf {
 	char *smtp_over_quota_reply; /* "452" (default) or "552" */
 	int smtp_max_line_length; /* text line octets without CRLF, default 998 */
 	int smtp_max_received_headers; /* loop limit, default 50 */
+	/* SMTP AUTH and the sender authentication rules (smtpd/auth_rules.h) */
+	int auth_allow_plaintext; /* bool, default 0: AUTH only inside TLS */
+	int smtp_auth_on_smtp_port; /* bool, default 1: AUTH offered on smtp_listen */
+	int smtp_auth_on_smtp_port_screen; /* bool, default 0: AUTH there anyway screens */
+	int smtp_received_auth; /* bool, default 0: the identity in Received */
+	int auth_required_for_local_senders; /* bool, default 1 */
+	int auth_local_senders_unless_local_rcpt; /* bool, default 0 */
+	int auth_local_senders_unless_domain_sharing; /* bool, default 1 */
+	int auth_required_from_local_networks; /* bool, default 1 */
+	struct netlist local_networks; /* empty: the rule above never applies */
+	int auth_required_for_role_senders; /* bool, default 1 */
+	int auth_match_return_path; /* bool, default 1 */
+	int auth_match_from_header; /* bool, default 1 */
+	struct strlist auth_match_exempt; /* mailbox keys (lower case) */
+	int auth_match_exempt_gateway; /* bool, default 1 */
 	/* Domain Sharing, gateway and forwarded domains (verify/) */
 	int domain_sharing; /* bool, default 0 */
 	struct strlist

@@ -43,6 +43,7 @@ enum conf_type {
 #define CONF_FLAG_PEER 0x100
 #define CONF_FLAG_GATEWAY 0x200
 #define CONF_FLAG_FORWARD 0x400
+#define CONF_FLAG_MAILBOX 0x800 /* list: RFC 5321 mailboxes, stored as lower-case keys */
 
 struct conf_key {
 	struct conf_key_doc doc;

@@ -135,6 +135,8 @@ enum dir_stmt {
 	ST_PRUNE_FIND,
 	ST_PRUNE_DELETE,
 	ST_PRUNE_MARK,
+	ST_ACCOUNT_SECRET,
+	ST_ALIASES_OF,
 	ST_COUNT_
 };
 
@@ -185,6 +187,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
         [ST_PRUNE_DELETE] = "DELETE FROM change_log WHERE seq <= ?1",
         [ST_PRUNE_MARK] = "INSERT INTO meta(key, value) VALUES('pruned_seq', ?1)"
                           " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+        [ST_ACCOUNT_SECRET] = "SELECT password, state FROM accounts WHERE address = ?1",
+        [ST_ALIASES_OF] = "SELECT alias FROM aliases WHERE target = ?1 ORDER BY alias",
 };
 
 struct directory {
@@ -944,6 +948,41 @@ enum directory_result directory_alias_targets(struct directory *d, const char *k
                                               int (*fn)(void *arg, const char *target), void *arg)
 {
 	return each_text(d, ST_ALIAS_TARGETS, key, fn, arg);
+}
+
+enum directory_result directory_account_secret(struct directory *d, const char *key, char *hash,
+                                               size_t hashsz, enum account_state *state)
+{
+	int rc;
+	int found = 0, fits = 1;
+	sqlite3_stmt *s = dir_stmt(d, ST_ACCOUNT_SECRET, &rc);
+	if (!s)
+		return dir_map(rc);
+	hash[0] = '\0';
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		found = 1;
+		const char *h = (const char *)sqlite3_column_text(s, 0);
+		size_t n = h ? strlen(h) : 0;
+		if (n < hashsz)
+			memcpy(hash, h ? h : "", n + 1);
+		else
+			fits = 0;
+		*state = dir_state(sqlite3_column_int(s, 1));
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return dir_map(rc) == DIRECTORY_EXISTS ? DIRECTORY_ERROR : dir_map(rc);
+	if (!fits)
+		return DIRECTORY_ERROR;
+	return found ? DIRECTORY_OK : DIRECTORY_NOTFOUND;
+}
+
+enum directory_result directory_aliases_of(struct directory *d, const char *key,
+                                           int (*fn)(void *arg, const char *alias), void *arg)
+{
+	return each_text(d, ST_ALIASES_OF, key, fn, arg);
 }
 
 /* Reads (pruned_seq, newest seq) of the change log; both 0 when absent. */

@@ -103,6 +103,23 @@ enum directory_result directory_alias_targets(struct directory *d, const char *k
                                               int (*fn)(void *arg, const char *target), void *arg);
 
 /*
+ * Reads account `key`'s password hash into hash[0..hashsz) ("" when it has none:
+ * it cannot log in) and its state. NOTFOUND when `key` is no account; ERROR when
+ * the stored hash does not fit (PASSWORD_HASH_MAX is enough for any hash
+ * password_hash() made). For the AUTH check (password_check.h).
+ */
+enum directory_result directory_account_secret(struct directory *d, const char *key, char *hash,
+                                               size_t hashsz, enum account_state *state);
+
+/*
+ * Calls fn for every alias that has `key` among its targets, in order (stops
+ * early if fn returns non-zero): the addresses an account may send as besides
+ * its own (smtpd/auth_rules.h). Direct targets only.
+ */
+enum directory_result directory_aliases_of(struct directory *d, const char *key,
+                                           int (*fn)(void *arg, const char *alias), void *arg);
+
+/*
  * One row of directory_scan(). kind: 'A' an account (state), 'L' one target of an
  * alias (target), 'M' a list (target is its owner, members_only set), 'm' one
  * member of the list named by the 'M' row just before (target is the member).
