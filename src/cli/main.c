@@ -31,6 +31,7 @@ static const struct cli_command commands[] = {
          "          [--cached] [--no-cache]"},
         {"cache", cmd_cache, "cache list | flush [ADDRESS]"},
         {"queue", cmd_queue, "queue list | show ID | delete ID | flush [ID]"},
+        {"screen", cmd_screen, "screen list | add ADDRESS [--for DURATION] | del ADDRESS"},
         {"check-config", cmd_check_config, "check-config"},
         {"config-doc", cmd_config_doc, "config-doc [--man]"},
 };
