@@ -153,6 +153,7 @@ SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL     ?= install
+CREATE_USER ?= yes
 CONF_DEST   := $(DESTDIR)$(SYSCONFDIR)/sharemail/sharemail.conf
 UNIT_DEST   := $(DESTDIR)$(SYSTEMDDIR)/sharemaild.service
 INSTALLED   := $(DESTDIR)$(SBINDIR)/sharemaild $(DESTDIR)$(BINDIR)/sharemail \
@@ -181,6 +182,20 @@ install: all
 	else \
 	  echo "$(INSTALL) -m 0644 etc/sharemail.conf $(CONF_DEST)"; \
 	  $(INSTALL) -m 0644 etc/sharemail.conf $(CONF_DEST); \
+	fi
+	@# The user of the unit and of the example's `user = sharemail`, on this machine only
+	@# (a DESTDIR install is a package's: its postinst runs systemd-sysusers).
+	@if [ -z "$(DESTDIR)" ] && [ "$(CREATE_USER)" != no ] && [ "$$(id -u)" = 0 ] && \
+	    ! getent passwd sharemail >/dev/null; then \
+	  if command -v systemd-sysusers >/dev/null 2>&1; then \
+	    echo "systemd-sysusers $(SYSUSERSDIR)/sharemail.conf"; \
+	    systemd-sysusers $(SYSUSERSDIR)/sharemail.conf; \
+	  else \
+	    echo "useradd --system --user-group --home-dir /var/lib/sharemail --no-create-home" \
+	         "--shell /usr/sbin/nologin sharemail"; \
+	    useradd --system --user-group --home-dir /var/lib/sharemail --no-create-home \
+	      --shell /usr/sbin/nologin --comment "sharemail mail server" sharemail; \
+	  fi; \
 	fi
 
 uninstall:
