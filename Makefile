@@ -46,7 +46,7 @@ LDLIBS   += $(PKG_LIBS)
 
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
                                src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
-                               src/deliver/*.c))
+                               src/deliver/*.c src/screen/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -154,6 +154,7 @@ SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL     ?= install
+CREATE_USER ?= yes
 CONF_DEST   := $(DESTDIR)$(SYSCONFDIR)/sharemail/sharemail.conf
 UNIT_DEST   := $(DESTDIR)$(SYSTEMDDIR)/sharemaild.service
 INSTALLED   := $(DESTDIR)$(SBINDIR)/sharemaild $(DESTDIR)$(BINDIR)/sharemail \
@@ -182,6 +183,20 @@ install: all
 	else \
 	  echo "$(INSTALL) -m 0644 etc/sharemail.conf $(CONF_DEST)"; \
 	  $(INSTALL) -m 0644 etc/sharemail.conf $(CONF_DEST); \
+	fi
+	@# The user of the unit and of the example's `user = sharemail`, on this machine only
+	@# (a DESTDIR install is a package's: its postinst runs systemd-sysusers).
+	@if [ -z "$(DESTDIR)" ] && [ "$(CREATE_USER)" != no ] && [ "$$(id -u)" = 0 ] && \
+	    ! getent passwd sharemail >/dev/null; then \
+	  if command -v systemd-sysusers >/dev/null 2>&1; then \
+	    echo "systemd-sysusers $(SYSUSERSDIR)/sharemail.conf"; \
+	    systemd-sysusers $(SYSUSERSDIR)/sharemail.conf; \
+	  else \
+	    echo "useradd --system --user-group --home-dir /var/lib/sharemail --no-create-home" \
+	         "--shell /usr/sbin/nologin sharemail"; \
+	    useradd --system --user-group --home-dir /var/lib/sharemail --no-create-home \
+	      --shell /usr/sbin/nologin --comment "sharemail mail server" sharemail; \
+	  fi; \
 	fi
 
 uninstall:

@@ -663,11 +663,53 @@ static int set_netlist(struct loader *ld, const struct conf_key *k, char *v)
 	return words_each(ld, k, v, net_word);
 }
 
+/*
+ * "COUNT/DURATION" (screen_auth_failures = 5/10m): COUNT a number in the key's
+ * range, DURATION seconds with the suffixes s, m, h, d, 1 s to 7 days.
+ */
+static int set_rate(struct loader *ld, const struct conf_key *k, char *v)
+{
+	char q[CONF_QUOTE_MAX + 4];
+	char *slash = strchr(v, '/');
+	long long count = 0, secs = 0;
+	if (!slash) {
+		ld_error(ld, ld->line, "value '%s' for %s is not COUNT/DURATION (e.g. 5/10m)",
+		         quote(q, sizeof q, v), k->doc.name);
+		return -1;
+	}
+	*slash = '\0';
+	enum num_result rc = number_parse(v, NULL, &count);
+	enum num_result rs = number_parse(slash + 1, seconds_units, &secs);
+	*slash = '/';
+	if (rc == NUM_NOT_NUMBER || rs == NUM_NOT_NUMBER) {
+		ld_error(
+		        ld, ld->line,
+		        "value '%s' for %s is not COUNT/DURATION (e.g. 5/10m; suffixes s, m, h, d)",
+		        quote(q, sizeof q, v), k->doc.name);
+		return -1;
+	}
+	if (rc == NUM_TOO_BIG || count < k->min || count > k->max) {
+		ld_error(ld, ld->line, "%s: COUNT must be between %lld and %lld", k->doc.name,
+		         k->min, k->max);
+		return -1;
+	}
+	if (rs == NUM_TOO_BIG || secs < 1 || secs > CONF_RATE_SECONDS_MAX) {
+		ld_error(ld, ld->line, "%s: DURATION must be between 1 and %d seconds", k->doc.name,
+		         CONF_RATE_SECONDS_MAX);
+		return -1;
+	}
+	struct conf_rate *r = field(ld, k);
+	r->count = (int)count;
+	r->seconds = (int)secs;
+	return 0;
+}
+
 static int (*const setters[])(struct loader *, const struct conf_key *, char *) = {
         [CONF_TYPE_STRING] = set_string,   [CONF_TYPE_PATH] = set_path,
         [CONF_TYPE_BOOL] = set_bool,       [CONF_TYPE_INT] = set_int,
         [CONF_TYPE_LIST] = set_list,       [CONF_TYPE_ADDRLIST] = set_addrlist,
         [CONF_TYPE_NETLIST] = set_netlist, [CONF_TYPE_LINES] = set_lines,
+        [CONF_TYPE_RATE] = set_rate,
 };
 
 /* ---- the conf itself ---- */
@@ -686,7 +728,8 @@ static void field_free(struct conf *c, const struct conf_key *k)
 	case CONF_TYPE_ADDRLIST: addrlist_free(f); break;
 	case CONF_TYPE_NETLIST: netlist_free(f); break;
 	case CONF_TYPE_BOOL:
-	case CONF_TYPE_INT: break;
+	case CONF_TYPE_INT:
+	case CONF_TYPE_RATE: break;
 	}
 }
 
@@ -1201,6 +1244,7 @@ static int field_equal(const struct conf *a, const struct conf *b, const struct 
 	case CONF_TYPE_PATH: return str_equal(*(char *const *)fa, *(char *const *)fb);
 	case CONF_TYPE_BOOL:
 	case CONF_TYPE_INT: return *(const int *)fa == *(const int *)fb;
+	case CONF_TYPE_RATE: return memcmp(fa, fb, sizeof(struct conf_rate)) == 0;
 	case CONF_TYPE_LIST:
 	case CONF_TYPE_LINES: {
 		const struct strlist *x = fa, *y = fb;
@@ -1267,6 +1311,7 @@ static int field_copy(struct conf *dst, const struct conf *src, const struct con
 	}
 	case CONF_TYPE_BOOL:
 	case CONF_TYPE_INT: *(int *)fd = *(const int *)fs; return 0;
+	case CONF_TYPE_RATE: memcpy(fd, fs, sizeof(struct conf_rate)); return 0;
 	case CONF_TYPE_LIST:
 	case CONF_TYPE_LINES: {
 		const struct strlist *l = fs;

@@ -41,6 +41,16 @@ struct netlist {
 	size_t n;
 };
 
+/*
+ * An event rate, written "COUNT/DURATION" (e.g. "5/10m"): the COUNT-th event
+ * inside DURATION seconds triggers; count 0 turns the rule off.
+ */
+struct conf_rate {
+	int count;
+	int seconds; /* 1..CONF_RATE_SECONDS_MAX */
+};
+#define CONF_RATE_SECONDS_MAX 604800 /* 7 days */
+
 struct conf {
 	char *path; /* the file loaded (absolute) */
 	/* general */
@@ -143,6 +153,13 @@ struct conf {
 	struct strlist dns_nameserver; /* "ADDR" or "ADDR:PORT", checked; empty: resolv.conf */
 	int dns_timeout; /* seconds per try, default 5 */
 	int dns_attempts; /* tries, default 2 */
+	/* Dynamic Screen (screen/screen.h) and privileges (util/privdrop.h) */
+	struct conf_rate screen_auth_failures; /* default 5/10m */
+	struct conf_rate screen_unknown_recipients; /* default 20/10m */
+	struct conf_rate screen_connection_rate; /* per address, default 30/1m */
+	int screen_duration; /* seconds, default 3600 */
+	struct netlist screen_exempt; /* never screened (nor are smtp_trusted_networks) */
+	char *user; /* NULL or "": run as started; else drop to this user when root */
 };
 
 /* How bad a problem is: an error stops the load, a warning is only shown. */
@@ -253,7 +270,8 @@ int conf_state_path(const struct conf *c, const char *name, char *out, size_t ou
 
 /*
  * The schema, for documentation and tests: conf_schema_count() entries, each with
- * name, type name ("string", "path", "bool", "int", "list", "addrlist", "netlist"),
+ * name, type name ("string", "path", "bool", "int", "list", "addrlist", "netlist",
+ * "lines", "rate"),
  * default as text ("" for none), range as text ("" when none), one-line doc and
  * whether the key reloads on SIGHUP.
  */

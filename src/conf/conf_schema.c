@@ -27,6 +27,9 @@
 #define ADDRLIST(name, doc) KEY(name, CONF_TYPE_ADDRLIST, "addrlist", "", "", 0, 0, 0, doc)
 #define NETLIST(name, flags, doc) KEY(name, CONF_TYPE_NETLIST, "netlist", "", "", 0, 0, flags, doc)
 #define LINES(name, flags, doc) KEY(name, CONF_TYPE_LINES, "lines", "", "", 0, 0, flags, doc)
+/* "COUNT/DURATION": COUNT in lo..hi (0: off), DURATION 1 s to 7 days (CONF_RATE_SECONDS_MAX). */
+#define RATE(name, def, lo, hi, flags, doc)                                                        \
+	KEY(name, CONF_TYPE_RATE, "rate", def, #lo "-" #hi "/1s-7d", lo, hi, flags, doc)
 /* The table's shorthand for CONF_FLAG_RELOAD (see conf_schema.h). */
 #define RELOAD CONF_FLAG_RELOAD
 
@@ -210,6 +213,25 @@ const struct conf_key conf_keys[] = {
         INT(dns_timeout, "5", 1, 60, CONF_FLAG_SECONDS,
             "Seconds (suffix s, m, h, d) to wait for one DNS answer before asking again."),
         INT(dns_attempts, "2", 1, 10, 0, "Times a DNS question is asked before it fails (retry)."),
+        /* Dynamic Screen (screen/screen.h): client addresses refused with 421 at connect */
+        RATE(screen_auth_failures, "5/10m", 0, 1000, RELOAD,
+             "COUNT/DURATION: the COUNT-th failed AUTH from one address inside DURATION "
+             "screens it; 0/...: off."),
+        RATE(screen_unknown_recipients, "20/10m", 0, 1000, RELOAD,
+             "COUNT/DURATION: the COUNT-th unknown local recipient from one address screens "
+             "it (harvesting)."),
+        RATE(screen_connection_rate, "30/1m", 0, 1000, RELOAD,
+             "COUNT/DURATION: the COUNT-th connection from one address inside DURATION screens "
+             "it."),
+        INT(screen_duration, "1h", 60, 31536000, CONF_FLAG_SECONDS | RELOAD,
+            "Seconds (suffix s, m, h, d) an address stays screened."),
+        NETLIST(screen_exempt, RELOAD,
+                "Never screened, ADDR/PREFIX, repeatable (smtp_trusted_networks never are "
+                "either)."),
+        /* privileges (util/privdrop.h) */
+        STRING(user, "", "", 0,
+               "Started as root, sharemaild binds its ports, then runs as this user and its "
+               "groups; empty: as started."),
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];

@@ -22,6 +22,7 @@ enum conf_type {
 	CONF_TYPE_ADDRLIST, /* struct addrlist, repeatable */
 	CONF_TYPE_NETLIST, /* struct netlist, repeatable */
 	CONF_TYPE_LINES, /* struct strlist, repeatable: each line one entry, kept whole */
+	CONF_TYPE_RATE, /* struct conf_rate: "COUNT/DURATION", COUNT in [min, max] */
 };
 
 /* Extra checks and units. */

@@ -110,8 +110,8 @@ TEST(defaults)
 
 TEST(schema_sane)
 {
-	static const char *const types[] = {"string", "path",     "bool",    "int",
-	                                    "list",   "addrlist", "netlist", "lines"};
+	static const char *const types[] = {"string",   "path",    "bool",  "int", "list",
+	                                    "addrlist", "netlist", "lines", "rate"};
 	size_t n = conf_schema_count();
 	CHECK(n >= 26);
 	CHECK(conf_schema_doc(n) == NULL);
@@ -298,6 +298,22 @@ static const struct error_case error_cases[] = {
          "queue_retry_interval is no longer a key: use queue_retry_initial and queue_retry_max "
          "(the wait doubles from the first to the second)"},
         {"log = debug\n", 1, "unknown key 'log'"},
+        {"screen_auth_failures = 5\n", 1,
+         "value '5' for screen_auth_failures is not COUNT/DURATION (e.g. 5/10m)"},
+        {"screen_auth_failures = 5/10x\n", 1,
+         "value '5/10x' for screen_auth_failures is not COUNT/DURATION (e.g. 5/10m; suffixes s, "
+         "m, h, d)"},
+        {"screen_auth_failures = /10m\n", 1,
+         "value '/10m' for screen_auth_failures is not COUNT/DURATION (e.g. 5/10m; suffixes s, "
+         "m, h, d)"},
+        {"\nscreen_connection_rate = 1001/1m\n", 2,
+         "screen_connection_rate: COUNT must be between 0 and 1000"},
+        {"screen_unknown_recipients = 5/0\n", 1,
+         "screen_unknown_recipients: DURATION must be between 1 and 604800 seconds"},
+        {"screen_unknown_recipients = 5/8d\n", 1,
+         "screen_unknown_recipients: DURATION must be between 1 and 604800 seconds"},
+        {"screen_auth_failures = 5/10m\nscreen_auth_failures = 6/10m\n", 2,
+         "'screen_auth_failures' may appear only once (first at line 1)"},
         {"state = /x\n", 1, "unknown key 'state'"},
         {"minger_threads = abc\n", 1, "value 'abc' for minger_threads is not a number"},
         {"minger_threads = 4 # four\n", 1, "value '4 # four' for minger_threads is not a number"},
@@ -1065,6 +1081,53 @@ TEST(example_config_complete_and_valid)
 	free(text);
 }
 
+/* COUNT/DURATION keys: defaults, suffixes, 0 (off), and a reload that sees a change. */
+TEST(rate_values)
+{
+	struct conf *d = conf_defaults();
+	if (CHECK(d != NULL)) {
+		CHECK_INT(d->screen_auth_failures.count, 5);
+		CHECK_INT(d->screen_auth_failures.seconds, 600);
+		CHECK_INT(d->screen_unknown_recipients.count, 20);
+		CHECK_INT(d->screen_unknown_recipients.seconds, 600);
+		CHECK_INT(d->screen_connection_rate.count, 30);
+		CHECK_INT(d->screen_connection_rate.seconds, 60);
+		CHECK_INT(d->screen_duration, 3600);
+		CHECK_INT(d->screen_exempt.n, 0);
+		CHECK(d->user == NULL);
+	}
+	struct conf_errors errs = {0};
+	struct conf *c = load_text("screen_auth_failures = 3/90\n"
+	                           "screen_unknown_recipients = 0/1s\n"
+	                           "screen_connection_rate = 1000/7D\n"
+	                           "screen_exempt = 192.0.2.0/24 2001:db8::/32\n"
+	                           "user = mail\n",
+	                           &errs);
+	conf_errors_print(&errs);
+	conf_errors_free(&errs);
+	if (CHECK(c != NULL)) {
+		CHECK_INT(c->screen_auth_failures.count, 3);
+		CHECK_INT(c->screen_auth_failures.seconds, 90);
+		CHECK_INT(c->screen_unknown_recipients.count, 0);
+		CHECK_INT(c->screen_unknown_recipients.seconds, 1);
+		CHECK_INT(c->screen_connection_rate.count, 1000);
+		CHECK_INT(c->screen_connection_rate.seconds, 7 * 86400);
+		CHECK_INT(c->screen_exempt.n, 2);
+		CHECK_STR(c->user, "mail");
+		struct conf_diff diff;
+		if (d)
+			CHECK_INT(conf_reload_merge(c, d, &diff), 0);
+		/* The screen keys reload; user needs a restart (it was kept as before). */
+		CHECK_STR(diff.reloaded, "screen_auth_failures, screen_unknown_recipients, "
+		                         "screen_connection_rate, screen_exempt");
+		CHECK_STR(diff.restart, "user");
+		CHECK(c->user == NULL);
+		CHECK_INT(c->screen_auth_failures.count, 3);
+	}
+	conf_free(c);
+	conf_free(d);
+}
+
 /* A bind error names the file, the line and the key of the listener. */
 TEST(addr_where_names_line)
 {
@@ -1220,10 +1283,10 @@ __attribute__((constructor)) static void setup(void)
 	atexit(cleanup);
 }
 
-TEST_MAIN(T(defaults), T(schema_sane), T(load_every_type), T(values_table), T(errors_table),
-          T(all_errors_collected), T(raw_line_problems), T(cannot_open), T(secrets_table),
-          T(secret_never_printed), T(cross_checks_pass), T(relative_to_config_folder),
-          T(error_count_bounded), T(errors_print_format), T(man_page_matches_schema),
-          T(text_doc_lists_every_key), T(example_config_complete_and_valid),
-          T(secret_file_mode_warning), T(skip_secrets_flag), T(addr_where_names_line),
-          T(reload_merge), T(reload_flags))
+TEST_MAIN(T(defaults), T(schema_sane), T(rate_values), T(load_every_type), T(values_table),
+          T(errors_table), T(all_errors_collected), T(raw_line_problems), T(cannot_open),
+          T(secrets_table), T(secret_never_printed), T(cross_checks_pass),
+          T(relative_to_config_folder), T(error_count_bounded), T(errors_print_format),
+          T(man_page_matches_schema), T(text_doc_lists_every_key),
+          T(example_config_complete_and_valid), T(secret_file_mode_warning), T(skip_secrets_flag),
+          T(addr_where_names_line), T(reload_merge), T(reload_flags))
