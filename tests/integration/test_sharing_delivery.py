@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakepeer  # noqa: E402
+import mingerpeer  # noqa: E402
 import relayutil  # noqa: E402
 import smtest  # noqa: E402
 from relayutil import mailbox, notices, queue_lines, rcpt_state, until, wait_gone  # noqa: E402
@@ -315,12 +316,17 @@ def test_gateway_and_forward_domains_route_to_host():
     gw = fakepeer.FakePeer()
     fw = fakepeer.FakePeer()
     rr = fakepeer.FakePeer()
+    # The protected servers' Minger (verification comes first: test_gateway.py tests it).
+    exists = mingerpeer.Responder({"x@gw.test": 5, "y@fw.test": 5, "z@both.test": 5},
+                                  anonymous=True)
+    exists.start()
+    m = exists.hostport
     a = None
     try:
         a = daemon("a", ("sender@example.com",), conf={
-            "gateway_domain": [f"gw.test host=[127.0.0.1]:{gw.port} minger=127.0.0.1:4069",
-                               f"both.test host=[127.0.0.1]:{gw.port} minger=127.0.0.1"],
-            "forward_domain": f"fw.test host=[127.0.0.1]:{fw.port} minger=127.0.0.1",
+            "gateway_domain": [f"gw.test host=[127.0.0.1]:{gw.port} minger={m}",
+                               f"both.test host=[127.0.0.1]:{gw.port} minger={m}"],
+            "forward_domain": f"fw.test host=[127.0.0.1]:{fw.port} minger={m}",
             "relay_route": f"both.test [127.0.0.1]:{rr.port}"})
         relayutil.send(a, "sender@example.com",
                        ["x@gw.test", "y@fw.test", "z@both.test"], body("gw"))
@@ -335,6 +341,7 @@ def test_gateway_and_forward_domains_route_to_host():
              "an explicit relay_route for the same domain wins")
     finally:
         cleanup(a)
+        exists.stop()
         for p in (gw, fw, rr):
             p.stop()
 
