@@ -83,7 +83,9 @@ def test_mx_preference_and_fallback():
             send(d, "sender@example.com", ["b@pref.test"], BODY)
             S.check(mx2.wait(lambda p: len(p.deliveries()) == 1, WAIT), "the second MX has it")
             S.check(wait_gone(d), "queue empty")
-            ln = [x for x in d.logtext().splitlines() if " to=<b@pref.test>, " in x]
+            # The attempt's log line follows the removal that wait_gone() sees: wait for it.
+            ln = until(lambda: [x for x in d.logtext().splitlines()
+                                if " to=<b@pref.test>, " in x]) or []
             S.check(ln and f"relay=mx2.pref.test[127.0.0.3]:{port}," in ln[-1], f"logged: {ln}")
         finally:
             d.cleanup()
