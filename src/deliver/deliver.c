@@ -373,7 +373,7 @@ struct remove_task {
 static void remove_work(struct deliver_task *t)
 {
 	struct remove_task *rt = (struct remove_task *)(void *)t;
-	if (queue_remove(rt->q, rt->id) < 0)
+	if (queue_remove_done(rt->q, rt->id) < 0)
 		log_warning("deliver %s: cannot remove the delivered message", rt->id);
 }
 

@@ -172,9 +172,9 @@ void deliver_record_work(struct deliver_job *j)
 	if (finished(env)) {
 		/*
 		 * The message goes without a last state write: removing it records
-		 * that every recipient is done (queue_remove fsyncs msg/).
+		 * that every recipient is done (queue_remove_done; see queue.h).
 		 */
-		if (queue_remove(x->q, m->id) == 0)
+		if (queue_remove_done(x->q, m->id) == 0)
 			m->removed = removed = 1;
 		else if (queue_update(x->q, env) < 0)
 			log_err("deliver %s: cannot record delivery states (deliveries may repeat)",

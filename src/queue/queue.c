@@ -15,10 +15,13 @@
  * Durability (hostile-inputs.md "Faults"): a message is reported committed only
  * after openat(msg/, O_EXCL), write, fsync(file), fsync(msg/). The file's fsync
  * commits the journal transaction that also holds its directory entry (ext4
- * logs the create with the inode), so the directory fsync finds nothing left to
- * commit: one journal commit per message, where tmp/ + rename cost two. Without
- * the directory fsync the name would not be durable on file systems that do not
- * tie the entry to the inode; it is cheap where they do.
+ * logs the create with the inode): one journal commit per message, where tmp/ +
+ * rename cost two. Where the file system is known to make the name durable that
+ * way (fs_names_durable_with_file: ext4, ext3) the fsync of msg/ is left out:
+ * on ext4 a folder's fsync forces a commit of the whole running transaction,
+ * i.e. of other sessions' files and of delivery's Maildir copies, a second
+ * journal commit on the 250's path. Everywhere else msg/ is fsynced, without
+ * which the name would not be durable (doc/internals/queue.md).
  *
  * Nothing reads msg/ while the daemon runs: the runner learns of a message from
  * the commit (queue_take_committed) and of the queue at start-up from the one
@@ -54,6 +57,7 @@
 
 #include "queue/queue.h"
 #include "queue/queue_file.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -104,6 +108,7 @@ struct committed {
 
 struct queue {
 	int dirfd, tmpfd, msgfd, statefd, quarfd, flushfd;
+	int names_with_file; /* fs_names_durable_with_file(msg/): no fsync of msg/ needed */
 	struct event_base *base;
 	struct event *ev;
 	int efd;
@@ -340,7 +345,9 @@ static int commit_write(struct queue_msg *m)
 		goto fail;
 	}
 	fd = -1;
-	if (dir_sync(m) < 0) {
+	/* Where the file's fsync made its name durable (ext4), a folder fsync would only
+	 * commit whatever else is running: other sessions' files, deliveries. */
+	if (!q->names_with_file && dir_sync(m) < 0) {
 		e = errno;
 		log_err("queue: fsync of msg/ failed for %s: %s", m->id, strerror(e));
 		unlinkat(q->msgfd, m->id, 0);
@@ -734,6 +741,7 @@ struct queue *queue_open(const char *dir, struct event_base *base, char *err, si
 	if (!base)
 		return q; /* the CLI: never touch files another process may be writing */
 	q->crash = crash_parse(getenv("SHAREMAIL_TEST_CRASH_AT"));
+	q->names_with_file = fs_names_durable_with_file(q->msgfd);
 	scan_tmp(q);
 	scan_msg(q);
 	scan_state(q);
@@ -1125,7 +1133,8 @@ int queue_update(struct queue *q, const struct envelope *env)
 	return r;
 }
 
-int queue_remove(struct queue *q, const char *id)
+/* Unlinks a whole message file (never one being received) and its state file. */
+static int unlink_whole(struct queue *q, const char *id)
 {
 	uint64_t off, len;
 	if (!id_valid(id))
@@ -1139,8 +1148,21 @@ int queue_remove(struct queue *q, const char *id)
 		return -1;
 	/* A crash here leaves an orphan state file; the start-up pass deletes it. */
 	unlinkat(q->statefd, id, 0);
+	return 0;
+}
+
+int queue_remove(struct queue *q, const char *id)
+{
+	if (unlink_whole(q, id) < 0)
+		return -1;
 	fsync(q->msgfd);
 	return 0;
+}
+
+int queue_remove_done(struct queue *q, const char *id)
+{
+	/* Not fsynced: the next journal commit of anything carries the unlink (see queue.h). */
+	return unlink_whole(q, id);
 }
 
 /* ---- flush requests ---- */
