@@ -208,6 +208,12 @@ int maildir_commit(struct maildir_file *f)
 	if (f->pending_cr && write_all(f->fd, "\r", 1) < 0)
 		goto fail;
 	f->pending_cr = 0;
+	if (f->ride) {
+		/* Write-back now (blocks allocated in the running journal transaction), so
+		 * that a receiving session's commit can carry the data before our fsync. */
+		sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		f->ride(f->ride_arg);
+	}
 	/* The data is durable before any name in new/ can be (no empty message after a crash). */
 	if (fsync(f->fd) < 0)
 		goto fail;
@@ -218,7 +224,10 @@ int maildir_commit(struct maildir_file *f)
 	} else if (errno == EEXIST || rename(tmp, dst) < 0) {
 		goto fail;
 	}
-	int fd = f->fd, rc = sync_name(f, fd), e = errno;
+	int fd = f->fd;
+	if (f->ride && fs_names_durable_with_file(fd))
+		f->ride(f->ride_arg); /* the link's commit, too, may be a session's */
+	int rc = sync_name(f, fd), e = errno;
 	f->fd = -1;
 	if (close(fd) < 0 && rc == 0) {
 		rc = -1;

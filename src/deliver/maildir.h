@@ -34,6 +34,10 @@ struct maildir_file {
 	char dir[MAILDIR_PATH_MAX]; /* the Maildir (without a trailing '/') */
 	char name[MAILDIR_NAME_MAX]; /* the unique file name */
 	int pending_cr; /* the last octet written was a CR not yet known to end a line */
+	/* Optional, set after maildir_open: called before each fsync of maildir_commit
+	 * so that it can wait for another commit to carry the changes (queue_ride). */
+	int (*ride)(void *arg);
+	void *ride_arg;
 };
 
 /*
@@ -69,7 +73,8 @@ int maildir_write(struct maildir_file *f, const void *data, size_t len);
 /*
  * fsyncs the file, links it into new/ (same name), unlinks the tmp/ name, makes
  * the new name durable (fsync of the file again on ext4, of new/ elsewhere) and
- * closes the file. Returns 0 once the message is durable in new/, or -1 (errno;
+ * closes the file. With f->ride set, the data's write-back is started first and
+ * ride(ride_arg) is called before each fsync of the file. Returns 0 once the message is durable in new/, or -1 (errno;
  * the tmp/ file, or the new/ name whose fsync failed, is removed).
  */
 int maildir_commit(struct maildir_file *f);

@@ -49,6 +49,7 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -125,6 +126,12 @@ struct queue {
 	pthread_cond_t dcv;
 	struct queue_msg *dwait;
 	int dsync_busy;
+	/* file fsyncs of commits, for queue_ride (under rmu) */
+	pthread_mutex_t rmu;
+	pthread_cond_t rcv;
+	uint64_t fsyncs_begun; /* numbered from 1 as they begin */
+	uint64_t fsync_ended; /* the highest number among those that ended */
+	uint64_t last_begin_us; /* time_mono_us of the last one begun */
 	/* finished commits for the event loop */
 	pthread_mutex_t cmu;
 	struct queue_msg *done, **done_tail;
@@ -317,6 +324,48 @@ static int dir_sync(struct queue_msg *m)
 	return ok ? 0 : -1;
 }
 
+/* A commit's file fsync begins: its number, for queue_ride. */
+static uint64_t ride_begin(struct queue *q)
+{
+	pthread_mutex_lock(&q->rmu);
+	uint64_t n = ++q->fsyncs_begun;
+	q->last_begin_us = time_mono_us();
+	pthread_mutex_unlock(&q->rmu);
+	return n;
+}
+
+/* Fsync number n ended (well or not): the riders waiting for it go on. */
+static void ride_end(struct queue *q, uint64_t n)
+{
+	pthread_mutex_lock(&q->rmu);
+	if (n > q->fsync_ended)
+		q->fsync_ended = n;
+	pthread_cond_broadcast(&q->rcv);
+	pthread_mutex_unlock(&q->rmu);
+}
+
+int queue_ride(struct queue *q, unsigned max_us)
+{
+	uint64_t now = time_mono_us();
+	pthread_mutex_lock(&q->rmu);
+	uint64_t mark = q->fsyncs_begun;
+	int busy = q->base && q->last_begin_us && now - q->last_begin_us < max_us;
+	if (busy) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += max_us / 1000000;
+		until.tv_nsec += (long)(max_us % 1000000) * 1000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (q->fsync_ended <= mark)
+			if (pthread_cond_timedwait(&q->rcv, &q->rmu, &until) == ETIMEDOUT)
+				break;
+	}
+	int carried = q->fsync_ended > mark;
+	pthread_mutex_unlock(&q->rmu);
+	return carried;
+}
+
 /*
  * Makes one message durable: write the rest, fsync the file, fsync msg/ (in that
  * order). Returns 0, or -1 with errno after removing the file (the client gets
@@ -337,7 +386,10 @@ static int commit_write(struct queue_msg *m)
 	if (writev_all(fd, m->buf, m->blen, m->tail.p, m->tail.len) < 0)
 		goto fail;
 	crash_at(q, CRASH_AFTER_WRITE);
-	if (fsync(fd) < 0)
+	uint64_t n = ride_begin(q);
+	int r = fsync(fd);
+	ride_end(q, n);
+	if (r < 0)
 		goto fail;
 	crash_at(q, CRASH_AFTER_FSYNC);
 	if (close(fd) < 0) {
@@ -725,6 +777,12 @@ struct queue *queue_open(const char *dir, struct event_base *base, char *err, si
 	pthread_cond_init(&q->dcv, NULL);
 	pthread_mutex_init(&q->cmu, NULL);
 	pthread_mutex_init(&q->lmu, NULL);
+	pthread_mutex_init(&q->rmu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->rcv, &ca);
+	pthread_condattr_destroy(&ca);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
@@ -790,6 +848,8 @@ void queue_close(struct queue *q)
 	pthread_cond_destroy(&q->dcv);
 	pthread_mutex_destroy(&q->cmu);
 	pthread_mutex_destroy(&q->lmu);
+	pthread_mutex_destroy(&q->rmu);
+	pthread_cond_destroy(&q->rcv);
 	free(q);
 }
 

@@ -251,6 +251,20 @@ int queue_flush(struct queue *q, const char *id);
 size_t queue_take_flush(struct queue *q, void (*fn)(void *arg, const char *id), void *arg);
 
 /*
+ * Lets a delivery worker's fsync ride on the receiving sessions' commits (call
+ * it just before an fsync whose changes are made, the data written back): when
+ * a commit's file fsync has begun within the last max_us microseconds (sessions
+ * are committing), waits until one that begins after this call has ended, at
+ * most max_us; otherwise returns at once. On ext4 such an fsync commits the
+ * whole running journal transaction, the caller's changes with it, so the
+ * caller's own fsync then finds nothing to commit instead of starting a journal
+ * commit that the next session's commit would queue behind. Never a reason to
+ * skip the caller's fsync: only its timing changes. Returns 1 if a commit ended
+ * after the call, else 0. Any thread; 0 at once on a queue without an event loop.
+ */
+int queue_ride(struct queue *q, unsigned max_us);
+
+/*
  * Registers fn to be called on the event loop after each successful commit, so
  * the delivery runner can pick new messages up at once. One callback.
  */
