@@ -191,10 +191,10 @@ int maildir_write(struct maildir_file *f, const void *data, size_t len)
 }
 
 /* Makes the new/ name durable: the file's fsync where that covers its names, else new/'s. */
-static int sync_name(const struct maildir_file *f, int fd)
+static int sync_name(const struct maildir_file *f, int fd, int names_with_file)
 {
 	char newdir[MAILDIR_PATH_MAX + 8];
-	if (fs_names_durable_with_file(fd))
+	if (names_with_file)
 		return fsync(fd);
 	snprintf(newdir, sizeof newdir, "%s/new", f->dir);
 	return fs_fsync_path(newdir);
@@ -224,10 +224,10 @@ int maildir_commit(struct maildir_file *f)
 	} else if (errno == EEXIST || rename(tmp, dst) < 0) {
 		goto fail;
 	}
-	int fd = f->fd;
-	if (f->ride && fs_names_durable_with_file(fd))
+	int fd = f->fd, with_file = fs_names_durable_with_file(fd);
+	if (f->ride && with_file)
 		f->ride(f->ride_arg); /* the link's commit, too, may be a session's */
-	int rc = sync_name(f, fd), e = errno;
+	int rc = sync_name(f, fd, with_file), e = errno;
 	f->fd = -1;
 	if (close(fd) < 0 && rc == 0) {
 		rc = -1;
