@@ -648,9 +648,10 @@ class Bench:
                              f"{IDLE_CONNS} idle connections: {med_ms:.1f} ms",
                              med_ms <= TARGET_NEW_CLIENT_MS))
         if has("sharemaild"):
+            rest = ("" if self.final_queued == self.total_sent
+                    else ", the rest delivered to the Maildir")
             print(f"  every message acknowledged and stored: yes ({self.total_sent} sent to "
-                  f"sharemaild, {self.final_queued} queued at the end, the rest "
-                  f"delivered to the Maildir)")
+                  f"sharemaild, {self.final_queued} queued at the end{rest})")
         for text, ok in verdicts:
             print(f"{verdict(ok)} {text}")
 
