@@ -45,7 +45,7 @@ import postfixpeer  # noqa: E402  (the throwaway Postfix instance, shared with t
 
 DOMAIN = "bench.example"
 LOCAL_RCPT = f"user@{DOMAIN}"
-REMOTE_RCPT = "user@remote.example"     # --no-delivery: relayed (trusted loopback), stays queued
+REMOTE_RCPT = "user@remote.example"     # --no-delivery: relayed to a refusing port, stays queued
 RCPT = LOCAL_RCPT
 SENDER = "sender@client.test"
 CLIENT_NAME = "client.test"
@@ -277,6 +277,7 @@ class Sharemaild:
         self.proc = None
         self.work = work
         self.extra_conf = ""    # more sharemail.conf lines (bench/relay: relay_route)
+        self.refuser = None     # --no-delivery: a bound, never listening socket
         self.account_added = False
 
     def start(self):
@@ -290,7 +291,15 @@ class Sharemaild:
                     f"smtp_max_connections = {IDLE_CONNS + 1000}\n"
                     f"smtp_max_connections_per_ip = {IDLE_CONNS + 1000}\n")
             if RCPT != LOCAL_RCPT:
-                f.write("smtp_trusted_networks = 127.0.0.0/8\n")     # may relay: stays queued
+                # Relayed to a loopback port bound but never listening: every connection
+                # is refused, the destination is dead after the first one and backs off
+                # as a whole, so every message stays queued (one state write at most).
+                if self.refuser is None:
+                    self.refuser = socket.socket()
+                    self.refuser.bind(("127.0.0.1", 0))
+                dead = self.refuser.getsockname()[1]
+                f.write("smtp_trusted_networks = 127.0.0.0/8\n"
+                        f"relay_route = {REMOTE_RCPT.split('@')[1]} [127.0.0.1]:{dead}\n")
             f.write(self.extra_conf)
         if not self.account_added:      # a restart (bench/relay) keeps the account
             run_cmd([os.path.join(self.build, "sharemail"), "-c", self.conf, "account", "add",
@@ -639,9 +648,10 @@ class Bench:
                              f"{IDLE_CONNS} idle connections: {med_ms:.1f} ms",
                              med_ms <= TARGET_NEW_CLIENT_MS))
         if has("sharemaild"):
+            rest = ("" if self.final_queued == self.total_sent
+                    else ", the rest delivered to the Maildir")
             print(f"  every message acknowledged and stored: yes ({self.total_sent} sent to "
-                  f"sharemaild, {self.final_queued} queued at the end, the rest "
-                  f"delivered to the Maildir)")
+                  f"sharemaild, {self.final_queued} queued at the end{rest})")
         for text, ok in verdicts:
             print(f"{verdict(ok)} {text}")
 

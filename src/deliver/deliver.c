@@ -373,7 +373,7 @@ struct remove_task {
 static void remove_work(struct deliver_task *t)
 {
 	struct remove_task *rt = (struct remove_task *)(void *)t;
-	if (queue_remove(rt->q, rt->id) < 0)
+	if (queue_remove_done(rt->q, rt->id) < 0)
 		log_warning("deliver %s: cannot remove the delivered message", rt->id);
 }
 
@@ -556,14 +556,40 @@ void deliver_job_abandon(struct deliver_job *j)
 	job_free(j);
 }
 
+static void record_done(struct deliver_task *t);
+
 static void local_done(struct deliver_task *t)
 {
-	deliver_job_outcomes_ready((struct deliver_job *)(void *)t);
+	struct deliver_job *j = (struct deliver_job *)(void *)t;
+	if (j->recording)
+		record_done(t); /* recorded on the worker already (local_work) */
+	else
+		deliver_job_outcomes_ready(j);
 }
 
+/* 1 if no outcome of j is a deferral (the scheduler, on the loop, gives those their next try). */
+static int no_deferral(const struct deliver_job *j)
+{
+	for (size_t i = 0; i < j->n; i++)
+		if (j->out[i].so == SCHEDULER_DEFER_RCPT || j->out[i].so == SCHEDULER_DEFER_DEST)
+			return 0;
+	return 1;
+}
+
+/*
+ * The copies, then, when nothing was deferred, the record on the same worker:
+ * the loop has nothing to add in between (deliver_job_outcomes_ready only asks the
+ * scheduler for deferrals' next tries), so the common case saves a trip through
+ * the loop and a worker's wake-up per message.
+ */
 static void local_work(struct deliver_task *t)
 {
-	deliver_local_work((struct deliver_job *)(void *)t);
+	struct deliver_job *j = (struct deliver_job *)(void *)t;
+	deliver_local_work(j);
+	if (no_deferral(j)) {
+		j->recording = 1;
+		deliver_record_work(j);
+	}
 }
 
 static void job_start(struct deliver_job *j)

@@ -39,6 +39,7 @@
 #include "verify/mailbox_index.h"
 
 #define LOCAL_COPY_BUF 65536
+#define LOCAL_RIDE_US 4000
 #define LOCAL_TRACE_MAX 65536 /* prepended fields: 100 recipients of 320 octets fit */
 #define LOCAL_PREFIX_MAX (2 * (MAILADDR_MAX + 32) + MAILBOX_LIST_ID_MAX)
 
@@ -76,6 +77,16 @@ static int copy_rest(const struct dmsg *m, struct maildir_file *f, uint64_t from
 }
 
 /*
+ * maildir_commit's fsyncs ride on the receiving sessions' commits (queue_ride):
+ * at 1 session one arrives every 2-3 ms, so 4 ms tells a session load from none
+ * and bounds what a copy waits.
+ */
+static int ride_queue(void *q)
+{
+	return queue_ride(q, LOCAL_RIDE_US);
+}
+
+/*
  * Writes one copy for the local account `mailbox`: RCPT_DELIVERED, or FAILED
  * (loops, impossible paths), or DEFERRED (I/O errors), with the reply-style
  * reason ("CODE X.Y.Z text") in status.
@@ -107,6 +118,8 @@ static enum rcpt_state deliver_copy(struct local *l, const char *mailbox, char *
 	}
 	struct maildir_file f;
 	int rc = maildir_open(dir, l->x->hostname, &f);
+	f.ride = ride_queue;
+	f.ride_arg = l->x->q;
 	if (rc == 0 &&
 	    (maildir_write(&f, trace, (size_t)tl) < 0 ||
 	     maildir_write(&f, m->head, m->head_len) < 0 || copy_rest(m, &f, m->head_len) < 0)) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "deliver/deliver_int.h"
@@ -172,11 +173,16 @@ void deliver_record_work(struct deliver_job *j)
 	if (finished(env)) {
 		/*
 		 * The message goes without a last state write: removing it records
-		 * that every recipient is done (queue_remove fsyncs msg/).
+		 * that every recipient is done (queue_remove_done; see queue.h).
 		 */
-		if (queue_remove(x->q, m->id) == 0)
+		if (queue_remove_done(x->q, m->id) == 0) {
 			m->removed = removed = 1;
-		else if (queue_update(x->q, env) < 0)
+			/* The last close of an unlinked file frees its inode and blocks (a
+			 * journal handle): here on the worker, never on the delivery loop. */
+			if (m->fd >= 0)
+				close(m->fd);
+			m->fd = -1;
+		} else if (queue_update(x->q, env) < 0)
 			log_err("deliver %s: cannot record delivery states (deliveries may repeat)",
 			        m->id);
 	} else if (queue_update(x->q, env) < 0) {

@@ -3,8 +3,11 @@
  *
  * Durability (Maildir specification, "How a message is delivered"): the file is
  * written and fsynced under tmp/, then linked into new/ and the directory entry
- * made durable by fsyncing new/. Directories created on the way are made durable
- * by fsyncing their parents, so a crash after success never loses the mailbox.
+ * made durable: by fsyncing the file again where the file system makes its names
+ * durable with it (ext4: fs_names_durable_with_file; a folder's fsync there
+ * commits everything running, receiving sessions' files too), else by fsyncing
+ * new/. Directories created on the way are made durable by fsyncing their
+ * parents, so a crash after success never loses the mailbox.
  */
 #include "deliver/maildir.h"
 
@@ -187,20 +190,32 @@ int maildir_write(struct maildir_file *f, const void *data, size_t len)
 	return write_all(f->fd, out, o);
 }
 
+/* Makes the new/ name durable: the file's fsync where that covers its names, else new/'s. */
+static int sync_name(const struct maildir_file *f, int fd, int names_with_file)
+{
+	char newdir[MAILDIR_PATH_MAX + 8];
+	if (names_with_file)
+		return fsync(fd);
+	snprintf(newdir, sizeof newdir, "%s/new", f->dir);
+	return fs_fsync_path(newdir);
+}
+
 int maildir_commit(struct maildir_file *f)
 {
 	char tmp[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX], dst[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX];
-	char newdir[MAILDIR_PATH_MAX + 8];
 	if (sub_path(f, "tmp", tmp, sizeof tmp) < 0 || sub_path(f, "new", dst, sizeof dst) < 0)
 		goto fail;
 	if (f->pending_cr && write_all(f->fd, "\r", 1) < 0)
 		goto fail;
 	f->pending_cr = 0;
+	if (f->ride) {
+		/* Write-back now (blocks allocated in the running journal transaction), so
+		 * that a receiving session's commit can carry the data before our fsync. */
+		sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		f->ride(f->ride_arg);
+	}
+	/* The data is durable before any name in new/ can be (no empty message after a crash). */
 	if (fsync(f->fd) < 0)
-		goto fail;
-	int rc = close(f->fd);
-	f->fd = -1;
-	if (rc < 0)
 		goto fail;
 	/* link() never replaces an existing message; rename() is the fallback for file
 	 * systems without hard links. */
@@ -209,18 +224,25 @@ int maildir_commit(struct maildir_file *f)
 	} else if (errno == EEXIST || rename(tmp, dst) < 0) {
 		goto fail;
 	}
-	snprintf(newdir, sizeof newdir, "%s/new", f->dir);
-	if (fs_fsync_path(newdir) < 0) {
-		int e = errno;
+	int fd = f->fd, with_file = fs_names_durable_with_file(fd);
+	if (f->ride && with_file)
+		f->ride(f->ride_arg); /* the link's commit, too, may be a session's */
+	int rc = sync_name(f, fd, with_file), e = errno;
+	f->fd = -1;
+	if (close(fd) < 0 && rc == 0) {
+		rc = -1;
+		e = errno;
+	}
+	if (rc < 0) {
 		unlink(dst); /* not durable: let the caller retry rather than risk a loss */
 		errno = e;
 		return -1;
 	}
 	return 0;
 fail:;
-	int e = errno;
+	int fe = errno;
 	maildir_abort(f);
-	errno = e;
+	errno = fe;
 	return -1;
 }
 

@@ -1,7 +1,8 @@
 /*
  * maildir: writing one message into a Maildir (https://cr.yp.to/proto/maildir.html):
  * create the file under tmp/ with a unique name, write, fsync, link it into new/,
- * remove the tmp/ name, fsync new/. A reader never sees a partial message.
+ * remove the tmp/ name, make the new name durable. A reader never sees a partial
+ * message.
  *
  * Mailbox paths: <state_dir>/mail/<domain>/<user>/Maildir, where <domain> and
  * <user> are the two halves of the account key (lower case), each mapped to a
@@ -33,6 +34,10 @@ struct maildir_file {
 	char dir[MAILDIR_PATH_MAX]; /* the Maildir (without a trailing '/') */
 	char name[MAILDIR_NAME_MAX]; /* the unique file name */
 	int pending_cr; /* the last octet written was a CR not yet known to end a line */
+	/* Optional, set after maildir_open: called before each fsync of maildir_commit
+	 * so that it can wait for another commit to carry the changes (queue_ride). */
+	int (*ride)(void *arg);
+	void *ride_arg;
 };
 
 /*
@@ -66,9 +71,11 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f);
 int maildir_write(struct maildir_file *f, const void *data, size_t len);
 
 /*
- * fsyncs and closes the file, links it into new/ (same name), unlinks the tmp/
- * name and fsyncs new/. Returns 0 once the message is durable in new/, or -1
- * (errno; the tmp/ file is removed).
+ * fsyncs the file, links it into new/ (same name), unlinks the tmp/ name, makes
+ * the new name durable (fsync of the file again on ext4, of new/ elsewhere) and
+ * closes the file. With f->ride set, the data's write-back is started first and
+ * ride(ride_arg) is called before each fsync of the file. Returns 0 once the message is durable in new/, or -1 (errno;
+ * the tmp/ file, or the new/ name whose fsync failed, is removed).
  */
 int maildir_commit(struct maildir_file *f);
 

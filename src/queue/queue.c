@@ -15,10 +15,13 @@
  * Durability (hostile-inputs.md "Faults"): a message is reported committed only
  * after openat(msg/, O_EXCL), write, fsync(file), fsync(msg/). The file's fsync
  * commits the journal transaction that also holds its directory entry (ext4
- * logs the create with the inode), so the directory fsync finds nothing left to
- * commit: one journal commit per message, where tmp/ + rename cost two. Without
- * the directory fsync the name would not be durable on file systems that do not
- * tie the entry to the inode; it is cheap where they do.
+ * logs the create with the inode): one journal commit per message, where tmp/ +
+ * rename cost two. Where the file system is known to make the name durable that
+ * way (fs_names_durable_with_file: ext4, ext3) the fsync of msg/ is left out:
+ * on ext4 a folder's fsync forces a commit of the whole running transaction,
+ * i.e. of other sessions' files and of delivery's Maildir copies, a second
+ * journal commit on the 250's path. Everywhere else msg/ is fsynced, without
+ * which the name would not be durable (doc/internals/queue.md).
  *
  * Nothing reads msg/ while the daemon runs: the runner learns of a message from
  * the commit (queue_take_committed) and of the queue at start-up from the one
@@ -46,6 +49,7 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -54,6 +58,7 @@
 
 #include "queue/queue.h"
 #include "queue/queue_file.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -104,6 +109,7 @@ struct committed {
 
 struct queue {
 	int dirfd, tmpfd, msgfd, statefd, quarfd, flushfd;
+	int names_with_file; /* fs_names_durable_with_file(msg/): no fsync of msg/ needed */
 	struct event_base *base;
 	struct event *ev;
 	int efd;
@@ -120,6 +126,12 @@ struct queue {
 	pthread_cond_t dcv;
 	struct queue_msg *dwait;
 	int dsync_busy;
+	/* file fsyncs of commits, for queue_ride (under rmu) */
+	pthread_mutex_t rmu;
+	pthread_cond_t rcv;
+	uint64_t fsyncs_begun; /* numbered from 1 as they begin */
+	uint64_t fsync_ended; /* the highest number among those that ended */
+	uint64_t last_begin_us; /* time_mono_us of the last one begun */
 	/* finished commits for the event loop */
 	pthread_mutex_t cmu;
 	struct queue_msg *done, **done_tail;
@@ -312,6 +324,48 @@ static int dir_sync(struct queue_msg *m)
 	return ok ? 0 : -1;
 }
 
+/* A commit's file fsync begins: its number, for queue_ride. */
+static uint64_t ride_begin(struct queue *q)
+{
+	pthread_mutex_lock(&q->rmu);
+	uint64_t n = ++q->fsyncs_begun;
+	q->last_begin_us = time_mono_us();
+	pthread_mutex_unlock(&q->rmu);
+	return n;
+}
+
+/* Fsync number n ended (well or not): the riders waiting for it go on. */
+static void ride_end(struct queue *q, uint64_t n)
+{
+	pthread_mutex_lock(&q->rmu);
+	if (n > q->fsync_ended)
+		q->fsync_ended = n;
+	pthread_cond_broadcast(&q->rcv);
+	pthread_mutex_unlock(&q->rmu);
+}
+
+int queue_ride(struct queue *q, unsigned max_us)
+{
+	uint64_t now = time_mono_us();
+	pthread_mutex_lock(&q->rmu);
+	uint64_t mark = q->fsyncs_begun;
+	int busy = q->base && q->last_begin_us && now - q->last_begin_us < max_us;
+	if (busy) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += max_us / 1000000;
+		until.tv_nsec += (long)(max_us % 1000000) * 1000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (q->fsync_ended <= mark)
+			if (pthread_cond_timedwait(&q->rcv, &q->rmu, &until) == ETIMEDOUT)
+				break;
+	}
+	int carried = q->fsync_ended > mark;
+	pthread_mutex_unlock(&q->rmu);
+	return carried;
+}
+
 /*
  * Makes one message durable: write the rest, fsync the file, fsync msg/ (in that
  * order). Returns 0, or -1 with errno after removing the file (the client gets
@@ -332,7 +386,10 @@ static int commit_write(struct queue_msg *m)
 	if (writev_all(fd, m->buf, m->blen, m->tail.p, m->tail.len) < 0)
 		goto fail;
 	crash_at(q, CRASH_AFTER_WRITE);
-	if (fsync(fd) < 0)
+	uint64_t n = ride_begin(q);
+	int r = fsync(fd);
+	ride_end(q, n);
+	if (r < 0)
 		goto fail;
 	crash_at(q, CRASH_AFTER_FSYNC);
 	if (close(fd) < 0) {
@@ -340,7 +397,9 @@ static int commit_write(struct queue_msg *m)
 		goto fail;
 	}
 	fd = -1;
-	if (dir_sync(m) < 0) {
+	/* Where the file's fsync made its name durable (ext4), a folder fsync would only
+	 * commit whatever else is running: other sessions' files, deliveries. */
+	if (!q->names_with_file && dir_sync(m) < 0) {
 		e = errno;
 		log_err("queue: fsync of msg/ failed for %s: %s", m->id, strerror(e));
 		unlinkat(q->msgfd, m->id, 0);
@@ -718,6 +777,12 @@ struct queue *queue_open(const char *dir, struct event_base *base, char *err, si
 	pthread_cond_init(&q->dcv, NULL);
 	pthread_mutex_init(&q->cmu, NULL);
 	pthread_mutex_init(&q->lmu, NULL);
+	pthread_mutex_init(&q->rmu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->rcv, &ca);
+	pthread_condattr_destroy(&ca);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
@@ -734,6 +799,7 @@ struct queue *queue_open(const char *dir, struct event_base *base, char *err, si
 	if (!base)
 		return q; /* the CLI: never touch files another process may be writing */
 	q->crash = crash_parse(getenv("SHAREMAIL_TEST_CRASH_AT"));
+	q->names_with_file = fs_names_durable_with_file(q->msgfd);
 	scan_tmp(q);
 	scan_msg(q);
 	scan_state(q);
@@ -782,6 +848,8 @@ void queue_close(struct queue *q)
 	pthread_cond_destroy(&q->dcv);
 	pthread_mutex_destroy(&q->cmu);
 	pthread_mutex_destroy(&q->lmu);
+	pthread_mutex_destroy(&q->rmu);
+	pthread_cond_destroy(&q->rcv);
 	free(q);
 }
 
@@ -1125,7 +1193,8 @@ int queue_update(struct queue *q, const struct envelope *env)
 	return r;
 }
 
-int queue_remove(struct queue *q, const char *id)
+/* Unlinks a whole message file (never one being received) and its state file. */
+static int unlink_whole(struct queue *q, const char *id)
 {
 	uint64_t off, len;
 	if (!id_valid(id))
@@ -1139,8 +1208,21 @@ int queue_remove(struct queue *q, const char *id)
 		return -1;
 	/* A crash here leaves an orphan state file; the start-up pass deletes it. */
 	unlinkat(q->statefd, id, 0);
+	return 0;
+}
+
+int queue_remove(struct queue *q, const char *id)
+{
+	if (unlink_whole(q, id) < 0)
+		return -1;
 	fsync(q->msgfd);
 	return 0;
+}
+
+int queue_remove_done(struct queue *q, const char *id)
+{
+	/* Not fsynced: the next journal commit of anything carries the unlink (see queue.h). */
+	return unlink_whole(q, id);
 }
 
 /* ---- flush requests ---- */

@@ -4,8 +4,12 @@
  * durably on disk (hostile-inputs.md "Faults"; doc/internals/queue.md): the file
  * is created in place in msg/ under its final name (O_EXCL), written, fsynced
  * (which commits its directory entry in the same journal transaction), and msg/
- * is fsynced; only then does done() let the session answer 250. One journal
- * commit per message. A crash at any instant loses nothing that was
+ * is fsynced unless the file system makes a new file's name durable with the
+ * file's fsync (ext4/ext3: fs_names_durable_with_file, checked at queue_open;
+ * there a folder fsync commits everything else running too); only then does
+ * done() let the session answer 250. One journal commit per message. Removals
+ * by delivery (queue_remove_done) are not fsynced: a system crash may bring a
+ * delivered message back, to be delivered once more, never lost. A crash at any instant loses nothing that was
  * acknowledged; a file cut short is never taken for a message.
  *
  * Files are self-validating (length-prefixed records and digests; see
@@ -33,7 +37,8 @@
  * point of a commit, the process kills itself with SIGKILL there (used by the
  * fault tests only): "mid-write" (the file written but for the last octet of its
  * END record: a file cut short), "after-write", "after-fsync", "after-dirsync"
- * (each before done(), so before the 250); "after-rename", from before queue v2,
+ * (after the fsync of msg/, or where it would be; each before done(), so before
+ * the 250); "after-rename", from before queue v2,
  * is the same point as "after-fsync".
  *
  * Threads: queue_open/close and queue_msg_commit belong to the thread that runs
@@ -212,10 +217,22 @@ int queue_update(struct queue *q, const struct envelope *env);
 int64_t queue_id_time_us(const char *id);
 
 /*
- * Removes a message (all its files). Returns 0, or -1 if it does not exist or
- * is not whole (a message still being received is never removed).
+ * Removes a message (all its files) durably (msg/ is fsynced: `sharemail queue
+ * delete`). Returns 0, or -1 if it does not exist or is not whole (a message
+ * still being received is never removed).
  */
 int queue_remove(struct queue *q, const char *id);
+
+/*
+ * Removes a message whose recipients are all DELIVERED or FAILED, as
+ * queue_remove but without fsyncing msg/ (the delivery workers): the unlink is
+ * made durable by the file system's next journal commit (any fsync on it, or
+ * its commit interval, 5 s on ext4). A process crash (kill -9) cannot undo it;
+ * a system crash or power cut before that commit can bring the message back,
+ * and it is then delivered once more: a duplicate, never a loss (Postfix's
+ * qmgr deletes its queue files the same way). Same returns as queue_remove.
+ */
+int queue_remove_done(struct queue *q, const char *id);
 
 /*
  * Asks the daemon to retry now every DEFERRED recipient of message id (NULL:
@@ -232,6 +249,20 @@ int queue_flush(struct queue *q, const char *id);
  * folder read): the daemon polls it about once a second. Returns the count.
  */
 size_t queue_take_flush(struct queue *q, void (*fn)(void *arg, const char *id), void *arg);
+
+/*
+ * Lets a delivery worker's fsync ride on the receiving sessions' commits (call
+ * it just before an fsync whose changes are made, the data written back): when
+ * a commit's file fsync has begun within the last max_us microseconds (sessions
+ * are committing), waits until one that begins after this call has ended, at
+ * most max_us; otherwise returns at once. On ext4 such an fsync commits the
+ * whole running journal transaction, the caller's changes with it, so the
+ * caller's own fsync then finds nothing to commit instead of starting a journal
+ * commit that the next session's commit would queue behind. Never a reason to
+ * skip the caller's fsync: only its timing changes. Returns 1 if a commit ended
+ * after the call, else 0. Any thread; 0 at once on a queue without an event loop.
+ */
+int queue_ride(struct queue *q, unsigned max_us);
 
 /*
  * Registers fn to be called on the event loop after each successful commit, so

@@ -3,11 +3,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define FS_PATH_MAX 4096
+#define FS_SEEN_MAX 8 /* devices remembered by fs_names_durable_with_file */
 
 int fs_fsync_path(const char *path)
 {
@@ -19,6 +25,53 @@ int fs_fsync_path(const char *path)
 	close(fd);
 	errno = e;
 	return rc;
+}
+
+/* 1 if the mount of device dev (mountinfo's "major:minor") has type ext4 or ext3. */
+static int mount_is_ext4(dev_t dev)
+{
+	char want[32], line[4096];
+	snprintf(want, sizeof want, " %u:%u ", major(dev), minor(dev));
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	int yes = 0;
+	while (fgets(line, sizeof line, f)) {
+		/* "ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - TYPE SOURCE SUPEROPTS" */
+		const char *sep = strstr(line, " - ");
+		if (!strstr(line, want) || !sep || strstr(line, want) > sep)
+			continue;
+		yes = strncmp(sep + 3, "ext4 ", 5) == 0 || strncmp(sep + 3, "ext3 ", 5) == 0;
+		break;
+	}
+	fclose(f);
+	return yes;
+}
+
+int fs_names_durable_with_file(int fd)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static struct {
+		dev_t dev;
+		int yes;
+	} seen[FS_SEEN_MAX];
+	static size_t nseen;
+	struct stat st;
+	struct statfs sf;
+	if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0 || sf.f_type != EXT4_SUPER_MAGIC)
+		return 0;
+	pthread_mutex_lock(&mu);
+	size_t i = 0;
+	while (i < nseen && seen[i].dev != st.st_dev)
+		i++;
+	if (i == nseen) {
+		i = nseen < FS_SEEN_MAX ? nseen++ : FS_SEEN_MAX - 1; /* the last slot is reused */
+		seen[i].dev = st.st_dev;
+		seen[i].yes = mount_is_ext4(st.st_dev);
+	}
+	int r = seen[i].yes;
+	pthread_mutex_unlock(&mu);
+	return r;
 }
 
 /* fsyncs the parent folder of buf (buf is modified and restored). */

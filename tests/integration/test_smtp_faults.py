@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Receive-side faults (hostile-inputs.md "Faults"): kill -9 during DATA and at each point
 of the queue commit before the 250, the system-call order of one accepted message
-(strace: openat O_EXCL in queue/msg, write, fsync(file), fsync(dir), then 250; one
-journal commit per message, doc/internals/queue.md), a full disk (a small tmpfs as the
+(strace: openat O_EXCL in queue/msg, write, fsync(file), then on ext4 the 250, on other
+file systems (tmpfs here) fsync(dir) first; one journal commit per message,
+doc/internals/queue.md), a full disk (a small tmpfs as the
 queue), and damaged queue files at start-up.
 
 Needs root (mount, strace -p), as in CI. When a tool or a permission is missing the
@@ -197,18 +198,30 @@ def ret_path(text):
     return m.group(1) if m else None
 
 
-def test_syscall_order():
-    if not shutil.which("strace"):
-        S.check(False, "strace is not installed (apt-get install strace)")
-        return
-    d = new_daemon()
-    tr = os.path.join(d.dir, "strace.out")
-    st = None
-    try:
-        st = subprocess.Popen(["strace", "-f", "-qq", "-y", "-yy", "-s", "256", "-o", tr,
-                               "-e", "trace=" + SYSCALLS, "-p", str(d.proc.pid)],
-                              stderr=subprocess.PIPE)
+def fs_type(path):
+    """The type of the mount holding path (/proc/self/mountinfo, longest mount point)."""
+    path = os.path.realpath(path)
+    best, kind = "", None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point = left.split()[4].replace("\\040", " ")
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, right.split()[0]
+    return kind
 
+
+def syscall_order(d, names_with_file):
+    """One message under strace -f: openat(O_EXCL) in queue/msg, the writes,
+    fsync(file), then on ext4 (the file's fsync makes its name durable: queue.h) no
+    fsync of queue/msg before the 250, elsewhere fsync(queue/msg) before it."""
+    tr = os.path.join(d.dir, "strace.out")
+    what = "ext4" if names_with_file else "not ext4"
+    st = subprocess.Popen(["strace", "-f", "-qq", "-y", "-yy", "-s", "256", "-o", tr,
+                           "-e", "trace=" + SYSCALLS, "-p", str(d.proc.pid)],
+                          stderr=subprocess.PIPE)
+    try:
         def attached():
             try:
                 for t in os.listdir(f"/proc/{d.proc.pid}/task"):
@@ -225,58 +238,97 @@ def test_syscall_order():
             return
         m = mark()
         r = send_one(d, m)
-        S.check(r is not None and r.code == 250, f"message accepted under strace: {r}")
-        S.check(delivered(d, m), "delivered under strace")
+        S.check(r is not None and r.code == 250, f"{what}: message accepted under strace: {r}")
+        S.check(delivered(d, m), f"{what}: delivered under strace")
         time.sleep(0.3)
         st.send_signal(signal.SIGINT)
         st.wait(10)
         st = None
-        ev = parse_strace(tr)
-        # the data write: a write to a queue file whose data holds the marker
-        data = [e for e in ev if e[2] == "start" and e[1] in WRITES and m in e[3] and
-                "/queue/" in (fd_path(e[3]) or "")]
-        S.check(data, f"a data write of the message to a queue file in {tr}")
-        if not data:
-            return
-        qfile = fd_path(data[0][3])
-        S.check(qfile and os.path.dirname(qfile).endswith("/queue/msg"),
-                f"written in place in queue/msg: {qfile}")
-        base = os.path.basename(qfile or "")
-        # created with O_EXCL under its final name (never a rename into msg/)
-        opens = [e for e in ev if e[2] == "end" and e[1] == "openat" and ret_path(e[3]) == qfile]
-        S.check(opens and "O_CREAT" in opens[0][3] and "O_EXCL" in opens[0][3],
-                f"openat(msg/{base}, O_CREAT|O_EXCL): {opens[:1]}")
-        S.eq([e[3] for e in ev if e[1].startswith(("rename", "linkat")) and base in e[3]], [],
-             "no rename or link of the message file")
-        last_write = max(e[0] for e in ev if e[2] == "end" and fd_path(e[3]) == qfile and
-                         e[1] in WRITES)
-        fsyncs = [e[0] for e in ev if e[2] == "end" and e[1] in ("fsync", "fdatasync") and
-                  fd_path(e[3]) == qfile]
-        S.check(fsyncs, f"fsync of {qfile}")
-        qdir = os.path.dirname(qfile or "")
-        dsync = [e[0] for e in ev if e[2] == "end" and e[1] in ("fsync", "fdatasync") and
-                 (fd_path(e[3]) or "").rstrip("/") == qdir and e[0] > last_write]
-        S.check(dsync, f"fsync of the directory {qdir} after the writes")
-        r250 = [e[0] for e in ev if e[2] == "start" and e[1] in ("write", "writev", "sendto",
-                "sendmsg") and "TCP" in (fd_path(e[3]) or "") and '"250 ' in e[3] and
-                e[0] > data[0][0]]
-        S.check(r250, "the 250 written to the client socket")
-        if opens and fsyncs and dsync and r250:
-            fsync_after = min(f for f in fsyncs if f > last_write)
-            dsync_after = min(f for f in dsync if f > fsync_after) if max(dsync) > fsync_after \
-                else None
-            order = [opens[0][0], data[0][0], last_write, fsync_after, dsync_after, r250[0]]
-            S.check(None not in order and order == sorted(order),
-                    f"openat {order[0]} < write {order[1]}..{order[2]} < fsync(file) "
-                    f"{order[3]} < fsync(dir) {order[4]} < 250 {order[5]} (lines of {tr})")
-            with open(tr, errors="replace") as f:
-                lines = f.readlines()
-            for i in order:
-                print(f"strace {i}: {lines[i].rstrip()[:200]}", flush=True)
     finally:
         if st is not None:
             st.kill()
             st.wait()
+    ev = parse_strace(tr)
+    # the data write: a write to a queue file whose data holds the marker
+    data = [e for e in ev if e[2] == "start" and e[1] in WRITES and m in e[3] and
+            "/queue/" in (fd_path(e[3]) or "")]
+    S.check(data, f"{what}: a data write of the message to a queue file in {tr}")
+    if not data:
+        return
+    qfile = fd_path(data[0][3])
+    S.check(qfile and os.path.dirname(qfile).endswith("/queue/msg"),
+            f"{what}: written in place in queue/msg: {qfile}")
+    base = os.path.basename(qfile or "")
+    # created with O_EXCL under its final name (never a rename into msg/)
+    opens = [e for e in ev if e[2] == "end" and e[1] == "openat" and ret_path(e[3]) == qfile]
+    S.check(opens and "O_CREAT" in opens[0][3] and "O_EXCL" in opens[0][3],
+            f"{what}: openat(msg/{base}, O_CREAT|O_EXCL): {opens[:1]}")
+    S.eq([e[3] for e in ev if e[1].startswith(("rename", "linkat")) and base in e[3]], [],
+         f"{what}: no rename or link of the message file")
+    last_write = max(e[0] for e in ev if e[2] == "end" and fd_path(e[3]) == qfile and
+                     e[1] in WRITES)
+    fsyncs = [e[0] for e in ev if e[2] == "end" and e[1] in ("fsync", "fdatasync") and
+              fd_path(e[3]) == qfile and e[0] > last_write]
+    S.check(fsyncs, f"{what}: fsync of {qfile} after its writes")
+    qdir = os.path.dirname(qfile or "")
+    r250 = [e[0] for e in ev if e[2] == "start" and e[1] in ("write", "writev", "sendto",
+            "sendmsg") and "TCP" in (fd_path(e[3]) or "") and '"250 ' in e[3] and
+            e[0] > data[0][0]]
+    S.check(r250, f"{what}: the 250 written to the client socket")
+    if not (opens and fsyncs and r250):
+        return
+    fsync_after = min(fsyncs)
+    dsync = [e[0] for e in ev if e[2] == "end" and e[1] in ("fsync", "fdatasync") and
+             (fd_path(e[3]) or "").rstrip("/") == qdir and fsync_after < e[0] < r250[0]]
+    order = [opens[0][0], data[0][0], last_write, fsync_after]
+    if names_with_file:
+        S.eq(dsync, [], f"{what}: no fsync of {qdir} between the file's fsync and the 250")
+    else:
+        S.check(dsync, f"{what}: fsync of the directory {qdir} after the file's, before 250")
+        order.append(min(dsync) if dsync else None)
+    order.append(r250[0])
+    S.check(None not in order and order == sorted(order),
+            f"{what}: openat < write..write < fsync(file) < "
+            f"{'' if names_with_file else 'fsync(dir) < '}250: lines {order} of {tr}")
+    with open(tr, errors="replace") as f:
+        lines = f.readlines()
+    for i in order:
+        if i is not None:
+            print(f"strace {i}: {lines[i].rstrip()[:200]}", flush=True)
+
+
+def test_syscall_order():
+    if not shutil.which("strace"):
+        S.check(False, "strace is not installed (apt-get install strace)")
+        return
+    d = new_daemon()
+    try:
+        kind = fs_type(os.path.join(d.state, "queue", "msg"))
+        print(f"queue on {kind}", flush=True)
+        syscall_order(d, kind in ("ext4", "ext3"))
+    finally:
+        d.cleanup()
+
+
+def test_syscall_order_tmpfs():
+    """The other branch: on a file system not known to persist names with the file
+    (tmpfs here), the queue fsyncs queue/msg before the 250."""
+    if not shutil.which("strace"):
+        S.check(False, "strace is not installed (apt-get install strace)")
+        return
+    d = new_daemon(run=False)
+    qdir = os.path.join(d.state, "queue")
+    ok, err = mount_tmpfs(qdir, "64m")
+    if not S.check(ok, f"mount tmpfs on the queue (needs root): {err}"):
+        d.cleanup()
+        return
+    try:
+        start(d)
+        S.eq(fs_type(os.path.join(qdir, "msg")), "tmpfs", "the queue is on tmpfs")
+        syscall_order(d, False)
+    finally:
+        d.stop()
+        subprocess.run(["umount", "-l", qdir], capture_output=True)
         d.cleanup()
 
 
@@ -389,6 +441,7 @@ if __name__ == "__main__":
     if os.geteuid() != 0:
         print("FAIL: the fault tests need root (mount, strace)", flush=True)
     tests = [test_kill_during_data, test_kill_between_commit_and_250, test_syscall_order,
+             test_syscall_order_tmpfs,
              test_disk_full, test_damaged_queue_files]
     rc = S.run([t for t in tests if not sys.argv[1:] or t.__name__ in sys.argv[1:]])
     if os.geteuid() != 0:

@@ -9,13 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "deliver/deliver_headers.h"
 #include "deliver/maildir.h"
 #include "harness.h"
 #include "queue/envelope.h"
+#include "util/fsutil.h"
 
 static int encode(const char *s, char *out, size_t outsz)
 {
@@ -345,8 +348,27 @@ TEST(loop_detection)
 	CHECK_INT(deliver_headers_delivered_to(m, hl, "lice@example.com"), 0);
 }
 
-TEST_MAIN(T(name_encode_keeps_safe_octets), T(name_encode_refuses_dangerous_names),
-          T(name_encode_is_collision_free), T(path_from_account_key), T(unique_name_format),
+/* Only ext4/ext3 mounts make names durable with the file's fsync: not procfs, not tmpfs. */
+TEST(names_durable_with_file_only_on_ext4)
+{
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (CHECK(fd >= 0)) {
+		CHECK_INT(fs_names_durable_with_file(fd), 0);
+		close(fd);
+	}
+	fd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* tmpfs on Debian */
+	if (fd >= 0) {
+		struct statfs sf;
+		if (fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC)
+			CHECK_INT(fs_names_durable_with_file(fd), 0);
+		close(fd);
+	}
+	CHECK_INT(fs_names_durable_with_file(-1), 0);
+}
+
+TEST_MAIN(T(names_durable_with_file_only_on_ext4), T(name_encode_keeps_safe_octets),
+          T(name_encode_refuses_dangerous_names), T(name_encode_is_collision_free),
+          T(path_from_account_key), T(unique_name_format),
           T(deliver_creates_maildir_and_moves_to_new), T(names_are_unique), T(abort_leaves_nothing),
           T(open_fails_when_path_is_a_file), T(cleanup), T(trace_fields_minimal),
           T(trace_fields_orig_rcpt_and_date), T(trace_fields_cannot_be_forged),

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,6 +554,99 @@ TEST(update_remove_flush_and_bad_ids)
 	remove_dir();
 }
 
+/*
+ * queue_remove_done (the delivery workers' removal, without fsync of msg/):
+ * removes a whole message and its state file, refuses a message still being
+ * received and bad ids, and a second call finds nothing.
+ */
+TEST(remove_done_removes_whole_messages_only)
+{
+	fresh_dir();
+	char err[256];
+	struct event_base *b = event_base_new();
+	struct queue *q = queue_open(qdir, b, err, sizeof err);
+	struct result r;
+	if (!CHECK(q != NULL))
+		return;
+	CHECK_INT(commit_one(q, b, 1, "hello\r\n", &r), 1);
+	struct envelope *e = NULL;
+	if (CHECK_INT(queue_read_envelope(q, r.id, &e), 0)) {
+		e->rcpts[0].state = RCPT_DEFERRED;
+		CHECK_INT(queue_update(q, e), 0);
+	}
+	envelope_free(e);
+	CHECK_INT(count_files("state"), 1);
+	struct queue_msg *m = queue_msg_begin(q); /* being received: never removed */
+	if (CHECK(m != NULL)) {
+		CHECK_INT(queue_msg_write(m, "partial", 7), 0);
+		CHECK_INT(queue_remove_done(q, queue_msg_id(m)), -1);
+	}
+	CHECK_INT(queue_remove_done(q, "../msg"), -1);
+	CHECK_INT(queue_remove_done(q, "0000000000nothere"), -1);
+	CHECK_INT(count_files("msg"), 2);
+	CHECK_INT(queue_remove_done(q, r.id), 0);
+	CHECK_INT(queue_remove_done(q, r.id), -1);
+	CHECK_INT(count_files("state"), 0);
+	CHECK_INT(count_files("msg"), 1); /* the one being received */
+	queue_msg_abort(m);
+	CHECK_INT(count_files("msg"), 0);
+	queue_close(q);
+	event_base_free(b);
+	remove_dir();
+}
+
+/* A rider on its own thread: queue_ride with a long bound, then a flag for the main thread. */
+struct rider {
+	struct queue *q;
+	atomic_int done;
+	int carried;
+};
+
+static void *ride_thread(void *arg)
+{
+	struct rider *rd = arg;
+	rd->carried = queue_ride(rd->q, 30u * 1000000u);
+	atomic_store(&rd->done, 1);
+	return NULL;
+}
+
+/*
+ * queue_ride: at once with 0 when no commit has begun lately (a fresh queue, a
+ * CLI queue); while sessions commit, it returns 1 once a commit begun after the
+ * call has ended (the main thread commits until the rider is done: no timing
+ * decides the outcome, the bound is only a deadline).
+ */
+TEST(ride_waits_for_a_later_commit)
+{
+	fresh_dir();
+	char err[256];
+	struct queue *cli = queue_open(qdir, NULL, err, sizeof err);
+	if (CHECK(cli != NULL))
+		CHECK_INT(queue_ride(cli, 30u * 1000000u), 0);
+	queue_close(cli);
+	struct event_base *b = event_base_new();
+	struct queue *q = queue_open(qdir, b, err, sizeof err);
+	struct result r;
+	if (!CHECK(q != NULL))
+		return;
+	CHECK_INT(queue_ride(q, 30u * 1000000u), 0); /* nothing committed yet: no wait */
+	CHECK_INT(commit_one(q, b, 1, "first\r\n", &r), 1);
+	struct rider rd = {.q = q};
+	pthread_t t;
+	if (CHECK_INT(pthread_create(&t, NULL, ride_thread, &rd), 0)) {
+		int commits = 0;
+		while (!atomic_load(&rd.done) && commits < 10000 &&
+		       commit_one(q, b, 2, "later\r\n", &r) == 1)
+			commits++;
+		pthread_join(t, NULL);
+		CHECK(commits > 0);
+		CHECK_INT(rd.carried, 1);
+	}
+	queue_close(q);
+	event_base_free(b);
+	remove_dir();
+}
+
 TEST(abort_removes_tmp)
 {
 	fresh_dir();
@@ -687,5 +782,6 @@ TEST(crash_hooks)
 
 TEST_MAIN(T(concurrent_commits), T(ids_sortable_and_list_in_order), T(large_message_streamed),
           T(startup_cleanup_and_quarantine), T(cli_open_touches_nothing),
-          T(update_remove_flush_and_bad_ids), T(abort_removes_tmp),
+          T(update_remove_flush_and_bad_ids), T(remove_done_removes_whole_messages_only),
+          T(ride_waits_for_a_later_commit), T(abort_removes_tmp),
           T(write_failures_remove_the_file_and_queue_keeps_working), T(crash_hooks))
