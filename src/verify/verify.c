@@ -68,10 +68,16 @@ struct vtarget {
 	/* peers: the addresses the peer's name resolved to */
 	struct netaddr addrs[V_ADDRS_MAX];
 	size_t naddrs;
+	/* for answers and logs, made once: "peer b.example:25 (192.0.2.7:4069)" and its ": 5" */
+	char label[100];
+	char reason5[VERIFY_REASON_MAX];
 	/* peers.status */
 	int64_t last_answer;
 	uint64_t rtt_last_us, rtt_sum_us, answers, queries, failures;
 };
+
+/* Slots of the peer hint table (a power of two). */
+#define VERIFY_PEER_HINTS 65536
 
 struct verify {
 	struct event_base *base;
@@ -89,6 +95,13 @@ struct verify {
 	int status_dirty;
 	char status_path[4096];
 	struct verify_req *reqs; /* open requests */
+	/*
+	 * Which peer last said 5 for an address, by a hash of the address (index + 1;
+	 * 0: none). Only a hint for the warm path: it is checked against the cache,
+	 * so a collision costs a scan, never a wrong answer; the cost of a cached
+	 * answer stays one lookup however many peers there are.
+	 */
+	uint16_t peer_hint[VERIFY_PEER_HINTS];
 };
 
 struct vr_target {
@@ -477,6 +490,19 @@ static int services_init(struct verify *v, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Labels every target once at start-up, bounded so a reason line always fits:
+ * the warm path (a cached 5) then copies its answer instead of formatting it.
+ */
+static void targets_label(struct vtarget *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		snprintf(t[i].label, sizeof t[i].label, "%s %.48s (%.40s)",
+		         verify_status_kind_name(t[i].kind), t[i].name, t[i].key);
+		snprintf(t[i].reason5, sizeof t[i].reason5, "%s: 5", t[i].label);
+	}
+}
+
 struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
                                 struct mailbox_index *idx, unsigned flags, char *err, size_t errlen)
 {
@@ -494,6 +520,8 @@ struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
 		verify_free(v);
 		return NULL;
 	}
+	targets_label(v->peers, v->npeers);
+	targets_label(v->gws, v->ngws);
 	return v;
 }
 
@@ -557,24 +585,17 @@ static const char *result_word(int result)
 	                     : "status 0 (malformed)";
 }
 
-/* "peer b.example:25 (192.0.2.7:4069)", bounded so a reason line always fits. */
-struct vlabel {
-	char s[100];
-};
-
-static struct vlabel label(const struct vtarget *t)
+/* The target's label, "peer b.example:25 (192.0.2.7:4069)" (targets_label()). */
+static const char *label(const struct vtarget *t)
 {
-	struct vlabel l;
-	snprintf(l.s, sizeof l.s, "%s %.48s (%.40s)", verify_status_kind_name(t->kind), t->name,
-	         t->key);
-	return l;
+	return t->label;
 }
 
 static void answer_remote(struct verify_answer *a, const struct vtarget *t)
 {
 	a->status = VERIFY_REMOTE;
-	snprintf(a->route, sizeof a->route, "%s", t->route);
-	snprintf(a->reason, sizeof a->reason, "%s: 5", label(t).s);
+	memcpy(a->route, t->route, sizeof a->route);
+	memcpy(a->reason, t->reason5, sizeof a->reason);
 }
 
 /*
@@ -593,14 +614,14 @@ static const struct vr_target *decide(const struct vr_target *t, size_t n, const
 	if (gw && !answered(t[0].result) && gw->accept_unreachable) {
 		a->status = VERIFY_REMOTE;
 		a->route[0] = '\0';
-		snprintf(a->reason, sizeof a->reason, "%s: %s, accepted (unreachable)", label(gw).s,
+		snprintf(a->reason, sizeof a->reason, "%s: %s, accepted (unreachable)", label(gw),
 		         result_word(t[0].result));
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (!answered(t[i].result)) {
 			a->status = VERIFY_TEMPFAIL;
-			snprintf(a->reason, sizeof a->reason, "%s: %s", label(t[i].t).s,
+			snprintf(a->reason, sizeof a->reason, "%s: %s", label(t[i].t),
 			         result_word(t[i].result));
 			return &t[i];
 		}
@@ -608,7 +629,7 @@ static const struct vr_target *decide(const struct vr_target *t, size_t n, const
 		if (t[i].result == 4) {
 			a->status = VERIFY_REMOTE_DISABLED;
 			snprintf(a->reason, sizeof a->reason, "%s: 4 (cannot receive)",
-			         label(t[i].t).s);
+			         label(t[i].t));
 			return NULL;
 		}
 	a->status = VERIFY_NOTFOUND;
@@ -637,8 +658,27 @@ static int cache_lookup(const struct verify *v, const struct vtarget *t, const c
 	return st;
 }
 
+/* The hint slot of an address (ASCII case folded, as the cache's keys are). */
+static size_t hint_slot(const char *mailbox)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)mailbox; *p; p++) {
+		unsigned char c = *p >= 'A' && *p <= 'Z' ? (unsigned char)(*p + 32) : *p;
+		h = (h ^ c) * 1099511628211ULL;
+	}
+	return (size_t)(h & (VERIFY_PEER_HINTS - 1));
+}
+
+static void hint_set(struct verify *v, const struct vtarget *t, const char *mailbox)
+{
+	if (t >= v->peers && t < v->peers + v->npeers && t - v->peers < UINT16_MAX)
+		v->peer_hint[hint_slot(mailbox)] = (uint16_t)(t - v->peers + 1);
+}
+
 static void cache_record(struct verify *v, const struct vtarget *t, const char *mailbox, int st)
 {
+	if (st == 5)
+		hint_set(v, t, mailbox);
 	const struct conf *c = v->c;
 	if (!v->cache || !answered(st))
 		return;
@@ -718,6 +758,41 @@ static void on_result(void *arg, int result, uint64_t rtt_us)
 }
 
 /*
+ * The warm path: a cached 5 from a target (gw first, then the peers, the order
+ * decide() takes) answers at once, without allocating or formatting. Returns 1
+ * with *out filled, else 0.
+ */
+static int cached_remote(struct verify *v, const struct vtarget *gw, int with_peers,
+                         const char *mailbox, size_t len, struct verify_answer *out)
+{
+	char mb[MAILADDR_MAX + 1];
+	if (!v->cache || len > MAILADDR_MAX)
+		return 0;
+	memcpy(mb, mailbox, len);
+	mb[len] = '\0';
+	const struct vtarget *hit = NULL;
+	if (gw && cache_lookup(v, gw, mb) == 5)
+		hit = gw;
+	if (!hit && with_peers) {
+		size_t slot = hint_slot(mb);
+		unsigned k = v->peer_hint[slot];
+		if (k > 0 && k <= v->npeers && cache_lookup(v, &v->peers[k - 1], mb) == 5)
+			hit = &v->peers[k - 1];
+		for (size_t i = 0; !hit && i < v->npeers; i++)
+			if (cache_lookup(v, &v->peers[i], mb) == 5) {
+				hit = &v->peers[i];
+				hint_set(v, hit, mb);
+			}
+	}
+	if (!hit)
+		return 0;
+	answer_remote(out, hit);
+	out->servers_asked = 1;
+	out->cached = 1;
+	return 1;
+}
+
+/*
  * Asks the targets of one verdict: gw (if any) first, then the peers (when
  * with_peers). Fills out and returns 0 when the cache decides or nothing could
  * be sent; else returns 1 with *req set.
@@ -727,6 +802,8 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
                struct verify_req **req)
 {
 	size_t n = (gw != NULL) + (with_peers ? v->npeers : 0);
+	if (cached_remote(v, gw, with_peers, mailbox, len, out))
+		return 0;
 	struct verify_req *r = calloc(1, sizeof *r + n * sizeof r->t[0]);
 	if (!r || len > MAILADDR_MAX || n == 0) {
 		free(r);
