@@ -241,7 +241,7 @@ static int peer_init(const struct conf *c, const char *line, struct vtarget *t, 
 	t->kind = VERIFY_STATUS_PEER;
 	snprintf(t->name, sizeof t->name, strchr(p.smtp.host, ':') ? "[%s]:%u" : "%s:%u",
 	         p.smtp.host, p.smtp.port);
-	if (peer_spec_route_format(&p.smtp, t->route, sizeof t->route) < 0) {
+	if (nexthop_spec_format_peer(p.smtp.host, p.smtp.port, t->route, sizeof t->route) < 0) {
 		set_err(err, errlen, "%s: %s '%s': host name too long", c->path, key, line);
 		return -1;
 	}
