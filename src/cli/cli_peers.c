@@ -15,10 +15,6 @@
 
 /* Longest line of domain_sharing_domains_file (a domain is at most 255 octets). */
 #define DOMAINS_LINE_MAX 1024
-/* Words on a peers.status line. */
-#define STATUS_FIELDS 8
-/* Longest peers.status line parsed. */
-#define STATUS_LINE_MAX 1024
 
 const char *cli_peers_kind_word(enum cli_peer_kind k)
 {
@@ -283,57 +279,5 @@ int cli_peers_ask(const struct conf *c, const struct cli_peers *p, const char *m
 		if (jobs[i].started)
 			pthread_join(jobs[i].tid, NULL);
 	free(jobs);
-	return 0;
-}
-
-/* Copies a word of at most outsz - 1 octets; -1 when it does not fit. */
-static int copy_word(const char *w, char *out, size_t outsz)
-{
-	size_t len = strlen(w);
-	if (len == 0 || len >= outsz)
-		return -1;
-	memcpy(out, w, len + 1);
-	return 0;
-}
-
-static int parse_u64(const char *w, uint64_t *out)
-{
-	char *end;
-	if (!w[0] || w[0] == '-')
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(w, &end, 10);
-	if (*end || errno)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int cli_peers_status_parse(const char *line, struct cli_peer_status *out)
-{
-	char buf[STATUS_LINE_MAX];
-	if (strlen(line) >= sizeof buf)
-		return -1;
-	memcpy(buf, line, strlen(line) + 1);
-	char *s = trim(buf);
-	if (!*s || *s == '#')
-		return 1;
-	char *w[STATUS_FIELDS + 1], *save = NULL;
-	int n = 0;
-	for (char *t = strtok_r(s, " \t", &save); t && n <= STATUS_FIELDS;
-	     t = strtok_r(NULL, " \t", &save))
-		w[n++] = t;
-	if (n != STATUS_FIELDS)
-		return -1;
-	uint64_t last;
-	memset(out, 0, sizeof *out);
-	if (copy_word(w[0], out->kind, sizeof out->kind) ||
-	    copy_word(w[1], out->name, sizeof out->name) ||
-	    copy_word(w[2], out->minger, sizeof out->minger) || parse_u64(w[3], &last) ||
-	    last > INT64_MAX || parse_u64(w[4], &out->rtt_last_us) ||
-	    parse_u64(w[5], &out->rtt_avg_us) || parse_u64(w[6], &out->queries) ||
-	    parse_u64(w[7], &out->failures))
-		return -1;
-	out->last_answer = (int64_t)last;
 	return 0;
 }

@@ -7,7 +7,8 @@
  *   peer     name "HOST:SMTPPORT" (where its mail goes), Minger at HOST:minger_port
  *   gateway  name DOMAIN, Minger at minger=HOST:PORT
  *   forward  name DOMAIN, Minger at minger=HOST:PORT
- * These are the kind, name and minger_addr columns of <state_dir>/peers.status.
+ * These are the kind, name and minger_addr columns of <state_dir>/peers.status
+ * (verify/verify_status.h).
  *
  * Ownership: a struct cli_peers owns its array; secrets are read only while a
  * question is asked and wiped afterwards.
@@ -84,24 +85,5 @@ int cli_peers_ask(const struct conf *c, const struct cli_peers *p, const char *m
  * Returns 0, or -1 with a reason in err.
  */
 int cli_peers_resolve(const struct cli_peer *peer, struct netaddr *out, char *err, size_t errlen);
-
-/*
- * One line of <state_dir>/peers.status (written by the daemon):
- *   kind name minger_addr last_answer_epoch rtt_last_us rtt_avg_us queries failures
- * last_answer_epoch 0: never answered.
- */
-struct cli_peer_status {
-	char kind[16];
-	char name[CLI_PEER_HOSTPORT_MAX];
-	char minger[CLI_PEER_HOSTPORT_MAX];
-	int64_t last_answer;
-	uint64_t rtt_last_us, rtt_avg_us, queries, failures;
-};
-
-/*
- * Parses one line of the file ('#' lines and blank lines are not lines: returns 1).
- * Returns 0 with *out filled, 1 for a comment or blank line, -1 when malformed.
- */
-int cli_peers_status_parse(const char *line, struct cli_peer_status *out);
 
 #endif

@@ -892,7 +892,8 @@ TEST(status_file_written)
 	snprintf(path, sizeof path, "%s/state/peers.status", tmpdir);
 	struct verify_status_entry *e = NULL;
 	size_t n = 0;
-	if (CHECK_INT(verify_status_read(path, &e, &n, err, sizeof err), 0) && CHECK_INT(n, 3)) {
+	if (CHECK_INT(verify_status_read(path, &e, &n, NULL, NULL, err, sizeof err), 0) &&
+	    CHECK_INT(n, 3)) {
 		CHECK_INT(e[0].kind, VERIFY_STATUS_PEER);
 		CHECK_STR(e[0].name, "127.0.0.1:2500");
 		CHECK_INT(e[0].queries, 2);
