@@ -194,7 +194,7 @@ static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
  * exit status it calls for (CLI_EXIT_FAIL: it has it; CLI_EXIT_TEMPFAIL: it cannot
  * say), after printing why, as a warning under --force.
  */
-static int judge_peer(const struct cli_peer *peer, const struct cli_peer_answer *a,
+static int judge_peer(const struct verify_server *peer, const struct cli_peer_answer *a,
                       const char *addr, int force)
 {
 	const char *pre = force ? "warning: " : "";
@@ -205,18 +205,18 @@ static int judge_peer(const struct cli_peer *peer, const struct cli_peer_answer 
 		return 0;
 	if (r == MINGER_STATUS_ACTIVE || r == MINGER_STATUS_INACTIVE) {
 		cli_error("%s%s exists on Domain Sharing peer %s (Minger %s: %d %s)%s", pre, addr,
-		          peer->name, peer->minger, r, minger_status_word(r), post);
+		          peer->name, peer->minger_text, r, minger_status_word(r), post);
 		return CLI_EXIT_FAIL;
 	}
 	if (r == MINGER_RESULT_TIMEOUT)
 		cli_error("%sDomain Sharing peer %s (Minger %s) did not answer about %s%s", pre,
-		          peer->name, peer->minger, addr, post);
+		          peer->name, peer->minger_text, addr, post);
 	else if (r >= 0)
 		cli_error("%sDomain Sharing peer %s (Minger %s) answered %d %s about %s%s", pre,
-		          peer->name, peer->minger, r, minger_status_word(r), addr, post);
+		          peer->name, peer->minger_text, r, minger_status_word(r), addr, post);
 	else
 		cli_error("%scannot ask Domain Sharing peer %s (Minger %s): %s%s", pre, peer->name,
-		          peer->minger, a->why, post);
+		          peer->minger_text, a->why, post);
 	return CLI_EXIT_TEMPFAIL;
 }
 
@@ -233,10 +233,13 @@ static int check_peers(struct cli_ctx *ctx, const char *addr, int force)
 	int shared = cli_peers_domain_shared(c, domain, strlen(domain));
 	if (shared <= 0)
 		return shared < 0 && !force ? CLI_EXIT_TEMPFAIL : 0;
-	struct cli_peers peers;
-	if (cli_peers_load(c, &peers) != 0)
+	struct verify_servers peers;
+	char err[4600];
+	if (verify_servers_load(c, 0, &peers, err, sizeof err) != 0) {
+		cli_error("%s", err);
 		return CLI_EXIT_CONFIG;
-	struct cli_peer_answer *answers = calloc(peers.n ? peers.n : 1, sizeof *answers);
+	}
+	struct cli_peer_answer *answers = calloc(peers.npeers ? peers.npeers : 1, sizeof *answers);
 	int rc = 0;
 	if (!answers) {
 		cli_error("out of memory");
@@ -244,16 +247,14 @@ static int check_peers(struct cli_ctx *ctx, const char *addr, int force)
 	} else if (cli_peers_ask(c, &peers, addr, answers) != 0) {
 		rc = CLI_EXIT_SOFTWARE;
 	}
-	for (size_t i = 0; rc != CLI_EXIT_SOFTWARE && i < peers.n; i++) {
-		if (peers.v[i].kind != CLI_PEER_SHARING)
-			continue;
+	for (size_t i = 0; rc != CLI_EXIT_SOFTWARE && i < peers.npeers; i++) {
 		int r = judge_peer(&peers.v[i], &answers[i], addr, force);
 		/* "Exists" outranks "cannot say": it is the answer that will not change. */
 		if (r == CLI_EXIT_FAIL || (r && rc == 0))
 			rc = r;
 	}
 	free(answers);
-	cli_peers_free(&peers);
+	verify_servers_free(&peers);
 	return force && rc != CLI_EXIT_SOFTWARE ? 0 : rc;
 }
 

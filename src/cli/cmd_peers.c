@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/cli_peers.h"
 #include "conf/conf.h"
+#include "verify/verify_servers.h"
 #include "verify/verify_status.h"
 
 struct status_list {
@@ -57,16 +57,13 @@ static int read_status(const struct conf *c, struct status_list *out)
 
 /* The status line of a configured server: same kind and name, else same kind and Minger address. */
 static const struct verify_status_entry *find_status(const struct status_list *l,
-                                                     const struct cli_peer *p)
+                                                     const struct verify_server *p)
 {
-	const char *kind = cli_peers_kind_word(p->kind);
 	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(verify_status_kind_name(l->v[i].kind), kind) == 0 &&
-		    strcmp(l->v[i].name, p->name) == 0)
+		if (l->v[i].kind == p->kind && strcmp(l->v[i].name, p->name) == 0)
 			return &l->v[i];
 	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(verify_status_kind_name(l->v[i].kind), kind) == 0 &&
-		    strcmp(l->v[i].minger_addr, p->minger) == 0)
+		if (l->v[i].kind == p->kind && strcmp(l->v[i].minger_addr, p->minger_text) == 0)
 			return &l->v[i];
 	return NULL;
 }
@@ -79,7 +76,7 @@ static void format_rtt(uint64_t us, int answered, char *out, size_t outsz)
 		snprintf(out, outsz, "%" PRIu64 ".%03" PRIu64 "ms", us / 1000, us % 1000);
 }
 
-static void print_peer(const struct cli_peer *p, const struct verify_status_entry *st)
+static void print_peer(const struct verify_server *p, const struct verify_status_entry *st)
 {
 	char when[32] = "never", last[32], avg[32];
 	int answered = st && st->last_answer > 0;
@@ -92,7 +89,7 @@ static void print_peer(const struct cli_peer *p, const struct verify_status_entr
 	format_rtt(st ? st->rtt_last_us : 0, answered, last, sizeof last);
 	format_rtt(st ? st->rtt_avg_us : 0, answered, avg, sizeof avg);
 	printf("%-8s %-24s %-24s %-20s %-10s %-10s %8" PRIu64 " %8" PRIu64 "\n",
-	       cli_peers_kind_word(p->kind), p->name, p->minger, when, last, avg,
+	       verify_status_kind_name(p->kind), p->name, p->minger_text, when, last, avg,
 	       st ? st->queries : 0, st ? st->failures : 0);
 }
 
@@ -101,12 +98,15 @@ int cmd_peers(struct cli_ctx *ctx, int argc, char **argv)
 	if (argc != 1)
 		return CLI_EXIT_USAGE;
 	const struct conf *c = cli_conf(ctx);
-	struct cli_peers peers;
-	if (cli_peers_load(c, &peers) != 0)
+	struct verify_servers peers;
+	char err[4600];
+	if (verify_servers_load(c, 0, &peers, err, sizeof err) != 0) {
+		cli_error("%s", err);
 		return CLI_EXIT_CONFIG;
+	}
 	struct status_list sl;
 	if (read_status(c, &sl) != 0) {
-		cli_peers_free(&peers);
+		verify_servers_free(&peers);
 		return CLI_EXIT_IOERR;
 	}
 	if (!c->domain_sharing && c->domain_sharing_host.n)
@@ -116,6 +116,6 @@ int cmd_peers(struct cli_ctx *ctx, int argc, char **argv)
 	for (size_t i = 0; i < peers.n; i++)
 		print_peer(&peers.v[i], find_status(&sl, &peers.v[i]));
 	free(sl.v);
-	cli_peers_free(&peers);
+	verify_servers_free(&peers);
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_IOERR;
 }

@@ -30,6 +30,7 @@
 #include "util/timeutil.h"
 #include "verify/minger_client.h"
 #include "verify/verify.h"
+#include "verify/verify_servers.h"
 #include "verify/verify_status.h"
 
 #define SECRET "0123456789abcdef"
@@ -954,6 +955,85 @@ TEST(start_errors_name_the_line)
 	                   "gw.example has two gateway or forward lines");
 }
 
+/* verify_servers: the lines as the verifier, delivery and the CLI all read them. */
+TEST(servers_read_the_lines)
+{
+	setup();
+	fresh_state();
+	write_file("peer.secret", "peer-secret-0123456789\n");
+	struct conf *c = conf_text("domain_sharing_host = 127.0.0.1:2525 minger_port=4070 "
+	                           "secret_file=peer.secret\n"
+	                           "domain_sharing_host = [::1]\n"
+	                           "forward_domain = lan.example host=[127.0.0.1] "
+	                           "minger=127.0.0.1\n"
+	                           "gateway_domain = GW.example host=[127.0.0.1]:26 "
+	                           "minger=[::1]:4071 unreachable=accept domain_sharing=yes\n");
+	if (!CHECK(c != NULL))
+		return;
+	struct verify_servers s;
+	char err[512] = "", want[512];
+	if (!CHECK_INT(verify_servers_load(c, 0, &s, err, sizeof err), 0) || !CHECK_INT(s.n, 4)) {
+		printf("  %s\n", err);
+		conf_free(c);
+		return;
+	}
+	CHECK_INT(s.npeers, 2);
+	CHECK_INT(s.v[0].kind, VERIFY_STATUS_PEER);
+	CHECK_STR(s.v[0].name, "127.0.0.1:2525");
+	CHECK_STR(s.v[0].minger_text, "127.0.0.1:4070");
+	CHECK_STR(s.v[0].route, "[127.0.0.1]:2525");
+	snprintf(want, sizeof want, "%s/peer.secret", tmpdir); /* the config's folder */
+	CHECK_STR(s.v[0].secret_file, want);
+	CHECK(s.v[0].secret == NULL && s.v[0].naddrs == 0); /* flags 0: neither read nor resolved */
+	CHECK_STR(s.v[1].name, "[::1]:25");
+	CHECK_STR(s.v[1].minger_text, "[::1]:4069");
+	CHECK_STR(s.v[1].route, "[IPv6:::1]:25");
+	CHECK_STR(s.v[1].secret_file, "");
+	/* gateways before forwarded domains, whatever the order in the file */
+	CHECK_INT(s.v[2].kind, VERIFY_STATUS_GATEWAY);
+	CHECK_STR(s.v[2].name, "gw.example");
+	CHECK_STR(s.v[2].minger_text, "[::1]:4071");
+	CHECK_STR(s.v[2].route, "");
+	CHECK(s.v[2].accept_unreachable && s.v[2].ask_peers);
+	CHECK_INT(s.v[3].kind, VERIFY_STATUS_FORWARD);
+	CHECK_STR(s.v[3].minger_text, "127.0.0.1:4069");
+	CHECK(!s.v[3].accept_unreachable && !s.v[3].ask_peers);
+	struct netaddr na;
+	char key[64];
+	if (CHECK_INT(verify_server_lookup(&s.v[2], &na, 1, err, sizeof err), 1)) {
+		netaddr_format((const struct sockaddr *)&na.ss, key, sizeof key);
+		CHECK_STR(key, "[::1]:4071");
+	}
+	char *secret = verify_servers_read_secret(&s.v[0], err, sizeof err);
+	CHECK(secret && strcmp(secret, "peer-secret-0123456789") == 0);
+	free(secret);
+	CHECK(verify_servers_read_secret(&s.v[1], err, sizeof err) == NULL && !err[0]);
+	verify_servers_free(&s);
+	/* resolved and read: the cache key and the secret */
+	if (CHECK_INT(verify_servers_load(c, VERIFY_SERVERS_RESOLVE | VERIFY_SERVERS_SECRETS, &s,
+	                                  err, sizeof err),
+	              0)) {
+		CHECK_STR(s.v[0].addr_key, "127.0.0.1:4070");
+		CHECK(s.v[0].naddrs >= 1);
+		CHECK(s.v[0].secret && strcmp(s.v[0].secret, "peer-secret-0123456789") == 0);
+		CHECK(s.v[1].secret == NULL);
+	}
+	verify_servers_free(&s);
+	verify_servers_free(&s); /* emptied: a no-op */
+	conf_free(c);
+	/* a secret_file that cannot be read names the line and the file */
+	c = conf_text("domain_sharing_host = 127.0.0.1 secret_file=nowhere.secret\n");
+	if (CHECK(c != NULL)) {
+		CHECK_INT(verify_servers_load(c, VERIFY_SERVERS_SECRETS, &s, err, sizeof err), -1);
+		CHECK(strstr(err, "domain_sharing_host '127.0.0.1 secret_file=nowhere.secret': ") &&
+		      strstr(err, "nowhere.secret: "));
+		CHECK(s.v == NULL && s.n == 0);
+		CHECK_INT(verify_servers_load(c, 0, &s, err, sizeof err), 0); /* not read: fine */
+		verify_servers_free(&s);
+		conf_free(c);
+	}
+}
+
 TEST(absent_domains_file_shares_all)
 {
 	setup();
@@ -970,8 +1050,9 @@ TEST(absent_domains_file_shares_all)
 	resp_stop(&r);
 }
 
-TEST_MAIN(T(fanout_one_round_first_5_wins), T(first_5_does_not_wait_for_a_silent_peer),
-          T(all_3_is_notfound), T(silent_peer_is_tempfail_naming_it), T(wrong_secret_is_tempfail),
+TEST_MAIN(T(servers_read_the_lines), T(fanout_one_round_first_5_wins),
+          T(first_5_does_not_wait_for_a_silent_peer), T(all_3_is_notfound),
+          T(silent_peer_is_tempfail_naming_it), T(wrong_secret_is_tempfail),
           T(bad_reply_mac_is_no_answer), T(hostile_replies_ignored_then_answer),
           T(cache_hit_sends_nothing_and_survives_restart), T(cache_ttl_from_config),
           T(disabled_on_a_peer), T(pipelined_rcpts_one_round), T(cancel_before_answer),
