@@ -20,6 +20,9 @@
  * for five days", so later mail is accepted at once even while the peer is
  * down); a gateway's or forward server's 3, 4 and 5 with minger_cache_*_ttl. A
  * peer's 3 is not cached: an account created there must be found at once.
+ * With VERIFY_FLAG_FRESH (`account add`) nothing is read from the cache or
+ * recorded, every target is waited for (a 5 cancels nothing), and the callback's
+ * answer lists each target's result.
  */
 #include "verify/verify.h"
 
@@ -327,7 +330,8 @@ static int services_init(struct verify *v, char *err, size_t errlen)
 		return -1;
 	}
 	char path[4096];
-	if (c->minger_cache && conf_state_path(c, "vcache.db", path, sizeof path) == 0) {
+	if (c->minger_cache && !(v->flags & VERIFY_FLAG_FRESH) &&
+	    conf_state_path(c, "vcache.db", path, sizeof path) == 0) {
 		v->cache = vcache_live_open(path, v->bg, err, errlen);
 		if (!v->cache)
 			return -1;
@@ -545,13 +549,21 @@ static void target_stats(struct verify *v, struct vtarget *t, int result, uint64
 static void req_finish(struct verify_req *r)
 {
 	struct verify_answer a = r->ans;
+	struct verify_server_result *res = NULL;
 	log_failure(decide(r->t, r->n, r->gw, &a), r->mailbox);
+	if ((r->v->flags & VERIFY_FLAG_FRESH) && (res = calloc(r->n, sizeof *res))) {
+		for (size_t i = 0; i < r->n; i++)
+			res[i] = (struct verify_server_result){r->t[i].t->s, r->t[i].result};
+		a.servers = res;
+		a.nservers = r->n;
+	}
 	verify_cb cb = r->cb;
 	void *arg = r->arg;
 	for (size_t i = 0; i < r->n; i++)
 		r->t[i].q = NULL; /* each has ended or is cancelled below */
 	req_free(r);
 	cb(arg, &a);
+	free(res);
 }
 
 static void on_result(void *arg, int result, uint64_t rtt_us)
@@ -564,7 +576,7 @@ static void on_result(void *arg, int result, uint64_t rtt_us)
 	target_stats(v, vt->t, result, rtt_us);
 	cache_record(v, vt->t, r->mailbox, result);
 	r->pending--;
-	if (result == 5) {
+	if (result == 5 && !(v->flags & VERIFY_FLAG_FRESH)) {
 		for (size_t i = 0; i < r->n; i++) {
 			minger_evclient_cancel(
 			        r->t[i].q); /* the first 5 decides: the rest are moot */

@@ -357,6 +357,81 @@ TEST(first_5_does_not_wait_for_a_silent_peer)
 	resp_stop(&rs[1]);
 }
 
+/* What a VERIFY_FLAG_FRESH callback saw of each server (its list lives only so long). */
+struct got_fresh {
+	struct got g;
+	size_t n;
+	int results[4];
+	char names[4][VERIFY_STATUS_NAME_MAX];
+};
+
+static void on_fresh(void *arg, const struct verify_answer *a)
+{
+	struct got_fresh *f = arg;
+	on_answer(&f->g, a);
+	f->n = a->nservers;
+	for (size_t i = 0; i < a->nservers && i < 4; i++) {
+		f->results[i] = a->servers[i].result;
+		snprintf(f->names[i], sizeof f->names[i], "%s", a->servers[i].server->name);
+	}
+}
+
+/* `account add`'s verifier: every peer asked and listed, no first-5 shortcut, no cache. */
+TEST(fresh_asks_everyone_never_the_cache)
+{
+	setup();
+	fresh_state();
+	struct resp rs[3];
+	resp_start(&rs[0], RESP_TABLE, SECRET);
+	resp_start(&rs[1], RESP_SILENT, SECRET);
+	resp_start(&rs[2], RESP_TABLE, SECRET);
+	rs[0].active[0] = "bob@example.com";
+	rs[2].active[0] = "carl@example.com";
+	struct fixture f;
+	if (!CHECK(peers_fixture(&f, rs, 3, NULL)))
+		return;
+	struct got g;
+	CHECK_INT(rcpt(f.v, "bob@example.com", &g), 1); /* the daemon's view: cached now */
+	CHECK_INT(g.a.status, VERIFY_REMOTE);
+	CHECK(g.a.servers == NULL && g.a.nservers == 0);
+	CHECK_INT(rcpt(f.v, "bob@example.com", &g), 0);
+	verify_sync(f.v);
+	char err[512] = "";
+	struct verify *fresh = verify_new_flags(
+	        base, f.c, NULL, VERIFY_FLAG_NO_STATUS | VERIFY_FLAG_FRESH, err, sizeof err);
+	if (!CHECK(fresh != NULL)) {
+		printf("  %s\n", err);
+		fixture_free(&f);
+		return;
+	}
+	int asked = rs[0].replied;
+	struct got_fresh gf = {0};
+	struct verify_req *req = NULL;
+	CHECK_INT(verify_rcpt(fresh, "bob@example.com", 15, "", 0, &gf.g.a, on_fresh, &gf, &req),
+	          1); /* the cache's 5 is not trusted */
+	CHECK(run_until(&gf.g.done));
+	CHECK_INT(rs[0].replied - asked, 1);
+	CHECK_INT(gf.g.a.status, VERIFY_REMOTE);
+	if (CHECK_INT(gf.n, 3)) { /* the silent peer was waited for, not cancelled by the 5 */
+		CHECK_INT(gf.results[0], 5);
+		CHECK_INT(gf.results[1], MINGER_RESULT_TIMEOUT);
+		CHECK_INT(gf.results[2], 3);
+		CHECK_STR(gf.names[1], "127.0.0.1:2501");
+	}
+	memset(&gf, 0, sizeof gf);
+	CHECK_INT(verify_rcpt(fresh, "carl@example.com", 16, "", 0, &gf.g.a, on_fresh, &gf, &req),
+	          1);
+	CHECK(run_until(&gf.g.done));
+	CHECK(gf.n == 3 && gf.results[2] == 5);
+	verify_free(fresh);
+	/* Nor written: the daemon's verifier still has to ask about carl. */
+	CHECK_INT(rcpt(f.v, "carl@example.com", &g), 1);
+	CHECK_INT(g.a.status, VERIFY_REMOTE);
+	fixture_free(&f);
+	for (int i = 0; i < 3; i++)
+		resp_stop(&rs[i]);
+}
+
 TEST(all_3_is_notfound)
 {
 	setup();
@@ -1051,8 +1126,8 @@ TEST(absent_domains_file_shares_all)
 }
 
 TEST_MAIN(T(servers_read_the_lines), T(fanout_one_round_first_5_wins),
-          T(first_5_does_not_wait_for_a_silent_peer), T(all_3_is_notfound),
-          T(silent_peer_is_tempfail_naming_it), T(wrong_secret_is_tempfail),
+          T(first_5_does_not_wait_for_a_silent_peer), T(fresh_asks_everyone_never_the_cache),
+          T(all_3_is_notfound), T(silent_peer_is_tempfail_naming_it), T(wrong_secret_is_tempfail),
           T(bad_reply_mac_is_no_answer), T(hostile_replies_ignored_then_answer),
           T(cache_hit_sends_nothing_and_survives_restart), T(cache_ttl_from_config),
           T(disabled_on_a_peer), T(pipelined_rcpts_one_round), T(cancel_before_answer),
