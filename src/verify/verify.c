@@ -29,7 +29,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,17 +101,6 @@ struct verify_req {
 	struct vr_target t[];
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (err && errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- start-up: targets ---- */
 
 /* A secret_file that group or others may read is worth a warning (as for minger_secret_file). */
@@ -135,13 +123,13 @@ static int target_init(const struct conf *c, const struct verify_server *s, stru
 	t->cfg.ext = s->secret != NULL;
 	t->cfg.require_reply_mac = c->minger_require_reply_mac && s->secret;
 	if (c->minger_require_reply_mac && !s->secret) {
-		set_err(err, errlen,
-		        "%s: %s '%s': minger_require_reply_mac = yes needs a secret_file= here",
-		        c->path, s->key, s->line);
+		str_errf(err, errlen,
+		         "%s: %s '%s': minger_require_reply_mac = yes needs a secret_file= here",
+		         c->path, s->key, s->line);
 		return -1;
 	}
 	if (strlen(s->route) > ENVELOPE_ROUTE_MAX) { /* the queue keeps a route this long */
-		set_err(err, errlen, "%s: %s '%s': host name too long", c->path, s->key, s->line);
+		str_errf(err, errlen, "%s: %s '%s': host name too long", c->path, s->key, s->line);
 		return -1;
 	}
 	return 0;
@@ -157,7 +145,7 @@ static int targets_init(struct verify *v, char *err, size_t errlen)
 	v->peers = calloc(np + 1, sizeof *v->peers);
 	v->gws = calloc(ng + 1, sizeof *v->gws);
 	if (!v->peers || !v->gws) {
-		set_err(err, errlen, "out of memory");
+		str_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < v->servers.n; i++) {
@@ -168,9 +156,9 @@ static int targets_init(struct verify *v, char *err, size_t errlen)
 			return -1;
 		for (size_t k = 0; i >= np && k + 1 < v->ngws; k++)
 			if (strcmp(v->gws[k].s->domain, s->domain) == 0) {
-				set_err(err, errlen,
-				        "%s: %s '%s': %s has two gateway or forward lines", c->path,
-				        s->key, s->line, s->domain);
+				str_errf(err, errlen,
+				         "%s: %s '%s': %s has two gateway or forward lines",
+				         c->path, s->key, s->line, s->domain);
 				return -1;
 			}
 	}
@@ -228,7 +216,7 @@ static int shared_init(struct verify *v, char *err, size_t errlen)
 	if (!f) {
 		if (errno == ENOENT)
 			return 0;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		str_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	char line[V_DOMAIN_LINE_MAX];
@@ -239,7 +227,7 @@ static int shared_init(struct verify *v, char *err, size_t errlen)
 		size_t len = strlen(line);
 		if ((len == sizeof line - 1 && line[len - 1] != '\n') ||
 		    shared_line(v, line, &why)) {
-			set_err(err, errlen, "%s:%d: %s", path, lineno, why);
+			str_errf(err, errlen, "%s:%d: %s", path, lineno, why);
 			rc = -1;
 		}
 	}
@@ -326,7 +314,7 @@ static int services_init(struct verify *v, char *err, size_t errlen)
 	v->bg = bgwork_new(bg_tick, v, 1000);
 	if (!v->mc || !v->bg) {
 		if (v->bg)
-			set_err(err, errlen, "cannot start the verifier's thread");
+			str_errf(err, errlen, "cannot start the verifier's thread");
 		return -1;
 	}
 	char path[4096];
@@ -341,7 +329,7 @@ static int services_init(struct verify *v, char *err, size_t errlen)
 		struct timeval tv = {1, 0};
 		v->status_timer = event_new(v->base, -1, EV_PERSIST, on_status_timer, v);
 		if (!v->status_timer || event_add(v->status_timer, &tv) != 0) {
-			set_err(err, errlen, "cannot arm the status timer");
+			str_errf(err, errlen, "cannot arm the status timer");
 			return -1;
 		}
 		status_post(v); /* the servers are listed before any query */
@@ -354,7 +342,7 @@ struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
 {
 	struct verify *v = calloc(1, sizeof *v);
 	if (!v) {
-		set_err(err, errlen, "out of memory");
+		str_errf(err, errlen, "out of memory");
 		return NULL;
 	}
 	v->base = base;

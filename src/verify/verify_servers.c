@@ -3,23 +3,12 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (err && errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+#include "util/strutil.h"
 
 /* "HOST:PORT", an IPv6 HOST in brackets. */
 static void hostport_format(const char *host, unsigned port, char *out, size_t outsz)
@@ -47,7 +36,7 @@ static int parse_peer(const char *line, struct verify_server *s, char *why, size
 	snprintf(s->minger_host, sizeof s->minger_host, "%s", p.smtp.host);
 	s->minger_port = p.minger_port;
 	if (nexthop_spec_format_peer(p.smtp.host, p.smtp.port, s->route, sizeof s->route) < 0) {
-		set_err(why, whylen, "host name too long");
+		str_errf(why, whylen, "host name too long");
 		return -1;
 	}
 	snprintf(s->secret_file, sizeof s->secret_file, "%s", p.secret_file);
@@ -86,7 +75,7 @@ static int server_init(const struct conf *c, const char *key, const char *line, 
 		                sizeof s->minger_text);
 		snprintf(file, sizeof file, "%s", s->secret_file);
 		if (resolve_path(c, file, s->secret_file, sizeof s->secret_file) < 0)
-			rc = -1, set_err(why, sizeof why, "secret_file path too long");
+			rc = -1, str_errf(why, sizeof why, "secret_file path too long");
 	}
 	if (rc == 0 && (flags & VERIFY_SERVERS_RESOLVE)) {
 		int n = verify_server_lookup(s, s->addrs, VERIFY_SERVERS_ADDRS_MAX, why,
@@ -103,7 +92,7 @@ static int server_init(const struct conf *c, const char *key, const char *line, 
 	    !(s->secret = verify_servers_read_secret(s, why, sizeof why)))
 		rc = -1;
 	if (rc < 0)
-		set_err(err, errlen, "%s: %s '%s': %s", c->path, key, line, why);
+		str_errf(err, errlen, "%s: %s '%s': %s", c->path, key, line, why);
 	return rc;
 }
 
@@ -122,7 +111,7 @@ int verify_servers_load(const struct conf *c, unsigned flags, struct verify_serv
 	size_t total = lines[0]->n + lines[1]->n + lines[2]->n;
 	out->v = calloc(total + 1, sizeof *out->v);
 	if (!out->v) {
-		set_err(err, errlen, "out of memory");
+		str_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	out->npeers = lines[0]->n;
@@ -161,7 +150,7 @@ int verify_server_lookup(const struct verify_server *s, struct netaddr *out, siz
 	snprintf(ps, sizeof ps, "%u", s->minger_port);
 	int rc = getaddrinfo(s->minger_host, ps, &hints, &res);
 	if (rc != 0) {
-		set_err(err, errlen, "cannot resolve %s: %s", s->minger_host, gai_strerror(rc));
+		str_errf(err, errlen, "cannot resolve %s: %s", s->minger_host, gai_strerror(rc));
 		return -1;
 	}
 	size_t n = 0;
@@ -176,7 +165,7 @@ int verify_server_lookup(const struct verify_server *s, struct netaddr *out, siz
 	}
 	freeaddrinfo(res);
 	if (n == 0) {
-		set_err(err, errlen, "%s has no IPv4 or IPv6 address", s->minger_host);
+		str_errf(err, errlen, "%s has no IPv4 or IPv6 address", s->minger_host);
 		return -1;
 	}
 	return (int)n;
@@ -184,7 +173,7 @@ int verify_server_lookup(const struct verify_server *s, struct netaddr *out, siz
 
 char *verify_servers_read_secret(const struct verify_server *s, char *err, size_t errlen)
 {
-	set_err(err, errlen, "%s", "");
+	str_errf(err, errlen, "%s", "");
 	if (!s->secret_file[0])
 		return NULL;
 	struct strlist l = {0};
@@ -192,14 +181,14 @@ char *verify_servers_read_secret(const struct verify_server *s, char *err, size_
 	char *secret = NULL;
 	if (conf_read_secrets(s->secret_file, &l, &errs) >= 1 && l.n >= 1) {
 		if (!(secret = strdup(l.v[0])))
-			set_err(err, errlen, "out of memory");
+			str_errf(err, errlen, "out of memory");
 	} else {
 		const struct conf_error *e = errs.n ? &errs.v[0] : NULL;
 		if (e && e->line)
-			set_err(err, errlen, "%s:%d: %s", e->file, e->line, e->message);
+			str_errf(err, errlen, "%s:%d: %s", e->file, e->line, e->message);
 		else
-			set_err(err, errlen, "%s: %s", s->secret_file,
-			        e ? e->message : "no usable secret");
+			str_errf(err, errlen, "%s: %s", s->secret_file,
+			         e ? e->message : "no usable secret");
 	}
 	for (size_t i = 0; i < l.n; i++)
 		explicit_bzero(l.v[i], strlen(l.v[i]));
