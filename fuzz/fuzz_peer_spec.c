@@ -38,12 +38,13 @@ static void check_peer(const char *line)
 	check_hostport(&p.smtp);
 	require(p.minger_port >= 1 && p.minger_port <= 65535);
 	require(memchr(p.secret_file, '\0', sizeof p.secret_file) != NULL);
-	char route[NEXTHOP_NAME_MAX + 32], why[128];
-	int n = peer_spec_route_format(&p.smtp, route, sizeof route);
+	char route[NEXTHOP_PEER_ROUTE_MAX], why[128];
+	int n = nexthop_spec_format_peer(p.smtp.host, p.smtp.port, route, sizeof route);
 	require(n > 0 && (size_t)n == strlen(route));
 	struct nexthop_spec spec;
 	require(nexthop_spec_parse(route, (size_t)n, &spec, why, sizeof why) == 0);
 	require(spec.port == p.smtp.port && spec.kind != NEXTHOP_KIND_MX);
+	require(nexthop_spec_parse_peer(route, &spec) == 1);
 }
 
 static void check_gateway(const char *line, int forward)

@@ -17,7 +17,7 @@
  *
  * Domain Sharing (issue 8): one address lives on one server of a shared domain, so
  * `add` in a shared domain first asks every domain_sharing_host peer (Minger, all at
- * once). A peer that has it (status 5, or 4: it exists but cannot receive) refuses
+ * once, with the daemon's verifier, fresh: never from the cache). A peer that has it (status 5, or 4: it exists but cannot receive) refuses
  * the add, naming the peer; so does a peer that does not answer, answers 0-2, or
  * cannot be asked, since then nobody knows. --force adds anyway, with a warning per
  * peer. Peers are asked before the password is hashed or the directory opened.
@@ -31,14 +31,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "cli/cli.h"
-#include "cli/cli_peers.h"
 #include "conf/conf.h"
 #include "directory/directory.h"
 #include "directory/password.h"
 #include "proto/mailaddr.h"
 #include "proto/minger_msg.h"
 #include "verify/minger_client.h"
+#include "verify/verify.h"
+#include "verify/verify_servers.h"
 
 #define ACCOUNT_LOG_KEEP (7 * 24 * 3600)
 
@@ -189,35 +192,106 @@ static int account_list(struct cli_ctx *ctx, const struct account_opts *o)
 	return rc;
 }
 
+/* What a refusal, or a warning under --force, ends with. */
+static const char *tail(int force)
+{
+	return force ? "; adding it anyway (--force)" : "; not added (--force adds it anyway)";
+}
+
 /*
  * What one peer's answer means for the add: 0 it does not have the address; else the
  * exit status it calls for (CLI_EXIT_FAIL: it has it; CLI_EXIT_TEMPFAIL: it cannot
  * say), after printing why, as a warning under --force.
  */
-static int judge_peer(const struct cli_peer *peer, const struct cli_peer_answer *a,
-                      const char *addr, int force)
+static int judge_peer(const struct verify_server_result *a, const char *addr, int force)
 {
-	const char *pre = force ? "warning: " : "";
-	const char *post =
-	        force ? "; adding it anyway (--force)" : "; not added (--force adds it anyway)";
+	const char *pre = force ? "warning: " : "", *post = tail(force);
+	const char *name = a->server->name, *minger = a->server->minger_text;
 	int r = a->result;
 	if (r == MINGER_STATUS_UNKNOWN)
 		return 0;
 	if (r == MINGER_STATUS_ACTIVE || r == MINGER_STATUS_INACTIVE) {
 		cli_error("%s%s exists on Domain Sharing peer %s (Minger %s: %d %s)%s", pre, addr,
-		          peer->name, peer->minger, r, minger_status_word(r), post);
+		          name, minger, r, minger_status_word(r), post);
 		return CLI_EXIT_FAIL;
 	}
 	if (r == MINGER_RESULT_TIMEOUT)
 		cli_error("%sDomain Sharing peer %s (Minger %s) did not answer about %s%s", pre,
-		          peer->name, peer->minger, addr, post);
+		          name, minger, addr, post);
 	else if (r >= 0)
 		cli_error("%sDomain Sharing peer %s (Minger %s) answered %d %s about %s%s", pre,
-		          peer->name, peer->minger, r, minger_status_word(r), addr, post);
+		          name, minger, r, minger_status_word(r), addr, post);
 	else
-		cli_error("%scannot ask Domain Sharing peer %s (Minger %s): %s%s", pre, peer->name,
-		          peer->minger, a->why, post);
+		cli_error("%scannot ask Domain Sharing peer %s (Minger %s): the query could not be "
+		          "sent%s",
+		          pre, name, minger, post);
 	return CLI_EXIT_TEMPFAIL;
+}
+
+struct peers_wait {
+	int done, rc;
+	const char *addr;
+	int force;
+};
+
+/* The verifier's answer: every peer's result judged (each one concerned is named). */
+static void on_peers(void *arg, const struct verify_answer *a)
+{
+	struct peers_wait *w = arg;
+	w->done = 1;
+	if (!a->servers) { /* not shared, nothing could be sent, out of memory: the verdict */
+		if (a->servers_asked && a->status != VERIFY_NOTFOUND) {
+			cli_error("%scannot ask the Domain Sharing peers about %s: %s%s",
+			          w->force ? "warning: " : "", w->addr, a->reason, tail(w->force));
+			w->rc = a->status == VERIFY_TEMPFAIL ? CLI_EXIT_TEMPFAIL : CLI_EXIT_FAIL;
+		}
+		return;
+	}
+	for (size_t i = 0; i < a->nservers; i++) {
+		int r = judge_peer(&a->servers[i], w->addr, w->force);
+		/* "Exists" outranks "cannot say": it is the answer that will not change. */
+		if (r == CLI_EXIT_FAIL || (r && w->rc == 0))
+			w->rc = r;
+	}
+}
+
+/*
+ * Asks the peers with the daemon's verifier (verify.h, VERIFY_FLAG_FRESH: all at
+ * once, never the cache, every answer listed), on an event loop of our own.
+ * Returns 0, or the exit status the answers call for.
+ */
+static int ask_peers(const struct conf *c, const char *addr, int force)
+{
+	struct peers_wait w = {.addr = addr, .force = force};
+	char err[4600];
+	struct event_base *base = event_base_new();
+	struct verify *v =
+	        base ? verify_new_flags(base, c, NULL, VERIFY_FLAG_NO_STATUS | VERIFY_FLAG_FRESH,
+	                                err, sizeof err)
+	             : NULL;
+	if (!v) {
+		/* A secret_file, a name or the domains file: nobody can say, as for a silent peer. */
+		cli_error("%scannot ask the Domain Sharing peers: %s%s", force ? "warning: " : "",
+		          base ? err : "out of memory", tail(force));
+		w.rc = CLI_EXIT_TEMPFAIL;
+	} else {
+		struct verify_answer a;
+		struct verify_req *req;
+		if (verify_rcpt(v, addr, strlen(addr), "", 0, &a, on_peers, &w, &req) == 0)
+			on_peers(&w,
+			         &a); /* not shared (servers_asked 0), or nothing could be sent */
+		while (!w.done && event_base_loop(base, EVLOOP_ONCE) == 0)
+			;
+		if (!w.done) {
+			verify_cancel(req);
+			cli_error("cannot ask the Domain Sharing peers: the event loop failed");
+			w.rc = CLI_EXIT_SOFTWARE;
+		}
+	}
+	verify_free(v);
+	if (base)
+		event_base_free(base);
+	return w.rc;
 }
 
 /*
@@ -230,30 +304,11 @@ static int check_peers(struct cli_ctx *ctx, const char *addr, int force)
 	const struct conf *c = cli_conf(ctx);
 	const char *at = strrchr(addr, '@');
 	const char *domain = at ? at + 1 : "";
-	int shared = cli_peers_domain_shared(c, domain, strlen(domain));
-	if (shared <= 0)
-		return shared < 0 && !force ? CLI_EXIT_TEMPFAIL : 0;
-	struct cli_peers peers;
-	if (cli_peers_load(c, &peers) != 0)
-		return CLI_EXIT_CONFIG;
-	struct cli_peer_answer *answers = calloc(peers.n ? peers.n : 1, sizeof *answers);
-	int rc = 0;
-	if (!answers) {
-		cli_error("out of memory");
-		rc = CLI_EXIT_SOFTWARE;
-	} else if (cli_peers_ask(c, &peers, addr, answers) != 0) {
-		rc = CLI_EXIT_SOFTWARE;
-	}
-	for (size_t i = 0; rc != CLI_EXIT_SOFTWARE && i < peers.n; i++) {
-		if (peers.v[i].kind != CLI_PEER_SHARING)
-			continue;
-		int r = judge_peer(&peers.v[i], &answers[i], addr, force);
-		/* "Exists" outranks "cannot say": it is the answer that will not change. */
-		if (r == CLI_EXIT_FAIL || (r && rc == 0))
-			rc = r;
-	}
-	free(answers);
-	cli_peers_free(&peers);
+	/* The verifier decides (domain_sharing_domains_file too); this only spares it the start. */
+	if (!c->domain_sharing || c->domain_sharing_host.n == 0 ||
+	    !conf_is_local_domain(c, domain, strlen(domain)))
+		return 0;
+	int rc = ask_peers(c, addr, force);
 	return force && rc != CLI_EXIT_SOFTWARE ? 0 : rc;
 }
 

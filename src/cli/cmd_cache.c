@@ -17,16 +17,16 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "cli/cli_peers.h"
 #include "conf/conf.h"
 #include "proto/minger_msg.h"
 #include "util/netaddr.h"
 #include "verify/vcache.h"
+#include "verify/verify_servers.h"
 
 /* The configured servers and the keys their cache entries may carry. */
 struct cache_sources {
-	struct cli_peers peers;
-	char (*resolved)[CLI_PEER_HOSTPORT_MAX]; /* netaddr_format() of each, "" unresolved */
+	struct verify_servers peers;
+	char (*resolved)[VERIFY_STATUS_ADDR_MAX]; /* netaddr_format() of each, "" unresolved */
 };
 
 static struct vcache *open_cache(struct cli_ctx *ctx)
@@ -46,18 +46,18 @@ static struct vcache *open_cache(struct cli_ctx *ctx)
 /* Reads the configured servers; a config without any (or that fails) labels all "query". */
 static void sources_load(const struct conf *c, struct cache_sources *s)
 {
+	char err[4600];
 	memset(s, 0, sizeof *s);
-	if (cli_peers_load(c, &s->peers) != 0)
+	if (verify_servers_load(c, 0, &s->peers, err, sizeof err) != 0)
 		return;
 	s->resolved = calloc(s->peers.n ? s->peers.n : 1, sizeof *s->resolved);
 	if (!s->resolved) {
-		cli_peers_free(&s->peers);
+		verify_servers_free(&s->peers);
 		return;
 	}
 	for (size_t i = 0; i < s->peers.n; i++) {
 		struct netaddr na;
-		char err[256];
-		if (cli_peers_resolve(&s->peers.v[i], &na, err, sizeof err) == 0)
+		if (verify_server_lookup(&s->peers.v[i], &na, 1, err, sizeof err) > 0)
 			netaddr_format((const struct sockaddr *)&na.ss, s->resolved[i],
 			               sizeof s->resolved[i]);
 	}
@@ -66,15 +66,15 @@ static void sources_load(const struct conf *c, struct cache_sources *s)
 static void sources_free(struct cache_sources *s)
 {
 	free(s->resolved);
-	cli_peers_free(&s->peers);
+	verify_servers_free(&s->peers);
 }
 
 static void print_source(const struct cache_sources *s, const char *server)
 {
 	for (size_t i = 0; i < s->peers.n; i++) {
-		const struct cli_peer *p = &s->peers.v[i];
-		if (strcmp(server, p->minger) == 0 || strcmp(server, s->resolved[i]) == 0) {
-			printf(" %s:%s\n", cli_peers_kind_word(p->kind), p->name);
+		const struct verify_server *p = &s->peers.v[i];
+		if (strcmp(server, p->minger_text) == 0 || strcmp(server, s->resolved[i]) == 0) {
+			printf(" %s:%s\n", verify_status_kind_name(p->kind), p->name);
 			return;
 		}
 	}

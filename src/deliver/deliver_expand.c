@@ -16,7 +16,7 @@
 
 #include "conf/conf.h"
 #include "deliver/deliver_int.h"
-#include "proto/peer_spec.h"
+#include "verify/verify_servers.h"
 #include "util/log.h"
 
 #define EXPAND_BUF 65536
@@ -150,21 +150,23 @@ static struct envelope *share_envelope(const struct deliver_ctx *x, const struct
 	if (!e)
 		return NULL;
 	snprintf(e->id, sizeof e->id, "%s", id);
-	for (size_t i = 0; i < c->domain_sharing_host.n; i++) {
-		struct peer_spec_peer p;
-		char err[128], route[NEXTHOP_PEER_ROUTE_MAX + sizeof DELIVER_ROUTE_LIST_PREFIX];
-		size_t pl = strlen(DELIVER_ROUTE_LIST_PREFIX);
-		memcpy(route, DELIVER_ROUTE_LIST_PREFIX, pl);
-		if (peer_spec_parse_peer(c->domain_sharing_host.v[i], &p, err, sizeof err) < 0 ||
-		    nexthop_spec_format_peer(p.smtp.host, p.smtp.port, route + pl,
-		                             sizeof route - pl) < 0)
-			continue; /* conf checked it */
+	struct verify_servers peers;
+	char err[512];
+	if (verify_servers_load(c, 0, &peers, err, sizeof err) < 0) { /* conf checked the lines */
+		envelope_free(e);
+		return NULL;
+	}
+	for (size_t i = 0; i < peers.npeers; i++) {
+		char route[NEXTHOP_PEER_ROUTE_MAX + sizeof DELIVER_ROUTE_LIST_PREFIX];
+		snprintf(route, sizeof route, "%s%s", DELIVER_ROUTE_LIST_PREFIX, peers.v[i].route);
 		int k = envelope_add_rcpt(e, list, NULL, 0);
 		if (k < 0 || envelope_set(&e->rcpts[k].route, route) < 0) {
+			verify_servers_free(&peers);
 			envelope_free(e);
 			return NULL;
 		}
 	}
+	verify_servers_free(&peers);
 	return e;
 }
 

@@ -37,7 +37,6 @@
 
 #include <event2/event.h>
 
-#include <netdb.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -45,6 +44,7 @@
 #include "deliver/deliver_int.h"
 #include "proto/peer_spec.h"
 #include "verify/minger_client.h"
+#include "verify/verify_servers.h"
 #include "deliver/nexthop_resolver.h"
 #include "deliver/smtp_transport.h"
 #include "util/log.h"
@@ -92,13 +92,6 @@ struct rjob {
 	const char *key; /* the next hop's key: j->dest, or DELIVER_DEST_SMARTHOST */
 };
 
-/* One domain_sharing_host line, for the list checks. */
-struct relay_peer {
-	char route[NEXTHOP_PEER_ROUTE_MAX]; /* its route text "[HOST]:PORT" */
-	struct peer_spec_peer spec;
-	char secret[128]; /* "" = anonymous */
-};
-
 struct deliver_relay {
 	struct deliver_runner *mgr;
 	struct nexthop_resolver *resolver;
@@ -110,8 +103,7 @@ struct deliver_relay {
 	size_t ncache;
 	struct rjob *live;
 	int stopping;
-	struct relay_peer *peers;
-	size_t npeers;
+	struct verify_servers peers; /* the domain_sharing_host lines, for the list checks */
 	/* what the resolver was given (it copies them) */
 	struct netaddr self_addrs[DELIVER_SELF_ADDRS_MAX];
 	struct netaddr ns[16];
@@ -271,52 +263,30 @@ int deliver_relay_parse_routes(const struct conf *c, struct nexthop_route **out,
 	return 0;
 }
 
-/* A peer's secret: the first of its secret_file (relative to the configuration's folder). */
-static void peer_secret(const struct conf *c, struct relay_peer *p)
-{
-	char path[PEER_SPEC_PATH_MAX + 4096];
-	const char *f = p->spec.secret_file;
-	if (!*f)
-		return;
-	const char *slash = c->path ? strrchr(c->path, '/') : NULL;
-	if (f[0] != '/' && slash)
-		snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->path), c->path, f);
-	else
-		snprintf(path, sizeof path, "%s", f);
-	struct strlist l = {0};
-	struct conf_errors errs = {0};
-	if (conf_read_secrets(path, &l, &errs) >= 1 && strlen(l.v[0]) < sizeof p->secret)
-		snprintf(p->secret, sizeof p->secret, "%s", l.v[0]);
-	else
-		log_err("domain_sharing_host %s: cannot read secret_file %s: lists are not "
-		        "shared with it",
-		        p->route, path);
-	strlist_free(&l);
-	conf_errors_free(&errs);
-}
-
-/* The domain_sharing_host lines (for the list checks; conf checked them). */
+/*
+ * The domain_sharing_host lines, for the list checks (conf checked them), and
+ * their secrets: one that cannot be read leaves the peer anonymous, logged.
+ */
 static int parse_peers(struct deliver_relay *rl, const struct conf *c)
 {
+	struct verify_servers all;
+	char err[512];
 	if (c->domain_sharing_host.n == 0)
 		return 0;
-	rl->peers = calloc(c->domain_sharing_host.n, sizeof *rl->peers);
-	if (!rl->peers)
+	if (verify_servers_load(c, 0, &all, err, sizeof err) < 0) {
+		log_err("domain_sharing_host: %s", err);
 		return -1;
-	for (size_t i = 0; i < c->domain_sharing_host.n; i++) {
-		struct relay_peer *p = &rl->peers[rl->npeers];
-		char err[256];
-		if (peer_spec_parse_peer(c->domain_sharing_host.v[i], &p->spec, err, sizeof err) <
-		            0 ||
-		    nexthop_spec_format_peer(p->spec.smtp.host, p->spec.smtp.port, p->route,
-		                             sizeof p->route) < 0) {
-			log_err("domain_sharing_host %s: %s; ignored", c->domain_sharing_host.v[i],
-			        err);
-			continue;
-		}
-		peer_secret(c, p);
-		rl->npeers++;
 	}
+	all.n = all.npeers; /* the gateway and forward lines are routes, not peers */
+	for (size_t i = 0; i < all.n; i++) {
+		struct verify_server *p = &all.v[i];
+		if (p->secret_file[0] &&
+		    !(p->secret = verify_servers_read_secret(p, err, sizeof err)))
+			log_err("domain_sharing_host %s: cannot read secret_file %s: lists are not "
+			        "shared with it",
+			        p->route, err);
+	}
+	rl->peers = all;
 	return 0;
 }
 
@@ -331,14 +301,14 @@ struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, siz
 	}
 	rl->mgr = r;
 	if (parse_peers(rl, c) < 0) {
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, "cannot read the domain_sharing_host lines");
 		free(rl);
 		return NULL;
 	}
 	if (c->relay_smarthost && *c->relay_smarthost &&
 	    nexthop_hosts_parse(c->relay_smarthost, rl->smarthost, NEXTHOP_SPECS_MAX,
 	                        &rl->nsmarthost, err, errlen) < 0) {
-		free(rl->peers);
+		verify_servers_free(&rl->peers);
 		free(rl);
 		return NULL;
 	}
@@ -347,7 +317,7 @@ struct deliver_relay *deliver_relay_new(struct deliver_runner *r, char *err, siz
 	rl->t = smtp_transport_new(deliver_base(r), &tc);
 	if (!rl->t) {
 		snprintf(err, errlen, "cannot set up the SMTP client (TLS or memory)");
-		free(rl->peers);
+		verify_servers_free(&rl->peers);
 		free(rl);
 		return NULL;
 	}
@@ -659,45 +629,31 @@ static void route_job(struct rjob *rj)
 /* ---- a peer route's check (worker, then loop) ---- */
 
 /* The peer configured with this route text ("list:" already taken off), or NULL. */
-static const struct relay_peer *peer_of(const struct deliver_relay *rl, const char *route)
+static const struct verify_server *peer_of(const struct deliver_relay *rl, const char *route)
 {
-	for (size_t i = 0; i < rl->npeers; i++)
-		if (strcasecmp(rl->peers[i].route, route) == 0)
-			return &rl->peers[i];
+	for (size_t i = 0; i < rl->peers.n; i++)
+		if (strcasecmp(rl->peers.v[i].route, route) == 0)
+			return &rl->peers.v[i];
 	return NULL;
-}
-
-/* The peer's Minger address (a name resolved here, on the worker). 0 or -1. */
-static int peer_minger_addr(const struct relay_peer *p, struct netaddr *out)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	char port[8];
-	snprintf(port, sizeof port, "%u", p->spec.minger_port);
-	if (getaddrinfo(p->spec.smtp.host, port, &hints, &res) != 0 || !res)
-		return -1;
-	memset(out, 0, sizeof *out);
-	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-	out->len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
 }
 
 /* Asks the peer whether it has the list addr: a Minger status, or -1 (no answer). */
 static int ask_peer(const struct deliver_relay *rl, const char *route, const char *addr,
                     const char *id)
 {
-	const struct relay_peer *p = peer_of(rl, route);
+	const struct verify_server *p = peer_of(rl, route);
 	if (!p)
 		return 3; /* no longer a peer: nothing to share with it */
 	struct netaddr na;
 	struct minger_client_opts o;
 	char err[256] = "";
 	minger_client_opts_init(&o);
-	o.secret = p->secret[0] ? p->secret : NULL;
+	o.secret = p->secret;
 	o.timeout_ms = 1000;
-	int st = peer_minger_addr(p, &na) < 0 ? MINGER_RESULT_ERROR
-	                                      : minger_client_query(&na, addr, &o, err, sizeof err);
+	/* The name is resolved here, on the worker, at each check (it may have moved). */
+	int st = verify_server_lookup(p, &na, 1, err, sizeof err) < 0
+	                 ? MINGER_RESULT_ERROR
+	                 : minger_client_query(&na, addr, &o, err, sizeof err);
 	if (st < 0 || st != 5)
 		log_info("deliver %s: list <%s> on Domain Sharing peer %s: %s", id, addr, route,
 		         st == MINGER_RESULT_TIMEOUT ? "no answer"
@@ -877,6 +833,6 @@ void deliver_relay_free(struct deliver_relay *rl)
 	}
 	while (rl->live)
 		rjob_free(rl->live);
-	free(rl->peers);
+	verify_servers_free(&rl->peers);
 	free(rl);
 }

@@ -294,16 +294,3 @@ int peer_spec_parse_gateway(const char *line, int forward, struct peer_spec_gate
 	}
 	return 0;
 }
-
-int peer_spec_route_format(const struct peer_spec_hostport *hp, char *out, size_t outsz)
-{
-	/* RFC 5321 4.1.3: an IPv6 literal is tagged "IPv6:"; any address has ':' only then. */
-	const char *tag = strchr(hp->host, ':') ? "IPv6:" : "";
-	int n = snprintf(out, outsz, "[%s%s]:%u", tag, hp->host, hp->port);
-	if (n < 0 || (size_t)n >= outsz) {
-		if (outsz)
-			out[0] = '\0';
-		return -1;
-	}
-	return n;
-}

@@ -65,11 +65,4 @@ int peer_spec_parse_peer(const char *line, struct peer_spec_peer *out, char *err
 int peer_spec_parse_gateway(const char *line, int forward, struct peer_spec_gateway *out, char *err,
                             size_t errlen);
 
-/*
- * Writes the relay destination of hp (nexthop_spec syntax, no MX lookup):
- * "[HOST]:PORT", "[192.0.2.7]:PORT" or "[IPv6:2001:db8::1]:PORT", into out
- * (always NUL-terminated). Returns the length, or -1 when it does not fit.
- */
-int peer_spec_route_format(const struct peer_spec_hostport *hp, char *out, size_t outsz);
-
 #endif

@@ -4,7 +4,7 @@
  *
  * Servers are "targets": the Domain Sharing peers (domain_sharing_host) and the
  * Minger servers of gateway_domain and forward_domain lines, each read at
- * verify_new (secret loaded, names resolved once). A request asks several
+ * verify_new by verify_servers.h (secret loaded, names resolved once). A request asks several
  * targets at once, one datagram each, all sent in the same turn of the loop
  * (the cold cost is one parallel round trip whatever the number of peers), and
  * decides (decide()) when a peer says 5 or when every target has answered or
@@ -20,14 +20,15 @@
  * for five days", so later mail is accepted at once even while the peer is
  * down); a gateway's or forward server's 3, 4 and 5 with minger_cache_*_ttl. A
  * peer's 3 is not cached: an account created there must be found at once.
+ * With VERIFY_FLAG_FRESH (`account add`) nothing is read from the cache or
+ * recorded, every target is waited for (a 5 cancels nothing), and the callback's
+ * answer lists each target's result.
  */
 #include "verify/verify.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,37 +38,25 @@
 
 #include "conf/conf.h"
 #include "proto/mailaddr.h"
-#include "proto/peer_spec.h"
+#include "proto/nexthop_spec.h"
 #include "util/log.h"
 #include "util/strutil.h"
 #include "util/timeutil.h"
 #include "verify/bgwork.h"
 #include "verify/minger_evclient.h"
 #include "verify/vcache_live.h"
+#include "verify/verify_servers.h"
 #include "verify/verify_status.h"
 
 #define VR_PENDING (-100) /* a target's result before its answer */
-#define V_ADDRS_MAX 16 /* resolved addresses kept per peer, for verify_client_is_peer */
 #define V_DOMAIN_LINE_MAX 512
 #define V_SHARED_MAX 100000 /* lines of domain_sharing_domains_file */
 
 static struct log_limit fail_limit = LOG_LIMIT_INIT(20, 10);
 
 struct vtarget {
-	enum verify_status_kind kind;
-	char name[VERIFY_STATUS_NAME_MAX]; /* peer HOST:PORT, or the domain */
-	struct netaddr minger;
-	char key[VERIFY_STATUS_ADDR_MAX]; /* the cache's server key: netaddr_format(minger) */
-	char route[ENVELOPE_ROUTE_MAX + 1]; /* peer: "[HOST]:PORT"; gateway, forward: "" */
-	char *secret; /* owned; wiped at free */
+	const struct verify_server *s; /* the line: kind, name, addresses, secret */
 	struct minger_slot_cfg cfg;
-	/* gateway and forward lines */
-	char domain[NEXTHOP_NAME_MAX + 1];
-	int accept_unreachable;
-	int ask_peers;
-	/* peers: the addresses the peer's name resolved to */
-	struct netaddr addrs[V_ADDRS_MAX];
-	size_t naddrs;
 	/* for answers and logs, made once: "peer b.example:25 (192.0.2.7:4069)" and its ": 5" */
 	char label[100];
 	char reason5[VERIFY_REASON_MAX];
@@ -84,6 +73,7 @@ struct verify {
 	const struct conf *c;
 	struct mailbox_index *idx;
 	unsigned flags;
+	struct verify_servers servers; /* the lines, read at start */
 	struct vtarget *peers, *gws; /* gws: gateway then forward lines */
 	size_t npeers, ngws;
 	char **shared; /* domain_sharing_domains_file, lower case; none: every local domain */
@@ -124,195 +114,64 @@ struct verify_req {
 	struct vr_target t[];
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (err && errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- start-up: targets ---- */
 
-/* A path of a line relative to the config file's folder (as conf does for PATH keys). */
-static int resolve_path(const struct conf *c, const char *p, char *out, size_t outsz)
+/* A secret_file that group or others may read is worth a warning (as for minger_secret_file). */
+static void secret_mode_warn(const struct conf *c, const struct verify_server *s)
 {
-	const char *slash = c->path ? strrchr(c->path, '/') : NULL;
-	int n = p[0] == '/' || !slash
-	                ? snprintf(out, outsz, "%s", p)
-	                : snprintf(out, outsz, "%.*s/%s", (int)(slash - c->path), c->path, p);
-	return n < 0 || (size_t)n >= outsz ? -1 : 0;
-}
-
-/* The first secret of file (conf_read_secrets' rules) into t->secret. 0 or -1 with err. */
-static int load_secret(const struct conf *c, struct vtarget *t, const char *key, const char *line,
-                       const char *file, char *err, size_t errlen)
-{
-	char path[4096];
-	if (resolve_path(c, file, path, sizeof path) < 0) {
-		set_err(err, errlen, "%s: %s '%s': secret_file path too long", c->path, key, line);
-		return -1;
-	}
 	struct stat st;
-	if (stat(path, &st) == 0 && (st.st_mode & 077))
+	if (s->secret_file[0] && stat(s->secret_file, &st) == 0 && (st.st_mode & 077))
 		log_warning("%s: %s '%s': secret_file %s has mode %04o: group or others may read "
 		            "the secret (chmod 600 it)",
-		            c->path, key, line, path, (unsigned)(st.st_mode & 07777));
-	struct strlist s = {0};
-	struct conf_errors errs = {0};
-	if (conf_read_secrets(path, &s, &errs) < 1 || s.n < 1) {
-		const struct conf_error *e = errs.n ? &errs.v[0] : NULL;
-		if (e && e->line)
-			set_err(err, errlen, "%s: %s '%s': %s:%d: %s", c->path, key, line, e->file,
-			        e->line, e->message);
-		else
-			set_err(err, errlen, "%s: %s '%s': %s: %s", c->path, key, line, path,
-			        e ? e->message : "no usable secret");
-		conf_errors_free(&errs);
-		strlist_free(&s);
-		return -1;
-	}
-	conf_errors_free(&errs);
-	t->secret = strdup(s.v[0]);
-	for (size_t i = 0; i < s.n; i++)
-		explicit_bzero(s.v[i], strlen(s.v[i]));
-	strlist_free(&s);
-	if (!t->secret) {
-		set_err(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Resolves host (getaddrinfo, once, at start) into up to max addresses with port.
- * Returns the count, or -1 with err naming the line.
- */
-static int resolve(const struct conf *c, const char *key, const char *line, const char *host,
-                   unsigned port, struct netaddr *out, size_t max, char *err, size_t errlen)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	char ps[8];
-	snprintf(ps, sizeof ps, "%u", port);
-	int rc = getaddrinfo(host, ps, &hints, &res);
-	if (rc != 0) {
-		set_err(err, errlen, "%s: %s '%s': cannot resolve %s: %s", c->path, key, line, host,
-		        gai_strerror(rc));
-		return -1;
-	}
-	size_t n = 0;
-	for (struct addrinfo *a = res; a && n < max; a = a->ai_next) {
-		if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
-		    a->ai_addrlen > sizeof out[n].ss)
-			continue;
-		memcpy(&out[n].ss, a->ai_addr, a->ai_addrlen);
-		out[n].len = a->ai_addrlen;
-		n++;
-	}
-	freeaddrinfo(res);
-	if (n == 0) {
-		set_err(err, errlen, "%s: %s '%s': %s has no IPv4 or IPv6 address", c->path, key,
-		        line, host);
-		return -1;
-	}
-	return (int)n;
+		            c->path, s->key, s->line, s->secret_file,
+		            (unsigned)(st.st_mode & 07777));
 }
 
 /* The secret and the reply-mac rule shared by every kind of line. */
-static int target_secret(const struct conf *c, struct vtarget *t, const char *key, const char *line,
-                         const char *file, char *err, size_t errlen)
+static int target_init(const struct conf *c, const struct verify_server *s, struct vtarget *t,
+                       char *err, size_t errlen)
 {
-	if (file[0] && load_secret(c, t, key, line, file, err, errlen) < 0)
-		return -1;
-	t->cfg.secret = t->secret;
-	t->cfg.ext = t->secret != NULL;
-	t->cfg.require_reply_mac = c->minger_require_reply_mac && t->secret;
-	if (c->minger_require_reply_mac && !t->secret) {
-		set_err(err, errlen,
-		        "%s: %s '%s': minger_require_reply_mac = yes needs a secret_file= here",
-		        c->path, key, line);
+	t->s = s;
+	t->cfg.secret = s->secret;
+	t->cfg.ext = s->secret != NULL;
+	t->cfg.require_reply_mac = c->minger_require_reply_mac && s->secret;
+	if (c->minger_require_reply_mac && !s->secret) {
+		str_errf(err, errlen,
+		         "%s: %s '%s': minger_require_reply_mac = yes needs a secret_file= here",
+		         c->path, s->key, s->line);
 		return -1;
 	}
-	netaddr_format((const struct sockaddr *)&t->minger.ss, t->key, sizeof t->key);
+	if (strlen(s->route) > ENVELOPE_ROUTE_MAX) { /* the queue keeps a route this long */
+		str_errf(err, errlen, "%s: %s '%s': host name too long", c->path, s->key, s->line);
+		return -1;
+	}
 	return 0;
-}
-
-static int peer_init(const struct conf *c, const char *line, struct vtarget *t, char *err,
-                     size_t errlen)
-{
-	static const char key[] = "domain_sharing_host";
-	struct peer_spec_peer p;
-	char why[256];
-	if (peer_spec_parse_peer(line, &p, why, sizeof why) < 0) {
-		set_err(err, errlen, "%s: %s '%s': %s", c->path, key, line, why);
-		return -1;
-	}
-	t->kind = VERIFY_STATUS_PEER;
-	snprintf(t->name, sizeof t->name, strchr(p.smtp.host, ':') ? "[%s]:%u" : "%s:%u",
-	         p.smtp.host, p.smtp.port);
-	if (peer_spec_route_format(&p.smtp, t->route, sizeof t->route) < 0) {
-		set_err(err, errlen, "%s: %s '%s': host name too long", c->path, key, line);
-		return -1;
-	}
-	int n = resolve(c, key, line, p.smtp.host, p.minger_port, t->addrs, V_ADDRS_MAX, err,
-	                errlen);
-	if (n < 0)
-		return -1;
-	t->naddrs = (size_t)n;
-	t->minger = t->addrs[0];
-	return target_secret(c, t, key, line, p.secret_file, err, errlen);
-}
-
-static int gateway_init(const struct conf *c, const char *line, int forward, struct vtarget *t,
-                        char *err, size_t errlen)
-{
-	const char *key = forward ? "forward_domain" : "gateway_domain";
-	struct peer_spec_gateway g;
-	char why[256];
-	if (peer_spec_parse_gateway(line, forward, &g, why, sizeof why) < 0) {
-		set_err(err, errlen, "%s: %s '%s': %s", c->path, key, line, why);
-		return -1;
-	}
-	t->kind = forward ? VERIFY_STATUS_FORWARD : VERIFY_STATUS_GATEWAY;
-	snprintf(t->domain, sizeof t->domain, "%s", g.domain);
-	snprintf(t->name, sizeof t->name, "%s", g.domain);
-	t->accept_unreachable = g.unreachable == PEER_SPEC_UNREACHABLE_ACCEPT;
-	t->ask_peers = g.domain_sharing;
-	if (resolve(c, key, line, g.minger.host, g.minger.port, &t->minger, 1, err, errlen) < 0)
-		return -1;
-	return target_secret(c, t, key, line, g.secret_file, err, errlen);
 }
 
 static int targets_init(struct verify *v, char *err, size_t errlen)
 {
 	const struct conf *c = v->c;
-	size_t ng = c->gateway_domain.n + c->forward_domain.n;
-	v->peers = calloc(c->domain_sharing_host.n + 1, sizeof *v->peers);
+	if (verify_servers_load(c, VERIFY_SERVERS_RESOLVE | VERIFY_SERVERS_SECRETS, &v->servers,
+	                        err, errlen) < 0)
+		return -1;
+	size_t np = v->servers.npeers, ng = v->servers.n - np;
+	v->peers = calloc(np + 1, sizeof *v->peers);
 	v->gws = calloc(ng + 1, sizeof *v->gws);
 	if (!v->peers || !v->gws) {
-		set_err(err, errlen, "out of memory");
+		str_errf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < c->domain_sharing_host.n; i++, v->npeers++)
-		if (peer_init(c, c->domain_sharing_host.v[i], &v->peers[i], err, errlen) < 0)
+	for (size_t i = 0; i < v->servers.n; i++) {
+		const struct verify_server *s = &v->servers.v[i];
+		secret_mode_warn(c, s);
+		struct vtarget *t = i < np ? &v->peers[v->npeers++] : &v->gws[v->ngws++];
+		if (target_init(c, s, t, err, errlen) < 0)
 			return -1;
-	for (size_t i = 0; i < ng; i++, v->ngws++) {
-		int fwd = i >= c->gateway_domain.n;
-		const char *line =
-		        fwd ? c->forward_domain.v[i - c->gateway_domain.n] : c->gateway_domain.v[i];
-		if (gateway_init(c, line, fwd, &v->gws[i], err, errlen) < 0)
-			return -1;
-		for (size_t k = 0; k < i; k++)
-			if (strcmp(v->gws[k].domain, v->gws[i].domain) == 0) {
-				set_err(err, errlen,
-				        "%s: %s '%s': %s has two gateway or forward lines", c->path,
-				        fwd ? "forward_domain" : "gateway_domain", line,
-				        v->gws[i].domain);
-				v->ngws++; /* freed with the others */
+		for (size_t k = 0; i >= np && k + 1 < v->ngws; k++)
+			if (strcmp(v->gws[k].s->domain, s->domain) == 0) {
+				str_errf(err, errlen,
+				         "%s: %s '%s': %s has two gateway or forward lines",
+				         c->path, s->key, s->line, s->domain);
 				return -1;
 			}
 	}
@@ -370,7 +229,7 @@ static int shared_init(struct verify *v, char *err, size_t errlen)
 	if (!f) {
 		if (errno == ENOENT)
 			return 0;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		str_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	char line[V_DOMAIN_LINE_MAX];
@@ -381,7 +240,7 @@ static int shared_init(struct verify *v, char *err, size_t errlen)
 		size_t len = strlen(line);
 		if ((len == sizeof line - 1 && line[len - 1] != '\n') ||
 		    shared_line(v, line, &why)) {
-			set_err(err, errlen, "%s:%d: %s", path, lineno, why);
+			str_errf(err, errlen, "%s:%d: %s", path, lineno, why);
 			rc = -1;
 		}
 	}
@@ -408,9 +267,9 @@ static void status_write_job(void *arg)
 static void target_entry(const struct vtarget *t, struct verify_status_entry *e)
 {
 	memset(e, 0, sizeof *e);
-	e->kind = t->kind;
-	snprintf(e->name, sizeof e->name, "%s", t->name);
-	snprintf(e->minger_addr, sizeof e->minger_addr, "%s", t->key);
+	e->kind = t->s->kind;
+	snprintf(e->name, sizeof e->name, "%s", t->s->name);
+	snprintf(e->minger_addr, sizeof e->minger_addr, "%s", t->s->addr_key);
 	e->last_answer = t->last_answer;
 	e->rtt_last_us = t->rtt_last_us;
 	e->rtt_avg_us = t->answers ? t->rtt_sum_us / t->answers : 0;
@@ -468,11 +327,12 @@ static int services_init(struct verify *v, char *err, size_t errlen)
 	v->bg = bgwork_new(bg_tick, v, 1000);
 	if (!v->mc || !v->bg) {
 		if (v->bg)
-			set_err(err, errlen, "cannot start the verifier's thread");
+			str_errf(err, errlen, "cannot start the verifier's thread");
 		return -1;
 	}
 	char path[4096];
-	if (c->minger_cache && conf_state_path(c, "vcache.db", path, sizeof path) == 0) {
+	if (c->minger_cache && !(v->flags & VERIFY_FLAG_FRESH) &&
+	    conf_state_path(c, "vcache.db", path, sizeof path) == 0) {
 		v->cache = vcache_live_open(path, v->bg, err, errlen);
 		if (!v->cache)
 			return -1;
@@ -482,7 +342,7 @@ static int services_init(struct verify *v, char *err, size_t errlen)
 		struct timeval tv = {1, 0};
 		v->status_timer = event_new(v->base, -1, EV_PERSIST, on_status_timer, v);
 		if (!v->status_timer || event_add(v->status_timer, &tv) != 0) {
-			set_err(err, errlen, "cannot arm the status timer");
+			str_errf(err, errlen, "cannot arm the status timer");
 			return -1;
 		}
 		status_post(v); /* the servers are listed before any query */
@@ -498,7 +358,7 @@ static void targets_label(struct vtarget *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		snprintf(t[i].label, sizeof t[i].label, "%s %.48s (%.40s)",
-		         verify_status_kind_name(t[i].kind), t[i].name, t[i].key);
+		         verify_status_kind_name(t[i].s->kind), t[i].s->name, t[i].s->addr_key);
 		snprintf(t[i].reason5, sizeof t[i].reason5, "%s: 5", t[i].label);
 	}
 }
@@ -508,7 +368,7 @@ struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
 {
 	struct verify *v = calloc(1, sizeof *v);
 	if (!v) {
-		set_err(err, errlen, "out of memory");
+		str_errf(err, errlen, "out of memory");
 		return NULL;
 	}
 	v->base = base;
@@ -533,16 +393,6 @@ struct verify *verify_new(struct event_base *base, const struct conf *c, struct 
 
 static void req_free(struct verify_req *r);
 
-static void targets_free(struct vtarget *t, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (t[i].secret) {
-			explicit_bzero(t[i].secret, strlen(t[i].secret));
-			free(t[i].secret);
-		}
-	free(t);
-}
-
 void verify_free(struct verify *v)
 {
 	if (!v)
@@ -557,8 +407,9 @@ void verify_free(struct verify *v)
 	minger_evclient_free(v->mc);
 	bgwork_free(v->bg); /* runs the queued cache writes and status file first */
 	vcache_live_close(v->cache);
-	targets_free(v->peers, v->npeers);
-	targets_free(v->gws, v->ngws);
+	free(v->peers);
+	free(v->gws);
+	verify_servers_free(&v->servers); /* wipes the secrets */
 	for (size_t i = 0; i < v->nshared; i++)
 		free(v->shared[i]);
 	free(v->shared);
@@ -594,7 +445,9 @@ static const char *label(const struct vtarget *t)
 static void answer_remote(struct verify_answer *a, const struct vtarget *t)
 {
 	a->status = VERIFY_REMOTE;
-	memcpy(a->route, t->route, sizeof a->route);
+	size_t rl = strnlen(t->s->route, ENVELOPE_ROUTE_MAX);
+	memcpy(a->route, t->s->route, rl);
+	a->route[rl] = '\0';
 	memcpy(a->reason, t->reason5, sizeof a->reason);
 }
 
@@ -611,7 +464,7 @@ static const struct vr_target *decide(const struct vr_target *t, size_t n, const
 			answer_remote(a, t[i].t);
 			return NULL;
 		}
-	if (gw && !answered(t[0].result) && gw->accept_unreachable) {
+	if (gw && !answered(t[0].result) && gw->s->accept_unreachable) {
 		a->status = VERIFY_REMOTE;
 		a->route[0] = '\0';
 		snprintf(a->reason, sizeof a->reason, "%s: %s, accepted (unreachable)", label(gw),
@@ -641,8 +494,8 @@ static void log_failure(const struct vr_target *f, const char *mailbox)
 {
 	if (f && log_limit_allow(&fail_limit))
 		log_warning("verify: %s %s (%s) gave %s for %s: answering 451",
-		            verify_status_kind_name(f->t->kind), f->t->name, f->t->key,
-		            result_word(f->result), mailbox);
+		            verify_status_kind_name(f->t->s->kind), f->t->s->name,
+		            f->t->s->addr_key, result_word(f->result), mailbox);
 }
 
 /* ---- the cache ---- */
@@ -651,9 +504,9 @@ static void log_failure(const struct vr_target *f, const char *mailbox)
 static int cache_lookup(const struct verify *v, const struct vtarget *t, const char *mailbox)
 {
 	int st;
-	if (!v->cache || vcache_live_get(v->cache, t->key, mailbox, &st) != 1)
+	if (!v->cache || vcache_live_get(v->cache, t->s->addr_key, mailbox, &st) != 1)
 		return VR_PENDING;
-	if (t->kind == VERIFY_STATUS_PEER && st != 5)
+	if (t->s->kind == VERIFY_STATUS_PEER && st != 5)
 		return VR_PENDING;
 	return st;
 }
@@ -682,11 +535,11 @@ static void cache_record(struct verify *v, const struct vtarget *t, const char *
 	const struct conf *c = v->c;
 	if (!v->cache || !answered(st))
 		return;
-	int ttl = t->kind == VERIFY_STATUS_PEER
+	int ttl = t->s->kind == VERIFY_STATUS_PEER
 	                  ? (st == 5 ? c->domain_sharing_cache_ttl : 0)
 	                  : (st == 3 ? c->minger_cache_negative_ttl : c->minger_cache_positive_ttl);
-	if (ttl > 0 && vcache_live_put(v->cache, t->key, mailbox, st, ttl) < 0)
-		log_warning("verify: cannot cache %s for %s", mailbox, t->key);
+	if (ttl > 0 && vcache_live_put(v->cache, t->s->addr_key, mailbox, st, ttl) < 0)
+		log_warning("verify: cannot cache %s for %s", mailbox, t->s->addr_key);
 }
 
 /* ---- requests ---- */
@@ -726,13 +579,21 @@ static void target_stats(struct verify *v, struct vtarget *t, int result, uint64
 static void req_finish(struct verify_req *r)
 {
 	struct verify_answer a = r->ans;
+	struct verify_server_result *res = NULL;
 	log_failure(decide(r->t, r->n, r->gw, &a), r->mailbox);
+	if ((r->v->flags & VERIFY_FLAG_FRESH) && (res = calloc(r->n, sizeof *res))) {
+		for (size_t i = 0; i < r->n; i++)
+			res[i] = (struct verify_server_result){r->t[i].t->s, r->t[i].result};
+		a.servers = res;
+		a.nservers = r->n;
+	}
 	verify_cb cb = r->cb;
 	void *arg = r->arg;
 	for (size_t i = 0; i < r->n; i++)
 		r->t[i].q = NULL; /* each has ended or is cancelled below */
 	req_free(r);
 	cb(arg, &a);
+	free(res);
 }
 
 static void on_result(void *arg, int result, uint64_t rtt_us)
@@ -745,7 +606,7 @@ static void on_result(void *arg, int result, uint64_t rtt_us)
 	target_stats(v, vt->t, result, rtt_us);
 	cache_record(v, vt->t, r->mailbox, result);
 	r->pending--;
-	if (result == 5) {
+	if (result == 5 && !(v->flags & VERIFY_FLAG_FRESH)) {
 		for (size_t i = 0; i < r->n; i++) {
 			minger_evclient_cancel(
 			        r->t[i].q); /* the first 5 decides: the rest are moot */
@@ -834,9 +695,9 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
 		for (size_t i = 0; i < n; i++) {
 			if (r->t[i].result != VR_PENDING)
 				continue;
-			r->t[i].q =
-			        minger_evclient_query(v->mc, &r->t[i].t->minger, &r->t[i].t->cfg,
-			                              r->mailbox, len, on_result, &r->t[i]);
+			r->t[i].q = minger_evclient_query(v->mc, &r->t[i].t->s->addrs[0],
+			                                  &r->t[i].t->cfg, r->mailbox, len,
+			                                  on_result, &r->t[i]);
 			r->t[i].t->queries++;
 			v->status_dirty = 1;
 			if (r->t[i].q) {
@@ -878,7 +739,8 @@ static int domain_shared(const struct verify *v, const char *d, size_t len)
 static struct vtarget *gateway_for(struct verify *v, const char *d, size_t len)
 {
 	for (size_t i = 0; i < v->ngws; i++)
-		if (strlen(v->gws[i].domain) == len && ascii_equal_ci(d, len, v->gws[i].domain))
+		if (strlen(v->gws[i].s->domain) == len &&
+		    ascii_equal_ci(d, len, v->gws[i].s->domain))
 			return &v->gws[i];
 	return NULL;
 }
@@ -925,7 +787,7 @@ static int verdict(struct verify *v, int sender, const char *mailbox, size_t len
 		out->status = VERIFY_FOREIGN;
 		return 0;
 	}
-	return ask(v, gw, gw->ask_peers && v->npeers > 0, mailbox, len, out, cb, arg, req);
+	return ask(v, gw, gw->s->ask_peers && v->npeers > 0, mailbox, len, out, cb, arg, req);
 }
 
 int verify_rcpt(struct verify *v, const char *mailbox, size_t len, const char *sender,
@@ -996,8 +858,8 @@ int verify_client_is_peer(const struct verify *v, const char *client_addr)
 	if (!v || !client_addr || client_parse(client_addr, &family, bytes) < 0)
 		return 0;
 	for (size_t i = 0; i < v->npeers; i++)
-		for (size_t k = 0; k < v->peers[i].naddrs; k++)
-			if (addr_is(&v->peers[i].addrs[k], family, bytes))
+		for (size_t k = 0; k < v->peers[i].s->naddrs; k++)
+			if (addr_is(&v->peers[i].s->addrs[k], family, bytes))
 				return 1;
 	return 0;
 }

@@ -30,6 +30,7 @@
 struct conf;
 struct event_base;
 struct mailbox_index;
+struct verify_server;
 
 enum verify_status {
 	/* A mailbox of this server: .local holds the local lookup's answer. */
@@ -58,6 +59,12 @@ enum verify_status {
 /* Room for a reason line ("peer 192.0.2.7:4069: no answer"). */
 #define VERIFY_REASON_MAX 160
 
+/* One server's part in a verdict (listed with VERIFY_FLAG_FRESH). */
+struct verify_server_result {
+	const struct verify_server *server; /* its line (verify_servers.h), valid while v is */
+	int result; /* its Minger status 0-5, or MINGER_RESULT_TIMEOUT / MINGER_RESULT_ERROR */
+};
+
 struct verify_answer {
 	enum verify_status status;
 	/* VERIFY_LOCAL (and VERIFY_NOTFOUND / TEMPFAIL from the directory): the local answer. */
@@ -74,6 +81,12 @@ struct verify_answer {
 	 * 0 (a zeroed answer) is the directory's own TEMPFAIL, 451 4.3.0.
 	 */
 	int servers_asked;
+	/*
+	 * VERIFY_FLAG_FRESH, in a callback: every server asked and what it said,
+	 * servers[0..nservers), valid only during the callback. Otherwise NULL, 0.
+	 */
+	const struct verify_server_result *servers;
+	size_t nservers;
 };
 
 struct verify;
@@ -93,9 +106,14 @@ struct verify *verify_new(struct event_base *base, const struct conf *c, struct 
 
 /*
  * verify_new() flags. VERIFY_FLAG_NO_STATUS: do not write <state_dir>/peers.status
- * (the CLI: the file is the daemon's).
+ * (the CLI: the file is the daemon's). VERIFY_FLAG_FRESH: ask every server each
+ * time, never the cache (neither read nor written: `account add` must learn what
+ * is true now, not what a peer said days ago), wait for every one of them (a 5
+ * does not cancel the others) and list each server's answer in the callback's
+ * answer (.servers), so the caller can name every peer concerned.
  */
 #define VERIFY_FLAG_NO_STATUS 0x1
+#define VERIFY_FLAG_FRESH 0x2
 
 /*
  * verify_new() with flags; verify_new(b, c, i, e, n) is verify_new_flags(b, c, i,

@@ -1,7 +1,8 @@
 /*
  * verify_status: see verify_status.h. The reader is strict (every field
  * present, numbers decimal, names printable): the file is written only by the
- * daemon, so anything else is damage and is reported with its line.
+ * daemon, so anything else is damage and is reported with its line (and, for
+ * a caller that asks, skipped).
  */
 #include "verify/verify_status.h"
 
@@ -138,8 +139,16 @@ static int parse_line(char *line, struct verify_status_entry *e, const char **wh
 	return 0;
 }
 
+/* Skips the rest of a line too long for the buffer. */
+static void skip_rest(FILE *fp)
+{
+	int ch;
+	while ((ch = getc(fp)) != EOF && ch != '\n')
+		;
+}
+
 static int read_lines(FILE *fp, const char *path, struct verify_status_entry **out, size_t *n,
-                      char *err, size_t errlen)
+                      verify_status_skip_cb skip, void *arg, char *err, size_t errlen)
 {
 	char line[VS_LINE_MAX + 2];
 	size_t cap = 0;
@@ -147,34 +156,40 @@ static int read_lines(FILE *fp, const char *path, struct verify_status_entry **o
 	while (fgets(line, sizeof line, fp)) {
 		lineno++;
 		size_t len = strlen(line);
-		if (len == 0 || line[len - 1] != '\n') {
-			snprintf(err, errlen, "%s:%d: line too long or not ended", path, lineno);
-			return -1;
-		}
-		line[len - 1] = '\0';
-		if (line[0] == '#' || line[0] == '\0')
-			continue;
-		if (*n == VERIFY_STATUS_LINES_MAX) {
-			snprintf(err, errlen, "%s:%d: more than %d servers", path, lineno,
-			         VERIFY_STATUS_LINES_MAX);
-			return -1;
-		}
-		if (*n == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct verify_status_entry *v = realloc(*out, nc * sizeof *v);
-			if (!v) {
-				snprintf(err, errlen, "%s: out of memory", path);
+		const char *why = "line too long or not ended";
+		int ok = len > 0 && line[len - 1] == '\n';
+		if (!ok && len == sizeof line - 1)
+			skip_rest(fp);
+		if (ok) {
+			line[len - 1] = '\0';
+			if (line[0] == '#' || line[0] == '\0')
+				continue;
+			if (*n == VERIFY_STATUS_LINES_MAX) {
+				snprintf(err, errlen, "%s:%d: more than %d servers", path, lineno,
+				         VERIFY_STATUS_LINES_MAX);
 				return -1;
 			}
-			*out = v;
-			cap = nc;
+			if (*n == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				struct verify_status_entry *v = realloc(*out, nc * sizeof *v);
+				if (!v) {
+					snprintf(err, errlen, "%s: out of memory", path);
+					return -1;
+				}
+				*out = v;
+				cap = nc;
+			}
+			ok = parse_line(line, &(*out)[*n], &why) == 0;
 		}
-		const char *why = "";
-		if (parse_line(line, &(*out)[*n], &why) < 0) {
-			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+		if (ok) {
+			(*n)++;
+			continue;
+		}
+		snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+		if (!skip)
 			return -1;
-		}
-		(*n)++;
+		skip(arg, err);
+		err[0] = '\0';
 	}
 	if (ferror(fp)) {
 		snprintf(err, errlen, "%s: read error", path);
@@ -183,17 +198,19 @@ static int read_lines(FILE *fp, const char *path, struct verify_status_entry **o
 	return 0;
 }
 
-int verify_status_read(const char *path, struct verify_status_entry **out, size_t *n, char *err,
-                       size_t errlen)
+int verify_status_read(const char *path, struct verify_status_entry **out, size_t *n,
+                       verify_status_skip_cb skip, void *arg, char *err, size_t errlen)
 {
 	*out = NULL;
 	*n = 0;
 	FILE *fp = fopen(path, "r");
 	if (!fp) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		errno = e;
 		return -1;
 	}
-	int rc = read_lines(fp, path, out, n, err, errlen);
+	int rc = read_lines(fp, path, out, n, skip, arg, err, errlen);
 	fclose(fp);
 	if (rc < 0) {
 		free(*out);

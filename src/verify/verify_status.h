@@ -61,11 +61,18 @@ int verify_status_format(const struct verify_status_entry *v, size_t n, char *ou
  */
 int verify_status_write(const char *path, const char *text, size_t len);
 
+/* Told of a damaged line that verify_status_read() skips: where is "path:line: reason". */
+typedef void (*verify_status_skip_cb)(void *arg, const char *where);
+
 /*
  * Reads path. Returns 0 with *out (malloc'd, possibly NULL when *n is 0) and *n,
- * or -1 with "path:line: reason" (or "path: strerror") in err.
+ * or -1 with "path:line: reason" (or "path: strerror", errno kept from the open:
+ * ENOENT when the file is absent) in err. A damaged line (a field missing or
+ * wrong, too long, not ended) is an error when skip is NULL (the daemon's own
+ * file: damage); otherwise skip(arg, "path:line: reason") is called and the line
+ * left out (`sharemail peers` still shows the rest).
  */
-int verify_status_read(const char *path, struct verify_status_entry **out, size_t *n, char *err,
-                       size_t errlen);
+int verify_status_read(const char *path, struct verify_status_entry **out, size_t *n,
+                       verify_status_skip_cb skip, void *arg, char *err, size_t errlen);
 
 #endif

@@ -56,6 +56,28 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,18})")
 
 
+# The protocol page's test vectors, literal: (secret, mailbox, d= digest). test_mingerpeer
+# checks digest() against them, test_minger_interop sharemaild.
+PAGE_SECRET = "0123456789abcdef"
+PAGE_SECRET2 = "correct-horse-battery-staple"
+PAGE_VECTORS = [
+    (PAGE_SECRET, "arvel@example.com", "A7E/WJtlUbO5NWDjZba+bw=="),
+    (PAGE_SECRET, "Arvel@Example.COM", "ptWbzmLDqSk0pEQ13tbBrA=="),
+    (PAGE_SECRET, "nobody@example.com", "OtuP1skxbYmws8JVVf3DuA=="),
+    (PAGE_SECRET, '"arvel smith"@example.com', "K9q4S8Lwg595GGvSSqnlKQ=="),
+    (PAGE_SECRET2, "user01@example.com", "1oG3c4Nb6/PSKnIOj2Lg+w=="),
+    ("wrong-secret-0000", "arvel@example.com", "2P4Wlz1pI7ZmGe89PLJ8fw=="),
+]
+# The page's example exchanges (server secret PAGE_SECRET, arvel active, nobody unknown).
+PAGE_EXCHANGES = [
+    (b"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw==", b"arvel@example.com 5"),
+    (b"nobody@example.com d=OtuP1skxbYmws8JVVf3DuA==", b"nobody@example.com 3"),
+    (b"arvel@example.com d=2P4Wlz1pI7ZmGe89PLJ8fw==", b"arvel@example.com 2"),
+    (b"arvel@example.com", b"arvel@example.com 2"),
+    (b"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw== foo=bar", b"arvel@example.com 5"),
+    (b"arvel", b"arvel 0"),
+]
+
 def digest(secret, mailbox):
     """The -06 digest: base64 of MD5(secret ":" mailbox), the mailbox as sent."""
     return base64.b64encode(hashlib.md5(f"{secret}:{mailbox}".encode("latin-1")).digest()).decode()

@@ -19,26 +19,11 @@ from mingerpeer import Responder  # noqa: E402
 from smtest import Suite  # noqa: E402
 
 S = Suite("mingerpeer")
-SECRET = "0123456789abcdef"
+SECRET = mingerpeer.PAGE_SECRET
 ANSWERS = {"arvel@example.com": 5, '"arvel smith"@example.com': 5, "off@example.com": 4}
 
-VECTORS = [
-    ("0123456789abcdef", "arvel@example.com", "A7E/WJtlUbO5NWDjZba+bw=="),
-    ("0123456789abcdef", "Arvel@Example.COM", "ptWbzmLDqSk0pEQ13tbBrA=="),
-    ("0123456789abcdef", "nobody@example.com", "OtuP1skxbYmws8JVVf3DuA=="),
-    ("0123456789abcdef", '"arvel smith"@example.com', "K9q4S8Lwg595GGvSSqnlKQ=="),
-    ("correct-horse-battery-staple", "user01@example.com", "1oG3c4Nb6/PSKnIOj2Lg+w=="),
-    ("wrong-secret-0000", "arvel@example.com", "2P4Wlz1pI7ZmGe89PLJ8fw=="),
-]
-
-EXCHANGES = [
-    (b"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw==", b"arvel@example.com 5"),
-    (b"nobody@example.com d=OtuP1skxbYmws8JVVf3DuA==", b"nobody@example.com 3"),
-    (b"arvel@example.com d=2P4Wlz1pI7ZmGe89PLJ8fw==", b"arvel@example.com 2"),
-    (b"arvel@example.com", b"arvel@example.com 2"),
-    (b"arvel@example.com d=A7E/WJtlUbO5NWDjZba+bw== foo=bar", b"arvel@example.com 5"),
-    (b"arvel", b"arvel 0"),
-]
+VECTORS = mingerpeer.PAGE_VECTORS
+EXCHANGES = mingerpeer.PAGE_EXCHANGES
 
 
 def server(**kw):

@@ -449,6 +449,8 @@ TEST(peer_route_text)
 	CHECK_STR(out, "[IPv6:2001:db8::1]:25");
 	struct nexthop_spec sp;
 	CHECK_INT(nexthop_spec_parse_peer(out, &sp), 1); /* what we format, we read */
+	CHECK_INT(sp.kind, NEXTHOP_KIND_ADDR); /* the same next hop, no MX lookup */
+	CHECK_INT(sp.port, 25);
 	nexthop_spec_format_peer("mail.b.example", 587, out, sizeof out);
 	CHECK_STR(out, "[mail.b.example]:587");
 	CHECK_INT(nexthop_spec_format_peer("", 25, out, sizeof out), -1);

@@ -173,31 +173,6 @@ TEST(gateway_refused)
 	}
 }
 
-TEST(route_format)
-{
-	struct peer_spec_hostport hp = {.host = "mail.example.com", .port = 25};
-	char out[64];
-	CHECK_INT(peer_spec_route_format(&hp, out, sizeof out), 21);
-	CHECK_STR(out, "[mail.example.com]:25");
-	snprintf(hp.host, sizeof hp.host, "2001:db8::1");
-	hp.port = 2525;
-	CHECK(peer_spec_route_format(&hp, out, sizeof out) > 0);
-	CHECK_STR(out, "[IPv6:2001:db8::1]:2525");
-	snprintf(hp.host, sizeof hp.host, "192.0.2.7");
-	CHECK(peer_spec_route_format(&hp, out, sizeof out) > 0);
-	CHECK_STR(out, "[192.0.2.7]:2525");
-	CHECK_INT(peer_spec_route_format(&hp, out, 10), -1);
-	CHECK_STR(out, "");
-	/* The format is what the relay parses back as the same next hop (no MX lookup). */
-	struct nexthop_spec spec;
-	char err[128];
-	snprintf(hp.host, sizeof hp.host, "2001:db8::1");
-	peer_spec_route_format(&hp, out, sizeof out);
-	CHECK_INT(nexthop_spec_parse(out, strlen(out), &spec, err, sizeof err), 0);
-	CHECK_INT(spec.kind, NEXTHOP_KIND_ADDR);
-	CHECK_INT(spec.port, 2525);
-}
-
 /* ---- the conf loader's checks of the three keys ---- */
 
 static char tmpdir[PATH_MAX];
@@ -290,5 +265,5 @@ TEST(conf_lines_refused)
 }
 
 TEST_MAIN(T(peer_defaults), T(peer_options), T(peer_refused), T(peer_long_secret_path),
-          T(gateway_defaults_and_options), T(gateway_refused), T(route_format),
-          T(conf_lines_accepted), T(conf_lines_refused))
+          T(gateway_defaults_and_options), T(gateway_refused), T(conf_lines_accepted),
+          T(conf_lines_refused))

@@ -30,6 +30,7 @@
 #include "util/timeutil.h"
 #include "verify/minger_client.h"
 #include "verify/verify.h"
+#include "verify/verify_servers.h"
 #include "verify/verify_status.h"
 
 #define SECRET "0123456789abcdef"
@@ -354,6 +355,81 @@ TEST(first_5_does_not_wait_for_a_silent_peer)
 	fixture_free(&f);
 	resp_stop(&rs[0]);
 	resp_stop(&rs[1]);
+}
+
+/* What a VERIFY_FLAG_FRESH callback saw of each server (its list lives only so long). */
+struct got_fresh {
+	struct got g;
+	size_t n;
+	int results[4];
+	char names[4][VERIFY_STATUS_NAME_MAX];
+};
+
+static void on_fresh(void *arg, const struct verify_answer *a)
+{
+	struct got_fresh *f = arg;
+	on_answer(&f->g, a);
+	f->n = a->nservers;
+	for (size_t i = 0; i < a->nservers && i < 4; i++) {
+		f->results[i] = a->servers[i].result;
+		snprintf(f->names[i], sizeof f->names[i], "%s", a->servers[i].server->name);
+	}
+}
+
+/* `account add`'s verifier: every peer asked and listed, no first-5 shortcut, no cache. */
+TEST(fresh_asks_everyone_never_the_cache)
+{
+	setup();
+	fresh_state();
+	struct resp rs[3];
+	resp_start(&rs[0], RESP_TABLE, SECRET);
+	resp_start(&rs[1], RESP_SILENT, SECRET);
+	resp_start(&rs[2], RESP_TABLE, SECRET);
+	rs[0].active[0] = "bob@example.com";
+	rs[2].active[0] = "carl@example.com";
+	struct fixture f;
+	if (!CHECK(peers_fixture(&f, rs, 3, NULL)))
+		return;
+	struct got g;
+	CHECK_INT(rcpt(f.v, "bob@example.com", &g), 1); /* the daemon's view: cached now */
+	CHECK_INT(g.a.status, VERIFY_REMOTE);
+	CHECK(g.a.servers == NULL && g.a.nservers == 0);
+	CHECK_INT(rcpt(f.v, "bob@example.com", &g), 0);
+	verify_sync(f.v);
+	char err[512] = "";
+	struct verify *fresh = verify_new_flags(
+	        base, f.c, NULL, VERIFY_FLAG_NO_STATUS | VERIFY_FLAG_FRESH, err, sizeof err);
+	if (!CHECK(fresh != NULL)) {
+		printf("  %s\n", err);
+		fixture_free(&f);
+		return;
+	}
+	int asked = rs[0].replied;
+	struct got_fresh gf = {0};
+	struct verify_req *req = NULL;
+	CHECK_INT(verify_rcpt(fresh, "bob@example.com", 15, "", 0, &gf.g.a, on_fresh, &gf, &req),
+	          1); /* the cache's 5 is not trusted */
+	CHECK(run_until(&gf.g.done));
+	CHECK_INT(rs[0].replied - asked, 1);
+	CHECK_INT(gf.g.a.status, VERIFY_REMOTE);
+	if (CHECK_INT(gf.n, 3)) { /* the silent peer was waited for, not cancelled by the 5 */
+		CHECK_INT(gf.results[0], 5);
+		CHECK_INT(gf.results[1], MINGER_RESULT_TIMEOUT);
+		CHECK_INT(gf.results[2], 3);
+		CHECK_STR(gf.names[1], "127.0.0.1:2501");
+	}
+	memset(&gf, 0, sizeof gf);
+	CHECK_INT(verify_rcpt(fresh, "carl@example.com", 16, "", 0, &gf.g.a, on_fresh, &gf, &req),
+	          1);
+	CHECK(run_until(&gf.g.done));
+	CHECK(gf.n == 3 && gf.results[2] == 5);
+	verify_free(fresh);
+	/* Nor written: the daemon's verifier still has to ask about carl. */
+	CHECK_INT(rcpt(f.v, "carl@example.com", &g), 1);
+	CHECK_INT(g.a.status, VERIFY_REMOTE);
+	fixture_free(&f);
+	for (int i = 0; i < 3; i++)
+		resp_stop(&rs[i]);
 }
 
 TEST(all_3_is_notfound)
@@ -892,7 +968,8 @@ TEST(status_file_written)
 	snprintf(path, sizeof path, "%s/state/peers.status", tmpdir);
 	struct verify_status_entry *e = NULL;
 	size_t n = 0;
-	if (CHECK_INT(verify_status_read(path, &e, &n, err, sizeof err), 0) && CHECK_INT(n, 3)) {
+	if (CHECK_INT(verify_status_read(path, &e, &n, NULL, NULL, err, sizeof err), 0) &&
+	    CHECK_INT(n, 3)) {
 		CHECK_INT(e[0].kind, VERIFY_STATUS_PEER);
 		CHECK_STR(e[0].name, "127.0.0.1:2500");
 		CHECK_INT(e[0].queries, 2);
@@ -953,6 +1030,85 @@ TEST(start_errors_name_the_line)
 	                   "gw.example has two gateway or forward lines");
 }
 
+/* verify_servers: the lines as the verifier, delivery and the CLI all read them. */
+TEST(servers_read_the_lines)
+{
+	setup();
+	fresh_state();
+	write_file("peer.secret", "peer-secret-0123456789\n");
+	struct conf *c = conf_text("domain_sharing_host = 127.0.0.1:2525 minger_port=4070 "
+	                           "secret_file=peer.secret\n"
+	                           "domain_sharing_host = [::1]\n"
+	                           "forward_domain = lan.example host=[127.0.0.1] "
+	                           "minger=127.0.0.1\n"
+	                           "gateway_domain = GW.example host=[127.0.0.1]:26 "
+	                           "minger=[::1]:4071 unreachable=accept domain_sharing=yes\n");
+	if (!CHECK(c != NULL))
+		return;
+	struct verify_servers s;
+	char err[512] = "", want[512];
+	if (!CHECK_INT(verify_servers_load(c, 0, &s, err, sizeof err), 0) || !CHECK_INT(s.n, 4)) {
+		printf("  %s\n", err);
+		conf_free(c);
+		return;
+	}
+	CHECK_INT(s.npeers, 2);
+	CHECK_INT(s.v[0].kind, VERIFY_STATUS_PEER);
+	CHECK_STR(s.v[0].name, "127.0.0.1:2525");
+	CHECK_STR(s.v[0].minger_text, "127.0.0.1:4070");
+	CHECK_STR(s.v[0].route, "[127.0.0.1]:2525");
+	snprintf(want, sizeof want, "%s/peer.secret", tmpdir); /* the config's folder */
+	CHECK_STR(s.v[0].secret_file, want);
+	CHECK(s.v[0].secret == NULL && s.v[0].naddrs == 0); /* flags 0: neither read nor resolved */
+	CHECK_STR(s.v[1].name, "[::1]:25");
+	CHECK_STR(s.v[1].minger_text, "[::1]:4069");
+	CHECK_STR(s.v[1].route, "[IPv6:::1]:25");
+	CHECK_STR(s.v[1].secret_file, "");
+	/* gateways before forwarded domains, whatever the order in the file */
+	CHECK_INT(s.v[2].kind, VERIFY_STATUS_GATEWAY);
+	CHECK_STR(s.v[2].name, "gw.example");
+	CHECK_STR(s.v[2].minger_text, "[::1]:4071");
+	CHECK_STR(s.v[2].route, "");
+	CHECK(s.v[2].accept_unreachable && s.v[2].ask_peers);
+	CHECK_INT(s.v[3].kind, VERIFY_STATUS_FORWARD);
+	CHECK_STR(s.v[3].minger_text, "127.0.0.1:4069");
+	CHECK(!s.v[3].accept_unreachable && !s.v[3].ask_peers);
+	struct netaddr na;
+	char key[64];
+	if (CHECK_INT(verify_server_lookup(&s.v[2], &na, 1, err, sizeof err), 1)) {
+		netaddr_format((const struct sockaddr *)&na.ss, key, sizeof key);
+		CHECK_STR(key, "[::1]:4071");
+	}
+	char *secret = verify_servers_read_secret(&s.v[0], err, sizeof err);
+	CHECK(secret && strcmp(secret, "peer-secret-0123456789") == 0);
+	free(secret);
+	CHECK(verify_servers_read_secret(&s.v[1], err, sizeof err) == NULL && !err[0]);
+	verify_servers_free(&s);
+	/* resolved and read: the cache key and the secret */
+	if (CHECK_INT(verify_servers_load(c, VERIFY_SERVERS_RESOLVE | VERIFY_SERVERS_SECRETS, &s,
+	                                  err, sizeof err),
+	              0)) {
+		CHECK_STR(s.v[0].addr_key, "127.0.0.1:4070");
+		CHECK(s.v[0].naddrs >= 1);
+		CHECK(s.v[0].secret && strcmp(s.v[0].secret, "peer-secret-0123456789") == 0);
+		CHECK(s.v[1].secret == NULL);
+	}
+	verify_servers_free(&s);
+	verify_servers_free(&s); /* emptied: a no-op */
+	conf_free(c);
+	/* a secret_file that cannot be read names the line and the file */
+	c = conf_text("domain_sharing_host = 127.0.0.1 secret_file=nowhere.secret\n");
+	if (CHECK(c != NULL)) {
+		CHECK_INT(verify_servers_load(c, VERIFY_SERVERS_SECRETS, &s, err, sizeof err), -1);
+		CHECK(strstr(err, "domain_sharing_host '127.0.0.1 secret_file=nowhere.secret': ") &&
+		      strstr(err, "nowhere.secret: "));
+		CHECK(s.v == NULL && s.n == 0);
+		CHECK_INT(verify_servers_load(c, 0, &s, err, sizeof err), 0); /* not read: fine */
+		verify_servers_free(&s);
+		conf_free(c);
+	}
+}
+
 TEST(absent_domains_file_shares_all)
 {
 	setup();
@@ -969,7 +1125,8 @@ TEST(absent_domains_file_shares_all)
 	resp_stop(&r);
 }
 
-TEST_MAIN(T(fanout_one_round_first_5_wins), T(first_5_does_not_wait_for_a_silent_peer),
+TEST_MAIN(T(servers_read_the_lines), T(fanout_one_round_first_5_wins),
+          T(first_5_does_not_wait_for_a_silent_peer), T(fresh_asks_everyone_never_the_cache),
           T(all_3_is_notfound), T(silent_peer_is_tempfail_naming_it), T(wrong_secret_is_tempfail),
           T(bad_reply_mac_is_no_answer), T(hostile_replies_ignored_then_answer),
           T(cache_hit_sends_nothing_and_survives_restart), T(cache_ttl_from_config),

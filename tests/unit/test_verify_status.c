@@ -3,6 +3,7 @@
  * `sharemail peers`): the exact format, a round trip, the atomic replace, and
  * damaged files refused with their line.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ TEST(round_trip_and_atomic_replace)
 	CHECK_INT(verify_status_write(path, out, (size_t)n), 0);
 	struct verify_status_entry *e = NULL;
 	size_t count = 0;
-	if (CHECK_INT(verify_status_read(path, &e, &count, err, sizeof err), 0) &&
+	if (CHECK_INT(verify_status_read(path, &e, &count, NULL, NULL, err, sizeof err), 0) &&
 	    CHECK_INT(count, 3)) {
 		CHECK(memcmp(e, sample, sizeof sample) == 0);
 	}
@@ -66,7 +67,7 @@ TEST(round_trip_and_atomic_replace)
 	CHECK(access(tmp, F_OK) != 0);
 	n = verify_status_format(sample, 1, out, sizeof out);
 	CHECK_INT(verify_status_write(path, out, (size_t)n), 0);
-	CHECK_INT(verify_status_read(path, &e, &count, err, sizeof err), 0);
+	CHECK_INT(verify_status_read(path, &e, &count, NULL, NULL, err, sizeof err), 0);
 	CHECK_INT(count, 1);
 	free(e);
 	unlink(path);
@@ -98,7 +99,7 @@ TEST(damaged_files_refused)
 		size_t n = 9;
 		char err[256] = "", want[256];
 		snprintf(want, sizeof want, "%s:%s", path, bad_files[i].err);
-		if (!CHECK_INT(verify_status_read(path, &e, &n, err, sizeof err), -1) ||
+		if (!CHECK_INT(verify_status_read(path, &e, &n, NULL, NULL, err, sizeof err), -1) ||
 		    !CHECK(strncmp(err, want, strlen(want)) == 0))
 			printf("  case %zu: %s\n", i, err);
 		CHECK(e == NULL);
@@ -108,9 +109,56 @@ TEST(damaged_files_refused)
 	char err[256];
 	struct verify_status_entry *e;
 	size_t n;
-	CHECK_INT(verify_status_read(path, &e, &n, err, sizeof err), -1);
+	CHECK_INT(verify_status_read(path, &e, &n, NULL, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "No such file") != NULL);
+	CHECK_INT(errno, ENOENT); /* `sharemail peers`: an absent file is an empty list */
 	rmdir(dir);
 }
 
-TEST_MAIN(T(format_exact), T(round_trip_and_atomic_replace), T(damaged_files_refused))
+struct skipped {
+	char where[4][256];
+	size_t n;
+};
+
+static void on_skip(void *arg, const char *where)
+{
+	struct skipped *s = arg;
+	if (s->n < 4)
+		snprintf(s->where[s->n], sizeof s->where[0], "%s", where);
+	s->n++;
+}
+
+TEST(damaged_lines_skipped_when_asked)
+{
+	const char *path = tmp_path("skip.status");
+	FILE *f = fopen(path, "w");
+	fputs("# header\npeer a 1.2.3.4:1 5 1 2 3 4\ngarbage line\n", f);
+	for (int i = 0; i < 2000; i++)
+		fputc('x', f);
+	fputs("\ngateway example.org 1.2.3.5:2 0 0 0 7 7\npeer b 1.2.3.6:3 0 0 0 0 0", f);
+	fclose(f);
+	struct skipped sk = {0};
+	struct verify_status_entry *e = NULL;
+	size_t n = 0;
+	char err[256] = "", want[256];
+	if (CHECK_INT(verify_status_read(path, &e, &n, on_skip, &sk, err, sizeof err), 0) &&
+	    CHECK_INT(n, 2)) {
+		CHECK_STR(e[0].name, "a");
+		CHECK_INT(e[0].failures, 4);
+		CHECK_INT(e[1].kind, VERIFY_STATUS_GATEWAY);
+		CHECK_INT(e[1].queries, 7);
+	}
+	if (CHECK_INT(sk.n, 3)) {
+		snprintf(want, sizeof want, "%s:3: want 8 fields", path);
+		CHECK_STR(sk.where[0], want);
+		snprintf(want, sizeof want, "%s:4: line too long", path);
+		CHECK(strncmp(sk.where[1], want, strlen(want)) == 0);
+		snprintf(want, sizeof want, "%s:6: line too long or not ended", path);
+		CHECK_STR(sk.where[2], want);
+	}
+	free(e);
+	unlink(path);
+}
+
+TEST_MAIN(T(format_exact), T(round_trip_and_atomic_replace), T(damaged_lines_skipped_when_asked),
+          T(damaged_files_refused)) /* the last one removes the folder */
