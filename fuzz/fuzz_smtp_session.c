@@ -4,7 +4,9 @@
  * the chunk size of the input calls, one octet for the verifier (bit 0: it
  * answers later; bit 1: newest request first; bits 2-4: how many requests it
  * answers after each input call, 0 = all; bit 5: the client is a Domain Sharing
- * peer; bit 6: domain_sharing, so MAIL asks about local senders), then the
+ * peer; bit 6: domain_sharing, so MAIL asks about local senders; bit 7: AUTH
+ * offered in plaintext, checked by the fake, and a Dynamic Screen that screens
+ * on its third note), then the
  * client's octets. A few mailboxes have other servers' answers (a peer has
  * bob@example.com, dave@example.com is disabled there, carol@example.com's
  * server does not answer). Invariants: no
@@ -93,8 +95,8 @@ static void feed(struct fake_session *f, const uint8_t *p, size_t n, size_t chun
 	struct smtp_session *s = f->s;
 	size_t pos = 0;
 	int stuck = 0;
-	while ((pos < n || f->n_open > 0 || f->commit_open) && !smtp_session_ended(s) &&
-	       stuck < 3) {
+	while ((pos < n || f->n_open > 0 || f->commit_open || f->auth_open) &&
+	       !smtp_session_ended(s) && stuck < 3) {
 		size_t len = n - pos < chunk ? n - pos : chunk;
 		size_t used = len ? smtp_session_input(s, (const char *)p + pos, len) : 0;
 		require(used <= len);
@@ -103,13 +105,14 @@ static void feed(struct fake_session *f, const uint8_t *p, size_t n, size_t chun
 		int progress = answer_some(f, mode);
 		*out_total += drain(s);
 		if (smtp_session_waiting(s)) {
-			/* Waiting is for an open request: a commit, or a verdict still owed. */
-			require(f->commit_open || f->n_open > 0);
+			/* Waiting is for an open request: a commit, AUTH, or a verdict still owed. */
+			require(f->commit_open || f->auth_open || f->n_open > 0);
 			progress |= fake_session_resolve(f);
 			*out_total += drain(s);
 		}
 		require(f->broken == 0);
-		require(smtp_session_requests(s) == f->n_open + (size_t)f->commit_open);
+		require(smtp_session_requests(s) ==
+		        f->n_open + (size_t)f->commit_open + (size_t)f->auth_open);
 		stuck = used == 0 && !progress ? stuck + 1 : 0;
 	}
 	require(pos == n || smtp_session_ended(s));
@@ -132,6 +135,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fake_session_answer(&f, "dave@example.com", VERIFY_REMOTE_DISABLED, "peer 192.0.2.7");
 	fake_session_answer(&f, "carol@example.com", VERIFY_TEMPFAIL, "peer 192.0.2.8: no answer");
 	c->domain_sharing = (mode & 0x40) != 0;
+	c->auth_allow_plaintext = (mode & 0x80) != 0;
+	f.auth = (mode & 0x80) != 0;
+	f.screen = (mode & 0x80) ? 3 : 0;
+	fake_session_setup(&f);
 	f.begin_errno = (flags & 0x20) ? ENOSPC : 0;
 	f.write_fail_after = (flags & 0x10) ? 300 : -1;
 	f.commit_fail = (flags & 0x08) != 0;

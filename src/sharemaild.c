@@ -23,6 +23,17 @@
  * new conf. The Minger workers, the delivery runner and the index keep the conf
  * they started with (boot); an older conf is freed once no SMTP session uses it.
  *
+ * Privileges (util/privdrop.h): started as root with `user`, state_dir is made
+ * the user's, the log file and the TCP listeners are opened as root, then root
+ * is given up for good before any thread starts and before anything else is
+ * created in state_dir (the directory, the queue, screen.db); every thread's ids
+ * are checked. As root without `user`: one loud warning, and on.
+ *
+ * AUTH and the Dynamic Screen: the password checks run on their own threads
+ * (directory/password_check.h) and answer on the loop; the screen (screen.h) is
+ * asked at accept, ticked by the 1 s timer (the tool's changes come in there)
+ * and reconfigured on SIGHUP.
+ *
  * systemd: READY=1 once every port is bound, RELOADING=1 ... READY=1 around a
  * reload, STOPPING=1 on the first stop signal ($NOTIFY_SOCKET; see sdnotify.h).
  */
@@ -41,11 +52,14 @@
 #include "conf/conf.h"
 #include "deliver/deliver.h"
 #include "directory/directory.h"
+#include "directory/password_check.h"
 #include "minger/minger_server.h"
 #include "queue/queue.h"
+#include "screen/screen.h"
 #include "smtpd/smtpd_server.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/privdrop.h"
 #include "util/sdnotify.h"
 #include "util/timeutil.h"
 #include "util/version.h"
@@ -55,6 +69,8 @@
 #define REFRESH_INTERVAL_MS 1000
 #define DRAIN_MAX_S 10
 #define PID_FILE "sharemaild.pid" /* in state_dir: our pid, and the lock */
+#define PASSWORD_THREADS 2 /* hashing threads for AUTH (yescrypt costs ms each) */
+#define PASSWORD_PENDING 256 /* checks queued at most; more answer 454 4.7.0 */
 
 struct daemon {
 	const char *conf_path; /* as given (-c, $SHAREMAIL_CONF or the default) */
@@ -70,6 +86,10 @@ struct daemon {
 	struct queue *queue;
 	struct deliver_runner *runner;
 	struct smtpd_server *smtpd;
+	struct password_check *pc; /* AUTH's password checks */
+	struct screen *screen; /* the Dynamic Screen */
+	int plan; /* enum privdrop_plan */
+	struct privdrop_user user; /* with PRIVDROP_DROP */
 	struct event *drain_timer;
 	int stopping;
 	int refresh_failing;
@@ -170,6 +190,11 @@ static int lock_state(struct daemon *d)
 		close(fd);
 		return -1;
 	}
+	if (d->plan == PRIVDROP_DROP && fchown(fd, d->user.uid, d->user.gid) != 0) {
+		log_err("cannot give %s to user %s: %s", path, d->user.name, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {
 		log_err("cannot write %s: %s", path, strerror(errno));
@@ -189,6 +214,99 @@ static void unlock_state(struct daemon *d)
 		log_warning("cannot empty the pid file: %s", strerror(errno));
 	close(d->lock_fd);
 	d->lock_fd = -1;
+}
+
+/*
+ * The start-up decision on privileges, after the log is open: as root with
+ * `user`, state_dir and the log file become the user's (nothing is dropped yet:
+ * the ports come first); as root without it, the one loud warning.
+ */
+static int privileges_prepare(struct daemon *d)
+{
+	char err[512];
+	d->plan = privdrop_decide(d->boot->user, geteuid(), &d->user, err, sizeof err);
+	if (d->plan < 0) {
+		log_err("%s; not starting", err);
+		return -1;
+	}
+	if (d->plan == PRIVDROP_ROOT_WARN) {
+		log_warning("running as root: set `user` (e.g. user = sharemail) so that "
+		            "sharemaild drops root after binding its ports");
+		return 0;
+	}
+	if (d->plan != PRIVDROP_DROP)
+		return 0;
+	long n = privdrop_prepare_dir(d->boot->state_dir, &d->user, err, sizeof err);
+	if (n < 0) {
+		log_err("%s; not starting", err);
+		return -1;
+	}
+	if (n > 0)
+		log_info("state_dir %s: %ld files and folders given to user %s", d->boot->state_dir,
+		         n, d->user.name);
+	if (d->boot->log_file && *d->boot->log_file &&
+	    privdrop_own_file(d->boot->log_file, &d->user, err, sizeof err) != 0) {
+		log_err("%s; not starting", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The ports are bound: root goes, for good, before any thread starts. */
+static int privileges_drop(struct daemon *d)
+{
+	char err[512];
+	if (d->plan != PRIVDROP_DROP)
+		return 0;
+	if (privdrop_apply(&d->user, d->boot->state_dir, err, sizeof err) != 0) {
+		log_err("cannot drop privileges: %s; not starting", err);
+		return -1;
+	}
+	int n = privdrop_check_threads(d->user.uid, d->user.gid, err, sizeof err);
+	if (n < 0) {
+		log_err("privileges: %s; not starting", err);
+		return -1;
+	}
+	log_info("running as user %s (uid %ld, gid %ld; %d thread checked)", d->user.name,
+	         (long)d->user.uid, (long)d->user.gid, n);
+	return 0;
+}
+
+/* The TCP listeners, bound while we may still be root (the rest attaches later). */
+static int bind_smtp(struct daemon *d)
+{
+	char err[256];
+	d->smtpd = smtpd_server_new(d->conf, d->base, NULL, NULL, NULL, err, sizeof err);
+	if (!d->smtpd) {
+		log_err("smtp: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* AUTH's password checks and the Dynamic Screen (threads: after the drop). */
+static int start_auth(struct daemon *d)
+{
+	char path[4096], err[256];
+	struct screen_config cfg;
+	if (conf_state_path(d->conf, "directory.db", path, sizeof path) != 0)
+		return -1;
+	d->pc = password_check_new(d->base, path, PASSWORD_THREADS, PASSWORD_PENDING,
+	                           smtpd_server_password_done, d->smtpd, err, sizeof err);
+	if (!d->pc) {
+		log_err("auth: %s", err);
+		return -1;
+	}
+	if (conf_state_path(d->conf, SCREEN_DB_FILE, path, sizeof path) != 0)
+		return -1;
+	screen_config_from_conf(d->conf, &cfg);
+	d->screen = screen_open(path, &cfg, time_wall_s(), err, sizeof err);
+	if (!d->screen) {
+		log_err("screen: %s", err);
+		return -1;
+	}
+	smtpd_server_set_auth(d->smtpd, d->pc, d->screen);
+	return 0;
 }
 
 /* Opens (creating if needed) the directory, then builds the in-memory index. */
@@ -338,6 +456,12 @@ static void reload(struct daemon *d)
 	if (diff.n_restart)
 		log_warning("SIGHUP: these keys need a restart: %s", diff.restart);
 	smtpd_server_reload(d->smtpd, next);
+	if (d->screen) {
+		struct screen_config cfg;
+		screen_config_from_conf(next, &cfg);
+		if (screen_configure(d->screen, &cfg) != 0)
+			log_warning("SIGHUP: out of memory; the screen keeps its configuration");
+	}
 	retire_conf(d, d->conf);
 	d->conf = next;
 	reap_confs(d);
@@ -364,6 +488,8 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 	if (d->n_retired)
 		reap_confs(d);
+	if (d->screen)
+		screen_tick(d->screen, time_wall_s()); /* `sharemail screen` changes come in here */
 	int n = mailbox_index_refresh(d->index);
 	if (n < 0 && !d->refresh_failing)
 		log_err("directory: refresh failed; lookups answer 'try later' until it works");
@@ -413,19 +539,18 @@ static int start_mail(struct daemon *d)
 		return -1;
 	}
 	queue_on_commit(d->queue, on_queue_commit, d);
-	d->smtpd =
-	        smtpd_server_new(d->conf, d->base, d->queue, d->index, d->verify, err, sizeof err);
-	if (!d->smtpd) {
-		log_err("smtp: %s", err);
-		return -1;
-	}
-	return 0;
+	smtpd_server_attach(d->smtpd, d->queue, d->index, d->verify);
+	return start_auth(d);
 }
 
 static void stop_mail(struct daemon *d)
 {
+	password_check_free(d->pc); /* no result after this: the server drops what it owed */
+	d->pc = NULL;
 	smtpd_server_free(d->smtpd);
 	d->smtpd = NULL;
+	screen_close(d->screen);
+	d->screen = NULL;
 	deliver_runner_stop(d->runner);
 	d->runner = NULL;
 	queue_close(d->queue);
@@ -541,11 +666,16 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	warn_unbuilt(d.conf);
+	if (privileges_prepare(&d) != 0) {
+		free_confs(&d);
+		return rc;
+	}
 	d.base = event_base_new();
 	if (!d.base)
 		log_err("cannot create the event loop");
-	else if (lock_state(&d) == 0 && open_index(&d) == 0 && open_verify(&d) == 0 &&
-	         start_services(&d) == 0 && run(&d) == 0)
+	else if (lock_state(&d) == 0 && bind_smtp(&d) == 0 && privileges_drop(&d) == 0 &&
+	         open_index(&d) == 0 && open_verify(&d) == 0 && start_services(&d) == 0 &&
+	         run(&d) == 0)
 		rc = 0;
 	stop_mail(&d);
 	verify_free(d.verify); /* after the SMTP sessions that used it */

@@ -8,6 +8,7 @@
 #include "conf/conf.h"
 #include "proto/esmtp_param.h"
 #include "proto/mailaddr.h"
+#include "smtpd/smtp_auth.h"
 #include "smtpd/smtp_policy.h"
 #include "smtpd/smtp_session_int.h"
 
@@ -103,6 +104,8 @@ static void run_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 	smtp_session_reply_more(s, 250, "ENHANCEDSTATUSCODES");
 	if (s->c->smtp_dsn)
 		smtp_session_reply_more(s, 250, "DSN");
+	if (smtp_auth_offered(s)) /* RFC 4954 3 */
+		smtp_session_reply_more(s, 250, "AUTH PLAIN LOGIN");
 	smtp_session_reply(s, 250, NULL, "HELP", 0);
 }
 
@@ -204,9 +207,17 @@ static void run_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_session_reply(s, 501, "5.1.7", "Sender must be a full address or <>", 1);
 		return;
 	}
-	if (p.params != NULL && param_error(s, esmtp_mail_params_parse(p.params, p.params_len,
-	                                                               s->c->smtp_dsn, &mp)) < 0)
-		return;
+	if (p.params != NULL) {
+		char rest[SMTP_CMD_LINE_MAX + 1];
+		size_t rest_len = 0;
+		if (smtp_auth_mail_param(s, p.params, p.params_len, rest, sizeof rest, &rest_len) <
+		    0)
+			return;
+		if (rest_len > 0 &&
+		    param_error(s, esmtp_mail_params_parse(rest, rest_len, s->c->smtp_dsn, &mp)) <
+		            0)
+			return;
+	}
 	/* RFC 1870 6.1: a declared size over the fixed maximum is a permanent 552. */
 	if (mp.has_size && mp.size > (uint64_t)s->c->smtp_max_message_size) {
 		smtp_session_reply(s, 552, "5.3.4",
@@ -219,8 +230,14 @@ static void run_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_session_reply(s, r.code, r.enh, r.text, 1);
 		return;
 	}
+	int rules = smtp_auth_rules_mail(s, &p, AUTH_RULES_PEER_UNKNOWN);
+	if (rules == 1 && !smtp_session_sender_asked(s, &p))
+		rules = smtp_auth_rules_mail(s, &p, AUTH_RULES_PEER_NOTFOUND);
+	if (rules < 0)
+		return;
 	if (mail_envelope(s, &p, &mp) < 0)
 		return;
+	s->auth_ask_peer = rules == 1; /* decided when the sender's answer comes */
 	smtp_session_mail_accepted(s, &p); /* 250 now, or once sender_verify answers */
 }
 
@@ -368,14 +385,18 @@ void smtp_commands_rcpt_finish(struct smtp_session *s, const struct smtp_cmd *cm
 		return;
 	if (!p.null && rcpt_over_limit(s))
 		return;
+	if (!p.null && smtp_auth_rules_rcpt(s, &p) < 0)
+		return;
 	enum smtp_rcpt_verdict v = smtp_policy_rcpt_first(s->c, &p, &r);
 	if (v == SMTP_RCPT_VERIFY && a == NULL) {
 		/* Never: rcpt_target asked the verifier for exactly these. */
 		smtp_session_reply(s, 451, "4.3.0", "Local error in processing, try later", 1);
 		return;
 	}
+	/* Authenticated clients may relay (RFC 6409 4.3, RFC 4954 1). */
 	if (v == SMTP_RCPT_VERIFY)
-		v = smtp_policy_rcpt_answer(s->c, s->trusted, s->sharing_peer, a, &r);
+		v = smtp_policy_rcpt_answer(s->c, s->trusted || s->auth_account != NULL,
+		                            s->sharing_peer, a, &r);
 	if (v == SMTP_RCPT_ACCEPT || v == SMTP_RCPT_ACCEPT_RELAY) {
 		rcpt_store(s, &p, &rp, a != NULL && a->status == VERIFY_REMOTE ? a->route : NULL);
 		return;
@@ -383,6 +404,11 @@ void smtp_commands_rcpt_finish(struct smtp_session *s, const struct smtp_cmd *cm
 	if (v == SMTP_RCPT_UNKNOWN)
 		log_unknown(s, &p);
 	smtp_session_reply(s, r.code, r.enh, r.text, 1);
+	/* Address harvesting (the Dynamic Screen): only a recipient nobody has counts. */
+	if (v == SMTP_RCPT_UNKNOWN && a != NULL && a->status == VERIFY_NOTFOUND &&
+	    s->state != SMTP_ST_END && s->ops->screen_note != NULL &&
+	    s->ops->screen_note(s->ops->arg, SMTP_SCREEN_UNKNOWN_RCPT) == 1)
+		smtp_session_screened(s);
 }
 
 /* ---- DATA (RFC 5321 4.1.1.4) ---- */
@@ -439,7 +465,8 @@ static void run_help(struct smtp_session *s, const struct smtp_cmd *cmd)
 	size_t n = 0;
 	const struct smtp_command *t = smtp_command_table(&n);
 	for (size_t i = 0; i < n; i++) {
-		if (t[i].run == run_not_offered)
+		if (t[i].run == run_not_offered ||
+		    (t[i].verb == SMTP_VERB_AUTH && !smtp_auth_offered(s)))
 			continue;
 		if (strlen(text) + strlen(t[i].name) + 2 >= sizeof text)
 			break;
@@ -501,6 +528,14 @@ static int check_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
 	return check_no_arg(s, cmd);
 }
 
+/* RFC 4954 4: AUTH ends a pipelined group; the rest is smtp_auth.c's. */
+static int check_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	if (check_last_in_group(s) < 0)
+		return -1;
+	return smtp_auth_check_cmd(s, cmd);
+}
+
 static const struct smtp_command commands[] = {
         {"HELO", SMTP_VERB_HELO, check_helo, run_helo},
         {"EHLO", SMTP_VERB_EHLO, check_helo, run_ehlo},
@@ -514,7 +549,7 @@ static const struct smtp_command commands[] = {
         {"VRFY", SMTP_VERB_VRFY, check_vrfy, run_vrfy},
         {"EXPN", SMTP_VERB_EXPN, check_group_end, run_not_offered},
         {"STARTTLS", SMTP_VERB_STARTTLS, check_group_end, run_not_offered},
-        {"AUTH", SMTP_VERB_AUTH, check_group_end, run_not_offered},
+        {"AUTH", SMTP_VERB_AUTH, check_auth, smtp_auth_run_cmd},
         {"BDAT", SMTP_VERB_BDAT, check_any, run_not_offered},
 };
 

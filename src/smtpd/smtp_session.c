@@ -7,7 +7,9 @@
  */
 #include "smtpd/smtp_session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +17,14 @@
 
 #include "conf/conf.h"
 #include "proto/rfc5322.h"
+#include "proto/mailaddr.h"
+#include "proto/sasl.h"
 #include "proto/smtp_reply.h"
+#include "smtpd/smtp_auth.h"
 #include "smtpd/smtp_commands.h"
 #include "smtpd/smtp_policy.h"
 #include "smtpd/smtp_session_int.h"
+#include "util/netaddr.h"
 #include "util/strutil.h"
 
 /* Consecutive reader calls that make no progress before the loop stops (a safety net). */
@@ -76,6 +82,11 @@ static void reply_line(struct smtp_session *s, int code, const char *enh, const 
 		out_append(s, line, (size_t)n);
 }
 
+void smtp_session_reply_raw(struct smtp_session *s, const char *line, size_t len)
+{
+	out_append(s, line, len);
+}
+
 void smtp_session_reply_more(struct smtp_session *s, int code, const char *text)
 {
 	reply_line(s, code, NULL, text, 1);
@@ -106,7 +117,7 @@ void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const
 /* ---- the log (smtp_session.h says which lines) ---- */
 
 /* A client-supplied span for a log line: octets outside printable ASCII become '?'. */
-static void log_safe(char *out, size_t outsz, const char *p, size_t n)
+void smtp_session_log_safe(char *out, size_t outsz, const char *p, size_t n)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < n && o + 1 < outsz; i++) {
@@ -116,10 +127,10 @@ static void log_safe(char *out, size_t outsz, const char *p, size_t n)
 	out[o] = '\0';
 }
 
-static void log_printf(struct smtp_session *s, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+#define log_safe smtp_session_log_safe
+#define log_printf smtp_session_log
 
-static void log_printf(struct smtp_session *s, const char *fmt, ...)
+void smtp_session_log(struct smtp_session *s, const char *fmt, ...)
 {
 	char line[2048];
 	va_list ap;
@@ -151,10 +162,11 @@ static void log_accepted(struct smtp_session *s, const char *id)
 	log_safe(helo, sizeof helo, s->helo, strlen(s->helo));
 	log_sender(s, from, sizeof from);
 	log_safe(msgid, sizeof msgid, m, n);
-	log_printf(s, "%s: client=[%s] helo=<%s> from=<%s> size=%llu nrcpt=%zu%s%s%s", id,
+	log_printf(s, "%s: client=[%s] helo=<%s> from=<%s> size=%llu nrcpt=%zu%s%s%s%s%s", id,
 	           s->client_addr, helo, from, (unsigned long long)s->received_len + s->data_octets,
 	           s->env->n_rcpts, n > 0 ? " msgid=" : "", msgid,
-	           s->sender_known == SMTP_SENDER_PEER ? " sender=peer" : "");
+	           s->sender_known == SMTP_SENDER_PEER ? " sender=peer" : "",
+	           s->auth_account ? " auth=" : "", s->auth_account ? s->auth_account : "");
 }
 
 /*
@@ -280,6 +292,7 @@ void smtp_session_reset_tx(struct smtp_session *s)
 	s->data_write_errno = 0;
 	s->sender_known = SMTP_SENDER_NOT_ASKED;
 	s->sender_peer[0] = '\0';
+	smtp_auth_reset_tx(s);
 }
 
 static void steps_drop(struct smtp_session *s);
@@ -288,6 +301,7 @@ void smtp_session_end(struct smtp_session *s)
 {
 	if (s->state == SMTP_ST_DATA)
 		abort_message(s);
+	smtp_auth_end_exchange(s); /* an exchange under way: its credentials are wiped */
 	s->state = SMTP_ST_END;
 	/* Nothing more is output: the answers still owed are of no use (a commit stays). */
 	steps_drop(s);
@@ -323,16 +337,36 @@ static void header_safe(char *out, size_t outsz, const char *in)
 	out[i] = '\0';
 }
 
+/* The authenticated account for Received: only octets that cannot end a comment. */
+static void account_safe(char *out, size_t outsz, const char *in)
+{
+	size_t i = 0;
+	for (; in[i] != '\0' && i + 1 < outsz; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		int bad = ch <= 0x20 || ch >= 0x7f || ch == '(' || ch == ')' || ch == '\\';
+		out[i] = bad ? '_' : (char)ch;
+	}
+	out[i] = '\0';
+}
+
 /*
- * RFC 5321 4.4 trace field, RFC 3848 protocol names:
- *   Received: from HELO ([addr])
+ * RFC 5321 4.4 trace field, RFC 3848 protocol names (ESMTP, ESMTPA, ESMTPS,
+ * ESMTPSA):
+ *   Received: from HELO ([addr])[ (authenticated as ACCOUNT)]
  *           by hostname (sharemail) with ESMTP id ID;
  *           date
- * The id is the queue id (queue_msg_begin chose it), as in the log lines.
+ * The id is the queue id (queue_msg_begin chose it), as in the log lines. The
+ * account appears only with smtp_received_auth.
  */
 static int received_field(struct smtp_session *s, char *out, size_t outsz)
 {
 	char helo[SMTP_CMD_LINE_MAX + 1], addr[sizeof s->client_addr], host[300], date[64];
+	char who[SMTP_CMD_LINE_MAX + 32] = "";
+	if (s->auth_account != NULL && s->c->smtp_received_auth) {
+		char acc[SMTP_CMD_LINE_MAX];
+		account_safe(acc, sizeof acc, s->auth_account);
+		snprintf(who, sizeof who, " (authenticated as %s)", acc);
+	}
 	int64_t now = s->ops->now(s->ops->arg);
 	header_safe(helo, sizeof helo, s->helo);
 	header_safe(addr, sizeof addr, s->client_addr);
@@ -340,10 +374,10 @@ static int received_field(struct smtp_session *s, char *out, size_t outsz)
 	if (rfc5322_date_format(now, date, sizeof date) < 0)
 		snprintf(date, sizeof date, "Thu, 1 Jan 1970 00:00:00 +0000");
 	int n = snprintf(out, outsz,
-	                 "Received: from %s ([%s%s])\r\n\tby %s (sharemail) with %s id %s;\r\n"
+	                 "Received: from %s ([%s%s])%s\r\n\tby %s (sharemail) with %s id %s;\r\n"
 	                 "\t%s\r\n",
-	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, host,
-	                 s->helo_kind == SMTP_HELO_EHLO ? "ESMTP" : "SMTP", s->queue_id, date);
+	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, who, host,
+	                 smtp_auth_protocol(s), s->queue_id, date);
 	return (n < 0 || (size_t)n >= outsz) ? -1 : n;
 }
 
@@ -391,6 +425,7 @@ static void data_chunk(struct smtp_session *s, const char *p, size_t n)
 		abort_message(s);
 		return;
 	}
+	smtp_auth_data(s, p, n);
 	data_store(s, p, n);
 }
 
@@ -426,9 +461,9 @@ static void end_of_data(struct smtp_session *s)
 {
 	s->state = SMTP_ST_CMD;
 	reply_record_reset(s);
-	if (data_refusal(s) < 0) {
+	if (data_refusal(s) < 0 || smtp_auth_rules_data(s) < 0) {
 		log_refused_data(s);
-		smtp_session_reset_tx(s);
+		smtp_session_reset_tx(s); /* aborts the message: nothing is queued */
 		return;
 	}
 	struct envelope *e = s->env;
@@ -567,7 +602,36 @@ static size_t pipeline_bound(const struct smtp_session *s)
 }
 
 static void command_line(struct smtp_session *s, const char *line, size_t len);
-static void bare_cr_lf(struct smtp_session *s);
+
+/*
+ * MAIL's rules that waited for the Domain Sharing answer on the sender
+ * (auth_local_senders_unless_domain_sharing). Returns 0, or -1 when MAIL is
+ * refused now (replied, logged, the transaction forgotten).
+ */
+static int sender_rules(struct smtp_session *s)
+{
+	struct smtp_path p;
+	enum auth_rules_peer peer = AUTH_RULES_PEER_NOTFOUND;
+	if (!s->auth_ask_peer)
+		return 0;
+	s->auth_ask_peer = 0;
+	memset(&p, 0, sizeof p);
+	p.mailbox = s->env->mail_from;
+	p.mailbox_len = strlen(s->env->mail_from);
+	if (mailaddr_parse_exact(p.mailbox, p.mailbox_len, &p.addr) != MAILADDR_OK)
+		return 0; /* never: MAIL parsed it */
+	if (s->sender_known == SMTP_SENDER_PEER)
+		peer = AUTH_RULES_PEER_FOUND;
+	if (smtp_auth_rules_mail(s, &p, peer) == 0)
+		return 0;
+	char from[SMTP_PATH_MAX + 1], tail[SMTP_PATH_MAX + 16];
+	log_sender(s, from, sizeof from);
+	snprintf(tail, sizeof tail, "from=<%s>", from);
+	log_refused(s, "MAIL", tail);
+	s->cmd_log = 0; /* logged: a MAIL answered at once is not logged again */
+	smtp_session_reset_tx(s);
+	return -1;
+}
 
 /* Applies one step taken off the queue (its turn has come, its answer is in). */
 static void step_finish(struct smtp_session *s, struct smtp_step *st)
@@ -578,8 +642,12 @@ static void step_finish(struct smtp_session *s, struct smtp_step *st)
 	case SMTP_REQUEST_COMMIT: commit_finish(s, st->ok, st->qid); break;
 	case SMTP_REQUEST_SENDER:
 		reply_record_reset(s);
-		if (s->env != NULL)
+		if (s->env != NULL && sender_rules(s) == 0)
 			smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0);
+		break;
+	case SMTP_REQUEST_AUTH:
+		reply_record_reset(s);
+		smtp_auth_finish(s, st->ok);
 		break;
 	case SMTP_REQUEST_RCPT:
 	default:
@@ -603,7 +671,7 @@ static void held_run(struct smtp_session *s)
 	else if (h.ev == SMTP_LINES_TOO_LONG)
 		smtp_session_reply(s, 500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4)", 1);
 	else if (h.ev == SMTP_LINES_BARE_LF_CR)
-		bare_cr_lf(s);
+		smtp_session_bare_cr_lf(s);
 	s->pending_after = saved;
 }
 
@@ -684,12 +752,17 @@ static void sender_record(struct smtp_session *s, const struct verify_answer *a)
 	}
 }
 
-void smtp_session_mail_accepted(struct smtp_session *s, const struct smtp_path *p)
+int smtp_session_sender_asked(const struct smtp_session *s, const struct smtp_path *p)
 {
 	const struct conf *c = s->c;
+	return c->domain_sharing && c->domain_sharing_query_senders && !p->null &&
+	       s->ops->sender_verify != NULL && smtp_policy_is_local(c, &p->addr);
+}
+
+void smtp_session_mail_accepted(struct smtp_session *s, const struct smtp_path *p)
+{
 	s->sender_known = SMTP_SENDER_NOT_ASKED;
-	if (!c->domain_sharing || !c->domain_sharing_query_senders || p->null ||
-	    s->ops->sender_verify == NULL || !smtp_policy_is_local(c, &p->addr)) {
+	if (!smtp_session_sender_asked(s, p)) {
 		smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0);
 		return;
 	}
@@ -708,6 +781,7 @@ void smtp_session_mail_accepted(struct smtp_session *s, const struct smtp_path *
 		return;
 	}
 	sender_record(s, &a);
+	st->answer = a; /* answered now: applied at once, in its turn */
 	steps_settle(s);
 }
 
@@ -737,6 +811,41 @@ void smtp_session_commit_done(struct smtp_session *s, uint64_t id, int ok, const
 		smtp_session_reset_tx(s);
 		return;
 	}
+	steps_settle(s);
+}
+
+struct smtp_step *smtp_session_push_auth(struct smtp_session *s)
+{
+	struct smtp_step *st = step_push(s, SMTP_REQUEST_AUTH);
+	if (st == NULL)
+		return NULL;
+	st->id = ++s->next_id;
+	st->open = 1;
+	s->n_open++;
+	return st;
+}
+
+void smtp_session_pop_last(struct smtp_session *s)
+{
+	struct smtp_step *st = step_at(s, s->n_steps - 1);
+	if (st->open)
+		s->n_open--;
+	free(st->arg);
+	s->n_steps--;
+}
+
+void smtp_session_auth_done(struct smtp_session *s, uint64_t id, enum smtp_auth_status st,
+                            const char *account, const char *const *addresses, size_t n)
+{
+	struct smtp_step *step = step_find(s, id, SMTP_REQUEST_AUTH);
+	if (step == NULL)
+		return;
+	if (st == SMTP_AUTH_OK && (account == NULL || account[0] == '\0' ||
+	                           smtp_auth_store(s, account, addresses, n) < 0))
+		st = SMTP_AUTH_TEMPFAIL; /* out of memory, or no account: not authenticated */
+	step->ok = (int)st;
+	step->open = 0;
+	s->n_open--;
 	steps_settle(s);
 }
 
@@ -784,7 +893,7 @@ static void command_line(struct smtp_session *s, const char *line, size_t len)
 	log_command(s, &cmd, NULL);
 }
 
-static void bare_cr_lf(struct smtp_session *s)
+void smtp_session_bare_cr_lf(struct smtp_session *s)
 {
 	/* CVE-2023-51764/51765/51766: never guess where a line ended. */
 	smtp_session_reply(s, 500, "5.5.2", "Bare CR or LF not allowed, closing connection", 0);
@@ -848,7 +957,7 @@ static void handle_event(struct smtp_session *s, enum smtp_lines_event ev, const
 	case SMTP_LINES_TOO_LONG:
 		smtp_session_reply(s, 500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4)", 1);
 		break;
-	case SMTP_LINES_BARE_LF_CR: bare_cr_lf(s); break;
+	case SMTP_LINES_BARE_LF_CR: smtp_session_bare_cr_lf(s); break;
 	case SMTP_LINES_DATA:
 		if (s->state == SMTP_ST_DATA)
 			data_chunk(s, o, olen);
@@ -893,7 +1002,9 @@ static int may_consume(const struct smtp_session *s)
 	if (s->state == SMTP_ST_CMD)
 		return !blocked(s) &&
 		       out_pending(s) + SMTP_SESSION_OUT_SLACK <= SMTP_SESSION_OUT_MAX;
-	return s->state == SMTP_ST_DATA;
+	return s->state == SMTP_ST_DATA ||
+	       (s->state == SMTP_ST_AUTH &&
+	        out_pending(s) + SMTP_SESSION_OUT_SLACK <= SMTP_SESSION_OUT_MAX);
 }
 
 size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
@@ -903,6 +1014,12 @@ size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
 	while (pos < len && may_consume(s) && stalls < STALL_MAX) {
 		size_t used = 0, olen = 0;
 		const char *o = NULL;
+		if (s->state == SMTP_ST_AUTH) {
+			used = smtp_auth_input(s, data + pos, len - pos);
+			pos += used;
+			stalls = used == 0 ? stalls + 1 : 0;
+			continue;
+		}
 		enum smtp_lines_event ev =
 		        smtp_lines_feed(&s->lines, data + pos, len - pos, &used, &o, &olen);
 		if (used > len - pos)
@@ -918,6 +1035,27 @@ size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
 }
 
 /* ---- life cycle ---- */
+
+/* 1 if the address text addr lies in one of nets (local_networks). */
+static int in_networks(const struct netlist *nets, const char *addr)
+{
+	struct sockaddr_in6 a6;
+	struct sockaddr_in a4;
+	memset(&a6, 0, sizeof a6);
+	memset(&a4, 0, sizeof a4);
+	const struct sockaddr *sa = NULL;
+	if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
+		a4.sin_family = AF_INET;
+		sa = (const struct sockaddr *)&a4;
+	} else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
+		a6.sin6_family = AF_INET6;
+		sa = (const struct sockaddr *)&a6;
+	}
+	for (size_t i = 0; sa != NULL && i < nets->n; i++)
+		if (netaddr_net_contains(&nets->v[i], sa))
+			return 1;
+	return 0;
+}
 
 struct smtp_session *smtp_session_new(const struct conf *c, const struct smtp_session_ops *ops,
                                       enum smtp_port_kind kind, const char *client_addr,
@@ -938,6 +1076,7 @@ struct smtp_session *smtp_session_new(const struct conf *c, const struct smtp_se
 	s->sharing_peer = sharing_peer ? 1 : 0;
 	s->held.ev = SMTP_LINES_NEED_MORE;
 	snprintf(s->client_addr, sizeof s->client_addr, "%s", client_addr ? client_addr : "");
+	s->in_local_networks = in_networks(&c->local_networks, s->client_addr);
 	smtp_lines_init(&s->lines, s->linebuf, SMTP_SESSION_LINEBUF);
 	s->state = SMTP_ST_NEW;
 	return s;
@@ -950,6 +1089,7 @@ void smtp_session_free(struct smtp_session *s)
 	/* A message being committed belongs to the queue already: s->msg is NULL then. */
 	abort_message(s);
 	steps_drop(s);
+	smtp_auth_free(s);
 	for (size_t i = 0; i < s->n_steps; i++)
 		free(step_at(s, i)->arg);
 	free(s->steps);
@@ -1019,6 +1159,21 @@ static void end_with(struct smtp_session *s, const char *enh, const char *what)
 	snprintf(text, sizeof text, "%s %s", s->c->hostname, what);
 	reply_line(s, 421, enh, text, 0);
 	smtp_session_end(s);
+}
+
+void smtp_session_screened(struct smtp_session *s)
+{
+	end_with(s, "4.7.0", "Access denied by the Dynamic Screen, closing connection");
+}
+
+void smtp_session_set_tls(struct smtp_session *s, int active)
+{
+	s->tls = active ? 1 : 0;
+}
+
+const char *smtp_session_auth_account(const struct smtp_session *s)
+{
+	return s->auth_account;
 }
 
 void smtp_session_timeout(struct smtp_session *s)

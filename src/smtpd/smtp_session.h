@@ -74,14 +74,27 @@ struct queue_msg;
 #define SMTP_SESSION_PIPELINE_MAX 500
 
 /*
- * What a request waits for. Each kind has its _done(). The TLS/AUTH issue adds
- * SMTP_REQUEST_AUTH (a password check off the event loop) and SMTP_REQUEST_TLS
- * (a handshake), each with its own op and _done().
+ * What a request waits for. Each kind has its _done(). The TLS issue adds
+ * SMTP_REQUEST_TLS (a handshake) with its own op and _done().
  */
 enum smtp_request_kind {
 	SMTP_REQUEST_COMMIT = 0, /* msg_commit -> smtp_session_commit_done() */
 	SMTP_REQUEST_RCPT, /* rcpt_verify -> smtp_session_rcpt_done() */
 	SMTP_REQUEST_SENDER, /* sender_verify -> smtp_session_sender_done() */
+	SMTP_REQUEST_AUTH, /* auth_check -> smtp_session_auth_done() */
+};
+
+/* The outcome of a password check (directory/password_check.h's three). */
+enum smtp_auth_status {
+	SMTP_AUTH_OK = 0, /* 235 2.7.0 */
+	SMTP_AUTH_FAIL, /* 535 5.7.8: unknown user, wrong password, invalid credentials */
+	SMTP_AUTH_TEMPFAIL, /* 454 4.7.0: cannot check now */
+};
+
+/* What the session tells the Dynamic Screen (ops->screen_note). */
+enum smtp_screen_note {
+	SMTP_SCREEN_UNKNOWN_RCPT = 0, /* a local recipient nobody has (address harvesting) */
+	SMTP_SCREEN_AUTH_ON_SMTP_PORT, /* AUTH on 25 with smtp_auth_on_smtp_port_screen */
 };
 
 /* What sender_verify said of the transaction's envelope sender (for the AUTH rules). */
@@ -92,7 +105,8 @@ enum smtp_sender_known {
 	SMTP_SENDER_UNKNOWN, /* asked: nobody has it, or no answer (TEMPFAIL) */
 };
 
-enum smtp_port_kind { SMTP_PORT_SMTP = 0, SMTP_PORT_SUBMISSION };
+/* The listener's role: 25 (relay and inbound), 587 (RFC 6409), 465 (RFC 8314). */
+enum smtp_port_kind { SMTP_PORT_SMTP = 0, SMTP_PORT_SUBMISSION, SMTP_PORT_SMTPS };
 
 struct smtp_session_ops {
 	void *arg;
@@ -135,6 +149,22 @@ struct smtp_session_ops {
 	void (*log_line)(void *arg, const char *line);
 	/* Wall clock, epoch seconds. */
 	int64_t (*now)(void *arg);
+	/*
+	 * AUTH (RFC 4954): check identity (NUL-terminated, as the client sent it) with
+	 * password[0..len) off the event loop; identity NULL: the exchange itself found
+	 * the credentials invalid (the glue still counts and delays the failure, and
+	 * may spend the same hash). Returns 0 when smtp_session_auth_done(s, id, ...)
+	 * follows later (never from inside this call), -1 when it cannot be asked now
+	 * (454 4.7.0). The session wipes its copy of the password on return. NULL: no
+	 * AUTH (not offered).
+	 */
+	int (*auth_check)(void *arg, uint64_t id, const char *identity, const char *password,
+	                  size_t len);
+	/*
+	 * Tells the Dynamic Screen what the client did. Returns 1 when the client is
+	 * screened now: the session answers 421 4.7.0 and ends. NULL: no screen.
+	 */
+	int (*screen_note)(void *arg, enum smtp_screen_note what);
 };
 
 struct smtp_session;
@@ -211,6 +241,32 @@ void smtp_session_sender_done(struct smtp_session *s, uint64_t id, const struct 
  * route, else its reason; owned by the session, valid until the next MAIL).
  */
 enum smtp_sender_known smtp_session_sender(const struct smtp_session *s, const char **peer);
+
+/*
+ * AUTH request id's outcome: with SMTP_AUTH_OK the session is authenticated as
+ * account (the directory's key; copied) whose own addresses and aliases are
+ * addresses[0..n) (copied: the match rules take them), and 235 2.7.0 is output;
+ * SMTP_AUTH_FAIL 535 5.7.8; SMTP_AUTH_TEMPFAIL 454 4.7.0. Input resumes.
+ */
+void smtp_session_auth_done(struct smtp_session *s, uint64_t id, enum smtp_auth_status st,
+                            const char *account, const char *const *addresses, size_t n);
+
+/*
+ * The authenticated account (the directory's key), or NULL when the session has
+ * not authenticated.
+ */
+const char *smtp_session_auth_account(const struct smtp_session *s);
+
+/*
+ * TLS is (1) or is not (0) in force on the connection: the TLS glue sets it once
+ * the handshake is done (STARTTLS, or at once on smtps_listen). AUTH is offered
+ * and accepted only with TLS unless auth_allow_plaintext; Received says ESMTPS /
+ * ESMTPSA. Until the TLS glue exists nothing sets it.
+ */
+void smtp_session_set_tls(struct smtp_session *s, int active);
+
+/* The Dynamic Screen screened the client (after an AUTH failure): 421 4.7.0, ended. */
+void smtp_session_screened(struct smtp_session *s);
 
 /* A timeout fired: outputs 421 4.4.2 and ends the session. */
 void smtp_session_timeout(struct smtp_session *s);

@@ -32,6 +32,7 @@ enum smtp_state {
 	SMTP_ST_NEW = 0, /* before the greeting */
 	SMTP_ST_CMD, /* reading commands (maybe with requests open: see the steps) */
 	SMTP_ST_DATA, /* reading message octets */
+	SMTP_ST_AUTH, /* an AUTH exchange: reading continuation lines (smtp_auth.c) */
 	SMTP_ST_END, /* ended: output what is pending, then close */
 };
 
@@ -65,6 +66,11 @@ struct smtp_held {
 };
 
 enum smtp_helo_kind { SMTP_HELO_NONE = 0, SMTP_HELO_HELO, SMTP_HELO_EHLO };
+
+struct sasl;
+
+/* The From: header's addresses of an authenticated client's message (auth_match_from_header). */
+#define SMTP_SESSION_HDR_MAX (64 * 1024)
 
 struct smtp_session {
 	const struct conf *c;
@@ -100,6 +106,24 @@ struct smtp_session {
 	size_t n_open; /* steps with a request open */
 	uint64_t next_id; /* the last id given */
 	struct smtp_held held;
+	/* TLS and AUTH (smtp_auth.c) */
+	int tls; /* smtp_session_set_tls() */
+	int in_local_networks; /* client_addr in local_networks */
+	struct sasl *sasl; /* during an exchange */
+	char *auth_line; /* SASL_LINE_MAX octets, during an exchange */
+	size_t auth_line_len;
+	int auth_cr; /* a CR waits for its LF */
+	int auth_skipping; /* discarding an over-long line to its CRLF */
+	size_t auth_skipped;
+	char auth_mech[8]; /* "PLAIN", "LOGIN" of the last exchange (the log) */
+	char auth_tried[SMTP_CMD_LINE_MAX]; /* the identity tried (the log; "" invalid) */
+	char *auth_account; /* NULL: not authenticated */
+	char **auth_addrs; /* the account's addresses (its own and its aliases') */
+	size_t n_auth_addrs;
+	int auth_ask_peer; /* the MAIL rules wait for the sender's Domain Sharing answer */
+	char *hdr; /* DATA of an authenticated client: the header section, for From: */
+	size_t hdr_len;
+	int hdr_done; /* the header section ended within hdr */
 	/* I/O */
 	struct smtp_lines lines;
 	char *linebuf;
@@ -114,6 +138,19 @@ struct smtp_session {
  */
 void smtp_session_reply(struct smtp_session *s, int code, const char *enh, const char *text,
                         int count_error);
+/* Queues octets as they are (a SASL reply line, CRLF included). */
+void smtp_session_reply_raw(struct smtp_session *s, const char *line, size_t len);
+/* A bare CR or LF: 500 5.5.2 and the session ends (CVE-2023-51764). */
+void smtp_session_bare_cr_lf(struct smtp_session *s);
+/* One log line (ops->log_line), printf-like. */
+void smtp_session_log(struct smtp_session *s, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+/* Copies n client octets into out (outsz), octets outside printable ASCII as '?'. */
+void smtp_session_log_safe(char *out, size_t outsz, const char *p, size_t n);
+/* Queues an AUTH request step (blocks input until smtp_session_auth_done). NULL: no memory. */
+struct smtp_step *smtp_session_push_auth(struct smtp_session *s);
+/* Takes back the step just pushed (its request could not be asked). */
+void smtp_session_pop_last(struct smtp_session *s);
 /* Queues a continuation line ("250-..."). */
 void smtp_session_reply_more(struct smtp_session *s, int code, const char *text);
 /* Ends the session (pending output is still sent). Aborts a message in DATA. */
@@ -135,6 +172,8 @@ void smtp_session_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd);
  * domain), then outputs "250 2.1.0" now or when the answer comes.
  */
 void smtp_session_mail_accepted(struct smtp_session *s, const struct smtp_path *p);
+/* 1 when MAIL with p will ask sender_verify (domain_sharing_query_senders, a local domain). */
+int smtp_session_sender_asked(const struct smtp_session *s, const struct smtp_path *p);
 
 /*
  * In smtp_commands.c. rcpt_target: 1 with the mailbox to ask the verifier about

@@ -27,7 +27,9 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "directory/password_check.h"
 #include "queue/queue.h"
+#include "screen/screen.h"
 #include "smtpd/smtp_session.h"
 #include "smtpd/smtpd_server.h"
 #include "util/log.h"
@@ -78,6 +80,22 @@ struct conn_req {
 	struct verify_req *vr; /* RCPT, SENDER: verify's handle */
 };
 
+/*
+ * One AUTH request (smtp_session.h SMTP_REQUEST_AUTH), by a server-wide id: the
+ * password check pool has no cancel, so a request whose connection went stays
+ * here, orphaned (c NULL), until its result comes and is dropped. A failure is
+ * held for the Dynamic Screen's growing delay (on `delay`) before the 535.
+ */
+struct auth_req {
+	struct auth_req *prev, *next;
+	struct smtpd_server *srv;
+	struct conn *c; /* NULL: orphaned */
+	uint64_t id; /* the session's request id */
+	uint64_t gid; /* password_check's id */
+	struct event *delay; /* a failure waiting for its 535 */
+	int screened; /* that failure screened the client */
+};
+
 struct conn {
 	struct conn *prev, *next;
 	struct smtpd_server *srv;
@@ -87,6 +105,7 @@ struct conn {
 	struct event *timer;
 	struct smtp_session_ops ops;
 	unsigned char ip[16];
+	struct sockaddr_storage peer; /* for the Dynamic Screen */
 	size_t data_progress;
 	size_t lingered;
 	enum conn_state state;
@@ -120,6 +139,10 @@ struct smtpd_server {
 	size_t n_conns;
 	struct ipcount *ips[IP_BUCKETS];
 	int rej_fd;
+	struct password_check *pc; /* AUTH; NULL: not offered (smtpd_server_set_auth) */
+	struct screen *screen; /* the Dynamic Screen, or NULL */
+	struct auth_req *auths; /* AUTH requests the pool still owes, or delayed failures */
+	uint64_t next_gid;
 };
 
 static struct log_limit limit_log = LOG_LIMIT_INIT(10, 10);
@@ -372,9 +395,12 @@ static int op_sender_verify(void *arg, uint64_t id, const char *mailbox, size_t 
 	return 1;
 }
 
+static void auth_cancel(struct conn *c, uint64_t id);
+
 static void op_request_cancel(void *arg, uint64_t id)
 {
 	struct conn *c = arg;
+	auth_cancel(c, id);
 	struct conn_req *r = req_find(c, id);
 	if (!r || r->kind == SMTP_REQUEST_COMMIT)
 		return; /* already answered or cancelled; a commit is never cancelled */
@@ -685,6 +711,7 @@ static void conn_free(struct conn *c)
 		event_free(c->timer);
 	c->timer = NULL;
 	reqs_cancel_verify(c);
+	auth_cancel(c, 0);
 	if (commit_pending(c)) {
 		c->dead = 1;
 		return;
@@ -710,6 +737,214 @@ static void refuse(evutil_socket_t fd, const char *why, const unsigned char ip[1
 	}
 }
 
+/* ---- the Dynamic Screen and AUTH (hooks: each self-contained) ---- */
+
+/*
+ * At accept: a screened address gets 421 4.7.0 and is closed with no session
+ * spent on it; every connection counts for screen_connection_rate (the one that
+ * reaches the rule's COUNT is refused too). Returns 1 when it closed fd.
+ */
+static int accept_screened(struct smtpd_server *s, evutil_socket_t fd, const struct sockaddr *sa,
+                           const unsigned char ip[16])
+{
+	static const char msg[] = "421 4.7.0 Access denied by the Dynamic Screen\r\n";
+	int64_t now = time_wall_s();
+	int screened = 0;
+	if (s->screen == NULL)
+		return 0;
+	if (!screen_is_blocked(s->screen, sa, now)) {
+		screen_note(s->screen, sa, SCREEN_EVENT_CONNECTION, now, &screened);
+		if (!screened)
+			return 0;
+	}
+	ssize_t w = send(fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)w;
+	evutil_closesocket(fd);
+	uint64_t n = log_limit_allow(&limit_log);
+	if (n) {
+		char text[INET6_ADDRSTRLEN];
+		ip_text(ip, text, sizeof text);
+		log_info("smtp: refused %s: screened (%llu such)", text, (unsigned long long)n);
+	}
+	return 1;
+}
+
+/* The session's screen_note op: harvesting counts, AUTH on 25 screens at once. */
+static int op_screen_note(void *arg, enum smtp_screen_note what)
+{
+	struct conn *c = arg;
+	const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
+	int64_t now = time_wall_s();
+	int screened = 0;
+	if (c->srv == NULL || c->srv->screen == NULL)
+		return 0;
+	if (what == SMTP_SCREEN_AUTH_ON_SMTP_PORT)
+		return screen_block(c->srv->screen, sa, 0, "auth-on-smtp-port", now);
+	screen_note(c->srv->screen, sa, SCREEN_EVENT_UNKNOWN_RECIPIENT, now, &screened);
+	return screened;
+}
+
+static void auth_req_free(struct auth_req *a)
+{
+	struct smtpd_server *s = a->srv;
+	if (a->prev)
+		a->prev->next = a->next;
+	else if (s)
+		s->auths = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	if (a->delay)
+		event_free(a->delay);
+	free(a);
+}
+
+/*
+ * Connection c no longer wants AUTH request id (0: any of its own): a delayed
+ * failure goes now; one the pool still owes stays, orphaned, for its result.
+ */
+static void auth_cancel(struct conn *c, uint64_t id)
+{
+	struct smtpd_server *s = c->srv;
+	struct auth_req *next;
+	for (struct auth_req *a = s ? s->auths : NULL; a; a = next) {
+		next = a->next;
+		if (a->c != c || (id != 0 && a->id != id))
+			continue;
+		if (a->delay)
+			auth_req_free(a);
+		else
+			a->c = NULL;
+	}
+}
+
+/* The session's auth_check op: the check goes to the pool with a server-wide id. */
+static int op_auth_check(void *arg, uint64_t id, const char *identity, const char *password,
+                         size_t len)
+{
+	struct conn *c = arg;
+	struct smtpd_server *s = c->srv;
+	struct auth_req *a = s && s->pc ? calloc(1, sizeof *a) : NULL;
+	if (!a)
+		return -1;
+	a->srv = s;
+	a->c = c;
+	a->id = id;
+	a->gid = ++s->next_gid;
+	/* Invalid credentials cost the same hash as an unknown user (password_check.h). */
+	if (password_check_submit(s->pc, a->gid, identity ? identity : "", password ? password : "",
+	                          identity ? len : 0) != 0) {
+		free(a);
+		return -1;
+	}
+	a->next = s->auths;
+	if (s->auths)
+		s->auths->prev = a;
+	s->auths = a;
+	return 0;
+}
+
+/* Hands a failure to its session (after its delay), then the 421 if it screened. */
+static void auth_fail_deliver(struct auth_req *a)
+{
+	struct conn *c = a->c;
+	uint64_t id = a->id;
+	int screened = a->screened;
+	auth_req_free(a);
+	if (!c)
+		return;
+	smtp_session_auth_done(c->sess, id, SMTP_AUTH_FAIL, NULL, NULL, 0);
+	if (screened)
+		smtp_session_screened(c->sess);
+	conn_pump(c);
+}
+
+static void on_auth_delay(evutil_socket_t fd, short what, void *arg)
+{
+	auth_fail_deliver(arg);
+}
+
+/* A failure: counted by the Dynamic Screen, answered after its growing delay. */
+static void auth_failed(struct auth_req *a)
+{
+	struct smtpd_server *s = a->srv;
+	const struct sockaddr *sa = (const struct sockaddr *)&a->c->peer;
+	unsigned ms = 0;
+	if (s->screen) {
+		int n = screen_note(s->screen, sa, SCREEN_EVENT_AUTH_FAILURE, time_wall_s(),
+		                    &a->screened);
+		ms = screen_auth_delay_ms(n);
+	}
+	if (ms > 0 && (a->delay = evtimer_new(s->base, on_auth_delay, a)) != NULL) {
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		evtimer_add(a->delay, &tv);
+		return;
+	}
+	auth_fail_deliver(a);
+}
+
+void smtpd_server_password_done(void *arg, const struct password_check_result *r)
+{
+	struct smtpd_server *s = arg;
+	struct auth_req *a = s->auths;
+	while (a && a->gid != r->id)
+		a = a->next;
+	if (!a)
+		return;
+	if (!a->c) { /* its connection went meanwhile */
+		auth_req_free(a);
+		return;
+	}
+	if (r->status == PASSWORD_CHECK_FAIL) {
+		auth_failed(a);
+		return;
+	}
+	struct conn *c = a->c;
+	uint64_t id = a->id;
+	auth_req_free(a);
+	if (r->status == PASSWORD_CHECK_OK) {
+		if (s->screen)
+			screen_forget(s->screen, (const struct sockaddr *)&c->peer,
+			              SCREEN_EVENT_AUTH_FAILURE);
+		smtp_session_auth_done(c->sess, id, SMTP_AUTH_OK, r->account, r->addresses,
+		                       r->n_addresses);
+	} else {
+		smtp_session_auth_done(c->sess, id, SMTP_AUTH_TEMPFAIL, NULL, NULL, 0);
+	}
+	conn_pump(c);
+}
+
+/* The AUTH and screen ops of a new connection (none unless set up). */
+static void auth_ops(struct conn *c)
+{
+	if (c->srv->pc)
+		c->ops.auth_check = op_auth_check;
+	if (c->srv->screen)
+		c->ops.screen_note = op_screen_note;
+}
+
+void smtpd_server_attach(struct smtpd_server *s, struct queue *q, struct mailbox_index *idx,
+                         struct verify *v)
+{
+	s->q = q;
+	s->idx = idx;
+	s->verify = v;
+}
+
+void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, struct screen *sc)
+{
+	s->pc = pc;
+	s->screen = sc;
+}
+
+/* At free: the records of checks never answered (the pool is freed after us, or was). */
+static void auths_free(struct smtpd_server *s)
+{
+	while (s->auths) {
+		s->auths->srv = s;
+		auth_req_free(s->auths);
+	}
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -730,6 +965,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		refuse(fd, "smtp_max_connections_per_ip reached", ip);
 		return;
 	}
+	if (accept_screened(s, fd, sa, ip))
+		return;
 	struct conn *c = calloc(1, sizeof *c);
 	char text[INET6_ADDRSTRLEN];
 	ip_text(ip, text, sizeof text);
@@ -741,6 +978,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->srv = s;
 	c->cf = cf;
 	memcpy(c->ip, ip, 16);
+	if (salen > 0 && (size_t)salen <= sizeof c->peer)
+		memcpy(&c->peer, sa, (size_t)salen);
 	c->ops = (struct smtp_session_ops){.arg = c,
 	                                   .lookup = op_lookup,
 	                                   .rcpt_verify = op_rcpt_verify,
@@ -754,6 +993,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
 	                                   .log_line = op_log_line,
 	                                   .now = op_now};
+	auth_ops(c);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -977,6 +1217,7 @@ void smtpd_server_free(struct smtpd_server *s)
 	}
 	s->conns = NULL;
 	s->n_conns = 0;
+	auths_free(s);
 	for (size_t i = 0; i < IP_BUCKETS; i++)
 		while (s->ips[i]) {
 			struct ipcount *e = s->ips[i];

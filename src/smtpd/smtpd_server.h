@@ -41,6 +41,9 @@ struct queue;
 struct mailbox_index;
 struct smtpd_server;
 struct verify;
+struct password_check;
+struct password_check_result;
+struct screen;
 
 /*
  * Binds every smtp_listen and submission_listen address (SO_REUSEADDR;
@@ -48,11 +51,30 @@ struct verify;
  * message in err on failure (nothing left open); a bind or listen error names
  * the config line ("FILE:LINE: smtp_listen HOST:PORT: reason"). A conf with no
  * listeners gives a server that accepts nothing. v (not NULL) answers RCPT and
- * MAIL verdicts, on the same event loop.
+ * MAIL verdicts, on the same event loop. q, idx and v may be NULL when the daemon
+ * binds as root before it has them: smtpd_server_attach() then gives them before
+ * the event loop first runs (nothing is accepted until it does).
  */
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
                                       struct queue *q, struct mailbox_index *idx, struct verify *v,
                                       char *err, size_t errlen);
+
+/* Gives a server made without them its queue, index and verifier (see smtpd_server_new). */
+void smtpd_server_attach(struct smtpd_server *s, struct queue *q, struct mailbox_index *idx,
+                         struct verify *v);
+
+/*
+ * AUTH and the Dynamic Screen for connections accepted from now on: pc (NULL:
+ * AUTH not offered) checks passwords, and its results must be handed to
+ * smtpd_server_password_done() (pc's done callback, with s as its argument);
+ * sc (NULL: none) refuses screened clients at accept (421 4.7.0) and counts
+ * connections, AUTH failures (each 535 after screen_auth_delay_ms()) and unknown
+ * recipients. Both are borrowed: free pc before the server, sc after it.
+ */
+void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, struct screen *sc);
+
+/* password_check's done callback (arg: the server): routes a result to its session. */
+void smtpd_server_password_done(void *arg, const struct password_check_result *r);
 
 /*
  * Graceful stop: closes the listeners, ends every session with

@@ -120,7 +120,11 @@ class Daemon:
         self.proc = None
         self.minger_port = free_udp_port() if minger else None
         keys = {"hostname": "mx.test", "state_dir": "state", "local_domains": domains,
-                "log_level": "debug", "relay_smarthost": RELAY_NOWHERE}
+                "log_level": "debug", "relay_smarthost": RELAY_NOWHERE,
+                # Every test client is 127.0.0.1: the Dynamic Screen's event rules are
+                # off unless a test turns them on (test_screen_daemon.py does).
+                "screen_connection_rate": "0/1m", "screen_unknown_recipients": "0/1m",
+                "screen_auth_failures": "0/1m"}
         if minger:
             keys["minger_listen"] = f"127.0.0.1:{self.minger_port}"
         if secrets:

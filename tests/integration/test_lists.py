@@ -219,7 +219,9 @@ def lists_daemon():
     """A started daemon (SMTP and Minger on loopback), with accounts alice and bob."""
     port = smtest.free_tcp_port()
     d = Daemon(conf={"smtp_listen": f"127.0.0.1:{port}", "minger_anonymous": "yes",
-                     "minger_rate_per_source": "0", "minger_rate_global": "0"})
+                     "minger_rate_per_source": "0", "minger_rate_global": "0",
+                     # members post unauthenticated here (AUTH: test_auth*.py)
+                     "auth_required_for_local_senders": "no"})
     d.smtp_port = port
     try:
         for a in ("alice@example.com", "bob@example.com"):

@@ -27,7 +27,7 @@ import smtest  # noqa: E402
 from smtest import Daemon, Suite, free_tcp_port  # noqa: E402
 
 S = Suite("privdrop")
-WIRED = False  # set to True when sharemaild calls privdrop (see util/privdrop.h)
+WIRED = True  # sharemaild calls util/privdrop.h (src/sharemaild.c)
 USER = "sharemail-test"
 WAIT = 10.0  # a bound on waiting, never asserted as a duration
 ROOT_WARNING = "running as root"

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf/conf.h"
 #include "proto/mailaddr.h"
@@ -347,6 +348,10 @@ static void fake_cancel(void *arg, uint64_t id)
 	f->cancels++;
 	snprintf(line, sizeof line, "## cancel id=%llu", (unsigned long long)id);
 	event(f, "", line, strlen(line));
+	if (f->auth_open && f->auth_id == id) {
+		f->auth_open = 0; /* an AUTH check the session no longer wants */
+		return;
+	}
 	if (fake_take(f, id, &o) < 0)
 		f->broken++; /* the session cancels only what it asked and was not answered */
 }
@@ -529,7 +534,62 @@ static int64_t fake_now(void *arg)
 	return 1700000000;
 }
 
+/* ---- AUTH and the screen ---- */
+
+static int fake_auth_check(void *arg, uint64_t id, const char *identity, const char *password,
+                           size_t len)
+{
+	struct fake_session *f = arg;
+	char line[700];
+	f->auth_checks++;
+	if (f->auth_open)
+		f->broken++; /* one at a time */
+	snprintf(line, sizeof line, "id=%llu %s", (unsigned long long)id,
+	         identity ? identity : "-");
+	event(f, "## auth ", line, strlen(line));
+	f->auth_open = 1;
+	f->auth_id = id;
+	if (identity == NULL)
+		f->auth_status = SMTP_AUTH_FAIL;
+	else if (strcasecmp(identity, "busy@example.com") == 0)
+		f->auth_status = SMTP_AUTH_TEMPFAIL;
+	else if (strcasecmp(identity, "alice@example.com") == 0 && len == 6 &&
+	         memcmp(password, "secret", 6) == 0)
+		f->auth_status = SMTP_AUTH_OK;
+	else
+		f->auth_status = SMTP_AUTH_FAIL;
+	return 0;
+}
+
+static int fake_screen_note(void *arg, enum smtp_screen_note what)
+{
+	struct fake_session *f = arg;
+	const char *w = what == SMTP_SCREEN_UNKNOWN_RCPT ? "unknown-rcpt" : "auth-on-smtp-port";
+	event(f, "## screen ", w, strlen(w));
+	return ++f->screen_notes == f->screen;
+}
+
+static int fake_auth_resolve(struct fake_session *f)
+{
+	static const char *const addrs[] = {"alice@example.com", "al@example.com"};
+	if (f->s == NULL || !f->auth_open)
+		return 0;
+	f->auth_open = 0;
+	if (f->auth_status == SMTP_AUTH_OK)
+		smtp_session_auth_done(f->s, f->auth_id, SMTP_AUTH_OK, "alice@example.com", addrs,
+		                       2);
+	else
+		smtp_session_auth_done(f->s, f->auth_id, f->auth_status, NULL, NULL, 0);
+	return 1;
+}
+
 /* ---- life cycle ---- */
+
+void fake_session_setup(struct fake_session *f)
+{
+	f->ops.auth_check = f->auth ? fake_auth_check : NULL;
+	f->ops.screen_note = f->screen ? fake_screen_note : NULL;
+}
 
 void fake_session_init(struct fake_session *f)
 {
@@ -555,6 +615,8 @@ void fake_session_init(struct fake_session *f)
 
 int fake_session_resolve(struct fake_session *f)
 {
+	if (f->s != NULL && !f->commit_open)
+		return fake_auth_resolve(f);
 	if (f->s == NULL || !f->commit_open)
 		return 0;
 	f->commit_open = 0;

@@ -19,6 +19,13 @@
  * id=N KEY" (answered later), "## done id=N" (the answer handed to the
  * session), "## cancel id=N" (the session cancelled it).
  *
+ * AUTH (with `auth` set): alice@example.com's password is "secret" (her addresses:
+ * alice@example.com and her alias al@example.com); busy@example.com's check
+ * "cannot be made now" (TEMPFAIL); everything else fails. Recorded as "## auth
+ * id=N IDENTITY" (never the password; "-" for invalid credentials), answered by
+ * fake_session_resolve() like a commit. The screen (with `screen` set) records
+ * "## screen WHAT" and says "screened" on the screen-th note.
+ *
  * Ownership: a struct fake_session owns its record (fake_session_fini frees it)
  * and the messages it hands out; it borrows the session set in `s`.
  */
@@ -70,6 +77,8 @@ struct fake_session {
 	long long write_fail_after; /* msg_write() fails (ENOSPC) past these octets [-1: never] */
 	int commit_fail; /* commits fail [0] */
 	int record; /* keep the record in rec [0] */
+	int auth; /* give the session an auth_check op [0] */
+	int screen; /* give it a screen_note op; the screen-th note screens [0: no op] */
 	struct smtp_session *s; /* with record: its output is recorded before each event */
 	/* what happened */
 	int begun, aborted, committed, open_msgs, lookups, logged, log_lines;
@@ -77,6 +86,10 @@ struct fake_session {
 	size_t max_open; /* the most requests open at once */
 	struct fake_open open[FAKE_OPEN_MAX]; /* verify requests open, oldest first */
 	size_t n_open;
+	int auth_open; /* an AUTH check is waiting for fake_session_resolve() */
+	uint64_t auth_id;
+	enum smtp_auth_status auth_status;
+	int auth_checks, screen_notes;
 	int commit_open; /* a commit is waiting for fake_session_resolve() */
 	uint64_t commit_id;
 	struct fake_answer answers[FAKE_ANSWERS_MAX];
@@ -94,12 +107,16 @@ struct fake_session {
 /* Sets the defaults above and fills f->ops. */
 void fake_session_init(struct fake_session *f);
 
+/* After setting auth or screen: gives f->ops the matching ops (or takes them away). */
+void fake_session_setup(struct fake_session *f);
+
 /* Records the output f->s has pending (with record set) and marks it sent. */
 void fake_session_drain(struct fake_session *f);
 
 /*
  * As the glue does once the queue has answered: if a commit is open, reports
- * the last commit's outcome (pending_ok, pending_id). Returns 1 if it did.
+ * the last commit's outcome (pending_ok, pending_id); else if an AUTH check is
+ * open, its outcome. Returns 1 if it did.
  */
 int fake_session_resolve(struct fake_session *f);
 

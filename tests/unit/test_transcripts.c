@@ -26,6 +26,10 @@
  *                         the verifier answers those open requests (ids as the session
  *                         gave them, "## ask" lines), all oldest first, or newest first
  *   drop                  the connection is lost: the glue frees the session now
+ *   auth: yes             the glue checks AUTH passwords (fake_session_ops.h)
+ *   screen: N             the glue has a Dynamic Screen; its N-th note screens
+ *   port: submission|smtps  the listener's role (default smtp)
+ *   tls: yes              TLS is active on the connection
  * Input the session does not take (it waits for answers) is kept and fed again
  * after each done: line, as the glue does; a commit is answered as soon as it is
  * asked. NAME.ref is the server's output with each CRLF shown as a newline, then
@@ -62,6 +66,8 @@ struct script {
 	char conf_keys[2048];
 	char peer[64];
 	int trusted, early, nobyte, sharing_peer;
+	int auth, screen, tls;
+	enum smtp_port_kind port;
 	/* fake: lines */
 	long long free_space, write_fail_after;
 	int begin_errno, commit_fail;
@@ -207,6 +213,16 @@ static int script_load(const char *path, struct script *sc)
 			fake_line(sc, line + 6);
 		else if (strcmp(line, "sharing_peer: yes") == 0)
 			sc->sharing_peer = 1;
+		else if (strcmp(line, "auth: yes") == 0)
+			sc->auth = 1;
+		else if (strncmp(line, "screen: ", 8) == 0)
+			sc->screen = atoi(line + 8);
+		else if (strcmp(line, "tls: yes") == 0)
+			sc->tls = 1;
+		else if (strcmp(line, "port: submission") == 0)
+			sc->port = SMTP_PORT_SUBMISSION;
+		else if (strcmp(line, "port: smtps") == 0)
+			sc->port = SMTP_PORT_SMTPS;
 		else if (strncmp(line, "answer: ", 8) == 0 && answer_line(sc, line + 8) == 0)
 			continue;
 		else if ((strcmp(line, "timeout") == 0 || strcmp(line, "shutdown") == 0) &&
@@ -363,10 +379,14 @@ static int run_script(const struct script *sc, const struct conf *c, int bytewis
 	for (size_t i = 0; i < sc->n_answers; i++)
 		fake_session_answer(&f, sc->answers[i].mailbox, sc->answers[i].status,
 		                    sc->answers[i].text);
-	struct smtp_session *s = smtp_session_new(c, &f.ops, SMTP_PORT_SMTP, sc->peer, sc->trusted,
-	                                          sc->sharing_peer);
+	f.auth = sc->auth;
+	f.screen = sc->screen;
+	fake_session_setup(&f);
+	struct smtp_session *s =
+	        smtp_session_new(c, &f.ops, sc->port, sc->peer, sc->trusted, sc->sharing_peer);
 	if (s == NULL)
 		return -1;
+	smtp_session_set_tls(s, sc->tls);
 	f.s = s;
 	smtp_session_greet(s, sc->early);
 	fake_session_drain(&f);
@@ -415,7 +435,7 @@ static int is_digit(char ch)
 
 /*
  * RFC 3463/2034: every reply line carries an enhanced code of its own class,
- * except the greeting (220), the HELO/EHLO reply (250 without one) and 354.
+ * except the greeting (220), the HELO/EHLO reply (250 without one) 354, and the 334 of an AUTH exchange (RFC 4954 4: a base64 challenge).
  */
 static int replies_have_enhanced_codes(const char *rec, const char *name)
 {
@@ -428,7 +448,7 @@ static int replies_have_enhanced_codes(const char *rec, const char *name)
 			int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 			int has = n >= 10 && line[4] == line[0] && line[5] == '.' &&
 			          is_digit(line[6]);
-			if (code != 220 && code != 354 && code != 250 && !has) {
+			if (code != 220 && code != 354 && code != 334 && code != 250 && !has) {
 				fprintf(stderr, "%s: reply without enhanced code: %.*s\n", name,
 				        (int)n, line);
 				ok = 0;
