@@ -103,6 +103,8 @@ static void run_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 	smtp_session_reply_more(s, 250, "ENHANCEDSTATUSCODES");
 	if (s->c->smtp_dsn)
 		smtp_session_reply_more(s, 250, "DSN");
+	if (smtp_tls_offered(s))
+		smtp_session_reply_more(s, 250, "STARTTLS");
 	smtp_session_reply(s, 250, NULL, "HELP", 0);
 }
 
@@ -439,7 +441,8 @@ static void run_help(struct smtp_session *s, const struct smtp_cmd *cmd)
 	size_t n = 0;
 	const struct smtp_command *t = smtp_command_table(&n);
 	for (size_t i = 0; i < n; i++) {
-		if (t[i].run == run_not_offered)
+		if (t[i].run == run_not_offered ||
+		    (t[i].verb == SMTP_VERB_STARTTLS && !smtp_tls_offered(s)))
 			continue;
 		if (strlen(text) + strlen(t[i].name) + 2 >= sizeof text)
 			break;
@@ -513,7 +516,7 @@ static const struct smtp_command commands[] = {
         {"HELP", SMTP_VERB_HELP, check_any, run_help},
         {"VRFY", SMTP_VERB_VRFY, check_vrfy, run_vrfy},
         {"EXPN", SMTP_VERB_EXPN, check_group_end, run_not_offered},
-        {"STARTTLS", SMTP_VERB_STARTTLS, check_group_end, run_not_offered},
+        {"STARTTLS", SMTP_VERB_STARTTLS, smtp_tls_check, smtp_tls_run},
         {"AUTH", SMTP_VERB_AUTH, check_group_end, run_not_offered},
         {"BDAT", SMTP_VERB_BDAT, check_any, run_not_offered},
 };

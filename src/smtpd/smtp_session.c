@@ -323,9 +323,18 @@ static void header_safe(char *out, size_t outsz, const char *in)
 	out[i] = '\0';
 }
 
+/* RFC 3848 (and 5321 4.4): SMTP after HELO, ESMTP after EHLO, ESMTPS inside TLS. */
+static const char *received_protocol(const struct smtp_session *s)
+{
+	if (s->helo_kind != SMTP_HELO_EHLO)
+		return "SMTP";
+	return s->tls_active ? "ESMTPS" : "ESMTP";
+}
+
 /*
  * RFC 5321 4.4 trace field, RFC 3848 protocol names:
  *   Received: from HELO ([addr])
+ *           (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)   (inside TLS)
  *           by hostname (sharemail) with ESMTP id ID;
  *           date
  * The id is the queue id (queue_msg_begin chose it), as in the log lines.
@@ -339,11 +348,13 @@ static int received_field(struct smtp_session *s, char *out, size_t outsz)
 	header_safe(host, sizeof host, s->c->hostname);
 	if (rfc5322_date_format(now, date, sizeof date) < 0)
 		snprintf(date, sizeof date, "Thu, 1 Jan 1970 00:00:00 +0000");
+	char tls[2 * SMTP_SESSION_TLS_NAME_MAX + 40];
+	smtp_tls_received(s, tls, sizeof tls);
 	int n = snprintf(out, outsz,
-	                 "Received: from %s ([%s%s])\r\n\tby %s (sharemail) with %s id %s;\r\n"
+	                 "Received: from %s ([%s%s])\r\n%s\tby %s (sharemail) with %s id %s;\r\n"
 	                 "\t%s\r\n",
-	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, host,
-	                 s->helo_kind == SMTP_HELO_EHLO ? "ESMTP" : "SMTP", s->queue_id, date);
+	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, tls, host,
+	                 received_protocol(s), s->queue_id, date);
 	return (n < 0 || (size_t)n >= outsz) ? -1 : n;
 }
 
@@ -581,6 +592,7 @@ static void step_finish(struct smtp_session *s, struct smtp_step *st)
 		if (s->env != NULL)
 			smtp_session_reply(s, 250, "2.1.0", "Sender OK", 0);
 		break;
+	case SMTP_REQUEST_TLS: break; /* smtp_session_tls_done() applies it */
 	case SMTP_REQUEST_RCPT:
 	default:
 		reply_record_reset(s);
@@ -738,6 +750,40 @@ void smtp_session_commit_done(struct smtp_session *s, uint64_t id, int ok, const
 		return;
 	}
 	steps_settle(s);
+}
+
+/* ---- TLS (STARTTLS's request; the rest is smtp_session_tls.c) ---- */
+
+int smtp_session_request_tls(struct smtp_session *s)
+{
+	if (s->ops->tls_start == NULL)
+		return -1;
+	struct smtp_step *st = step_push(s, SMTP_REQUEST_TLS);
+	if (st == NULL)
+		return -1;
+	st->id = ++s->next_id;
+	if (s->ops->tls_start(s->ops->arg, st->id) != 1) {
+		s->n_steps--; /* the one just pushed */
+		return -1;
+	}
+	st->open = 1;
+	s->n_open++;
+	return 0;
+}
+
+void smtp_session_tls_done(struct smtp_session *s, uint64_t id, int ok, const char *version,
+                           const char *cipher)
+{
+	struct smtp_step *st = step_find(s, id, SMTP_REQUEST_TLS);
+	if (st == NULL)
+		return;
+	struct smtp_step done;
+	step_pop(s, &done); /* STARTTLS runs with no other step outstanding: it is the first */
+	if (!ok) {
+		smtp_session_end(s);
+		return;
+	}
+	smtp_tls_reset(s, version, cipher);
 }
 
 enum smtp_sender_known smtp_session_sender(const struct smtp_session *s, const char **peer)

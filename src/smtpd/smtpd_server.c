@@ -6,6 +6,7 @@
  * queue, the verifier, the mailbox index and the rejected-recipients log.
  */
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "util/log.h"
 #include "util/netaddr.h"
 #include "util/timeutil.h"
+#include "util/tls_ctx.h"
 #include "verify/lookup.h"
 #include "verify/mailbox_index.h"
 #include "verify/verify.h"
@@ -52,6 +54,7 @@ struct conn {
 	struct smtp_session_ops ops;
 	struct conn_req *reqs; /* the open requests */
 	struct conn_req commit; /* the record of the commit (at most one at a time) */
+	uint64_t tls_id; /* the session's open TLS request (STARTTLS), 0: none */
 	unsigned dead : 1; /* transport gone while a commit was under way (net holds nc) */
 };
 
@@ -338,6 +341,16 @@ static int64_t op_now(void *arg)
 	return time_wall_s();
 }
 
+/* STARTTLS: net_server switches once the 220 is out, then calls sv_tls_done. */
+static int op_tls_start(void *arg, uint64_t id)
+{
+	struct conn *c = arg;
+	if (!c->nc || net_conn_starttls(c->nc) != 0)
+		return 0;
+	c->tls_id = id;
+	return 1;
+}
+
 /* ---- the session vtable for net_server ---- */
 
 static void *sv_open(void *svc, struct net_conn *nc, int tag, const struct sockaddr *peer,
@@ -363,7 +376,8 @@ static void *sv_open(void *svc, struct net_conn *nc, int tag, const struct socka
 	                                   .free_space = op_free_space,
 	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
 	                                   .log_line = op_log_line,
-	                                   .now = op_now};
+	                                   .now = op_now,
+	                                   .tls_start = op_tls_start};
 	c->sess = smtp_session_new(cf, &c->ops, (enum smtp_port_kind)tag, peer_text,
 	                           peer_trusted(cf, peer),
 	                           verify_client_is_peer(s->verify, peer_text));
@@ -377,6 +391,9 @@ static void *sv_open(void *svc, struct net_conn *nc, int tag, const struct socka
 static void sv_greet(void *sess, int early_talker)
 {
 	struct conn *c = sess;
+	const char *version, *cipher;
+	if (net_conn_tls_info(c->nc, &version, &cipher)) /* smtps_listen: TLS came first */
+		smtp_session_tls_implicit(c->sess, version, cipher);
 	smtp_session_greet(c->sess, early_talker);
 }
 
@@ -438,8 +455,13 @@ static void sv_shutdown(void *sess)
 
 static void sv_tls_done(void *sess, int ok)
 {
-	(void)sess;
-	(void)ok;
+	struct conn *c = sess;
+	const char *version = NULL, *cipher = NULL;
+	uint64_t id = c->tls_id;
+	c->tls_id = 0;
+	if (ok && !net_conn_tls_info(c->nc, &version, &cipher))
+		ok = 0;
+	smtp_session_tls_done(c->sess, id, ok, version, cipher);
 }
 
 /* The transport is gone: verify requests are cancelled; a commit still owed keeps c. */
@@ -511,6 +533,25 @@ static int listen_all(struct smtpd_server *s, const struct addrlist *l, enum smt
 	return 0;
 }
 
+/*
+ * The TLS context of c's tls_cert_file and tls_key_file for new handshakes
+ * (none without a certificate). Returns 0, or -1 with the reason in err (the
+ * context in use, if any, stays).
+ */
+static int tls_load(struct smtpd_server *s, const struct conf *c, char *err, size_t errlen)
+{
+	if (!c->tls_cert_file || !*c->tls_cert_file) {
+		net_server_set_tls(s->net, NULL);
+		return 0;
+	}
+	SSL_CTX *ctx = tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, NULL, err, errlen);
+	if (!ctx)
+		return -1;
+	net_server_set_tls(s->net, ctx); /* takes its own reference */
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
                                       struct queue *q, struct mailbox_index *idx, struct verify *v,
                                       char *err, size_t errlen)
@@ -534,7 +575,11 @@ struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *b
 	if (listen_all(s, &c->smtp_listen, SMTP_PORT_SMTP, NET_TLS_NONE, "smtp", err, errlen) !=
 	            0 ||
 	    listen_all(s, &c->submission_listen, SMTP_PORT_SUBMISSION, NET_TLS_NONE, "submission",
-	               err, errlen) != 0)
+	               err, errlen) != 0 ||
+	    listen_all(s, &c->smtps_listen, SMTP_PORT_SUBMISSION, NET_TLS_IMPLICIT, "smtps", err,
+	               errlen) != 0)
+		goto fail;
+	if (tls_load(s, c, err, errlen) != 0)
 		goto fail;
 	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
 		rej_open(s); /* early, so a bad path shows in the log at start-up */
@@ -560,8 +605,14 @@ void smtpd_server_reload(struct smtpd_server *s, const struct conf *c)
 {
 	struct net_limits lim;
 	s->conf = c;
+	char err[768];
 	limits_of(c, &lim);
 	net_server_set_limits(s->net, &lim);
+	/* The certificate and key are read again: new handshakes use them, open sessions keep theirs. */
+	if (tls_load(s, c, err, sizeof err) != 0)
+		log_err("SIGHUP: %s; TLS keeps the certificate it had", err);
+	else if (c->tls_cert_file && *c->tls_cert_file)
+		log_info("tls: certificate %s loaded", c->tls_cert_file);
 	/* Opened again on the next refused recipient: a new path, or a rotated file. */
 	if (s->rej_fd >= 0)
 		close(s->rej_fd);
