@@ -135,6 +135,7 @@ bench: deps-bench
 	$(MAKE) --no-print-directory bench-bin
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
+	python3 bench/tls/run.py --build $(B)
 	python3 bench/relay/run.py --build $(B)
 	python3 bench/sharing/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open
