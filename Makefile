@@ -85,7 +85,8 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/tests/unit/harness.o $(LIB)
 # (an extra prerequisite: the link rules put it before the library).
 FAKE_SESSION_SRC := tests/unit/fake_session_ops.c
 FAKE_SESSION_OBJ := $(B)/tests/unit/fake_session_ops.o
-$(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client: \
+$(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client \
+        $(B)/tests/test_smtp_session_tls: \
         $(FAKE_SESSION_OBJ)
 $(B)/fuzz/fuzz_smtp_session-replay: $(FAKE_SESSION_OBJ)
 
