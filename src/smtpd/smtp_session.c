@@ -775,10 +775,11 @@ void smtp_session_tls_done(struct smtp_session *s, uint64_t id, int ok, const ch
                            const char *cipher)
 {
 	struct smtp_step *st = step_find(s, id, SMTP_REQUEST_TLS);
-	if (st == NULL)
+	/* STARTTLS runs with no other step outstanding: its step is the first. */
+	if (st == NULL || st != step_at(s, 0))
 		return;
 	struct smtp_step done;
-	step_pop(s, &done); /* STARTTLS runs with no other step outstanding: it is the first */
+	step_pop(s, &done);
 	if (!ok) {
 		smtp_session_end(s);
 		return;
