@@ -850,12 +850,18 @@ void net_server_drain(struct net_server *s, void (*done)(void *arg), void *arg)
 	struct net_conn *next;
 	for (struct net_conn *c = s->conns; c; c = next) {
 		next = c->next;
+		int handshaking = c->starttls || (c->tls && !c->tls_up);
 		if (c->state == CONN_GREETING || c->state == CONN_HANDSHAKE) {
 			conn_free(c);
-		} else if (c->state == CONN_ACTIVE && !c->starttls && !(c->tls && !c->tls_up)) {
+		} else if (c->state == CONN_ACTIVE && handshaking) {
+			/* Mid-handshake there is no stream to say 421 on: the session just ends. */
+			c->starttls = 0;
+			s->ops->tls_done(c->sess, 0);
+			conn_free(c);
+		} else if (c->state == CONN_ACTIVE) {
 			s->ops->shutdown(c->sess);
 			conn_pump(c);
-		} /* closing ones have their timers; a handshake ends by its deadline */
+		} /* closing ones have their timers */
 	}
 	if (s->n_conns == 0) {
 		struct timeval zero = {0, 0};

@@ -135,7 +135,7 @@ int net_server_tls_available(const struct net_server *s);
 
 /*
  * Graceful stop: closes the listeners, frees connections still before their
- * greeting, calls ops->shutdown on every active session and lets them end as
+ * greeting or in a TLS handshake, calls ops->shutdown on every active session and lets them end as
  * they do; done(arg) runs on the event loop once no connection is left (at
  * once if there is none).
  */

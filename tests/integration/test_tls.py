@@ -470,6 +470,34 @@ def test_early_talker_465():
         tls.close()
 
 
+def test_drain_with_tls_sessions():
+    """SIGTERM with a TLS session idle and a STARTTLS handshake half done: the TLS
+    session gets its 421 inside TLS, the half handshake is dropped at once, and the
+    daemon stops well before its 10 s drain limit."""
+    t = TlsDaemon()
+    try:
+        idle = smtplib.SMTP("127.0.0.1", t.sub, timeout=WAIT)
+        idle.starttls(context=client_ctx())
+        idle.ehlo("client.test")
+        half = Conn(t.smtp)
+        half.cmd("EHLO client.test")
+        S.eq(half.cmd("STARTTLS").code, 220, "220")
+        half.send(bytes.fromhex("160301020001"))  # read or not yet: a handshake either way
+        t0 = time.monotonic()
+        t.d.proc.send_signal(signal.SIGTERM)
+        code, text = idle.getreply()
+        S.eq(code, 421, f"421 inside TLS on shutdown: {text!r}")
+        S.check(half.wait_closed(WAIT), "the half handshake is closed")
+        rc = t.d.proc.wait(WAIT)
+        took = time.monotonic() - t0
+        S.eq(rc, 0, "clean exit")
+        S.check(took < 5, f"stopped without waiting for the drain limit ({took:.1f}s)")
+        idle.close()
+        half.close()
+    finally:
+        t.d.cleanup()
+
+
 # ---- the certificate: load errors and SIGHUP ----
 
 def test_sighup_new_certificate():
@@ -572,4 +600,5 @@ if __name__ == "__main__":
                     test_starttls_pipelined_plaintext, test_starttls_plaintext_after_220,
                     test_starttls_refusals, test_smtps_plaintext_and_garbage,
                     test_handshake_never_completes, test_tls_close_mid_data,
-                    test_early_talker_465, test_sighup_new_certificate, test_config_errors]))
+                    test_early_talker_465, test_drain_with_tls_sessions,
+                    test_sighup_new_certificate, test_config_errors]))
