@@ -39,8 +39,10 @@ struct smtpd_server;
 struct verify;
 
 /*
- * Binds every smtp_listen and submission_listen address (SO_REUSEADDR;
- * IPV6_V6ONLY on IPv6) and starts accepting on `base`. Returns NULL with a
+ * Binds every smtp_listen, submission_listen and smtps_listen (implicit TLS,
+ * submission's rules) address (SO_REUSEADDR; IPV6_V6ONLY on IPv6), loads the
+ * TLS context of tls_cert_file and tls_key_file when set (STARTTLS is then
+ * offered on the other two), and starts accepting on `base`. Returns NULL with a
  * message in err on failure (nothing left open); a bind or listen error names
  * the config line ("FILE:LINE: smtp_listen HOST:PORT: reason"). A conf with no
  * listeners gives a server that accepts nothing. v (not NULL) answers RCPT and
@@ -66,8 +68,10 @@ size_t smtpd_server_connections(const struct smtpd_server *s);
  * SIGHUP: connections accepted from now on use c (limits, deadlines, trusted
  * networks, the greeting pause, the session's policy); every open session keeps
  * the conf it started with, to its end. The listeners stay as they are (c must
- * have the same ones: conf_reload_merge()). The rejected-recipients log is
- * reopened on its next line. c is borrowed like the first conf.
+ * have the same ones: conf_reload_merge()). tls_cert_file and tls_key_file
+ * are read again: new connections and STARTTLS handshakes use them, open TLS
+ * sessions keep theirs; a pair that fails to load is logged and the last good
+ * one stays. The rejected-recipients log is reopened on its next line. c is borrowed like the first conf.
  */
 void smtpd_server_reload(struct smtpd_server *s, const struct conf *c);
 
