@@ -46,7 +46,7 @@ LDLIBS   += $(PKG_LIBS)
 
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
                                src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
-                               src/deliver/*.c src/screen/*.c))
+                               src/deliver/*.c src/screen/*.c src/net/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -85,7 +85,8 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/tests/unit/harness.o $(LIB)
 # (an extra prerequisite: the link rules put it before the library).
 FAKE_SESSION_SRC := tests/unit/fake_session_ops.c
 FAKE_SESSION_OBJ := $(B)/tests/unit/fake_session_ops.o
-$(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client: \
+$(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client \
+        $(B)/tests/test_smtp_session_tls: \
         $(FAKE_SESSION_OBJ)
 $(B)/fuzz/fuzz_smtp_session-replay: $(FAKE_SESSION_OBJ)
 
@@ -135,6 +136,7 @@ bench: deps-bench
 	$(MAKE) --no-print-directory bench-bin
 	python3 bench/minger/run.py --build $(B)
 	python3 bench/smtp/run.py --build $(B)
+	python3 bench/tls/run.py --build $(B)
 	python3 bench/relay/run.py --build $(B)
 	python3 bench/sharing/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open

@@ -4,7 +4,9 @@
 Creates ./demo-state/ (kept between runs; delete it to start over) with a config,
 a Minger secret and a few demo accounts and aliases, then runs build/sharemaild
 in the foreground until Ctrl-C. Ports are unprivileged: Minger on 127.0.0.1:14069
-and [::1]:14069, SMTP on 127.0.0.1:2525, submission on 127.0.0.1:2587.
+and [::1]:14069, SMTP on 127.0.0.1:2525, submission on 127.0.0.1:2587, SMTPS
+(implicit TLS) on 127.0.0.1:2465. A self-signed certificate (demo-cert.pem,
+demo-key.pem, made with the openssl command) gives STARTTLS and SMTPS.
 """
 import argparse
 import os
@@ -22,12 +24,16 @@ minger_listen = 127.0.0.1:14069
 {v6}minger_secret_file = minger-secrets
 smtp_listen = 127.0.0.1:2525
 submission_listen = 127.0.0.1:2587
-smtp_trusted_networks = 127.0.0.0/8
+{tls}smtp_trusted_networks = 127.0.0.0/8
 queue_min_free = 10m
 minger_anonymous = no
 # The demo relays nowhere: mail for other domains (the alias outside@example.com, or an
 # outside recipient from loopback) waits in the queue, retried; see `sharemail queue list`.
 relay_smarthost = [127.0.0.1]:9
+"""
+TLS_KEYS = """smtps_listen = 127.0.0.1:2465
+tls_cert_file = demo-cert.pem
+tls_key_file = demo-key.pem
 """
 ACCOUNTS = [("arvel@example.com", []), ("alice@example.com", []),
             ("bob@example.org", []), ("frozen@example.com", ["--disabled"])]
@@ -45,6 +51,19 @@ def have_ipv6():
         return False
 
 
+def demo_certificate(state):
+    """A self-signed certificate for demo.sharemail.test in state (kept between runs)."""
+    cert = os.path.join(state, "demo-cert.pem")
+    key = os.path.join(state, "demo-key.pem")
+    if os.path.exists(cert) and os.path.exists(key):
+        return
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
+                    "-subj", "/CN=demo.sharemail.test", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o600)
+
+
 def print_hints(build, state, conf):
     """Commands to paste into another terminal: relative to the working folder (where
     make runs, the top of the tree), each naming the demo's config and secret file."""
@@ -56,6 +75,8 @@ def print_hints(build, state, conf):
         f"{tool} -c {rel(conf)} minger query arvel@example.com --server 127.0.0.1:14069 "
         f"--secret-file {secrets}",
         "swaks --server 127.0.0.1 --port 2525 --to arvel@example.com",
+        "swaks --server 127.0.0.1 --port 2525 --tls --to arvel@example.com",
+        "swaks --server 127.0.0.1 --port 2465 --tlsc --to arvel@example.com",
         f"ls {rel(os.path.join(state, 'mail/example.com/arvel/Maildir/new'))}",
         f"{tool} -c {rel(conf)} account list",
     ]
@@ -77,10 +98,11 @@ def main():
     cli = [os.path.join(build, "sharemail"), "-c", conf]
     fresh = not os.path.exists(conf)
     os.makedirs(state, exist_ok=True)
+    demo_certificate(state)
     if fresh:
         v6 = "minger_listen = [::1]:14069\n" if have_ipv6() else ""
         with open(conf, "w") as f:
-            f.write(CONF.format(v6=v6))
+            f.write(CONF.format(v6=v6, tls=TLS_KEYS))
         fd = os.open(os.path.join(state, "minger-secrets"), os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, (SECRET + "\n").encode())
         os.close(fd)
@@ -92,6 +114,12 @@ def main():
                            check=True)
         for alias, targets in ALIASES:
             subprocess.run(cli + ["alias", "add", alias] + targets, check=True)
+    else:
+        with open(conf) as f:
+            text = f.read()
+        if "tls_cert_file" not in text:  # a demo-state from before TLS
+            with open(conf, "a") as f:
+                f.write(TLS_KEYS)
     print_hints(build, state, conf)
     try:
         return subprocess.run([os.path.join(build, "sharemaild"), "-c", conf]).returncode

@@ -4,10 +4,11 @@
  * event loop (libevent) for signals and housekeeping timers until SIGTERM or
  * SIGINT. See sharemaild(8).
  *
- * Services built so far: Minger (UDP), SMTP and submission (smtpd_server), the
+ * Services built so far: Minger (UDP), SMTP, submission and SMTPS (smtpd_server), the
  * queue (<state_dir>/queue) and the delivery manager (local Maildirs and relay:
- * its own thread and event loop, deliver.h). SMTPS and POP3
- * listeners are accepted in the configuration but not built yet: a warning says so.
+ * its own thread and event loop, deliver.h), SMTPS (implicit TLS) and STARTTLS
+ * with tls_cert_file. POP3 listeners are accepted in the configuration but not
+ * built yet: a warning says so.
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting, end every SMTP session with 421
  * (a session waiting for a commit first gets its outcome), then stop the delivery
@@ -139,7 +140,7 @@ static void warn_unbuilt(const struct conf *c)
 	const struct {
 		const char *key;
 		size_t n;
-	} unbuilt[] = {{"smtps_listen", c->smtps_listen.n}, {"pop3_listen", c->pop3_listen.n}};
+	} unbuilt[] = {{"pop3_listen", c->pop3_listen.n}};
 	for (size_t i = 0; i < sizeof unbuilt / sizeof unbuilt[0]; i++)
 		if (unbuilt[i].n)
 			log_warning("%s is set but that service is not built yet; ignored",

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 
 #include "conf/conf_schema.h"
 #include "proto/mailaddr.h"
@@ -24,6 +25,7 @@
 #include "proto/peer_spec.h"
 #include "proto/minger_msg.h"
 #include "util/log.h"
+#include "util/tls_ctx.h"
 
 #define CONF_LINE_MAX 4096 /* octets in one line, newline excluded */
 #define CONF_ERRORS_MAX 1000 /* problems kept; past that one line says so */
@@ -1082,6 +1084,33 @@ static void listen_check(struct loader *ld)
 	}
 }
 
+/*
+ * tls_cert_file and tls_key_file as the daemon will read them (util/tls_ctx.h):
+ * a file that cannot be read, holds no PEM certificate or key, or a key that
+ * does not match is an error at the line of the key at fault; smtps_listen
+ * needs a certificate. The key file is a secret (CONF_LOAD_SKIP_SECRETS).
+ */
+static void tls_files_check(struct loader *ld)
+{
+	const struct conf *c = ld->c;
+	char err[768];
+	int key_bad = 0;
+	if (c->tls_key_file && !c->tls_cert_file)
+		ld_error(ld, seen_line(ld, "tls_key_file"),
+		         "tls_key_file is set but tls_cert_file is not");
+	if (c->smtps_listen.n && !c->tls_cert_file)
+		ld_error(ld, seen_line(ld, "smtps_listen"),
+		         "smtps_listen is set but tls_cert_file is not (implicit TLS needs a "
+		         "certificate)");
+	if (!c->tls_cert_file || (ld->flags & CONF_LOAD_SKIP_SECRETS))
+		return;
+	SSL_CTX *ctx =
+	        tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, &key_bad, err, sizeof err);
+	if (!ctx)
+		ld_error(ld, seen_line(ld, key_bad ? "tls_key_file" : "tls_cert_file"), "%s", err);
+	SSL_CTX_free(ctx);
+}
+
 /* Checks that involve more than one key or something outside the file. */
 static void cross_check(struct loader *ld)
 {
@@ -1090,6 +1119,7 @@ static void cross_check(struct loader *ld)
 		secret_file_check(ld);
 	state_dir_check(ld);
 	listen_check(ld);
+	tls_files_check(ld);
 	if (ld->nlistens > 0 && c->local_domains.n == 0) /* a listener, but nothing to serve */
 		ld_error(ld, 0,
 		         "local_domains is not set, so this server holds no mailbox: mail for it "

@@ -108,6 +108,9 @@ struct conf {
 	char *smtp_over_quota_reply; /* "452" (default) or "552" */
 	int smtp_max_line_length; /* text line octets without CRLF, default 998 */
 	int smtp_max_received_headers; /* loop limit, default 50 */
+	/* TLS (util/tls_ctx.h): STARTTLS on 25/587, implicit on smtps_listen */
+	char *tls_cert_file; /* PEM, leaf then chain; NULL: no TLS */
+	char *tls_key_file; /* PEM; NULL: the key is in tls_cert_file */
 	/* SMTP AUTH and the sender authentication rules (smtpd/auth_rules.h) */
 	int auth_allow_plaintext; /* bool, default 0: AUTH only inside TLS */
 	int smtp_auth_on_smtp_port; /* bool, default 1: AUTH offered on smtp_listen */

@@ -52,7 +52,8 @@ const struct conf_key conf_keys[] = {
         ADDRLIST(smtp_listen, "SMTP listeners, HOST:PORT (port 25)."),
         ADDRLIST(submission_listen,
                  "Submission listeners, HOST:PORT (port 587; like smtp_listen until AUTH)."),
-        ADDRLIST(smtps_listen, "SMTPS listeners, HOST:PORT (not built yet: accepted and ignored)."),
+        ADDRLIST(smtps_listen,
+                 "SMTPS listeners, HOST:PORT (port 465: submission over implicit TLS, RFC 8314)."),
         ADDRLIST(pop3_listen, "POP3 listeners, HOST:PORT (not built yet: accepted and ignored)."),
         ADDRLIST(minger_listen,
                  "Minger UDP listeners, HOST:PORT (IPv6 as [::1]:4069); none: no Minger server."),
@@ -147,6 +148,11 @@ const struct conf_key conf_keys[] = {
             "Longest text line, in octets without CRLF or the stuffing dot; longer: refused."),
         INT(smtp_max_received_headers, "50", 1, 1000, 0,
             "Messages with more Received: headers are refused as a mail loop."),
+        /* TLS (util/tls_ctx.h): TLS 1.2 and 1.3, OpenSSL's default ciphers */
+        PATH(tls_cert_file, "", RELOAD,
+             "PEM certificate, then its chain; set: STARTTLS on 25/587, smtps_listen works."),
+        PATH(tls_key_file, "", RELOAD,
+             "PEM private key of tls_cert_file (both re-read on SIGHUP); empty: in the cert file."),
         /* SMTP AUTH (RFC 4954) and the sender authentication rules (smtpd/auth_rules.h) */
         BOOL(auth_allow_plaintext, "no", RELOAD,
              "Offer AUTH without TLS too (for tests on loopback); no: only after STARTTLS or on "

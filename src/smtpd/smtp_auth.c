@@ -32,7 +32,7 @@ static int refused_on_port(const struct smtp_session *s)
 /* RFC 4954 4, 14: no plaintext passwords outside TLS unless the admin says so. */
 static int tls_ok(const struct smtp_session *s)
 {
-	return s->tls || s->c->auth_allow_plaintext;
+	return s->tls_active || s->c->auth_allow_plaintext;
 }
 
 int smtp_auth_offered(const struct smtp_session *s)
@@ -559,6 +559,6 @@ const char *smtp_auth_protocol(const struct smtp_session *s)
 	if (s->helo_kind != SMTP_HELO_EHLO)
 		return "SMTP";
 	if (s->auth_account != NULL)
-		return s->tls ? "ESMTPSA" : "ESMTPA";
-	return s->tls ? "ESMTPS" : "ESMTP";
+		return s->tls_active ? "ESMTPSA" : "ESMTPA";
+	return s->tls_active ? "ESMTPS" : "ESMTP";
 }

@@ -106,6 +106,8 @@ static void run_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_session_reply_more(s, 250, "DSN");
 	if (smtp_auth_offered(s)) /* RFC 4954 3 */
 		smtp_session_reply_more(s, 250, "AUTH PLAIN LOGIN");
+	if (smtp_tls_offered(s))
+		smtp_session_reply_more(s, 250, "STARTTLS");
 	smtp_session_reply(s, 250, NULL, "HELP", 0);
 }
 
@@ -466,7 +468,8 @@ static void run_help(struct smtp_session *s, const struct smtp_cmd *cmd)
 	const struct smtp_command *t = smtp_command_table(&n);
 	for (size_t i = 0; i < n; i++) {
 		if (t[i].run == run_not_offered ||
-		    (t[i].verb == SMTP_VERB_AUTH && !smtp_auth_offered(s)))
+		    (t[i].verb == SMTP_VERB_AUTH && !smtp_auth_offered(s)) ||
+		    (t[i].verb == SMTP_VERB_STARTTLS && !smtp_tls_offered(s)))
 			continue;
 		if (strlen(text) + strlen(t[i].name) + 2 >= sizeof text)
 			break;
@@ -548,7 +551,7 @@ static const struct smtp_command commands[] = {
         {"HELP", SMTP_VERB_HELP, check_any, run_help},
         {"VRFY", SMTP_VERB_VRFY, check_vrfy, run_vrfy},
         {"EXPN", SMTP_VERB_EXPN, check_group_end, run_not_offered},
-        {"STARTTLS", SMTP_VERB_STARTTLS, check_group_end, run_not_offered},
+        {"STARTTLS", SMTP_VERB_STARTTLS, smtp_tls_check, smtp_tls_run},
         {"AUTH", SMTP_VERB_AUTH, check_auth, smtp_auth_run_cmd},
         {"BDAT", SMTP_VERB_BDAT, check_any, run_not_offered},
 };

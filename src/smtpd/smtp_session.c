@@ -353,6 +353,7 @@ static void account_safe(char *out, size_t outsz, const char *in)
  * RFC 5321 4.4 trace field, RFC 3848 protocol names (ESMTP, ESMTPA, ESMTPS,
  * ESMTPSA):
  *   Received: from HELO ([addr])[ (authenticated as ACCOUNT)]
+ *           (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)   (inside TLS)
  *           by hostname (sharemail) with ESMTP id ID;
  *           date
  * The id is the queue id (queue_msg_begin chose it), as in the log lines. The
@@ -373,10 +374,12 @@ static int received_field(struct smtp_session *s, char *out, size_t outsz)
 	header_safe(host, sizeof host, s->c->hostname);
 	if (rfc5322_date_format(now, date, sizeof date) < 0)
 		snprintf(date, sizeof date, "Thu, 1 Jan 1970 00:00:00 +0000");
+	char tls[2 * SMTP_SESSION_TLS_NAME_MAX + 40];
+	smtp_tls_received(s, tls, sizeof tls);
 	int n = snprintf(out, outsz,
-	                 "Received: from %s ([%s%s])%s\r\n\tby %s (sharemail) with %s id %s;\r\n"
+	                 "Received: from %s ([%s%s])%s\r\n%s\tby %s (sharemail) with %s id %s;\r\n"
 	                 "\t%s\r\n",
-	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, who, host,
+	                 helo, strchr(addr, ':') ? "IPv6:" : "", addr, who, tls, host,
 	                 smtp_auth_protocol(s), s->queue_id, date);
 	return (n < 0 || (size_t)n >= outsz) ? -1 : n;
 }
@@ -649,6 +652,7 @@ static void step_finish(struct smtp_session *s, struct smtp_step *st)
 		reply_record_reset(s);
 		smtp_auth_finish(s, st->ok);
 		break;
+	case SMTP_REQUEST_TLS: break; /* smtp_session_tls_done() applies it */
 	case SMTP_REQUEST_RCPT:
 	default:
 		reply_record_reset(s);
@@ -847,6 +851,41 @@ void smtp_session_auth_done(struct smtp_session *s, uint64_t id, enum smtp_auth_
 	step->open = 0;
 	s->n_open--;
 	steps_settle(s);
+}
+
+/* ---- TLS (STARTTLS's request; the rest is smtp_session_tls.c) ---- */
+
+int smtp_session_request_tls(struct smtp_session *s)
+{
+	if (s->ops->tls_start == NULL)
+		return -1;
+	struct smtp_step *st = step_push(s, SMTP_REQUEST_TLS);
+	if (st == NULL)
+		return -1;
+	st->id = ++s->next_id;
+	if (s->ops->tls_start(s->ops->arg, st->id) != 1) {
+		s->n_steps--; /* the one just pushed */
+		return -1;
+	}
+	st->open = 1;
+	s->n_open++;
+	return 0;
+}
+
+void smtp_session_tls_done(struct smtp_session *s, uint64_t id, int ok, const char *version,
+                           const char *cipher)
+{
+	struct smtp_step *st = step_find(s, id, SMTP_REQUEST_TLS);
+	/* STARTTLS runs with no other step outstanding: its step is the first. */
+	if (st == NULL || st != step_at(s, 0))
+		return;
+	struct smtp_step done;
+	step_pop(s, &done);
+	if (!ok) {
+		smtp_session_end(s);
+		return;
+	}
+	smtp_tls_reset(s, version, cipher);
 }
 
 enum smtp_sender_known smtp_session_sender(const struct smtp_session *s, const char **peer)
@@ -1164,11 +1203,6 @@ static void end_with(struct smtp_session *s, const char *enh, const char *what)
 void smtp_session_screened(struct smtp_session *s)
 {
 	end_with(s, "4.7.0", "Access denied by the Dynamic Screen, closing connection");
-}
-
-void smtp_session_set_tls(struct smtp_session *s, int active)
-{
-	s->tls = active ? 1 : 0;
 }
 
 const char *smtp_session_auth_account(const struct smtp_session *s)

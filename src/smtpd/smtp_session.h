@@ -11,7 +11,7 @@
  * Requests (DESIGN.md "Asynchronous requests"): whatever the session waits for
  * from outside is a request with an id (uint64_t, unique in the session, never
  * 0) and a kind (enum smtp_request_kind). The session asks through an op
- * (msg_commit, rcpt_verify, sender_verify), the glue answers with the kind's
+ * (msg_commit, rcpt_verify, sender_verify, tls_start), the glue answers with the kind's
  * _done(s, id, ...). An answer for an id that is not open (cancelled, already
  * answered, never asked) is ignored.
  *
@@ -82,6 +82,7 @@ enum smtp_request_kind {
 	SMTP_REQUEST_RCPT, /* rcpt_verify -> smtp_session_rcpt_done() */
 	SMTP_REQUEST_SENDER, /* sender_verify -> smtp_session_sender_done() */
 	SMTP_REQUEST_AUTH, /* auth_check -> smtp_session_auth_done() */
+	SMTP_REQUEST_TLS, /* tls_start -> smtp_session_tls_done() (STARTTLS, RFC 3207) */
 };
 
 /* The outcome of a password check (directory/password_check.h's three). */
@@ -165,6 +166,14 @@ struct smtp_session_ops {
 	 * screened now: the session answers 421 4.7.0 and ends. NULL: no screen.
 	 */
 	int (*screen_note)(void *arg, enum smtp_screen_note what);
+	/*
+	 * STARTTLS (RFC 3207): once the session's pending output (its 220) is sent,
+	 * discard the input not yet consumed and start a server TLS handshake as
+	 * request id. Returns 1 when it will (smtp_session_tls_done(s, id, ...)
+	 * follows, never from inside this call), 0 when TLS cannot be had now (the
+	 * session answers 454). NULL: no TLS (STARTTLS is never offered).
+	 */
+	int (*tls_start)(void *arg, uint64_t id);
 };
 
 struct smtp_session;
@@ -257,16 +266,28 @@ void smtp_session_auth_done(struct smtp_session *s, uint64_t id, enum smtp_auth_
  */
 const char *smtp_session_auth_account(const struct smtp_session *s);
 
-/*
- * TLS is (1) or is not (0) in force on the connection: the TLS glue sets it once
- * the handshake is done (STARTTLS, or at once on smtps_listen). AUTH is offered
- * and accepted only with TLS unless auth_allow_plaintext; Received says ESMTPS /
- * ESMTPSA. Until the TLS glue exists nothing sets it.
- */
-void smtp_session_set_tls(struct smtp_session *s, int active);
-
 /* The Dynamic Screen screened the client (after an AUTH failure): 421 4.7.0, ended. */
 void smtp_session_screened(struct smtp_session *s);
+
+/*
+ * TLS request id's outcome (STARTTLS). ok: TLS is active with version and
+ * cipher (OpenSSL's names, copied, e.g. "TLSv1.3", "TLS_AES_256_GCM_SHA384"),
+ * and every SMTP state is reset as RFC 3207 4.2 asks (HELO/EHLO name, the
+ * transaction, octets read but not consumed): the client must EHLO again.
+ * Not ok: the session ends without a reply (the handshake broke the stream).
+ */
+void smtp_session_tls_done(struct smtp_session *s, uint64_t id, int ok, const char *version,
+                           const char *cipher);
+
+/* Implicit TLS (smtps_listen, RFC 8314): TLS was active from the start. Before greet. */
+void smtp_session_tls_implicit(struct smtp_session *s, const char *version, const char *cipher);
+
+/*
+ * 1 while TLS is active, with its version and cipher (owned by the session,
+ * valid for its life) in *version and *cipher (when not NULL); 0 otherwise.
+ * For the AUTH rules (auth_allow_plaintext) and the Received field.
+ */
+int smtp_session_tls(const struct smtp_session *s, const char **version, const char **cipher);
 
 /* A timeout fired: outputs 421 4.4.2 and ends the session. */
 void smtp_session_timeout(struct smtp_session *s);

@@ -28,6 +28,9 @@
 /* RCPTs past smtp_max_recipients answered 452 before each further one counts as an error. */
 #define SMTP_SESSION_RCPT_GRACE 100
 
+/* Room for an OpenSSL protocol or cipher name ("TLS_AES_256_GCM_SHA384") with its NUL. */
+#define SMTP_SESSION_TLS_NAME_MAX 64
+
 enum smtp_state {
 	SMTP_ST_NEW = 0, /* before the greeting */
 	SMTP_ST_CMD, /* reading commands (maybe with requests open: see the steps) */
@@ -106,8 +109,7 @@ struct smtp_session {
 	size_t n_open; /* steps with a request open */
 	uint64_t next_id; /* the last id given */
 	struct smtp_held held;
-	/* TLS and AUTH (smtp_auth.c) */
-	int tls; /* smtp_session_set_tls() */
+	/* AUTH (smtp_auth.c) */
 	int in_local_networks; /* client_addr in local_networks */
 	struct sasl *sasl; /* during an exchange */
 	char *auth_line; /* SASL_LINE_MAX octets, during an exchange */
@@ -124,6 +126,10 @@ struct smtp_session {
 	char *hdr; /* DATA of an authenticated client: the header section, for From: */
 	size_t hdr_len;
 	int hdr_done; /* the header section ended within hdr */
+	/* TLS (smtp_session_tls.c) */
+	int tls_active;
+	char tls_version[SMTP_SESSION_TLS_NAME_MAX];
+	char tls_cipher[SMTP_SESSION_TLS_NAME_MAX];
 	/* I/O */
 	struct smtp_lines lines;
 	char *linebuf;
@@ -187,5 +193,19 @@ int smtp_commands_rcpt_target(struct smtp_session *s, const struct smtp_cmd *cmd
                               size_t *len);
 void smtp_commands_rcpt_finish(struct smtp_session *s, const struct smtp_cmd *cmd,
                                const struct verify_answer *a);
+
+/*
+ * TLS (smtp_session_tls.c; the request itself is smtp_session.c's). The
+ * STARTTLS row's check and run; 1 when STARTTLS goes in the EHLO reply; the
+ * reset after the handshake (RFC 3207 4.2); the Received field's TLS comment
+ * ("\t(using TLSv1.3 with cipher X)\r\n", or "" without TLS) into out.
+ */
+int smtp_tls_check(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_tls_run(struct smtp_session *s, const struct smtp_cmd *cmd);
+int smtp_tls_offered(const struct smtp_session *s);
+void smtp_tls_reset(struct smtp_session *s, const char *version, const char *cipher);
+void smtp_tls_received(const struct smtp_session *s, char *out, size_t outsz);
+/* Asks ops->tls_start as a request; 0, or -1 when TLS cannot be had (nothing asked). */
+int smtp_session_request_tls(struct smtp_session *s);
 
 #endif

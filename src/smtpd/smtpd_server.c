@@ -1,23 +1,15 @@
 /*
- * smtpd_server: listeners and connection glue for the SMTP session (see
- * smtpd_server.h). The session decides every reply; this file moves octets
- * between a bufferevent and the session, and enforces what only the transport can:
- * connection limits, deadlines, bounded buffers and the greeting pause.
- *
- * Connection life: GREETING (only with smtp_greet_pause_ms) -> ACTIVE ->
- * CLOSING (flushing our last replies) -> LINGER (write side shut, reading and
- * discarding what the client still sends, so the kernel does not answer its
- * unread octets with a RST that destroys our last reply) -> freed.
+ * smtpd_server: the SMTP service on net_server (see smtpd_server.h). The
+ * transport (listeners, limits, deadlines, greeting pause, TLS, linger, drain)
+ * is net/net_server.c's; this file makes one smtp_session per connection,
+ * gives net_server the session vtable, and connects the session's ops to the
+ * queue, the verifier, the mailbox index and the rejected-recipients log.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +20,7 @@
 
 #include "conf/conf.h"
 #include "directory/password_check.h"
+#include "net/net_server.h"
 #include "queue/queue.h"
 #include "screen/screen.h"
 #include "smtpd/smtp_session.h"
@@ -35,36 +28,12 @@
 #include "util/log.h"
 #include "util/netaddr.h"
 #include "util/timeutil.h"
+#include "util/tls_ctx.h"
 #include "verify/lookup.h"
 #include "verify/mailbox_index.h"
 #include "verify/verify.h"
 
-/* Input kept in the bufferevent before reading pauses (the session consumes it). */
-#define IN_HIGH (64 * 1024)
-/* Replies waiting for the client before we stop reading its commands. */
-#define OUT_HIGH (64 * 1024)
-/* Octets fed to the session per call: small for commands so replies interleave. */
-#define FEED_CMD 4096
-#define FEED_DATA (64 * 1024)
-/* In DATA, the deadline restarts after each this many octets of message. */
-#define DATA_PROGRESS_BYTES (64 * 1024)
-/* Seconds to flush our last reply, and to linger reading after shutting down. */
-#define CLOSE_FLUSH_S 5
-#define LINGER_S 2
-#define LINGER_MAX_BYTES (1024 * 1024)
-/* Pause after accept() fails for lack of descriptors (EMFILE), in ms. */
-#define ACCEPT_PAUSE_MS 100
-#define IP_BUCKETS 1024
-#define BACKLOG 1024
 #define REJ_LINE_MAX 1024
-
-enum conn_state { CONN_GREETING, CONN_ACTIVE, CONN_CLOSING, CONN_LINGER };
-
-struct ipcount {
-	struct ipcount *next;
-	unsigned char addr[16];
-	int count;
-};
 
 /*
  * One request a session has open (smtp_session.h "Requests"), by its id: a
@@ -96,128 +65,34 @@ struct auth_req {
 	int screened; /* that failure screened the client */
 };
 
+/* One connection's SMTP side: the session net_server drives (its `sess`). */
 struct conn {
-	struct conn *prev, *next;
-	struct smtpd_server *srv;
+	struct smtpd_server *srv; /* NULL once the server is freed */
+	struct net_conn *nc; /* NULL once the transport is gone */
 	const struct conf *cf; /* the configuration the session started with */
-	struct bufferevent *bev;
 	struct smtp_session *sess;
-	struct event *timer;
 	struct smtp_session_ops ops;
-	unsigned char ip[16];
-	struct sockaddr_storage peer; /* for the Dynamic Screen */
-	size_t data_progress;
-	size_t lingered;
-	enum conn_state state;
 	struct conn_req *reqs; /* the open requests */
 	struct conn_req commit; /* the record of the commit (at most one at a time) */
-	unsigned dead : 1; /* socket gone while a commit was under way */
-	unsigned eof : 1;
-	unsigned in_data : 1;
-};
-
-struct listener {
-	struct evconnlistener *l;
-	struct smtpd_server *srv;
-	enum smtp_port_kind kind;
+	uint64_t tls_id; /* the session's open TLS request (STARTTLS), 0: none */
+	struct sockaddr_storage peer; /* for the Dynamic Screen */
+	unsigned dead : 1; /* transport gone while a commit was under way (net holds nc) */
 };
 
 struct smtpd_server {
 	const struct conf *conf; /* for new connections: smtpd_server_reload() swaps it */
-	struct event_base *base;
 	struct queue *q;
 	struct mailbox_index *idx;
 	struct verify *verify;
-	struct listener *listeners;
-	size_t n_listeners;
-	struct event *accept_pause;
-	struct event *drain_event;
-	void (*drain_done)(void *arg);
-	void *drain_arg;
-	int draining;
-	struct conn *conns;
-	size_t n_conns;
-	struct ipcount *ips[IP_BUCKETS];
+	struct net_server *net;
+	int freeing; /* in smtpd_server_free(): connections lose their server */
 	int rej_fd;
+	struct event_base *base;
 	struct password_check *pc; /* AUTH; NULL: not offered (smtpd_server_set_auth) */
 	struct screen *screen; /* the Dynamic Screen, or NULL */
 	struct auth_req *auths; /* AUTH requests the pool still owes, or delayed failures */
 	uint64_t next_gid;
 };
-
-static struct log_limit limit_log = LOG_LIMIT_INIT(10, 10);
-static struct log_limit accept_log = LOG_LIMIT_INIT(5, 10);
-
-static void conn_pump(struct conn *c);
-static void conn_close(struct conn *c);
-static void conn_free(struct conn *c);
-
-/* ---- peer addresses and the per-address counts ---- */
-
-/* The peer's address as 16 octets; IPv4 (and IPv4-mapped IPv6) as ::ffff:a.b.c.d. */
-static void ip_key(const struct sockaddr *sa, unsigned char out[16])
-{
-	memset(out, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
-}
-
-/* The address as text without port ("192.0.2.1", "2001:db8::1"); mapped IPv4 as IPv4. */
-static void ip_text(const unsigned char ip[16], char *out, size_t outsz)
-{
-	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	if (memcmp(ip, mapped, 12) == 0)
-		inet_ntop(AF_INET, ip + 12, out, (socklen_t)outsz);
-	else
-		inet_ntop(AF_INET6, ip, out, (socklen_t)outsz);
-}
-
-static unsigned ip_hash(const unsigned char ip[16])
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (int i = 0; i < 16; i++)
-		h = (h ^ ip[i]) * 16777619u;
-	return h % IP_BUCKETS;
-}
-
-static struct ipcount **ip_find(struct smtpd_server *s, const unsigned char ip[16])
-{
-	struct ipcount **p = &s->ips[ip_hash(ip)];
-	while (*p && memcmp((*p)->addr, ip, 16) != 0)
-		p = &(*p)->next;
-	return p;
-}
-
-static int ip_count(struct smtpd_server *s, const unsigned char ip[16])
-{
-	struct ipcount *e = *ip_find(s, ip);
-	return e ? e->count : 0;
-}
-
-static int ip_add(struct smtpd_server *s, const unsigned char ip[16], int delta)
-{
-	struct ipcount **p = ip_find(s, ip);
-	if (!*p) {
-		if (delta <= 0)
-			return 0;
-		struct ipcount *e = calloc(1, sizeof *e);
-		if (!e)
-			return -1;
-		memcpy(e->addr, ip, 16);
-		*p = e;
-	}
-	(*p)->count += delta;
-	if ((*p)->count <= 0) {
-		struct ipcount *dead = *p;
-		*p = dead->next;
-		free(dead);
-	}
-	return 0;
-}
 
 static int peer_trusted(const struct conf *cf, const struct sockaddr *sa)
 {
@@ -226,6 +101,13 @@ static int peer_trusted(const struct conf *cf, const struct sockaddr *sa)
 			return 1;
 	return 0;
 }
+
+static void conn_pump(struct conn *c)
+{
+	net_conn_pump(c->nc);
+}
+
+static void conn_gone(struct conn *c);
 
 /* ---- session ops ---- */
 
@@ -313,11 +195,11 @@ static void on_commit(void *arg, int ok, const char *qid)
 	uint64_t id = r->id;
 	req_unlink(r);
 	if (!c->srv || c->dead) { /* the server was freed, or the socket closed, meanwhile */
-		conn_free(c);
+		conn_gone(c);
 		return;
 	}
 	smtp_session_commit_done(c->sess, id, ok, qid);
-	if (c->srv->draining)
+	if (net_server_draining(c->srv->net))
 		smtp_session_shutdown(c->sess);
 	conn_pump(c);
 }
@@ -488,285 +370,36 @@ static int64_t op_now(void *arg)
 	return time_wall_s();
 }
 
-/* ---- connection I/O ---- */
-
-static void timer_arm(struct conn *c, int seconds)
+/* STARTTLS: net_server switches once the 220 is out, then calls sv_tls_done. */
+static int op_tls_start(void *arg, uint64_t id)
 {
-	struct timeval tv = {seconds, 0};
-	evtimer_add(c->timer, &tv);
-}
-
-/* Moves the session's output into the bufferevent. Returns 1 if there was any. */
-static int conn_send_output(struct conn *c)
-{
-	size_t len;
-	const char *out = smtp_session_output(c->sess, &len);
-	if (!out || len == 0)
+	struct conn *c = arg;
+	if (!c->nc || net_conn_starttls(c->nc) != 0)
 		return 0;
-	if (bufferevent_write(c->bev, out, len) != 0)
-		return 0; /* out of memory: the deadline will end the session */
-	smtp_session_output_done(c->sess, len);
+	c->tls_id = id;
 	return 1;
-}
-
-/*
- * After feeding: closes, pauses or resumes reading, and restarts the deadline when
- * the session made progress (a reply, entering or leaving DATA, another
- * DATA_PROGRESS_BYTES of message). RFC 5321 4.5.3.2 gives the timeouts.
- */
-static void conn_settle(struct conn *c, int replied)
-{
-	const struct conf *cf = c->cf;
-	size_t open = smtp_session_requests(c->sess);
-	if (smtp_session_ended(c->sess) ||
-	    (c->eof && !smtp_session_waiting(c->sess) && open == 0)) {
-		conn_close(c);
-		return;
-	}
-	if (smtp_session_waiting(c->sess)) {
-		bufferevent_disable(c->bev, EV_READ);
-		evtimer_del(c->timer);
-		return;
-	}
-	if (open > 0) {
-		/* The client waits for our answers, not we for it: no deadline meanwhile. */
-		evtimer_del(c->timer);
-		if (!c->eof)
-			bufferevent_enable(c->bev, EV_READ);
-		return;
-	}
-	int in_data = smtp_session_in_data(c->sess) != 0;
-	if (replied || in_data != c->in_data ||
-	    (in_data && c->data_progress >= DATA_PROGRESS_BYTES) ||
-	    !evtimer_pending(c->timer, NULL)) {
-		c->in_data = in_data;
-		c->data_progress = 0;
-		timer_arm(c, in_data ? cf->smtp_data_timeout : cf->smtp_command_timeout);
-	}
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH)
-		bufferevent_disable(c->bev, EV_READ);
-	else
-		bufferevent_enable(c->bev, EV_READ);
-}
-
-/* Feeds buffered input to the session while it consumes, sending what it outputs. */
-static void conn_pump(struct conn *c)
-{
-	if (c->state != CONN_ACTIVE)
-		return;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	int replied = conn_send_output(c);
-	while (!smtp_session_ended(c->sess) && !smtp_session_waiting(c->sess) &&
-	       evbuffer_get_length(out) < OUT_HIGH) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-			break;
-		int was_data = smtp_session_in_data(c->sess) != 0;
-		size_t cap = was_data ? FEED_DATA : FEED_CMD;
-		size_t len = v.iov_len < cap ? v.iov_len : cap;
-		size_t n = smtp_session_input(c->sess, v.iov_base, len);
-		if (n > len)
-			n = len;
-		evbuffer_drain(in, n);
-		if (was_data && smtp_session_in_data(c->sess))
-			c->data_progress += n;
-		replied |= conn_send_output(c);
-		if (n == 0)
-			break;
-	}
-	conn_settle(c, replied);
-}
-
-static void on_read(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-	if (c->state == CONN_LINGER) {
-		struct evbuffer *in = bufferevent_get_input(bev);
-		c->lingered += evbuffer_get_length(in);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		if (c->lingered > LINGER_MAX_BYTES)
-			conn_free(c);
-		return;
-	}
-	conn_pump(c);
-}
-
-/* Our last reply is out: shut our side and read what is left for a moment. */
-static void conn_linger(struct conn *c)
-{
-	if (c->eof) {
-		conn_free(c);
-		return;
-	}
-	c->state = CONN_LINGER;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	bufferevent_enable(c->bev, EV_READ);
-	timer_arm(c, LINGER_S);
-}
-
-static void on_write(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-	if (c->state == CONN_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			conn_linger(c);
-	} else if (c->state == CONN_ACTIVE && !smtp_session_waiting(c->sess)) {
-		conn_pump(c); /* the client took our replies: read its next commands */
-	}
-}
-
-/* The session ended (or the peer closed): flush the output, then linger. */
-static void conn_close(struct conn *c)
-{
-	c->state = CONN_CLOSING;
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		conn_linger(c);
-		return;
-	}
-	timer_arm(c, CLOSE_FLUSH_S);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct conn *c = arg;
-	if (c->state == CONN_ACTIVE && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
-		/* A half-closed client may still be owed replies to what it sent. */
-		c->eof = 1;
-		bufferevent_disable(bev, EV_READ);
-		if (!smtp_session_waiting(c->sess))
-			conn_pump(c);
-		return;
-	}
-	conn_free(c);
-}
-
-static void greet(struct conn *c)
-{
-	/* Anything already sent before our greeting makes an early talker (RFC 5321 4.3.1). */
-	char b;
-	ssize_t n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0) {
-		conn_free(c); /* gone before we spoke */
-		return;
-	}
-	c->state = CONN_ACTIVE;
-	smtp_session_greet(c->sess, n > 0);
-	conn_pump(c);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct conn *c = arg;
-	switch (c->state) {
-	case CONN_GREETING: greet(c); break;
-	case CONN_ACTIVE:
-		if (smtp_session_waiting(c->sess) || smtp_session_requests(c->sess) > 0)
-			break;
-		log_debug("smtp: timeout, closing");
-		smtp_session_timeout(c->sess);
-		conn_pump(c);
-		break;
-	case CONN_CLOSING: /* the client does not take our last reply */
-	case CONN_LINGER: conn_free(c); break;
-	}
-}
-
-/* Takes c off the server: its list, its count and its per-address count. */
-static void conn_unlink(struct conn *c)
-{
-	struct smtpd_server *s = c->srv;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-	ip_add(s, c->ip, -1);
-	s->n_conns--;
-	c->srv = NULL;
-	if (s->draining && s->n_conns == 0 && s->drain_done) {
-		struct timeval zero = {0, 0};
-		evtimer_add(s->drain_event, &zero);
-	}
-}
-
-/*
- * THE teardown of a connection, from every path (session ended, peer gone,
- * deadline, drain, server freed, commit outcome). The socket, the timer and the
- * open verify requests (cancelled) go at once. While the queue still owes a
- * commit outcome, the rest waits for it: c stays (dead) and on_commit() calls
- * this again. A connection whose server is gone (srv NULL) is only freed.
- */
-static void conn_free(struct conn *c)
-{
-	if (c->bev)
-		bufferevent_free(c->bev);
-	c->bev = NULL;
-	if (c->timer)
-		event_free(c->timer);
-	c->timer = NULL;
-	reqs_cancel_verify(c);
-	auth_cancel(c, 0);
-	if (commit_pending(c)) {
-		c->dead = 1;
-		return;
-	}
-	if (c->srv)
-		conn_unlink(c);
-	smtp_session_free(c->sess);
-	free(c);
-}
-
-/* Over a limit: one line and close, with no bufferevent or session spent on it. */
-static void refuse(evutil_socket_t fd, const char *why, const unsigned char ip[16])
-{
-	static const char msg[] = "421 4.7.0 too many connections\r\n";
-	ssize_t w = send(fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-	(void)w;
-	evutil_closesocket(fd);
-	uint64_t n = log_limit_allow(&limit_log);
-	if (n) {
-		char text[INET6_ADDRSTRLEN];
-		ip_text(ip, text, sizeof text);
-		log_warning("smtp: refused %s: %s (%llu such)", text, why, (unsigned long long)n);
-	}
 }
 
 /* ---- the Dynamic Screen and AUTH (hooks: each self-contained) ---- */
 
 /*
- * At accept: a screened address gets 421 4.7.0 and is closed with no session
- * spent on it; every connection counts for screen_connection_rate (the one that
- * reaches the rule's COUNT is refused too). Returns 1 when it closed fd.
+ * At accept (net_server's admit): a screened address gets 421 4.7.0 and is
+ * closed with no session spent on it; every connection counts for
+ * screen_connection_rate (the one that reaches the rule's COUNT is refused too).
  */
-static int accept_screened(struct smtpd_server *s, evutil_socket_t fd, const struct sockaddr *sa,
-                           const unsigned char ip[16])
+static const char *sv_admit(void *svc, const struct sockaddr *sa)
 {
-	static const char msg[] = "421 4.7.0 Access denied by the Dynamic Screen\r\n";
+	struct smtpd_server *s = svc;
 	int64_t now = time_wall_s();
 	int screened = 0;
 	if (s->screen == NULL)
-		return 0;
+		return NULL;
 	if (!screen_is_blocked(s->screen, sa, now)) {
 		screen_note(s->screen, sa, SCREEN_EVENT_CONNECTION, now, &screened);
 		if (!screened)
-			return 0;
+			return NULL;
 	}
-	ssize_t w = send(fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-	(void)w;
-	evutil_closesocket(fd);
-	uint64_t n = log_limit_allow(&limit_log);
-	if (n) {
-		char text[INET6_ADDRSTRLEN];
-		ip_text(ip, text, sizeof text);
-		log_info("smtp: refused %s: screened (%llu such)", text, (unsigned long long)n);
-	}
-	return 1;
+	return "421 4.7.0 Access denied by the Dynamic Screen\r\n";
 }
 
 /* The session's screen_note op: harvesting counts, AUTH on 25 screens at once. */
@@ -860,6 +493,7 @@ static void auth_fail_deliver(struct auth_req *a)
 
 static void on_auth_delay(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd, (void)what;
 	auth_fail_deliver(arg);
 }
 
@@ -922,6 +556,261 @@ static void auth_ops(struct conn *c)
 		c->ops.screen_note = op_screen_note;
 }
 
+/* At free: the records of checks never answered (the pool is freed after us, or was). */
+static void auths_free(struct smtpd_server *s)
+{
+	while (s->auths) {
+		s->auths->srv = s;
+		auth_req_free(s->auths);
+	}
+}
+
+/* ---- the session vtable for net_server ---- */
+
+static void *sv_open(void *svc, struct net_conn *nc, int tag, const struct sockaddr *peer,
+                     const char *peer_text)
+{
+	struct smtpd_server *s = svc;
+	const struct conf *cf = s->conf;
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->srv = s;
+	c->nc = nc;
+	c->cf = cf;
+	if (peer->sa_family == AF_INET6)
+		memcpy(&c->peer, peer, sizeof(struct sockaddr_in6));
+	else if (peer->sa_family == AF_INET)
+		memcpy(&c->peer, peer, sizeof(struct sockaddr_in));
+	c->ops = (struct smtp_session_ops){.arg = c,
+	                                   .lookup = op_lookup,
+	                                   .rcpt_verify = op_rcpt_verify,
+	                                   .sender_verify = op_sender_verify,
+	                                   .request_cancel = op_request_cancel,
+	                                   .msg_begin = op_msg_begin,
+	                                   .msg_write = op_msg_write,
+	                                   .msg_commit = op_msg_commit,
+	                                   .msg_abort = op_msg_abort,
+	                                   .free_space = op_free_space,
+	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
+	                                   .log_line = op_log_line,
+	                                   .now = op_now,
+	                                   .tls_start = op_tls_start};
+	auth_ops(c);
+	c->sess = smtp_session_new(cf, &c->ops, (enum smtp_port_kind)tag, peer_text,
+	                           peer_trusted(cf, peer),
+	                           s->verify && verify_client_is_peer(s->verify, peer_text));
+	if (!c->sess) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void sv_greet(void *sess, int early_talker)
+{
+	struct conn *c = sess;
+	const char *version, *cipher;
+	if (net_conn_tls_info(c->nc, &version, &cipher)) /* smtps_listen: TLS came first */
+		smtp_session_tls_implicit(c->sess, version, cipher);
+	smtp_session_greet(c->sess, early_talker);
+}
+
+static size_t sv_input(void *sess, const char *data, size_t len)
+{
+	struct conn *c = sess;
+	return smtp_session_input(c->sess, data, len);
+}
+
+static const char *sv_output(void *sess, size_t *len)
+{
+	struct conn *c = sess;
+	return smtp_session_output(c->sess, len);
+}
+
+static void sv_output_done(void *sess, size_t n)
+{
+	struct conn *c = sess;
+	smtp_session_output_done(c->sess, n);
+}
+
+static int sv_ended(void *sess)
+{
+	struct conn *c = sess;
+	return smtp_session_ended(c->sess);
+}
+
+static int sv_waiting(void *sess)
+{
+	struct conn *c = sess;
+	return smtp_session_waiting(c->sess);
+}
+
+static size_t sv_requests(void *sess)
+{
+	struct conn *c = sess;
+	return smtp_session_requests(c->sess);
+}
+
+static int sv_in_bulk(void *sess)
+{
+	struct conn *c = sess;
+	return smtp_session_in_data(c->sess);
+}
+
+static void sv_timeout(void *sess)
+{
+	struct conn *c = sess;
+	smtp_session_timeout(c->sess);
+}
+
+/* A session waiting for a commit first gets its outcome: on_commit shuts it down then. */
+static void sv_shutdown(void *sess)
+{
+	struct conn *c = sess;
+	if (!commit_pending(c))
+		smtp_session_shutdown(c->sess); /* cancels its open verify requests */
+}
+
+static void sv_tls_done(void *sess, int ok)
+{
+	struct conn *c = sess;
+	const char *version = NULL, *cipher = NULL;
+	uint64_t id = c->tls_id;
+	c->tls_id = 0;
+	if (ok && !net_conn_tls_info(c->nc, &version, &cipher))
+		ok = 0;
+	smtp_session_tls_done(c->sess, id, ok, version, cipher);
+}
+
+/* The transport is gone: verify requests are cancelled; a commit still owed keeps c. */
+static int sv_close(void *sess)
+{
+	struct conn *c = sess;
+	reqs_cancel_verify(c);
+	auth_cancel(c, 0);
+	if (c->srv && c->srv->freeing)
+		c->srv = NULL; /* the server goes: a commit still pending orphans c */
+	if (commit_pending(c)) {
+		c->dead = 1;
+		return 1;
+	}
+	smtp_session_free(c->sess);
+	free(c);
+	return 0;
+}
+
+/* A dead connection's commit outcome came: the session and the held transport go. */
+static void conn_gone(struct conn *c)
+{
+	smtp_session_free(c->sess);
+	net_conn_release(c->nc);
+	free(c);
+}
+
+static const struct net_session_ops session_vtable = {
+        .admit = sv_admit,
+        .open = sv_open,
+        .greet = sv_greet,
+        .input = sv_input,
+        .output = sv_output,
+        .output_done = sv_output_done,
+        .ended = sv_ended,
+        .waiting = sv_waiting,
+        .requests = sv_requests,
+        .in_bulk = sv_in_bulk,
+        .timeout = sv_timeout,
+        .shutdown = sv_shutdown,
+        .tls_done = sv_tls_done,
+        .close = sv_close,
+};
+
+/* ---- the server ---- */
+
+static void limits_of(const struct conf *c, struct net_limits *out)
+{
+	out->max_connections = c->smtp_max_connections;
+	out->max_connections_per_ip = c->smtp_max_connections_per_ip;
+	out->greet_pause_ms = c->smtp_greet_pause_ms;
+	out->command_timeout = c->smtp_command_timeout;
+	out->bulk_timeout = c->smtp_data_timeout;
+	out->handshake_timeout = c->smtp_command_timeout;
+}
+
+/*
+ * Binds and listens on every entry of l. Every error names the config line:
+ * "FILE:LINE: smtp_listen HOST:PORT: reason".
+ */
+static int listen_all(struct smtpd_server *s, const struct addrlist *l, enum smtp_port_kind kind,
+                      enum net_tls_mode tls, const char *label, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		char where[512];
+		conf_addr_where(s->conf, l, i, where, sizeof where);
+		if (net_server_listen(s->net, (const struct sockaddr *)&l->v[i].ss, l->v[i].len,
+		                      (int)kind, tls, label, where, err, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The TLS context of c's tls_cert_file and tls_key_file for new handshakes
+ * (none without a certificate). Returns 0, or -1 with the reason in err (the
+ * context in use, if any, stays).
+ */
+static int tls_load(struct smtpd_server *s, const struct conf *c, char *err, size_t errlen)
+{
+	if (!c->tls_cert_file || !*c->tls_cert_file) {
+		net_server_set_tls(s->net, NULL);
+		return 0;
+	}
+	SSL_CTX *ctx = tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, NULL, err, errlen);
+	if (!ctx)
+		return -1;
+	net_server_set_tls(s->net, ctx); /* takes its own reference */
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
+                                      struct queue *q, struct mailbox_index *idx, struct verify *v,
+                                      char *err, size_t errlen)
+{
+	struct net_limits lim;
+	struct smtpd_server *s = calloc(1, sizeof *s);
+	limits_of(c, &lim);
+	if (s)
+		s->net = net_server_new(base, "smtp", &lim, &session_vtable, s,
+		                        "421 4.7.0 too many connections\r\n");
+	if (!s || !s->net) {
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->conf = c;
+	s->base = base;
+	s->q = q;
+	s->idx = idx;
+	s->verify = v;
+	s->rej_fd = -1;
+	if (listen_all(s, &c->smtp_listen, SMTP_PORT_SMTP, NET_TLS_NONE, "smtp", err, errlen) !=
+	            0 ||
+	    listen_all(s, &c->submission_listen, SMTP_PORT_SUBMISSION, NET_TLS_NONE, "submission",
+	               err, errlen) != 0 ||
+	    listen_all(s, &c->smtps_listen, SMTP_PORT_SMTPS, NET_TLS_IMPLICIT, "smtps", err,
+	               errlen) != 0)
+		goto fail;
+	if (tls_load(s, c, err, errlen) != 0)
+		goto fail;
+	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
+		rej_open(s); /* early, so a bad path shows in the log at start-up */
+	return s;
+fail:
+	smtpd_server_free(s);
+	return NULL;
+}
+
 void smtpd_server_attach(struct smtpd_server *s, struct queue *q, struct mailbox_index *idx,
                          struct verify *v)
 {
@@ -936,259 +825,40 @@ void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, st
 	s->screen = sc;
 }
 
-/* At free: the records of checks never answered (the pool is freed after us, or was). */
-static void auths_free(struct smtpd_server *s)
-{
-	while (s->auths) {
-		s->auths->srv = s;
-		auth_req_free(s->auths);
-	}
-}
-
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg)
-{
-	struct listener *li = arg;
-	struct smtpd_server *s = li->srv;
-	const struct conf *cf = s->conf;
-	unsigned char ip[16];
-	ip_key(sa, ip);
-	if (s->draining) {
-		evutil_closesocket(fd);
-		return;
-	}
-	if (s->n_conns >= (size_t)cf->smtp_max_connections) {
-		refuse(fd, "smtp_max_connections reached", ip);
-		return;
-	}
-	if (ip_count(s, ip) >= cf->smtp_max_connections_per_ip) {
-		refuse(fd, "smtp_max_connections_per_ip reached", ip);
-		return;
-	}
-	if (accept_screened(s, fd, sa, ip))
-		return;
-	struct conn *c = calloc(1, sizeof *c);
-	char text[INET6_ADDRSTRLEN];
-	ip_text(ip, text, sizeof text);
-	if (!c || ip_add(s, ip, 1) != 0) {
-		free(c);
-		evutil_closesocket(fd);
-		return;
-	}
-	c->srv = s;
-	c->cf = cf;
-	memcpy(c->ip, ip, 16);
-	if (salen > 0 && (size_t)salen <= sizeof c->peer)
-		memcpy(&c->peer, sa, (size_t)salen);
-	c->ops = (struct smtp_session_ops){.arg = c,
-	                                   .lookup = op_lookup,
-	                                   .rcpt_verify = op_rcpt_verify,
-	                                   .sender_verify = op_sender_verify,
-	                                   .request_cancel = op_request_cancel,
-	                                   .msg_begin = op_msg_begin,
-	                                   .msg_write = op_msg_write,
-	                                   .msg_commit = op_msg_commit,
-	                                   .msg_abort = op_msg_abort,
-	                                   .free_space = op_free_space,
-	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
-	                                   .log_line = op_log_line,
-	                                   .now = op_now};
-	auth_ops(c);
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->n_conns++;
-	/*
-	 * Replies to a batch of pipelined commands leave in one write, so Nagle only
-	 * adds a delayed-ACK stall (up to 40 ms) between a reply and the next one.
-	 */
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev)
-		evutil_closesocket(fd);
-	c->timer = evtimer_new(s->base, on_timer, c);
-	c->sess = smtp_session_new(cf, &c->ops, li->kind, text, peer_trusted(cf, sa),
-	                           verify_client_is_peer(s->verify, text));
-	if (!c->bev || !c->timer || !c->sess) {
-		log_err("smtp: out of memory for a connection from %s", text);
-		conn_free(c);
-		return;
-	}
-	log_debug("smtp: connection from %s", text);
-	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
-	if (cf->smtp_greet_pause_ms > 0) {
-		c->state = CONN_GREETING;
-		struct timeval tv = {cf->smtp_greet_pause_ms / 1000,
-		                     (cf->smtp_greet_pause_ms % 1000) * 1000};
-		evtimer_add(c->timer, &tv);
-	} else {
-		greet(c);
-	}
-}
-
-static void on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
-{
-	struct smtpd_server *s = arg;
-	for (size_t i = 0; i < s->n_listeners; i++)
-		evconnlistener_enable(s->listeners[i].l);
-}
-
-/* accept() failed (EMFILE, ENFILE, ENOBUFS): pause instead of spinning on it. */
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	struct listener *li = arg;
-	int e = EVUTIL_SOCKET_ERROR();
-	if (log_limit_allow(&accept_log))
-		log_err("smtp: accept: %s", evutil_socket_error_to_string(e));
-	for (size_t i = 0; i < li->srv->n_listeners; i++)
-		evconnlistener_disable(li->srv->listeners[i].l);
-	struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-	evtimer_add(li->srv->accept_pause, &tv);
-}
-
-static void on_drain_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct smtpd_server *s = arg;
-	void (*done)(void *) = s->drain_done;
-	s->drain_done = NULL;
-	if (done)
-		done(s->drain_arg);
-}
-
-/* ---- listeners ---- */
-
-/*
- * Binds and listens on entry i of l (smtp_listen or submission_listen). Every
- * error names the config line: "FILE:LINE: smtp_listen HOST:PORT: reason".
- */
-static int listen_one(struct smtpd_server *s, const struct addrlist *l, size_t i,
-                      enum smtp_port_kind kind, char *err, size_t errlen)
-{
-	const struct netaddr *a = &l->v[i];
-	char where[512];
-	const char *step = "socket";
-	int fam = a->ss.ss_family, one = 1;
-	conf_addr_where(s->conf, l, i, where, sizeof where);
-	int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto fail;
-	step = NULL;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-	    (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
-	    bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0)
-		goto fail;
-	struct listener *li = &s->listeners[s->n_listeners];
-	li->srv = s;
-	li->kind = kind;
-	step = "listen";
-	li->l = evconnlistener_new(s->base, on_accept, li,
-	                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, BACKLOG, fd);
-	if (!li->l)
-		goto fail;
-	evconnlistener_set_error_cb(li->l, on_accept_error);
-	s->n_listeners++;
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof bound;
-	char shown[80];
-	if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
-		netaddr_format((struct sockaddr *)&bound, shown, sizeof shown);
-	else
-		snprintf(shown, sizeof shown, "%s", l->text[i]);
-	log_info("%s: listening on %s", kind == SMTP_PORT_SMTP ? "smtp" : "submission", shown);
-	return 0;
-fail:
-	snprintf(err, errlen, "%s: %s%s%s", where, step ? step : "", step ? ": " : "",
-	         strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-static void close_listeners(struct smtpd_server *s)
-{
-	for (size_t i = 0; i < s->n_listeners; i++)
-		evconnlistener_free(s->listeners[i].l);
-	s->n_listeners = 0;
-}
-
-struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
-                                      struct queue *q, struct mailbox_index *idx, struct verify *v,
-                                      char *err, size_t errlen)
-{
-	struct smtpd_server *s = calloc(1, sizeof *s);
-	size_t n = c->smtp_listen.n + c->submission_listen.n;
-	if (!s || !(s->listeners = calloc(n ? n : 1, sizeof *s->listeners))) {
-		free(s);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	s->conf = c;
-	s->base = base;
-	s->q = q;
-	s->idx = idx;
-	s->verify = v;
-	s->rej_fd = -1;
-	s->accept_pause = evtimer_new(base, on_accept_pause_end, s);
-	s->drain_event = evtimer_new(base, on_drain_done, s);
-	if (!s->accept_pause || !s->drain_event) {
-		snprintf(err, errlen, "out of memory");
-		smtpd_server_free(s);
-		return NULL;
-	}
-	for (size_t i = 0; i < c->smtp_listen.n; i++)
-		if (listen_one(s, &c->smtp_listen, i, SMTP_PORT_SMTP, err, errlen) != 0)
-			goto fail;
-	for (size_t i = 0; i < c->submission_listen.n; i++)
-		if (listen_one(s, &c->submission_listen, i, SMTP_PORT_SUBMISSION, err, errlen) != 0)
-			goto fail;
-	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
-		rej_open(s); /* early, so a bad path shows in the log at start-up */
-	return s;
-fail:
-	smtpd_server_free(s);
-	return NULL;
-}
-
 void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *arg)
 {
-	s->draining = 1;
-	s->drain_done = done;
-	s->drain_arg = arg;
-	close_listeners(s);
-	evtimer_del(s->accept_pause);
-	struct conn *next;
-	for (struct conn *c = s->conns; c; c = next) {
-		next = c->next;
-		if (c->state == CONN_GREETING) {
-			conn_free(c);
-		} else if (c->state == CONN_ACTIVE && !commit_pending(c)) {
-			smtp_session_shutdown(c->sess); /* cancels its open verify requests */
-			conn_pump(c);
-		} /* commit pending: on_commit shuts down; closing ones have their timers */
-	}
-	if (s->n_conns == 0) {
-		struct timeval zero = {0, 0};
-		evtimer_add(s->drain_event, &zero);
-	}
+	net_server_drain(s->net, done, arg);
 }
 
 size_t smtpd_server_connections(const struct smtpd_server *s)
 {
-	return s ? s->n_conns : 0;
+	return s ? net_server_connections(s->net) : 0;
 }
 
 /* ---- reload (SIGHUP) ---- */
 
 void smtpd_server_reload(struct smtpd_server *s, const struct conf *c)
 {
+	struct net_limits lim;
 	s->conf = c;
+	char err[768];
+	limits_of(c, &lim);
+	net_server_set_limits(s->net, &lim);
+	/* The certificate and key are read again: new handshakes use them, open sessions keep theirs. */
+	if (tls_load(s, c, err, sizeof err) != 0)
+		log_err("SIGHUP: %s; TLS keeps the certificate it had", err);
+	else if (c->tls_cert_file && *c->tls_cert_file)
+		log_info("tls: certificate %s loaded", c->tls_cert_file);
 	/* Opened again on the next refused recipient: a new path, or a rotated file. */
 	if (s->rej_fd >= 0)
 		close(s->rej_fd);
 	s->rej_fd = -1;
+}
+
+static int conn_uses(void *sess, void *arg)
+{
+	const struct conn *c = sess;
+	return c->cf == arg;
 }
 
 int smtpd_server_conf_in_use(const struct smtpd_server *s, const struct conf *c)
@@ -1197,9 +867,15 @@ int smtpd_server_conf_in_use(const struct smtpd_server *s, const struct conf *c)
 		return 0;
 	if (s->conf == c)
 		return 1;
-	for (const struct conn *n = s->conns; n; n = n->next)
-		if (n->cf == c)
-			return 1;
+	return net_server_each(s->net, conn_uses, (void *)c);
+}
+
+/* Connections already dead lose their server now (net_server_free() closes the others). */
+static int conn_orphan(void *sess, void *arg)
+{
+	struct conn *c = sess;
+	if (c->dead)
+		c->srv = NULL;
 	return 0;
 }
 
@@ -1207,29 +883,11 @@ void smtpd_server_free(struct smtpd_server *s)
 {
 	if (!s)
 		return;
-	close_listeners(s);
-	s->drain_done = NULL;
-	struct conn *next;
-	for (struct conn *c = s->conns; c; c = next) {
-		next = c->next;
-		c->srv = NULL; /* the server goes: a commit still pending orphans c */
-		conn_free(c);
-	}
-	s->conns = NULL;
-	s->n_conns = 0;
+	s->freeing = 1;
+	net_server_each(s->net, conn_orphan, NULL);
+	net_server_free(s->net);
 	auths_free(s);
-	for (size_t i = 0; i < IP_BUCKETS; i++)
-		while (s->ips[i]) {
-			struct ipcount *e = s->ips[i];
-			s->ips[i] = e->next;
-			free(e);
-		}
-	if (s->accept_pause)
-		event_free(s->accept_pause);
-	if (s->drain_event)
-		event_free(s->drain_event);
 	if (s->rej_fd >= 0)
 		close(s->rej_fd);
-	free(s->listeners);
 	free(s);
 }

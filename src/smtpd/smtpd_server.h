@@ -1,29 +1,25 @@
 /*
- * smtpd_server: the SMTP and submission listeners of sharemaild and the thin I/O
- * glue between a TCP connection (a libevent bufferevent) and one pure
- * smtp_session. Everything SMTP-ish is the session's; this module only moves
- * octets, enforces the connection limits and deadlines, and connects the
- * session's ops to the queue, the verifier (verify/verify.h: recipient and
- * sender verdicts, maybe from other servers), the mailbox index (VRFY) and the
- * rejected-recipients log.
+ * smtpd_server: the SMTP, submission and SMTPS service of sharemaild: one
+ * pure smtp_session per connection, driven by net/net_server.h (listeners,
+ * connection limits, the greeting pause, deadlines, TLS, linger and drain,
+ * shared with the POP3 service). Everything SMTP-ish is the session's; this
+ * module connects the session's ops to the queue, the verifier
+ * (verify/verify.h: recipient and sender verdicts, maybe from other servers),
+ * the mailbox index (VRFY) and the rejected-recipients log.
  *
  * Requests (smtp_session.h): the glue keeps each connection's open requests by
  * id. A connection that goes with requests open cancels its verify ones at once
- * (verify_cancel) and waits only for a commit outcome, as before. While a
- * session has requests open its command deadline is suspended (the client
- * waits for us), and a client's EOF closes only once they are answered.
+ * (verify_cancel) and waits only for a commit outcome, as before (net_server
+ * holds it, counted, until then). While a session has requests open its
+ * command deadline is suspended (the client waits for us), and a client's EOF
+ * closes only once they are answered.
  *
- * Per connection: a session (trusted when the peer lies in smtp_trusted_networks),
- * a bufferevent with bounded buffers, and one timer used for the greeting pause,
- * the command/DATA deadlines and the final flush. Connections over
- * smtp_max_connections or smtp_max_connections_per_ip get
- * "421 4.7.0 too many connections" and are closed at once.
- *
- * Deadlines (hostile-inputs.md "Limits and load", slowloris): a client has
- * smtp_command_timeout seconds from our last reply to complete its next command,
- * and in DATA smtp_data_timeout seconds for every DATA_PROGRESS_BYTES (64 KiB) of
- * message and the final dot. Octets that complete nothing do not extend either
- * deadline, so one byte every few seconds cannot hold a connection.
+ * Limits and deadlines (net_server.h; hostile-inputs.md "Limits and load"):
+ * smtp_max_connections and smtp_max_connections_per_ip ("421 4.7.0 too many
+ * connections" and closed at once), smtp_greet_pause_ms, smtp_command_timeout
+ * from our last reply to the next complete command (and for a TLS handshake),
+ * smtp_data_timeout for every NET_BULK_PROGRESS (64 KiB) of message and the
+ * final dot. Octets that complete nothing do not extend either deadline.
  *
  * Threads: everything runs on the event loop given to smtpd_server_new().
  * Ownership: the server borrows the conf, the event base, the queue, the index
@@ -46,8 +42,10 @@ struct password_check_result;
 struct screen;
 
 /*
- * Binds every smtp_listen and submission_listen address (SO_REUSEADDR;
- * IPV6_V6ONLY on IPv6) and starts accepting on `base`. Returns NULL with a
+ * Binds every smtp_listen, submission_listen and smtps_listen (implicit TLS,
+ * submission's rules) address (SO_REUSEADDR; IPV6_V6ONLY on IPv6), loads the
+ * TLS context of tls_cert_file and tls_key_file when set (STARTTLS is then
+ * offered on the other two), and starts accepting on `base`. Returns NULL with a
  * message in err on failure (nothing left open); a bind or listen error names
  * the config line ("FILE:LINE: smtp_listen HOST:PORT: reason"). A conf with no
  * listeners gives a server that accepts nothing. v (not NULL) answers RCPT and
@@ -92,8 +90,10 @@ size_t smtpd_server_connections(const struct smtpd_server *s);
  * SIGHUP: connections accepted from now on use c (limits, deadlines, trusted
  * networks, the greeting pause, the session's policy); every open session keeps
  * the conf it started with, to its end. The listeners stay as they are (c must
- * have the same ones: conf_reload_merge()). The rejected-recipients log is
- * reopened on its next line. c is borrowed like the first conf.
+ * have the same ones: conf_reload_merge()). tls_cert_file and tls_key_file
+ * are read again: new connections and STARTTLS handshakes use them, open TLS
+ * sessions keep theirs; a pair that fails to load is logged and the last good
+ * one stays. The rejected-recipients log is reopened on its next line. c is borrowed like the first conf.
  */
 void smtpd_server_reload(struct smtpd_server *s, const struct conf *c);
 

@@ -280,6 +280,8 @@ def test_listen_clashes():
                 "(submission_listen, line 7); the daemon cannot bind both",
                 f"{conf}:10: pop3_listen: '[::1]:2525' is also in smtp_listen (line 6); "
                 "the daemon cannot bind it twice",
+                f"{conf}:8: smtps_listen is set but tls_cert_file is not (implicit TLS "
+                "needs a certificate)",
             ], f"{name} stderr")
 
 

@@ -386,7 +386,8 @@ static int run_script(const struct script *sc, const struct conf *c, int bytewis
 	        smtp_session_new(c, &f.ops, sc->port, sc->peer, sc->trusted, sc->sharing_peer);
 	if (s == NULL)
 		return -1;
-	smtp_session_set_tls(s, sc->tls);
+	if (sc->tls) /* "tls:" lines: as on smtps_listen, TLS from the start */
+		smtp_session_tls_implicit(s, "TLSv1.3", "TLS_AES_256_GCM_SHA384");
 	f.s = s;
 	smtp_session_greet(s, sc->early);
 	fake_session_drain(&f);
