@@ -13,6 +13,7 @@ Certificates are made in each test's temporary folder with the openssl CLI.
 Deadlines are short (smtp_command_timeout = 2) and waited for by polling with a
 bound, never by sleeping a fixed time to decide.
 """
+import base64
 import os
 import re
 import shutil
@@ -65,6 +66,14 @@ def client_ctx(maximum=None):
     return ctx
 
 
+SUB_USER, SUB_PASSWORD = "sub@example.com", "tls-test-password-1"
+
+
+def sub_plain():
+    """AUTH PLAIN's initial response for SUB_USER (RFC 4616: authzid NUL authcid NUL passwd)."""
+    return base64.b64encode(f"\0{SUB_USER}\0{SUB_PASSWORD}".encode()).decode()
+
+
 class TlsDaemon:
     """A started daemon with smtp, submission and smtps listeners and a certificate
     (tls=False: no tls keys and no smtps listener)."""
@@ -87,6 +96,11 @@ class TlsDaemon:
         self.d.write_conf(keys)
         try:
             self.d.cli("account", "add", "alice@example.com", "--no-password")
+            # Submission (587, 465) wants AUTH before MAIL: an account that can log in.
+            pw = os.path.join(self.d.dir, "sub.pw")
+            with open(pw, "w") as f:
+                f.write(SUB_PASSWORD + "\n")
+            self.d.cli("account", "add", SUB_USER, "--password-file", pw)
             self.d.start()
         except Exception:
             self.d.cleanup()
@@ -108,14 +122,14 @@ def wait_delivered(d, marker):
                              for p in find_marker(d.state, marker, where="maildir")], WAIT)
 
 
-def msg(marker):
-    return (f"From: bob@else.test\r\nTo: alice@example.com\r\nSubject: {marker}\r\n\r\n"
+def msg(marker, sender="bob@else.test"):
+    return (f"From: {sender}\r\nTo: alice@example.com\r\nSubject: {marker}\r\n\r\n"
             f"body {marker}\r\n")
 
 
 # The Maildir copy has LF line ends (delivery's choice); the queue file CRLF.
 RECEIVED_TLS = re.compile(rb"Received: from [^\r\n]*\r?\n\t\(using (TLSv1\.[23]) with cipher "
-                          rb"([A-Za-z0-9_-]+)\)\r?\n\tby mx\.test \(sharemail\) with ESMTPS id ")
+                          rb"([A-Za-z0-9_-]+)\)\r?\n\tby mx\.test \(sharemail\) with ESMTPSA? id ")
 
 
 def received_of(data):
@@ -156,7 +170,11 @@ def test_starttls_smtplib():
             code, text = c.ehlo("client.test")
             S.eq(code, 250, f"{name}: EHLO inside TLS")
             S.check(b"STARTTLS" not in text, f"{name}: no STARTTLS offered inside TLS")
-            c.sendmail("bob@else.test", ["alice@example.com"], msg(m))
+            sender = "bob@else.test"
+            if name == "587":  # submission: AUTH before MAIL, and From: is the account's
+                c.login(SUB_USER, SUB_PASSWORD)
+                sender = SUB_USER
+            c.sendmail(sender, ["alice@example.com"], msg(m, sender))
             c.quit()
             got = wait_delivered(t.d, m)
             S.eq(len(got), 1, f"{name}: delivered")
@@ -197,7 +215,8 @@ def test_smtps_smtplib():
         S.check(b"STARTTLS" not in text, "STARTTLS not offered on 465")
         code, text = c.docmd("STARTTLS")
         S.eq(code, 503, "STARTTLS inside TLS (RFC 3207)")
-        c.sendmail("bob@else.test", ["alice@example.com"], msg(m))
+        c.login(SUB_USER, SUB_PASSWORD)  # submission over TLS: AUTH before MAIL
+        c.sendmail(SUB_USER, ["alice@example.com"], msg(m, SUB_USER))
         code, _ = c.docmd("QUIT")
         S.eq(code, 221, "QUIT")
         S.eq(read_to_eof(c.sock), "close_notify", "465: the server's close_notify before FIN")
@@ -242,8 +261,12 @@ def test_openssl_s_client():
                            (["-starttls", "smtp", "-connect", f"127.0.0.1:{t.sub}"], "587"),
                            (["-connect", f"127.0.0.1:{t.smtps}"], "465")):
             m = mark()
-            script = ("EHLO client.test\nMAIL FROM:<bob@else.test>\nRCPT TO:<alice@example.com>\n"
-                      f"DATA\nSubject: {m}\n\nhello\n.\nQUIT\n")
+            # 587 and 465 are submission: AUTH PLAIN before MAIL, as the account itself.
+            auth = "" if name == "25" else f"AUTH PLAIN {sub_plain()}\n"
+            sender = "bob@else.test" if name == "25" else SUB_USER
+            script = (f"EHLO client.test\n{auth}MAIL FROM:<{sender}>\n"
+                      f"RCPT TO:<alice@example.com>\nDATA\nSubject: {m}\nFrom: <{sender}>\n\n"
+                      "hello\n.\nQUIT\n")
             rc, out = s_client(["-showcerts", *args], script)
             S.check("250 2.0.0 OK queued as" in out, f"{name}: queued via s_client: {out[-600:]}")
             S.check(re.search(r"New, TLSv1\.3, Cipher is TLS_", out) is not None,
@@ -263,7 +286,9 @@ def test_swaks():
         for opt, port, name in (("--tls", t.sub, "--tls"), ("--tlsc", t.smtps, "--tlsc")):
             m = mark()
             p = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(port), opt,
-                                "--from", "bob@else.test", "--to", "alice@example.com",
+                                "--auth", "PLAIN", "--auth-user", SUB_USER,
+                                "--auth-password", SUB_PASSWORD,
+                                "--from", SUB_USER, "--to", "alice@example.com",
                                 "--helo", "client.test", "--header", f"Subject: {m}"],
                                capture_output=True, text=True, timeout=60)
             S.eq(p.returncode, 0, f"swaks {name} status: {p.stdout[-800:]}")
@@ -521,7 +546,7 @@ def test_sighup_new_certificate():
         first = der_of(t.cert)
         S.eq(peer_der(t.smtp, True), first, "the first certificate before SIGHUP")
         m = mark()
-        old = smtplib.SMTP("127.0.0.1", t.sub, timeout=WAIT)
+        old = smtplib.SMTP("127.0.0.1", t.smtp, timeout=WAIT)  # 25: no AUTH needed
         old.starttls(context=client_ctx())
         old.ehlo("client.test")
         old.mail("bob@else.test")
