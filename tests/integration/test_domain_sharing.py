@@ -22,6 +22,7 @@ Nothing waits on wall time to decide: every wait is a bounded poll for a state.
 """
 import os
 import re
+import smtplib
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -272,16 +273,22 @@ def accept_line(office, sender):
 
 @bounded(120)
 def test_mail_from_user_on_peer_is_known_sender():
-    with three() as m:
-        for sender in (addr("bob"), addr("alice"), OUTSIDER):
+    # The seed's rules as shipped: a local-domain sender needs AUTH "unless Domain Sharing
+    # finds the sender on another server" (auth_local_senders_unless_domain_sharing).
+    with three(conf={"auth_required_for_local_senders": "yes"}) as m:
+        for sender in (addr("bob"), OUTSIDER):
             m.send("a", sender, [addr("alice")], body(f"from {sender}", addr("alice")))
+        try:
+            m.send("a", addr("alice"), [addr("alice")], body("from alice", addr("alice")))
+            S.check(False, "alice (local on A, unauthenticated, from outside) was accepted")
+        except smtplib.SMTPSenderRefused as e:
+            S.eq(e.smtp_code, 530, "a local sender from outside without AUTH: 530 5.7.0")
         bob = accept_line(m["a"], addr("bob"))
         S.eq(len(bob), 1, f"one accept line for the message from bob: {bob}")
         S.check(bob and " sender=peer" in bob[0], f"bob (on B) is a peer sender: {bob}")
-        for sender in (addr("alice"), OUTSIDER):
-            ln = accept_line(m["a"], sender)
-            S.eq(len(ln), 1, f"one accept line from {sender}")
-            S.check(ln and " sender=peer" not in ln[0], f"{sender} is not on a peer: {ln}")
+        ln = accept_line(m["a"], OUTSIDER)
+        S.eq(len(ln), 1, f"one accept line from {OUTSIDER}")
+        S.check(ln and " sender=peer" not in ln[0], f"{OUTSIDER} is not on a peer: {ln}")
 
 
 if __name__ == "__main__":
