@@ -298,6 +298,8 @@ static int start_auth(struct daemon *d)
 		log_err("auth: %s", err);
 		return -1;
 	}
+	if (password_check_set_cache(d->pc, d->conf->auth_cache_ttl) != 0)
+		log_warning("auth: no success cache (out of memory): every AUTH hashes");
 	if (conf_state_path(d->conf, SCREEN_DB_FILE, path, sizeof path) != 0)
 		return -1;
 	screen_config_from_conf(d->conf, &cfg);

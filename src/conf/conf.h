@@ -113,6 +113,7 @@ struct conf {
 	char *tls_key_file; /* PEM; NULL: the key is in tls_cert_file */
 	/* SMTP AUTH and the sender authentication rules (smtpd/auth_rules.h) */
 	int auth_allow_plaintext; /* bool, default 0: AUTH only inside TLS */
+	int auth_cache_ttl; /* seconds a success is remembered, default 1h; 0: off */
 	int smtp_auth_on_smtp_port; /* bool, default 1: AUTH offered on smtp_listen */
 	int smtp_auth_on_smtp_port_screen; /* bool, default 0: AUTH there anyway screens */
 	int smtp_received_auth; /* bool, default 0: the identity in Received */

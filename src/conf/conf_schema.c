@@ -157,6 +157,8 @@ const struct conf_key conf_keys[] = {
         BOOL(auth_allow_plaintext, "no", RELOAD,
              "Offer AUTH without TLS too (for tests on loopback); no: only after STARTTLS or on "
              "465."),
+        INT(auth_cache_ttl, "1h", 0, 86400, CONF_FLAG_SECONDS,
+            "Seconds a successful AUTH is remembered (no new hash for the same password); 0: off."),
         BOOL(smtp_auth_on_smtp_port, "yes", RELOAD,
              "Offer AUTH on smtp_listen (25); no: not in EHLO there, and an unknown command."),
         BOOL(smtp_auth_on_smtp_port_screen, "no", RELOAD,

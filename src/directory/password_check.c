@@ -19,11 +19,33 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "util/timeutil.h"
 
 #include "directory/directory.h"
 #include "directory/password.h"
 
 #define PASSWORD_CHECK_THREADS_MAX 64
+/* Slots of the success cache (a power of two; a slot is overwritten, never grown). */
+#define PC_CACHE_SLOTS 4096
+#define PC_MAC_LEN 32
+
+/*
+ * One remembered success (Dovecot's auth_cache): the account, and an HMAC under a
+ * key made at start-up over the stored hash and the password. A later check of
+ * the same account with the same password, while the directory still holds the
+ * same hash, is answered without hashing; a changed password (or hash), a wrong
+ * one, an unknown account all hash as before.
+ */
+struct pc_cached {
+	char account[MAILADDR_MAX + 1];
+	unsigned char mac[PC_MAC_LEN];
+	int64_t expires; /* 0: empty */
+};
 
 struct pc_job {
 	struct pc_job *next;
@@ -55,6 +77,11 @@ struct password_check {
 	int signalled; /* a byte is in the pipe */
 	int stop;
 	uint64_t hashes;
+	/* the success cache (password_check_set_cache); under mu */
+	int cache_ttl; /* seconds; 0: off */
+	unsigned char cache_key[32];
+	struct pc_cached *cache;
+	uint64_t cache_hits;
 };
 
 static void job_free(struct pc_job *j)
@@ -91,6 +118,76 @@ static void identity_key(const char *identity, char *key, size_t keysz)
 		key[0] = '\0';
 }
 
+/* The success cache's MAC of (stored hash, password) for account key. */
+static void cache_mac(const struct password_check *pc, const char *key, const char *hash,
+                      const char *password, unsigned char mac[PC_MAC_LEN])
+{
+	unsigned char buf[MAILADDR_MAX + 1 + PASSWORD_HASH_MAX + 1 + PASSWORD_MAX + 1];
+	size_t kl = strlen(key), hl = strlen(hash), pl = strlen(password);
+	unsigned int len = PC_MAC_LEN;
+	if (kl > MAILADDR_MAX || hl >= PASSWORD_HASH_MAX || pl > PASSWORD_MAX) {
+		memset(mac, 0xff, PC_MAC_LEN); /* never stored: a miss */
+		return;
+	}
+	memcpy(buf, key, kl + 1);
+	memcpy(buf + kl + 1, hash, hl + 1);
+	memcpy(buf + kl + 1 + hl + 1, password, pl);
+	if (!HMAC(EVP_sha256(), pc->cache_key, sizeof pc->cache_key, buf, kl + hl + 2 + pl, mac,
+	          &len))
+		memset(mac, 0xff, PC_MAC_LEN);
+	explicit_bzero(buf, sizeof buf);
+}
+
+static size_t cache_slot(const char *key)
+{
+	uint64_t x = 1469598103934665603ULL;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		x = (x ^ *p) * 1099511628211ULL;
+	return (size_t)(x & (PC_CACHE_SLOTS - 1));
+}
+
+/* 1 when (key, hash, password) succeeded within the cache's TTL (no hash needed). */
+static int cache_hit(struct password_check *pc, const char *key, const char *hash,
+                     const char *password)
+{
+	unsigned char mac[PC_MAC_LEN];
+	int hit = 0;
+	pthread_mutex_lock(&pc->mu);
+	int on = pc->cache != NULL && pc->cache_ttl > 0;
+	pthread_mutex_unlock(&pc->mu);
+	if (!on || !key[0])
+		return 0;
+	cache_mac(pc, key, hash, password, mac);
+	pthread_mutex_lock(&pc->mu);
+	const struct pc_cached *e = &pc->cache[cache_slot(key)];
+	if (e->expires > time_wall_s() && strcmp(e->account, key) == 0 &&
+	    CRYPTO_memcmp(e->mac, mac, PC_MAC_LEN) == 0) {
+		hit = 1;
+		pc->cache_hits++;
+	}
+	pthread_mutex_unlock(&pc->mu);
+	explicit_bzero(mac, sizeof mac);
+	return hit;
+}
+
+static void cache_put(struct password_check *pc, const char *key, const char *hash,
+                      const char *password)
+{
+	unsigned char mac[PC_MAC_LEN];
+	if (!key[0] || strlen(key) > MAILADDR_MAX)
+		return;
+	cache_mac(pc, key, hash, password, mac);
+	pthread_mutex_lock(&pc->mu);
+	if (pc->cache != NULL && pc->cache_ttl > 0) {
+		struct pc_cached *e = &pc->cache[cache_slot(key)];
+		memcpy(e->account, key, strlen(key) + 1);
+		memcpy(e->mac, mac, PC_MAC_LEN);
+		e->expires = time_wall_s() + pc->cache_ttl;
+	}
+	pthread_mutex_unlock(&pc->mu);
+	explicit_bzero(mac, sizeof mac);
+}
+
 /* One check: exactly one hash whatever the account's state (see the header). */
 static void check_one(struct password_check *pc, struct directory **dir, const struct pc_job *j,
                       struct password_check_result *r)
@@ -112,12 +209,15 @@ static void check_one(struct password_check *pc, struct directory **dir, const s
 	 * password, a locked "!" or "*" entry) would return at once: use the dummy. */
 	int real = dr == DIRECTORY_OK && hash[0] == '$';
 	const char *use = real ? hash : pc->dummy;
-	int match = password_verify(j->password, use);
-	if (use[0] == '$') {
+	int cached = real && state != ACCOUNT_DISABLED && cache_hit(pc, key, hash, j->password);
+	int match = cached || password_verify(j->password, use);
+	if (!cached && use[0] == '$') {
 		pthread_mutex_lock(&pc->mu);
 		pc->hashes++;
 		pthread_mutex_unlock(&pc->mu);
 	}
+	if (real && match && !cached && state != ACCOUNT_DISABLED)
+		cache_put(pc, key, hash, j->password);
 	explicit_bzero(hash, sizeof hash);
 	if (dr == DIRECTORY_TEMPFAIL || dr == DIRECTORY_ERROR) {
 		r->status = PASSWORD_CHECK_TEMPFAIL;
@@ -324,6 +424,33 @@ int password_check_submit(struct password_check *pc, uint64_t id, const char *id
 	return 0;
 }
 
+int password_check_set_cache(struct password_check *pc, int ttl)
+{
+	pthread_mutex_lock(&pc->mu);
+	int r = 0;
+	if (ttl > 0 && pc->cache == NULL) {
+		pc->cache = calloc(PC_CACHE_SLOTS, sizeof *pc->cache);
+		if (!pc->cache || RAND_bytes(pc->cache_key, sizeof pc->cache_key) != 1) {
+			free(pc->cache);
+			pc->cache = NULL;
+			r = -1;
+		}
+	} else if (ttl <= 0 && pc->cache != NULL) {
+		explicit_bzero(pc->cache, PC_CACHE_SLOTS * sizeof *pc->cache);
+	}
+	pc->cache_ttl = r == 0 && ttl > 0 ? ttl : 0;
+	pthread_mutex_unlock(&pc->mu);
+	return r;
+}
+
+uint64_t password_check_cache_hits(struct password_check *pc)
+{
+	pthread_mutex_lock(&pc->mu);
+	uint64_t n = pc->cache_hits;
+	pthread_mutex_unlock(&pc->mu);
+	return n;
+}
+
 uint64_t password_check_hashes(struct password_check *pc)
 {
 	pthread_mutex_lock(&pc->mu);
@@ -362,6 +489,10 @@ void password_check_free(struct password_check *pc)
 	pthread_cond_destroy(&pc->cv);
 	pthread_mutex_destroy(&pc->mu);
 	explicit_bzero(pc->dummy, sizeof pc->dummy);
+	explicit_bzero(pc->cache_key, sizeof pc->cache_key);
+	if (pc->cache)
+		explicit_bzero(pc->cache, PC_CACHE_SLOTS * sizeof *pc->cache);
+	free(pc->cache);
 	free(pc->path);
 	free(pc);
 }

@@ -78,6 +78,21 @@ int password_check_submit(struct password_check *pc, uint64_t id, const char *id
 uint64_t password_check_hashes(struct password_check *pc);
 
 /*
+ * The success cache (auth_cache_ttl; Dovecot's auth_cache): with ttl > 0 seconds,
+ * a check that succeeded is remembered as an HMAC (under a key made now, in
+ * memory only) of the account's stored hash and the password, and the same
+ * account with the same password is answered for ttl seconds without hashing,
+ * as long as the directory holds the same hash and the account is not disabled.
+ * Failures are never remembered: an unknown user, a wrong password and a
+ * disabled account still cost one hash each. ttl 0 turns it off and forgets
+ * everything. Returns 0, or -1 (out of memory, no random key: the cache is off).
+ */
+int password_check_set_cache(struct password_check *pc, int ttl);
+
+/* Checks answered from the success cache so far (tests, debugging). */
+uint64_t password_check_cache_hits(struct password_check *pc);
+
+/*
  * Stops and joins the workers (a hash under way finishes first), wipes and drops
  * the jobs and results not yet delivered, and frees the pool (NULL is a no-op).
  */

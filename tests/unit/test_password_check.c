@@ -232,6 +232,65 @@ TEST(limits_and_free)
 }
 
 /* A directory that cannot be opened is a temporary failure, after the same one hash. */
+/* One check of identity/password as request id; returns its status (-1: no answer). */
+static int check_now(struct password_check *pc, struct seen *s, uint64_t id, const char *identity,
+                     const char *password)
+{
+	size_t n = s->n;
+	if (password_check_submit(pc, id, identity, password, strlen(password)) != 0)
+		return -1;
+	wait_results(s, n + 1);
+	return s->n == n + 1 ? (int)s->status[n] : -1;
+}
+
+/*
+ * The success cache: a second success costs no hash; a wrong password, an
+ * unknown user and a changed password (a new stored hash) still hash; ttl 0
+ * forgets; without the cache every check hashes (each_case_one_hash).
+ */
+TEST(success_cache)
+{
+	struct seen s = {.loop_thread = pthread_self()};
+	s.base = event_base_new();
+	char err[256], hash[PASSWORD_HASH_MAX];
+	struct password_check *pc =
+	        password_check_new(s.base, dbpath, 2, 8, on_done, &s, err, sizeof err);
+	if (!CHECK(pc != NULL)) {
+		event_base_free(s.base);
+		return;
+	}
+	CHECK_INT(password_check_set_cache(pc, 3600), 0);
+	uint64_t h0 = password_check_hashes(pc);
+	CHECK_INT(check_now(pc, &s, 1, "alice@example.com", "right"), PASSWORD_CHECK_OK);
+	CHECK_INT(password_check_hashes(pc) - h0, 1); /* the first success hashes */
+	CHECK_INT(check_now(pc, &s, 2, "Alice@Example.com", "right"), PASSWORD_CHECK_OK);
+	CHECK_INT(password_check_hashes(pc) - h0, 1); /* the second is remembered */
+	CHECK_INT(password_check_cache_hits(pc), 1);
+	CHECK_STR(s.account[s.n - 1], "alice@example.com");
+	CHECK_INT(check_now(pc, &s, 3, "alice@example.com", "wrong"), PASSWORD_CHECK_FAIL);
+	CHECK_INT(check_now(pc, &s, 4, "nobody@example.com", "right"), PASSWORD_CHECK_FAIL);
+	CHECK_INT(password_check_hashes(pc) - h0, 3); /* failures always hash */
+	/* A new password in the directory: the old one is refused, hashed. */
+	struct directory *d = directory_open(dbpath, 0, err, sizeof err);
+	CHECK(d != NULL && password_hash("newer", hash, sizeof hash) == 0 &&
+	      directory_account_set_password(d, "alice@example.com", hash) == DIRECTORY_OK);
+	CHECK_INT(check_now(pc, &s, 5, "alice@example.com", "right"), PASSWORD_CHECK_FAIL);
+	CHECK_INT(password_check_hashes(pc) - h0, 4);
+	CHECK_INT(check_now(pc, &s, 6, "alice@example.com", "newer"), PASSWORD_CHECK_OK);
+	CHECK_INT(check_now(pc, &s, 7, "alice@example.com", "newer"), PASSWORD_CHECK_OK);
+	CHECK_INT(password_check_hashes(pc) - h0, 5);
+	/* Off: forgotten, every check hashes again. */
+	CHECK_INT(password_check_set_cache(pc, 0), 0);
+	CHECK_INT(check_now(pc, &s, 8, "alice@example.com", "newer"), PASSWORD_CHECK_OK);
+	CHECK_INT(password_check_hashes(pc) - h0, 6);
+	/* the directory as the other tests expect it */
+	if (d && password_hash("right", hash, sizeof hash) == 0)
+		directory_account_set_password(d, "alice@example.com", hash);
+	directory_close(d);
+	password_check_free(pc);
+	event_base_free(s.base);
+}
+
 TEST(directory_missing)
 {
 	struct seen s = {.loop_thread = pthread_self()};
@@ -263,7 +322,8 @@ static void run_setup(void)
 int main(int argc, char **argv)
 {
 	static const struct test_case tests[] = {T(each_case_one_hash), T(batch_on_loop_thread),
-	                                         T(limits_and_free), T(directory_missing)};
+	                                         T(limits_and_free), T(success_cache),
+	                                         T(directory_missing)};
 	run_setup();
 	int rc = harness_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 	remove_directory();
