@@ -448,7 +448,7 @@ static void answer_remote(struct verify_answer *a, const struct vtarget *t)
 	size_t rl = strnlen(t->s->route, ENVELOPE_ROUTE_MAX);
 	memcpy(a->route, t->s->route, rl);
 	a->route[rl] = '\0';
-	memcpy(a->reason, t->reason5, sizeof a->reason);
+	memcpy(a->reason, t->reason5, strnlen(t->reason5, sizeof a->reason - 1) + 1);
 }
 
 /*
