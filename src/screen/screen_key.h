@@ -19,7 +19,7 @@ struct screen_key {
 	uint8_t b[16];
 };
 
-/* Longest text form, with its NUL ("xxxx:xxxx:xxxx:xxxx::/64" and more than enough). */
+/* Longest text form, with its NUL (an IPv6 /64 such as "2001:db8:ffff:ffff::/64", and more than enough). */
 #define SCREEN_KEY_TEXT_MAX 48
 
 /*
