@@ -49,6 +49,7 @@
 #include "conf/conf.h"
 #include "deliver/deliver_int.h"
 #include "util/log.h"
+#include "util/strutil.h"
 #include "util/timeutil.h"
 
 #define DELIVER_WORKERS_MAX 8
@@ -128,12 +129,20 @@ struct event_base *deliver_base(struct deliver_runner *r)
 
 /* ---- the message table (loop thread) ---- */
 
+/* A message's memory: its data file, envelope, head and lock (unlinked already). */
+static void dmsg_free(struct dmsg *m)
+{
+	if (m->fd >= 0)
+		close(m->fd);
+	envelope_free(m->env);
+	free(m->head);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
 static size_t hash_id(const char *id, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a: ids are ours, random in part */
-	for (; *id; id++)
-		h = (h ^ (unsigned char)*id) * 1099511628211ull;
-	return (size_t)(h % n);
+	return (size_t)(str_hash(id, strlen(id), 0) % n); /* ids are ours, random in part */
 }
 
 static struct dmsg *msg_find(struct deliver_runner *r, const char *id)
@@ -207,12 +216,7 @@ static void msg_put(struct deliver_runner *r, struct dmsg *m)
 	if (*pp)
 		*pp = m->hnext;
 	r->nmsgs--;
-	if (m->fd >= 0)
-		close(m->fd);
-	envelope_free(m->env);
-	free(m->head);
-	pthread_mutex_destroy(&m->mu);
-	free(m);
+	dmsg_free(m);
 }
 
 /* ---- loading (a worker reads the envelope and states, opens the data) ---- */
@@ -841,12 +845,7 @@ static void mgr_free(struct deliver_runner *r)
 		while (r->tab[i]) {
 			struct dmsg *m = r->tab[i];
 			r->tab[i] = m->hnext;
-			if (m->fd >= 0)
-				close(m->fd);
-			envelope_free(m->env);
-			free(m->head);
-			pthread_mutex_destroy(&m->mu);
-			free(m);
+			dmsg_free(m);
 		}
 	}
 	free(r->tab);

@@ -24,6 +24,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "util/strutil.h"
 #include "util/timeutil.h"
 
 #include "directory/directory.h"
@@ -140,10 +141,7 @@ static void cache_mac(const struct password_check *pc, const char *key, const ch
 
 static size_t cache_slot(const char *key)
 {
-	uint64_t x = 1469598103934665603ULL;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		x = (x ^ *p) * 1099511628211ULL;
-	return (size_t)(x & (PC_CACHE_SLOTS - 1));
+	return (size_t)(str_hash(key, strlen(key), 0) & (PC_CACHE_SLOTS - 1));
 }
 
 /* 1 when (key, hash, password) succeeded within the cache's TTL (no hash needed). */

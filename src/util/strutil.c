@@ -37,3 +37,12 @@ void str_errf(char *err, size_t errlen, const char *fmt, ...)
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 }
+
+uint64_t str_hash(const void *p, size_t len, int fold)
+{
+	const unsigned char *s = p;
+	uint64_t h = 14695981039346656037ULL; /* the FNV-1a 64-bit offset basis */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned)(fold ? ascii_lower(s[i]) : s[i])) * 1099511628211ULL;
+	return h;
+}

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/strutil.h"
 #include "util/timeutil.h"
 #include "verify/bgwork.h"
 #include "verify/vcache.h"
@@ -56,10 +57,7 @@ struct vl_write {
 
 static uint64_t hash_key(const char *k, size_t len)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
-	return h;
+	return str_hash(k, len, 0); /* keys are folded already (vcache_fold_key) */
 }
 
 /* "server\0address" into out; its length, or 0 when it does not fit or the address is empty. */

@@ -514,12 +514,7 @@ static int cache_lookup(const struct verify *v, const struct vtarget *t, const c
 /* The hint slot of an address (ASCII case folded, as the cache's keys are). */
 static size_t hint_slot(const char *mailbox)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)mailbox; *p; p++) {
-		unsigned char c = *p >= 'A' && *p <= 'Z' ? (unsigned char)(*p + 32) : *p;
-		h = (h ^ c) * 1099511628211ULL;
-	}
-	return (size_t)(h & (VERIFY_PEER_HINTS - 1));
+	return (size_t)(str_hash(mailbox, strlen(mailbox), 1) & (VERIFY_PEER_HINTS - 1));
 }
 
 static void hint_set(struct verify *v, const struct vtarget *t, const char *mailbox)
