@@ -12,9 +12,9 @@
  * stat when names carry W=; a file without W= (written by another program) is read
  * once, at mailbox_open, to measure it.
  *
- * Order: messages are listed in delivery order (by the leading number of their
- * names, the delivery time, then by name), so message numbers are stable while
- * the mailbox does not change. UIDs (RFC 1939 section 7: 1-70 octets in
+ * Order: messages are listed in delivery order (by the delivery time their names
+ * start with, mailbox_name_order, then by name), so message numbers are stable
+ * while the mailbox does not change. UIDs (RFC 1939 section 7: 1-70 octets in
  * 0x21-0x7E) are the base name (before the first ',' or ':'), stable across
  * sessions and across the new/ -> cur/ move; a base name that does not fit is
  * replaced by "~" and the SHA-256 of the base name in hex (65 octets).
@@ -122,6 +122,13 @@ void mailbox_reader_free(struct mailbox_reader *r);
  * its output untouched. Returns a bit set: 1 if S= was found, 2 if W= was.
  */
 int mailbox_name_sizes(const char *name, uint64_t *size, uint64_t *wire);
+
+/*
+ * The sort key of a file name: *sec its leading decimal number (the delivery
+ * time), *usec the number after ".M" that follows it (the modern unique names'
+ * microseconds), 0 when absent.
+ */
+void mailbox_name_order(const char *name, uint64_t *sec, uint64_t *usec);
 
 /*
  * Writes the UIDL of the file name (see above) into out (outsz >= MAILBOX_UID_MAX
