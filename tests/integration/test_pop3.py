@@ -435,8 +435,42 @@ def test_fetchmail():
                         t.d.logtext(), "the login was inside TLS")
 
 
+def test_limits_shutdown_and_reload():
+    with Pop3Daemon(conf={"pop3_max_connections_per_ip": "2"}) as t:
+        t.send("alice@example.com", MSG3)
+        a, b = Raw(t.pop), Raw(t.pop)
+        with Raw(t.pop, greet=False) as c:
+            ln = c.line()
+            S.check(ln.startswith(b"-ERR [SYS/TEMP]"), f"over the per-address cap: {ln}")
+            S.check(c.closed(), "and closed")
+        with Raw(t.pop, source="127.0.0.2") as c:
+            S.check(c.greeting.startswith(b"+OK"), "another address is served")
+        b.close()
+        # SIGHUP: a new greeting for new connections; the open session keeps going.
+        with open(t.d.conf_path, "a") as f:
+            f.write("pop3_greeting = reloaded greeting\n")
+        t.d.proc.send_signal(1)
+        deadline = time.monotonic() + WAIT
+        while "SIGHUP: configuration reloaded" not in t.d.logtext() and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        with Raw(t.pop, source="127.0.0.3") as c:
+            S.eq(c.greeting, b"+OK reloaded greeting\r\n", "pop3_greeting reloads")
+        a.cmd("USER alice@example.com")
+        S.check(a.cmd("PASS " + PASSWORD).startswith(b"+OK"), "the open session logs in")
+        S.check(a.cmd("DELE 1").startswith(b"+OK"), "DELE")
+        t.d.proc.send_signal(15)  # SIGTERM: sessions end, nothing is removed
+        ln = a.line()
+        S.check(ln.startswith(b"-ERR [SYS/TEMP]"), f"shutdown tells the client: {ln}")
+        S.check(a.closed(), "and closes")
+        a.close()
+        S.eq(t.d.proc.wait(20), 0, "the daemon stops cleanly")
+        S.eq(len(t.files("alice@example.com")), 1, "a DELE without QUIT removed nothing")
+
+
 if __name__ == "__main__":
     sys.exit(S.run([test_login_stat_list_uidl_retr_top, test_dot_stuffing_on_the_wire,
                     test_dele_quit_rset_and_drop, test_wrong_password_unknown_user_alike,
                     test_in_use, test_capa_and_stls, test_pop3s_and_auth_plain,
-                    test_hostile_inputs, test_auth_guessing_screened, test_fetchmail]))
+                    test_hostile_inputs, test_auth_guessing_screened, test_fetchmail,
+                    test_limits_shutdown_and_reload]))
