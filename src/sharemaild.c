@@ -92,8 +92,8 @@ struct daemon {
 	struct password_check *pc; /* AUTH's password checks */
 	struct screen *screen; /* the Dynamic Screen */
 	struct pop3d_server *pop3d; /* POP3 (pop3_listen, pop3s_listen) */
-	struct pop_login *pop_logins; /* POP3 logins, for POP before SMTP */
 	int draining; /* services still draining */
+	struct pop_login *pop_logins; /* POP before SMTP: the POP3 server notes, SMTP asks */
 	int plan; /* enum privdrop_plan */
 	struct privdrop_user user; /* with PRIVDROP_DROP */
 	struct event *drain_timer;
@@ -309,9 +309,10 @@ static int start_auth(struct daemon *d)
 	smtpd_server_set_auth(d->smtpd, d->pc, d->screen);
 	d->pop_logins = pop_login_new(POP_LOGIN_DEFAULT_MAX);
 	if (!d->pop_logins) {
-		log_err("pop3: out of memory");
+		log_err("pop before smtp: out of memory");
 		return -1;
 	}
+	smtpd_server_set_pop_logins(d->smtpd, d->pop_logins);
 	pop3d_server_attach(d->pop3d, d->pc, d->screen, d->pop_logins);
 	return 0;
 }
@@ -564,8 +565,6 @@ static void stop_mail(struct daemon *d)
 	d->smtpd = NULL;
 	pop3d_server_free(d->pop3d);
 	d->pop3d = NULL;
-	pop_login_free(d->pop_logins);
-	d->pop_logins = NULL;
 	screen_close(d->screen);
 	d->screen = NULL;
 	deliver_runner_stop(d->runner);
@@ -699,6 +698,7 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 	minger_server_free(d.minger);
 	mailbox_index_free(d.index);
+	pop_login_free(d.pop_logins); /* after every service that noted or asked */
 	log_info("stopped");
 	unlock_state(&d);
 	free_confs(&d);

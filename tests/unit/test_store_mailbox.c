@@ -307,10 +307,14 @@ TEST(listing_order_sizes_and_uids)
 	char p[1024];
 	snprintf(p, sizeof p, "%s/new/1700000004.adir", dir);
 	mkdir(p, 0700);
+	/* A name with W= is never opened or stat'ed: even a dangling symlink is listed
+	 * (its reader then fails), the proof that the listing read names only. */
+	snprintf(p, sizeof p, "%s/new/1700000005.M1P1Q9.h,S=5,W=9", dir);
+	CHECK_INT(symlink("/nonexistent/target", p), 0);
 	struct mailbox *mb = NULL;
 	if (!CHECK_INT(mailbox_open(dir, &mb), 0))
 		return;
-	if (!CHECK_INT(mailbox_count(mb), 5))
+	if (!CHECK_INT(mailbox_count(mb), 6))
 		goto out;
 	static const struct {
 		const char *name, *uid;
@@ -321,8 +325,9 @@ TEST(listing_order_sizes_and_uids)
 	        {"new/1700000002.M99P1Q2.h,S=10,W=12", "1700000002.M99P1Q2.h", 12},
 	        {"new/1700000002.M100P1Q3.h,S=1,W=7", "1700000002.M100P1Q3.h", 7},
 	        {"cur/1700000003.foreign:2,", "1700000003.foreign", 12},
+	        {"new/1700000005.M1P1Q9.h,S=5,W=9", "1700000005.M1P1Q9.h", 9},
 	};
-	for (size_t i = 0; i < 5; i++) {
+	for (size_t i = 0; i < 6; i++) {
 		const struct mailbox_msg *m = mailbox_get(mb, i);
 		CHECK_STR(m->name, want[i].name);
 		CHECK_STR(m->uid, want[i].uid);
@@ -332,8 +337,10 @@ TEST(listing_order_sizes_and_uids)
 	size_t c;
 	uint64_t o;
 	mailbox_stat(mb, &c, &o);
-	CHECK_INT(c, 5);
-	CHECK_INT(o, 2 + 25 + 12 + 7 + 12);
+	CHECK_INT(c, 6);
+	CHECK_INT(o, 2 + 25 + 12 + 7 + 12 + 9);
+	struct mailbox_reader *r = NULL;
+	CHECK_INT(mailbox_reader_open(mb, 5, MAILBOX_TOP_ALL, &r), -1);
 out:
 	mailbox_free(mb);
 }
@@ -575,7 +582,7 @@ TEST(listing_5000_uses_names_only)
 	mailbox_free(mb);
 }
 
-TEST(unreadable_folder_is_an_error)
+TEST(cur_not_a_folder_lists_empty)
 {
 	char dir[256];
 	make_maildir(dir, sizeof dir, "badfolder");
@@ -615,4 +622,4 @@ TEST_MAIN(T(name_sizes_table), T(name_order_table), T(uid_table),
           T(commit_removes_marked_even_when_moved), T(commit_counts_failures),
           T(reader_retr_and_top_every_buffer_size), T(reader_finds_moved_message_and_reports_gone),
           T(reader_streams_a_large_message), T(listing_5000_uses_names_only),
-          T(unreadable_folder_is_an_error), T(cleanup))
+          T(cur_not_a_folder_lists_empty), T(cleanup))
