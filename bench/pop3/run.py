@@ -46,7 +46,7 @@ ADDRESS = f"{USER}@{DOMAIN}"
 PASSWORD = "bench-pop3-password-0123"
 MESSAGES = 5000
 MSG_LEN = 4096
-RUNS = 7
+RUNS = 15
 TARGET = 1.0
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 

@@ -7,7 +7,8 @@ POP3_SSL) and fetchmail (Debian's, plaintext with auth_allow_plaintext and over
 TLS, delivering with --mda to a file in the test's folder). A raw socket sends
 the hostile inputs (an overlong line, binary and NUL, a pipelined flood, a
 megabyte without a line end, AUTH guessing until the Dynamic Screen closes the
-door). Messages are delivered over SMTP (smtplib) and read back over POP3 byte
+door), the per-address cap, SIGHUP and SIGTERM with a session open, and POP
+before SMTP end to end. Messages are delivered over SMTP (smtplib) and read back over POP3 byte
 for byte: CRLF line ends, lines that start with '.' stuffed on the wire and
 unstuffed by the client. Deadlines are waited for by polling with a bound.
 """
@@ -468,9 +469,33 @@ def test_limits_shutdown_and_reload():
         S.eq(len(t.files("alice@example.com")), 1, "a DELE without QUIT removed nothing")
 
 
+def test_pop_before_smtp():
+    conf = {"pop_before_smtp": "yes", "auth_required_for_local_senders": "no"}
+    with Pop3Daemon(conf=conf) as t:
+        def mail_from(sender):
+            with smtplib.SMTP("127.0.0.1", t.smtp, timeout=30) as c:
+                c.ehlo("client.example.net")
+                code, msg = c.mail(sender)
+                if code == 250:
+                    code = c.rcpt("bob@example.com")[0]
+                return code, msg
+        code, msg = mail_from("alice@example.com")
+        S.eq(code, 530, f"MAIL FROM a local account before a POP3 login: {msg}")
+        S.check(msg.startswith(b"5.7.0"), f"5.7.0: {msg}")
+        p = t.login("alice@example.com")
+        p.quit()
+        S.eq(mail_from("alice@example.com")[0], 250, "after alice's POP3 login: accepted")
+        S.eq(mail_from("bob@example.com")[0], 530, "bob has not logged in: still refused")
+        p = poplib.POP3("127.0.0.1", t.pop, timeout=30)
+        p.user("bob@example.com")
+        S.raises(poplib.error_proto, lambda: p.pass_("wrong"), "a failed login")
+        p.quit()
+        S.eq(mail_from("bob@example.com")[0], 530, "a failed POP3 login does not count")
+
+
 if __name__ == "__main__":
     sys.exit(S.run([test_login_stat_list_uidl_retr_top, test_dot_stuffing_on_the_wire,
                     test_dele_quit_rset_and_drop, test_wrong_password_unknown_user_alike,
                     test_in_use, test_capa_and_stls, test_pop3s_and_auth_plain,
                     test_hostile_inputs, test_auth_guessing_screened, test_fetchmail,
-                    test_limits_shutdown_and_reload]))
+                    test_limits_shutdown_and_reload, test_pop_before_smtp]))
