@@ -19,6 +19,8 @@
 /* Room kept for one more reply line (RFC 2449 4: a response is at most 512 octets). */
 #define OUT_SLACK 1024
 #define OUT_CAP (POP3_SESSION_OUT_MAX + OUT_SLACK)
+/* An idle session's output buffer; a stream grows it to OUT_CAP (memory per idle client). */
+#define OUT_SMALL (2 * OUT_SLACK)
 /* The message read buffer (what one msg_read asks for). */
 #define READ_CHUNK (16 * 1024)
 #define LOG_MAX 600
@@ -66,25 +68,43 @@ struct pop3_session {
 	char *rbuf;
 	size_t rbuf_len, rbuf_off;
 	/* input */
-	char *line; /* POP3_SESSION_CMD_MAX, or SASL_LINE_MAX in ST_SASL, + 1 */
-	size_t line_len;
+	char *line; /* line_cap octets: a command, or an AUTH continuation line in ST_SASL */
+	size_t line_len, line_cap;
 	size_t skipped; /* octets of an over-long line thrown away */
 	int skipping;
 	/* output */
 	char *out;
-	size_t out_len, out_off;
+	size_t out_len, out_off, out_cap;
+	char auth_tried[SASL_IDENTITY_MAX + 1]; /* the identity of the check under way (the log) */
 };
 
 /* ---- output ---- */
 
 static size_t out_room(const struct pop3_session *s)
 {
-	return OUT_CAP - s->out_len;
+	return s->out_cap - s->out_len;
+}
+
+/* Grows the output buffer to cap octets (at most OUT_CAP). Returns 0, or -1 (memory). */
+static int out_grow(struct pop3_session *s, size_t cap)
+{
+	if (cap > OUT_CAP)
+		cap = OUT_CAP;
+	if (cap <= s->out_cap)
+		return 0;
+	char *p = realloc(s->out, cap);
+	if (!p)
+		return -1;
+	s->out = p;
+	s->out_cap = cap;
+	return 0;
 }
 
 static void out_raw(struct pop3_session *s, const char *p, size_t n)
 {
-	if (s->out_off > 0 && s->out_len + n > OUT_CAP) {
+	if (s->out_len + n > s->out_cap)
+		out_grow(s, 2 * (s->out_len + n)); /* on failure: what fits (below) */
+	if (s->out_off > 0 && s->out_len + n > s->out_cap) {
 		memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
 		s->out_len -= s->out_off;
 		s->out_off = 0;
@@ -240,7 +260,7 @@ static void stream_finish(struct pop3_session *s)
 /* LIST or UIDL of every message not marked deleted, a line at a time as room allows. */
 static void fill_listing(struct pop3_session *s)
 {
-	while (s->cursor < s->n_msgs && out_room(s) > OUT_SLACK && s->out_len < OUT_CAP) {
+	while (s->cursor < s->n_msgs && out_room(s) > OUT_SLACK) {
 		size_t i = s->cursor++;
 		if (s->deleted[i])
 			continue;
@@ -376,6 +396,7 @@ static void cmd_user(struct pop3_session *s, const char *arg, size_t len)
 static void auth_ask(struct pop3_session *s, const char *identity, const char *pw, size_t len)
 {
 	uint64_t id = req_open(s, POP3_REQUEST_AUTH);
+	snprintf(s->auth_tried, sizeof s->auth_tried, "%s", identity ? identity : "");
 	if (!s->ops->auth_check || s->ops->auth_check(s->ops->arg, id, identity, pw, len) != 0) {
 		s->req_id = 0;
 		reply_err(s, "[SYS/TEMP] cannot check passwords now; try again later");
@@ -408,6 +429,17 @@ static void sasl_reply_out(struct pop3_session *s)
 	int code;
 	const char *r = sasl_reply(s->sasl, &len, &code);
 	enum sasl_status st = sasl_status(s->sasl);
+	if (st == SASL_CONTINUE && s->line_cap < SASL_LINE_MAX + 2) {
+		char *p = realloc(s->line, SASL_LINE_MAX + 2);
+		if (!p) {
+			sasl_wipe(s->sasl);
+			s->state = ST_AUTHZ;
+			reply_err(s, "[SYS/TEMP] out of memory");
+			return;
+		}
+		s->line = p;
+		s->line_cap = SASL_LINE_MAX + 2;
+	}
 	if (st == SASL_CONTINUE) {
 		/* RFC 5034 4: "+ " and the base64 challenge (empty for PLAIN). */
 		const char *ch = len >= 6 ? r + 4 : "";
@@ -524,6 +556,7 @@ static void cmd_list_uidl(struct pop3_session *s, const char *arg, size_t len, i
 		        (unsigned long long)(s->octets - s->octets_deleted));
 	s->stream = uidl ? STREAM_UIDL : STREAM_LIST;
 	s->cursor = 0;
+	out_grow(s, OUT_CAP); /* on failure the listing streams through the small buffer */
 	fill(s);
 }
 
@@ -539,6 +572,10 @@ static void cmd_uidl(struct pop3_session *s, const char *arg, size_t len)
 
 static void send_message(struct pop3_session *s, long i, long top_lines)
 {
+	if ((!s->rbuf && !(s->rbuf = malloc(READ_CHUNK))) || out_grow(s, OUT_CAP) != 0) {
+		reply_err(s, "[SYS/TEMP] out of memory");
+		return;
+	}
 	if (s->ops->msg_open(s->ops->arg, (size_t)i) != 0) {
 		reply_err(s, "[SYS/TEMP] cannot read message %ld now", i + 1);
 		return;
@@ -782,10 +819,11 @@ struct pop3_session *pop3_session_new(const struct conf *c, const struct pop3_se
 	s->c = c;
 	s->ops = ops;
 	snprintf(s->client_addr, sizeof s->client_addr, "%s", client_addr ? client_addr : "");
-	s->line = malloc(SASL_LINE_MAX + 2);
-	s->out = malloc(OUT_CAP);
-	s->rbuf = malloc(READ_CHUNK);
-	if (!s->line || !s->out || !s->rbuf) {
+	s->line_cap = POP3_SESSION_CMD_MAX + 1;
+	s->out_cap = OUT_SMALL;
+	s->line = malloc(s->line_cap);
+	s->out = malloc(s->out_cap);
+	if (!s->line || !s->out) {
 		pop3_session_free(s);
 		return NULL;
 	}
@@ -799,7 +837,7 @@ void pop3_session_free(struct pop3_session *s)
 	if (s->state != ST_END)
 		session_end(s);
 	if (s->line)
-		explicit_bzero(s->line, SASL_LINE_MAX + 2);
+		explicit_bzero(s->line, s->line_cap);
 	if (s->sasl) {
 		sasl_wipe(s->sasl);
 		free(s->sasl);
@@ -894,7 +932,8 @@ void pop3_session_auth_done(struct pop3_session *s, uint64_t id, enum pop3_auth_
 	if (!req_matches(s, id, POP3_REQUEST_AUTH) || s->state == ST_END)
 		return;
 	if (st == POP3_AUTH_FAIL) {
-		log_fmt(s, "pop3: client=[%s] authentication failed", s->client_addr);
+		log_fmt(s, "pop3: client=[%s] authentication failed; user=<%s>", s->client_addr,
+		        s->auth_tried);
 		reply_err(s, "[AUTH] invalid user name or password");
 	} else if (st != POP3_AUTH_OK || !account || !(s->account = strdup(account))) {
 		reply_err(s, "[SYS/TEMP] cannot check passwords now; try again later");
