@@ -52,7 +52,7 @@ class Pop3Daemon:
     """A started daemon: SMTP on d.smtp, POP3 on d.pop (and POP3S on d.pops with
     tls=True); alice@example.com (password PASSWORD, alias al@example.com), bob."""
 
-    def __init__(self, conf=None, tls=False, plaintext=True):
+    def __init__(self, conf=None, tls=False, plaintext=True, open_dir=False):
         self.smtp, self.pop, self.pops = free_tcp_port(), free_tcp_port(), free_tcp_port()
         keys = {"smtp_listen": f"127.0.0.1:{self.smtp}", "pop3_listen": f"127.0.0.1:{self.pop}",
                 "auth_allow_plaintext": "yes" if plaintext else "no", "queue_min_free": "0",
@@ -76,6 +76,8 @@ class Pop3Daemon:
             self.d.cli("account", "add", "alice@example.com", "--password-file", pw)
             self.d.cli("account", "add", "bob@example.com", "--password-file", pw)
             self.d.cli("alias", "add", "al@example.com", "alice@example.com")
+            if open_dir:  # another user must pass (mkdtemp makes it 0700)
+                os.chmod(self.d.dir, 0o755)
             self.d.start()
         except Exception:
             self.d.cleanup()
@@ -493,9 +495,32 @@ def test_pop_before_smtp():
         S.eq(mail_from("bob@example.com")[0], 530, "a failed POP3 login does not count")
 
 
+def test_privileged_port_after_drop():
+    """pop3_listen on a port below 1024, bound as root, served after the drop to `user`."""
+    if os.geteuid() != 0:
+        S.skip("needs root: the daemon must start as root to drop it")
+        return
+    import test_privdrop as pd
+    with pd.TestUser() as pw:
+        port = pd.privileged_port()
+        with Pop3Daemon(conf={"user": pd.USER, "pop3_listen": f"127.0.0.1:{port}"},
+                        open_dir=True) as t:
+            t.pop = port
+            t.send("alice@example.com", MSG3)
+            p = t.login()
+            S.eq(p.stat()[0], 1, "a login on a privileged port after the drop")
+            p.dele(1)
+            p.quit()
+            S.eq(t.files("alice@example.com"), [], "DELE then QUIT removed it as the user")
+            ids = pd.thread_ids(t.d.proc.pid)
+            S.check(all(u == [pw.pw_uid] * 4 for u, _, _ in ids.values()),
+                    f"every thread runs as {pd.USER}")
+
+
 if __name__ == "__main__":
     sys.exit(S.run([test_login_stat_list_uidl_retr_top, test_dot_stuffing_on_the_wire,
                     test_dele_quit_rset_and_drop, test_wrong_password_unknown_user_alike,
                     test_in_use, test_capa_and_stls, test_pop3s_and_auth_plain,
                     test_hostile_inputs, test_auth_guessing_screened, test_fetchmail,
-                    test_limits_shutdown_and_reload, test_pop_before_smtp]))
+                    test_limits_shutdown_and_reload, test_pop_before_smtp,
+                    test_privileged_port_after_drop]))
