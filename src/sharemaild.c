@@ -313,7 +313,10 @@ static int start_auth(struct daemon *d)
 		return -1;
 	}
 	smtpd_server_set_pop_logins(d->smtpd, d->pop_logins);
-	pop3d_server_attach(d->pop3d, d->pc, d->screen, d->pop_logins);
+	if (pop3d_server_attach(d->pop3d, d->pc, d->screen, d->pop_logins, err, sizeof err) != 0) {
+		log_err("pop3: %s", err);
+		return -1;
+	}
 	return 0;
 }
 

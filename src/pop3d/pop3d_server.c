@@ -17,6 +17,7 @@
 #include "directory/pop_login.h"
 #include "net/net_server.h"
 #include "pop3d/pop3_session.h"
+#include "pop3d/pop3d_work.h"
 #include "screen/screen.h"
 #include "store/mailbox.h"
 #include "store/maildir.h"
@@ -27,6 +28,7 @@
 #define ROOT_MAX 4096
 
 struct pconn;
+struct mjob;
 
 /* An account whose maildrop a session has open (the [IN-USE] lock). */
 struct lock {
@@ -49,8 +51,6 @@ struct auth_req {
 	int screened;
 };
 
-enum defer_kind { DEFER_NONE = 0, DEFER_OPEN, DEFER_COMMIT };
-
 /* One connection's POP3 side (net_server's `sess`). */
 struct pconn {
 	struct pop3d_server *srv;
@@ -65,12 +65,7 @@ struct pconn {
 	int locked;
 	struct mailbox *mb;
 	struct mailbox_reader *rd;
-	/* an open or commit request, answered from the zero timer */
-	struct event *defer;
-	enum defer_kind defer_kind;
-	uint64_t defer_id;
-	size_t *commit_idx;
-	size_t commit_n;
+	struct mjob *job; /* the listing or UPDATE under way, or NULL */
 };
 
 struct pop3d_server {
@@ -78,6 +73,7 @@ struct pop3d_server {
 	struct event_base *base;
 	struct net_server *net;
 	struct password_check *pc;
+	struct pop3d_work *work; /* listings and UPDATEs (started at attach) */
 	struct screen *screen;
 	struct pop_login *logins;
 	struct lock *locks;
@@ -120,7 +116,28 @@ static void lock_drop(struct pop3d_server *s, const char *key)
 	}
 }
 
-/* ---- the maildrop ops ---- */
+/* ---- the maildrop ops: listing and UPDATE on the worker (pop3d_work.h) ---- */
+
+/*
+ * One listing or UPDATE under way. The job owns the maildrop's lock and its
+ * struct mailbox while it runs, so a connection that goes meanwhile cannot free
+ * them under the worker, nor let another session in before the removals are
+ * done; c is NULL once the connection went (the done then only cleans up).
+ */
+struct mjob {
+	struct pop3d_server *srv;
+	struct pconn *c;
+	enum pop3_request_kind kind; /* POP3_REQUEST_OPEN or _COMMIT */
+	uint64_t id;
+	char account[POP_LOGIN_KEY_MAX + 1];
+	char dir[MAILDIR_PATH_MAX];
+	int locked; /* the job holds the account's lock */
+	int in_use; /* OPEN: another session holds it (nothing to run) */
+	int rc, err; /* OPEN: mailbox_open's result and errno */
+	struct mailbox *mb;
+	size_t *idx, n; /* COMMIT: the messages to remove */
+	size_t failed; /* COMMIT: not removed */
+};
 
 static void maildrop_close(struct pconn *c)
 {
@@ -133,104 +150,148 @@ static void maildrop_close(struct pconn *c)
 	c->locked = 0;
 }
 
-/* Lists the maildrop and hands it to the session (the lock is taken first). */
-static void answer_open(struct pconn *c, uint64_t id)
+static void mjob_free(struct mjob *j)
 {
-	char dir[MAILDIR_PATH_MAX];
-	struct pop3d_server *s = c->srv;
-	int l = lock_take(s, c->account);
-	if (l == 1) {
-		pop3_session_open_done(c->sess, id, POP3_OPEN_IN_USE, NULL, 0);
+	if (j->locked)
+		lock_drop(j->srv, j->account);
+	mailbox_free(j->mb);
+	free(j->idx);
+	free(j);
+}
+
+/* On the worker: the disk work. */
+static void mjob_run(void *arg)
+{
+	struct mjob *j = arg;
+	if (j->kind == POP3_REQUEST_OPEN) {
+		if (!j->in_use) {
+			j->rc = mailbox_open(j->dir, &j->mb);
+			j->err = errno;
+		}
 		return;
 	}
-	if (l < 0 || maildir_path(s->root, c->account, dir, sizeof dir) != 0) {
-		if (l == 0)
-			lock_drop(s, c->account);
-		pop3_session_open_done(c->sess, id, POP3_OPEN_TEMPFAIL, NULL, 0);
+	mailbox_reset(j->mb);
+	for (size_t i = 0; i < j->n; i++)
+		mailbox_mark_deleted(j->mb, j->idx[i]);
+	j->failed = mailbox_commit(j->mb);
+}
+
+/* The listing, for the session (copied by it). */
+static void open_deliver(struct pconn *c, struct mjob *j)
+{
+	if (j->in_use) {
+		pop3_session_open_done(c->sess, j->id, POP3_OPEN_IN_USE, NULL, 0);
 		return;
 	}
-	c->locked = 1;
-	if (mailbox_open(dir, &c->mb) != 0) {
-		log_err("pop3: %s: cannot list %s: %s", c->account, dir, strerror(errno));
-		maildrop_close(c);
-		pop3_session_open_done(c->sess, id, POP3_OPEN_TEMPFAIL, NULL, 0);
-		return;
-	}
-	size_t n = mailbox_count(c->mb);
-	struct pop3_msginfo *v = calloc(n ? n : 1, sizeof *v);
+	size_t n = j->rc == 0 ? mailbox_count(j->mb) : 0;
+	struct pop3_msginfo *v = j->rc == 0 ? calloc(n ? n : 1, sizeof *v) : NULL;
 	if (!v) {
-		maildrop_close(c);
-		pop3_session_open_done(c->sess, id, POP3_OPEN_TEMPFAIL, NULL, 0);
+		if (j->rc != 0)
+			log_err("pop3: %s: cannot list %s: %s", j->account, j->dir,
+			        strerror(j->err));
+		pop3_session_open_done(c->sess, j->id, POP3_OPEN_TEMPFAIL, NULL, 0);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct mailbox_msg *m = mailbox_get(c->mb, i);
+		const struct mailbox_msg *m = mailbox_get(j->mb, i);
 		v[i].size = m->wire_size;
 		snprintf(v[i].uid, sizeof v[i].uid, "%s", m->uid);
 	}
-	pop3_session_open_done(c->sess, id, POP3_OPEN_OK, v, n);
+	/* The connection takes the lock and the listing over from the job. */
+	c->mb = j->mb;
+	c->locked = 1;
+	j->mb = NULL;
+	j->locked = 0;
+	pop3_session_open_done(c->sess, j->id, POP3_OPEN_OK, v, n);
 	free(v);
 }
 
-/* UPDATE: the marks, then the removal (unlinks and fsyncs: store/mailbox.h). */
-static void answer_commit(struct pconn *c, uint64_t id)
+/* On the loop: the answer, or only the clean-up when the connection went. */
+static void mjob_done(void *arg)
 {
-	size_t failed = c->commit_n;
-	if (c->mb) {
-		mailbox_reset(c->mb);
-		for (size_t i = 0; i < c->commit_n; i++)
-			mailbox_mark_deleted(c->mb, c->commit_idx[i]);
-		failed = mailbox_commit(c->mb);
+	struct mjob *j = arg;
+	struct pconn *c = j->c;
+	if (c) {
+		c->job = NULL;
+		if (j->kind == POP3_REQUEST_OPEN) {
+			open_deliver(c, j);
+		} else {
+			if (j->failed)
+				log_err("pop3: %s: %zu of %zu messages could not be removed",
+				        j->account, j->failed, j->n);
+			pop3_session_commit_done(c->sess, j->id, j->failed == 0);
+		}
 	}
-	if (failed)
-		log_err("pop3: %s: %zu of %zu messages could not be removed", c->account, failed,
-		        c->commit_n);
-	free(c->commit_idx);
-	c->commit_idx = NULL;
-	pop3_session_commit_done(c->sess, id, failed == 0);
+	mjob_free(j);
+	if (c)
+		net_conn_pump(c->nc);
 }
 
-static void on_defer(evutil_socket_t fd, short what, void *arg)
+static struct mjob *mjob_new(struct pconn *c, enum pop3_request_kind kind, uint64_t id)
 {
-	struct pconn *c = arg;
-	enum defer_kind k = c->defer_kind;
-	uint64_t id = c->defer_id;
-	c->defer_kind = DEFER_NONE;
-	if (k == DEFER_OPEN)
-		answer_open(c, id);
-	else if (k == DEFER_COMMIT)
-		answer_commit(c, id);
-	net_conn_pump(c->nc);
+	struct mjob *j = c->srv && c->srv->work && !c->job ? calloc(1, sizeof *j) : NULL;
+	if (!j)
+		return NULL;
+	j->srv = c->srv;
+	j->c = c;
+	j->kind = kind;
+	j->id = id;
+	return j;
 }
 
-static int defer(struct pconn *c, enum defer_kind k, uint64_t id)
+static int mjob_post(struct pconn *c, struct mjob *j)
 {
-	if (!c->defer && !(c->defer = evtimer_new(c->srv->base, on_defer, c)))
+	if (pop3d_work_post(c->srv->work, mjob_run, mjob_done, j) != 0) {
+		mjob_free(j);
 		return -1;
-	struct timeval tv = {0, 0};
-	c->defer_kind = k;
-	c->defer_id = id;
-	return evtimer_add(c->defer, &tv);
+	}
+	c->job = j;
+	return 0;
 }
 
+/* The lock is taken here, on the loop, so two logins cannot both get it. */
 static int op_maildrop_open(void *arg, uint64_t id, const char *account)
 {
 	struct pconn *c = arg;
-	if (!c->srv || strlen(account) > POP_LOGIN_KEY_MAX)
+	struct mjob *j = mjob_new(c, POP3_REQUEST_OPEN, id);
+	if (!j)
 		return -1;
+	snprintf(j->account, sizeof j->account, "%s", account);
 	snprintf(c->account, sizeof c->account, "%s", account);
-	return defer(c, DEFER_OPEN, id);
+	if (strlen(account) > POP_LOGIN_KEY_MAX ||
+	    maildir_path(j->srv->root, account, j->dir, sizeof j->dir) != 0) {
+		mjob_free(j);
+		return -1;
+	}
+	int l = lock_take(j->srv, account);
+	if (l < 0) {
+		mjob_free(j);
+		return -1;
+	}
+	j->in_use = l == 1;
+	j->locked = l == 0;
+	return mjob_post(c, j);
 }
 
+/* UPDATE: the job takes the listing and the lock (a drop meanwhile frees neither). */
 static int op_maildrop_commit(void *arg, uint64_t id, const size_t *index, size_t n)
 {
 	struct pconn *c = arg;
-	c->commit_idx = malloc((n ? n : 1) * sizeof *index);
-	if (!c->commit_idx)
+	struct mjob *j = c->mb ? mjob_new(c, POP3_REQUEST_COMMIT, id) : NULL;
+	if (!j || !(j->idx = malloc((n ? n : 1) * sizeof *index))) {
+		free(j);
 		return -1;
-	memcpy(c->commit_idx, index, n * sizeof *index);
-	c->commit_n = n;
-	return defer(c, DEFER_COMMIT, id);
+	}
+	memcpy(j->idx, index, n * sizeof *index);
+	j->n = n;
+	snprintf(j->account, sizeof j->account, "%s", c->account);
+	mailbox_reader_free(c->rd);
+	c->rd = NULL;
+	j->mb = c->mb;
+	j->locked = c->locked;
+	c->mb = NULL;
+	c->locked = 0;
+	return mjob_post(c, j);
 }
 
 static void op_maildrop_release(void *arg)
@@ -543,11 +604,10 @@ static int sv_close(void *sess)
 {
 	struct pconn *c = sess;
 	auth_cancel(c);
-	if (c->defer)
-		event_free(c->defer);
+	if (c->job)
+		c->job->c = NULL; /* its done only cleans up */
 	pop3_session_free(c->sess); /* releases the maildrop through its op */
 	maildrop_close(c);
-	free(c->commit_idx);
 	free(c);
 	return 0;
 }
@@ -639,12 +699,15 @@ fail:
 	return NULL;
 }
 
-void pop3d_server_attach(struct pop3d_server *s, struct password_check *pc, struct screen *sc,
-                         struct pop_login *pl)
+int pop3d_server_attach(struct pop3d_server *s, struct password_check *pc, struct screen *sc,
+                        struct pop_login *pl, char *err, size_t errlen)
 {
+	if (!s->work && !(s->work = pop3d_work_new(s->base, err, errlen)))
+		return -1;
 	s->pc = pc;
 	s->screen = sc;
 	s->logins = pl;
+	return 0;
 }
 
 void pop3d_server_reload(struct pop3d_server *s, const struct conf *c)
@@ -685,7 +748,8 @@ void pop3d_server_free(struct pop3d_server *s)
 {
 	if (!s)
 		return;
-	net_server_free(s->net);
+	net_server_free(s->net); /* every job is orphaned now */
+	pop3d_work_free(s->work); /* their dones clean up (the locks they held) */
 	auths_free(s);
 	while (s->locks) {
 		struct lock *l = s->locks;

@@ -14,10 +14,11 @@
  * lock is the daemon's (one daemon per state_dir: sharemaild's pid-file lock).
  *
  * Requests: a password check runs on the pool's threads; opening (listing) a
- * maildrop and UPDATE's removals run on the loop (a readdir per folder, no stat
- * thanks to the W= sizes in the names; unlinks and one fsync per folder), their
- * answers delivered from a zero timer, never from inside the op, so they can
- * move to a worker without changing the session.
+ * maildrop and UPDATE's removals (unlinks, then an fsync per folder) on this
+ * server's worker thread (pop3d_work.h), which owns the maildrop's lock and
+ * listing while it works. Reading a message for RETR/TOP is done on the loop, a
+ * chunk at a time as the output drains (page-cache reads; a cold disk makes the
+ * other sessions wait for that read).
  *
  * Limits (hostile-inputs.md "Limits and load"): pop3_max_connections,
  * pop3_max_connections_per_ip ("-ERR [SYS/TEMP] too many connections" and
@@ -52,12 +53,13 @@ struct pop3d_server *pop3d_server_new(const struct conf *c, struct event_base *b
                                       size_t errlen);
 
 /*
- * After the privilege drop: the password pool (NULL: every login answers -ERR
- * [SYS/TEMP]), the Dynamic Screen (NULL: none) and the POP before SMTP table
- * (NULL: logins are not noted).
+ * After the privilege drop: starts the worker thread (pop3d_work.h) and takes
+ * the password pool (NULL: every login answers -ERR [SYS/TEMP]), the Dynamic
+ * Screen (NULL: none) and the POP before SMTP table (NULL: logins are not
+ * noted). Returns 0, or -1 with the reason in err (no thread).
  */
-void pop3d_server_attach(struct pop3d_server *s, struct password_check *pc, struct screen *sc,
-                         struct pop_login *pl);
+int pop3d_server_attach(struct pop3d_server *s, struct password_check *pc, struct screen *sc,
+                        struct pop_login *pl, char *err, size_t errlen);
 
 /* SIGHUP: limits and texts for new connections, the certificate re-read. */
 void pop3d_server_reload(struct pop3d_server *s, const struct conf *c);
