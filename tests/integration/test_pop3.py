@@ -363,6 +363,10 @@ def test_hostile_inputs():
                 n += ln == b".\r\n"
             S.eq(n, 500, "500 pipelined RETRs answered in order")
         with Raw(t.pop) as r:
+            S.check(r.cmd("AUTH PLAIN").startswith(b"+ "), "AUTH PLAIN: a continuation")
+            S.check(r.cmd("A" * 13000).startswith(b"-ERR"), "a 13,000-octet AUTH line: -ERR")
+            S.check(r.cmd("CAPA").startswith(b"+OK"), "the session goes on")
+        with Raw(t.pop) as r:
             r.send(b"x" * (1 << 20))
             S.check(r.line().startswith(b"-ERR"), "a megabyte without a line end: -ERR")
             S.check(r.closed(), "and closed")
