@@ -3,8 +3,8 @@
 against the real sharemaild.
 
 Real clients: Python's poplib (login, STAT/LIST/UIDL/RETR/TOP/DELE/RSET, STLS,
-POP3_SSL) and fetchmail (Debian's, plaintext with auth_allow_plaintext and over
-TLS, delivering with --mda to a file in the test's folder). A raw socket sends
+POP3_SSL) and fetchmail (Debian's, plaintext with auth_allow_plaintext, over STLS
+and over pop3s, delivering with --mda to files in the test's folder). A raw socket sends
 the hostile inputs (an overlong line, binary and NUL, a pipelined flood, a
 megabyte without a line end, AUTH guessing until the Dynamic Screen closes the
 door), the per-address cap, SIGHUP and SIGTERM with a session open, and POP
@@ -397,14 +397,17 @@ def test_auth_guessing_screened():
             S.check(r.greeting.startswith(b"+OK"), "another address still served")
 
 
-def fetchmail(t, tls, home):
-    """fetchmail as a real client: keep nothing, deliver to files with --mda."""
+def fetchmail(t, mode, home):
+    """fetchmail as a real client (mode: plain, stls or ssl, i.e. pop3s): keep nothing,
+    deliver to files with --mda."""
     out = os.path.join(home, "mda-out")
     os.makedirs(out, exist_ok=True)
     rc = os.path.join(home, "fetchmailrc")
-    opts = "sslproto TLS1.2+ no sslcertck" if tls else 'sslproto ""'
+    opts = {"plain": 'sslproto ""', "stls": "sslproto TLS1.2+ no sslcertck",
+            "ssl": "ssl sslproto TLS1.2+ no sslcertck"}[mode]
+    port = t.pops if mode == "ssl" else t.pop
     with open(rc, "w") as f:
-        f.write(f"poll 127.0.0.1 service {t.pop} protocol pop3 uidl\n"
+        f.write(f"poll 127.0.0.1 service {port} protocol pop3 uidl\n"
                 f"  user \"alice@example.com\" password \"{PASSWORD}\"\n"
                 f"  {opts}\n")
     os.chmod(rc, 0o600)
@@ -424,14 +427,15 @@ def test_fetchmail():
     if not shutil.which("fetchmail"):
         S.skip("fetchmail not installed (scripts/install-deps installs it)")
         return
-    for tls in (False, True):
+    for mode in ("plain", "stls", "ssl"):
+        tls = mode != "plain"
         with Pop3Daemon(tls=tls, plaintext=not tls) as t:
             for m in (MSG1, MSG2):
                 t.send("alice@example.com", m)
             home = os.path.join(t.d.dir, "fm")
             os.makedirs(home)
-            p, msgs = fetchmail(t, tls, home)
-            what = "over STLS" if tls else "plaintext"
+            p, msgs = fetchmail(t, mode, home)
+            what = {"plain": "plaintext", "stls": "over STLS", "ssl": "over pop3s"}[mode]
             S.eq(p.returncode, 0, f"fetchmail {what}: {p.stdout[-600:]} {p.stderr[-600:]}")
             S.eq(len(msgs), 2, f"fetchmail {what}: two messages handed to the MDA")
             S.check(any(b"\n.starts with a dot\n..two dots\n.\n" in m for m in msgs),
