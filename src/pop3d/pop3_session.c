@@ -910,7 +910,11 @@ void pop3_session_timeout(struct pop3_session *s)
 {
 	if (s->state == ST_END)
 		return;
-	out_fmt(s, "-ERR [SYS/TEMP] idle for too long; closing (nothing removed)");
+	/* Mid-response (the client stopped reading) a status line would land inside it. */
+	if (s->stream == STREAM_NONE)
+		out_fmt(s, "-ERR [SYS/TEMP] idle for too long; closing (nothing removed)");
+	log_fmt(s, "pop3: client=[%s] timed out%s%s", s->client_addr, s->account ? "; login=" : "",
+	        s->account ? s->account : "");
 	session_end(s);
 }
 

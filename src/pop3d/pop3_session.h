@@ -164,7 +164,10 @@ int pop3_session_waiting(const struct pop3_session *s);
 /* Requests open (0 or 1). */
 size_t pop3_session_requests(const struct pop3_session *s);
 
-/* The deadline passed (pop3_command_timeout): "-ERR" and the end, nothing removed. */
+/*
+ * The deadline passed (pop3_command_timeout): "-ERR" and the end, nothing removed
+ * (no "-ERR" in the middle of a response being streamed: the session just ends).
+ */
 void pop3_session_timeout(struct pop3_session *s);
 
 /* The server stops: the session ends after the response under way (nothing removed). */

@@ -143,4 +143,57 @@ TEST(free_mid_stream)
 	conf_free(c);
 }
 
-TEST_MAIN(T(large_message_streams_bounded), T(free_mid_stream))
+/* Drains everything into the record. */
+static void take_all(struct fake_pop3 *f)
+{
+	free(f->rec);
+	f->rec = NULL;
+	f->rec_len = f->rec_cap = 0;
+	fake_pop3_drain(f);
+}
+
+/*
+ * Shutdown during a RETR: the message is finished first, then the -ERR; a
+ * timeout during one ends the session without a status line inside the message.
+ */
+TEST(shutdown_and_timeout_mid_stream)
+{
+	struct conf *c = conf_plain();
+	size_t len = 80 * 4000;
+	char *msg = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		msg[i] = (i % 80 == 79) ? '\n' : 'z';
+	for (int timeout = 0; timeout < 2; timeout++) {
+		struct fake_pop3 f;
+		setup(&f, c, msg, len);
+		if (!CHECK(login(&f)))
+			break;
+		pop3_session_input(f.s, "RETR 1\r\n", 8);
+		size_t n;
+		const char *p = pop3_session_output(f.s, &n);
+		CHECK(n > 0 && n < len); /* part of it */
+		pop3_session_output_done(f.s, n);
+		(void)p;
+		if (timeout)
+			pop3_session_timeout(f.s);
+		else
+			pop3_session_shutdown(f.s);
+		CHECK(pop3_session_ended(f.s) == timeout);
+		take_all(&f);
+		CHECK(pop3_session_ended(f.s));
+		const char *tail = "\r\n.\r\n-ERR [SYS/TEMP] server shutting down\r\n";
+		if (timeout)
+			CHECK(f.rec == NULL || strstr(f.rec, "-ERR") == NULL);
+		else
+			CHECK(f.rec_len > strlen(tail) &&
+			      strcmp(f.rec + f.rec_len - strlen(tail), tail) == 0);
+		CHECK(!f.locked);
+		CHECK(f.reading == -1);
+		pop3_session_free(f.s);
+		fake_pop3_fini(&f);
+	}
+	free(msg);
+	conf_free(c);
+}
+
+TEST_MAIN(T(large_message_streams_bounded), T(free_mid_stream), T(shutdown_and_timeout_mid_stream))
