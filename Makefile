@@ -100,7 +100,9 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
+# Test-only programs the integration tests run (not test suites themselves).
+TEST_TOOLS := $(B)/tests/pop3c_drive
+unit: $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_TOOLS)
 bench-bin: $(BENCH_BIN) all
 
 deps:

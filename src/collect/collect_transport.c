@@ -410,8 +410,7 @@ static int conf_ok(const struct collect_transport_conf *conf)
 
 struct collect_session *collect_session_new(struct event_base *base,
                                             const struct collect_transport_conf *conf,
-                                            collect_event_fn event, collect_done_fn done,
-                                            void *arg)
+                                            collect_event_fn event, collect_done_fn done, void *arg)
 {
 	if (base == NULL || event == NULL || done == NULL || !conf_ok(conf))
 		return NULL;
