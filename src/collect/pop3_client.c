@@ -790,13 +790,13 @@ static void on_dele(struct pop3_client *c, const struct expect *e,
 static void on_quit(struct pop3_client *c, const struct expect *e,
                     const struct pop3_resp_status_line *sl)
 {
-	if (sl->status == POP3_RESP_OK) {
-		outcome_set(c, POP3_CLIENT_END_OK, POP3_RESP_CODE_NONE, "QUIT: %s", "signed off");
-	} else {
-		char t[POP3_CLIENT_TEXT_MAX + 1];
-		text_copy(t, sizeof t, sl->text, sl->text_len);
+	char t[POP3_CLIENT_TEXT_MAX + 1];
+	text_copy(t, sizeof t, sl->text, sl->text_len);
+	if (sl->status == POP3_RESP_OK)
+		outcome_set(c, POP3_CLIENT_END_OK, POP3_RESP_CODE_NONE, "signed off%s%s",
+		            t[0] ? ": " : "", t);
+	else
 		outcome_set(c, POP3_CLIENT_END_QUIT_REFUSED, sl->code, "QUIT refused: %s", t);
-	}
 	close_now(c);
 }
 

@@ -296,6 +296,33 @@ def test_retr_err_per_message():
 
 
 @bounded(T)
+def test_pause_suspends_deadlines():
+    """The caller pauses at each message (as the collector waiting for its queue): the
+    data deadline (1 s) does not run meanwhile (1.5 s pauses), and nothing is lost."""
+    box = Mailbox(MSGS)
+    with FakePop3(box) as srv:
+        r = Run(srv.port, "--t-data", "1", "--t-reply", "1", "--pause-ms", "1500", "--queue",
+                "1")
+        S.eq(r.nums("PAUSED"), [1, 2, 3], f"paused at each message {r}")
+        S.eq(r.done.get("end"), "ok", "ok after the pauses")
+        S.eq([r.eml(i) for i in (1, 2, 3)], MSGS, "all three whole")
+        S.eq(box.uids(), [], "all deleted")
+
+
+@bounded(T)
+def test_abort_by_caller():
+    box = Mailbox(MSGS)
+    with FakePop3(box) as srv:
+        r = Run(srv.port, "--abort-at", "2", "--queue", "1")
+        S.eq(r.done.get("end"), "local error", f"aborted {r}")
+        S.check(2 in r.nums("ABORTED"), "message 2 aborted")
+        S.eq(r.files(), ["1.eml"], "only message 1")
+        S.check(srv.wait_closed(1), "closed")
+        S.eq(srv.connections[0].ended, "client closed", "closed without QUIT")
+        S.eq(box.uids(), ["m1", "m2", "m3"], "nothing deleted")
+
+
+@bounded(T)
 def test_connect_refused_then_next_address():
     port = free_tcp_port()
     r = Run(port)
