@@ -57,6 +57,10 @@ class Run:
         self.stdout = p.stdout
         self.stderr = p.stderr
         self.lines = p.stdout.splitlines()
+        # Every run ends (DONE, exit 0) and, under ASan (make check-asan-integration),
+        # without a sanitizer report.
+        S.eq(self.rc, 0, f"pop3c_drive exit status ({p.stdout[-300:]!r})")
+        S.check("Sanitizer" not in p.stderr, f"no sanitizer report: {p.stderr[-2000:]}")
         self.done = {}
         for l in self.lines:
             if l.startswith("DONE "):
@@ -194,6 +198,20 @@ def test_implicit_tls():
         S.eq(r.done.get("tls"), "1", "over TLS")
         S.eq(r.eml(2), MSGS[1], "message 2 byte-exact")
         healthy(srv, "implicit")
+
+
+@bounded(T)
+def test_implicit_tls_to_a_plaintext_server():
+    """tls=implicit against a server that greets in plaintext: the handshake fails, no
+    credentials leave, bounded."""
+    with FakePop3(Mailbox(MSGS)) as srv:
+        r = Run(srv.port, "--tls", "implicit", "--t-tls", "3")
+        S.eq(r.done.get("end"), "TLS failed", f"handshake failed {r}")
+        S.check(srv.wait_closed(1), "closed")
+        # The server reads the ClientHello as junk lines; no POP3 command came.
+        cmds = srv.connections[0].commands
+        S.check(not any(c.startswith(("USER", "PASS", "APOP", "CAPA", "STAT")) for c in cmds),
+                f"no POP3 command, no credentials: {cmds!r}")
 
 
 @bounded(T)
