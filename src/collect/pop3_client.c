@@ -954,8 +954,9 @@ static void listing_done(struct pop3_client *c)
 static void multiline_line(struct pop3_client *c, const char *line, size_t len)
 {
 	const struct expect *e = head(c);
+	/* No restart per line: a listing that trickles in must still end within
+	 * the reply deadline (listing_max lines at one a minute would be weeks). */
 	int end = pop3_resp_multiline_end(&line, &len);
-	c->dl.serial++; /* each line is progress: the reply deadline restarts */
 	if (!end) {
 		if (e->kind == EX_CAPA)
 			pop3_resp_capa_line(&c->caps.capa, line, len);
