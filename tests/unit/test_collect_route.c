@@ -259,6 +259,9 @@ TEST(malformed_headers)
 	        {"To: Bob bob@ours.example, c@ours.example\r\n", NULL, 0, 0, NULL,
 	         "to-cc To/Cc c@ours.example f=0 m=0 d=0"},
 	        {"X-Rcpt-To:\r\nTo:\r\n", NULL, 0, 0, NULL, "none - f=0 m=0 d=0"},
+	        /* Outlook's ';' between addresses */
+	        {"To: a@ours.example; b@ours.example\r\n", NULL, 0, 0, NULL,
+	         "to-cc To/Cc a@ours.example b@ours.example f=0 m=0 d=0"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		run_case(&cases[i], i);
