@@ -132,14 +132,14 @@ int received_parse(const char *v, size_t n, struct received_info *out)
 	size_t pos = 0;
 	struct tok t;
 	enum clause want = CLAUSE_NONE; /* the keyword whose value comes next */
-	int r, n_for = 0;
+	int r, n_for = 0, n_by = 0;
 	memset(out, 0, sizeof *out);
 	while ((r = next_token(v, n, &pos, &t)) == 1) {
 		if (want == CLAUSE_NONE) {
 			want = keyword(v + t.start, t.end - t.start);
 			continue;
 		}
-		if (want == CLAUSE_BY && out->by == NULL) {
+		if (want == CLAUSE_BY && n_by++ == 0) {
 			out->by = v + t.start;
 			out->by_len = t.end - t.start;
 		} else if (want == CLAUSE_FOR && out->by != NULL && n_for++ == 0) {
@@ -147,7 +147,8 @@ int received_parse(const char *v, size_t n, struct received_info *out)
 		}
 		want = CLAUSE_NONE;
 	}
-	if (r < 0) {
+	if (r < 0 || n_by > 1) {
+		/* Two by clauses: a client's HELO ("x by mx.isp for <a@b>") wrote one. */
 		memset(out, 0, sizeof *out);
 		return -1;
 	}

@@ -59,6 +59,11 @@ TEST(parse_table)
 	        {" from for by mx for <bob@ours>", "by=mx for=bob@ours"},
 	        /* a HELO of "by" too */
 	        {" from by by mx for <bob@ours>", "by=mx for=bob@ours"},
+	        /* a HELO of several words copied into the field: two by clauses, refused */
+	        {" from x by mx.isp.example for <ceo@ours> (rdns [192.0.2.1]) by mx.isp.example "
+	         "(Postfix) with ESMTP id X; date",
+	         "BAD"},
+	        {" from x by y by z", "BAD"},
 	        /* for before by does not count */
 	        {" from x for <evil@ours> by mx", "by=mx for=-"},
 	        /* two for clauses: none */
