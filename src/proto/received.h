@@ -20,8 +20,10 @@
  * (Postfix joins them), so a HELO of "x by mx.isp for <a@b>" writes clauses of
  * its own before the server's: a for clause counts only after the by clause
  * (its place in the grammar), a field with two by clauses is refused, and a
- * field with two for clauses has none (it cannot say which its server wrote). The date part (after the first ';'
- * outside comments, quoted strings and angle addresses) is not read.
+ * field with two for clauses has none (it cannot say which its server wrote). The date part, after the LAST ';'
+ * outside comments, quoted strings and angle addresses (a date-time holds
+ * none), is not read: a ';' in a HELO ("x; for <a@b>") does not end the
+ * clauses early and hide the server's own by clause.
  *
  * Pure: no I/O, no allocation; results are spans into the caller's field body.
  */

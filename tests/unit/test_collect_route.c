@@ -202,6 +202,12 @@ TEST(received_trust)
 	         "Received: from evil by mx.isp.example for <ceo@ours.example>" DATE
 	         "To: t@ours.example\r\n",
 	         NULL, 0, 0, "mx.isp.example", "to-cc To/Cc t@ours.example f=0 m=1 d=0"},
+	        /* a HELO with a ';' cannot hide the ISP's by clause and let a lower field match */
+	        {"Received: from x; Tue, 1 Dec 2026 (rdns [192.0.2.1])\r\n"
+	         "\tby mx.isp.example (Postfix) with ESMTP id X" DATE
+	         "Received: from evil by mx.isp.example for <ceo@ours.example>" DATE
+	         "To: t@ours.example\r\n",
+	         NULL, 0, 0, "mx.isp.example", "to-cc To/Cc t@ours.example f=0 m=0 d=0"},
 	        /* a for clause in a comment, or a HELO of "for", is no for clause */
 	        {"Received: from for (for <ceo@ours.example>) by mx.isp.example" DATE
 	         "To: t@ours.example\r\n",
