@@ -47,7 +47,7 @@ LDLIBS   += $(PKG_LIBS)
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
                                src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
                                src/deliver/*.c src/screen/*.c src/net/*.c \
-                               src/store/*.c src/pop3d/*.c))
+                               src/store/*.c src/pop3d/*.c src/collect/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -87,7 +87,7 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/tests/unit/harness.o $(LIB)
 FAKE_SESSION_SRC := tests/unit/fake_session_ops.c
 FAKE_SESSION_OBJ := $(B)/tests/unit/fake_session_ops.o
 $(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client \
-        $(B)/tests/test_smtp_session_tls: \
+        $(B)/tests/test_smtp_session_tls $(B)/tests/test_pop3_client: \
         $(FAKE_SESSION_OBJ)
 $(B)/fuzz/fuzz_smtp_session-replay: $(FAKE_SESSION_OBJ)
 # The POP3 session's fake ops: its transcript test, its unit test and its fuzzer.
@@ -105,7 +105,9 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
+# Test-only programs the integration tests run (not test suites themselves).
+TEST_TOOLS := $(B)/tests/pop3c_drive
+unit: $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_TOOLS)
 bench-bin: $(BENCH_BIN) all
 
 deps:
