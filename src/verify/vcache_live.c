@@ -55,9 +55,21 @@ struct vl_write {
 	char address[VCACHE_KEY_MAX];
 };
 
+/*
+ * The hash of (server, address) is made of the two parts' own hashes, so a
+ * caller can hash each part once for many lookups (vcache_live_server,
+ * vcache_live_addr). Keys are folded already (vcache_fold_key).
+ */
+static uint64_t hash_parts(uint64_t server_hash, uint64_t addr_hash)
+{
+	return addr_hash ^ (server_hash * 0x9E3779B97F4A7C15ULL);
+}
+
 static uint64_t hash_key(const char *k, size_t len)
 {
-	return str_hash(k, len, 0); /* keys are folded already (vcache_fold_key) */
+	size_t sl = strnlen(k, len);
+	size_t al = sl < len ? len - sl - 1 : 0;
+	return hash_parts(str_hash(k, sl, 0), str_hash(k + len - al, al, 0));
 }
 
 /* "server\0address" into out; its length, or 0 when it does not fit or the address is empty. */
@@ -226,23 +238,62 @@ void vcache_live_close(struct vcache_live *vl)
 	free(vl);
 }
 
-int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status)
+void vcache_live_server_make(struct vcache_live_server *k, const char *name)
 {
-	char key[VL_SERVER_MAX + VCACHE_KEY_MAX];
-	size_t len = make_key(server, address, key, sizeof key);
-	if (len == 0)
-		return 0;
-	uint64_t h = hash_key(key, len);
+	k->name = name;
+	k->len = strlen(name);
+	k->hash = str_hash(name, k->len, 0);
+}
+
+int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_t len)
+{
+	if (len == 0 || len >= sizeof k->a)
+		return -1;
+	for (size_t i = 0; i < len; i++) /* vcache_fold_key's rule: ASCII A-Z only */
+		k->a[i] = (char)ascii_lower((unsigned char)address[i]);
+	k->a[len] = '\0';
+	k->len = len;
+	k->hash = str_hash(k->a, len, 0);
+	return 0;
+}
+
+/* The entry of (server, address) in t, or NULL; h is hash_parts() of their hashes. */
+static const struct vl_entry *table_find(const struct vl_table *t,
+                                         const struct vcache_live_server *s,
+                                         const struct vcache_live_addr *a, uint64_t h)
+{
+	size_t len = s->len + 1 + a->len;
+	for (const struct vl_entry *e = t->b[h & (t->nb - 1)]; e; e = e->next)
+		if (e->hash == h && e->keylen == len && memcmp(e->key, s->name, s->len + 1) == 0 &&
+		    memcmp(e->key + s->len + 1, a->a, a->len) == 0)
+			return e;
+	return NULL;
+}
+
+int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server *server,
+                        const struct vcache_live_addr *addr, int *status)
+{
+	uint64_t h = hash_parts(server->hash, addr->hash);
 	int64_t now = time_wall_s();
 	int hit = 0;
 	pthread_mutex_lock(&vl->mu);
-	struct vl_entry *e = *table_slot(&vl->t, key, len, h);
+	const struct vl_entry *e = table_find(&vl->t, server, addr, h);
 	if (e && e->expires > now) {
 		*status = e->status;
 		hit = 1;
 	}
 	pthread_mutex_unlock(&vl->mu);
 	return hit;
+}
+
+int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status)
+{
+	struct vcache_live_server s;
+	struct vcache_live_addr a;
+	if (vcache_live_addr_make(&a, address, strlen(address)) < 0)
+		return 0;
+	vcache_live_server_make(&s, server);
+	return vcache_live_get_key(vl, &s, &a, status);
 }
 
 /* Background thread: one put into SQLite. */
