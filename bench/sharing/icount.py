@@ -73,6 +73,41 @@ def load(port, addrs, tx):
         s.close()
 
 
+def cpu_ns(pid):
+    """Nanoseconds on a processor of every thread of pid so far (schedstat)."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended
+    return total
+
+
+def native(a, b):
+    """--native: the daemon without valgrind; processor time per RCPT, ABAB rounds."""
+    peers = b.start_peers(a.peers)
+    o, local = b.start_receiver(peers)
+    remote = [f"r{i}@{bench.DOMAIN}" for i in range(1000)]
+    pid = o.d.proc.pid
+    load(o.smtp_port, remote, len(remote) // bench.BATCH)
+    per = {"local": [], "warm": []}
+    for r in range(a.rounds):
+        for kind in (("local", "warm") if r % 2 == 0 else ("warm", "local")):
+            t0 = cpu_ns(pid)
+            load(o.smtp_port, local if kind == "local" else remote, a.tx)
+            per[kind].append((cpu_ns(pid) - t0) / 1e3 / (a.tx * bench.BATCH))
+    import statistics
+    ratios = [w / l_ for l_, w in zip(per["local"], per["warm"])]
+    for k, v in per.items():
+        print(f"  {k:6s} daemon processor time per RCPT: " + " ".join(f"{x:.3f}" for x in v)
+              + " us")
+    print(f"{a.peers} peers warm/local daemon processor time: median {statistics.median(ratios):.3f}"
+          f" over {a.rounds} rounds of {a.tx} x {bench.BATCH} RCPTs")
+    return 0
+
+
 def total_ir(path):
     with open(path) as f:
         for line in f:
@@ -88,11 +123,21 @@ def main():
     ap.add_argument("--peers", type=int, default=2)
     ap.add_argument("--tx", type=int, default=40, help="transactions of 50 RCPTs per kind")
     ap.add_argument("--keep", help="folder to keep the callgrind dumps in")
+    ap.add_argument("--native", action="store_true",
+                    help="no valgrind: the daemon's processor time per RCPT (/proc), ABAB")
+    ap.add_argument("--rounds", type=int, default=6, help="--native: rounds")
     a = ap.parse_args()
     if not shutil.which("valgrind"):
         print("icount: valgrind is not installed", file=sys.stderr)
         return 1
     real = os.path.abspath(a.build)
+    if a.native:
+        b = bench.Bench(argparse.Namespace(build=real, cold=1000, runs=1, seconds=1,
+                                           peers=[a.peers]))
+        try:
+            return native(a, b)
+        finally:
+            b.cleanup()
     outdir = os.path.abspath(a.keep) if a.keep else tempfile.mkdtemp(prefix="icount-")
     os.makedirs(outdir, exist_ok=True)
     for f in glob.glob(os.path.join(outdir, "callgrind.out.*")):

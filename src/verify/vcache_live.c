@@ -1,6 +1,9 @@
 /*
  * vcache_live: see vcache_live.h. A chained hash table of entries keyed by
- * "server\0address"; each put gets a sequence number, and the background
+ * "server\0address", whose bucket is the address's alone: every server's entry
+ * for one address is in one chain, so finding which of several servers has an
+ * address walks one chain (vcache_live_find) and touches no other memory. Each
+ * put gets a sequence number, and the background
  * thread records how far its SQLite writes have got, so a reload (which reads
  * what SQLite holds) keeps the entries whose writes are still queued.
  */
@@ -23,11 +26,13 @@
 
 struct vl_entry {
 	struct vl_entry *next;
-	uint64_t hash;
+	uint64_t hash; /* hash_parts(server's, address's) */
+	uint64_t ahash; /* the address's: the bucket */
 	uint64_t seq; /* 0: loaded from SQLite; else the put's number */
 	int64_t expires;
 	int status;
 	size_t keylen;
+	size_t slen; /* the server's length: the address is at key + slen + 1 */
 	char key[]; /* server '\0' address '\0' */
 };
 
@@ -65,11 +70,14 @@ static uint64_t hash_parts(uint64_t server_hash, uint64_t addr_hash)
 	return addr_hash ^ (server_hash * 0x9E3779B97F4A7C15ULL);
 }
 
-static uint64_t hash_key(const char *k, size_t len)
+/* The hashes of key[0..len) ("server\0address"): the whole's, the address's, the server's length. */
+static uint64_t hash_key(const char *k, size_t len, uint64_t *ahash, size_t *slen)
 {
 	size_t sl = strnlen(k, len);
 	size_t al = sl < len ? len - sl - 1 : 0;
-	return hash_parts(str_hash(k, sl, 0), str_hash(k + len - al, al, 0));
+	*ahash = str_hash(k + len - al, al, 0);
+	*slen = sl;
+	return hash_parts(str_hash(k, sl, 0), *ahash);
 }
 
 /* "server\0address" into out; its length, or 0 when it does not fit or the address is empty. */
@@ -105,9 +113,10 @@ static void table_free(struct vl_table *t)
 	t->nb = t->n = 0;
 }
 
-static struct vl_entry **table_slot(struct vl_table *t, const char *key, size_t len, uint64_t h)
+static struct vl_entry **table_slot(struct vl_table *t, const char *key, size_t len, uint64_t h,
+                                    uint64_t ah)
 {
-	struct vl_entry **p = &t->b[h & (t->nb - 1)];
+	struct vl_entry **p = &t->b[ah & (t->nb - 1)];
 	while (*p && ((*p)->hash != h || (*p)->keylen != len || memcmp((*p)->key, key, len) != 0))
 		p = &(*p)->next;
 	return p;
@@ -125,8 +134,8 @@ static void table_grow(struct vl_table *t)
 		while (t->b[i]) {
 			struct vl_entry *e = t->b[i];
 			t->b[i] = e->next;
-			e->next = nb[e->hash & (t->nb * 2 - 1)];
-			nb[e->hash & (t->nb * 2 - 1)] = e;
+			e->next = nb[e->ahash & (t->nb * 2 - 1)];
+			nb[e->ahash & (t->nb * 2 - 1)] = e;
 		}
 	free(t->b);
 	t->b = nb;
@@ -153,8 +162,10 @@ static void table_purge(struct vl_table *t, int64_t now)
 static int table_set(struct vl_table *t, const char *key, size_t len, int status, int64_t expires,
                      uint64_t seq)
 {
-	uint64_t h = hash_key(key, len);
-	struct vl_entry **p = table_slot(t, key, len, h);
+	uint64_t ah;
+	size_t sl;
+	uint64_t h = hash_key(key, len, &ah, &sl);
+	struct vl_entry **p = table_slot(t, key, len, h, ah);
 	if (*p) {
 		(*p)->status = status;
 		(*p)->expires = expires;
@@ -165,13 +176,15 @@ static int table_set(struct vl_table *t, const char *key, size_t len, int status
 		table_purge(t, time_wall_s());
 		if (t->n >= VL_ENTRIES_MAX)
 			return -1;
-		p = table_slot(t, key, len, h);
+		p = table_slot(t, key, len, h, ah);
 	}
 	struct vl_entry *e = malloc(sizeof *e + len + 1);
 	if (!e)
 		return -1;
 	e->next = NULL;
 	e->hash = h;
+	e->ahash = ah;
+	e->slen = sl;
 	e->seq = seq;
 	e->expires = expires;
 	e->status = status;
@@ -263,7 +276,7 @@ static const struct vl_entry *table_find(const struct vl_table *t,
                                          const struct vcache_live_addr *a, uint64_t h)
 {
 	size_t len = s->len + 1 + a->len;
-	for (const struct vl_entry *e = t->b[h & (t->nb - 1)]; e; e = e->next)
+	for (const struct vl_entry *e = t->b[a->hash & (t->nb - 1)]; e; e = e->next)
 		if (e->hash == h && e->keylen == len && memcmp(e->key, s->name, s->len + 1) == 0 &&
 		    memcmp(e->key + s->len + 1, a->a, a->len) == 0)
 			return e;
@@ -284,6 +297,37 @@ int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server 
 	}
 	pthread_mutex_unlock(&vl->mu);
 	return hit;
+}
+
+/* 1 when e is for address a (its hash and octets), else 0. */
+static int entry_is_addr(const struct vl_entry *e, const struct vcache_live_addr *a)
+{
+	return e->ahash == a->hash && e->keylen - e->slen - 1 == a->len &&
+	       memcmp(e->key + e->slen + 1, a->a, a->len) == 0;
+}
+
+int vcache_live_find(struct vcache_live *vl, const struct vcache_live_server *servers, size_t n,
+                     const struct vcache_live_addr *addr, int status, size_t *which)
+{
+	int64_t now = time_wall_s();
+	size_t best = n;
+	pthread_mutex_lock(&vl->mu);
+	for (const struct vl_entry *e = vl->t.b[addr->hash & (vl->t.nb - 1)]; e; e = e->next) {
+		if (e->status != status || e->expires <= now || !entry_is_addr(e, addr))
+			continue;
+		for (size_t i = 0; i < best; i++)
+			if (e->hash == hash_parts(servers[i].hash, addr->hash) &&
+			    e->slen == servers[i].len &&
+			    memcmp(e->key, servers[i].name, e->slen) == 0) {
+				best = i;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&vl->mu);
+	if (best == n)
+		return 0;
+	*which = best;
+	return 1;
 }
 
 int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status)

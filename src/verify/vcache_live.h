@@ -67,6 +67,15 @@ int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server 
                         const struct vcache_live_addr *addr, int *status);
 
 /*
+ * Which of servers[0..n) has a live entry for addr with this status: 1 with
+ * *which the lowest such index, else 0. Every server's entry for an address is
+ * in one chain, so this costs one walk of it whatever n is (the warm path of a
+ * RCPT for a Domain Sharing peer: which peer said 5).
+ */
+int vcache_live_find(struct vcache_live *vl, const struct vcache_live_server *servers, size_t n,
+                     const struct vcache_live_addr *addr, int status, size_t *which);
+
+/*
  * Records status (3, 4 or 5; others ignored) for ttl seconds (> 0): in memory now,
  * in SQLite on the background thread. Returns 0, or -1 when it could not be
  * recorded (bad key, out of memory).

@@ -66,9 +66,6 @@ struct vtarget {
 	uint64_t rtt_last_us, rtt_sum_us, answers, queries, failures;
 };
 
-/* Slots of the peer hint table (a power of two). */
-#define VERIFY_PEER_HINTS 65536
-
 struct verify {
 	struct event_base *base;
 	const struct conf *c;
@@ -87,12 +84,12 @@ struct verify {
 	char status_path[4096];
 	struct verify_req *reqs; /* open requests */
 	/*
-	 * Which peer last said 5 for an address, by a hash of the address (index + 1;
-	 * 0: none). Only a hint for the warm path: it is checked against the cache,
-	 * so a collision costs a scan, never a wrong answer; the cost of a cached
-	 * answer stays one lookup however many peers there are.
+	 * The peers' cache keys in one array (peer_keys[i] is peers[i].ckey): which
+	 * peer has an address is one walk of the cache's chain for it
+	 * (vcache_live_find), so a cached answer costs one lookup however many
+	 * peers there are.
 	 */
-	uint16_t peer_hint[VERIFY_PEER_HINTS];
+	struct vcache_live_server *peer_keys;
 };
 
 struct vr_target {
@@ -384,6 +381,10 @@ struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
 	}
 	targets_label(v->peers, v->npeers);
 	targets_label(v->gws, v->ngws);
+	/* Without the array the warm path asks the peers (slower, never wrong). */
+	if (v->npeers > 0 && (v->peer_keys = calloc(v->npeers, sizeof *v->peer_keys)) != NULL)
+		for (size_t i = 0; i < v->npeers; i++)
+			v->peer_keys[i] = v->peers[i].ckey;
 	return v;
 }
 
@@ -409,6 +410,7 @@ void verify_free(struct verify *v)
 	minger_evclient_free(v->mc);
 	bgwork_free(v->bg); /* runs the queued cache writes and status file first */
 	vcache_live_close(v->cache);
+	free(v->peer_keys);
 	free(v->peers);
 	free(v->gws);
 	verify_servers_free(&v->servers); /* wipes the secrets */
@@ -514,27 +516,8 @@ static int cache_lookup(const struct verify *v, const struct vtarget *t,
 	return st;
 }
 
-/*
- * The hint slot of an address from its folded hash: str_hash(mailbox, len, 1),
- * which is the hash of its cache key (struct vcache_live_addr), so the warm path
- * hashes an address once.
- */
-static size_t hint_slot(uint64_t folded_hash)
-{
-	return (size_t)(folded_hash & (VERIFY_PEER_HINTS - 1));
-}
-
-static void hint_set(struct verify *v, const struct vtarget *t, const char *mailbox)
-{
-	if (t >= v->peers && t < v->peers + v->npeers && t - v->peers < UINT16_MAX)
-		v->peer_hint[hint_slot(str_hash(mailbox, strlen(mailbox), 1))] =
-		        (uint16_t)(t - v->peers + 1);
-}
-
 static void cache_record(struct verify *v, const struct vtarget *t, const char *mailbox, int st)
 {
-	if (st == 5)
-		hint_set(v, t, mailbox);
 	const struct conf *c = v->c;
 	if (!v->cache || !answered(st))
 		return;
@@ -635,16 +618,10 @@ static int cached_remote(struct verify *v, const struct vtarget *gw, int with_pe
 	const struct vtarget *hit = NULL;
 	if (gw && cache_lookup(v, gw, &key) == 5)
 		hit = gw;
-	if (!hit && with_peers) {
-		unsigned k = v->peer_hint[hint_slot(key.hash)];
-		if (k > 0 && k <= v->npeers && cache_lookup(v, &v->peers[k - 1], &key) == 5)
-			hit = &v->peers[k - 1];
-		for (size_t i = 0; !hit && i < v->npeers; i++)
-			if (i + 1 != k && cache_lookup(v, &v->peers[i], &key) == 5) {
-				hit = &v->peers[i];
-				hint_set(v, hit, key.a);
-			}
-	}
+	size_t i;
+	if (!hit && with_peers && v->peer_keys &&
+	    vcache_live_find(v->cache, v->peer_keys, v->npeers, &key, 5, &i) == 1)
+		hit = &v->peers[i];
 	if (!hit)
 		return 0;
 	answer_remote(out, hit);
