@@ -262,6 +262,7 @@ static void load_work(struct deliver_task *t)
 static void job_start(struct deliver_job *j);
 static void job_free(struct deliver_job *j);
 static void add_rcpts(struct deliver_runner *r, struct dmsg *m);
+static void pump(struct deliver_runner *r);
 
 /* A job whose message could not be loaded: its recipients are tried later. */
 static void job_unloadable(struct deliver_job *j, int err)
@@ -300,6 +301,7 @@ static void load_done(struct deliver_task *t)
 			log_warning("deliver %s: cannot read the message just committed (%s)",
 			            m->id, strerror(m->load_errno));
 	}
+	int added = m->add_on_load && m->st == DMSG_LOADED;
 	m->add_on_load = 0;
 	m->refs++; /* held while the waiting jobs start */
 	while (w) {
@@ -311,6 +313,14 @@ static void load_done(struct deliver_task *t)
 		else
 			job_unloadable(j, m->load_errno);
 	}
+	/*
+	 * A message just committed has recipients due now: their jobs start while
+	 * it is loaded. Left to the pump after the references below are dropped,
+	 * the message would be freed and loaded again (a second read of the file
+	 * and a second trip through a worker for every message).
+	 */
+	if (added)
+		pump(r);
 	msg_put(r, m); /* the load's own reference and the one above */
 	msg_put(r, m);
 }
