@@ -265,10 +265,11 @@ static size_t body_run(const struct smtp_lines *l, const char *in, size_t n, siz
 	if (l->state != ST_MID || l->in_headers ||
 	    (l->msgid_state != MSGID_NONE && l->msgid_state != MSGID_DONE))
 		return 0;
-	size_t k = 0, lim = n < max ? n : max;
-	while (k < lim && in[k] != '\r' && in[k] != '\n')
-		k++;
-	return k;
+	size_t lim = n < max ? n : max;
+	const char *cr = memchr(in, '\r', lim);
+	size_t k = cr ? (size_t)(cr - in) : lim;
+	const char *lf = memchr(in, '\n', k);
+	return lf ? (size_t)(lf - in) : k;
 }
 
 /* Stores a run of k body octets at once: what k calls of data_octet() would do. */
