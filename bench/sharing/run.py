@@ -48,9 +48,11 @@ COLD = 1000             # addresses on peers, each RCPT'd cold once, then warm o
 LOCAL = 200             # local accounts of the receiving daemon (4 sessions x BATCH distinct)
 BATCH = 50              # RCPTs per pipelined transaction in the rate runs
 SESSIONS = 4
-RUNS = 5
-WARM_PASSES = 3         # warm latency passes over the COLD addresses (more samples at p99)
-RATE_SECONDS = 2.0
+RUNS = 10               # rate run pairs: many short pairs, so the median of their ratios
+                        # is not one pair that a burst of other load fell on
+WARM_PASSES = 5         # warm latency passes over the COLD addresses: 5000 samples, so
+                        # the p99 is the 50th worst, not one scheduler hiccup
+RATE_SECONDS = 1.0
 RTT_SAMPLES = 1000
 SENDER = "sender@client.test"
 

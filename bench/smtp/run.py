@@ -11,8 +11,8 @@ loop image). Standard library only; Postfix's smtp-source and smtp-sink do the l
    Maildir receives every message), a throwaway Postfix instance (its own
    config_directory, loopback port, no chroot, every message discarded by the
    discard(8) transport once queued) and smtp-sink (no disk: the ceiling).
-3. Interleaves, RUNS rounds: for 1 then 20 sessions, each server in turn (the order
-   rotates every round) gets `smtp-source -l 4096 -m MESSAGES -s SESSIONS`; msgs/s =
+3. Interleaves, RUNS rounds: for 1 then 20 sessions, each server in turn (sharemaild
+   and Postfix back to back, the first of the two swapped every round; then the sink) gets `smtp-source -l 4096 -m MESSAGES -s SESSIONS`; msgs/s =
    MESSAGES / wall seconds. After each run every message must be accounted for:
    sharemaild's in its Maildir or still in its queue, Postfix's queue drained with
    nothing deferred or corrupt; then a latency run of LAT_MESSAGES messages with
@@ -51,7 +51,7 @@ SENDER = "sender@client.test"
 CLIENT_NAME = "client.test"
 MSG_LEN = 4096          # payload octets (smtp-source -l), plus ~120 octets of headers
 MESSAGES = 2000         # per throughput run
-RUNS = 3                # interleaved rounds
+RUNS = 5                # interleaved rounds (the verdicts are medians of per-round ratios)
 SESSIONS = (1, 20)
 LAT_MESSAGES = 200      # per latency run (one per round, per server, per session count)
 IDLE_CONNS = 2000
@@ -538,7 +538,9 @@ class Bench:
     def run_all(self):
         names = list(self.args.servers)
         for r in range(self.args.runs):
-            order = names[r % len(names):] + names[:r % len(names)]
+            # ABAB: the first two (sharemaild, Postfix) run back to back in every round,
+            # each first in every other round, so a pair sees the same load.
+            order = names if r % 2 == 0 else names[1::-1] + names[2:]
             for sessions in SESSIONS:
                 for name in order:
                     self.throughput_run(self.servers[name], sessions)

@@ -10,8 +10,9 @@
  * Maildir copies, queue_update, queue_enqueue, queue_remove.
  *
  * The scheduler is fed once from the queue's start-up pass and then by commits
- * (queue_take_committed on every wake-up): never by listing the queue. A job it
- * hands out names a message; the message is loaded (envelope and states, the
+ * (queue_take_committed_env on every wake-up): never by listing the queue. A
+ * session's commit hands over the envelope and the open file, so that message
+ * is not read back; a job it hands out names a message; the message is loaded (envelope and states, the
  * data opened, never read whole) on a worker if it is not in memory, and kept
  * while jobs refer to it. A job's life:
  *   transport  local: a worker makes the copies; relay: resolve, then SMTP on the
@@ -41,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -262,6 +264,7 @@ static void load_work(struct deliver_task *t)
 static void job_start(struct deliver_job *j);
 static void job_free(struct deliver_job *j);
 static void add_rcpts(struct deliver_runner *r, struct dmsg *m);
+static void pump(struct deliver_runner *r);
 
 /* A job whose message could not be loaded: its recipients are tried later. */
 static void job_unloadable(struct deliver_job *j, int err)
@@ -300,6 +303,7 @@ static void load_done(struct deliver_task *t)
 			log_warning("deliver %s: cannot read the message just committed (%s)",
 			            m->id, strerror(m->load_errno));
 	}
+	int added = m->add_on_load && m->st == DMSG_LOADED;
 	m->add_on_load = 0;
 	m->refs++; /* held while the waiting jobs start */
 	while (w) {
@@ -311,6 +315,14 @@ static void load_done(struct deliver_task *t)
 		else
 			job_unloadable(j, m->load_errno);
 	}
+	/*
+	 * A message just committed has recipients due now: their jobs start while
+	 * it is loaded. Left to the pump after the references below are dropped,
+	 * the message would be freed and loaded again (a second read of the file
+	 * and a second trip through a worker for every message).
+	 */
+	if (added)
+		pump(r);
 	msg_put(r, m); /* the load's own reference and the one above */
 	msg_put(r, m);
 }
@@ -435,16 +447,49 @@ static void add_rcpts(struct deliver_runner *r, struct dmsg *m)
 		remove_later(r, m->id);
 }
 
-static void on_committed(void *arg, const char *id)
+/*
+ * A message the commit handed over with its envelope and open file (a
+ * session's): loaded as the load task would have (routes set), without it, and
+ * its jobs started at once while it is held.
+ */
+static void adopt(struct deliver_runner *r, struct dmsg *m, struct queue_committed *c)
+{
+	set_routes(&r->x, c->env);
+	m->env = c->env;
+	m->fd = c->fd;
+	m->data_off = c->data_off;
+	m->len = c->data_len;
+	c->env = NULL;
+	c->fd = -1;
+	m->st = DMSG_LOADED;
+	m->refs++;
+	add_rcpts(r, m);
+	pump(r);
+	msg_put(r, m);
+}
+
+/* A message committed (c: with its envelope and file when the commit kept them), or listed. */
+static void on_committed(void *arg, struct queue_committed *c)
 {
 	struct deliver_runner *r = arg;
-	struct dmsg *m = msg_get(r, id);
+	struct dmsg *m = msg_get(r, c->id);
 	if (!m) {
-		log_err("deliver %s: out of memory; delivered after the next start", id);
+		log_err("deliver %s: out of memory; delivered after the next start", c->id);
 		return;
 	}
 	if (m->st == DMSG_LOADED) {
 		add_rcpts(r, m);
+		return;
+	}
+	struct stat sb;
+	if (m->st == DMSG_UNLOADED && c->env && c->fd >= 0 && fstat(c->fd, &sb) == 0) {
+		/* Removed since (`sharemail queue delete`, or delivered already): as a load's ENOENT. */
+		if (sb.st_nlink == 0) {
+			m->refs++;
+			msg_put(r, m);
+			return;
+		}
+		adopt(r, m, c);
 		return;
 	}
 	m->add_on_load = 1;
@@ -773,7 +818,7 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
 	if (stop)
 		begin_stop(r);
 	if (!r->once && !r->stopping)
-		queue_take_committed(r->x.q, on_committed, r);
+		queue_take_committed_env(r->x.q, on_committed, r);
 	deliver_pool_complete(r->pool);
 	pump(r);
 	check_end(r);
@@ -927,7 +972,8 @@ fail:
 /* Lists the whole queue (deliver_queue_once only: no start-up pass there). */
 static int list_one(void *arg, const char *id)
 {
-	on_committed(arg, id);
+	struct queue_committed c = {.id = id, .env = NULL, .fd = -1};
+	on_committed(arg, &c);
 	return 0;
 }
 
@@ -942,7 +988,7 @@ static void mgr_run(struct deliver_runner *r)
 		if (n)
 			log_info("deliver: %zu queued messages scheduled (%zu recipients)", n,
 			         scheduler_count(r->sched));
-		queue_take_committed(r->x.q, on_committed, r);
+		queue_take_committed_env(r->x.q, on_committed, r);
 		queue_take_flush(r->x.q, on_flush, r);
 	}
 	pump(r);

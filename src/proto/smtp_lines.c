@@ -256,6 +256,42 @@ static int data_octet(struct smtp_lines *l, char c)
 }
 
 /*
+ * The body's fast path: inside a body line (ST_MID, past the header section,
+ * the Message-ID done with), the octets up to the next CR or LF need no state
+ * of their own. The length of that run in in[0, n), at most max.
+ */
+static size_t body_run(const struct smtp_lines *l, const char *in, size_t n, size_t max)
+{
+	if (l->state != ST_MID || l->in_headers ||
+	    (l->msgid_state != MSGID_NONE && l->msgid_state != MSGID_DONE))
+		return 0;
+	size_t lim = n < max ? n : max;
+	const char *cr = memchr(in, '\r', lim);
+	size_t k = cr ? (size_t)(cr - in) : lim;
+	const char *lf = memchr(in, '\n', k);
+	return lf ? (size_t)(lf - in) : k;
+}
+
+/* Stores a run of k body octets at once: what k calls of data_octet() would do. */
+static void body_store(struct smtp_lines *l, const char *in, size_t k)
+{
+	memcpy(l->buf + l->len, in, k);
+	l->len += k;
+	l->data_octets += k;
+	if (l->head_len < sizeof l->head) {
+		size_t h = sizeof l->head - l->head_len;
+		h = h < k ? h : k;
+		memcpy(l->head + l->head_len, in, h);
+		l->head_len += h;
+	}
+	l->line_len += k;
+	if (l->line_len > l->max_text_line)
+		l->max_text_line = l->line_len;
+	if (l->text_line_limit && l->line_len > l->text_line_limit)
+		l->text_line_too_long = 1;
+}
+
+/*
  * Data octets are returned before any other event: before END_OF_DATA, and before
  * a bare CR/LF (whose octet is then left unconsumed and seen again next call), so
  * the events do not depend on how the input is split.
@@ -268,6 +304,13 @@ static enum smtp_lines_event feed_data(struct smtp_lines *l, const char *in, siz
 	for (i = 0; i < len; i++) {
 		if (l->cap - l->len < 2)
 			break; /* full: return what we have, this octet comes next call */
+		/* Each octet needs 2 free (a CRLF is stored whole): a run may fill all but one. */
+		size_t k = body_run(l, in + i, len - i, l->cap - l->len - 1);
+		if (k > 0) {
+			body_store(l, in + i, k);
+			i += k - 1;
+			continue;
+		}
 		r = data_octet(l, in[i]);
 		if (r != 0)
 			break;

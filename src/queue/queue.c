@@ -87,6 +87,9 @@ struct queue_msg {
 	uint8_t *buf; /* data not yet written */
 	size_t blen;
 	struct queue_buf tail; /* envelope records + END, built at commit */
+	size_t rec_len; /* the records' octets at the start of tail */
+	struct envelope *kept; /* committed by a committer: the envelope decoded again */
+	int rfd; /* and the file open for reading (-1: none) */
 	void (*done)(void *arg, int ok, const char *id);
 	void *arg;
 	int ok;
@@ -101,10 +104,13 @@ struct startup_msg {
 	size_t n;
 };
 
-/* An id committed since the last queue_take_committed. */
+/* An id committed since the last queue_take_committed (with what the commit kept). */
 struct committed {
 	struct committed *next;
 	char id[QUEUE_ID_MAX];
+	struct envelope *env; /* NULL, or the envelope as committed */
+	int fd; /* -1, or the file open for reading */
+	uint64_t data_len;
 };
 
 struct queue {
@@ -273,6 +279,9 @@ static void msg_free(struct queue_msg *m)
 {
 	if (m->fd >= 0)
 		close(m->fd);
+	if (m->rfd >= 0)
+		close(m->rfd);
+	envelope_free(m->kept);
 	EVP_MD_CTX_free(m->hash);
 	free(m->buf);
 	queue_buf_free(&m->tail);
@@ -418,6 +427,27 @@ fail:
 	return -1;
 }
 
+/*
+ * On the committer thread, once the file is durable: what delivery would read
+ * back from it (the envelope, decoded from the records just written, and the
+ * file open for reading), so the delivery runner can start at once
+ * (queue_take_committed_env). Only for queue_msg_commit: such a message has no
+ * state file. Neither is kept when either cannot be made.
+ */
+static void keep_for_delivery(struct queue_msg *m)
+{
+	struct queue *q = m->q;
+	m->rfd = openat(q->msgfd, m->id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (m->rfd < 0 || queue_file_decode_envelope(m->tail.p, m->rec_len, &m->kept) < 0) {
+		if (m->rfd >= 0)
+			close(m->rfd);
+		m->rfd = -1;
+		m->kept = NULL;
+		return;
+	}
+	snprintf(m->kept->id, sizeof m->kept->id, "%s", m->id);
+}
+
 static void *committer(void *arg)
 {
 	struct queue *q = arg;
@@ -432,22 +462,38 @@ static void *committer(void *arg)
 		if (!q->jobs)
 			q->jobs_tail = &q->jobs;
 		pthread_mutex_unlock(&q->jmu);
-		complete(m, commit_write(m) == 0);
+		int ok = commit_write(m) == 0;
+		if (ok)
+			keep_for_delivery(m);
+		complete(m, ok);
 		pthread_mutex_lock(&q->jmu);
 	}
 	pthread_mutex_unlock(&q->jmu);
 	return NULL;
 }
 
-/* Remembers a committed id for queue_take_committed. */
-static void note_committed(struct queue *q, const char *id)
+static void committed_free(struct committed *c)
+{
+	envelope_free(c->env);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+/* Remembers a committed id for queue_take_committed, with what m kept (taken from m). */
+static void note_committed(struct queue *q, struct queue_msg *m)
 {
 	struct committed *c = malloc(sizeof *c);
 	if (!c) {
-		log_err("queue: out of memory: %s is delivered after the next restart", id);
+		log_err("queue: out of memory: %s is delivered after the next restart", m->id);
 		return;
 	}
-	snprintf(c->id, sizeof c->id, "%s", id);
+	snprintf(c->id, sizeof c->id, "%s", m->id);
+	c->env = m->kept;
+	c->fd = m->rfd;
+	c->data_len = m->data_len;
+	m->kept = NULL;
+	m->rfd = -1;
 	c->next = NULL;
 	pthread_mutex_lock(&q->lmu);
 	*q->committed_tail = c;
@@ -467,7 +513,7 @@ static void run_completions(struct queue *q)
 		struct queue_msg *m = list;
 		list = m->next;
 		if (m->ok)
-			note_committed(q, m->id);
+			note_committed(q, m);
 		if (m->done)
 			m->done(m->arg, m->ok, m->id);
 		if (m->ok && q->on_commit)
@@ -840,7 +886,7 @@ void queue_close(struct queue *q)
 	while (q->committed) {
 		struct committed *c = q->committed;
 		q->committed = c->next;
-		free(c);
+		committed_free(c);
 	}
 	pthread_mutex_destroy(&q->jmu);
 	pthread_cond_destroy(&q->jcv);
@@ -890,7 +936,8 @@ size_t queue_take_startup(struct queue *q, int (*fn)(void *arg, const struct que
 	return given;
 }
 
-size_t queue_take_committed(struct queue *q, void (*fn)(void *arg, const char *id), void *arg)
+size_t queue_take_committed_env(struct queue *q, void (*fn)(void *arg, struct queue_committed *c),
+                                void *arg)
 {
 	pthread_mutex_lock(&q->lmu);
 	struct committed *list = q->committed;
@@ -901,12 +948,33 @@ size_t queue_take_committed(struct queue *q, void (*fn)(void *arg, const char *i
 	while (list) {
 		struct committed *c = list;
 		list = c->next;
+		struct queue_committed qc = {c->id, c->env, c->fd, QUEUE_FILE_MAGIC_LEN,
+		                             c->data_len};
 		if (fn)
-			fn(arg, c->id);
-		free(c);
+			fn(arg, &qc);
+		c->env = qc.env; /* what the callee did not take */
+		c->fd = qc.fd;
+		committed_free(c);
 		n++;
 	}
 	return n;
+}
+
+struct take_ids {
+	void (*fn)(void *arg, const char *id);
+	void *arg;
+};
+
+static void take_id(void *arg, struct queue_committed *c)
+{
+	struct take_ids *t = arg;
+	t->fn(t->arg, c->id);
+}
+
+size_t queue_take_committed(struct queue *q, void (*fn)(void *arg, const char *id), void *arg)
+{
+	struct take_ids t = {fn, arg};
+	return queue_take_committed_env(q, fn ? take_id : NULL, &t);
 }
 
 /* ---- writing a message ---- */
@@ -935,6 +1003,7 @@ struct queue_msg *queue_msg_begin(struct queue *q)
 	}
 	m->q = q;
 	m->fd = -1;
+	m->rfd = -1;
 	m->buf = malloc(MSG_BUF);
 	m->hash = EVP_MD_CTX_new();
 	if (!m->buf || !m->hash || !EVP_DigestInit_ex(m->hash, EVP_sha256(), NULL)) {
@@ -992,8 +1061,9 @@ static void build_tail(struct queue_msg *m, const struct envelope *env)
 	uint8_t d1[QUEUE_FILE_DIGEST_LEN];
 	if (m->err)
 		return;
-	if (queue_file_encode_envelope(env, &m->tail) < 0 ||
-	    !EVP_DigestFinal_ex(m->hash, d1, NULL) ||
+	int r = queue_file_encode_envelope(env, &m->tail);
+	m->rec_len = m->tail.len;
+	if (r < 0 || !EVP_DigestFinal_ex(m->hash, d1, NULL) ||
 	    queue_file_encode_end(m->data_len, d1, m->tail.p, m->tail.len, &m->tail) < 0)
 		m->err = env->mail_from ? ENOMEM : EINVAL; /* no reverse-path: a caller's bug */
 }

@@ -407,6 +407,11 @@ static int parse_envelope(const uint8_t *p, size_t n, struct envelope **out)
 	return 0;
 }
 
+int queue_file_decode_envelope(const uint8_t *recs, size_t len, struct envelope **env)
+{
+	return parse_envelope(recs, len, env);
+}
+
 /* The version a magic line names: 2, 1, or 0 for none of ours. */
 static int msg_version(const uint8_t *magic)
 {

@@ -132,6 +132,15 @@ int queue_file_parse(const uint8_t *buf, size_t len, struct envelope **env, uint
                      uint64_t *data_len);
 
 /*
+ * Decodes envelope records recs[0, len) as queue_file_encode_envelope wrote
+ * them (no END record, no digest: records this process has just encoded and
+ * written, decoded again so the envelope is exactly what the file holds).
+ * Returns 0 with a new envelope (recipients RCPT_PENDING; the caller frees it),
+ * or -1 when they do not decode (or out of memory).
+ */
+int queue_file_decode_envelope(const uint8_t *recs, size_t len, struct envelope **env);
+
+/*
  * Reads and fully verifies the message file open on fd (a small file in one
  * pread, a big one in bounded chunks; only the records are kept in memory).
  * Same results as queue_file_parse; *version (may be NULL) is 1 or 2. errno is

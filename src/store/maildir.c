@@ -205,21 +205,31 @@ static int write_all(int fd, const char *p, size_t len)
 
 int maildir_write(struct maildir_file *f, const void *data, size_t len)
 {
-	const char *p = data;
+	const char *p = data, *end = p + len;
 	char out[8192];
 	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
+	while (p < end) {
 		if (o + 2 > sizeof out) {
 			if (write_all(f->fd, out, o) < 0)
 				return -1;
 			account(f, out, o);
 			o = 0;
 		}
-		if (f->pending_cr && p[i] != '\n')
+		if (f->pending_cr && *p != '\n')
 			out[o++] = '\r'; /* a CR that does not end a line stays */
-		f->pending_cr = p[i] == '\r';
-		if (!f->pending_cr)
-			out[o++] = p[i];
+		f->pending_cr = 0;
+		/* The octets up to the next CR go out as they are, in one copy. */
+		const char *cr = memchr(p, '\r', (size_t)(end - p));
+		size_t run = (size_t)((cr ? cr : end) - p);
+		if (run > sizeof out - o)
+			run = sizeof out - o;
+		memcpy(out + o, p, run);
+		o += run;
+		p += run;
+		if (p < end && *p == '\r') {
+			f->pending_cr = 1; /* held until we know whether an LF follows */
+			p++;
+		}
 	}
 	if (write_all(f->fd, out, o) < 0)
 		return -1;

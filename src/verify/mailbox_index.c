@@ -1070,9 +1070,13 @@ enum lookup_result mailbox_expand(struct mailbox_index *idx, const char *mailbox
 	int klen = mailaddr_key(&a, key, sizeof key);
 	if (klen <= 0)
 		return LOOKUP_NOTFOUND;
-	struct mbx_expand *x = calloc(1, sizeof *x);
+	/* Not zeroed: the seen[] arrays (16 KiB) are read only below n_seen. */
+	struct mbx_expand *x = malloc(sizeof *x);
 	if (!x)
 		return LOOKUP_TEMPFAIL;
+	x->n_seen = 0;
+	x->visits = 0;
+	x->stop = 0;
 	x->fn = fn;
 	x->arg = arg;
 	enum lookup_result r = LOOKUP_NOTFOUND;

@@ -1,6 +1,9 @@
 /*
  * vcache_live: see vcache_live.h. A chained hash table of entries keyed by
- * "server\0address"; each put gets a sequence number, and the background
+ * "server\0address", whose bucket is the address's alone: every server's entry
+ * for one address is in one chain, so finding which of several servers has an
+ * address walks one chain (vcache_live_find) and touches no other memory. Each
+ * put gets a sequence number, and the background
  * thread records how far its SQLite writes have got, so a reload (which reads
  * what SQLite holds) keeps the entries whose writes are still queued.
  */
@@ -23,11 +26,13 @@
 
 struct vl_entry {
 	struct vl_entry *next;
-	uint64_t hash;
+	uint64_t hash; /* hash_parts(server's, address's) */
+	uint64_t ahash; /* the address's: the bucket */
 	uint64_t seq; /* 0: loaded from SQLite; else the put's number */
 	int64_t expires;
 	int status;
 	size_t keylen;
+	size_t slen; /* the server's length: the address is at key + slen + 1 */
 	char key[]; /* server '\0' address '\0' */
 };
 
@@ -55,9 +60,24 @@ struct vl_write {
 	char address[VCACHE_KEY_MAX];
 };
 
-static uint64_t hash_key(const char *k, size_t len)
+/*
+ * The hash of (server, address) is made of the two parts' own hashes, so a
+ * caller can hash each part once for many lookups (vcache_live_server,
+ * vcache_live_addr). Keys are folded already (vcache_fold_key).
+ */
+static uint64_t hash_parts(uint64_t server_hash, uint64_t addr_hash)
 {
-	return str_hash(k, len, 0); /* keys are folded already (vcache_fold_key) */
+	return addr_hash ^ (server_hash * 0x9E3779B97F4A7C15ULL);
+}
+
+/* The hashes of key[0..len) ("server\0address"): the whole's, the address's, the server's length. */
+static uint64_t hash_key(const char *k, size_t len, uint64_t *ahash, size_t *slen)
+{
+	size_t sl = strnlen(k, len);
+	size_t al = sl < len ? len - sl - 1 : 0;
+	*ahash = str_hash(k + len - al, al, 0);
+	*slen = sl;
+	return hash_parts(str_hash(k, sl, 0), *ahash);
 }
 
 /* "server\0address" into out; its length, or 0 when it does not fit or the address is empty. */
@@ -93,9 +113,10 @@ static void table_free(struct vl_table *t)
 	t->nb = t->n = 0;
 }
 
-static struct vl_entry **table_slot(struct vl_table *t, const char *key, size_t len, uint64_t h)
+static struct vl_entry **table_slot(struct vl_table *t, const char *key, size_t len, uint64_t h,
+                                    uint64_t ah)
 {
-	struct vl_entry **p = &t->b[h & (t->nb - 1)];
+	struct vl_entry **p = &t->b[ah & (t->nb - 1)];
 	while (*p && ((*p)->hash != h || (*p)->keylen != len || memcmp((*p)->key, key, len) != 0))
 		p = &(*p)->next;
 	return p;
@@ -113,8 +134,8 @@ static void table_grow(struct vl_table *t)
 		while (t->b[i]) {
 			struct vl_entry *e = t->b[i];
 			t->b[i] = e->next;
-			e->next = nb[e->hash & (t->nb * 2 - 1)];
-			nb[e->hash & (t->nb * 2 - 1)] = e;
+			e->next = nb[e->ahash & (t->nb * 2 - 1)];
+			nb[e->ahash & (t->nb * 2 - 1)] = e;
 		}
 	free(t->b);
 	t->b = nb;
@@ -141,8 +162,10 @@ static void table_purge(struct vl_table *t, int64_t now)
 static int table_set(struct vl_table *t, const char *key, size_t len, int status, int64_t expires,
                      uint64_t seq)
 {
-	uint64_t h = hash_key(key, len);
-	struct vl_entry **p = table_slot(t, key, len, h);
+	uint64_t ah;
+	size_t sl;
+	uint64_t h = hash_key(key, len, &ah, &sl);
+	struct vl_entry **p = table_slot(t, key, len, h, ah);
 	if (*p) {
 		(*p)->status = status;
 		(*p)->expires = expires;
@@ -153,13 +176,15 @@ static int table_set(struct vl_table *t, const char *key, size_t len, int status
 		table_purge(t, time_wall_s());
 		if (t->n >= VL_ENTRIES_MAX)
 			return -1;
-		p = table_slot(t, key, len, h);
+		p = table_slot(t, key, len, h, ah);
 	}
 	struct vl_entry *e = malloc(sizeof *e + len + 1);
 	if (!e)
 		return -1;
 	e->next = NULL;
 	e->hash = h;
+	e->ahash = ah;
+	e->slen = sl;
 	e->seq = seq;
 	e->expires = expires;
 	e->status = status;
@@ -226,23 +251,93 @@ void vcache_live_close(struct vcache_live *vl)
 	free(vl);
 }
 
-int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status)
+void vcache_live_server_make(struct vcache_live_server *k, const char *name)
 {
-	char key[VL_SERVER_MAX + VCACHE_KEY_MAX];
-	size_t len = make_key(server, address, key, sizeof key);
-	if (len == 0)
-		return 0;
-	uint64_t h = hash_key(key, len);
+	k->name = name;
+	k->len = strlen(name);
+	k->hash = str_hash(name, k->len, 0);
+}
+
+int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_t len)
+{
+	if (len == 0 || len >= sizeof k->a)
+		return -1;
+	for (size_t i = 0; i < len; i++) /* vcache_fold_key's rule: ASCII A-Z only */
+		k->a[i] = (char)ascii_lower((unsigned char)address[i]);
+	k->a[len] = '\0';
+	k->len = len;
+	k->hash = str_hash(k->a, len, 0);
+	return 0;
+}
+
+/* The entry of (server, address) in t, or NULL; h is hash_parts() of their hashes. */
+static const struct vl_entry *table_find(const struct vl_table *t,
+                                         const struct vcache_live_server *s,
+                                         const struct vcache_live_addr *a, uint64_t h)
+{
+	size_t len = s->len + 1 + a->len;
+	for (const struct vl_entry *e = t->b[a->hash & (t->nb - 1)]; e; e = e->next)
+		if (e->hash == h && e->keylen == len && memcmp(e->key, s->name, s->len + 1) == 0 &&
+		    memcmp(e->key + s->len + 1, a->a, a->len) == 0)
+			return e;
+	return NULL;
+}
+
+int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server *server,
+                        const struct vcache_live_addr *addr, int *status)
+{
+	uint64_t h = hash_parts(server->hash, addr->hash);
 	int64_t now = time_wall_s();
 	int hit = 0;
 	pthread_mutex_lock(&vl->mu);
-	struct vl_entry *e = *table_slot(&vl->t, key, len, h);
+	const struct vl_entry *e = table_find(&vl->t, server, addr, h);
 	if (e && e->expires > now) {
 		*status = e->status;
 		hit = 1;
 	}
 	pthread_mutex_unlock(&vl->mu);
 	return hit;
+}
+
+/* 1 when e is for address a (its hash and octets), else 0. */
+static int entry_is_addr(const struct vl_entry *e, const struct vcache_live_addr *a)
+{
+	return e->ahash == a->hash && e->keylen - e->slen - 1 == a->len &&
+	       memcmp(e->key + e->slen + 1, a->a, a->len) == 0;
+}
+
+int vcache_live_find(struct vcache_live *vl, const struct vcache_live_server *servers, size_t n,
+                     const struct vcache_live_addr *addr, int status, size_t *which)
+{
+	int64_t now = time_wall_s();
+	size_t best = n;
+	pthread_mutex_lock(&vl->mu);
+	for (const struct vl_entry *e = vl->t.b[addr->hash & (vl->t.nb - 1)]; e; e = e->next) {
+		if (e->status != status || e->expires <= now || !entry_is_addr(e, addr))
+			continue;
+		for (size_t i = 0; i < best; i++)
+			if (e->hash == hash_parts(servers[i].hash, addr->hash) &&
+			    e->slen == servers[i].len &&
+			    memcmp(e->key, servers[i].name, e->slen) == 0) {
+				best = i;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&vl->mu);
+	if (best == n)
+		return 0;
+	*which = best;
+	return 1;
+}
+
+int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status)
+{
+	struct vcache_live_server s;
+	struct vcache_live_addr a;
+	if (vcache_live_addr_make(&a, address, strlen(address)) < 0)
+		return 0;
+	vcache_live_server_make(&s, server);
+	return vcache_live_get_key(vl, &s, &a, status);
 }
 
 /* Background thread: one put into SQLite. */

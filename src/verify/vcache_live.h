@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "verify/vcache.h" /* VCACHE_KEY_MAX */
+
 struct bgwork;
 struct vcache_live;
 
@@ -35,6 +37,43 @@ void vcache_live_close(struct vcache_live *vl);
 
 /* 1 with *status when (server, address) has a live entry, else 0. */
 int vcache_live_get(struct vcache_live *vl, const char *server, const char *address, int *status);
+
+/*
+ * Keys made once for many lookups (the warm path of a RCPT asks about one
+ * address for each peer, and a peer's name is the same for every address):
+ * the folding and hashing vcache_live_get() does on every call is done here
+ * instead. A server key borrows its name, which must outlive it.
+ */
+struct vcache_live_server {
+	const char *name; /* "ADDR:PORT", NUL-terminated */
+	size_t len;
+	uint64_t hash;
+};
+
+struct vcache_live_addr {
+	uint64_t hash; /* str_hash(a, len, 0), which is str_hash(address, len, 1) */
+	size_t len;
+	char a[VCACHE_KEY_MAX]; /* the address folded to lower case (vcache_fold_key's rule) */
+};
+
+/* Makes the key of server name (borrowed). */
+void vcache_live_server_make(struct vcache_live_server *k, const char *name);
+
+/* Makes the key of address[0..len). Returns 0, or -1 when it is empty or too long. */
+int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_t len);
+
+/* vcache_live_get() with keys made beforehand: 1 with *status, else 0. */
+int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server *server,
+                        const struct vcache_live_addr *addr, int *status);
+
+/*
+ * Which of servers[0..n) has a live entry for addr with this status: 1 with
+ * *which the lowest such index, else 0. Every server's entry for an address is
+ * in one chain, so this costs one walk of it whatever n is (the warm path of a
+ * RCPT for a Domain Sharing peer: which peer said 5).
+ */
+int vcache_live_find(struct vcache_live *vl, const struct vcache_live_server *servers, size_t n,
+                     const struct vcache_live_addr *addr, int status, size_t *which);
 
 /*
  * Records status (3, 4 or 5; others ignored) for ttl seconds (> 0): in memory now,

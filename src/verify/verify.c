@@ -60,13 +60,11 @@ struct vtarget {
 	/* for answers and logs, made once: "peer b.example:25 (192.0.2.7:4069)" and its ": 5" */
 	char label[100];
 	char reason5[VERIFY_REASON_MAX];
+	struct vcache_live_server ckey; /* s->addr_key as the cache's key, made once */
 	/* peers.status */
 	int64_t last_answer;
 	uint64_t rtt_last_us, rtt_sum_us, answers, queries, failures;
 };
-
-/* Slots of the peer hint table (a power of two). */
-#define VERIFY_PEER_HINTS 65536
 
 struct verify {
 	struct event_base *base;
@@ -86,12 +84,12 @@ struct verify {
 	char status_path[4096];
 	struct verify_req *reqs; /* open requests */
 	/*
-	 * Which peer last said 5 for an address, by a hash of the address (index + 1;
-	 * 0: none). Only a hint for the warm path: it is checked against the cache,
-	 * so a collision costs a scan, never a wrong answer; the cost of a cached
-	 * answer stays one lookup however many peers there are.
+	 * The peers' cache keys in one array (peer_keys[i] is peers[i].ckey): which
+	 * peer has an address is one walk of the cache's chain for it
+	 * (vcache_live_find), so a cached answer costs one lookup however many
+	 * peers there are.
 	 */
-	uint16_t peer_hint[VERIFY_PEER_HINTS];
+	struct vcache_live_server *peer_keys;
 };
 
 struct vr_target {
@@ -360,6 +358,7 @@ static void targets_label(struct vtarget *t, size_t n)
 		snprintf(t[i].label, sizeof t[i].label, "%s %.48s (%.40s)",
 		         verify_status_kind_name(t[i].s->kind), t[i].s->name, t[i].s->addr_key);
 		snprintf(t[i].reason5, sizeof t[i].reason5, "%s: 5", t[i].label);
+		vcache_live_server_make(&t[i].ckey, t[i].s->addr_key);
 	}
 }
 
@@ -382,6 +381,10 @@ struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
 	}
 	targets_label(v->peers, v->npeers);
 	targets_label(v->gws, v->ngws);
+	/* Without the array the warm path asks the peers (slower, never wrong). */
+	if (v->npeers > 0 && (v->peer_keys = calloc(v->npeers, sizeof *v->peer_keys)) != NULL)
+		for (size_t i = 0; i < v->npeers; i++)
+			v->peer_keys[i] = v->peers[i].ckey;
 	return v;
 }
 
@@ -407,6 +410,7 @@ void verify_free(struct verify *v)
 	minger_evclient_free(v->mc);
 	bgwork_free(v->bg); /* runs the queued cache writes and status file first */
 	vcache_live_close(v->cache);
+	free(v->peer_keys);
 	free(v->peers);
 	free(v->gws);
 	verify_servers_free(&v->servers); /* wipes the secrets */
@@ -500,33 +504,20 @@ static void log_failure(const struct vr_target *f, const char *mailbox)
 
 /* ---- the cache ---- */
 
-/* What the cache knows of (target, mailbox): a status, or VR_PENDING. Peers: only 5. */
-static int cache_lookup(const struct verify *v, const struct vtarget *t, const char *mailbox)
+/* What the cache knows of (target, address key): a status, or VR_PENDING. Peers: only 5. */
+static int cache_lookup(const struct verify *v, const struct vtarget *t,
+                        const struct vcache_live_addr *k)
 {
 	int st;
-	if (!v->cache || vcache_live_get(v->cache, t->s->addr_key, mailbox, &st) != 1)
+	if (!v->cache || vcache_live_get_key(v->cache, &t->ckey, k, &st) != 1)
 		return VR_PENDING;
 	if (t->s->kind == VERIFY_STATUS_PEER && st != 5)
 		return VR_PENDING;
 	return st;
 }
 
-/* The hint slot of an address (ASCII case folded, as the cache's keys are). */
-static size_t hint_slot(const char *mailbox)
-{
-	return (size_t)(str_hash(mailbox, strlen(mailbox), 1) & (VERIFY_PEER_HINTS - 1));
-}
-
-static void hint_set(struct verify *v, const struct vtarget *t, const char *mailbox)
-{
-	if (t >= v->peers && t < v->peers + v->npeers && t - v->peers < UINT16_MAX)
-		v->peer_hint[hint_slot(mailbox)] = (uint16_t)(t - v->peers + 1);
-}
-
 static void cache_record(struct verify *v, const struct vtarget *t, const char *mailbox, int st)
 {
-	if (st == 5)
-		hint_set(v, t, mailbox);
 	const struct conf *c = v->c;
 	if (!v->cache || !answered(st))
 		return;
@@ -621,25 +612,16 @@ static void on_result(void *arg, int result, uint64_t rtt_us)
 static int cached_remote(struct verify *v, const struct vtarget *gw, int with_peers,
                          const char *mailbox, size_t len, struct verify_answer *out)
 {
-	char mb[MAILADDR_MAX + 1];
-	if (!v->cache || len > MAILADDR_MAX)
+	struct vcache_live_addr key; /* folded and hashed once for every target */
+	if (!v->cache || len > MAILADDR_MAX || vcache_live_addr_make(&key, mailbox, len) < 0)
 		return 0;
-	memcpy(mb, mailbox, len);
-	mb[len] = '\0';
 	const struct vtarget *hit = NULL;
-	if (gw && cache_lookup(v, gw, mb) == 5)
+	if (gw && cache_lookup(v, gw, &key) == 5)
 		hit = gw;
-	if (!hit && with_peers) {
-		size_t slot = hint_slot(mb);
-		unsigned k = v->peer_hint[slot];
-		if (k > 0 && k <= v->npeers && cache_lookup(v, &v->peers[k - 1], mb) == 5)
-			hit = &v->peers[k - 1];
-		for (size_t i = 0; !hit && i < v->npeers; i++)
-			if (cache_lookup(v, &v->peers[i], mb) == 5) {
-				hit = &v->peers[i];
-				hint_set(v, hit, mb);
-			}
-	}
+	size_t i;
+	if (!hit && with_peers && v->peer_keys &&
+	    vcache_live_find(v->cache, v->peer_keys, v->npeers, &key, 5, &i) == 1)
+		hit = &v->peers[i];
 	if (!hit)
 		return 0;
 	answer_remote(out, hit);
@@ -679,9 +661,11 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
 	for (size_t i = 0; with_peers && i < v->npeers; i++)
 		r->t[k++].t = &v->peers[i];
 	int hit5 = 0;
+	struct vcache_live_addr key;
+	int keyed = vcache_live_addr_make(&key, r->mailbox, len) == 0;
 	for (size_t i = 0; i < n; i++) {
 		r->t[i].r = r;
-		r->t[i].result = cache_lookup(v, r->t[i].t, r->mailbox);
+		r->t[i].result = keyed ? cache_lookup(v, r->t[i].t, &key) : VR_PENDING;
 		hit5 |= r->t[i].result == 5;
 		need += r->t[i].result == VR_PENDING;
 	}

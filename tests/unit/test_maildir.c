@@ -366,10 +366,46 @@ TEST(names_durable_with_file_only_on_ext4)
 	CHECK_INT(fs_names_durable_with_file(-1), 0);
 }
 
+/*
+ * CRLF to LF over many writes: a message longer than the write buffer, with
+ * CRs alone, CR CR LF, and CRLFs split across writes of every size given,
+ * stored exactly as the octet-by-octet rule says (a CR stays unless an LF
+ * follows it).
+ */
+TEST(crlf_runs_across_writes)
+{
+	static char in[20000], want[20000], got[20001];
+	size_t wn = 0;
+	const char pat[] = "line of text\r\n\r\nx\ry\r\r\nz\r";
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = pat[i % (sizeof pat - 1)];
+	for (size_t i = 0; i < sizeof in; i++) /* the rule, one octet at a time */
+		if (!(in[i] == '\r' && i + 1 < sizeof in && in[i + 1] == '\n'))
+			want[wn++] = in[i];
+	const size_t chunks[] = {1, 2, 13, 8191, 8192, sizeof in};
+	for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+		char dir[512], name[256] = "", p[1024];
+		snprintf(dir, sizeof dir, "%s/crlf%zu/Maildir", tmpdir, c);
+		struct maildir_file f;
+		if (!CHECK_INT(maildir_open(dir, "h", &f), 0))
+			return;
+		for (size_t off = 0; off < sizeof in; off += chunks[c]) {
+			size_t n = sizeof in - off < chunks[c] ? sizeof in - off : chunks[c];
+			CHECK_INT(maildir_write(&f, in + off, n), 0);
+		}
+		CHECK_INT(maildir_commit(&f), 0);
+		CHECK_INT(count_dir(dir, "new", name, sizeof name), 1);
+		snprintf(p, sizeof p, "%s/new/%s", dir, name);
+		size_t n = read_file(p, got, sizeof got);
+		CHECK_MEM(got, n, want, wn);
+	}
+}
+
 TEST_MAIN(T(names_durable_with_file_only_on_ext4), T(name_encode_keeps_safe_octets),
           T(name_encode_refuses_dangerous_names), T(name_encode_is_collision_free),
           T(path_from_account_key), T(unique_name_format),
-          T(deliver_creates_maildir_and_moves_to_new), T(names_are_unique), T(abort_leaves_nothing),
-          T(open_fails_when_path_is_a_file), T(cleanup), T(trace_fields_minimal),
-          T(trace_fields_orig_rcpt_and_date), T(trace_fields_cannot_be_forged),
-          T(scan_counts_fields), T(scan_without_body_or_truncated), T(loop_detection))
+          T(deliver_creates_maildir_and_moves_to_new), T(crlf_runs_across_writes),
+          T(names_are_unique), T(abort_leaves_nothing), T(open_fails_when_path_is_a_file),
+          T(cleanup), T(trace_fields_minimal), T(trace_fields_orig_rcpt_and_date),
+          T(trace_fields_cannot_be_forged), T(scan_counts_fields),
+          T(scan_without_body_or_truncated), T(loop_detection))

@@ -663,6 +663,93 @@ TEST(a_file_being_received_is_never_removed)
 	remove_dir();
 }
 
+/* What queue_take_committed_env handed over; takes env and fd when asked to. */
+struct handed {
+	int n, take;
+	char id[4][QUEUE_ID_MAX];
+	struct envelope *env[4];
+	int fd[4];
+	uint64_t off[4], len[4];
+};
+
+static void hand(void *arg, struct queue_committed *c)
+{
+	struct handed *h = arg;
+	if (h->n >= 4)
+		return;
+	snprintf(h->id[h->n], QUEUE_ID_MAX, "%s", c->id);
+	h->env[h->n] = c->env;
+	h->fd[h->n] = c->fd;
+	h->off[h->n] = c->data_off;
+	h->len[h->n] = c->data_len;
+	if (h->take) {
+		c->env = NULL;
+		c->fd = -1;
+	}
+	h->n++;
+}
+
+/*
+ * A session's commit (queue_msg_commit) hands delivery the envelope as the file
+ * holds it (sender, recipients, a Domain Sharing route) and the file open for
+ * reading at the data; a commit from another thread (queue_enqueue) hands over
+ * the id alone, and whatever the callee leaves is freed and closed.
+ */
+TEST(commit_hands_over_envelope_and_file)
+{
+	fresh_dir();
+	char err[256];
+	struct event_base *b = event_base_new();
+	struct queue *q = queue_open(qdir, b, err, sizeof err);
+	if (!CHECK(q != NULL))
+		return;
+	int commits = 0;
+	queue_on_commit(q, count_commit, &commits);
+	struct envelope *e = make_env("bob@example.com", "carol@example.net");
+	envelope_set(&e->rcpts[1].route, "[192.0.2.9]:25");
+	char id[QUEUE_ID_MAX], id2[QUEUE_ID_MAX];
+	const char *data = "Subject: hi\r\n\r\nbody\r\n";
+	CHECK_INT(commit(q, b, data, e, id), 0);
+	CHECK_INT(queue_enqueue(q, e, data, strlen(data), id2), 0);
+	wait_for(b, &commits, 2); /* the enqueue is announced on the loop */
+	struct handed h = {.take = 1};
+	CHECK_INT(queue_take_committed_env(q, hand, &h), 2);
+	CHECK_INT(h.n, 2);
+	CHECK_STR(h.id[0], id);
+	if (CHECK(h.env[0] != NULL)) {
+		CHECK_STR(h.env[0]->id, id);
+		CHECK_STR(h.env[0]->mail_from, "sender@example.org");
+		CHECK_INT(h.env[0]->n_rcpts, 2);
+		CHECK_STR(h.env[0]->rcpts[0].addr, "bob@example.com");
+		CHECK(h.env[0]->rcpts[0].route == NULL);
+		CHECK_STR(h.env[0]->rcpts[1].route, "[192.0.2.9]:25");
+		CHECK_INT(h.env[0]->rcpts[1].state, RCPT_PENDING);
+		CHECK_INT(h.env[0]->received_at, e->received_at);
+	}
+	char buf[128] = "";
+	CHECK_INT(h.len[0], strlen(data));
+	if (CHECK(h.fd[0] >= 0))
+		CHECK_INT(pread(h.fd[0], buf, strlen(data), (off_t)h.off[0]), (long)strlen(data));
+	CHECK_STR(buf, data);
+	CHECK_STR(h.id[1], id2);
+	CHECK(h.env[1] == NULL);
+	CHECK_INT(h.fd[1], -1);
+	envelope_free(h.env[0]);
+	if (h.fd[0] >= 0)
+		close(h.fd[0]);
+	/* Not taken: closed by the queue once the callback returns. */
+	CHECK_INT(commit(q, b, data, e, id), 0);
+	struct handed left = {.take = 0};
+	CHECK_INT(queue_take_committed_env(q, hand, &left), 1);
+	CHECK(left.env[0] != NULL);
+	CHECK(left.fd[0] >= 0 && fcntl(left.fd[0], F_GETFD) == -1 && errno == EBADF);
+	envelope_free(e);
+	queue_close(q);
+	event_base_free(b);
+	remove_dir();
+}
+
 TEST_MAIN(T(v1_fixture_read_and_kept), T(startup_list_handed_over_once),
           T(enqueue_from_other_threads), T(flush_requests), T(envelope_read_never_reads_the_data),
-          T(states_routes_and_statuses_kept), T(a_file_being_received_is_never_removed))
+          T(states_routes_and_statuses_kept), T(a_file_being_received_is_never_removed),
+          T(commit_hands_over_envelope_and_file))

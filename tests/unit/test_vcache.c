@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util/strutil.h"
 #include "util/timeutil.h"
 #include "verify/bgwork.h"
 #include "verify/vcache.h"
@@ -301,7 +302,122 @@ TEST(live_reload_keeps_writes_still_queued)
 	done(vc);
 }
 
+/*
+ * Keys made once (the warm path of a RCPT) answer as vcache_live_get() does:
+ * folded, servers kept apart (including one whose name is a prefix of
+ * another's), entries loaded from SQLite and put in memory alike, and the
+ * address key's hash is the folded hash the verifier's peer hints use.
+ */
+TEST(live_keys_made_once)
+{
+	struct vcache *vc = fresh();
+	if (!CHECK(vc != NULL))
+		return;
+	CHECK_INT(vcache_put(vc, SRV, "loaded@example.com", 5, POS_TTL, NEG_TTL), 0);
+	char path[128], err[256];
+	db_path(path, sizeof path);
+	struct bgwork *bg = bgwork_new(NULL, NULL, 1000);
+	struct vcache_live *vl = vcache_live_open(path, bg, err, sizeof err);
+	if (!CHECK(vl != NULL))
+		return;
+	CHECK_INT(vcache_live_put(vl, "127.0.0.2:4069", "Put@Example.com", 4, 60), 0);
+	struct vcache_live_server s1, s2, s3;
+	vcache_live_server_make(&s1, SRV);
+	vcache_live_server_make(&s2, "127.0.0.2:4069");
+	vcache_live_server_make(&s3, "127.0.0.2:406");
+	struct vcache_live_addr a;
+	int st = -9;
+	const char *loaded = "LOADED@example.COM";
+	CHECK_INT(vcache_live_addr_make(&a, loaded, strlen(loaded)), 0);
+	CHECK_STR(a.a, "loaded@example.com");
+	CHECK(a.hash == str_hash(loaded, strlen(loaded), 1));
+	CHECK_INT(vcache_live_get_key(vl, &s1, &a, &st), 1);
+	CHECK_INT(st, 5);
+	CHECK_INT(vcache_live_get_key(vl, &s2, &a, &st), 0);
+	CHECK_INT(vcache_live_addr_make(&a, "put@example.comX", 15), 0); /* a span, not a string */
+	CHECK_INT(vcache_live_get_key(vl, &s2, &a, &st), 1);
+	CHECK_INT(st, 4);
+	CHECK_INT(vcache_live_get_key(vl, &s1, &a, &st), 0);
+	CHECK_INT(vcache_live_get_key(vl, &s3, &a, &st), 0);
+	CHECK_INT(vcache_live_addr_make(&a, "", 0), -1);
+	char big[VCACHE_KEY_MAX + 1];
+	memset(big, 'a', sizeof big);
+	CHECK_INT(vcache_live_addr_make(&a, big, VCACHE_KEY_MAX), -1);
+	CHECK_INT(vcache_live_addr_make(&a, big, VCACHE_KEY_MAX - 1), 0);
+	time_fake_set(T0 + 60); /* the put's 60 s are over; the loaded entry's are not */
+	CHECK_INT(vcache_live_addr_make(&a, "put@example.com", 15), 0);
+	CHECK_INT(vcache_live_get_key(vl, &s2, &a, &st), 0);
+	CHECK_INT(vcache_live_addr_make(&a, loaded, strlen(loaded)), 0);
+	CHECK_INT(vcache_live_get_key(vl, &s1, &a, &st), 1);
+	bgwork_free(bg);
+	vcache_live_close(vl);
+	done(vc);
+}
+
+/*
+ * vcache_live_find: which of several servers has an address with a status, in
+ * one walk: the lowest index among those that have it, only that status, only
+ * live entries, only the servers listed; and still right after the table has
+ * grown many times (the chains are rebuilt by the address's hash).
+ */
+TEST(live_find_which_server)
+{
+	struct vcache *vc = fresh();
+	if (!CHECK(vc != NULL))
+		return;
+	char path[128], err[256];
+	db_path(path, sizeof path);
+	struct bgwork *bg = bgwork_new(NULL, NULL, 1000);
+	struct vcache_live *vl = vcache_live_open(path, bg, err, sizeof err);
+	if (!CHECK(vl != NULL))
+		return;
+	const char *names[] = {"127.0.0.1:4069", "127.0.0.2:4069", "127.0.0.3:4069",
+	                       "127.0.0.4:4069"};
+	struct vcache_live_server k[4];
+	for (size_t i = 0; i < 4; i++)
+		vcache_live_server_make(&k[i], names[i]);
+	CHECK_INT(vcache_live_put(vl, names[2], "Both@example.com", 5, 600), 0);
+	CHECK_INT(vcache_live_put(vl, names[1], "both@example.com", 5, 60), 0);
+	CHECK_INT(vcache_live_put(vl, names[0], "both@example.com", 3, 600), 0);
+	CHECK_INT(vcache_live_put(vl, names[3], "only4@example.com", 5, 600), 0);
+	char a[64];
+	for (int i = 0; i < 3000; i++) { /* the table grows from 1024 buckets, twice */
+		snprintf(a, sizeof a, "u%d@example.com", i);
+		CHECK_INT(vcache_live_put(vl, names[i % 3], a, 5, 600), 0);
+	}
+	struct vcache_live_addr ad;
+	size_t which = 99;
+	CHECK_INT(vcache_live_addr_make(&ad, "BOTH@example.com", 16), 0);
+	CHECK_INT(vcache_live_find(vl, k, 4, &ad, 5, &which), 1);
+	CHECK_INT(which, 1); /* 0 said 3; 1 and 2 said 5: the lowest */
+	CHECK_INT(vcache_live_find(vl, k, 4, &ad, 3, &which), 1);
+	CHECK_INT(which, 0);
+	CHECK_INT(vcache_live_find(vl, k + 2, 2, &ad, 5, &which), 1);
+	CHECK_INT(which, 0); /* an index into the array given */
+	CHECK_INT(vcache_live_find(vl, k, 1, &ad, 5, &which), 0);
+	CHECK_INT(vcache_live_addr_make(&ad, "only4@example.com", 17), 0);
+	CHECK_INT(vcache_live_find(vl, k, 3, &ad, 5, &which), 0); /* 3 is not listed */
+	CHECK_INT(vcache_live_find(vl, k, 4, &ad, 5, &which), 1);
+	CHECK_INT(which, 3);
+	int found = 0;
+	for (int i = 0; i < 3000; i++) {
+		snprintf(a, sizeof a, "u%d@example.com", i);
+		CHECK_INT(vcache_live_addr_make(&ad, a, strlen(a)), 0);
+		found +=
+		        vcache_live_find(vl, k, 4, &ad, 5, &which) == 1 && which == (size_t)(i % 3);
+	}
+	CHECK_INT(found, 3000);
+	time_fake_set(T0 + 60); /* server 1's 60 s are over: server 2's entry answers */
+	CHECK_INT(vcache_live_addr_make(&ad, "both@example.com", 16), 0);
+	CHECK_INT(vcache_live_find(vl, k, 4, &ad, 5, &which), 1);
+	CHECK_INT(which, 2);
+	bgwork_free(bg);
+	vcache_live_close(vl);
+	done(vc);
+}
+
 TEST_MAIN(T(ttl_per_status), T(keys_fold_case_and_servers_are_separate), T(put_replaces),
           T(list_order_and_expired_hidden), T(flush_one_and_all), T(persists_across_open),
           T(open_failure_reports), T(live_loads_answers_and_writes_behind),
-          T(live_reloads_after_an_external_flush), T(live_reload_keeps_writes_still_queued))
+          T(live_reloads_after_an_external_flush), T(live_reload_keeps_writes_still_queued),
+          T(live_keys_made_once), T(live_find_which_server))
