@@ -180,11 +180,17 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f)
 /* Counts what reaches the file (S= and W=). */
 static void account(struct maildir_file *f, const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		if (p[i] == '\n' && f->last != '\r')
+	if (len == 0)
+		return;
+	/* Only the octet before each LF matters: find the LFs with memchr. */
+	const char *q = p, *end = p + len;
+	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		unsigned char before = q == p ? f->last : (unsigned char)q[-1];
+		if (before != '\r')
 			f->lone_lfs++;
-		f->last = (unsigned char)p[i];
+		q++;
 	}
+	f->last = (unsigned char)end[-1];
 	f->size += len;
 }
 
