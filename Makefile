@@ -46,7 +46,8 @@ LDLIBS   += $(PKG_LIBS)
 
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
                                src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
-                               src/deliver/*.c src/screen/*.c src/net/*.c))
+                               src/deliver/*.c src/screen/*.c src/net/*.c \
+                               src/collect/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
