@@ -52,8 +52,13 @@
  *
  * Malformed input: a header line that is not a field is skipped (the next field
  * is read); an address field that cannot be read to its end gives the mailboxes
- * before the fault (counted in `malformed`); an unreadable Received field names
- * nobody. Nothing a message holds can make this fail.
+ * before the fault (counted in `malformed`); a list element that is not a
+ * mailbox is skipped. A Received field that cannot be read (counted) ends rule
+ * 2 with nobody, with or without received_by: it may be the ISP's own made
+ * unreadable by a client's HELO, and trying the fields below it would let a
+ * sender's forged one decide. Nothing a message holds can make this fail.
+ * Cost: one pass over the section per configured header and rule, each field's
+ * body read once per pass that wants it.
  */
 #ifndef SHAREMAIL_COLLECT_COLLECT_ROUTE_H
 #define SHAREMAIL_COLLECT_COLLECT_ROUTE_H
@@ -76,7 +81,8 @@ enum collect_route_rule {
 
 /*
  * 1 if addr (NUL-terminated mailbox, as written) is in one of our domains;
- * domain points into addr, after its '@'. Called once per distinct candidate.
+ * domain points into addr, after its '@'. Called for each candidate address that
+ * is RFC 5321 syntax and not already a recipient, during collect_route() only.
  */
 typedef int (*collect_route_is_local_fn)(void *arg, const char *addr, const char *domain);
 
@@ -127,6 +133,15 @@ int collect_route_conf_headers(struct collect_route_conf *c, char *list);
  */
 enum collect_route_rule collect_route(const struct collect_route_conf *c, const char *hdr,
                                       size_t len, struct collect_route_result *r);
+
+/*
+ * rfc5322_next_field() over a collected message's header section that skips
+ * the lines that are not fields (a broken line must not hide the fields after
+ * it). Returns 1 and *f, or 0 at the end of the section. Used by the routing
+ * rules and by collect_dedupe.
+ */
+struct rfc5322_field;
+int collect_route_next_field(const char *hdr, size_t len, size_t *pos, struct rfc5322_field *f);
 
 /* "header", "received", "to-cc" or "none": the rule's word for the log. */
 const char *collect_route_rule_name(enum collect_route_rule rule);

@@ -187,7 +187,7 @@ void pop3_resp_data_init(struct pop3_resp_data *d, enum pop3_resp_data_mode mode
 
 /*
  * Consumes in[0..len) and writes the message octets (dot-unstuffed; CRLF line
- * ends as received, plus the normalised ones) to out[0..cap) (cap >= 2).
+ * ends as received, plus the normalised ones) to out[0..cap) (cap >= 4).
  * *consumed and *written say how many octets each; it stops early when out is
  * full (MORE with input left: call again with a fresh out) and at the end
  * (END: octets after the terminator are not consumed). The CRLF before the

@@ -18,8 +18,8 @@
  * a sender chooses; clauses are keyword-value pairs, so a HELO of "for" is a
  * from value, never a for clause. A for clause counts only after the by clause
  * (its place in the grammar), and a field with two for clauses has none (it
- * cannot say which one its server wrote). The date part (after the last ';'
- * outside comments) is not read.
+ * cannot say which one its server wrote). The date part (after the first ';'
+ * outside comments, quoted strings and angle addresses) is not read.
  *
  * Pure: no I/O, no allocation; results are spans into the caller's field body.
  */

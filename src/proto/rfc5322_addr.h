@@ -60,7 +60,7 @@ struct rfc5322_addr_iter {
 struct rfc5322_mailbox {
 	const char *addr; /* the addr-spec, NUL-terminated, in the caller's buffer */
 	size_t addr_len;
-	size_t start, end; /* the list element: first to last octet that is not CFWS-outside */
+	size_t start, end; /* the list element, white space around it excluded (comments kept) */
 	size_t spec_start, spec_end; /* the addr-spec as written (inside '<' '>' if angled) */
 	size_t name_start, name_end; /* the display name as written (start == end: none) */
 	int angle; /* written as an angle address */
