@@ -87,7 +87,7 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/tests/unit/harness.o $(LIB)
 FAKE_SESSION_SRC := tests/unit/fake_session_ops.c
 FAKE_SESSION_OBJ := $(B)/tests/unit/fake_session_ops.o
 $(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_client \
-        $(B)/tests/test_smtp_session_tls: \
+        $(B)/tests/test_smtp_session_tls $(B)/tests/test_pop3_client: \
         $(FAKE_SESSION_OBJ)
 $(B)/fuzz/fuzz_smtp_session-replay: $(FAKE_SESSION_OBJ)
 

@@ -89,8 +89,12 @@ static size_t message_id(const char *v, size_t n, char *out)
 			return 0;
 		if (ch == '"')
 			quoted = !quoted;
-		else if (quoted && ch == '\\' && i + 1 < n && len + 1 < sizeof id)
+		else if (quoted && ch == '\\' && i + 1 < n && len + 1 < sizeof id) {
+			unsigned char next = (unsigned char)v[i + 1];
+			if ((next < 0x20 && next != '\t') || next == 0x7f)
+				return 0; /* a quoted-pair hides no control octet either */
 			id[len++] = v[i++];
+		}
 		id[len++] = v[i];
 	}
 	size_t start = 0;

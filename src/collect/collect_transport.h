@@ -70,7 +70,7 @@ struct collect_transport_result {
 	char addr[COLLECT_TRANSPORT_ADDR_TEXT]; /* the address last tried ("" none) */
 	int port;
 	int tls; /* the session ran over TLS */
-	uint64_t discarded; /* plaintext octets thrown away after STLS's +OK (and after the end) */
+	uint64_t discarded; /* plaintext octets thrown away after STLS's +OK */
 	unsigned connects; /* TCP connections tried */
 };
 

@@ -68,7 +68,9 @@
  * Ownership: the client owns its buffers (sized from the conf at
  * pop3_client_new(); the conf is copied, the password wiped from the copy).
  * The listing is valid from LISTING until pop3_client_free(); a MSG_DATA
- * chunk until the next call into the client. One thread.
+ * chunk and an event's text until the next call that feeds the client
+ * (pop3_client_input(), _timeout(), _closed(), _tls_done(), _abort()):
+ * pop3_client_next_action() calls leave them alone. One thread.
  */
 #ifndef SHAREMAIL_COLLECT_POP3_CLIENT_H
 #define SHAREMAIL_COLLECT_POP3_CLIENT_H
@@ -202,7 +204,7 @@ struct pop3_client_event {
 	enum pop3_client_action action;
 	uint64_t num; /* the message (MSG_*, DELE_*) */
 	uint64_t size; /* MSG_BEGIN: LIST's size; MSG_END: octets handed on */
-	const char *data; /* MSG_DATA: valid until the next call into the client */
+	const char *data; /* MSG_DATA: valid until the next call that feeds the client */
 	size_t len;
 	enum pop3_client_msg_error error; /* MSG_ERROR, DELE_ERROR, *_ABORTED */
 	enum pop3_resp_code code; /* the server's response code with the error, if any */
@@ -260,10 +262,11 @@ void pop3_client_connect_failed(struct pop3_client *c, const char *why);
 /*
  * Octets received (any split). Returns how many were consumed: fewer than len
  * when an event is pending (a data chunk or the listing): drain the actions,
- * then give the rest again. Between STLS's +OK and pop3_client_tls_done(), and
- * after the end, everything is consumed and discarded unread (counted:
- * pop3_client_discarded(); CVE-2011-0411 shape). Always makes progress:
- * 0 is returned only with an action pending.
+ * then give the rest again. Between STLS's +OK and pop3_client_tls_done()
+ * everything is consumed and discarded unread (counted:
+ * pop3_client_discarded(); CVE-2011-0411 shape); after the end, everything is
+ * consumed and ignored. Always makes progress: 0 is returned only with an
+ * action pending.
  */
 size_t pop3_client_input(struct pop3_client *c, const char *data, size_t len);
 
@@ -335,7 +338,7 @@ const struct pop3_client_outcome *pop3_client_outcome(const struct pop3_client *
 /* The server's capabilities as known now. */
 const struct pop3_client_caps *pop3_client_caps(const struct pop3_client *c);
 
-/* Octets received and thrown away (after STLS's +OK, after the end). */
+/* Plaintext octets received after STLS's +OK and thrown away unread (CVE-2011-0411). */
 uint64_t pop3_client_discarded(const struct pop3_client *c);
 
 /* 1 once ACT_CLOSE has been issued: every later event is ignored. */

@@ -38,6 +38,7 @@ TEST(message_id_keys)
 	        {"Message-ID: <a@b>\r\nMessage-ID: <a@b>\r\n", ""},
 	        {"Message-ID: <a@b> (open\r\n", ""},
 	        {"Message-ID: <a\x01@b>\r\n", ""},
+	        {"Message-ID: <\"a\\\x01\"@b>\r\n", ""}, /* a quoted-pair of a control */
 	        {"Message-ID: <\"a@b>\r\n", ""}, /* unterminated quoted string */
 	        /* the body is not read */
 	        {"Subject: x\r\n\r\nMessage-ID: <a@b>\r\n", ""},
