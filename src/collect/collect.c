@@ -963,6 +963,20 @@ static int plan_entry(struct cycle *cy, const struct pop3_client_entry *e, int64
 	return 1;
 }
 
+/*
+ * 1 if uid is listed for more than one message. A server that repeats a
+ * unique-id breaks RFC 1939 7: the record could not say which one was
+ * collected, and deleting "the collected one" might delete the other, never
+ * retrieved. So none of them is touched.
+ */
+static int uid_repeated(const struct pop3_client_listing *l, const char *uid)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->entries[i].dup_uid && strcmp(l->entries[i].uid, uid) == 0)
+			return 1;
+	return 0;
+}
+
 static void on_listing(struct cycle *cy)
 {
 	const struct pop3_client_listing *l = collect_session_listing(cy->s);
@@ -993,7 +1007,9 @@ static void on_listing(struct cycle *cy)
 		if (!e->uid[0])
 			continue;
 		present[np++] = e->uid;
-		if (!e->dup_uid && plan_entry(cy, e, now)) {
+		if (l->dup_uids && uid_repeated(l, e->uid))
+			continue; /* which of them was collected? none is taken, none deleted */
+		if (plan_entry(cy, e, now)) {
 			cy->plan[cy->n_plan].size = e->size;
 			cy->plan[cy->n_plan++].num = e->num;
 		}
@@ -1004,9 +1020,10 @@ static void on_listing(struct cycle *cy)
 		            collect_state_error(cy->r->st));
 	free(present);
 	if (l->dup_uids)
-		log_warning("collect: %s: %zu messages repeat an earlier unique-id; one of each is "
-		            "collected",
-		            cy->src->spec.name, l->dup_uids);
+		log_warning(
+		        "collect: %s: %zu messages repeat an earlier unique-id; no message of "
+		        "a repeated unique-id is collected or deleted (they stay on the server)",
+		        cy->src->spec.name, l->dup_uids);
 	qsort(cy->plan, cy->n_plan, sizeof *cy->plan, plan_cmp);
 	log_info("collect: %s: %zu messages listed, %zu to retrieve, %zu to delete",
 	         cy->src->spec.name, l->n, cy->n_plan, cy->n_dele);
