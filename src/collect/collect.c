@@ -637,7 +637,10 @@ static void cycle_committed(struct cycle *cy, struct cmsg *m)
 		cycle_fail(cy, "queue: %s", m->qid);
 		cycle_release(cy, m);
 	} else {
-		if (m->n_rcpts) {
+		if (m->n_rcpts && m->notice) {
+			log_info("%s: notice to %s: uidl %s of %s is over max_size", m->qid,
+			         m->rcpts[0], m->uidl, cy->src->spec.name);
+		} else if (m->n_rcpts) {
 			crash_check(cy->r, CRASH_AFTER_COMMIT);
 			log_info("%s: collected from %s uidl %s: %zu recipient%s", m->qid,
 			         cy->src->spec.name, m->uidl, m->n_rcpts,
@@ -837,9 +840,15 @@ static void msg_begin(struct cycle *cy, const struct pop3_client_event *ev)
 	}
 	m->cy = cy;
 	m->num = ev->num;
-	for (size_t i = 0; i < l->n; i++)
+	/* Entries ascend by number, and numbers are 1..count (RFC 1939 5): the first guess. */
+	const struct pop3_client_entry *e = NULL;
+	if (ev->num >= 1 && ev->num <= l->n && l->entries[ev->num - 1].num == ev->num)
+		e = &l->entries[ev->num - 1];
+	for (size_t i = 0; !e && i < l->n; i++)
 		if (l->entries[i].num == ev->num)
-			snprintf(m->uidl, sizeof m->uidl, "%s", l->entries[i].uid);
+			e = &l->entries[i];
+	if (e)
+		memcpy(m->uidl, e->uid, strlen(e->uid) + 1);
 	cy->cur = m;
 	cy->held++;
 }
@@ -1086,6 +1095,8 @@ static void on_event(void *arg, struct collect_session *s, const struct pop3_cli
 
 static void source_free(struct source *s);
 
+static int any_cycle(const struct runner *r);
+
 static void cycle_summary(const struct cycle *cy, char *out, size_t outsz)
 {
 	snprintf(out, outsz,
@@ -1129,6 +1140,8 @@ static void cycle_maybe_end(struct cycle *cy)
 	status_write(r);
 	if (src->removed)
 		source_free(src);
+	if (r->stopping && !any_cycle(r))
+		event_base_loopbreak(r->base); /* the last cycle a stop waited for */
 }
 
 static void on_done(void *arg, const struct collect_transport_result *res)

@@ -215,6 +215,27 @@ def test_leave_days_and_restart():
         S.eq(by_tag(mailbox(d, ALICE)), {"l1": 1}, "still once")
 
 
+def test_foreign_alias_relayed():
+    """A collected message for a local alias with an outside target is relayed by the queue."""
+    from fakepeer import FakePeer
+    with FakePeer() as peer:
+        isp, d = pair(conf={"relay_route": f"partner.example [{peer.host}]:{peer.port}"})
+        with isp, d:
+            d.cli("alias", "add", "sales@example.com", "outside@partner.example")
+            isp.add(msg("fw", [("Return-Path", "<s@else.example>"),
+                               ("X-Rcpt-To", "sales@example.com")]))
+            isp.start()
+            d.start()
+            run_cycle(d)
+            S.check(peer.wait_messages(1, timeout=20, accepted=True), "relayed to the peer")
+            ms = peer.accepted()
+            S.eq(len(ms), 1, "one copy relayed")
+            if ms:
+                S.eq(ms[0].rcpts, ["outside@partner.example"], "to the alias's target")
+                S.eq(ms[0].mail_from, "s@else.example", "the sender from Return-Path")
+                S.check(b"X-Test-Tag: fw" in ms[0].raw, "the message itself")
+
+
 def test_collect_now_failures():
     isp, d = pair()
     with isp, d:
@@ -255,7 +276,7 @@ def main():
     return S.run([test_routing_headers, test_bcc_and_copies, test_to_cc_dedupe,
                   test_dedupe_none, test_received_routing_and_forgery,
                   test_delivered_to_and_real_loop, test_oversize, test_fallback,
-                  test_no_fallback_kept, test_leave_days_and_restart,
+                  test_no_fallback_kept, test_leave_days_and_restart, test_foreign_alias_relayed,
                   test_collect_now_failures])
 
 

@@ -422,6 +422,65 @@ TEST(leave_days_keeps_and_oversize_once)
 	CHECK(since > 0); /* leave_days counts from it (test_collect.py ages it and sees DELE) */
 }
 
+TEST(restart_remembers_uidls_and_keys)
+{
+	reset();
+	box_add(MSG("X-Rcpt-To: alice@example.com\r\n", "r1"));
+	start("leave_days=5");
+	const char *a = collect_now();
+	CHECK(strstr(a, "ok collected=1 duplicates=0") != NULL);
+	stop();
+	/* A second ISP copy (a new UIDL) of the same message arrives while we are down. */
+	box_add(MSG("X-Rcpt-To: alice@example.com\r\n", "r1"));
+	start("leave_days=5");
+	a = collect_now();
+	CHECK(strstr(a, "ok collected=0 duplicates=1 oversize=0 kept=0 errors=0 deleted=0") !=
+	      NULL);
+	if (!strstr(a, "duplicates=1"))
+		printf("  answer: %s\n", a);
+	struct seen s = {0};
+	queue_list(q, list_one, &s);
+	CHECK_INT(s.msgs, 1);
+	CHECK_INT(box_left(), 2); /* leave_days=5: both kept on the server */
+	stop();
+}
+
+TEST(fallback_takes_the_unroutable)
+{
+	reset();
+	box_add(MSG("To: someone@else.example\r\n", "f1"));
+	start("leave_days=0");
+	stop();
+	/* the same state, now with a fallback */
+	char text[4096];
+	snprintf(text, sizeof text,
+	         "hostname = mx.test\nstate_dir = state\nlocal_domains = example.com\n"
+	         "collect_fallback = Catch@example.com\n"
+	         "collect_source = pop3://isp@127.0.0.1:1110 password_file=pw tls=none "
+	         "interval=7d\n");
+	write_file("t.conf", text);
+	char p[PATH_MAX + 64], err[256];
+	snprintf(p, sizeof p, "%s/t.conf", dir);
+	struct conf_errors errs = {0};
+	c = conf_load_flags(p, CONF_LOAD_SKIP_SECRETS, &errs);
+	conf_errors_free(&errs);
+	snprintf(p, sizeof p, "%s/sharemaild.pid", c->state_dir);
+	lock_fd = open(p, O_RDWR | O_CREAT, 0600);
+	flock(lock_fd, LOCK_EX);
+	snprintf(p, sizeof p, "%s/queue", c->state_dir);
+	qbase = event_base_new();
+	q = queue_open(p, qbase, err, sizeof err);
+	runner = collect_runner_start(c, q, NULL, err, sizeof err);
+	const char *a = collect_now();
+	CHECK(strstr(a, "ok collected=1 duplicates=0 oversize=0 kept=0 errors=0 deleted=1") !=
+	      NULL);
+	struct seen s = {0};
+	queue_list(q, list_one, &s);
+	CHECK_INT(count_rcpt(&s, "catch@example.com"), 1);
+	CHECK_INT(box_left(), 0);
+	stop();
+}
+
 TEST(request_for_unknown_source)
 {
 	reset();
@@ -437,4 +496,5 @@ TEST(request_for_unknown_source)
 }
 
 TEST_MAIN(T(cycle_routes_dedupes_records_deletes), T(leave_days_keeps_and_oversize_once),
+          T(restart_remembers_uidls_and_keys), T(fallback_takes_the_unroutable),
           T(request_for_unknown_source))
