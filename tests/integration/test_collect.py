@@ -236,6 +236,38 @@ def test_foreign_alias_relayed():
                 S.check(b"X-Test-Tag: fw" in ms[0].raw, "the message itself")
 
 
+def test_sighup_adds_a_source():
+    """Started without collect_source; a SIGHUP adds one and `collect now` collects it."""
+    import signal
+    isp, d = pair()
+    with isp, d:
+        src = None
+        keys = {}
+        with open(d.conf_path) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition(" = ")
+                if k == "collect_source":
+                    src = v
+                else:
+                    keys[k] = v
+        d.write_conf(keys)
+        isp.add(msg("hup", [("X-Rcpt-To", ALICE)]))
+        isp.start()
+        d.start()
+        p = collect_now(d)
+        S.eq(p.returncode, 78, f"no source yet: {p.stderr}")
+        d.write_conf({**keys, "collect_source": src})
+        d.proc.send_signal(signal.SIGHUP)
+        # The CLI reads the new file at once; the daemon takes it within its reload.
+        for _ in range(100):
+            p = collect_now(d)
+            if p.returncode == 0:
+                break
+        S.eq(p.returncode, 0, f"after SIGHUP: {p.stdout}{p.stderr}")
+        settle(d)
+        S.eq(by_tag(mailbox(d, ALICE)), {"hup": 1}, "collected")
+
+
 def test_collect_now_failures():
     isp, d = pair()
     with isp, d:
@@ -277,6 +309,7 @@ def main():
                   test_dedupe_none, test_received_routing_and_forgery,
                   test_delivered_to_and_real_loop, test_oversize, test_fallback,
                   test_no_fallback_kept, test_leave_days_and_restart, test_foreign_alias_relayed,
+                  test_sighup_adds_a_source,
                   test_collect_now_failures])
 
 
