@@ -47,7 +47,7 @@ LDLIBS   += $(PKG_LIBS)
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
                                src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
                                src/deliver/*.c src/screen/*.c src/net/*.c \
-                               src/collect/*.c))
+                               src/store/*.c src/collect/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -100,7 +100,9 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
+# Test-only programs the integration tests run (not test suites themselves).
+TEST_TOOLS := $(B)/tests/pop3c_drive
+unit: $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_TOOLS)
 bench-bin: $(BENCH_BIN) all
 
 deps:

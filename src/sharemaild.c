@@ -54,6 +54,7 @@
 #include "deliver/deliver.h"
 #include "directory/directory.h"
 #include "directory/password_check.h"
+#include "directory/pop_login.h"
 #include "minger/minger_server.h"
 #include "queue/queue.h"
 #include "screen/screen.h"
@@ -89,6 +90,7 @@ struct daemon {
 	struct smtpd_server *smtpd;
 	struct password_check *pc; /* AUTH's password checks */
 	struct screen *screen; /* the Dynamic Screen */
+	struct pop_login *pop_logins; /* POP before SMTP: the POP3 server notes, SMTP asks */
 	int plan; /* enum privdrop_plan */
 	struct privdrop_user user; /* with PRIVDROP_DROP */
 	struct event *drain_timer;
@@ -309,6 +311,12 @@ static int start_auth(struct daemon *d)
 		return -1;
 	}
 	smtpd_server_set_auth(d->smtpd, d->pc, d->screen);
+	d->pop_logins = pop_login_new(POP_LOGIN_DEFAULT_MAX);
+	if (!d->pop_logins) {
+		log_err("pop before smtp: out of memory");
+		return -1;
+	}
+	smtpd_server_set_pop_logins(d->smtpd, d->pop_logins);
 	return 0;
 }
 
@@ -686,6 +694,7 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 	minger_server_free(d.minger);
 	mailbox_index_free(d.index);
+	pop_login_free(d.pop_logins); /* after every service that noted or asked */
 	log_info("stopped");
 	unlock_state(&d);
 	free_confs(&d);

@@ -53,10 +53,11 @@
  * Malformed input: a header line that is not a field is skipped (the next field
  * is read); an address field that cannot be read to its end gives the mailboxes
  * before the fault (counted in `malformed`); a list element that is not a
- * mailbox is skipped. A Received field that cannot be read (counted) ends rule
- * 2 with nobody, with or without received_by: it may be the ISP's own made
- * unreadable by a client's HELO, and trying the fields below it would let a
- * sender's forged one decide. Nothing a message holds can make this fail.
+ * mailbox is skipped. A Received field that cannot be read (counted; this
+ * includes one with two by clauses, which a client's HELO of several words can
+ * write: proto/received.h) ends rule 2 with nobody, with or without
+ * received_by: it may be the ISP's own made unreadable by a client, and trying
+ * the fields below it would let a sender's forged one decide. Nothing a message holds can make this fail.
  * Cost: one pass over the section per configured header and rule, each field's
  * body read once per pass that wants it.
  */

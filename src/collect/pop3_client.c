@@ -817,6 +817,8 @@ static int entry_cmp(const void *a, const void *b)
 static struct pop3_client_entry *entry_find(struct pop3_client *c, uint64_t num)
 {
 	struct pop3_client_entry key = {.num = num};
+	if (c->listing.n == 0)
+		return NULL;
 	return bsearch(&key, c->entries, c->listing.n, sizeof key, entry_cmp);
 }
 
@@ -858,7 +860,8 @@ static void list_line(struct pop3_client *c, const char *line, size_t len)
 /* LIST's "." came: sort, check that no number is listed twice. */
 static void list_end(struct pop3_client *c)
 {
-	qsort(c->entries, c->listing.n, sizeof *c->entries, entry_cmp);
+	if (c->listing.n > 0)
+		qsort(c->entries, c->listing.n, sizeof *c->entries, entry_cmp);
 	for (size_t i = 1; i < c->listing.n; i++) {
 		if (c->entries[i].num == c->entries[i - 1].num) {
 			protocol_error(c, "LIST names a message twice");

@@ -127,6 +127,10 @@ struct conf {
 	int auth_match_from_header; /* bool, default 1 */
 	struct strlist auth_match_exempt; /* mailbox keys (lower case) */
 	int auth_match_exempt_gateway; /* bool, default 1 */
+	/* POP before SMTP (smtpd/auth_rules.h) */
+	int pop_before_smtp; /* bool, default 0 */
+	int pop_before_smtp_window; /* seconds, default 10 minutes */
+	int auth_exempt_pop_before_smtp; /* bool, default 1 */
 	/* Domain Sharing, gateway and forwarded domains (verify/) */
 	int domain_sharing; /* bool, default 0 */
 	struct strlist

@@ -188,6 +188,13 @@ const struct conf_key conf_keys[] = {
              "Addresses exempt from the two match rules, as MAIL FROM or as From:; repeatable."),
         BOOL(auth_match_exempt_gateway, "yes", RELOAD,
              "Mail for gateway_domain recipients is exempt from the two match rules."),
+        /* POP before SMTP (MDaemon's; directory/pop_login.h, smtpd/auth_rules.h) */
+        BOOL(pop_before_smtp, "no", RELOAD,
+             "MAIL FROM a local account needs its POP3 login within the window (530 5.7.0)."),
+        INT(pop_before_smtp_window, "10m", 1, 86400, CONF_FLAG_SECONDS | RELOAD,
+            "Seconds (suffix s, m, h, d) a POP3 login lets its account send without AUTH."),
+        BOOL(auth_exempt_pop_before_smtp, "yes", RELOAD,
+             "AUTH-authenticated sessions skip pop_before_smtp (smtp_trusted_networks always do)."),
         /* queue and local delivery */
         INT(queue_min_free, "100m", 0, 2147483647, CONF_FLAG_BYTES | RELOAD,
             "Free disk space (octets, suffix k, m, g) kept; below it MAIL gets 452."),

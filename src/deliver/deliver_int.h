@@ -31,7 +31,7 @@
 #include "deliver/deliver_headers.h"
 #include "deliver/deliver_policy.h"
 #include "deliver/deliver_pool.h"
-#include "deliver/maildir.h"
+#include "store/maildir.h"
 #include "deliver/scheduler.h"
 #include "queue/queue.h"
 

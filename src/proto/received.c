@@ -24,6 +24,15 @@ struct tok {
 	size_t start, end;
 };
 
+enum tok_kind { TOK_END, TOK_WORD, TOK_SEMI, TOK_BAD };
+
+/* The clauses read so far. */
+struct clauses {
+	struct received_info info;
+	int n_by, n_for;
+	enum clause want; /* the keyword whose value comes next */
+};
+
 static int is_wsp(char ch)
 {
 	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
@@ -58,45 +67,49 @@ static long skip_quoted(const char *v, size_t n, size_t i)
 }
 
 /*
- * The next token at or after *pos into *t: 1, 0 at the date's ';' or the end,
- * -1 on an unterminated comment, quoted string or angle address.
+ * The next token at or after *pos into *t: TOK_WORD (a word or an angle
+ * address), TOK_SEMI (a ';' outside comments, quoted strings and angle
+ * addresses), TOK_END, or TOK_BAD on an unterminated comment, quoted string or
+ * angle address.
  */
-static int next_token(const char *v, size_t n, size_t *pos, struct tok *t)
+static enum tok_kind next_token(const char *v, size_t n, size_t *pos, struct tok *t)
 {
 	size_t i = *pos;
 	while (i < n && (is_wsp(v[i]) || v[i] == '(')) {
 		if (v[i] == '(') {
 			long j = skip_comment(v, n, i);
 			if (j < 0)
-				return -1;
+				return TOK_BAD;
 			i = (size_t)j;
 		} else {
 			i++;
 		}
 	}
-	*pos = i;
-	if (i >= n || v[i] == ';')
-		return 0;
 	t->start = i;
-	int angle = v[i] == '<';
-	for (; i < n; i++) {
+	if (i >= n)
+		return TOK_END;
+	if (v[i] == ';') {
+		*pos = i + 1;
+		return TOK_SEMI;
+	}
+	int angle = v[i] == '<', closed = 0;
+	for (; i < n && !closed; i++) {
 		if (v[i] == '"') {
 			long j = skip_quoted(v, n, i);
 			if (j < 0)
-				return -1;
+				return TOK_BAD;
 			i = (size_t)j - 1;
 		} else if (angle && v[i] == '>') {
-			i++;
-			break;
+			closed = 1;
 		} else if (!angle && (is_wsp(v[i]) || v[i] == '(' || v[i] == ';' || v[i] == '<')) {
 			break;
 		}
 	}
-	if (angle && v[i - 1] != '>')
-		return -1;
+	if (angle && !closed)
+		return TOK_BAD;
 	t->end = i;
 	*pos = i;
-	return 1;
+	return TOK_WORD;
 }
 
 static enum clause keyword(const char *s, size_t len)
@@ -127,31 +140,47 @@ static void for_value(const char *v, struct tok t, struct received_info *out)
 	}
 }
 
+/* One word of the clauses: a keyword, or the value of the keyword before it. */
+static void clause_word(const char *v, struct tok t, struct clauses *c)
+{
+	if (c->want == CLAUSE_NONE) {
+		c->want = keyword(v + t.start, t.end - t.start);
+		return;
+	}
+	if (c->want == CLAUSE_BY && c->n_by++ == 0) {
+		c->info.by = v + t.start;
+		c->info.by_len = t.end - t.start;
+	} else if (c->want == CLAUSE_FOR && c->info.by != NULL && c->n_for++ == 0) {
+		for_value(v, t, &c->info);
+	}
+	c->want = CLAUSE_NONE;
+}
+
 int received_parse(const char *v, size_t n, struct received_info *out)
 {
 	size_t pos = 0;
 	struct tok t;
-	enum clause want = CLAUSE_NONE; /* the keyword whose value comes next */
-	int r, n_for = 0;
+	struct clauses cur, at_semi;
+	enum tok_kind k;
+	int semis = 0;
+	memset(&cur, 0, sizeof cur);
 	memset(out, 0, sizeof *out);
-	while ((r = next_token(v, n, &pos, &t)) == 1) {
-		if (want == CLAUSE_NONE) {
-			want = keyword(v + t.start, t.end - t.start);
-			continue;
+	/* The date follows the LAST ';' (a date-time holds none outside comments): a
+	 * ';' before it is a HELO's, and the server's clauses come after it. */
+	while ((k = next_token(v, n, &pos, &t)) == TOK_WORD || k == TOK_SEMI) {
+		if (k == TOK_SEMI) {
+			at_semi = cur;
+			semis++;
+			cur.want = CLAUSE_NONE;
+		} else {
+			clause_word(v, t, &cur);
 		}
-		if (want == CLAUSE_BY && out->by == NULL) {
-			out->by = v + t.start;
-			out->by_len = t.end - t.start;
-		} else if (want == CLAUSE_FOR && out->by != NULL && n_for++ == 0) {
-			for_value(v, t, out);
-		}
-		want = CLAUSE_NONE;
 	}
-	if (r < 0) {
-		memset(out, 0, sizeof *out);
-		return -1;
-	}
-	if (n_for > 1) {
+	struct clauses *c = semis ? &at_semi : &cur;
+	if (k == TOK_BAD || c->n_by > 1)
+		return -1; /* two by clauses: a client's HELO ("x by mx.isp for <a@b>") wrote one */
+	*out = c->info;
+	if (c->n_for > 1) {
 		out->for_addr = NULL; /* two for clauses: which one did the server write? */
 		out->for_len = 0;
 	}

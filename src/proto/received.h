@@ -14,12 +14,16 @@
  * brackets, `for <addr>;` with no space before the ';', a missing date, a
  * missing from clause ("Received: by host with SMTP id ...").
  *
- * Trust: the from-domain is the client's HELO name, the one word of the field
- * a sender chooses; clauses are keyword-value pairs, so a HELO of "for" is a
- * from value, never a for clause. A for clause counts only after the by clause
- * (its place in the grammar), and a field with two for clauses has none (it
- * cannot say which one its server wrote). The date part (after the first ';'
- * outside comments, quoted strings and angle addresses) is not read.
+ * Trust: the from-domain is the client's HELO name, the part of the field a
+ * sender chooses; clauses are keyword-value pairs, so a HELO of "for" is a
+ * from value, never a for clause. Some servers copy a HELO of several words
+ * (Postfix joins them), so a HELO of "x by mx.isp for <a@b>" writes clauses of
+ * its own before the server's: a for clause counts only after the by clause
+ * (its place in the grammar), a field with two by clauses is refused, and a
+ * field with two for clauses has none (it cannot say which its server wrote). The date part, after the LAST ';'
+ * outside comments, quoted strings and angle addresses (a date-time holds
+ * none), is not read: a ';' in a HELO ("x; for <a@b>") does not end the
+ * clauses early and hide the server's own by clause.
  *
  * Pure: no I/O, no allocation; results are spans into the caller's field body.
  */
@@ -37,8 +41,9 @@ struct received_info {
 
 /*
  * Parses a Received: field body v[0..n) (after the colon, folding kept) into
- * *out. Returns 0, or -1 when the body is unreadable (an unterminated comment or
- * angle address); *out is then all NULL. A clause keyword without a value (`by`
+ * *out. Returns 0, or -1 when the body is unreadable (an unterminated comment,
+ * quoted string or angle address) or has two by clauses; *out is then all
+ * NULL. A clause keyword without a value (`by`
  * at the end) gives no clause. The for address is not checked (the caller runs
  * mailaddr_parse_exact on it); `for <>` gives no address.
  */

@@ -337,12 +337,8 @@ enum rfc5322_addr_result rfc5322_addr_next(struct rfc5322_addr_iter *it, char *b
 			continue;
 		}
 		if (i >= it->n || it->v[i] == ',' || it->v[i] == ';') {
-			if (i < it->n && it->v[i] == ';') {
-				if (!it->in_group) {
-					bad = 1;
-					break;
-				}
-			}
+			/* A ';' outside a group ends the element like ',': clients that
+			 * separate addresses with ';' (Outlook's habit) still name them. */
 			if (i < it->n)
 				it->pos++;
 			int empty = elem_finish(it, &e, m, &res);

@@ -10,7 +10,8 @@
  * groups ("name: a, b;" and the empty "undisclosed-recipients:;", 3.4), angle
  * addresses with the obsolete route ("<@a,@b:u@d>", 4.4), the obsolete CFWS
  * around the "." and "@" of an addr-spec ("john . doe @ example . com", 4.4),
- * empty list elements (",,", 4.4). RFC 2047 encoded words ("=?utf-8?q?...?=")
+ * empty list elements (",,", 4.4), and ';' as a separator outside a group
+ * (invalid, but some clients write "a@x; b@x"). RFC 2047 encoded words ("=?utf-8?q?...?=")
  * in a display name are left alone: never decoded, and an encoded word is one
  * opaque token, so a ',' '<' '@' or ':' written inside one (an encoder that
  * broke RFC 2047 5(3)) neither splits the list nor makes an address.
@@ -42,8 +43,8 @@ enum rfc5322_addr_result {
 	RFC5322_ADDR_SKIPPED = -1,
 	/*
 	 * The rest of the body cannot be read: an unterminated quoted string,
-	 * comment or angle address, a stray '>', a ';' outside a group, a group
-	 * inside a group. Every later call returns it too.
+	 * comment or angle address, a stray '>', a group inside a group or after
+	 * an angle address. Every later call returns it too.
 	 */
 	RFC5322_ADDR_BAD = -2,
 };

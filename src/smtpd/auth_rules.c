@@ -64,13 +64,19 @@ static enum auth_rules_result verdict(struct auth_rules_verdict *v, enum auth_ru
 		                  ? "From: header address not owned by the authenticated user"
 		                  : "Sender address not owned by the authenticated user";
 		break;
+	case AUTH_RULES_NEED_POP:
+		v->code = 530;
+		v->enh = "5.7.0";
+		v->text = "Check your mail over POP3 first (POP before SMTP), or authenticate";
+		break;
 	case AUTH_RULES_TEMPFAIL:
 		v->code = 451;
 		v->enh = "4.4.3";
 		v->text = "Cannot check the sender now, try again later";
 		break;
 	case AUTH_RULES_OK:
-	case AUTH_RULES_ASK_PEER: break;
+	case AUTH_RULES_ASK_PEER:
+	case AUTH_RULES_ASK_POP: break;
 	}
 	return r;
 }
@@ -147,6 +153,29 @@ static enum auth_rules_result local_sender(const struct conf *c, const struct au
 	return AUTH_RULES_NEED_AUTH;
 }
 
+/*
+ * POP before SMTP (MDaemon's): a local account as MAIL FROM must have logged in
+ * over POP3 recently; trusted networks always, and AUTH sessions while
+ * auth_exempt_pop_before_smtp (the seed's "Do not apply POP Before SMTP to
+ * authenticated sessions"), are exempt. Independent of the AUTH rules above: a
+ * POP3 login does not satisfy auth_required_for_local_senders.
+ */
+static enum auth_rules_result pop_rule(const struct conf *c, const struct auth_rules_input *in)
+{
+	if (!c->pop_before_smtp || in->trusted || !in->mail_from_local || in->mail_from[0] == '\0')
+		return AUTH_RULES_OK;
+	if (in->auth_identity && c->auth_exempt_pop_before_smtp)
+		return AUTH_RULES_OK;
+	switch (in->pop_login) {
+	case AUTH_RULES_POP_UNKNOWN: return AUTH_RULES_ASK_POP;
+	case AUTH_RULES_POP_STALE: return AUTH_RULES_NEED_POP;
+	case AUTH_RULES_POP_TEMPFAIL: return AUTH_RULES_TEMPFAIL;
+	case AUTH_RULES_POP_RECENT:
+	case AUTH_RULES_POP_NOT_ACCOUNT: break;
+	}
+	return AUTH_RULES_OK;
+}
+
 static enum auth_rules_result at_mail(const struct conf *c, const struct auth_rules_input *in,
                                       struct auth_rules_verdict *v)
 {
@@ -169,6 +198,9 @@ static enum auth_rules_result at_mail(const struct conf *c, const struct auth_ru
 			                       ? "auth_required_for_local_senders"
 			                       : "auth_local_senders_unless_domain_sharing");
 	}
+	enum auth_rules_result pop = pop_rule(c, in);
+	if (pop != AUTH_RULES_OK)
+		return verdict(v, pop, "pop_before_smtp");
 	if (return_path_mismatch(c, in) && !return_path_deferred(c, in))
 		return verdict(v, AUTH_RULES_MISMATCH, "auth_match_return_path");
 	return verdict(v, AUTH_RULES_OK, NULL);

@@ -13,6 +13,10 @@
  *           ...unless_domain_sharing: exempt when a peer has the sender (asks for
  *              the Domain Sharing sender verdict first: AUTH_RULES_ASK_PEER)
  *           ...unless_local_rcpt: not refused here but per recipient, at RCPT
+ *         pop_before_smtp (MAIL FROM a local account that has not logged in
+ *           over POP3 within pop_before_smtp_window; AUTH sessions exempt while
+ *           auth_exempt_pop_before_smtp; asks the session first:
+ *           AUTH_RULES_ASK_POP)                                          530 5.7.0
  *         auth_match_return_path (authenticated)                         550 5.7.1
  *           deferred to RCPT when auth_match_exempt_gateway may exempt it
  *   RCPT  (for each recipient, after MAIL was accepted): the two deferred rules
@@ -22,7 +26,8 @@
  *         auth_match_from_header (authenticated)                         550 5.7.1
  *
  * smtp_trusted_networks are exempt from every rule that requires AUTH (the port
- * role included: RFC 6409 section 4.3 lets an MSA authorise by address); they are
+ * role included: RFC 6409 section 4.3 lets an MSA authorise by address) and from
+ * pop_before_smtp; they are
  * not exempt from the match rules once they do authenticate. The match rules take
  * the account's own address and its aliases (addresses[]), compared as lookup
  * keys (ASCII case-insensitive, mailaddr_key); auth_match_exempt lists addresses
@@ -54,6 +59,15 @@ enum auth_rules_peer {
 	AUTH_RULES_PEER_TEMPFAIL, /* the peers could not be asked now */
 };
 
+/* POP before SMTP: what the session found about MAIL FROM (directory/pop_login.h). */
+enum auth_rules_pop {
+	AUTH_RULES_POP_UNKNOWN = 0, /* not asked (yet) */
+	AUTH_RULES_POP_RECENT, /* a local account that logged in over POP3 within the window */
+	AUTH_RULES_POP_STALE, /* a local account that did not */
+	AUTH_RULES_POP_NOT_ACCOUNT, /* not a local account: an alias, a list, nobody */
+	AUTH_RULES_POP_TEMPFAIL, /* the directory could not answer */
+};
+
 struct auth_rules_input {
 	enum auth_rules_phase phase;
 	enum auth_rules_port port;
@@ -67,6 +81,7 @@ struct auth_rules_input {
 	const char *mail_from;
 	int mail_from_local;
 	enum auth_rules_peer sender_on_peer;
+	enum auth_rules_pop pop_login;
 	int gateway_domains; /* 1 when any gateway_domain is configured */
 	/* RCPT: this recipient */
 	int rcpt_local; /* in a local domain */
@@ -83,6 +98,8 @@ enum auth_rules_result {
 	AUTH_RULES_MISMATCH, /* 550 5.7.1 */
 	AUTH_RULES_ASK_PEER, /* ask Domain Sharing about MAIL FROM, then call again */
 	AUTH_RULES_TEMPFAIL, /* 451 4.4.3: the peer question failed */
+	AUTH_RULES_ASK_POP, /* find out pop_login for MAIL FROM, then call again */
+	AUTH_RULES_NEED_POP, /* 530 5.7.0: POP before SMTP */
 };
 
 struct auth_rules_verdict {

@@ -357,6 +357,25 @@ static enum auth_rules_peer peer_of(const struct smtp_session *s)
 	}
 }
 
+/* POP before SMTP's facts about MAIL FROM: a local account (the lookup), logged in lately? */
+static enum auth_rules_pop pop_login_of(const struct smtp_session *s, const struct smtp_path *p)
+{
+	struct lookup_answer a;
+	char key[MAILADDR_MAX + 1];
+	memset(&a, 0, sizeof a);
+	switch (s->ops->lookup(s->ops->arg, p->mailbox, p->mailbox_len, &a)) {
+	case LOOKUP_TEMPFAIL: return AUTH_RULES_POP_TEMPFAIL;
+	case LOOKUP_NOTFOUND: return AUTH_RULES_POP_NOT_ACCOUNT;
+	case LOOKUP_FOUND: break;
+	}
+	if (a.kind != LOOKUP_KIND_ACCOUNT || mailaddr_key(&p->addr, key, sizeof key) < 0)
+		return AUTH_RULES_POP_NOT_ACCOUNT;
+	if (s->ops->pop_recent &&
+	    s->ops->pop_recent(s->ops->arg, key, s->c->pop_before_smtp_window) == 1)
+		return AUTH_RULES_POP_RECENT;
+	return AUTH_RULES_POP_STALE;
+}
+
 int smtp_auth_rules_mail(struct smtp_session *s, const struct smtp_path *p,
                          enum auth_rules_peer peer)
 {
@@ -368,7 +387,12 @@ int smtp_auth_rules_mail(struct smtp_session *s, const struct smtp_path *p,
 	rules_input(s, &in, AUTH_RULES_MAIL, from,
 	            !p->null && smtp_policy_is_local(s->c, &p->addr));
 	in.sender_on_peer = peer;
-	switch (auth_rules_check(s->c, &in, &v)) {
+	enum auth_rules_result r = auth_rules_check(s->c, &in, &v);
+	if (r == AUTH_RULES_ASK_POP) {
+		in.pop_login = pop_login_of(s, p);
+		r = auth_rules_check(s->c, &in, &v);
+	}
+	switch (r) {
 	case AUTH_RULES_OK: return 0;
 	case AUTH_RULES_ASK_PEER: return 1;
 	default: return rules_refuse(s, &v);

@@ -174,6 +174,13 @@ struct smtp_session_ops {
 	 * session answers 454). NULL: no TLS (STARTTLS is never offered).
 	 */
 	int (*tls_start)(void *arg, uint64_t id);
+	/*
+	 * POP before SMTP (pop_before_smtp; directory/pop_login.h): 1 if the account
+	 * key (lower case) logged in over POP3 within window seconds of now, else 0.
+	 * Asked only for a MAIL FROM the lookup says is a local account. NULL: no
+	 * login is known (every such sender is refused while the key is on).
+	 */
+	int (*pop_recent)(void *arg, const char *key, int64_t window);
 };
 
 struct smtp_session;

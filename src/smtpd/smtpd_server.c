@@ -20,6 +20,7 @@
 
 #include "conf/conf.h"
 #include "directory/password_check.h"
+#include "directory/pop_login.h"
 #include "net/net_server.h"
 #include "queue/queue.h"
 #include "screen/screen.h"
@@ -90,6 +91,7 @@ struct smtpd_server {
 	struct event_base *base;
 	struct password_check *pc; /* AUTH; NULL: not offered (smtpd_server_set_auth) */
 	struct screen *screen; /* the Dynamic Screen, or NULL */
+	struct pop_login *pop_logins; /* POP before SMTP's logins, or NULL */
 	struct auth_req *auths; /* AUTH requests the pool still owes, or delayed failures */
 	uint64_t next_gid;
 };
@@ -370,6 +372,12 @@ static int64_t op_now(void *arg)
 	return time_wall_s();
 }
 
+static int op_pop_recent(void *arg, const char *key, int64_t window)
+{
+	struct conn *c = arg;
+	return pop_login_recent(c->srv->pop_logins, key, time_wall_s(), window);
+}
+
 /* STARTTLS: net_server switches once the 220 is out, then calls sv_tls_done. */
 static int op_tls_start(void *arg, uint64_t id)
 {
@@ -595,7 +603,8 @@ static void *sv_open(void *svc, struct net_conn *nc, int tag, const struct socka
 	                                   .log_rejected_rcpt = op_log_rejected_rcpt,
 	                                   .log_line = op_log_line,
 	                                   .now = op_now,
-	                                   .tls_start = op_tls_start};
+	                                   .tls_start = op_tls_start,
+	                                   .pop_recent = op_pop_recent};
 	auth_ops(c);
 	c->sess = smtp_session_new(cf, &c->ops, (enum smtp_port_kind)tag, peer_text,
 	                           peer_trusted(cf, peer),
@@ -823,6 +832,11 @@ void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, st
 {
 	s->pc = pc;
 	s->screen = sc;
+}
+
+void smtpd_server_set_pop_logins(struct smtpd_server *s, struct pop_login *t)
+{
+	s->pop_logins = t;
 }
 
 void smtpd_server_drain(struct smtpd_server *s, void (*done)(void *arg), void *arg)

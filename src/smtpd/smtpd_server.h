@@ -40,6 +40,7 @@ struct verify;
 struct password_check;
 struct password_check_result;
 struct screen;
+struct pop_login;
 
 /*
  * Binds every smtp_listen, submission_listen and smtps_listen (implicit TLS,
@@ -70,6 +71,13 @@ void smtpd_server_attach(struct smtpd_server *s, struct queue *q, struct mailbox
  * recipients. Both are borrowed: free pc before the server, sc after it.
  */
 void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, struct screen *sc);
+
+/*
+ * POP before SMTP: the table of recent POP3 logins (the POP3 server notes them)
+ * that pop_before_smtp asks, for connections accepted from now on. Borrowed:
+ * free it after the server. NULL (the default): no login is known.
+ */
+void smtpd_server_set_pop_logins(struct smtpd_server *s, struct pop_login *t);
 
 /* password_check's done callback (arg: the server): routes a result to its session. */
 void smtpd_server_password_done(void *arg, const struct password_check_result *r);

@@ -3,7 +3,9 @@
 delivered to <state_dir>/mail/<domain>/<user>/Maildir, and Dovecot (Debian's
 dovecot-imapd, started here as a non-daemon process with its own minimal config on
 a random loopback port) serves it over IMAP byte for byte, proving the Maildir
-layout and file names are right.
+layout and file names are right. The names in new/ carry Dovecot's size fields,
+",S=<file size>,W=<size with CRLF>": Dovecot must report RFC822.SIZE = W=, keep the
+names (it renames a file whose S= is wrong) and log no error or warning.
 
 Dovecot refuses to run mail processes as uid 0, so when this test runs as root
 its userdb names the `dovecot` system user and the delivered tree is handed to
@@ -13,6 +15,7 @@ mail uid). As an ordinary user everything runs under the current uid.
 import imaplib
 import os
 import pwd
+import re
 import shutil
 import smtplib
 import subprocess
@@ -223,6 +226,8 @@ def test_dovecot_reads_delivered_mail():
         S.eq(len(maildir_new(d, "example.com", "alice")), 2, "alice: one copy per message")
         S.eq(len(maildir_new(d, "example.com", "bob")), 1, "bob: one copy")
         files = {}
+        wire = {}  # CRLF octets -> the W= of the file holding them
+        names = set()
         for user in ("alice", "bob"):
             for p in maildir_new(d, "example.com", user):
                 name = os.path.basename(p)
@@ -232,7 +237,15 @@ def test_dovecot_reads_delivered_mail():
                     raw = f.read()
                 # Maildir holds LF line ends (the local convention); IMAP sends CRLF.
                 S.check(b"\r" not in raw, f"LF line ends in the Maildir file {name}")
-                files.setdefault(user, []).append(raw.replace(b"\n", b"\r\n"))
+                crlf = raw.replace(b"\n", b"\r\n")
+                files.setdefault(user, []).append(crlf)
+                m = re.fullmatch(r"[^,]+,S=(\d+),W=(\d+)", name)
+                S.check(m is not None, f"new/ name carries S= and W=: {name}")
+                if m:
+                    S.eq(int(m.group(1)), len(raw), f"S= is the file size: {name}")
+                    S.eq(int(m.group(2)), len(crlf), f"W= is the CRLF size: {name}")
+                    wire[crlf] = int(m.group(2))
+                names.add((user, name))
         # The first message (to alice alone): messages are delivered in parallel, so
         # the order of the Maildir names is not the order they were sent in.
         first = next((b for b in files["alice"] if b"team@example.com" not in b),
@@ -266,12 +279,26 @@ def test_dovecot_reads_delivered_mail():
              "IMAP BODY[] equals the Maildir files (LF read as CRLF) byte for byte")
         for _, size, body in got:
             S.eq(size, len(body), "RFC822.SIZE")
+            S.eq(size, wire.get(body), "Dovecot's RFC822.SIZE is our W=")
         got = dv.fetch_all("bob@example.com")
         S.eq([b for _, _, b in got], files["bob"], "bob's message over IMAP")
         S.check(b"Delivered-To: bob@example.com\r\n" in got[0][2] if got else False,
                 "Delivered-To names bob")
-        log = dv.logtext()
-        S.check("Error" not in log and "Panic" not in log, "dovecot logged no error:\n" + log)
+        for _, size, body in got:
+            S.eq(size, wire.get(body), "Dovecot's RFC822.SIZE is our W= (bob)")
+        dv.stop()
+        # Dovecot may move new/ to cur/ and add ":2,<flags>", never change the rest.
+        after = set()
+        for user in ("alice", "bob"):
+            md = os.path.join(d.state, "mail", "example.com", user, "Maildir")
+            for sub in ("new", "cur"):
+                for n in os.listdir(os.path.join(md, sub)):
+                    after.add((user, n.split(":")[0]))
+        S.eq(after, names, "Dovecot kept every name (a wrong S= would be renamed)")
+        # (Its master's own "Killed with signal 15" at our stop is not a complaint.)
+        bad = [ln for ln in dv.logtext().splitlines()
+               if re.search(r"Error|Panic|Warning|Fatal", ln) and "Killed with signal 15" not in ln]
+        S.eq(bad, [], "dovecot logged no error or warning")
     finally:
         if dv:
             dv.stop()

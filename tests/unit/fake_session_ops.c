@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "conf/conf.h"
+#include "directory/pop_login.h"
 #include "proto/mailaddr.h"
 #include "queue/envelope.h"
 
@@ -534,6 +535,18 @@ static int64_t fake_now(void *arg)
 	return 1700000000;
 }
 
+/* ---- POP before SMTP ---- */
+
+static int fake_pop_recent(void *arg, const char *key, int64_t window)
+{
+	struct fake_session *f = arg;
+	int r = pop_login_recent(f->pop_logins, key, fake_now(f), window);
+	char line[400];
+	snprintf(line, sizeof line, "## pop %.320s %s", key, r ? "recent" : "stale");
+	event_str(f, line);
+	return r;
+}
+
 /* ---- AUTH and the screen ---- */
 
 static int fake_auth_check(void *arg, uint64_t id, const char *identity, const char *password,
@@ -610,6 +623,7 @@ void fake_session_init(struct fake_session *f)
 	        .log_rejected_rcpt = fake_log_rejected,
 	        .log_line = fake_log_line,
 	        .now = fake_now,
+	        .pop_recent = fake_pop_recent,
 	};
 }
 

@@ -24,7 +24,10 @@
  * "cannot be made now" (TEMPFAIL); everything else fails. Recorded as "## auth
  * id=N IDENTITY" (never the password; "-" for invalid credentials), answered by
  * fake_session_resolve() like a commit. The screen (with `screen` set) records
- * "## screen WHAT" and says "screened" on the screen-th note.
+ * "## screen WHAT" and says "screened" on the screen-th note. POP before SMTP's
+ * question is answered from the real directory/pop_login table set in
+ * `pop_logins` (NULL: no login known) on the fake clock, and recorded as "## pop
+ * KEY recent|stale".
  *
  * Ownership: a struct fake_session owns its record (fake_session_fini frees it)
  * and the messages it hands out; it borrows the session set in `s`.
@@ -79,6 +82,7 @@ struct fake_session {
 	int record; /* keep the record in rec [0] */
 	int auth; /* give the session an auth_check op [0] */
 	int screen; /* give it a screen_note op; the screen-th note screens [0: no op] */
+	struct pop_login *pop_logins; /* POP3 logins for pop_recent, borrowed [NULL: none] */
 	struct smtp_session *s; /* with record: its output is recorded before each event */
 	/* what happened */
 	int begun, aborted, committed, open_msgs, lookups, logged, log_lines;

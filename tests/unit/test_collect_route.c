@@ -190,6 +190,24 @@ TEST(received_trust)
 	         "Received: from evil by mx.isp.example for <ceo@ours.example>" DATE
 	         "To: t@ours.example\r\n",
 	         NULL, 0, 0, "mx.isp.example", "to-cc To/Cc t@ours.example f=0 m=1 d=0"},
+	        /* a HELO of several words that writes its own by and for clauses: the field
+	         * is refused, with received_by or without, and nothing below it is read */
+	        {"Received: from x by mx.isp.example for <ceo@ours.example> (rdns [192.0.2.1])\r\n"
+	         "\tby mx.isp.example (Postfix) with ESMTP id X" DATE
+	         "Received: from evil by mx.isp.example for <ceo@ours.example>" DATE
+	         "To: t@ours.example\r\n",
+	         NULL, 0, 0, NULL, "to-cc To/Cc t@ours.example f=0 m=1 d=0"},
+	        {"Received: from x by mx.isp.example for <ceo@ours.example> (rdns [192.0.2.1])\r\n"
+	         "\tby mx.isp.example (Postfix) with ESMTP id X" DATE
+	         "Received: from evil by mx.isp.example for <ceo@ours.example>" DATE
+	         "To: t@ours.example\r\n",
+	         NULL, 0, 0, "mx.isp.example", "to-cc To/Cc t@ours.example f=0 m=1 d=0"},
+	        /* a HELO with a ';' cannot hide the ISP's by clause and let a lower field match */
+	        {"Received: from x; Tue, 1 Dec 2026 (rdns [192.0.2.1])\r\n"
+	         "\tby mx.isp.example (Postfix) with ESMTP id X" DATE
+	         "Received: from evil by mx.isp.example for <ceo@ours.example>" DATE
+	         "To: t@ours.example\r\n",
+	         NULL, 0, 0, "mx.isp.example", "to-cc To/Cc t@ours.example f=0 m=0 d=0"},
 	        /* a for clause in a comment, or a HELO of "for", is no for clause */
 	        {"Received: from for (for <ceo@ours.example>) by mx.isp.example" DATE
 	         "To: t@ours.example\r\n",
@@ -259,6 +277,9 @@ TEST(malformed_headers)
 	        {"To: Bob bob@ours.example, c@ours.example\r\n", NULL, 0, 0, NULL,
 	         "to-cc To/Cc c@ours.example f=0 m=0 d=0"},
 	        {"X-Rcpt-To:\r\nTo:\r\n", NULL, 0, 0, NULL, "none - f=0 m=0 d=0"},
+	        /* Outlook's ';' between addresses */
+	        {"To: a@ours.example; b@ours.example\r\n", NULL, 0, 0, NULL,
+	         "to-cc To/Cc a@ours.example b@ours.example f=0 m=0 d=0"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		run_case(&cases[i], i);

@@ -1,5 +1,5 @@
 /*
- * Unit tests for deliver/maildir (path mapping of hostile local parts, unique
+ * Unit tests for store/maildir (path mapping of hostile local parts, unique
  * names, tmp -> new delivery) and deliver/deliver_headers (trace fields, Date:
  * rules, loop detection).
  */
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "deliver/deliver_headers.h"
-#include "deliver/maildir.h"
+#include "store/maildir.h"
 #include "harness.h"
 #include "queue/envelope.h"
 #include "util/fsutil.h"

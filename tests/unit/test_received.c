@@ -59,6 +59,17 @@ TEST(parse_table)
 	        {" from for by mx for <bob@ours>", "by=mx for=bob@ours"},
 	        /* a HELO of "by" too */
 	        {" from by by mx for <bob@ours>", "by=mx for=bob@ours"},
+	        /* a HELO of several words copied into the field: two by clauses, refused */
+	        {" from x by mx.isp.example for <ceo@ours> (rdns [192.0.2.1]) by mx.isp.example "
+	         "(Postfix) with ESMTP id X; date",
+	         "BAD"},
+	        {" from x by y by z", "BAD"},
+	        /* a ';' in a HELO does not end the clauses: the date follows the last one */
+	        {" from x; for <ceo@ours> (rdns [192.0.2.1]) by mx.isp with ESMTP id X\r\n"
+	         "\tfor <bob@ours>; Tue, 1 Dec 2026 10:00:00 +0000",
+	         "by=mx.isp for=bob@ours"},
+	        {" from x; by evil for <ceo@ours> (rdns) by mx.isp id X; date", "BAD"},
+	        {" from x by mx for <a@ours>; 1 Dec 2026 (unterminated", "BAD"},
 	        /* for before by does not count */
 	        {" from x for <evil@ours> by mx", "by=mx for=-"},
 	        /* two for clauses: none */

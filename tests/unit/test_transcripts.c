@@ -30,6 +30,8 @@
  *   screen: N             the glue has a Dynamic Screen; its N-th note screens
  *   port: submission|smtps  the listener's role (default smtp)
  *   tls: yes              TLS is active on the connection
+ *   pop_login: KEY AGO    KEY logged in over POP3 AGO seconds before the fake clock's now
+ *                         (a real directory/pop_login table; POP before SMTP asks it)
  * Input the session does not take (it waits for answers) is kept and fed again
  * after each done: line, as the glue does; a commit is answered as soon as it is
  * asked. NAME.ref is the server's output with each CRLF shown as a newline, then
@@ -52,6 +54,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "directory/pop_login.h"
 #include "fake_session_ops.h"
 #include "harness.h"
 #include "smtpd/smtp_session.h"
@@ -68,6 +71,12 @@ struct script {
 	int trusted, early, nobyte, sharing_peer;
 	int auth, screen, tls;
 	enum smtp_port_kind port;
+	/* pop_login: lines */
+	struct {
+		char key[POP_LOGIN_KEY_MAX + 1];
+		long ago;
+	} pop[8];
+	size_t n_pop;
 	/* fake: lines */
 	long long free_space, write_fail_after;
 	int begin_errno, commit_fail;
@@ -219,6 +228,10 @@ static int script_load(const char *path, struct script *sc)
 			sc->screen = atoi(line + 8);
 		else if (strcmp(line, "tls: yes") == 0)
 			sc->tls = 1;
+		else if (strncmp(line, "pop_login: ", 11) == 0 && sc->n_pop < 8 &&
+		         sscanf(line + 11, "%320s %ld", sc->pop[sc->n_pop].key,
+		                &sc->pop[sc->n_pop].ago) == 2)
+			sc->n_pop++;
 		else if (strcmp(line, "port: submission") == 0)
 			sc->port = SMTP_PORT_SUBMISSION;
 		else if (strcmp(line, "port: smtps") == 0)
@@ -382,10 +395,19 @@ static int run_script(const struct script *sc, const struct conf *c, int bytewis
 	f.auth = sc->auth;
 	f.screen = sc->screen;
 	fake_session_setup(&f);
+	struct pop_login *pl = NULL;
+	if (sc->n_pop > 0) {
+		pl = pop_login_new(16);
+		for (size_t i = 0; pl && i < sc->n_pop; i++)
+			pop_login_note(pl, sc->pop[i].key, f.ops.now(&f) - sc->pop[i].ago);
+		f.pop_logins = pl;
+	}
 	struct smtp_session *s =
 	        smtp_session_new(c, &f.ops, sc->port, sc->peer, sc->trusted, sc->sharing_peer);
-	if (s == NULL)
+	if (s == NULL) {
+		pop_login_free(pl);
 		return -1;
+	}
 	if (sc->tls) /* "tls:" lines: as on smtps_listen, TLS from the start */
 		smtp_session_tls_implicit(s, "TLSv1.3", "TLS_AES_256_GCM_SHA384");
 	f.s = s;
@@ -413,6 +435,8 @@ static int run_script(const struct script *sc, const struct conf *c, int bytewis
 		smtp_session_free(s);
 	}
 	free(in.p);
+	pop_login_free(pl);
+	f.pop_logins = NULL;
 	fake_buf_str(&f.rec, dropped ? "## dropped\n" : ended ? "## closed\n" : "## open\n");
 	if (f.broken != 0)
 		fake_buf_str(&f.rec, "## the session broke the ops contract\n");

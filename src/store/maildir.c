@@ -8,8 +8,12 @@
  * commits everything running, receiving sessions' files too), else by fsyncing
  * new/. Directories created on the way are made durable by fsyncing their
  * parents, so a crash after success never loses the mailbox.
+ *
+ * Sizes: maildir_write counts what reaches the file, so the new/ name carries the
+ * S= and W= that a reader would otherwise have to stat and scan for (Dovecot reads
+ * both; POP3 LIST reports W=, RFC 1939 section 5).
  */
-#include "deliver/maildir.h"
+#include "store/maildir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -91,6 +95,21 @@ int maildir_unique_name(int64_t sec, long usec, long pid, unsigned long counter,
 	return (int)o;
 }
 
+int maildir_sized_name(const char *unique, uint64_t size, uint64_t wire, char *out, size_t outsz)
+{
+	int n = snprintf(out, outsz, "%s,S=%llu,W=%llu", unique, (unsigned long long)size,
+	                 (unsigned long long)wire);
+	return n < 0 || (size_t)n >= outsz ? -1 : n;
+}
+
+uint64_t maildir_wire_size(uint64_t size, uint64_t lone_lfs, int last)
+{
+	uint64_t w = size + lone_lfs;
+	if (last >= 0 && last != '\n')
+		w += last == '\r' ? 1 : 2;
+	return w;
+}
+
 /* Creates dir/{tmp,new,cur} (mode 0700), each new folder made durable. */
 static int ensure_maildir(const char *dir)
 {
@@ -111,9 +130,10 @@ static int ensure_maildir(const char *dir)
 	return 0;
 }
 
-static int sub_path(const struct maildir_file *f, const char *sub, char *out, size_t outsz)
+static int sub_path(const struct maildir_file *f, const char *sub, const char *name, char *out,
+                    size_t outsz)
 {
-	int n = snprintf(out, outsz, "%s/%s/%s", f->dir, sub, f->name);
+	int n = snprintf(out, outsz, "%s/%s/%s", f->dir, sub, name);
 	if (n < 0 || (size_t)n >= outsz) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -125,6 +145,7 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f)
 {
 	memset(f, 0, sizeof *f);
 	f->fd = -1;
+	f->last = -1;
 	size_t dl = strlen(dir);
 	if (dl >= sizeof f->dir) {
 		errno = ENAMETOOLONG;
@@ -139,12 +160,13 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f)
 		struct timeval tv;
 		gettimeofday(&tv, NULL);
 		unsigned long q = atomic_fetch_add(&maildir_counter, 1) + 1;
+		/* Room is left for the ",S=..,W=.." of the new/ name. */
 		if (maildir_unique_name(tv.tv_sec, (long)tv.tv_usec, (long)getpid(), q, host,
-		                        f->name, sizeof f->name) < 0) {
+		                        f->name, sizeof f->name - MAILDIR_SIZES_MAX) < 0) {
 			errno = ENAMETOOLONG;
 			return -1;
 		}
-		if (sub_path(f, "tmp", tmp, sizeof tmp) < 0)
+		if (sub_path(f, "tmp", f->name, tmp, sizeof tmp) < 0)
 			return -1;
 		f->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (f->fd >= 0)
@@ -153,6 +175,17 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f)
 			return -1;
 	}
 	return -1;
+}
+
+/* Counts what reaches the file (S= and W=). */
+static void account(struct maildir_file *f, const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' && f->last != '\r')
+			f->lone_lfs++;
+		f->last = (unsigned char)p[i];
+	}
+	f->size += len;
 }
 
 static int write_all(int fd, const char *p, size_t len)
@@ -179,6 +212,7 @@ int maildir_write(struct maildir_file *f, const void *data, size_t len)
 		if (o + 2 > sizeof out) {
 			if (write_all(f->fd, out, o) < 0)
 				return -1;
+			account(f, out, o);
 			o = 0;
 		}
 		if (f->pending_cr && p[i] != '\n')
@@ -187,7 +221,10 @@ int maildir_write(struct maildir_file *f, const void *data, size_t len)
 		if (!f->pending_cr)
 			out[o++] = p[i];
 	}
-	return write_all(f->fd, out, o);
+	if (write_all(f->fd, out, o) < 0)
+		return -1;
+	account(f, out, o);
+	return 0;
 }
 
 /* Makes the new/ name durable: the file's fsync where that covers its names, else new/'s. */
@@ -203,11 +240,20 @@ static int sync_name(const struct maildir_file *f, int fd, int names_with_file)
 int maildir_commit(struct maildir_file *f)
 {
 	char tmp[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX], dst[MAILDIR_PATH_MAX + MAILDIR_NAME_MAX];
-	if (sub_path(f, "tmp", tmp, sizeof tmp) < 0 || sub_path(f, "new", dst, sizeof dst) < 0)
-		goto fail;
-	if (f->pending_cr && write_all(f->fd, "\r", 1) < 0)
-		goto fail;
+	if (f->pending_cr) {
+		if (write_all(f->fd, "\r", 1) < 0)
+			goto fail;
+		account(f, "\r", 1);
+	}
 	f->pending_cr = 0;
+	if (maildir_sized_name(f->name, f->size, maildir_wire_size(f->size, f->lone_lfs, f->last),
+	                       f->new_name, sizeof f->new_name) < 0) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	if (sub_path(f, "tmp", f->name, tmp, sizeof tmp) < 0 ||
+	    sub_path(f, "new", f->new_name, dst, sizeof dst) < 0)
+		goto fail;
 	if (f->ride) {
 		/* Write-back now (blocks allocated in the running journal transaction), so
 		 * that a receiving session's commit can carry the data before our fsync. */
@@ -253,6 +299,6 @@ void maildir_abort(struct maildir_file *f)
 		close(f->fd);
 		f->fd = -1;
 	}
-	if (f->name[0] && sub_path(f, "tmp", tmp, sizeof tmp) == 0)
+	if (f->name[0] && sub_path(f, "tmp", f->name, tmp, sizeof tmp) == 0)
 		unlink(tmp);
 }

@@ -2,7 +2,13 @@
  * maildir: writing one message into a Maildir (https://cr.yp.to/proto/maildir.html):
  * create the file under tmp/ with a unique name, write, fsync, link it into new/,
  * remove the tmp/ name, make the new name durable. A reader never sees a partial
- * message.
+ * message. Readers: store/mailbox.h (the POP3 server) and Dovecot (IMAP).
+ *
+ * Names: tmp/<unique>, then new/<unique>,S=<size>,W=<wire> (Dovecot's Maildir
+ * fields, read by Dovecot and by store/mailbox): S= is the file's size, W= its
+ * size with CRLF line ends (every LF not preceded by CR counted twice, and the
+ * terminator of an unterminated last line added), the size RFC 1939 LIST reports,
+ * so a reader needs neither a stat nor a scan.
  *
  * Mailbox paths: <state_dir>/mail/<domain>/<user>/Maildir, where <domain> and
  * <user> are the two halves of the account key (lower case), each mapped to a
@@ -20,20 +26,25 @@
  * maildir_abort releases what maildir_open took. Thread-safe (the unique-name
  * counter is atomic).
  */
-#ifndef SHAREMAIL_DELIVER_MAILDIR_H
-#define SHAREMAIL_DELIVER_MAILDIR_H
+#ifndef SHAREMAIL_STORE_MAILDIR_H
+#define SHAREMAIL_STORE_MAILDIR_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define MAILDIR_PATH_MAX 4096
 #define MAILDIR_NAME_MAX 256
+#define MAILDIR_SIZES_MAX 48 /* ",S=" and ",W=" with 20 digits each, and the NUL */
 
 struct maildir_file {
 	int fd; /* open for writing while the message is being written */
 	char dir[MAILDIR_PATH_MAX]; /* the Maildir (without a trailing '/') */
-	char name[MAILDIR_NAME_MAX]; /* the unique file name */
+	char name[MAILDIR_NAME_MAX]; /* the unique file name (the tmp/ name) */
+	char new_name[MAILDIR_NAME_MAX]; /* after maildir_commit: the name in new/ */
 	int pending_cr; /* the last octet written was a CR not yet known to end a line */
+	uint64_t size; /* octets written to the file */
+	uint64_t lone_lfs; /* LFs written not preceded by CR (maildir_wire_size) */
+	int last; /* the last octet written, -1 before any */
 	/* Optional, set after maildir_open: called before each fsync of maildir_commit
 	 * so that it can wait for another commit to carry the changes (queue_ride). */
 	int (*ride)(void *arg);
@@ -61,6 +72,20 @@ int maildir_unique_name(int64_t sec, long usec, long pid, unsigned long counter,
                         char *out, size_t outsz);
 
 /*
+ * Formats the new/ name "<unique>,S=<size>,W=<wire>". Returns the length or -1 if
+ * outsz is too small.
+ */
+int maildir_sized_name(const char *unique, uint64_t size, uint64_t wire, char *out, size_t outsz);
+
+/*
+ * The wire size (W=) of a file of size octets whose last octet is last (-1 when
+ * empty), given lone_lfs, the count of its LFs not preceded by CR: each such LF
+ * counts 2, and an unterminated last line gets its terminator (CR LF, or LF after
+ * a final CR).
+ */
+uint64_t maildir_wire_size(uint64_t size, uint64_t lone_lfs, int last);
+
+/*
  * Creates the Maildir (and its parents, mode 0700) if needed, then creates a new
  * file under tmp/ (mode 0600, exclusive). Returns 0 with f->fd open, or -1 with
  * errno set.
@@ -71,7 +96,7 @@ int maildir_open(const char *dir, const char *host, struct maildir_file *f);
 int maildir_write(struct maildir_file *f, const void *data, size_t len);
 
 /*
- * fsyncs the file, links it into new/ (same name), unlinks the tmp/ name, makes
+ * fsyncs the file, links it into new/ as f->new_name (the sized name), unlinks the tmp/ name, makes
  * the new name durable (fsync of the file again on ext4, of new/ elsewhere) and
  * closes the file. With f->ride set, the data's write-back is started first and
  * ride(ride_arg) is called before each fsync of the file. Returns 0 once the message is durable in new/, or -1 (errno;
