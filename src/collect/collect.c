@@ -40,6 +40,7 @@
 #include "queue/queue.h"
 #include "util/log.h"
 #include "util/strutil.h"
+#include "verify/verify.h"
 
 #define COLLECT_WORKERS 16 /* commits under way at once: their fsyncs share journal commits */
 #define COLLECT_BATCH 64 /* messages recorded per SQLite transaction */
@@ -225,7 +226,10 @@ struct cmsg {
 	char *buf; /* the message as collected (or the notice) */
 	size_t len, cap;
 	char (*rcpts)[MAILADDR_MAX + 1];
+	char **routes; /* per recipient: a Domain Sharing peer's route, or NULL (local) */
 	size_t n_rcpts;
+	size_t verifying; /* verify_rcpt answers still awaited */
+	int verify_failed; /* a peer could not say: the message waits for the next cycle */
 	char key[COLLECT_DEDUPE_KEY_MAX]; /* "" : no dedupe key */
 	char sender[MAILADDR_MAX + 1]; /* "" : <> */
 	int ok; /* the commit's outcome */
@@ -310,6 +314,7 @@ struct runner {
 	int stop_req;
 	struct settings *next; /* from collect_runner_reload, applied on the loop */
 	/* loop thread only */
+	struct verify *verify; /* Domain Sharing: a local-domain recipient on a peer */
 	struct settings *set;
 	struct source **src;
 	size_t n_src;
@@ -367,6 +372,9 @@ static void cmsg_free(struct cmsg *m)
 {
 	if (!m)
 		return;
+	for (size_t i = 0; m->routes && i < m->n_rcpts; i++)
+		free(m->routes[i]);
+	free(m->routes);
 	free(m->buf);
 	free(m->rcpts);
 	free(m);
@@ -405,9 +413,12 @@ static int envelope_fill(struct envelope *e, const struct cmsg *m, const char *h
 	if (envelope_set(&e->mail_from, m->sender) != 0 || envelope_set(&e->helo, helo) != 0 ||
 	    envelope_set(&e->client_addr, "127.0.0.1") != 0)
 		return -1;
-	for (size_t i = 0; i < m->n_rcpts; i++)
-		if (envelope_add_rcpt(e, m->rcpts[i], NULL, 0) < 0)
+	for (size_t i = 0; i < m->n_rcpts; i++) {
+		int k = envelope_add_rcpt(e, m->rcpts[i], NULL, 0);
+		if (k < 0 || (m->routes && m->routes[i] &&
+		              envelope_set(&e->rcpts[k].route, m->routes[i]) != 0))
 			return -1;
+	}
 	e->received_at = wall_s();
 	e->body = ESMTP_BODY_8BITMIME; /* collected octets are taken as they are */
 	return 0;
@@ -777,6 +788,95 @@ static int kept_logged_once(struct runner *r, const char *source, const char *ui
 	return 0;
 }
 
+/* Every recipient's verdict is in: to the commit pool, or (a peer could not say) not now. */
+static void verify_settled(struct cycle *cy, struct cmsg *m)
+{
+	if (!m->verify_failed) {
+		job_push(cy->r, m);
+		return;
+	}
+	cy->errors++;
+	if (m->n_rcpts)
+		cy->collected--;
+	cycle_release(cy, m); /* not recorded: collected again next cycle */
+}
+
+struct verify_ctx {
+	struct cmsg *m;
+	size_t i;
+};
+
+/* One recipient's verdict: a peer's route, or local; TEMPFAIL keeps the message back. */
+static void verify_apply(struct cmsg *m, size_t i, const struct verify_answer *a)
+{
+	if (a->status == VERIFY_REMOTE && a->route[0]) {
+		m->routes[i] = strdup(a->route);
+		if (!m->routes[i])
+			m->verify_failed = 1;
+	} else if (a->status == VERIFY_TEMPFAIL) {
+		log_warning("collect: %s: uidl %s: %s cannot be verified now (%s); the message "
+		            "waits for the next cycle",
+		            m->cy->src->spec.name, m->uidl, m->rcpts[i], a->reason);
+		m->verify_failed = 1;
+	}
+}
+
+static void on_verified(void *arg, const struct verify_answer *a)
+{
+	struct verify_ctx *vc = arg;
+	struct cmsg *m = vc->m;
+	verify_apply(m, vc->i, a);
+	free(vc);
+	m->cy->committing--; /* the verification counted as work under way */
+	if (--m->verifying == 0)
+		verify_settled(m->cy, m);
+	cycle_pump(m->cy);
+	cycle_maybe_end(m->cy);
+}
+
+/*
+ * With Domain Sharing, a recipient in a local domain may live on a peer: ask as
+ * RCPT does (verify.h), so the queue routes the copy there ("[HOST]:PORT"), as it
+ * would a message received over SMTP.
+ */
+static void verify_start(struct cycle *cy, struct cmsg *m)
+{
+	struct verify *v = cy->r->verify;
+	if (!v || !m->n_rcpts) {
+		job_push(cy->r, m);
+		return;
+	}
+	m->routes = calloc(m->n_rcpts, sizeof *m->routes);
+	if (!m->routes) {
+		m->verify_failed = 1;
+		verify_settled(cy, m);
+		return;
+	}
+	m->verifying = 1; /* held while asking, so an answer given at once cannot settle it */
+	for (size_t i = 0; i < m->n_rcpts; i++) {
+		struct verify_answer a;
+		struct verify_req *req = NULL;
+		struct verify_ctx *vc = calloc(1, sizeof *vc);
+		if (!vc) {
+			m->verify_failed = 1;
+			break;
+		}
+		vc->m = m;
+		vc->i = i;
+		int r = verify_rcpt(v, m->rcpts[i], strlen(m->rcpts[i]), m->sender,
+		                    strlen(m->sender), &a, on_verified, vc, &req);
+		if (r == 1) {
+			m->verifying++;
+			cy->committing++;
+			continue;
+		}
+		free(vc);
+		verify_apply(m, i, &a);
+	}
+	if (--m->verifying == 0)
+		verify_settled(cy, m);
+}
+
 static void msg_end(struct cycle *cy)
 {
 	struct cmsg *m = cy->cur;
@@ -802,7 +902,7 @@ static void msg_end(struct cycle *cy)
 		cy->collected++;
 	m->rnext = cy->routed;
 	cy->routed = m;
-	job_push(cy->r, m);
+	verify_start(cy, m);
 }
 
 static void msg_data(struct cycle *cy, const char *data, size_t len)
@@ -1467,6 +1567,7 @@ static void runner_free(struct runner *r)
 	for (size_t i = 0; i < r->n_kept_logged; i++)
 		free(r->kept_logged[i]);
 	free(r->kept_logged);
+	verify_free(r->verify); /* on the loop's base: before it */
 	if (r->tick)
 		event_free(r->tick);
 	if (r->wake_ev)
@@ -1480,6 +1581,17 @@ static void runner_free(struct runner *r)
 	pthread_cond_destroy(&r->cv);
 	free(r->state_dir);
 	free(r);
+}
+
+/* The verifier of Domain Sharing recipients (none without domain_sharing or an index). */
+static int verify_open(struct runner *r, const struct conf *c, struct mailbox_index *idx, char *err,
+                       size_t errlen)
+{
+	if (!c->domain_sharing || !c->domain_sharing_host.n || !idx)
+		return 0;
+	/* peers.status is the SMTP side's verifier's to write. */
+	r->verify = verify_new_flags(r->base, c, idx, VERIFY_FLAG_NO_STATUS, err, errlen);
+	return r->verify ? 0 : -1;
 }
 
 static int runner_events(struct runner *r, char *err, size_t errlen)
@@ -1527,7 +1639,8 @@ struct collect_runner *collect_runner_start(const struct conf *c, struct queue *
 		         strerror(errno));
 	} else if ((r->st = collect_state_open(path, err, errlen)) != NULL &&
 	           (set = settings_new(c, err, errlen)) != NULL &&
-	           runner_events(r, err, errlen) == 0 && settings_apply(r, set) == 0) {
+	           runner_events(r, err, errlen) == 0 && verify_open(r, c, idx, err, errlen) == 0 &&
+	           settings_apply(r, set) == 0) {
 		set = NULL;
 		for (; r->n_workers < COLLECT_WORKERS; r->n_workers++)
 			if (pthread_create(&r->workers[r->n_workers], NULL, worker_main, r) != 0)
@@ -1535,7 +1648,6 @@ struct collect_runner *collect_runner_start(const struct conf *c, struct queue *
 		if (r->n_workers && pthread_create(&r->thread, NULL, runner_main, r) == 0) {
 			log_info("collect: %zu source%s; state in %s", r->n_src,
 			         r->n_src == 1 ? "" : "s", path);
-			(void)idx;
 			return (struct collect_runner *)r;
 		}
 		snprintf(err, errlen, "cannot start the collector's threads");

@@ -22,8 +22,12 @@
  *     source, UIDL, queue id); envelope sender: the message's Return-Path when
  *     it holds a valid mailbox (the ISP's record of the SMTP MAIL FROM, so a
  *     failed local delivery bounces to the real sender), else <>.
- *   The queue and delivery decide the rest: a Domain Sharing user or a foreign
- *   alias target is relayed like any other queued recipient.
+ *   - with Domain Sharing, a recipient in a local domain that is not a mailbox
+ *     here is verified as RCPT does (verify/verify.h, Minger to the peers) and
+ *     queued with the peer's route; a peer that cannot say (TEMPFAIL) keeps the
+ *     message on the ISP, unrecorded, for the next cycle.
+ *   The queue and delivery decide the rest: a foreign alias target is relayed
+ *   like any other queued recipient.
  *
  * Crash safety (collect_state.h "Crash contract"): a UIDL is recorded only
  * after the queue committed every copy of its message, and DELE is sent only
@@ -40,8 +44,10 @@
  * status is rewritten after every cycle.
  *
  * Ownership: the collector copies what it needs of the conf (at start and at
- * each collect_runner_reload), borrows the queue and the index; stop it
- * before the queue is closed.
+ * each collect_runner_reload), borrows the queue and the index, and its
+ * Domain Sharing verifier borrows the conf given to collect_runner_start (the
+ * daemon's boot conf, which lives until the end); stop it before the queue is
+ * closed.
  */
 #ifndef SHAREMAIL_COLLECT_COLLECT_H
 #define SHAREMAIL_COLLECT_COLLECT_H

@@ -236,6 +236,29 @@ def test_foreign_alias_relayed():
                 S.check(b"X-Test-Tag: fw" in ms[0].raw, "the message itself")
 
 
+def test_domain_sharing_peer():
+    """A collected message for a user of a Domain Sharing peer goes to the peer's mailbox."""
+    import sharingutil
+    isp = isp_pop3.IspDovecot()
+    with isp, sharingutil.Mesh({"a": [ALICE], "b": [BOB]}, start=False) as m:
+        a = m["a"]
+        with open(os.path.join(a.d.dir, "isp.pw"), "w") as f:
+            f.write(isp_pop3.PASSWORD + "\n")
+        a.configure({"collect_source": f"pop3://isp@127.0.0.1:{isp.port} password_file=isp.pw "
+                                       "tls=none interval=7d leave_days=0"})
+        isp.add(msg("ds", [("Return-Path", "<s@else.example>"), ("X-Rcpt-To", BOB)]))
+        isp.add(msg("here", [("X-Rcpt-To", ALICE)]))
+        isp.start()
+        m.start("b")
+        m.start("a")
+        p = collect_now(a.d)
+        S.eq(p.returncode, 0, f"collect now on a: {p.stdout}{p.stderr}")
+        S.eq(by_tag(m.wait_mail("b", BOB)), {"ds": 1}, "bob's copy reached the peer")
+        S.eq(by_tag(m.wait_mail("a", ALICE)), {"here": 1}, "alice's stayed here")
+        S.check(m.quiet(), "both queues empty")
+        S.eq(m.mailbox("a", BOB), [], "nothing for bob on a")
+
+
 def test_sighup_adds_a_source():
     """Started without collect_source; a SIGHUP adds one and `collect now` collects it."""
     import signal
@@ -309,7 +332,7 @@ def main():
                   test_dedupe_none, test_received_routing_and_forgery,
                   test_delivered_to_and_real_loop, test_oversize, test_fallback,
                   test_no_fallback_kept, test_leave_days_and_restart, test_foreign_alias_relayed,
-                  test_sighup_adds_a_source,
+                  test_domain_sharing_peer, test_sighup_adds_a_source,
                   test_collect_now_failures])
 
 
