@@ -47,7 +47,7 @@ LDLIBS   += $(PKG_LIBS)
 LIB_SRC  := $(sort $(wildcard src/util/*.c src/proto/*.c src/conf/*.c src/directory/*.c \
                                src/verify/*.c src/queue/*.c src/minger/*.c src/smtpd/*.c \
                                src/deliver/*.c src/screen/*.c src/net/*.c \
-                               src/store/*.c src/collect/*.c))
+                               src/store/*.c src/pop3d/*.c src/collect/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -90,6 +90,11 @@ $(B)/tests/test_smtp_session $(B)/tests/test_transcripts $(B)/tests/test_smtp_cl
         $(B)/tests/test_smtp_session_tls $(B)/tests/test_pop3_client: \
         $(FAKE_SESSION_OBJ)
 $(B)/fuzz/fuzz_smtp_session-replay: $(FAKE_SESSION_OBJ)
+# The POP3 session's fake ops: its transcript test, its unit test and its fuzzer.
+FAKE_POP3_SRC := tests/unit/fake_pop3_ops.c
+FAKE_POP3_OBJ := $(B)/tests/unit/fake_pop3_ops.o
+$(B)/tests/test_pop3_transcripts $(B)/tests/test_pop3_session: $(FAKE_POP3_OBJ)
+$(B)/fuzz/fuzz_pop3_session-replay: $(FAKE_POP3_OBJ)
 
 # Fuzz targets are replayed over their corpora with a plain main() under gcc.
 $(B)/fuzz/%-replay: $(B)/fuzz/%.o $(B)/fuzz/replay_main.o $(LIB)
@@ -142,6 +147,7 @@ bench: deps-bench
 	python3 bench/tls/run.py --build $(B)
 	python3 bench/relay/run.py --build $(B)
 	python3 bench/sharing/run.py --build $(B)
+	python3 bench/pop3/run.py --build $(B)
 	python3 bench/collect/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open
 	$(B)/bench/sched/bench_sched
@@ -214,7 +220,7 @@ fuzz:
 	@mkdir -p $(FUZZ_B)
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -g -O1 -Isrc -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined $$f \
-	    $(LIB_SRC) $(FAKE_SESSION_SRC) $(PKG_CFLAGS) $(PKG_LIBS) -o $(FUZZ_B)/$$n || exit 1; done
+	    $(LIB_SRC) $(FAKE_SESSION_SRC) $(FAKE_POP3_SRC) $(PKG_CFLAGS) $(PKG_LIBS) -o $(FUZZ_B)/$$n || exit 1; done
 
 FORMAT_FILES = $(wildcard src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*/*.c)
 format-check:

@@ -5,8 +5,10 @@ Creates ./demo-state/ (kept between runs; delete it to start over) with a config
 a Minger secret and a few demo accounts and aliases, then runs build/sharemaild
 in the foreground until Ctrl-C. Ports are unprivileged: Minger on 127.0.0.1:14069
 and [::1]:14069, SMTP on 127.0.0.1:2525, submission on 127.0.0.1:2587, SMTPS
-(implicit TLS) on 127.0.0.1:2465. A self-signed certificate (demo-cert.pem,
-demo-key.pem, made with the openssl command) gives STARTTLS and SMTPS.
+(implicit TLS) on 127.0.0.1:2465, POP3 on 127.0.0.1:2110 (STLS) and POP3S on
+127.0.0.1:2995. A self-signed certificate (demo-cert.pem, demo-key.pem, made
+with the openssl command) gives STARTTLS, SMTPS, STLS and POP3S. Every demo
+account's password is "demo-password".
 """
 import argparse
 import os
@@ -30,6 +32,9 @@ minger_anonymous = no
 # The demo relays nowhere: mail for other domains (the alias outside@example.com, or an
 # outside recipient from loopback) waits in the queue, retried; see `sharemail queue list`.
 relay_smarthost = [127.0.0.1]:9
+"""
+POP3_KEYS = """pop3_listen = 127.0.0.1:2110
+pop3s_listen = 127.0.0.1:2995
 """
 TLS_KEYS = """smtps_listen = 127.0.0.1:2465
 tls_cert_file = demo-cert.pem
@@ -78,6 +83,8 @@ def print_hints(build, state, conf):
         "swaks --server 127.0.0.1 --port 2525 --tls --to arvel@example.com",
         "swaks --server 127.0.0.1 --port 2465 --tlsc --to arvel@example.com",
         f"ls {rel(os.path.join(state, 'mail/example.com/arvel/Maildir/new'))}",
+        "openssl s_client -quiet -starttls pop3 -connect 127.0.0.1:2110   "
+        "(then: USER arvel@example.com, PASS demo-password, LIST, RETR 1, QUIT)",
         f"{tool} -c {rel(conf)} account list",
     ]
     print(f"demo: config {rel(conf)}, Minger secret file {secrets} ({SECRET}); "
@@ -102,7 +109,7 @@ def main():
     if fresh:
         v6 = "minger_listen = [::1]:14069\n" if have_ipv6() else ""
         with open(conf, "w") as f:
-            f.write(CONF.format(v6=v6, tls=TLS_KEYS))
+            f.write(CONF.format(v6=v6, tls=TLS_KEYS) + POP3_KEYS)
         fd = os.open(os.path.join(state, "minger-secrets"), os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, (SECRET + "\n").encode())
         os.close(fd)
@@ -120,6 +127,9 @@ def main():
         if "tls_cert_file" not in text:  # a demo-state from before TLS
             with open(conf, "a") as f:
                 f.write(TLS_KEYS)
+        if "pop3_listen" not in text:  # a demo-state from before POP3
+            with open(conf, "a") as f:
+                f.write(POP3_KEYS)
     print_hints(build, state, conf)
     try:
         return subprocess.run([os.path.join(build, "sharemaild"), "-c", conf]).returncode

@@ -7,8 +7,8 @@
  * Services built so far: Minger (UDP), SMTP, submission and SMTPS (smtpd_server), the
  * queue (<state_dir>/queue) and the delivery manager (local Maildirs and relay:
  * its own thread and event loop, deliver.h), SMTPS (implicit TLS) and STARTTLS
- * with tls_cert_file. POP3 listeners are accepted in the configuration but not
- * built yet: a warning says so.
+ * with tls_cert_file, and POP3 (pop3d_server: pop3_listen with STLS, pop3s_listen),
+ * whose logins feed POP before SMTP (directory/pop_login.h).
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting, end every SMTP session with 421
  * (a session waiting for a commit first gets its outcome), then stop the delivery
@@ -57,6 +57,7 @@
 #include "directory/password_check.h"
 #include "directory/pop_login.h"
 #include "minger/minger_server.h"
+#include "pop3d/pop3d_server.h"
 #include "queue/queue.h"
 #include "screen/screen.h"
 #include "smtpd/smtpd_server.h"
@@ -92,6 +93,8 @@ struct daemon {
 	struct smtpd_server *smtpd;
 	struct password_check *pc; /* AUTH's password checks */
 	struct screen *screen; /* the Dynamic Screen */
+	struct pop3d_server *pop3d; /* POP3 (pop3_listen, pop3s_listen) */
+	int draining; /* services still draining */
 	struct pop_login *pop_logins; /* POP before SMTP: the POP3 server notes, SMTP asks */
 	int plan; /* enum privdrop_plan */
 	struct privdrop_user user; /* with PRIVDROP_DROP */
@@ -137,18 +140,6 @@ static int log_apply(const struct conf *c)
 		return -1;
 	}
 	return 0;
-}
-
-static void warn_unbuilt(const struct conf *c)
-{
-	const struct {
-		const char *key;
-		size_t n;
-	} unbuilt[] = {{"pop3_listen", c->pop3_listen.n}};
-	for (size_t i = 0; i < sizeof unbuilt / sizeof unbuilt[0]; i++)
-		if (unbuilt[i].n)
-			log_warning("%s is set but that service is not built yet; ignored",
-			            unbuilt[i].key);
 }
 
 /* Another daemon holds the lock on fd: names it by the pid it wrote (digits only). */
@@ -286,6 +277,11 @@ static int bind_smtp(struct daemon *d)
 		log_err("smtp: %s", err);
 		return -1;
 	}
+	d->pop3d = pop3d_server_new(d->conf, d->base, err, sizeof err);
+	if (!d->pop3d) {
+		log_err("pop3: %s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -319,6 +315,10 @@ static int start_auth(struct daemon *d)
 		return -1;
 	}
 	smtpd_server_set_pop_logins(d->smtpd, d->pop_logins);
+	if (pop3d_server_attach(d->pop3d, d->pc, d->screen, d->pop_logins, err, sizeof err) != 0) {
+		log_err("pop3: %s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -362,6 +362,8 @@ static int open_verify(struct daemon *d)
 static void on_drained(void *arg)
 {
 	struct daemon *d = arg;
+	if (--d->draining > 0)
+		return; /* the other service still has sessions */
 	event_base_loopbreak(d->base);
 }
 
@@ -389,13 +391,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = 1;
-	log_info("signal %d: shutting down (ending %zu SMTP sessions)", (int)sig,
-	         smtpd_server_connections(d->smtpd));
+	log_info("signal %d: shutting down (ending %zu SMTP and %zu POP3 sessions)", (int)sig,
+	         smtpd_server_connections(d->smtpd), pop3d_server_connections(d->pop3d));
 	struct timeval tv = {DRAIN_MAX_S, 0};
 	d->drain_timer = evtimer_new(d->base, on_drain_timeout, d);
 	if (d->drain_timer)
 		evtimer_add(d->drain_timer, &tv);
+	d->draining = 2;
 	smtpd_server_drain(d->smtpd, on_drained, d);
+	pop3d_server_drain(d->pop3d, on_drained, d);
 }
 
 /* ---- SIGHUP ---- */
@@ -405,7 +409,8 @@ static void reap_confs(struct daemon *d)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < d->n_retired; i++) {
-		if (smtpd_server_conf_in_use(d->smtpd, d->retired[i])) {
+		if (smtpd_server_conf_in_use(d->smtpd, d->retired[i]) ||
+		    pop3d_server_conf_in_use(d->pop3d, d->retired[i])) {
 			d->retired[k++] = d->retired[i];
 		} else {
 			conf_free(d->retired[i]);
@@ -469,6 +474,7 @@ static void reload(struct daemon *d)
 	if (diff.n_restart)
 		log_warning("SIGHUP: these keys need a restart: %s", diff.restart);
 	smtpd_server_reload(d->smtpd, next);
+	pop3d_server_reload(d->pop3d, next);
 	collect_runner_reload(d->collector, next);
 	if (d->screen) {
 		struct screen_config cfg;
@@ -568,6 +574,8 @@ static void stop_mail(struct daemon *d)
 	d->pc = NULL;
 	smtpd_server_free(d->smtpd);
 	d->smtpd = NULL;
+	pop3d_server_free(d->pop3d);
+	d->pop3d = NULL;
 	screen_close(d->screen);
 	d->screen = NULL;
 	collect_runner_stop(d->collector); /* its commits feed the queue and delivery */
@@ -686,7 +694,6 @@ int main(int argc, char **argv)
 		free_confs(&d);
 		return rc;
 	}
-	warn_unbuilt(d.conf);
 	if (privileges_prepare(&d) != 0) {
 		free_confs(&d);
 		return rc;

@@ -1127,6 +1127,10 @@ static void tls_files_check(struct loader *ld)
 		ld_error(ld, seen_line(ld, "smtps_listen"),
 		         "smtps_listen is set but tls_cert_file is not (implicit TLS needs a "
 		         "certificate)");
+	if (c->pop3s_listen.n && !c->tls_cert_file)
+		ld_error(ld, seen_line(ld, "pop3s_listen"),
+		         "pop3s_listen is set but tls_cert_file is not (implicit TLS needs a "
+		         "certificate)");
 	if (!c->tls_cert_file || (ld->flags & CONF_LOAD_SKIP_SECRETS))
 		return;
 	SSL_CTX *ctx =

@@ -65,6 +65,7 @@ struct conf {
 	struct addrlist submission_listen;
 	struct addrlist smtps_listen;
 	struct addrlist pop3_listen;
+	struct addrlist pop3s_listen;
 	struct addrlist minger_listen;
 	/* Minger server */
 	char *minger_secret_file; /* NULL: no secret */
@@ -108,6 +109,12 @@ struct conf {
 	char *smtp_over_quota_reply; /* "452" (default) or "552" */
 	int smtp_max_line_length; /* text line octets without CRLF, default 998 */
 	int smtp_max_received_headers; /* loop limit, default 50 */
+	/* POP3 server (pop3d/) */
+	int pop3_command_timeout; /* seconds, default 600 (RFC 1939 3's minimum) */
+	int pop3_max_connections; /* default 1000 */
+	int pop3_max_connections_per_ip; /* default 20 */
+	int pop3_max_errors; /* default 20 */
+	char *pop3_greeting; /* NULL or "": "HOSTNAME POP3 server ready" */
 	/* TLS (util/tls_ctx.h): STARTTLS on 25/587, implicit on smtps_listen */
 	char *tls_cert_file; /* PEM, leaf then chain; NULL: no TLS */
 	char *tls_key_file; /* PEM; NULL: the key is in tls_cert_file */

@@ -56,7 +56,9 @@ const struct conf_key conf_keys[] = {
                  "Submission listeners, HOST:PORT (port 587; like smtp_listen until AUTH)."),
         ADDRLIST(smtps_listen,
                  "SMTPS listeners, HOST:PORT (port 465: submission over implicit TLS, RFC 8314)."),
-        ADDRLIST(pop3_listen, "POP3 listeners, HOST:PORT (not built yet: accepted and ignored)."),
+        ADDRLIST(pop3_listen, "POP3 listeners, HOST:PORT (port 110; STLS with tls_cert_file)."),
+        ADDRLIST(pop3s_listen,
+                 "POP3S listeners, HOST:PORT (port 995: POP3 over implicit TLS, RFC 8314)."),
         ADDRLIST(minger_listen,
                  "Minger UDP listeners, HOST:PORT (IPv6 as [::1]:4069); none: no Minger server."),
         /* Minger server */
@@ -150,6 +152,16 @@ const struct conf_key conf_keys[] = {
             "Longest text line, in octets without CRLF or the stuffing dot; longer: refused."),
         INT(smtp_max_received_headers, "50", 1, 1000, 0,
             "Messages with more Received: headers are refused as a mail loop."),
+        /* POP3 server (pop3d/pop3_session.h; RFC 1939, 2449, 2595, 5034) */
+        INT(pop3_command_timeout, "10m", 600, 86400, CONF_FLAG_SECONDS | RELOAD,
+            "Seconds (suffix s, m, h, d) a POP3 client may be idle (RFC 1939 3: at least 10m)."),
+        INT(pop3_max_connections, "1000", 1, 100000, RELOAD, "Concurrent POP3 connections in all."),
+        INT(pop3_max_connections_per_ip, "20", 1, 100000, RELOAD,
+            "Concurrent POP3 connections from one client address."),
+        INT(pop3_max_errors, "20", 1, 1000, RELOAD,
+            "Failed POP3 commands in one session before -ERR and close."),
+        STRING(pop3_greeting, "", "", RELOAD,
+               "Text of the POP3 greeting after \"+OK \"; empty: \"HOSTNAME POP3 server ready\"."),
         /* TLS (util/tls_ctx.h): TLS 1.2 and 1.3, OpenSSL's default ciphers */
         PATH(tls_cert_file, "", RELOAD,
              "PEM certificate, then its chain; set: STARTTLS on 25/587, smtps_listen works."),

@@ -51,12 +51,16 @@ struct pc_cached {
 struct pc_job {
 	struct pc_job *next;
 	uint64_t id;
+	password_check_done_fn done; /* NULL: the pool's */
+	void *done_arg;
 	char identity[MAILADDR_MAX + 1];
 	char password[PASSWORD_MAX + 1];
 };
 
 struct pc_done {
 	struct pc_done *next;
+	password_check_done_fn done; /* NULL: the pool's */
+	void *done_arg;
 	struct password_check_result r;
 };
 
@@ -270,6 +274,8 @@ static void *worker(void *arg)
 		struct pc_done *d = calloc(1, sizeof *d);
 		if (d) {
 			d->r.id = j->id;
+			d->done = j->done;
+			d->done_arg = j->done_arg;
 			d->r.status = PASSWORD_CHECK_TEMPFAIL;
 			check_one(pc, &dir, j, &d->r);
 		}
@@ -310,7 +316,10 @@ static void on_results(evutil_socket_t fd, short what, void *arg)
 		pthread_mutex_lock(&pc->mu);
 		pc->pending--;
 		pthread_mutex_unlock(&pc->mu);
-		pc->done(pc->arg, &rev->r);
+		if (rev->done)
+			rev->done(rev->done_arg, &rev->r);
+		else
+			pc->done(pc->arg, &rev->r);
 		free(rev);
 		rev = n;
 	}
@@ -398,6 +407,13 @@ struct password_check *password_check_new(struct event_base *base, const char *d
 int password_check_submit(struct password_check *pc, uint64_t id, const char *identity,
                           const char *password, size_t len)
 {
+	return password_check_submit_to(pc, id, identity, password, len, NULL, NULL);
+}
+
+int password_check_submit_to(struct password_check *pc, uint64_t id, const char *identity,
+                             const char *password, size_t len, password_check_done_fn done,
+                             void *arg)
+{
 	size_t ilen = strlen(identity);
 	if (ilen > MAILADDR_MAX || len > PASSWORD_MAX || memchr(password, 0, len))
 		return -1;
@@ -405,6 +421,8 @@ int password_check_submit(struct password_check *pc, uint64_t id, const char *id
 	if (!j)
 		return -1;
 	j->id = id;
+	j->done = done;
+	j->done_arg = arg;
 	memcpy(j->identity, identity, ilen + 1);
 	memcpy(j->password, password, len);
 	j->password[len] = '\0';

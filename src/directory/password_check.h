@@ -74,6 +74,16 @@ struct password_check *password_check_new(struct event_base *base, const char *d
 int password_check_submit(struct password_check *pc, uint64_t id, const char *identity,
                           const char *password, size_t len);
 
+/*
+ * The same, with the result handed to done(arg, ...) instead of the pool's
+ * callback (done NULL: the pool's): one pool serves several services (SMTP AUTH
+ * and the POP3 server), each with its own callback, the hashing threads and the
+ * max_pending bound shared.
+ */
+int password_check_submit_to(struct password_check *pc, uint64_t id, const char *identity,
+                             const char *password, size_t len, password_check_done_fn done,
+                             void *arg);
+
 /* Hashes computed so far (statistics; the tests count work with it). */
 uint64_t password_check_hashes(struct password_check *pc);
 

@@ -55,11 +55,37 @@ static size_t expansion_size(const struct dotstuff *d, char c)
 	return 1;
 }
 
+/*
+ * How many octets from p on go out unchanged: none after a CR (its LF may
+ * follow) or at a '.' opening a line; else up to the next CR or LF, at most
+ * room.
+ */
+static size_t ordinary_run(const struct dotstuff *d, const char *p, size_t len, size_t room)
+{
+	if (d->after_cr || (d->at_bol && p[0] == '.'))
+		return 0;
+	size_t n = len < room ? len : room;
+	const char *lf = memchr(p, '\n', n);
+	if (lf)
+		n = (size_t)(lf - p);
+	const char *cr = memchr(p, '\r', n);
+	return cr ? (size_t)(cr - p) : n;
+}
+
 size_t dotstuff_feed(struct dotstuff *d, const char *in, size_t len, char *out, size_t outsz,
                      size_t *out_len)
 {
 	size_t i = 0, o = 0;
-	for (; i < len; i++) {
+	while (i < len) {
+		/* Most octets are neither a line end nor a dot opening a line: copy them in runs. */
+		size_t run = ordinary_run(d, in + i, len - i, outsz - o);
+		if (run > 0) {
+			memcpy(out + o, in + i, run);
+			i += run;
+			o += run;
+			d->at_bol = 0;
+			continue;
+		}
 		char c = in[i];
 		size_t need = expansion_size(d, c);
 		if (o + need > outsz)
@@ -68,6 +94,7 @@ size_t dotstuff_feed(struct dotstuff *d, const char *in, size_t len, char *out, 
 		size_t n = expand(d, c, tmp);
 		memcpy(out + o, tmp, n);
 		o += n;
+		i++;
 	}
 	d->in_octets += i;
 	d->out_octets += o;

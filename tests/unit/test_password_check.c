@@ -319,11 +319,47 @@ static void run_setup(void)
 	}
 }
 
+/*
+ * One pool, two services (SMTP AUTH and POP3): a check submitted with its own
+ * callback is answered there, the others through the pool's, each once.
+ */
+TEST(submit_to_own_callback)
+{
+	struct seen pool = {.loop_thread = pthread_self()}, own = {.loop_thread = pthread_self()};
+	pool.base = own.base = event_base_new();
+	char err[256];
+	struct password_check *pc =
+	        password_check_new(pool.base, dbpath, 2, 8, on_done, &pool, err, sizeof err);
+	if (!CHECK(pc != NULL)) {
+		event_base_free(pool.base);
+		return;
+	}
+	CHECK_INT(password_check_submit(pc, 1, "alice@example.com", "right", 5), 0);
+	CHECK_INT(password_check_submit_to(pc, 2, "alice@example.com", "wrong", 5, on_done, &own),
+	          0);
+	CHECK_INT(password_check_submit_to(pc, 3, "alice@example.com", "right", 5, NULL, NULL), 0);
+	pool.want = own.want = 1000; /* the loop is broken below */
+	for (int i = 0; i < 600 && pool.n + own.n < 3; i++) {
+		struct timeval tv = {0, 100000};
+		event_base_loopexit(pool.base, &tv);
+		event_base_dispatch(pool.base);
+	}
+	CHECK_INT(pool.n, 2);
+	CHECK_INT(own.n, 1);
+	CHECK_INT(own.id[0], 2);
+	CHECK_INT(own.status[0], PASSWORD_CHECK_FAIL);
+	CHECK(pool.id[0] != 2 && pool.id[1] != 2);
+	CHECK_INT(pool.status[0], PASSWORD_CHECK_OK);
+	CHECK_INT(pool.wrong_thread + own.wrong_thread, 0);
+	password_check_free(pc);
+	event_base_free(pool.base);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct test_case tests[] = {T(each_case_one_hash), T(batch_on_loop_thread),
-	                                         T(limits_and_free), T(success_cache),
-	                                         T(directory_missing)};
+	                                         T(limits_and_free),    T(success_cache),
+	                                         T(directory_missing),  T(submit_to_own_callback)};
 	run_setup();
 	int rc = harness_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 	remove_directory();
