@@ -38,6 +38,7 @@
 #include "proto/mailaddr.h"
 #include "proto/rfc5322.h"
 #include "queue/queue.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/strutil.h"
 #include "verify/verify.h"
@@ -1362,6 +1363,8 @@ static void cycle_start(struct runner *r, struct source *src)
 		cycle_start_failed(cy, why);
 		return;
 	}
+	if (cy->set->copy_dir && fs_mkdirs(cy->set->copy_dir, 0700, 0) != 0)
+		log_warning("collect: collect_copy_dir %s: %s", cy->set->copy_dir, strerror(errno));
 	struct collect_transport_conf tc = {.host = src->spec.host, .addrs = addrs, .n_addrs = n};
 	client_conf(r, src, pw, &tc.client);
 	cy->s = collect_session_new(r->base, &tc, on_event, on_done, cy);

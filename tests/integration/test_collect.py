@@ -43,8 +43,9 @@ def run_cycle(d, what="collect now"):
 
 
 def test_routing_headers():
-    """Each default header routes alone; it beats To/Cc (bob is only in To)."""
-    isp, d = pair()
+    """Each default header routes alone; it beats To/Cc (bob is only in To).
+    collect_copy_dir gets each message as collected (without our trace field)."""
+    isp, d = pair(conf={"collect_copy_dir": "copies"})
     with isp, d:
         names = ["X-Rcpt-To", "X-MDRcpt-To", "X-Original-To", "Delivered-To", "Envelope-To",
                  "X-Envelope-To"]
@@ -60,6 +61,12 @@ def test_routing_headers():
         a = mailbox(d, ALICE)[0]
         S.check(b"(sharemail-collect pop3://isp@127.0.0.1:" in a, "our trace field")
         S.check(b"uidl " in a, "the UIDL in the trace field")
+        copies = [open(os.path.join(d.dir, "copies", n), "rb").read()
+                  for n in sorted(os.listdir(os.path.join(d.dir, "copies")))]
+        S.eq(sorted(by_tag(copies)), sorted(f"h{i}" for i in range(len(names))),
+             "collect_copy_dir: one copy each")
+        S.check(all(c.startswith(b"X-") or c.startswith(b"Delivered-To") or
+                    c.startswith(b"Envelope-To") for c in copies), "as collected: no field of ours")
 
 
 def test_bcc_and_copies():
