@@ -1102,7 +1102,8 @@ static void on_listing(struct cycle *cy)
 		           collect_state_error(cy->r->st));
 		return;
 	}
-	qsort(cy->rows, cy->n_rows, sizeof *cy->rows, row_cmp);
+	if (cy->n_rows) /* qsort's base may not be NULL, even for no rows */
+		qsort(cy->rows, cy->n_rows, sizeof *cy->rows, row_cmp);
 	const char **present = calloc(l->n ? l->n : 1, sizeof *present);
 	cy->plan = calloc(l->n ? l->n : 1, sizeof *cy->plan);
 	if (!present || !cy->plan) {
@@ -1134,7 +1135,8 @@ static void on_listing(struct cycle *cy)
 		        "collect: %s: %zu messages repeat an earlier unique-id; no message of "
 		        "a repeated unique-id is collected or deleted (they stay on the server)",
 		        cy->src->spec.name, l->dup_uids);
-	qsort(cy->plan, cy->n_plan, sizeof *cy->plan, plan_cmp);
+	if (cy->n_plan)
+		qsort(cy->plan, cy->n_plan, sizeof *cy->plan, plan_cmp);
 	log_info("collect: %s: %zu messages listed, %zu to retrieve, %zu to delete",
 	         cy->src->spec.name, l->n, cy->n_plan, cy->n_dele);
 }

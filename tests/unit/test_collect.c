@@ -70,7 +70,7 @@ struct collect_session {
 		uint64_t num;
 	} req[256];
 	size_t n_req;
-	int quit, ended, listed, scheduled;
+	int quit, ended, listed, scheduled, finished;
 	int dele_marks[FAKE_MAX];
 	struct pop3_client_outcome outcome;
 };
@@ -89,7 +89,9 @@ static void finish(struct collect_session *s, enum pop3_client_end end)
 	struct collect_transport_result r = {.outcome = &s->outcome, .port = 110};
 	snprintf(r.addr, sizeof r.addr, "127.0.0.1");
 	s->done(s->arg, &r);
-	free(s);
+	s->finished = 1;
+	if (!s->scheduled) /* else the callback already queued frees it */
+		free(s);
 }
 
 static void schedule(struct collect_session *s);
@@ -99,6 +101,10 @@ static void run_requests(evutil_socket_t fd, short what, void *arg)
 {
 	struct collect_session *s = arg;
 	s->scheduled = 0;
+	if (s->finished) {
+		free(s);
+		return;
+	}
 	if (s->ended)
 		return;
 	if (!s->listed) {
@@ -214,16 +220,25 @@ void collect_session_pause(struct collect_session *s, int paused)
 {
 }
 
+static void abort_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct collect_session *s = arg;
+	for (size_t i = 0; i < s->n_req; i++)
+		if (!s->req[i].dele)
+			emit(s, POP3_CLIENT_ACT_MSG_ABORTED, s->req[i].num, NULL, 0);
+	s->n_req = 0;
+	finish(s, POP3_CLIENT_END_LOCAL);
+}
+
 void collect_session_abort(struct collect_session *s, const char *why)
 {
 	if (s->ended)
 		return;
 	snprintf(s->outcome.reason, sizeof s->outcome.reason, "%s", why);
 	s->ended = 1;
-	s->outcome.end = POP3_CLIENT_END_LOCAL;
 	struct timeval zero = {0, 0};
-	/* done() later, from the loop */
-	event_base_once(s->base, -1, EV_TIMEOUT, run_requests, s, &zero);
+	/* done() later, from the loop, as the transport does */
+	event_base_once(s->base, -1, EV_TIMEOUT, abort_done, s, &zero);
 }
 
 /* ---- the test's daemon: a state_dir, the lock, a queue, the collector ---- */
