@@ -11,7 +11,8 @@
  * whose logins feed POP before SMTP (directory/pop_login.h).
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting, end every SMTP session with 421
- * (a session waiting for a commit first gets its outcome), then stop the delivery
+ * (a session waiting for a commit first gets its outcome) and every POP3 session
+ * once the response under way is out (nothing removed), then stop the delivery
  * manager (relay transactions under way are ended and retried at the next start;
  * local copies and state writes finish; its workers are joined) and close the
  * queue. A second signal, or DRAIN_MAX_S seconds, cuts the
@@ -367,18 +368,42 @@ static void on_drained(void *arg)
 	event_base_loopbreak(d->base);
 }
 
+/* Names the services with connections left, e.g. "smtp 2, pop3 1"; "none" when none. */
+static void format_draining(const struct daemon *d, char *out, size_t outsz)
+{
+	const struct {
+		const char *name;
+		size_t n;
+	} svc[] = {{"smtp", smtpd_server_connections(d->smtpd)},
+	           {"pop3", pop3d_server_connections(d->pop3d)}};
+	size_t o = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof svc / sizeof svc[0]; i++) {
+		if (svc[i].n == 0 || o >= outsz)
+			continue;
+		int w = snprintf(out + o, outsz - o, "%s%s %zu", o ? ", " : "", svc[i].name,
+		                 svc[i].n);
+		o += w > 0 ? (size_t)w : 0;
+	}
+	if (o == 0)
+		snprintf(out, outsz, "none");
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
-	log_warning("smtp: %zu connections still open after %d s; closing them",
-	            smtpd_server_connections(d->smtpd), DRAIN_MAX_S);
+	char left[64];
+	format_draining(d, left, sizeof left);
+	log_warning("shutdown: connections still open after %d s (%s); closing them", DRAIN_MAX_S,
+	            left);
 	event_base_loopbreak(d->base);
 }
 
 /*
- * First signal: stop accepting and let the SMTP sessions end with 421 (the loop
- * keeps running so commits under way complete and their 250s go out). A second
- * signal stops at once.
+ * First signal: stop accepting and let the SMTP sessions end with 421 and the
+ * POP3 ones after the response under way (the loop keeps running so commits under
+ * way complete and their 250s go out). A second signal, or DRAIN_MAX_S seconds,
+ * stops at once.
  */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {

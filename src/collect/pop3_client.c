@@ -790,13 +790,13 @@ static void on_dele(struct pop3_client *c, const struct expect *e,
 static void on_quit(struct pop3_client *c, const struct expect *e,
                     const struct pop3_resp_status_line *sl)
 {
-	if (sl->status == POP3_RESP_OK) {
-		outcome_set(c, POP3_CLIENT_END_OK, POP3_RESP_CODE_NONE, "QUIT: %s", "signed off");
-	} else {
-		char t[POP3_CLIENT_TEXT_MAX + 1];
-		text_copy(t, sizeof t, sl->text, sl->text_len);
+	char t[POP3_CLIENT_TEXT_MAX + 1];
+	text_copy(t, sizeof t, sl->text, sl->text_len);
+	if (sl->status == POP3_RESP_OK)
+		outcome_set(c, POP3_CLIENT_END_OK, POP3_RESP_CODE_NONE, "signed off%s%s",
+		            t[0] ? ": " : "", t);
+	else
 		outcome_set(c, POP3_CLIENT_END_QUIT_REFUSED, sl->code, "QUIT refused: %s", t);
-	}
 	close_now(c);
 }
 
@@ -954,8 +954,9 @@ static void listing_done(struct pop3_client *c)
 static void multiline_line(struct pop3_client *c, const char *line, size_t len)
 {
 	const struct expect *e = head(c);
+	/* No restart per line: a listing that trickles in must still end within
+	 * the reply deadline (listing_max lines at one a minute would be weeks). */
 	int end = pop3_resp_multiline_end(&line, &len);
-	c->dl.serial++; /* each line is progress: the reply deadline restarts */
 	if (!end) {
 		if (e->kind == EX_CAPA)
 			pop3_resp_capa_line(&c->caps.capa, line, len);

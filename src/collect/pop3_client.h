@@ -52,8 +52,10 @@
  *   (lying sizes): that message gets MSG_ERROR with POP3_CLIENT_MSG_OVERSIZE
  *   and the session ends (protocol error: the rest of the reply cannot be
  *   skipped safely);
- * - a multi-line reply that never ends: the size bound above, and the data
- *   deadline (timeouts.data, restarted by every octet of progress);
+ * - a multi-line reply that never ends: a listing must be whole within the
+ *   reply deadline (and at most listing_max lines); a RETR's data is bounded
+ *   by the size bound above and the data deadline (timeouts.data, restarted
+ *   by every octet of progress, as RFC 5321's data-block timer);
  * - the same unique-id on several messages of a listing: every one after the
  *   first has dup_uid set (the caller collects one of them only);
  * - -ERR to RETR: MSG_ERROR for that message, the session goes on;
@@ -100,7 +102,7 @@ enum pop3_client_auth {
 struct pop3_client_timeouts {
 	unsigned connect; /* until pop3_client_connected() (30) */
 	unsigned greeting; /* the greeting (60) */
-	unsigned reply; /* each status line awaited, and each listing line (60) */
+	unsigned reply; /* each status line awaited; a CAPA/LIST/UIDL listing whole (60) */
 	unsigned tls_handshake; /* START_TLS action to pop3_client_tls_done() (60) */
 	unsigned data; /* no progress inside a RETR's data (120) */
 	unsigned quit; /* QUIT's answer (30) */
@@ -321,8 +323,9 @@ enum pop3_client_action pop3_client_next_action(struct pop3_client *c,
 /*
  * The deadline that applies now. When its serial differs from the one the glue
  * armed, the glue re-arms its timer to `seconds` from now (0: disarms it). The
- * serial changes when a new wait begins (each reply or listing line awaited,
- * the handshake) and, inside a RETR's data, with every octet of progress.
+ * serial changes when a new wait begins (each reply awaited, the lines of a
+ * listing after its +OK, the handshake) and, inside a RETR's data, with every
+ * octet of progress.
  */
 struct pop3_client_deadline pop3_client_deadline(const struct pop3_client *c);
 

@@ -19,6 +19,7 @@
  * value says so). Nothing called from inside it calls it again.
  */
 #include "deliver/smtp_transport.h"
+#include "net/net_client.h"
 #include "util/log.h"
 #include "util/netaddr.h"
 
@@ -29,7 +30,6 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <openssl/err.h>
@@ -128,15 +128,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg);
 
 /* ---- small helpers ---- */
 
-static socklen_t sa_len(const struct sockaddr_storage *sa)
-{
-	if (sa->ss_family == AF_INET)
-		return sizeof(struct sockaddr_in);
-	if (sa->ss_family == AF_INET6)
-		return sizeof(struct sockaddr_in6);
-	return 0;
-}
-
 static void copy_name(char *dst, size_t dstsz, const char *src)
 {
 	snprintf(dst, dstsz, "%s", src ? src : "");
@@ -152,31 +143,6 @@ static int key_ok(const char *k)
 		if ((unsigned char)k[n] <= 0x20 || (unsigned char)k[n] >= 0x7f)
 			return 0;
 	return n >= 1 && n <= SMTP_TRANSPORT_DEST_MAX;
-}
-
-/*
- * The SNI name for a host (RFC 6066 3): a DNS name without its trailing dot;
- * none (0) for an empty name or an address literal, which SNI may not carry.
- */
-static int sni_name(const char *name, char *out, size_t outsz)
-{
-	struct in6_addr a6;
-	size_t n = strlen(name);
-	if (n > 0 && name[n - 1] == '.')
-		n--;
-	if (n == 0 || n >= outsz || name[0] == '[')
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
-			return 0;
-	}
-	memcpy(out, name, n);
-	out[n] = '\0';
-	if (inet_pton(AF_INET, out, &a6) == 1 || inet_pton(AF_INET6, out, &a6) == 1)
-		return 0;
-	return 1;
 }
 
 /* The result's host fields: the connection's (or attempt's) name and address. */
@@ -647,22 +613,13 @@ static void conn_msg_done(struct conn *c)
  */
 static void conn_start_tls(struct conn *c)
 {
-	char sni[SMTP_TRANSPORT_HOST_MAX + 1];
+	SSL *ssl;
 	conn_flush(c);
 	conn_feed(c);
-	SSL *ssl = c->t->ssl_ctx ? SSL_new(c->t->ssl_ctx) : NULL;
-	if (ssl != NULL && sni_name(c->name, sni, sizeof sni))
-		SSL_set_tlsext_host_name(ssl, sni);
-	/* libevent 2.1 sends the ClientHello from inside filter_new. Deferred
-	 * callbacks: an event it raises there (before our callbacks are set), or
-	 * a failed SSL_write inside bufferevent_write() (which would re-enter
-	 * conn_run()), comes from the loop instead. */
-	struct bufferevent *b = ssl ? bufferevent_openssl_filter_new(c->t->base, c->raw, ssl,
-	                                                             BUFFEREVENT_SSL_CONNECTING,
-	                                                             BEV_OPT_DEFER_CALLBACKS)
-	                            : NULL;
+	/* Deferred callbacks (net_client.h): nothing re-enters conn_run() from here. */
+	struct bufferevent *b =
+	        net_client_tls_start(c->t->base, c->raw, c->t->ssl_ctx, c->name, &ssl);
 	if (b == NULL) {
-		SSL_free(ssl);
 		smtp_client_tls_done(c->client, 0);
 		return;
 	}
@@ -671,7 +628,6 @@ static void conn_start_tls(struct conn *c)
 	c->bev = b;
 	c->state = C_HANDSHAKE;
 	bufferevent_setcb(b, on_read, on_write, on_event, c);
-	bufferevent_openssl_set_allow_dirty_shutdown(b, 1);
 	bufferevent_setwatermark(b, EV_WRITE, OUT_LOW, 0);
 	bufferevent_enable(b, EV_READ | EV_WRITE);
 }
@@ -776,11 +732,6 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 
 /* ---- connections: opening ---- */
 
-static int local_errno(int e)
-{
-	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
-}
-
 /*
  * Opens a connection for j to one address of h. Returns 0 (under way), 1 when
  * this address failed at once (why says so: try the next), -1 for a local
@@ -790,7 +741,7 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
                      const struct sockaddr_storage *sa, struct smtp_client_reply *why)
 {
 	struct smtp_transport *t = j->t;
-	socklen_t len = sa_len(sa);
+	socklen_t len = net_client_sa_len(sa);
 	if (len == 0) {
 		smtp_client_reply_set(why, 0, "4.4.1", "unsupported address family %d",
 		                      sa->ss_family);
@@ -816,27 +767,17 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
 	c->client = smtp_client_new(&cc);
 	c->deadline = evtimer_new(t->base, on_deadline, c);
 	c->idle = evtimer_new(t->base, on_idle, c);
-	int fd = -1;
+	/* The socket (TCP_NODELAY: pipelined commands and the final dot are small
+	 * writes Nagle would hold behind the peer's delayed ACK) and its connect. */
+	int e = ENOMEM;
 	if (c->client && c->deadline && c->idle)
-		fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		int e = c->client && c->deadline && c->idle ? errno : ENOMEM;
-		smtp_client_reply_set(why, 0, local_errno(e) ? "4.3.0" : "4.4.1", "%s: %s",
-		                      local_errno(e) ? "local error: socket" : "socket",
-		                      strerror(e));
-		conn_free(c);
-		return local_errno(e) ? -1 : 1;
-	}
-	/* Pipelined commands and the final dot are small writes that Nagle would
-	 * hold back behind the peer's delayed ACK. */
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->raw = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		c->raw = net_client_connect(t->base, sa, &e);
 	if (c->raw == NULL) {
-		close(fd);
-		smtp_client_reply_set(why, 0, "4.3.0", "local error: out of memory");
+		int local = net_client_local_errno(e);
+		smtp_client_reply_set(why, 0, local ? "4.3.0" : "4.4.1", "%s: %s",
+		                      local ? "local error: connect" : "connect", strerror(e));
 		conn_free(c);
-		return -1;
+		return local ? -1 : 1;
 	}
 	c->bev = c->raw;
 	bufferevent_setcb(c->raw, on_read, on_write, on_event, c);
@@ -846,14 +787,6 @@ static int conn_open(struct job *j, const struct smtp_transport_host *h,
 	j->on_parked = 0;
 	j->res.connections++;
 	conn_arm(c); /* the connect deadline */
-	if (bufferevent_socket_connect(c->raw, (struct sockaddr *)&c->sa, len) != 0) {
-		int e = errno;
-		smtp_client_reply_set(why, 0, "4.4.1", "connect: %s", strerror(e));
-		j->conn = NULL;
-		c->job = NULL;
-		conn_free(c);
-		return 1;
-	}
 	char text[64];
 	netaddr_format((const struct sockaddr *)sa, text, sizeof text);
 	log_debug("smtp-out: %s: connecting to %s[%s]%s", j->dest, c->name, text,
@@ -930,17 +863,6 @@ void smtp_transport_conf_defaults(struct smtp_transport_conf *c)
 	c->body_chunk = 65536;
 }
 
-static SSL_CTX *client_ctx_new(void)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL)
-		return NULL;
-	/* RFC 7435: opportunistic TLS authenticates nobody; an unverifiable
-	 * certificate must not push the mail back into plaintext. */
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	return ctx;
-}
-
 struct smtp_transport *smtp_transport_new(struct event_base *base,
                                           const struct smtp_transport_conf *conf)
 {
@@ -959,7 +881,8 @@ struct smtp_transport *smtp_transport_new(struct event_base *base,
 	t->conf = *conf;
 	copy_name(t->helo, sizeof t->helo, conf->client.helo_name);
 	t->conf.client.helo_name = t->helo;
-	if (conf->client.tls != SMTP_CLIENT_TLS_OFF && (t->ssl_ctx = client_ctx_new()) == NULL) {
+	if (conf->client.tls != SMTP_CLIENT_TLS_OFF &&
+	    (t->ssl_ctx = net_client_tls_ctx_new()) == NULL) {
 		free(t);
 		return NULL;
 	}

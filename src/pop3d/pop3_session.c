@@ -64,7 +64,8 @@ struct pop3_session {
 	long top_lines; /* TOP's n, or -1: the whole message */
 	int top_in_body, top_done;
 	long top_body_lines;
-	size_t top_line_len;
+	size_t top_line_len; /* octets of the current line so far, its line end excluded */
+	int top_after_cr; /* the last octet was a CR: an LF now is its line end's */
 	char *rbuf;
 	size_t rbuf_len, rbuf_off;
 	/* input */
@@ -277,8 +278,12 @@ static void fill_listing(struct pop3_session *s)
 
 /*
  * TOP's limit (RFC 1939 7): the header section, the blank line, then n lines of
- * the body. Returns how many of p[0..len) go out before the limit is reached
- * (sets top_done when it is).
+ * the body; a message without a blank line is all header. The one place the limit
+ * is applied (the store's reader always yields the whole message). Lines are
+ * counted as they go out (proto/dotstuff.h): a CR ends a line (a bare one is sent
+ * as CRLF), an LF right after it is that same line end, any other LF ends a line;
+ * so n is the number of body lines the client receives. Returns how many of
+ * p[0..len) go out before the limit is reached (sets top_done when it is).
  */
 static size_t top_take(struct pop3_session *s, const char *p, size_t len)
 {
@@ -289,9 +294,12 @@ static size_t top_take(struct pop3_session *s, const char *p, size_t len)
 		return 0;
 	}
 	for (size_t i = 0; i < len; i++) {
-		if (p[i] != '\n') {
-			if (p[i] != '\r')
-				s->top_line_len++;
+		int lf_of_crlf = p[i] == '\n' && s->top_after_cr;
+		s->top_after_cr = p[i] == '\r';
+		if (lf_of_crlf)
+			continue;
+		if (p[i] != '\r' && p[i] != '\n') {
+			s->top_line_len++;
 			continue;
 		}
 		if (!s->top_in_body && s->top_line_len == 0)
@@ -586,6 +594,7 @@ static void send_message(struct pop3_session *s, long i, long top_lines)
 	s->top_in_body = s->top_done = 0;
 	s->top_body_lines = 0;
 	s->top_line_len = 0;
+	s->top_after_cr = 0;
 	s->rbuf_len = s->rbuf_off = 0;
 	dotstuff_init(&s->ds);
 	if (top_lines < 0) {

@@ -103,8 +103,9 @@ struct pop3_session_ops {
 	/*
 	 * Message index (0-based in the listing) for reading: msg_open returns 0
 	 * or -1 (gone, unreadable); msg_read copies up to len octets of the stored
-	 * message into buf and returns how many (0 at its end, -1 on error);
-	 * msg_close ends the reading (also after an error).
+	 * message into buf and returns how many (0 at its end, -1 on error), always
+	 * the whole message (TOP's line limit is the session's); msg_close ends
+	 * the reading (also after an error).
 	 */
 	int (*msg_open)(void *arg, size_t index);
 	ssize_t (*msg_read)(void *arg, char *buf, size_t len);

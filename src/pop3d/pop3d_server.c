@@ -305,7 +305,7 @@ static int op_msg_open(void *arg, size_t index)
 	if (!c->mb || c->rd)
 		return -1;
 	/* The session applies TOP's limit itself: the reader gives the whole message. */
-	if (mailbox_reader_open(c->mb, index, MAILBOX_TOP_ALL, &c->rd) != 0) {
+	if (mailbox_reader_open(c->mb, index, &c->rd) != 0) {
 		log_warning("pop3: %s: message %zu cannot be read: %s", c->account, index + 1,
 		            strerror(errno));
 		c->rd = NULL;

@@ -133,55 +133,48 @@ int mailbox_uid(const char *name, char *out, size_t outsz)
 	return 65;
 }
 
-void mailbox_crlf_init(struct mailbox_crlf *c, long body_lines)
+void mailbox_crlf_init(struct mailbox_crlf *c)
 {
-	memset(c, 0, sizeof *c);
-	c->body_lines = body_lines;
 	c->at_bol = 1;
-	c->line_empty = 1;
+	c->last_cr = 0;
 }
 
-/* A line has just ended: RFC 1939 TOP counts body lines after the header's empty line. */
-static void line_ended(struct mailbox_crlf *c)
+/*
+ * The octets before the next LF in in[0..len), at most room of them: they are
+ * copied as they are (most of a message), so the loop below sees only line ends.
+ */
+static size_t plain_run(const char *in, size_t len, size_t room)
 {
-	if (!c->in_body) {
-		if (c->line_empty)
-			c->in_body = 1;
-	} else {
-		c->body_done++;
-	}
-	c->at_bol = 1;
-	c->line_empty = 1;
-	if (c->in_body && c->body_lines != MAILBOX_TOP_ALL && c->body_done >= c->body_lines)
-		c->done = 1;
+	size_t n = len < room ? len : room;
+	const char *lf = memchr(in, '\n', n);
+	return lf ? (size_t)(lf - in) : n;
 }
 
 size_t mailbox_crlf_feed(struct mailbox_crlf *c, const char *in, size_t len, char *out,
                          size_t outsz, size_t *out_len)
 {
 	size_t i = 0, o = 0;
-	while (i < len && !c->done) {
-		char ch = in[i];
-		if (ch == '\n') {
-			size_t need = c->last_cr ? 1 : 2;
-			if (o + need > outsz)
-				break;
-			if (!c->last_cr)
-				out[o++] = '\r';
-			out[o++] = '\n';
-			c->last_cr = 0;
-			i++;
-			line_ended(c);
+	while (i < len) {
+		size_t run = plain_run(in + i, len - i, outsz - o);
+		if (run > 0) {
+			memcpy(out + o, in + i, run);
+			i += run;
+			o += run;
+			c->last_cr = in[i - 1] == '\r';
+			c->at_bol = 0;
 			continue;
 		}
-		if (o + 1 > outsz)
+		if (in[i] != '\n')
+			break; /* the output is full */
+		/* A LF after a CR is already a line end; a bare one gets its CR. */
+		size_t need = c->last_cr ? 1 : 2;
+		if (o + need > outsz)
 			break;
-		out[o++] = ch;
-		/* A CR may be the first half of a line end: it keeps the line "empty". */
-		if (ch != '\r' || c->last_cr)
-			c->line_empty = 0;
-		c->last_cr = ch == '\r';
-		c->at_bol = 0;
+		if (!c->last_cr)
+			out[o++] = '\r';
+		out[o++] = '\n';
+		c->last_cr = 0;
+		c->at_bol = 1;
 		i++;
 	}
 	*out_len = o;
@@ -191,13 +184,13 @@ size_t mailbox_crlf_feed(struct mailbox_crlf *c, const char *in, size_t len, cha
 size_t mailbox_crlf_end(struct mailbox_crlf *c, char *out, size_t outsz)
 {
 	size_t o = 0;
-	if (c->done || c->at_bol || outsz < 2)
+	if (c->at_bol || outsz < 2)
 		return 0;
 	if (!c->last_cr)
 		out[o++] = '\r';
 	out[o++] = '\n';
 	c->last_cr = 0;
-	line_ended(c);
+	c->at_bol = 1;
 	return o;
 }
 
@@ -509,10 +502,9 @@ static int open_message(const char *dir, const char *rel)
 	return open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
 
-int mailbox_reader_open(const struct mailbox *mb, size_t i, long body_lines,
-                        struct mailbox_reader **out)
+int mailbox_reader_open(const struct mailbox *mb, size_t i, struct mailbox_reader **out)
 {
-	if (i >= mb->n || body_lines < MAILBOX_TOP_ALL) {
+	if (i >= mb->n) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -528,7 +520,7 @@ int mailbox_reader_open(const struct mailbox *mb, size_t i, long body_lines,
 	}
 	r->eof = r->ended = 0;
 	r->in_pos = r->in_len = 0;
-	mailbox_crlf_init(&r->c, body_lines);
+	mailbox_crlf_init(&r->c);
 	*out = r;
 	return 0;
 }
@@ -554,7 +546,7 @@ ssize_t mailbox_reader_read(struct mailbox_reader *r, char *buf, size_t len)
 		errno = EINVAL;
 		return -1;
 	}
-	while (!r->c.done) {
+	for (;;) {
 		if (r->in_pos == r->in_len && !r->eof && fill(r) < 0)
 			return -1;
 		if (r->eof)

@@ -23,7 +23,19 @@
  * line without LF is terminated (CR LF, or LF after a final CR); nothing else
  * changes (no dot-stuffing: that is the POP3 server's, proto/dotstuff.h). The
  * wire size is exactly the number of octets the reader yields for the whole
- * message.
+ * message. The reader always yields the whole message: TOP's line limit is the
+ * POP3 session's (it counts the lines it sends).
+ *
+ * A file that changed since the listing: the reader reads to the end of the
+ * file, not to the listed W= size. A Maildir file is never rewritten in place,
+ * so this only happens when another program breaks that rule; then RETR must
+ * still send a whole message (RFC 1939 5: the multi-line response is "the
+ * message"; the size LIST reports was computed when the maildrop was opened,
+ * section 11, and is not the response's framing: its final "." is). A
+ * reader that stopped at the listed size would cut a grown message in the
+ * middle of a line and send it as if it were whole; one that padded a shrunk
+ * one would invent octets. Stopping at the size would save one read(2) per
+ * message (the one that returns 0), not worth a wrong message.
  *
  * Ownership: a struct mailbox is one session's snapshot, the caller's until
  * mailbox_free; the struct mailbox_msg entries and their strings belong to it.
@@ -40,7 +52,6 @@
 #include <sys/types.h>
 
 #define MAILBOX_UID_MAX 70 /* RFC 1939 section 7, octets (a buffer needs one more) */
-#define MAILBOX_TOP_ALL (-1L) /* mailbox_reader_open: the whole message */
 
 struct mailbox;
 struct mailbox_reader;
@@ -92,21 +103,18 @@ void mailbox_reset(struct mailbox *mb);
 size_t mailbox_commit(struct mailbox *mb);
 
 /*
- * Opens message i for reading as CRLF lines. body_lines: MAILBOX_TOP_ALL for the
- * whole message (RETR), or N >= 0 for TOP: the header, the empty line that ends
- * it, and at most N lines of the body (a message without an empty line is all
- * header). A message moved to cur/ since the listing is found by its base name.
- * Returns 0 with *out set, or -1 with errno (ENOENT: the message is gone; EINVAL:
- * i out of range).
+ * Opens message i for reading as CRLF lines, the whole message (RETR; TOP cuts
+ * what it reads). A message moved to cur/ since the listing is found by its base
+ * name. Returns 0 with *out set, or -1 with errno (ENOENT: the message is gone;
+ * EINVAL: i out of range).
  */
-int mailbox_reader_open(const struct mailbox *mb, size_t i, long body_lines,
-                        struct mailbox_reader **out);
+int mailbox_reader_open(const struct mailbox *mb, size_t i, struct mailbox_reader **out);
 
 /*
  * Writes the next octets of the message into buf[0..len) (len >= 2), never more
  * than len, reading the file in bounded chunks (a message is never loaded whole).
- * Returns the octets written, 0 at the end of the message (or of the TOP limit),
- * or -1 with errno on a read error.
+ * Returns the octets written, 0 at the end of the message, or -1 with errno on a
+ * read error.
  */
 ssize_t mailbox_reader_read(struct mailbox_reader *r, char *buf, size_t len);
 
@@ -141,22 +149,17 @@ int mailbox_uid(const char *name, char *out, size_t outsz);
  * reader feeds it the file's octets, tests feed it strings.
  */
 struct mailbox_crlf {
-	long body_lines; /* MAILBOX_TOP_ALL or the TOP limit */
-	long body_done; /* body lines emitted */
-	int in_body; /* the empty line ending the header has been emitted */
 	int at_bol; /* the next octet opens a line */
-	int line_empty; /* the current line so far holds nothing (or only a CR) */
 	int last_cr; /* the last octet emitted was a CR */
-	int done; /* the TOP limit is reached: nothing more is emitted */
 };
 
-/* Starts a message with the given limit (MAILBOX_TOP_ALL or N >= 0). */
-void mailbox_crlf_init(struct mailbox_crlf *c, long body_lines);
+/* Starts a message. */
+void mailbox_crlf_init(struct mailbox_crlf *c);
 
 /*
  * Converts in[0..len) into out[0..outsz): consumes an input octet only when all
- * it expands to fits (at most 2 octets), and nothing once the limit is reached.
- * Returns the input octets consumed and stores the octets written in *out_len.
+ * it expands to fits (at most 2 octets). Returns the input octets consumed and
+ * stores the octets written in *out_len.
  */
 size_t mailbox_crlf_feed(struct mailbox_crlf *c, const char *in, size_t len, char *out,
                          size_t outsz, size_t *out_len);

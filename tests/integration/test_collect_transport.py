@@ -57,6 +57,10 @@ class Run:
         self.stdout = p.stdout
         self.stderr = p.stderr
         self.lines = p.stdout.splitlines()
+        # Every run ends (DONE, exit 0) and, under ASan (make check-asan-integration),
+        # without a sanitizer report.
+        S.eq(self.rc, 0, f"pop3c_drive exit status ({p.stdout[-300:]!r})")
+        S.check("Sanitizer" not in p.stderr, f"no sanitizer report: {p.stderr[-2000:]}")
         self.done = {}
         for l in self.lines:
             if l.startswith("DONE "):
@@ -197,6 +201,20 @@ def test_implicit_tls():
 
 
 @bounded(T)
+def test_implicit_tls_to_a_plaintext_server():
+    """tls=implicit against a server that greets in plaintext: the handshake fails, no
+    credentials leave, bounded."""
+    with FakePop3(Mailbox(MSGS)) as srv:
+        r = Run(srv.port, "--tls", "implicit", "--t-tls", "3")
+        S.eq(r.done.get("end"), "TLS failed", f"handshake failed {r}")
+        S.check(srv.wait_closed(1), "closed")
+        # The server reads the ClientHello as junk lines; no POP3 command came.
+        cmds = srv.connections[0].commands
+        S.check(not any(c.startswith(("USER", "PASS", "APOP", "CAPA", "STAT")) for c in cmds),
+                f"no POP3 command, no credentials: {cmds!r}")
+
+
+@bounded(T)
 def test_silence_after_stls():
     with FakePop3(Mailbox(MSGS), tls="starttls", faults={"stls_silence": 1}) as srv:
         r = Run(srv.port, "--tls", "starttls", "--t-tls", "2")
@@ -293,6 +311,33 @@ def test_retr_err_per_message():
         S.eq(r.done.get("end"), "ok", "the session went on")
         S.eq(r.files(), ["1.eml", "3.eml"], "the others delivered")
         S.eq(box.uids(), ["m2"], "only retrieved messages deleted")
+
+
+@bounded(T)
+def test_pause_suspends_deadlines():
+    """The caller pauses at each message (as the collector waiting for its queue): the
+    data deadline (1 s) does not run meanwhile (1.5 s pauses), and nothing is lost."""
+    box = Mailbox(MSGS)
+    with FakePop3(box) as srv:
+        r = Run(srv.port, "--t-data", "1", "--t-reply", "1", "--pause-ms", "1500", "--queue",
+                "1")
+        S.eq(r.nums("PAUSED"), [1, 2, 3], f"paused at each message {r}")
+        S.eq(r.done.get("end"), "ok", "ok after the pauses")
+        S.eq([r.eml(i) for i in (1, 2, 3)], MSGS, "all three whole")
+        S.eq(box.uids(), [], "all deleted")
+
+
+@bounded(T)
+def test_abort_by_caller():
+    box = Mailbox(MSGS)
+    with FakePop3(box) as srv:
+        r = Run(srv.port, "--abort-at", "2", "--queue", "1")
+        S.eq(r.done.get("end"), "local error", f"aborted {r}")
+        S.check(2 in r.nums("ABORTED"), "message 2 aborted")
+        S.eq(r.files(), ["1.eml"], "only message 1")
+        S.check(srv.wait_closed(1), "closed")
+        S.eq(srv.connections[0].ended, "client closed", "closed without QUIT")
+        S.eq(box.uids(), ["m1", "m2", "m3"], "nothing deleted")
 
 
 @bounded(T)

@@ -525,10 +525,45 @@ def test_privileged_port_after_drop():
                     f"every thread runs as {pd.USER}")
 
 
+def test_drain_timeout_names_pop3():
+    """SIGTERM while a client has stopped reading a RETR: the POP3 session cannot end,
+    so after the drain bound the daemon logs which service still holds connections
+    (pop3, not smtp) and stops anyway."""
+    with Pop3Daemon() as t:
+        t.send("alice@example.com", MSG3)  # makes the Maildir
+        new = os.path.dirname(t.files("alice@example.com")[0])
+        line = b"x" * 1023 + b"\n"
+        with open(os.path.join(new, "1700000000.M1P1Q1.big"), "wb") as f:
+            f.write(line * 16384)  # 16 MiB: more than the socket buffers hold
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", t.pop))
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"USER alice@example.com\r\nPASS " + PASSWORD.encode() + b"\r\n")
+        f.readline()
+        S.check(f.readline().startswith(b"+OK"), "logged in")
+        s.sendall(b"RETR 1\r\n")  # the oldest name: listed first
+        ok = f.readline()
+        S.eq(ok, b"+OK %d octets\r\n" % (1025 * 16384), "RETR of the large message begins")
+        t.d.proc.send_signal(15)  # the client reads nothing more
+        try:
+            t.d.proc.wait(60)  # the drain bound is 10 s
+        except subprocess.TimeoutExpired:
+            pass
+        S.check(t.d.proc.poll() is not None, "the daemon stops despite the stuck session")
+        log = t.d.logtext()
+        lines = [ln for ln in log.splitlines() if "still open after" in ln]
+        S.eq(len(lines), 1, f"one drain timeout line: {lines}")
+        S.check(lines and "(pop3 1)" in lines[0], f"it names pop3 alone: {lines}")
+        s.close()
+
+
 if __name__ == "__main__":
     sys.exit(S.run([test_login_stat_list_uidl_retr_top, test_dot_stuffing_on_the_wire,
                     test_dele_quit_rset_and_drop, test_wrong_password_unknown_user_alike,
                     test_in_use, test_capa_and_stls, test_pop3s_and_auth_plain,
                     test_hostile_inputs, test_auth_guessing_screened, test_fetchmail,
-                    test_limits_shutdown_and_reload, test_pop_before_smtp,
-                    test_privileged_port_after_drop]))
+                    test_limits_shutdown_and_reload, test_drain_timeout_names_pop3,
+                    test_pop_before_smtp, test_privileged_port_after_drop]))

@@ -242,7 +242,12 @@ def test_endless_line_deferred_and_retried():
             S.eq(peer.duplicates(), {}, "nothing twice")
             if peer.accepted():
                 S.eq(relayed_body(peer.accepted()[0].content), BODY, "byte-exact")
-            ln = [x for x in d.logtext().splitlines() if " to=<bob@peer.test>, " in x]
+            # The "sent" line is written once the peer's reply is handled, which can be
+            # a moment after the peer counted the delivery: wait for it (bounded).
+            def bob_lines():
+                return [x for x in d.logtext().splitlines() if " to=<bob@peer.test>, " in x]
+            until(lambda: len(bob_lines()) >= 3)
+            ln = bob_lines()
             S.check(len(ln) == 3 and "status=deferred" in ln[0] and "status=deferred" in ln[1]
                     and "status=sent" in ln[2], f"deferred twice, then sent: {ln}")
             rss1 = vm_rss(d)

@@ -9,6 +9,8 @@
  *               [--dele] [--size-slack N] [--queue N] [--t-reply S] [--t-data S]
  *               [--t-tls S] [--t-greeting S] [--t-connect S] [--max-seconds S]
  *               [--second-port P]   (a second address to try after the first)
+ *               [--pause-ms MS]     (pause reading at each MSG_BEGIN, resume MS later)
+ *               [--abort-at N]      (collect_session_abort() at message N's MSG_BEGIN)
  *
  * Policy (the collector's, simplified): RETR every listed message whose uid
  * is not a repeat, as room allows; with --dele, DELE each one whose MSG_END
@@ -39,6 +41,10 @@ struct drive {
 	size_t next;
 	FILE *part;
 	int done;
+	int pause_ms;
+	uint64_t abort_at;
+	struct collect_session *s;
+	struct event *unpause;
 };
 
 static void path_of(const struct drive *d, uint64_t n, const char *ext, char *buf, size_t len)
@@ -93,6 +99,15 @@ static void on_event(void *arg, struct collect_session *s, const struct pop3_cli
 		if (d->out) {
 			path_of(d, ev->num, "part", p, sizeof p);
 			d->part = fopen(p, "wb");
+		}
+		if (d->abort_at == ev->num) {
+			collect_session_abort(s, "the driver aborted");
+		} else if (d->pause_ms > 0) {
+			/* The deadlines stop meanwhile: the data deadline must not fire. */
+			struct timeval tv = {d->pause_ms / 1000, (d->pause_ms % 1000) * 1000};
+			collect_session_pause(s, 1);
+			printf("PAUSED %llu\n", (unsigned long long)ev->num);
+			evtimer_add(d->unpause, &tv);
 		}
 		break;
 	case POP3_CLIENT_ACT_MSG_DATA:
@@ -156,6 +171,12 @@ static void on_done(void *arg, const struct collect_transport_result *r)
 	fflush(stdout);
 	d->done = 1;
 	event_base_loopbreak(d->base);
+}
+
+static void on_unpause(evutil_socket_t fd, short what, void *arg)
+{
+	struct drive *d = arg;
+	collect_session_pause(d->s, 0);
 }
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -248,6 +269,10 @@ int main(int argc, char **argv)
 			cf.client.timeouts.greeting = (unsigned)atoi(v);
 		} else if (strcmp(a, "--t-connect") == 0) {
 			cf.client.timeouts.connect = (unsigned)atoi(v);
+		} else if (strcmp(a, "--pause-ms") == 0) {
+			d.pause_ms = atoi(v);
+		} else if (strcmp(a, "--abort-at") == 0) {
+			d.abort_at = strtoull(v, NULL, 10);
 		} else if (strcmp(a, "--max-seconds") == 0) {
 			max_seconds = atoi(v);
 		} else {
@@ -276,7 +301,9 @@ int main(int argc, char **argv)
 	struct event *dog = evtimer_new(d.base, on_watchdog, &d);
 	struct timeval tv = {max_seconds, 0};
 	evtimer_add(dog, &tv);
+	d.unpause = evtimer_new(d.base, on_unpause, &d);
 	struct collect_session *s = collect_session_new(d.base, &cf, on_event, on_done, &d);
+	d.s = s;
 	memset(password, 0, sizeof password);
 	if (s == NULL) {
 		fprintf(stderr, "pop3c_drive: collect_session_new refused the conf\n");
@@ -284,6 +311,7 @@ int main(int argc, char **argv)
 	}
 	event_base_dispatch(d.base);
 	event_free(dog);
+	event_free(d.unpause);
 	if (d.done)
 		event_base_free(d.base);
 	return d.done ? 0 : 3;

@@ -890,6 +890,33 @@ TEST(deadline_serial_moves_with_data_progress)
 	pop3_client_free(c);
 }
 
+TEST(listing_lines_do_not_restart_the_deadline)
+{
+	struct pop3_client *c = client(POP3_CLIENT_AUTH_USER, "pw");
+	char buf[512];
+	pop3_client_connected(c);
+	server(c, "+OK ready\r\n");
+	sent(c, buf, sizeof buf);
+	server(c, "-ERR\r\n");
+	sent(c, buf, sizeof buf);
+	server(c, "+OK\r\n");
+	sent(c, buf, sizeof buf);
+	server(c, "+OK\r\n");
+	sent(c, buf, sizeof buf);
+	server(c, "+OK 3 30\r\n");
+	sent(c, buf, sizeof buf);
+	CHECK_STR(buf, "LIST\r\n");
+	server(c, "+OK\r\n");
+	struct pop3_client_deadline d0 = pop3_client_deadline(c);
+	CHECK_INT(d0.wait, POP3_CLIENT_WAIT_LISTING);
+	server(c, "1 10\r\n2 10\r\n");
+	struct pop3_client_deadline d1 = pop3_client_deadline(c);
+	CHECK(d1.serial == d0.serial); /* a trickle does not keep it alive */
+	server(c, "3 10\r\n.\r\n");
+	CHECK(pop3_client_deadline(c).serial != d0.serial); /* UIDL: a new wait */
+	pop3_client_free(c);
+}
+
 TEST(conf_is_checked)
 {
 	struct pop3_client_conf cf;
@@ -938,4 +965,4 @@ TEST(names)
 TEST_MAIN(T(transcripts_match_their_references), T(every_ref_has_its_in),
           T(apop_digest_is_rfc1939s_example), T(password_wiped_after_pass),
           T(requests_in_the_wrong_state), T(deadline_serial_moves_with_data_progress),
-          T(conf_is_checked), T(names))
+          T(listing_lines_do_not_restart_the_deadline), T(conf_is_checked), T(names))

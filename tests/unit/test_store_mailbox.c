@@ -1,9 +1,10 @@
 /*
  * Unit tests for store/mailbox: the name fields (S=, W=), UIDL making, the CRLF
- * conversion with TOP limits (fed in every chunk size and output window), and on
- * real temporary Maildirs: listing order, sizes taken from names without reading
- * the files, files measured when W= is missing, the reader (RETR, TOP, tiny
- * buffers, a message moved to cur/), deletion marks, RSET and the commit.
+ * conversion (fed in every chunk size and output window, and against an octet by
+ * octet reference on generated inputs), and on real temporary Maildirs: listing
+ * order, sizes taken from names without reading the files, files measured when
+ * W= is missing, the reader (tiny buffers, a message moved to cur/, a file that
+ * changed since the listing), deletion marks, RSET and the commit.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -135,48 +136,46 @@ TEST(uid_digest_is_stable_and_distinct)
 
 struct crlf_case {
 	const char *in;
-	long top;
 	const char *out;
 };
 
 static const struct crlf_case crlf_cases[] = {
-        {"", MAILBOX_TOP_ALL, ""},
-        {"a\n", MAILBOX_TOP_ALL, "a\r\n"},
-        {"a", MAILBOX_TOP_ALL, "a\r\n"},
-        {"a\r", MAILBOX_TOP_ALL, "a\r\n"},
-        {"a\r\nb\n", MAILBOX_TOP_ALL, "a\r\nb\r\n"},
-        {"a\rb\n", MAILBOX_TOP_ALL, "a\rb\r\n"},
-        {"\n\n\n", MAILBOX_TOP_ALL, "\r\n\r\n\r\n"},
-        {"\r\r\n", MAILBOX_TOP_ALL, "\r\r\n"},
-        {".\n..\n", MAILBOX_TOP_ALL, ".\r\n..\r\n"}, /* no dot-stuffing here */
-        {"H: 1\nH: 2\n\nb1\nb2\nb3\n", 0, "H: 1\r\nH: 2\r\n\r\n"},
-        {"H: 1\nH: 2\n\nb1\nb2\nb3\n", 2, "H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n"},
-        {"H: 1\nH: 2\n\nb1\nb2\nb3\n", 3, "H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\nb3\r\n"},
-        {"H: 1\nH: 2\n\nb1\nb2\nb3\n", 99, "H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\nb3\r\n"},
-        {"H: 1\nH: 2\n\nb1\nb2\nb3", 3, "H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\nb3\r\n"},
-        {"H: 1\r\n\r\nb1\r\n\r\nb3\r\n", 1, "H: 1\r\n\r\nb1\r\n"},
-        {"H: 1\r\n\r\nb1\r\n\r\nb3\r\n", 2, "H: 1\r\n\r\nb1\r\n\r\n"},
-        {"H: 1\nH: 2\n", 0, "H: 1\r\nH: 2\r\n"}, /* no empty line: all header */
-        {"H: 1\nH: 2", 0, "H: 1\r\nH: 2\r\n"},
-        /* "\r\r\n" holds a CR: not the empty line that ends the header */
-        {"H: 1\n\r\r\nb\n\nc\nd\n", 1, "H: 1\r\n\r\r\nb\r\n\r\nc\r\n"},
-        {"\nbody\n", 0, "\r\n"},
-        {"\nbody\n", 1, "\r\nbody\r\n"},
+        {"", ""},
+        {"a\n", "a\r\n"},
+        {"a", "a\r\n"},
+        {"a\r", "a\r\n"},
+        {"\n", "\r\n"},
+        {"\r", "\r\n"},
+        {"a\r\r", "a\r\r\n"},
+        {"a\r\nb\n", "a\r\nb\r\n"},
+        {"a\rb\n", "a\rb\r\n"},
+        {"\n\n\n", "\r\n\r\n\r\n"},
+        {"\r\r\n", "\r\r\n"},
+        {"\r\n\r", "\r\n\r\n"},
+        {".\n..\n", ".\r\n..\r\n"}, /* no dot-stuffing here */
+        {"H: 1\nH: 2\n\nb1\nb2\nb3", "H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\nb3\r\n"},
+        /* runs longer than every output window, a line end at each window edge */
+        {"0123456789012345678901234567890123456789012345678901234567890123456789\n"
+         "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123\r\nx",
+         "0123456789012345678901234567890123456789012345678901234567890123456789\r\n"
+         "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123\r\nx\r\n"},
+        {"abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0\r",
+         "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0\r\n"},
 };
 
-/* Runs the converter over in with the given input chunk and output window sizes. */
-static size_t convert(const struct crlf_case *k, size_t chunk, size_t window, char *out,
+/* Runs the converter over in[0..len) with the given input chunk and output window sizes. */
+static size_t convert(const char *in, size_t len, size_t chunk, size_t window, char *out,
                       size_t outsz)
 {
 	struct mailbox_crlf c;
-	mailbox_crlf_init(&c, k->top);
-	size_t len = strlen(k->in), i = 0, o = 0;
+	mailbox_crlf_init(&c);
+	size_t i = 0, o = 0;
 	char win[64];
 	int stuck = 0;
-	while (i < len && !c.done && stuck < 3) {
+	while (i < len && stuck < 3) {
 		size_t n = len - i < chunk ? len - i : chunk, wl = 0;
-		size_t used = mailbox_crlf_feed(&c, k->in + i, n, win, window, &wl);
-		if (o + wl > outsz)
+		size_t used = mailbox_crlf_feed(&c, in + i, n, win, window, &wl);
+		if (o + wl > outsz || wl > window)
 			return (size_t)-1;
 		memcpy(out + o, win, wl);
 		o += wl;
@@ -184,19 +183,23 @@ static size_t convert(const struct crlf_case *k, size_t chunk, size_t window, ch
 		stuck = used ? 0 : stuck + 1;
 	}
 	size_t el = mailbox_crlf_end(&c, win, sizeof win);
+	if (o + el > outsz)
+		return (size_t)-1;
 	memcpy(out + o, win, el);
 	return o + el;
 }
 
+static const size_t chunks[] = {1, 2, 3, 7, 1000};
+static const size_t windows[] = {2, 3, 5, 64};
+
 TEST(crlf_table_every_chunk_and_window)
 {
-	static const size_t chunks[] = {1, 2, 3, 7, 1000};
-	static const size_t windows[] = {2, 3, 5, 64};
 	for (size_t k = 0; k < sizeof crlf_cases / sizeof crlf_cases[0]; k++) {
 		for (size_t a = 0; a < sizeof chunks / sizeof chunks[0]; a++) {
 			for (size_t b = 0; b < sizeof windows / sizeof windows[0]; b++) {
 				char out[256];
-				size_t n = convert(&crlf_cases[k], chunks[a], windows[b], out,
+				const char *in = crlf_cases[k].in;
+				size_t n = convert(in, strlen(in), chunks[a], windows[b], out,
 				                   sizeof out);
 				if (!CHECK_MEM(out, n, crlf_cases[k].out,
 				               strlen(crlf_cases[k].out)))
@@ -207,12 +210,53 @@ TEST(crlf_table_every_chunk_and_window)
 	}
 }
 
+/* The rule, an octet at a time: a LF not after a CR gets one; a last line is ended. */
+static size_t crlf_reference(const char *in, size_t len, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+			out[o++] = '\r';
+		out[o++] = in[i];
+	}
+	if (len > 0 && in[len - 1] != '\n') {
+		if (in[len - 1] != '\r')
+			out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	return o;
+}
+
+/* Generated inputs (mostly ordinary octets, CR and LF in every arrangement) against the
+ * reference: the runs copied whole must end exactly where the octet rule would. */
+TEST(crlf_runs_match_octet_reference)
+{
+	static const char alphabet[] = "ab.\r\n\n";
+	unsigned seed = 12345;
+	for (int t = 0; t < 400; t++) {
+		char in[160], want[330], got[330];
+		size_t len = (size_t)t % 150;
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = (seed >> 16) % 16;
+			in[i] = r < 10 ? 'x' : alphabet[r - 10];
+		}
+		size_t wl = crlf_reference(in, len, want);
+		for (size_t a = 0; a < sizeof chunks / sizeof chunks[0]; a++) {
+			for (size_t b = 0; b < sizeof windows / sizeof windows[0]; b++) {
+				size_t n = convert(in, len, chunks[a], windows[b], got, sizeof got);
+				if (!CHECK_MEM(got, n, want, wl))
+					fprintf(stderr, "  input %d chunk %zu window %zu\n", t,
+					        chunks[a], windows[b]);
+			}
+		}
+	}
+}
+
 /* The W= rule (maildir_wire_size) counts exactly what the reader yields. */
 TEST(wire_size_matches_conversion)
 {
 	for (size_t k = 0; k < sizeof crlf_cases / sizeof crlf_cases[0]; k++) {
-		if (crlf_cases[k].top != MAILBOX_TOP_ALL)
-			continue;
 		const char *in = crlf_cases[k].in;
 		uint64_t lone = 0;
 		int last = -1;
@@ -340,7 +384,7 @@ TEST(listing_order_sizes_and_uids)
 	CHECK_INT(c, 6);
 	CHECK_INT(o, 2 + 25 + 12 + 7 + 12 + 9);
 	struct mailbox_reader *r = NULL;
-	CHECK_INT(mailbox_reader_open(mb, 5, MAILBOX_TOP_ALL, &r), -1);
+	CHECK_INT(mailbox_reader_open(mb, 5, &r), -1);
 out:
 	mailbox_free(mb);
 }
@@ -447,14 +491,13 @@ static size_t read_all(struct mailbox_reader *r, size_t bufsz, char *out, size_t
 	}
 }
 
-TEST(reader_retr_and_top_every_buffer_size)
+TEST(reader_every_buffer_size)
 {
 	char dir[256];
 	make_maildir(dir, sizeof dir, "reader");
 	const char *msg = "Subject: t\nFrom: a@b\n\nline 1\n.dot\nline 3\nlast";
 	write_file(dir, "new/1.a", msg, strlen(msg));
 	const char *whole = "Subject: t\r\nFrom: a@b\r\n\r\nline 1\r\n.dot\r\nline 3\r\nlast\r\n";
-	const char *top1 = "Subject: t\r\nFrom: a@b\r\n\r\nline 1\r\n";
 	struct mailbox *mb = NULL;
 	if (!CHECK_INT(mailbox_open(dir, &mb), 0))
 		return;
@@ -463,29 +506,52 @@ TEST(reader_retr_and_top_every_buffer_size)
 	for (size_t b = 0; b < 4; b++) {
 		char out[256];
 		struct mailbox_reader *r = NULL;
-		if (CHECK_INT(mailbox_reader_open(mb, 0, MAILBOX_TOP_ALL, &r), 0)) {
+		if (CHECK_INT(mailbox_reader_open(mb, 0, &r), 0)) {
 			size_t n = read_all(r, bufs[b], out, sizeof out);
 			CHECK_MEM(out, n, whole, strlen(whole));
 			CHECK_INT(mailbox_reader_read(r, out, sizeof out),
 			          0); /* stays at the end */
 			mailbox_reader_free(r);
 		}
-		if (CHECK_INT(mailbox_reader_open(mb, 0, 1, &r), 0)) {
-			size_t n = read_all(r, bufs[b], out, sizeof out);
-			CHECK_MEM(out, n, top1, strlen(top1));
-			mailbox_reader_free(r);
-		}
 	}
 	struct mailbox_reader *r = NULL;
-	CHECK_INT(mailbox_reader_open(mb, 1, MAILBOX_TOP_ALL, &r), -1);
+	CHECK_INT(mailbox_reader_open(mb, 1, &r), -1);
 	CHECK_INT(errno, EINVAL);
-	CHECK_INT(mailbox_reader_open(mb, 0, -2, &r), -1);
-	if (CHECK_INT(mailbox_reader_open(mb, 0, 0, &r), 0)) {
+	if (CHECK_INT(mailbox_reader_open(mb, 0, &r), 0)) {
 		char small[1];
 		CHECK_INT(mailbox_reader_read(r, small, 1), -1); /* len < 2 refused */
 		mailbox_reader_free(r);
 	}
 	mailbox_reader_free(NULL);
+	mailbox_free(mb);
+}
+
+/*
+ * A file rewritten since the listing (breaking Maildir's rule): the reader sends
+ * what the file holds, whole, never cut at or padded to the listed W= size.
+ */
+TEST(reader_sends_the_file_as_it_is_not_the_listed_size)
+{
+	char dir[256];
+	make_maildir(dir, sizeof dir, "changed");
+	write_file(dir, "new/8.g,S=6,W=8", "a\nbcd\n", 6);
+	write_file(dir, "new/9.h,S=6,W=8", "a\nbcd\n", 6);
+	struct mailbox *mb = NULL;
+	if (!CHECK_INT(mailbox_open(dir, &mb), 0) || !CHECK_INT(mailbox_count(mb), 2))
+		return;
+	write_file(dir, "new/8.g,S=6,W=8", "a\nbcd\nefgh\n", 11);
+	write_file(dir, "new/9.h,S=6,W=8", "a\nb", 3);
+	static const char *const want[] = {"a\r\nbcd\r\nefgh\r\n", "a\r\nb\r\n"};
+	for (size_t i = 0; i < 2; i++) {
+		CHECK_INT(mailbox_get(mb, i)->wire_size, 8); /* the listing keeps its figure */
+		struct mailbox_reader *r = NULL;
+		if (CHECK_INT(mailbox_reader_open(mb, i, &r), 0)) {
+			char out[64];
+			size_t n = read_all(r, sizeof out, out, sizeof out);
+			CHECK_MEM(out, n, want[i], strlen(want[i]));
+			mailbox_reader_free(r);
+		}
+	}
 	mailbox_free(mb);
 }
 
@@ -505,13 +571,13 @@ TEST(reader_finds_moved_message_and_reports_gone)
 	snprintf(a, sizeof a, "%s/new/6.f,S=2,W=3", dir);
 	CHECK_INT(unlink(a), 0);
 	struct mailbox_reader *r = NULL;
-	if (CHECK_INT(mailbox_reader_open(mb, 0, MAILBOX_TOP_ALL, &r), 0)) {
+	if (CHECK_INT(mailbox_reader_open(mb, 0, &r), 0)) {
 		char out[16];
 		size_t n = read_all(r, sizeof out, out, sizeof out);
 		CHECK_MEM(out, n, "m\r\n", 3);
 		mailbox_reader_free(r);
 	}
-	CHECK_INT(mailbox_reader_open(mb, 1, MAILBOX_TOP_ALL, &r), -1);
+	CHECK_INT(mailbox_reader_open(mb, 1, &r), -1);
 	CHECK_INT(errno, ENOENT);
 	mailbox_free(mb);
 }
@@ -537,7 +603,7 @@ TEST(reader_streams_a_large_message)
 	uint64_t want = 14 + 2 + lines * 80;
 	CHECK_INT(mailbox_get(mb, 0)->wire_size, want);
 	struct mailbox_reader *r = NULL;
-	if (CHECK_INT(mailbox_reader_open(mb, 0, MAILBOX_TOP_ALL, &r), 0)) {
+	if (CHECK_INT(mailbox_reader_open(mb, 0, &r), 0)) {
 		char buf[4096];
 		uint64_t total = 0, crlfs = 0;
 		ssize_t n;
@@ -617,9 +683,9 @@ TEST(cleanup)
 
 TEST_MAIN(T(name_sizes_table), T(name_order_table), T(uid_table),
           T(uid_digest_is_stable_and_distinct), T(crlf_table_every_chunk_and_window),
-          T(wire_size_matches_conversion), T(missing_maildir_is_empty),
-          T(listing_order_sizes_and_uids), T(marks_reset_and_stat),
+          T(crlf_runs_match_octet_reference), T(wire_size_matches_conversion),
+          T(missing_maildir_is_empty), T(listing_order_sizes_and_uids), T(marks_reset_and_stat),
           T(commit_removes_marked_even_when_moved), T(commit_counts_failures),
-          T(reader_retr_and_top_every_buffer_size), T(reader_finds_moved_message_and_reports_gone),
-          T(reader_streams_a_large_message), T(listing_5000_uses_names_only),
-          T(cur_not_a_folder_lists_empty), T(cleanup))
+          T(reader_every_buffer_size), T(reader_sends_the_file_as_it_is_not_the_listed_size),
+          T(reader_finds_moved_message_and_reports_gone), T(reader_streams_a_large_message),
+          T(listing_5000_uses_names_only), T(cur_not_a_folder_lists_empty), T(cleanup))

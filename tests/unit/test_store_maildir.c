@@ -115,7 +115,7 @@ TEST(deliveries_name_their_sizes)
 		if (CHECK_INT(mailbox_open(dir, &mb), 0) && CHECK_INT(mailbox_count(mb), 1)) {
 			CHECK_INT(mailbox_get(mb, 0)->wire_size, strlen(c->wire));
 			CHECK_STR(mailbox_get(mb, 0)->uid, f.name);
-			if (CHECK_INT(mailbox_reader_open(mb, 0, MAILBOX_TOP_ALL, &r), 0)) {
+			if (CHECK_INT(mailbox_reader_open(mb, 0, &r), 0)) {
 				size_t o = 0;
 				ssize_t got;
 				while ((got = mailbox_reader_read(r, buf + o, sizeof buf - o)) > 0)
