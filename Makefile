@@ -148,6 +148,7 @@ bench: deps-bench
 	python3 bench/relay/run.py --build $(B)
 	python3 bench/sharing/run.py --build $(B)
 	python3 bench/pop3/run.py --build $(B)
+	python3 bench/collect/run.py --build $(B)
 	$(B)/bench/queue/bench_queue_open
 	$(B)/bench/sched/bench_sched
 

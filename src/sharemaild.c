@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "collect/collect.h"
 #include "deliver/deliver.h"
 #include "directory/directory.h"
 #include "directory/password_check.h"
@@ -89,6 +90,7 @@ struct daemon {
 	struct event_base *base;
 	struct queue *queue;
 	struct deliver_runner *runner;
+	struct collect_runner *collector; /* DomainPOP (collect/collect.h) */
 	struct smtpd_server *smtpd;
 	struct password_check *pc; /* AUTH's password checks */
 	struct screen *screen; /* the Dynamic Screen */
@@ -498,6 +500,7 @@ static void reload(struct daemon *d)
 		log_warning("SIGHUP: these keys need a restart: %s", diff.restart);
 	smtpd_server_reload(d->smtpd, next);
 	pop3d_server_reload(d->pop3d, next);
+	collect_runner_reload(d->collector, next);
 	if (d->screen) {
 		struct screen_config cfg;
 		screen_config_from_conf(next, &cfg);
@@ -581,6 +584,11 @@ static int start_mail(struct daemon *d)
 		return -1;
 	}
 	queue_on_commit(d->queue, on_queue_commit, d);
+	d->collector = collect_runner_start(d->conf, d->queue, d->index, err, sizeof err);
+	if (!d->collector) {
+		log_err("collect: %s", err);
+		return -1;
+	}
 	smtpd_server_attach(d->smtpd, d->queue, d->index, d->verify);
 	return start_auth(d);
 }
@@ -595,6 +603,8 @@ static void stop_mail(struct daemon *d)
 	d->pop3d = NULL;
 	screen_close(d->screen);
 	d->screen = NULL;
+	collect_runner_stop(d->collector); /* its commits feed the queue and delivery */
+	d->collector = NULL;
 	deliver_runner_stop(d->runner);
 	d->runner = NULL;
 	queue_close(d->queue);

@@ -68,6 +68,7 @@ int cmd_cache(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_peers(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_queue(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_screen(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_collect(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_check_config(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_config_doc(struct cli_ctx *ctx, int argc, char **argv);
 

@@ -32,6 +32,7 @@ static const struct cli_command commands[] = {
         {"cache", cmd_cache, "cache list | flush [ADDRESS]"},
         {"peers", cmd_peers, "peers"},
         {"queue", cmd_queue, "queue list | show ID | delete ID | flush [ID]"},
+        {"collect", cmd_collect, "collect now [SOURCE] [--timeout SECONDS] | status"},
         {"screen", cmd_screen, "screen list | add ADDRESS [--for DURATION] | del ADDRESS"},
         {"check-config", cmd_check_config, "check-config"},
         {"config-doc", cmd_config_doc, "config-doc [--man]"},

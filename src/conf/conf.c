@@ -22,6 +22,7 @@
 #include "conf/conf_schema.h"
 #include "proto/mailaddr.h"
 #include "proto/nexthop_spec.h"
+#include "proto/collect_spec.h"
 #include "proto/peer_spec.h"
 #include "proto/minger_msg.h"
 #include "util/log.h"
@@ -369,6 +370,8 @@ static int choice_valid(const char *choices, const char *v)
 	return 0;
 }
 
+static int mailbox_word(struct loader *ld, const struct conf_key *k, char *w);
+
 static int set_string(struct loader *ld, const struct conf_key *k, char *v)
 {
 	char q[CONF_QUOTE_MAX + 4];
@@ -383,6 +386,8 @@ static int set_string(struct loader *ld, const struct conf_key *k, char *v)
 		return -1;
 	}
 	if (nexthop_text_bad(ld, k, v))
+		return -1;
+	if ((k->flags & CONF_FLAG_MAILBOX) && mailbox_word(ld, k, v) != 0)
 		return -1;
 	if (k->flags & CONF_FLAG_DOMAIN)
 		lower(v);
@@ -532,6 +537,16 @@ static int mailbox_word(struct loader *ld, const struct conf_key *k, char *w)
 	return 0;
 }
 
+/* RFC 5322 3.6.8: a field name is printable ASCII but ':', at most 76 octets here. */
+static int fieldname_valid(const char *w)
+{
+	size_t n = strlen(w);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)w[i] < 0x21 || (unsigned char)w[i] > 0x7e || w[i] == ':')
+			return 0;
+	return n > 0 && n <= 76;
+}
+
 static int list_word(struct loader *ld, const struct conf_key *k, char *w)
 {
 	char q[CONF_QUOTE_MAX + 4];
@@ -546,6 +561,11 @@ static int list_word(struct loader *ld, const struct conf_key *k, char *w)
 	}
 	if ((k->flags & CONF_FLAG_MAILBOX) && mailbox_word(ld, k, w) != 0)
 		return -1;
+	if ((k->flags & CONF_FLAG_FIELDNAME) && !fieldname_valid(w)) {
+		ld_error(ld, ld->line, "'%s' in %s is not a header field name",
+		         quote(q, sizeof q, w), k->doc.name);
+		return -1;
+	}
 	if (k->flags & CONF_FLAG_NAMESERVER) {
 		char err[256];
 		struct netaddr a;
@@ -578,8 +598,11 @@ static int peer_text_bad(struct loader *ld, const struct conf_key *k, const char
 	char err[256], q[CONF_QUOTE_MAX + 4];
 	struct peer_spec_peer peer;
 	struct peer_spec_gateway gw;
+	struct collect_spec cs;
 	int bad = 0;
-	if (k->flags & CONF_FLAG_PEER)
+	if (k->flags & CONF_FLAG_COLLECT)
+		bad = collect_spec_parse(v, &cs, err, sizeof err) != 0;
+	else if (k->flags & CONF_FLAG_PEER)
 		bad = peer_spec_parse_peer(v, &peer, err, sizeof err) != 0;
 	else if (k->flags & (CONF_FLAG_GATEWAY | CONF_FLAG_FORWARD))
 		bad = peer_spec_parse_gateway(v, (k->flags & CONF_FLAG_FORWARD) != 0, &gw, err,
@@ -900,6 +923,8 @@ static void line_parse(struct loader *ld, char *s)
 		         *seen);
 		return;
 	}
+	if (!*seen && conf_type_repeatable(k->type) && k->doc.def[0])
+		field_free(ld->c, k); /* the file's lines replace a list's default */
 	if (!*seen)
 		*seen = ld->line;
 	if (!*value) {

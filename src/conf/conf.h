@@ -175,6 +175,16 @@ struct conf {
 	int screen_duration; /* seconds, default 3600 */
 	struct netlist screen_exempt; /* never screened (nor are smtp_trusted_networks) */
 	char *user; /* NULL or "": run as started; else drop to this user when root */
+	/* DomainPOP collector (collect/collect.h) */
+	struct strlist collect_source; /* whole lines, checked (proto/collect_spec.h) */
+	struct strlist collect_headers; /* field names tried in order */
+	int collect_parse_to_cc; /* bool, default 1 */
+	int collect_parse_received; /* bool, default 1 */
+	char *collect_received_by; /* host name (lower case) or NULL: the topmost Received */
+	char *collect_fallback; /* mailbox key or NULL */
+	char *collect_dedupe; /* message-id|date|none */
+	int collect_dedupe_days; /* days, default 7 */
+	char *collect_copy_dir; /* path or NULL */
 };
 
 /* How bad a problem is: an error stops the load, a warning is only shown. */

@@ -24,6 +24,8 @@
 #define INT(name, def, lo, hi, flags, doc)                                                         \
 	KEY(name, CONF_TYPE_INT, "int", def, #lo "-" #hi, lo, hi, flags, doc)
 #define LIST(name, flags, doc) KEY(name, CONF_TYPE_LIST, "list", "", "", 0, 0, flags, doc)
+/* A list with a default: the file's lines for the key replace it whole. */
+#define LISTD(name, def, flags, doc) KEY(name, CONF_TYPE_LIST, "list", def, "", 0, 0, flags, doc)
 #define ADDRLIST(name, doc) KEY(name, CONF_TYPE_ADDRLIST, "addrlist", "", "", 0, 0, 0, doc)
 #define NETLIST(name, flags, doc) KEY(name, CONF_TYPE_NETLIST, "netlist", "", "", 0, 0, flags, doc)
 #define LINES(name, flags, doc) KEY(name, CONF_TYPE_LINES, "lines", "", "", 0, 0, flags, doc)
@@ -255,6 +257,35 @@ const struct conf_key conf_keys[] = {
         NETLIST(screen_exempt, RELOAD,
                 "Never screened, ADDR/PREFIX, repeatable (smtp_trusted_networks never are "
                 "either)."),
+        /* DomainPOP: whole-domain ISP mailboxes collected over POP3 (collect/collect.h) */
+        LINES(collect_source, CONF_FLAG_COLLECT | RELOAD,
+              "pop3[s]://USER@HOST[:PORT] password_file=F [tls=starttls|implicit|none] "
+              "[interval=5m] [leave_days=0] [max_size=10m]: one ISP mailbox, repeatable; F holds "
+              "the password (first line), re-read each cycle."),
+        LISTD(collect_headers,
+              "X-Rcpt-To X-MDRcpt-To X-Original-To Delivered-To Envelope-To "
+              "X-Envelope-To",
+              CONF_FLAG_FIELDNAME | RELOAD,
+              "Header fields naming a collected message's recipients, tried in order; the first "
+              "naming a local one decides."),
+        BOOL(collect_parse_to_cc, "yes", RELOAD,
+             "No listed field or Received decided: one copy to every local To:/Cc: address."),
+        BOOL(collect_parse_received, "yes", RELOAD,
+             "Route by the 'for <addr>' of the ISP's own Received field (after collect_headers)."),
+        STRING(collect_received_by, "", "", CONF_FLAG_DOMAIN | RELOAD,
+               "The ISP's Received field is the topmost whose 'by' is this host; empty: the "
+               "topmost."),
+        STRING(collect_fallback, "", "", CONF_FLAG_MAILBOX | RELOAD,
+               "Gets collected messages with no local recipient; empty: they stay on the ISP "
+               "(logged)."),
+        STRING(collect_dedupe, "message-id", "message-id|date|none", CONF_FLAG_CHOICE | RELOAD,
+               "One copy per mailbox of a message the ISP holds several of, by Message-ID, or "
+               "by Date+From+Subject (two sent in one second: one is lost)."),
+        INT(collect_dedupe_days, "7", 1, 3650, RELOAD,
+            "Days a collected message's dedupe key is remembered per recipient."),
+        PATH(collect_copy_dir, "", RELOAD,
+             "Diagnostic: a copy of every collected message, as collected, goes to this "
+             "folder."),
         /* privileges (util/privdrop.h) */
         STRING(user, "", "", 0,
                "Started as root, sharemaild binds its ports, then runs as this user and its "

@@ -44,7 +44,9 @@ enum conf_type {
 #define CONF_FLAG_PEER 0x100
 #define CONF_FLAG_GATEWAY 0x200
 #define CONF_FLAG_FORWARD 0x400
-#define CONF_FLAG_MAILBOX 0x800 /* list: RFC 5321 mailboxes, stored as lower-case keys */
+#define CONF_FLAG_MAILBOX 0x800 /* list or string: RFC 5321 mailboxes, stored as lower-case keys */
+#define CONF_FLAG_COLLECT 0x1000 /* lines: collect_source (proto/collect_spec.h) */
+#define CONF_FLAG_FIELDNAME 0x2000 /* list: header field names (RFC 5322 3.6.8) */
 
 struct conf_key {
 	struct conf_key_doc doc;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proto/collect_trace.h"
 #include "proto/rfc5322.h"
 #include "queue/envelope.h"
 
@@ -73,6 +74,8 @@ struct dt_match {
 	const char *mailbox;
 	size_t len;
 	int found;
+	unsigned fields; /* seen so far */
+	int isp_part; /* between our collection trace field and the ISP's topmost Received */
 };
 
 static int is_wsp(char c)
@@ -83,7 +86,14 @@ static int is_wsp(char c)
 static int match_field(void *arg, const struct rfc5322_field *f)
 {
 	struct dt_match *m = arg;
-	if (!rfc5322_field_is(f, "Delivered-To"))
+	if (m->fields++ == 0 && rfc5322_field_is(f, "Received") &&
+	    collect_trace_is_ours(f->value, f->value_len)) {
+		m->isp_part = 1; /* collected: see proto/collect_trace.h */
+		return 0;
+	}
+	if (m->isp_part && rfc5322_field_is(f, "Received"))
+		m->isp_part = 0; /* below it: every hop's fields, ours of an earlier delivery too */
+	if (m->isp_part || !rfc5322_field_is(f, "Delivered-To"))
 		return 0;
 	const char *v = f->value, *e = f->value + f->value_len;
 	while (v < e && is_wsp(*v))
@@ -103,7 +113,7 @@ static int match_field(void *arg, const struct rfc5322_field *f)
 
 int deliver_headers_delivered_to(const char *hdr, size_t hlen, const char *mailbox)
 {
-	struct dt_match m = {mailbox, strlen(mailbox), 0};
+	struct dt_match m = {mailbox, strlen(mailbox), 0, 0, 0};
 	each_field(hdr, hlen, match_field, &m);
 	return m.found;
 }

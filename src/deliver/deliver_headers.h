@@ -54,6 +54,10 @@ void deliver_headers_scan(const char *buf, size_t len, int whole, struct deliver
 /*
  * 1 if a Delivered-To: field in hdr[0..hlen) names `mailbox` (ASCII case
  * folded; surrounding white space, folding and angle brackets ignored), else 0.
+ * A message collected from an ISP mailbox (its first field is the collector's
+ * trace field, proto/collect_trace.h) carries the ISP's own Delivered-To
+ * between that field and the ISP's topmost Received: those are not ours and
+ * are not read; one of ours from an earlier delivery lies below (a real loop).
  */
 int deliver_headers_delivered_to(const char *hdr, size_t hlen, const char *mailbox);
 
