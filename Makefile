@@ -108,7 +108,12 @@ $(B)/bench/%: $(B)/bench/%.o $(LIB)
 # Test-only programs the integration tests run (not test suites themselves).
 TEST_TOOLS := $(B)/tests/pop3c_drive
 unit: $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_TOOLS)
-bench-bin: $(BENCH_BIN) all
+# bench/collect's LD_PRELOAD shim (TCP_NODELAY for fetchmail, the reference; see the file).
+NODELAY_SO := $(B)/bench/collect/tcp_nodelay.so
+$(NODELAY_SO): bench/collect/preload/tcp_nodelay.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -shared -fPIC -o $@ $< -ldl
+bench-bin: $(BENCH_BIN) $(NODELAY_SO) all
 
 deps:
 	scripts/install-deps
@@ -222,7 +227,8 @@ fuzz:
 	  clang -g -O1 -Isrc -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined $$f \
 	    $(LIB_SRC) $(FAKE_SESSION_SRC) $(FAKE_POP3_SRC) $(PKG_CFLAGS) $(PKG_LIBS) -o $(FUZZ_B)/$$n || exit 1; done
 
-FORMAT_FILES = $(wildcard src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*/*.c)
+FORMAT_FILES = $(wildcard src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*/*.c \
+                bench/*/preload/*.c)
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 format:

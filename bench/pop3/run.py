@@ -27,7 +27,6 @@ something broke (a server that did not start, a session that failed).
 """
 import argparse
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -39,6 +38,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import dovecotrun  # noqa: E402
 
 DOMAIN = "bench.example"
 USER = "reader"
@@ -48,7 +49,7 @@ MESSAGES = 5000
 MSG_LEN = 4096
 RUNS = 15
 TARGET = 1.0
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+DOVECOT = dovecotrun.DOVECOT
 
 
 def free_tcp_port():
@@ -142,82 +143,18 @@ class Sharemaild:
                 self.proc.kill()
 
 
-class Dovecot:
+class Dovecot(dovecotrun.Dovecot):
+    """The reference: a private Dovecot (tests/integration/dovecotrun.py) over a copy of
+    the same Maildir; the UIDL is the file name (%f), as sharemaild's is its unique part."""
+
     def __init__(self, work, source):
-        self.dir = os.path.join(work, "dovecot")
-        for d in ("base", "state"):
-            os.makedirs(os.path.join(self.dir, d))
-        self.port = free_tcp_port()
-        self.mail = os.path.join(self.dir, "mail")
+        folder = os.path.join(work, "dovecot")
+        self.mail = os.path.join(folder, "mail")
         self.maildir = os.path.join(self.mail, DOMAIN, USER, "Maildir")
         shutil.copytree(source, self.maildir)
-        if os.geteuid() == 0:  # Dovecot runs no mail process as root
-            pw = pwd.getpwnam("dovecot")
-            uid, gid, internal, login = pw.pw_uid, pw.pw_gid, "dovecot", "dovenull"
-            for root, dirs, files in os.walk(self.mail):
-                for n in dirs + files:
-                    os.chown(os.path.join(root, n), uid, gid)
-            os.chown(self.mail, uid, gid)
-            p = self.dir
-            while p not in ("/", "/tmp"):
-                os.chmod(p, os.stat(p).st_mode | 0o711)
-                p = os.path.dirname(p)
-        else:
-            uid, gid = os.getuid(), os.getgid()
-            internal = login = pwd.getpwuid(uid).pw_name
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"""protocols = pop3
-listen = 127.0.0.1
-base_dir = {self.dir}/base
-state_dir = {self.dir}/state
-log_path = {self.dir}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:{self.mail}/%d/%n/Maildir
-pop3_uidl_format = %f
-default_internal_user = {internal}
-default_login_user = {login}
-first_valid_uid = 1
-first_valid_gid = 0
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={self.mail}/%d/%n
-}}
-service pop3-login {{
-  chroot =
-  inet_listener pop3 {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-""")
-        self.proc = None
-
-    def start(self):
-        self.out = open(os.path.join(self.dir, "stdout.log"), "wb")
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf], stdout=self.out,
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, lambda: self.proc.poll() is None, "dovecot")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        super().__init__(folder, "pop3", f"maildir:{self.mail}/%d/%n/Maildir",
+                         f"{self.mail}/%d/%n", PASSWORD, settings="pop3_uidl_format = %f",
+                         mail_trees=[self.mail])
 
 
 def session(load, port, wire):

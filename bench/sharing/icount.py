@@ -17,45 +17,30 @@ for callgrind_annotate. Needs valgrind (not installed by make deps: a developer 
 import argparse
 import glob
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import run as bench  # noqa: E402  (run.py of this folder: the same set-up)
 
-
-def wrapper_build(real_build, outdir):
-    """A build folder whose sharemaild runs the real one under callgrind."""
-    d = tempfile.mkdtemp(prefix="icount-build-")
-    os.symlink(os.path.join(real_build, "sharemail"), os.path.join(d, "sharemail"))
-    w = os.path.join(d, "sharemaild")
-    with open(w, "w") as f:
-        f.write("#!/bin/sh\nexec valgrind -q --tool=callgrind --separate-threads=no "
-                f"--callgrind-out-file={outdir}/callgrind.out.%p "
-                f"{os.path.join(real_build, 'sharemaild')} \"$@\"\n")
-    os.chmod(w, 0o755)
-    return d
+sys.path.insert(0, os.path.dirname(HERE))
+from icountlib import control as callgrind_control, threads_counts, total_ir  # noqa: E402
+from icountlib import wrapper_build  # noqa: E402
 
 
 def control(pid, flag, port):
     """callgrind_control FLAG on the daemon; a NOOP session wakes its threads so the
     request is seen (a thread blocked in epoll runs no code to notice it)."""
-    c = subprocess.Popen(["callgrind_control", flag, str(pid)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while c.poll() is None and time.monotonic() < deadline:
-        s = bench.Session(port)
-        s.close()
-        time.sleep(0.2)
-    if c.poll() is None:
-        c.kill()
-        raise bench.BenchError(f"callgrind_control {flag} did not return")
+    callgrind_control(pid, flag, wake=lambda: bench.Session(port).close(), timeout=60,
+                      error=bench.BenchError)
+
+
+def cpu_ns(pid):
+    """Nanoseconds on a processor of every thread of pid so far (schedstat)."""
+    return threads_counts(pid)[0]
 
 
 def load(port, addrs, tx):
@@ -71,18 +56,6 @@ def load(port, addrs, tx):
                 raise bench.BenchError(f"refused: {bad[0]!r}")
     finally:
         s.close()
-
-
-def cpu_ns(pid):
-    """Nanoseconds on a processor of every thread of pid so far (schedstat)."""
-    total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended
-    return total
 
 
 def native(a, b):
@@ -106,15 +79,6 @@ def native(a, b):
     print(f"{a.peers} peers warm/local daemon processor time: median {statistics.median(ratios):.3f}"
           f" over {a.rounds} rounds of {a.tx} x {bench.BATCH} RCPTs")
     return 0
-
-
-def total_ir(path):
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"(?:summary|totals): (\d+)", line)
-            if m:
-                return int(m.group(1))
-    raise bench.BenchError(f"no totals in {path}")
 
 
 def main():
@@ -168,7 +132,7 @@ def main():
             if not new:
                 raise bench.BenchError("no dump written")
             os.rename(new[-1], os.path.join(outdir, f"{kind}.out"))
-            per[kind] = total_ir(os.path.join(outdir, f"{kind}.out")) / (a.tx * bench.BATCH)
+            per[kind] = total_ir(os.path.join(outdir, f"{kind}.out"), bench.BenchError) / (a.tx * bench.BATCH)
         del per["first"]
         for k, v in per.items():
             print(f"  {k:7s} {v:9.0f} instructions per RCPT (all threads, {a.tx} x "

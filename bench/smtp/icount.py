@@ -17,7 +17,6 @@ time and its voluntary and involuntary context switches, summed over its threads
 import argparse
 import glob
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,30 +28,8 @@ sys.path.insert(0, HERE)
 
 import run as bench  # noqa: E402  (run.py of this folder: the same set-up)
 
-
-def threads_counts(pid, per=None):
-    """(processor ns, voluntary, involuntary context switches) over pid's threads;
-    per, a dict, gets the same by thread name."""
-    ns = vol = invol = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                tns = int(f.read().split()[0])
-            tvol = tinv = 0
-            with open(f"/proc/{pid}/task/{t}/status") as f:
-                for line in f:
-                    if line.startswith("Name:"):
-                        name = line.split(None, 1)[1].strip()
-                    elif line.startswith("voluntary_ctxt_switches:"):
-                        tvol = int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches:"):
-                        tinv = int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended
-        ns, vol, invol = ns + tns, vol + tvol, invol + tinv
-        if per is not None:
-            per[int(t)] = (tns, tvol, tinv, name)
-    return ns, vol, invol
+sys.path.insert(0, os.path.dirname(HERE))
+from icountlib import control, threads_counts, total_ir, wrapper_build  # noqa: E402
 
 
 def send(srv, n):
@@ -66,33 +43,6 @@ def send(srv, n):
     secs = time.monotonic() - t0
     srv.settle(n)
     return secs
-
-
-def wrapper_build(real, outdir):
-    d = tempfile.mkdtemp(prefix="icount-build-")
-    os.symlink(os.path.join(real, "sharemail"), os.path.join(d, "sharemail"))
-    w = os.path.join(d, "sharemaild")
-    with open(w, "w") as f:
-        f.write("#!/bin/sh\nexec valgrind -q --tool=callgrind --separate-threads=no "
-                f"--callgrind-out-file={outdir}/callgrind.out.%p "
-                f"{os.path.join(real, 'sharemaild')} \"$@\"\n")
-    os.chmod(w, 0o755)
-    return d
-
-
-def control(pid, flag):
-    c = subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True, timeout=120)
-    if c.returncode != 0:
-        raise bench.BenchError(f"callgrind_control {flag} failed")
-
-
-def total_ir(path):
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"(?:summary|totals): (\d+)", line)
-            if m:
-                return int(m.group(1))
-    raise bench.BenchError(f"no totals in {path}")
 
 
 def main():
@@ -129,7 +79,7 @@ def main():
         if a.callgrind:
             for f in glob.glob(os.path.join(outdir, "callgrind.out.*")):
                 os.unlink(f)
-            control(pid, "-z")
+            control(pid, "-z", error=bench.BenchError)
         p0, p1 = {}, {}
         rec = None
         if a.perf_record:
@@ -156,13 +106,13 @@ def main():
                 print(f"    thread {k:2d} ({p1[tid][3]}) {d[0] / 1e3 / n:8.1f} us "
                       f"{d[1] / n:6.2f} voluntary {d[2] / n:5.2f} involuntary")
         if a.callgrind:
-            control(pid, "-d")
+            control(pid, "-d", error=bench.BenchError)
             dumps = sorted(glob.glob(os.path.join(outdir, "callgrind.out.*")))
             if not dumps:
                 raise bench.BenchError("no dump written")
             path = os.path.join(outdir, "messages.out")
             os.rename(dumps[-1], path)
-            print(f"  instructions {total_ir(path) / n:10.0f} per message (every thread; "
+            print(f"  instructions {total_ir(path, bench.BenchError) / n:10.0f} per message (every thread; "
                   f"dump {path}; the time and switches above are valgrind's)")
         return 0
     except (bench.BenchError, OSError, subprocess.SubprocessError) as e:

@@ -27,6 +27,9 @@ Options of FakePop3 (all keyword arguments):
                return None to answer normally, bytes to send exactly those octets instead,
                a str to send that line (CRLF added), or raise Hangup to end the connection
   timeout      seconds a read or write may take (default 10); limit: seconds per connection
+  fault_sessions  None: the faults apply to every connection (default); k: only to the
+               first k connections, later ones are clean (a faulty session, then a clean
+               one that must collect everything once)
 
 FAULTS (a set of message numbers where it says n):
   stls_silence     after "+OK Begin TLS" say nothing and never start TLS
@@ -130,6 +133,8 @@ class Connection:
         self.marked = set()
         self.view = []  # the maildrop as this session sees it: [(uid, data)]
         self.start = time.monotonic()
+        k = srv.fault_sessions
+        self.faults = srv.faults if k is None or index < k else {}
 
     # ---- octets ----
 
@@ -173,7 +178,7 @@ class Connection:
     # ---- the session ----
 
     def run(self):
-        f = self.srv.faults
+        f = self.faults
         if self.srv.tls == "implicit":
             self.start_tls()
         if "greeting_err" in f:
@@ -230,7 +235,7 @@ class Connection:
         self.send("+OK Capability list follows\r\n" + "".join(l + "\r\n" for l in lines) + ".")
 
     def do_stls(self, arg):
-        f = self.srv.faults
+        f = self.faults
         if self.srv.tls != "starttls" or self.tls or not self.need("AUTHORIZATION"):
             if self.srv.tls != "starttls" or self.tls:
                 self.send("-ERR STLS not available")
@@ -253,7 +258,7 @@ class Connection:
             self.send("+OK")
 
     def login_ok(self, user):
-        f = self.srv.faults
+        f = self.faults
         code = {"in-use": "[IN-USE] mailbox locked", "login-delay": "[LOGIN-DELAY] wait",
                 "auth": "[AUTH] invalid credentials"}.get(f.get("login"))
         if code:
@@ -289,7 +294,7 @@ class Connection:
         self.login_ok(name)
 
     def size_of(self, n):
-        return self.srv.faults.get("list_size", {}).get(n, len(self.view[n - 1][1]))
+        return self.faults.get("list_size", {}).get(n, len(self.view[n - 1][1]))
 
     def msg(self, arg):
         try:
@@ -323,7 +328,7 @@ class Connection:
     def do_uidl(self, arg):
         if not self.need("TRANSACTION"):
             return
-        uid = lambda n: self.srv.faults.get("uidl", {}).get(n, self.view[n - 1][0])  # noqa
+        uid = lambda n: self.faults.get("uidl", {}).get(n, self.view[n - 1][0])  # noqa
         if arg:
             n = self.msg(arg)
             if n:
@@ -337,7 +342,7 @@ class Connection:
         n = self.msg(arg)
         if not n:
             return
-        f = self.srv.faults
+        f = self.faults
         data = stuff(self.view[n - 1][1])
         if n in f.get("retr_err", ()):
             self.send("-ERR [SYS/TEMP] message vanished")
@@ -374,7 +379,7 @@ class Connection:
         n = self.msg(arg)
         if not n:
             return
-        if n in self.srv.faults.get("dele_err", ()):
+        if n in self.faults.get("dele_err", ()):
             self.send("-ERR [SYS/PERM] cannot delete")
             return
         self.marked.add(n)
@@ -390,7 +395,7 @@ class Connection:
             self.send("+OK")
 
     def do_quit(self, arg):
-        f = self.srv.faults
+        f = self.faults
         if self.state == "TRANSACTION":
             if "quit_err" in f:
                 self.send("-ERR [SYS/TEMP] some messages were not deleted")
@@ -411,7 +416,7 @@ class FakePop3:
     def __init__(self, mailbox=None, users=None, greeting="fakepop3 ready", apop=1,
                  capa=("USER", "UIDL", "TOP", "PIPELINING", "RESP-CODES"), tls=None,
                  cert=None, faults=None, hook=None, host="127.0.0.1", port=0, timeout=10,
-                 limit=120, endless_max=ENDLESS_MAX):
+                 limit=120, endless_max=ENDLESS_MAX, fault_sessions=None):
         self.mailbox = mailbox if mailbox is not None else Mailbox()
         self.users = users if users is not None else {"isp": "secret"}
         self.greeting = greeting
@@ -420,6 +425,7 @@ class FakePop3:
         self.tls = tls
         self.cert = cert or (selfsigned_cert("pop.isp.test") if tls else None)
         self.faults = faults or {}
+        self.fault_sessions = fault_sessions
         self.hook = hook
         self.timeout = timeout
         self.limit = limit

@@ -199,6 +199,28 @@ class Daemon:
         self.cleanup()
 
 
+def auth_daemon(conf, accounts=()):
+    """A started Daemon on a free SMTP port (d.port) with plaintext AUTH allowed, the
+    account alice@example.com (password "secret"), bob@example.com and each of accounts
+    (no password), and the alias al@example.com -> alice: the sender-rule suites
+    (test_auth_rules_daemon.py, test_pop_before_smtp_daemon.py). conf adds or overrides
+    keys."""
+    port = free_tcp_port()
+    keys = {"smtp_listen": f"127.0.0.1:{port}", "auth_allow_plaintext": "yes"}
+    keys.update(conf)
+    d = Daemon(conf=keys, minger=False)
+    d.port = port
+    pw = os.path.join(d.dir, "pw")
+    with open(pw, "w") as f:
+        f.write("secret\n")
+    d.cli("account", "add", "alice@example.com", "--password-file", pw)
+    for a in ("bob@example.com",) + tuple(accounts):
+        d.cli("account", "add", a, "--no-password")
+    d.cli("alias", "add", "al@example.com", "alice@example.com")
+    d.start()
+    return d
+
+
 def udp_ask(port, payload, host="127.0.0.1", timeout=1.0):
     """Sends one datagram, returns the reply bytes or None after timeout."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import smtest  # noqa: E402
-from smtest import Daemon, Suite, free_tcp_port  # noqa: E402
+from smtest import Suite, auth_daemon  # noqa: E402
 from smtpraw import Conn  # noqa: E402
 
 S = Suite("auth_rules_daemon")
@@ -21,20 +21,7 @@ AUTH = "AUTH PLAIN " + base64.b64encode(b"\0alice@example.com\0secret").decode()
 
 
 def daemon(conf):
-    port = free_tcp_port()
-    keys = {"smtp_listen": f"127.0.0.1:{port}", "auth_allow_plaintext": "yes"}
-    keys.update(conf)
-    d = Daemon(conf=keys, minger=False)
-    d.port = port
-    pw = os.path.join(d.dir, "pw")
-    with open(pw, "w") as f:
-        f.write("secret\n")
-    d.cli("account", "add", "alice@example.com", "--password-file", pw)
-    d.cli("account", "add", "bob@example.com", "--no-password")
-    d.cli("account", "add", "postmaster@example.com", "--no-password")
-    d.cli("alias", "add", "al@example.com", "alice@example.com")
-    d.start()
-    return d
+    return auth_daemon(conf, accounts=("postmaster@example.com",))
 
 
 def run(d, auth, sender, rcpts, from_hdr=None, source=None):

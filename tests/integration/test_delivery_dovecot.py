@@ -14,19 +14,16 @@ mail uid). As an ordinary user everything runs under the current uid.
 """
 import imaplib
 import os
-import pwd
 import re
-import shutil
 import smtplib
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from smtest import Daemon, Suite, free_tcp_port  # noqa: E402
+import dovecotrun  # noqa: E402
 
 S = Suite("delivery_dovecot")
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 PASSWORD = "imap-test-pass"
 
 MESSAGE = (b"From: Sender <sender@example.net>\r\n"
@@ -61,110 +58,13 @@ def maildir_new(d, domain, user):
         return []
 
 
-class Dovecot:
-    """A throwaway Dovecot serving the daemon's mail tree over IMAP on loopback."""
+class ImapDovecot(dovecotrun.Dovecot):
+    """A throwaway Dovecot (dovecotrun.py) serving the daemon's mail tree over IMAP."""
 
     def __init__(self, mail_root):
-        self.dir = os.path.join(os.path.dirname(mail_root), "dovecot")
-        os.makedirs(os.path.join(self.dir, "base"))
-        os.makedirs(os.path.join(self.dir, "state"))
-        self.port = free_tcp_port()
-        self.log = os.path.join(self.dir, "dovecot.log")
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        self.proc = None
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("dovecot")
-            uid, gid, internal, login = pw.pw_uid, pw.pw_gid, "dovecot", "dovenull"
-            # Hand the delivered tree (and the path to it) to the mail uid.
-            for root, dirs, files in os.walk(mail_root):
-                for n in dirs + files:
-                    os.chown(os.path.join(root, n), uid, gid)
-            os.chown(mail_root, uid, gid)
-            p = os.path.dirname(mail_root)
-            while p not in ("/", "/tmp"):
-                os.chmod(p, os.stat(p).st_mode | 0o711)
-                p = os.path.dirname(p)
-        else:
-            uid, gid = os.getuid(), os.getgid()
-            internal = login = pwd.getpwuid(uid).pw_name
-        with open(self.conf, "w") as f:
-            f.write(f"""protocols = imap
-listen = 127.0.0.1
-base_dir = {self.dir}/base
-state_dir = {self.dir}/state
-log_path = {self.log}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:{mail_root}/%d/%n/Maildir
-default_internal_user = {internal}
-default_login_user = {login}
-first_valid_uid = 1
-first_valid_gid = 0
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={mail_root}/%d/%n
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-service pop3-login {{
-  chroot =
-}}
-""")
-
-    def start(self):
-        self.out = open(os.path.join(self.dir, "stdout.log"), "wb")
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf], stdout=self.out,
-                                     stderr=subprocess.STDOUT)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError("dovecot exited:\n" + self.logtext())
-            try:
-                c = imaplib.IMAP4("127.0.0.1", self.port)
-                c.logout()
-                return True
-            except OSError:
-                return False
-        wait_for(ready, "dovecot to listen")
-        return self
-
-    def logtext(self):
-        text = ""
-        for p in (self.log, os.path.join(self.dir, "stdout.log")):
-            try:
-                with open(p, "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except FileNotFoundError:
-                pass
-        return text
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if getattr(self, "out", None):
-            self.out.close()
+        super().__init__(os.path.join(os.path.dirname(mail_root), "dovecot"), "imap",
+                         f"maildir:{mail_root}/%d/%n/Maildir", f"{mail_root}/%d/%n",
+                         PASSWORD, mail_trees=[mail_root])
 
     def fetch_all(self, user):
         """Logs in as user; returns [(uid, RFC822.SIZE, BODY[] octets)] of INBOX."""
@@ -205,8 +105,9 @@ def send(port, rcpts, msg, sender="sender@example.net"):
 
 
 def test_dovecot_reads_delivered_mail():
-    if not os.path.exists(DOVECOT):
-        S.check(False, "dovecot is not installed (scripts/install-deps installs dovecot-imapd)")
+    why = dovecotrun.installed("imap")
+    if why:
+        S.check(False, f"{why} (scripts/install-deps installs dovecot-imapd)")
         return
     port = free_tcp_port()
     d = Daemon(conf={"smtp_listen": f"127.0.0.1:{port}",
@@ -272,7 +173,7 @@ def test_dovecot_reads_delivered_mail():
         S.check("alice@example.com" not in q.stdout, f"queue emptied: {q.stdout!r}")
         d.stop()
 
-        dv = Dovecot(os.path.join(d.state, "mail")).start()
+        dv = ImapDovecot(os.path.join(d.state, "mail")).start()
         got = dv.fetch_all("alice@example.com")
         S.eq(len(got), 2, "alice has two messages over IMAP")
         S.eq(sorted(b for _, _, b in got), sorted(files["alice"]),
