@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +23,6 @@
 #include "store/maildir.h"
 #include "util/log.h"
 #include "util/timeutil.h"
-#include "util/tls_ctx.h"
 
 #define ROOT_MAX 4096
 
@@ -514,34 +512,6 @@ static void limits_of(const struct conf *c, struct net_limits *out)
 	out->handshake_timeout = POP3D_HANDSHAKE_TIMEOUT;
 }
 
-static int listen_all(struct pop3d_server *s, const struct addrlist *l, enum net_tls_mode tls,
-                      const char *label, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		char where[512];
-		conf_addr_where(s->conf, l, i, where, sizeof where);
-		if (net_server_listen(s->net, (const struct sockaddr *)&l->v[i].ss, l->v[i].len, 0,
-		                      tls, label, where, err, errlen) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* The same certificate as SMTP's (tls_cert_file, tls_key_file); none: no STLS, no 995. */
-static int tls_load(struct pop3d_server *s, const struct conf *c, char *err, size_t errlen)
-{
-	if (!c->tls_cert_file || !*c->tls_cert_file) {
-		net_server_set_tls(s->net, NULL);
-		return 0;
-	}
-	SSL_CTX *ctx = tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, NULL, err, errlen);
-	if (!ctx)
-		return -1;
-	net_server_set_tls(s->net, ctx);
-	SSL_CTX_free(ctx);
-	return 0;
-}
-
 struct pop3d_server *pop3d_server_new(const struct conf *c, struct event_base *base, char *err,
                                       size_t errlen)
 {
@@ -566,9 +536,12 @@ struct pop3d_server *pop3d_server_new(const struct conf *c, struct event_base *b
 		snprintf(err, errlen, "state_dir too long");
 		goto fail;
 	}
-	if (listen_all(s, &c->pop3_listen, NET_TLS_NONE, "pop3", err, errlen) != 0 ||
-	    listen_all(s, &c->pop3s_listen, NET_TLS_IMPLICIT, "pop3s", err, errlen) != 0 ||
-	    tls_load(s, c, err, errlen) != 0)
+	/* The same certificate as SMTP's (tls_cert_file, tls_key_file); none: no STLS, no 995. */
+	if (net_server_listen_list(s->net, c, &c->pop3_listen, 0, NET_TLS_NONE, "pop3", err,
+	                           errlen) != 0 ||
+	    net_server_listen_list(s->net, c, &c->pop3s_listen, 0, NET_TLS_IMPLICIT, "pop3s", err,
+	                           errlen) != 0 ||
+	    net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, errlen) != 0)
 		goto fail;
 	return s;
 fail:
@@ -594,7 +567,7 @@ void pop3d_server_reload(struct pop3d_server *s, const struct conf *c)
 	s->conf = c;
 	limits_of(c, &lim);
 	net_server_set_limits(s->net, &lim);
-	if (tls_load(s, c, err, sizeof err) != 0)
+	if (net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, sizeof err) != 0)
 		log_err("SIGHUP: pop3: %s; TLS keeps the certificate it had", err);
 }
 

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +29,6 @@
 #include "util/log.h"
 #include "util/netaddr.h"
 #include "util/timeutil.h"
-#include "util/tls_ctx.h"
 #include "verify/lookup.h"
 #include "verify/mailbox_index.h"
 #include "verify/verify.h"
@@ -617,42 +615,6 @@ static void limits_of(const struct conf *c, struct net_limits *out)
 	out->handshake_timeout = c->smtp_command_timeout;
 }
 
-/*
- * Binds and listens on every entry of l. Every error names the config line:
- * "FILE:LINE: smtp_listen HOST:PORT: reason".
- */
-static int listen_all(struct smtpd_server *s, const struct addrlist *l, enum smtp_port_kind kind,
-                      enum net_tls_mode tls, const char *label, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		char where[512];
-		conf_addr_where(s->conf, l, i, where, sizeof where);
-		if (net_server_listen(s->net, (const struct sockaddr *)&l->v[i].ss, l->v[i].len,
-		                      (int)kind, tls, label, where, err, errlen) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * The TLS context of c's tls_cert_file and tls_key_file for new handshakes
- * (none without a certificate). Returns 0, or -1 with the reason in err (the
- * context in use, if any, stays).
- */
-static int tls_load(struct smtpd_server *s, const struct conf *c, char *err, size_t errlen)
-{
-	if (!c->tls_cert_file || !*c->tls_cert_file) {
-		net_server_set_tls(s->net, NULL);
-		return 0;
-	}
-	SSL_CTX *ctx = tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, NULL, err, errlen);
-	if (!ctx)
-		return -1;
-	net_server_set_tls(s->net, ctx); /* takes its own reference */
-	SSL_CTX_free(ctx);
-	return 0;
-}
-
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
                                       struct queue *q, struct mailbox_index *idx, struct verify *v,
                                       char *err, size_t errlen)
@@ -678,14 +640,15 @@ struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *b
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (listen_all(s, &c->smtp_listen, SMTP_PORT_SMTP, NET_TLS_NONE, "smtp", err, errlen) !=
-	            0 ||
-	    listen_all(s, &c->submission_listen, SMTP_PORT_SUBMISSION, NET_TLS_NONE, "submission",
-	               err, errlen) != 0 ||
-	    listen_all(s, &c->smtps_listen, SMTP_PORT_SMTPS, NET_TLS_IMPLICIT, "smtps", err,
-	               errlen) != 0)
+	/* Every error names the config line: "FILE:LINE: smtp_listen HOST:PORT: reason". */
+	if (net_server_listen_list(s->net, c, &c->smtp_listen, SMTP_PORT_SMTP, NET_TLS_NONE, "smtp",
+	                           err, errlen) != 0 ||
+	    net_server_listen_list(s->net, c, &c->submission_listen, SMTP_PORT_SUBMISSION,
+	                           NET_TLS_NONE, "submission", err, errlen) != 0 ||
+	    net_server_listen_list(s->net, c, &c->smtps_listen, SMTP_PORT_SMTPS, NET_TLS_IMPLICIT,
+	                           "smtps", err, errlen) != 0)
 		goto fail;
-	if (tls_load(s, c, err, errlen) != 0)
+	if (net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, errlen) != 0)
 		goto fail;
 	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
 		rej_open(s); /* early, so a bad path shows in the log at start-up */
@@ -735,7 +698,7 @@ void smtpd_server_reload(struct smtpd_server *s, const struct conf *c)
 	limits_of(c, &lim);
 	net_server_set_limits(s->net, &lim);
 	/* The certificate and key are read again: new handshakes use them, open sessions keep theirs. */
-	if (tls_load(s, c, err, sizeof err) != 0)
+	if (net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, sizeof err) != 0)
 		log_err("SIGHUP: %s; TLS keeps the certificate it had", err);
 	else if (c->tls_cert_file && *c->tls_cert_file)
 		log_info("tls: certificate %s loaded", c->tls_cert_file);
