@@ -80,7 +80,7 @@ void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, st
  */
 void smtpd_server_set_pop_logins(struct smtpd_server *s, struct pop_login *t);
 
-/* password_check's done callback (arg: the server): routes a result of its to its session. */
+/* password_check's done callback (arg: the server): routes a result to its session. */
 void smtpd_server_password_done(void *arg, const struct password_check_result *r);
 
 /*
