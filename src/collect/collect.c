@@ -267,7 +267,7 @@ struct cycle {
 	struct runner *r;
 	struct source *src;
 	struct settings *set; /* the settings it began with (a reference) */
-	struct collect_session *s; /* NULL once done() came */
+	struct collect_transport *s; /* NULL once done() came */
 	struct creq **reqs; /* answered when this cycle ends */
 	size_t n_reqs;
 	struct uidl_row *rows;
@@ -562,7 +562,7 @@ static void cycle_fail(struct cycle *cy, const char *fmt, ...)
 		cy->failed = 1;
 	}
 	if (cy->s)
-		collect_session_abort(cy->s, cy->why);
+		collect_transport_abort(cy->s, cy->why);
 }
 
 static int dele_push(struct cycle *cy, uint64_t num)
@@ -932,7 +932,7 @@ static void msg_data(struct cycle *cy, const char *data, size_t len)
 
 static void msg_begin(struct cycle *cy, const struct pop3_client_event *ev)
 {
-	const struct pop3_client_listing *l = collect_session_listing(cy->s);
+	const struct pop3_client_listing *l = collect_transport_listing(cy->s);
 	struct cmsg *m = calloc(1, sizeof *m);
 	if (!m || !l) {
 		free(m);
@@ -1089,7 +1089,7 @@ static int uid_repeated(const struct pop3_client_listing *l, const char *uid)
 
 static void on_listing(struct cycle *cy)
 {
-	const struct pop3_client_listing *l = collect_session_listing(cy->s);
+	const struct pop3_client_listing *l = collect_transport_listing(cy->s);
 	if (!l)
 		return;
 	if (!l->have_uidl && l->n) {
@@ -1144,18 +1144,18 @@ static void on_listing(struct cycle *cy)
 /* Asks for what may be asked now: DELEs first, then RETRs while memory allows; then QUIT. */
 static void cycle_pump(struct cycle *cy)
 {
-	if (!cy->s || cy->quit_sent || cy->failed || !collect_session_listing(cy->s))
+	if (!cy->s || cy->quit_sent || cy->failed || !collect_transport_listing(cy->s))
 		return;
-	while (collect_session_room(cy->s) > 0) {
+	while (collect_transport_room(cy->s) > 0) {
 		if (cy->next_dele < cy->n_dele) {
-			if (collect_session_dele(cy->s, cy->dele[cy->next_dele]) == 0)
+			if (collect_transport_dele(cy->s, cy->dele[cy->next_dele]) == 0)
 				cy->dele_sent = 1;
 			cy->next_dele++;
 			continue;
 		}
 		if (cy->next_plan < cy->n_plan && cy->held < COLLECT_INFLIGHT_MAX &&
 		    cy->held_bytes < COLLECT_INFLIGHT_BYTES) {
-			if (collect_session_retr(cy->s, cy->plan[cy->next_plan].num) == 0)
+			if (collect_transport_retr(cy->s, cy->plan[cy->next_plan].num) == 0)
 				cy->retr_out++;
 			cy->next_plan++;
 			continue;
@@ -1166,12 +1166,12 @@ static void cycle_pump(struct cycle *cy)
 	    cy->n_batch == 0 && cy->next_dele == cy->n_dele) {
 		if (cy->dele_sent)
 			crash_check(cy->r, CRASH_AFTER_DELE);
-		if (collect_session_quit(cy->s) == 0)
+		if (collect_transport_quit(cy->s) == 0)
 			cy->quit_sent = 1;
 	}
 }
 
-static void on_event(void *arg, struct collect_session *s, const struct pop3_client_event *ev)
+static void on_event(void *arg, struct collect_transport *s, const struct pop3_client_event *ev)
 {
 	struct cycle *cy = arg;
 	switch (ev->action) {
@@ -1369,7 +1369,7 @@ static void cycle_start(struct runner *r, struct source *src)
 		log_warning("collect: collect_copy_dir %s: %s", cy->set->copy_dir, strerror(errno));
 	struct collect_transport_conf tc = {.host = src->spec.host, .addrs = addrs, .n_addrs = n};
 	client_conf(r, src, pw, &tc.client);
-	cy->s = collect_session_new(r->base, &tc, on_event, on_done, cy);
+	cy->s = collect_transport_new(r->base, &tc, on_event, on_done, cy);
 	OPENSSL_cleanse(pw, sizeof pw);
 	if (!cy->s)
 		cycle_start_failed(cy, "cannot start a POP3 session (memory, TLS or settings)");
@@ -1500,7 +1500,7 @@ static void stop_all(struct runner *r)
 	r->stopping = 1;
 	for (size_t i = 0; i < r->n_src; i++)
 		if (r->src[i]->cy && r->src[i]->cy->s)
-			collect_session_abort(r->src[i]->cy->s, "sharemaild is stopping");
+			collect_transport_abort(r->src[i]->cy->s, "sharemaild is stopping");
 }
 
 static int any_cycle(const struct runner *r)

@@ -50,21 +50,6 @@ static int only_field(const char *hdr, size_t len, const char *name, struct rfc5
 	return found == 1;
 }
 
-/* The index after a comment at v[i] == '(' (nested, quoted-pairs), or 0 if unterminated. */
-static size_t skip_comment(const char *v, size_t n, size_t i)
-{
-	int depth = 0;
-	for (; i < n; i++) {
-		if (v[i] == '\\')
-			i++;
-		else if (v[i] == '(')
-			depth++;
-		else if (v[i] == ')' && --depth == 0)
-			return i + 1;
-	}
-	return 0;
-}
-
 /*
  * The Message-ID without CFWS (RFC 5322 3.6.4 msg-id, 3.2.2) into out, its
  * angle brackets taken off. Returns the length, or 0 for no usable id (empty,
@@ -78,7 +63,7 @@ static size_t message_id(const char *v, size_t n, char *out)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)v[i];
 		if (!quoted && ch == '(') {
-			if ((i = skip_comment(v, n, i)) == 0)
+			if ((i = rfc5322_skip_comment(v, n, i)) == 0)
 				return 0;
 			i--;
 			continue;

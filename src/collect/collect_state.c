@@ -1,8 +1,9 @@
 /* collect_state: see collect_state.h. */
 #include "collect/collect_state.h"
 
+#include "util/fsutil.h"
+
 #include <errno.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,23 +75,6 @@ static int fail_db(struct collect_state *s, const char *what)
 	return -1;
 }
 
-/* A file root just created gets the owner of its folder (see collect_state_open). */
-static int give_to_folder_owner(struct collect_state *s)
-{
-	char copy[sizeof s->path];
-	struct stat dir;
-	if (geteuid() != 0)
-		return 0;
-	memcpy(copy, s->path, sizeof copy);
-	if (stat(dirname(copy), &dir) != 0 || (dir.st_uid == 0 && dir.st_gid == 0))
-		return 0;
-	if (lchown(s->path, dir.st_uid, dir.st_gid) != 0) {
-		fail(s, "chown to the owner of its folder: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static int exec(struct collect_state *s, const char *sql)
 {
 	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : fail_db(s, sql);
@@ -122,8 +106,12 @@ static int setup(struct collect_state *s, int existed)
 	/* The daemon and the tool may open it together: wait for the other, do not fail. */
 	sqlite3_busy_timeout(s->db, BUSY_MS);
 	/* The file exists once the first statement has run: then it can change hands. */
-	if (exec(s, "PRAGMA journal_mode=WAL") != 0 || (!existed && give_to_folder_owner(s) != 0))
+	if (exec(s, "PRAGMA journal_mode=WAL") != 0)
 		return -1;
+	if (!existed && fs_give_to_folder_owner(s->path) != 0) {
+		fail(s, "chown to the owner of its folder: %s", strerror(errno));
+		return -1;
+	}
 	/* FULL: a commit is on disk when it returns (collect_state.h, Durability). */
 	if (exec(s, "PRAGMA synchronous=FULL") != 0 || exec(s, schema_sql) != 0 ||
 	    check_version(s) != 0)

@@ -45,7 +45,7 @@ enum state {
 	S_FINISHED, /* the client closed: kick does the rest */
 };
 
-struct collect_session {
+struct collect_transport {
 	struct event_base *base;
 	struct pop3_client *client;
 	char host[COLLECT_TRANSPORT_HOST_MAX + 1];
@@ -63,8 +63,8 @@ struct collect_session {
 	int eof_pending; /* the peer closed while paused: after what was read */
 	int tls_wanted; /* START_TLS came: start it once the read is taken */
 	int paused;
-	collect_event_fn event;
-	collect_done_fn done;
+	collect_transport_event_fn event;
+	collect_transport_done_fn done;
 	void *arg;
 	struct collect_transport_result res;
 	char why[COLLECT_TRANSPORT_HOST_MAX + 256]; /* the last connect failure */
@@ -73,11 +73,11 @@ struct collect_session {
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
-static void pump(struct collect_session *s, int send);
+static void pump(struct collect_transport *s, int send);
 
 /* ---- small helpers ---- */
 
-static void addr_text(struct collect_session *s, const struct sockaddr_storage *sa)
+static void addr_text(struct collect_transport *s, const struct sockaddr_storage *sa)
 {
 	const void *a = sa->ss_family == AF_INET6
 	                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
@@ -89,7 +89,7 @@ static void addr_text(struct collect_session *s, const struct sockaddr_storage *
 }
 
 /* One timer per session, re-armed only when the client's wait changes. */
-static void arm(struct collect_session *s)
+static void arm(struct collect_transport *s)
 {
 	struct pop3_client_deadline d = pop3_client_deadline(s->client);
 	if (s->paused || s->state == S_FINISHED || (s->armed && d.serial == s->armed_serial))
@@ -105,7 +105,7 @@ static void arm(struct collect_session *s)
 }
 
 /* The client's output into the bufferevent. */
-static void flush(struct collect_session *s)
+static void flush(struct collect_transport *s)
 {
 	size_t len;
 	const char *out = pop3_client_output(s->client, &len);
@@ -116,7 +116,7 @@ static void flush(struct collect_session *s)
 	pop3_client_output_done(s->client, len); /* wipes what held PASS or APOP */
 }
 
-static void drop_connection(struct collect_session *s)
+static void drop_connection(struct collect_transport *s)
 {
 	if (s->tls != NULL) {
 		bufferevent_free(s->tls);
@@ -132,7 +132,7 @@ static void drop_connection(struct collect_session *s)
 }
 
 /* The client closed: the rest (done, free) runs from the loop. */
-static void finish(struct collect_session *s)
+static void finish(struct collect_transport *s)
 {
 	if (s->state == S_FINISHED)
 		return;
@@ -155,7 +155,7 @@ static void finish(struct collect_session *s)
  * that held the +OK has been taken whole; whatever plaintext still waits in
  * the socket's buffer goes to the client, which discards it unread.
  */
-static void start_tls(struct collect_session *s)
+static void start_tls(struct collect_transport *s)
 {
 	s->tls_wanted = 0;
 	flush(s);
@@ -185,7 +185,7 @@ static void start_tls(struct collect_session *s)
 
 /* ---- the pump ---- */
 
-static void deliver(struct collect_session *s, const struct pop3_client_event *ev)
+static void deliver(struct collect_transport *s, const struct pop3_client_event *ev)
 {
 	switch (ev->action) {
 	case POP3_CLIENT_ACT_START_TLS: s->tls_wanted = 1; break;
@@ -196,7 +196,7 @@ static void deliver(struct collect_session *s, const struct pop3_client_event *e
 }
 
 /* Events to the caller; with send, output to the socket and a TLS start (see the top). */
-static void pump(struct collect_session *s, int send)
+static void pump(struct collect_transport *s, int send)
 {
 	struct pop3_client_event ev;
 	s->pumping++;
@@ -217,7 +217,7 @@ static void pump(struct collect_session *s, int send)
 }
 
 /* Everything read so far to the client (events delivered between pieces), then send. */
-static void feed(struct collect_session *s)
+static void feed(struct collect_transport *s)
 {
 	if (s->bev == NULL || s->state == S_FINISHED || s->paused)
 		return;
@@ -251,10 +251,10 @@ static void feed(struct collect_session *s)
 
 /* ---- connecting ---- */
 
-static void connect_next(struct collect_session *s);
+static void connect_next(struct collect_transport *s);
 
 /* This address failed: the next, or the end (the last reason). */
-static void connect_failed(struct collect_session *s, const char *why)
+static void connect_failed(struct collect_transport *s, const char *why)
 {
 	snprintf(s->why, sizeof s->why, "%s[%s]:%d: %s", s->host, s->res.addr, s->res.port, why);
 	drop_connection(s);
@@ -267,7 +267,7 @@ static void connect_failed(struct collect_session *s, const char *why)
 	pump(s, 1);
 }
 
-static void connect_next(struct collect_session *s)
+static void connect_next(struct collect_transport *s)
 {
 	int err;
 	const struct sockaddr_storage *sa = &s->addrs[s->addr_i];
@@ -297,14 +297,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	if (s->state != S_FINISHED)
 		pump(s, 1);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	if (s->state == S_FINISHED)
 		return;
 	if (s->state == S_CONNECTING) {
@@ -351,7 +351,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	s->armed = 0; /* whatever the client says next, the timer is spent */
 	if (s->state == S_CONNECTING && s->addr_i + 1 < s->n_addrs) {
 		connect_failed(s, "connect: timed out");
@@ -361,7 +361,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	pump(s, 1);
 }
 
-static void session_free(struct collect_session *s)
+static void session_free(struct collect_transport *s)
 {
 	drop_connection(s);
 	if (s->deadline)
@@ -377,7 +377,7 @@ static void session_free(struct collect_session *s)
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	drop_connection(s);
 	s->res.outcome = pop3_client_outcome(s->client);
 	s->done(s->arg, &s->res);
@@ -386,7 +386,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	feed(s);
 	if (s->eof_pending && !s->paused && s->state != S_FINISHED) {
 		s->eof_pending = 0;
@@ -408,13 +408,14 @@ static int conf_ok(const struct collect_transport_conf *conf)
 	return 1;
 }
 
-struct collect_session *collect_session_new(struct event_base *base,
-                                            const struct collect_transport_conf *conf,
-                                            collect_event_fn event, collect_done_fn done, void *arg)
+struct collect_transport *collect_transport_new(struct event_base *base,
+                                                const struct collect_transport_conf *conf,
+                                                collect_transport_event_fn event,
+                                                collect_transport_done_fn done, void *arg)
 {
 	if (base == NULL || event == NULL || done == NULL || !conf_ok(conf))
 		return NULL;
-	struct collect_session *s = calloc(1, sizeof *s);
+	struct collect_transport *s = calloc(1, sizeof *s);
 	if (s == NULL)
 		return NULL;
 	s->base = base;
@@ -439,7 +440,7 @@ struct collect_session *collect_session_new(struct event_base *base,
 	return s;
 }
 
-const struct pop3_client_listing *collect_session_listing(const struct collect_session *s)
+const struct pop3_client_listing *collect_transport_listing(const struct collect_transport *s)
 {
 	return pop3_client_listing(s->client);
 }
@@ -449,39 +450,39 @@ const struct pop3_client_listing *collect_session_listing(const struct collect_s
  * inside one, the pump or feed that called it sends them (and the caller is
  * never re-entered).
  */
-static void after_request(struct collect_session *s)
+static void after_request(struct collect_transport *s)
 {
 	if (!s->feeding && !s->pumping && s->state != S_FINISHED)
 		pump(s, 1);
 }
 
-int collect_session_retr(struct collect_session *s, uint64_t num)
+int collect_transport_retr(struct collect_transport *s, uint64_t num)
 {
 	int r = pop3_client_retr(s->client, num);
 	after_request(s);
 	return r;
 }
 
-int collect_session_dele(struct collect_session *s, uint64_t num)
+int collect_transport_dele(struct collect_transport *s, uint64_t num)
 {
 	int r = pop3_client_dele(s->client, num);
 	after_request(s);
 	return r;
 }
 
-size_t collect_session_room(const struct collect_session *s)
+size_t collect_transport_room(const struct collect_transport *s)
 {
 	return pop3_client_room(s->client);
 }
 
-int collect_session_quit(struct collect_session *s)
+int collect_transport_quit(struct collect_transport *s)
 {
 	int r = pop3_client_quit(s->client);
 	after_request(s);
 	return r;
 }
 
-void collect_session_pause(struct collect_session *s, int paused)
+void collect_transport_pause(struct collect_transport *s, int paused)
 {
 	if (s->state == S_FINISHED || !!paused == s->paused)
 		return;
@@ -499,7 +500,7 @@ void collect_session_pause(struct collect_session *s, int paused)
 	event_active(s->resume, EV_TIMEOUT, 1); /* what was read meanwhile */
 }
 
-void collect_session_abort(struct collect_session *s, const char *why)
+void collect_transport_abort(struct collect_transport *s, const char *why)
 {
 	if (s->state == S_FINISHED)
 		return;

@@ -12,17 +12,17 @@
  * until one connects (a connect failure or connect timeout moves to the next;
  * once a TCP connection is up, the session stands or falls on it).
  *
- * The caller's side: collect_session_new() takes the conf and two callbacks.
+ * The caller's side: collect_transport_new() takes the conf and two callbacks.
  * event() gets every client event (pop3_client.h: LISTING, MSG_BEGIN,
  * MSG_DATA, MSG_END, MSG_ERROR, MSG_ABORTED, DELE_*, READY) in order; from
  * inside it, or any time later from the loop's thread, the caller may call
- * collect_session_retr(), _dele(), _quit(), _pause() and _abort(). done() is
+ * collect_transport_retr(), _dele(), _quit(), _pause() and _abort(). done() is
  * called exactly once, last, from the event loop (never from inside a call of
  * the caller's), with the outcome; the session is freed by the transport
  * right after done() returns. A MSG_DATA chunk is the caller's to copy during
  * the callback only.
  *
- * Pausing: collect_session_pause(s, 1) stops reading (the caller's sink is
+ * Pausing: collect_transport_pause(s, 1) stops reading (the caller's sink is
  * busy, e.g. a queue commit it waits for); the client's deadlines are
  * suspended meanwhile (the server waits for us, not we for it) and resume
  * afresh with _pause(s, 0). Octets already read wait in the bufferevent.
@@ -74,13 +74,13 @@ struct collect_transport_result {
 	unsigned connects; /* TCP connections tried */
 };
 
-struct collect_session;
+struct collect_transport;
 
 /* A client event (see pop3_client.h); ev and its data are valid during the call only. */
-typedef void (*collect_event_fn)(void *arg, struct collect_session *s,
-                                 const struct pop3_client_event *ev);
+typedef void (*collect_transport_event_fn)(void *arg, struct collect_transport *s,
+                                           const struct pop3_client_event *ev);
 /* The end, once, from the loop; the session is freed when it returns. */
-typedef void (*collect_done_fn)(void *arg, const struct collect_transport_result *r);
+typedef void (*collect_transport_done_fn)(void *arg, const struct collect_transport_result *r);
 
 /*
  * Starts a session on base (borrowed; it must outlive the session): the first
@@ -90,28 +90,28 @@ typedef void (*collect_done_fn)(void *arg, const struct collect_transport_result
  * NULL, the SSL_CTX cannot be made (tls starttls or implicit), or memory runs
  * out.
  */
-struct collect_session *collect_session_new(struct event_base *base,
-                                            const struct collect_transport_conf *conf,
-                                            collect_event_fn event, collect_done_fn done,
-                                            void *arg);
+struct collect_transport *collect_transport_new(struct event_base *base,
+                                                const struct collect_transport_conf *conf,
+                                                collect_transport_event_fn event,
+                                                collect_transport_done_fn done, void *arg);
 
 /* The listing (after the LISTING event), else NULL; valid until done(). */
-const struct pop3_client_listing *collect_session_listing(const struct collect_session *s);
+const struct pop3_client_listing *collect_transport_listing(const struct collect_transport *s);
 
 /* pop3_client_retr / _dele / _room / _quit on the session's client (same contracts). */
-int collect_session_retr(struct collect_session *s, uint64_t num);
-int collect_session_dele(struct collect_session *s, uint64_t num);
-size_t collect_session_room(const struct collect_session *s);
-int collect_session_quit(struct collect_session *s);
+int collect_transport_retr(struct collect_transport *s, uint64_t num);
+int collect_transport_dele(struct collect_transport *s, uint64_t num);
+size_t collect_transport_room(const struct collect_transport *s);
+int collect_transport_quit(struct collect_transport *s);
 
 /* Stops (paused 1) or resumes (0) reading from the server; see the top. */
-void collect_session_pause(struct collect_session *s, int paused);
+void collect_transport_pause(struct collect_transport *s, int paused);
 
 /*
  * Ends the session now, without QUIT (nothing deleted): requests under way get
  * ABORTED events, then done() with POP3_CLIENT_END_LOCAL and why. Allowed from
  * inside event(); a no-op once the end is decided.
  */
-void collect_session_abort(struct collect_session *s, const char *why);
+void collect_transport_abort(struct collect_transport *s, const char *why);
 
 #endif

@@ -23,6 +23,7 @@
  * requests made while handling an event take effect before the next octet.
  */
 #include "collect/pop3_client.h"
+#include "proto/cmd_pipe.h"
 #include "proto/pop3_resp.h"
 
 #include <openssl/crypto.h>
@@ -57,13 +58,6 @@ enum expect_kind {
 	EX_RETR,
 	EX_DELE,
 	EX_QUIT,
-};
-
-struct expect {
-	uint64_t end; /* output offset just past the command's octets */
-	unsigned long seq;
-	enum expect_kind kind;
-	uint64_t num; /* RETR, DELE: the message */
 };
 
 enum reader { RD_STATUS = 0, RD_LINES, RD_DATA };
@@ -103,13 +97,7 @@ struct pop3_client {
 	uint64_t data_size; /* its LIST size */
 
 	/* Writing. */
-	char *out;
-	size_t out_len, out_max;
-	uint64_t out_total, out_sent;
-
-	struct expect *fifo;
-	size_t fifo_cap, fifo_head, fifo_n;
-	unsigned long seq;
+	struct cmd_pipe p; /* the output and the replies awaited, in order */
 
 	struct req *reqs; /* queued, not sent yet */
 	size_t req_head, req_n;
@@ -227,29 +215,9 @@ static void text_copy(char *dst, size_t dstsz, const char *t, size_t n)
 	dst[k] = '\0';
 }
 
-static const struct expect *head(const struct pop3_client *c)
+static struct cmd_expect fifo_pop(struct pop3_client *c)
 {
-	return c->fifo_n ? &c->fifo[c->fifo_head] : NULL;
-}
-
-static int fifo_push(struct pop3_client *c, enum expect_kind kind, uint64_t num)
-{
-	if (c->fifo_n >= c->fifo_cap)
-		return -1;
-	struct expect *e = &c->fifo[(c->fifo_head + c->fifo_n) % c->fifo_cap];
-	e->end = c->out_total;
-	e->seq = ++c->seq;
-	e->kind = kind;
-	e->num = num;
-	c->fifo_n++;
-	return 0;
-}
-
-static struct expect fifo_pop(struct pop3_client *c)
-{
-	struct expect e = c->fifo[c->fifo_head];
-	c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
-	c->fifo_n--;
+	struct cmd_expect e = cmd_pipe_pop(&c->p);
 	if (e.kind == EX_RETR || e.kind == EX_DELE)
 		c->inflight--;
 	return e;
@@ -293,7 +261,7 @@ static enum pop3_client_wait wait_of_kind(enum expect_kind k)
 
 static enum pop3_client_wait wait_of(const struct pop3_client *c)
 {
-	const struct expect *e = head(c);
+	const struct cmd_expect *e = cmd_pipe_head(&c->p);
 	if (c->phase == PH_DONE)
 		return POP3_CLIENT_WAIT_NONE;
 	if (c->phase == PH_TLS)
@@ -323,7 +291,7 @@ static unsigned wait_seconds(const struct pop3_client_timeouts *t, enum pop3_cli
 /* A new wait (another head, phase or reader mode) re-arms the glue's timer. */
 static void deadline_update(struct pop3_client *c)
 {
-	const struct expect *e = head(c);
+	const struct cmd_expect *e = cmd_pipe_head(&c->p);
 	unsigned long seq = e ? e->seq : 0;
 	if (seq == c->dl_seq && c->phase == c->dl_phase && c->rd == c->dl_rd)
 		return;
@@ -348,7 +316,7 @@ static const char *const kind_names[] = {
  */
 static const char *stage(const struct pop3_client *c, const char *about, char *buf, size_t n)
 {
-	const struct expect *e = head(c);
+	const struct cmd_expect *e = cmd_pipe_head(&c->p);
 	int kind = c->handling >= 0 ? c->handling : e ? (int)e->kind : -1;
 	if (c->phase == PH_CONNECT)
 		return "while connecting";
@@ -396,13 +364,13 @@ static void wipe_password(struct pop3_client *c)
 /* Every request under way or waiting gets its ABORTED event (the message under data too). */
 static void abort_requests(struct pop3_client *c)
 {
-	while (c->fifo_n > 0) {
-		struct expect e = fifo_pop(c);
+	while (c->p.fifo_n > 0) {
+		struct cmd_expect e = fifo_pop(c);
 		struct pop3_client_event *ev = NULL;
 		if (e.kind == EX_RETR)
-			ev = ev_push(c, POP3_CLIENT_ACT_MSG_ABORTED, e.num);
+			ev = ev_push(c, POP3_CLIENT_ACT_MSG_ABORTED, e.arg);
 		else if (e.kind == EX_DELE)
-			ev = ev_push(c, POP3_CLIENT_ACT_DELE_ABORTED, e.num);
+			ev = ev_push(c, POP3_CLIENT_ACT_DELE_ABORTED, e.arg);
 		if (ev != NULL)
 			ev->error = POP3_CLIENT_MSG_LOST;
 	}
@@ -424,7 +392,7 @@ static void close_now(struct pop3_client *c)
 	if (c->phase == PH_DONE)
 		return;
 	abort_requests(c);
-	c->out_len = 0;
+	cmd_pipe_clear(&c->p);
 	c->phase = PH_DONE;
 	c->rd = RD_STATUS;
 	c->ready_owed = 0;
@@ -451,18 +419,14 @@ static void protocol_error(struct pop3_client *c, const char *why)
 static int send_cmd(struct pop3_client *c, const char *line, size_t n, enum expect_kind kind,
                     uint64_t num)
 {
-	if (n + 2 > c->out_max - c->out_len || c->fifo_n >= c->fifo_cap) {
+	if (cmd_pipe_send(&c->p, line, n, (int)kind, num) != 0) {
 		conn_abort(c, POP3_CLIENT_END_LOCAL, POP3_RESP_CODE_NONE,
 		           "local error: output buffer full");
 		return -1;
 	}
-	memcpy(c->out + c->out_len, line, n);
-	memcpy(c->out + c->out_len + n, "\r\n", 2);
-	c->out_len += n + 2;
-	c->out_total += n + 2;
 	if (kind == EX_RETR || kind == EX_DELE)
 		c->inflight++;
-	return fifo_push(c, kind, num);
+	return 0;
 }
 
 static int send_str(struct pop3_client *c, const char *s, enum expect_kind kind)
@@ -481,7 +445,7 @@ static void conn_quit(struct pop3_client *c, enum pop3_client_end end, enum pop3
 	char t[POP3_CLIENT_TEXT_MAX + 1];
 	text_copy(t, sizeof t, text, text_len);
 	outcome_set(c, end, code, "%s%s%s", fmt_text, t[0] ? ": " : "", t);
-	if (c->fifo_n > 0) {
+	if (c->p.fifo_n > 0) {
 		close_now(c); /* pipelined replies still to come: out of step for a QUIT */
 		return;
 	}
@@ -593,7 +557,7 @@ static void start_listing(struct pop3_client *c)
 
 /* ---- reply handlers ---- */
 
-typedef void (*reply_handler)(struct pop3_client *c, const struct expect *e,
+typedef void (*reply_handler)(struct pop3_client *c, const struct cmd_expect *e,
                               const struct pop3_resp_status_line *sl);
 
 /* A -ERR that ends the login: which end its response code gives (RFC 2449 8, RFC 3206). */
@@ -608,7 +572,7 @@ static enum pop3_client_end login_end(enum pop3_resp_code code)
 	}
 }
 
-static void on_greeting(struct pop3_client *c, const struct expect *e,
+static void on_greeting(struct pop3_client *c, const struct cmd_expect *e,
                         const struct pop3_resp_status_line *sl)
 {
 	if (sl->status != POP3_RESP_OK) {
@@ -645,14 +609,14 @@ static void after_capa(struct pop3_client *c)
 }
 
 /* Only -ERR comes here (+OK reads the lines, and "." calls after_capa()). */
-static void on_capa(struct pop3_client *c, const struct expect *e,
+static void on_capa(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	/* An RFC 1939 server without CAPA: carry on without capabilities. */
 	after_capa(c);
 }
 
-static void on_stls(struct pop3_client *c, const struct expect *e,
+static void on_stls(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	if (sl->status != POP3_RESP_OK) {
@@ -666,7 +630,7 @@ static void on_stls(struct pop3_client *c, const struct expect *e,
 	ev_push(c, POP3_CLIENT_ACT_START_TLS, 0);
 }
 
-static void on_user(struct pop3_client *c, const struct expect *e,
+static void on_user(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	if (sl->status != POP3_RESP_OK) {
@@ -676,7 +640,7 @@ static void on_user(struct pop3_client *c, const struct expect *e,
 	send_pass(c);
 }
 
-static void on_pass(struct pop3_client *c, const struct expect *e,
+static void on_pass(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	if (sl->status != POP3_RESP_OK) {
@@ -687,7 +651,7 @@ static void on_pass(struct pop3_client *c, const struct expect *e,
 	start_listing(c);
 }
 
-static void on_apop(struct pop3_client *c, const struct expect *e,
+static void on_apop(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	if (sl->status == POP3_RESP_OK) {
@@ -707,7 +671,7 @@ static void on_apop(struct pop3_client *c, const struct expect *e,
 	conn_quit(c, end, sl->code, "APOP refused", sl->text, sl->text_len);
 }
 
-static void on_stat(struct pop3_client *c, const struct expect *e,
+static void on_stat(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	if (sl->status != POP3_RESP_OK) {
@@ -733,7 +697,7 @@ static void on_stat(struct pop3_client *c, const struct expect *e,
 }
 
 /* Only -ERR (as CAPA). */
-static void on_list(struct pop3_client *c, const struct expect *e,
+static void on_list(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	conn_quit(c, POP3_CLIENT_END_SYS, sl->code, "LIST refused", sl->text, sl->text_len);
@@ -742,18 +706,18 @@ static void on_list(struct pop3_client *c, const struct expect *e,
 static void listing_done(struct pop3_client *c);
 
 /* Only -ERR (as CAPA): no UIDL; every uid stays "" (the caller decides what that means). */
-static void on_uidl(struct pop3_client *c, const struct expect *e,
+static void on_uidl(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	listing_done(c);
 }
 
-static void on_retr(struct pop3_client *c, const struct expect *e,
+static void on_retr(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
-	const struct pop3_client_entry *en = pop3_client_entry(c, e->num);
+	const struct pop3_client_entry *en = pop3_client_entry(c, e->arg);
 	if (sl->status != POP3_RESP_OK) {
-		struct pop3_client_event *ev = ev_push(c, POP3_CLIENT_ACT_MSG_ERROR, e->num);
+		struct pop3_client_event *ev = ev_push(c, POP3_CLIENT_ACT_MSG_ERROR, e->arg);
 		if (ev != NULL) {
 			ev->error = POP3_CLIENT_MSG_REFUSED;
 			ev->code = sl->code;
@@ -762,7 +726,7 @@ static void on_retr(struct pop3_client *c, const struct expect *e,
 		return;
 	}
 	uint64_t size = en ? en->size : 0;
-	struct pop3_client_event *ev = ev_push(c, POP3_CLIENT_ACT_MSG_BEGIN, e->num);
+	struct pop3_client_event *ev = ev_push(c, POP3_CLIENT_ACT_MSG_BEGIN, e->arg);
 	if (ev != NULL)
 		ev->size = size;
 	/* Lying sizes: a small allowance for servers that count line ends as LF. */
@@ -772,12 +736,12 @@ static void on_retr(struct pop3_client *c, const struct expect *e,
 	c->rd = RD_DATA;
 }
 
-static void on_dele(struct pop3_client *c, const struct expect *e,
+static void on_dele(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	int ok = sl->status == POP3_RESP_OK;
 	struct pop3_client_event *ev =
-	        ev_push(c, ok ? POP3_CLIENT_ACT_DELE_OK : POP3_CLIENT_ACT_DELE_ERROR, e->num);
+	        ev_push(c, ok ? POP3_CLIENT_ACT_DELE_OK : POP3_CLIENT_ACT_DELE_ERROR, e->arg);
 	if (ok) {
 		c->outcome.deleted++;
 	} else if (ev != NULL) {
@@ -787,7 +751,7 @@ static void on_dele(struct pop3_client *c, const struct expect *e,
 	}
 }
 
-static void on_quit(struct pop3_client *c, const struct expect *e,
+static void on_quit(struct pop3_client *c, const struct cmd_expect *e,
                     const struct pop3_resp_status_line *sl)
 {
 	char t[POP3_CLIENT_TEXT_MAX + 1];
@@ -953,7 +917,7 @@ static void listing_done(struct pop3_client *c)
 /* One line of a multi-line CAPA, LIST or UIDL reply. */
 static void multiline_line(struct pop3_client *c, const char *line, size_t len)
 {
-	const struct expect *e = head(c);
+	const struct cmd_expect *e = cmd_pipe_head(&c->p);
 	/* No restart per line: a listing that trickles in must still end within
 	 * the reply deadline (listing_max lines at one a minute would be weeks). */
 	int end = pop3_resp_multiline_end(&line, &len);
@@ -966,7 +930,7 @@ static void multiline_line(struct pop3_client *c, const char *line, size_t len)
 			uidl_line(c, line, len);
 		return;
 	}
-	struct expect done = fifo_pop(c);
+	struct cmd_expect done = fifo_pop(c);
 	c->rd = RD_STATUS;
 	c->handling = (int)done.kind;
 	if (done.kind == EX_CAPA)
@@ -991,7 +955,7 @@ static void status_line(struct pop3_client *c, const char *line, size_t len)
 		protocol_error(c, "neither +OK nor -ERR");
 		return;
 	}
-	const struct expect *h = head(c);
+	const struct cmd_expect *h = cmd_pipe_head(&c->p);
 	if (sl.status == POP3_RESP_OK &&
 	    (h->kind == EX_CAPA || h->kind == EX_LIST || h->kind == EX_UIDL)) {
 		/* The lines follow; the expectation stays until "." (multiline_line). */
@@ -1005,7 +969,7 @@ static void status_line(struct pop3_client *c, const char *line, size_t len)
 		on_retr(c, h, &sl); /* the expectation stays until the data ends */
 		return;
 	}
-	struct expect e = fifo_pop(c);
+	struct cmd_expect e = fifo_pop(c);
 	c->handling = (int)e.kind;
 	handlers[e.kind](c, &e, &sl);
 	c->handling = -1;
@@ -1015,7 +979,7 @@ static void status_line(struct pop3_client *c, const char *line, size_t len)
 static size_t data_input(struct pop3_client *c, const char *in, size_t len)
 {
 	size_t used, w;
-	const struct expect *h = head(c);
+	const struct cmd_expect *h = cmd_pipe_head(&c->p);
 	uint64_t out = c->data.out_octets;
 	/* Never hand on more than a few octets past the limit (lying sizes). */
 	size_t cap = c->conf.chunk_max;
@@ -1031,15 +995,15 @@ static size_t data_input(struct pop3_client *c, const char *in, size_t len)
 		w = over < w ? w - (size_t)over : 0;
 	}
 	if (w > 0) {
-		struct pop3_client_event *e = ev_push(c, POP3_CLIENT_ACT_MSG_DATA, h->num);
+		struct pop3_client_event *e = ev_push(c, POP3_CLIENT_ACT_MSG_DATA, h->arg);
 		if (e != NULL) {
 			e->data = c->chunk;
 			e->len = w;
 		}
 	}
 	if (c->data.out_octets > c->data_limit) {
-		struct expect x = fifo_pop(c);
-		struct pop3_client_event *e = ev_push(c, POP3_CLIENT_ACT_MSG_ERROR, x.num);
+		struct cmd_expect x = fifo_pop(c);
+		struct pop3_client_event *e = ev_push(c, POP3_CLIENT_ACT_MSG_ERROR, x.arg);
 		char r[160];
 		if (e != NULL) {
 			e->error = POP3_CLIENT_MSG_OVERSIZE;
@@ -1048,14 +1012,14 @@ static size_t data_input(struct pop3_client *c, const char *in, size_t len)
 			         (unsigned long long)c->data_size);
 		}
 		snprintf(r, sizeof r, "message %llu is larger than its listed size",
-		         (unsigned long long)x.num);
+		         (unsigned long long)x.arg);
 		c->rd = RD_STATUS;
 		conn_abort(c, POP3_CLIENT_END_PROTOCOL, POP3_RESP_CODE_NONE, r);
 		return used;
 	}
 	if (ev == POP3_RESP_DATA_END) {
-		struct expect x = fifo_pop(c);
-		struct pop3_client_event *e = ev_push(c, POP3_CLIENT_ACT_MSG_END, x.num);
+		struct cmd_expect x = fifo_pop(c);
+		struct pop3_client_event *e = ev_push(c, POP3_CLIENT_ACT_MSG_END, x.arg);
 		if (e != NULL)
 			e->size = c->data.out_octets;
 		c->outcome.retrieved++;
@@ -1070,8 +1034,8 @@ static size_t line_input(struct pop3_client *c, const char *in, size_t len)
 	size_t used;
 	if (!pop3_resp_lines_pending(&c->lines)) {
 		/* This octet opens a line: may the peer be answering the head yet? */
-		const struct expect *h = head(c);
-		c->line_allowed = h != NULL && (c->rd != RD_STATUS || h->end <= c->out_sent);
+		const struct cmd_expect *h = cmd_pipe_head(&c->p);
+		c->line_allowed = h != NULL && (c->rd != RD_STATUS || h->end <= c->p.out_sent);
 	}
 	enum pop3_resp_lines_event ev = pop3_resp_lines_feed(&c->lines, in, len, &used);
 	if (ev == POP3_RESP_LINES_TOO_LONG) {
@@ -1174,16 +1138,14 @@ struct pop3_client *pop3_client_new(const struct pop3_client_conf *conf)
 	memcpy(c->pass, conf->password, c->pass_len);
 	c->conf.user = c->user;
 	c->conf.password = NULL; /* only c->pass holds it, wiped after use */
-	c->out_max = 1024 + CMD_MAX + conf->queue_max * 32;
-	c->fifo_cap = conf->queue_max + 8;
+	int pipe_rc =
+	        cmd_pipe_init(&c->p, 1024 + CMD_MAX + conf->queue_max * 32, conf->queue_max + 8);
 	c->ev_cap = 2 * conf->queue_max + 32;
 	c->line_buf = malloc(conf->line_max);
 	c->chunk = malloc(conf->chunk_max);
-	c->out = malloc(c->out_max);
-	c->fifo = calloc(c->fifo_cap, sizeof *c->fifo);
 	c->reqs = calloc(conf->queue_max, sizeof *c->reqs);
 	c->evs = calloc(c->ev_cap, sizeof *c->evs);
-	if (!c->line_buf || !c->chunk || !c->out || !c->fifo || !c->reqs || !c->evs) {
+	if (pipe_rc != 0 || !c->line_buf || !c->chunk || !c->reqs || !c->evs) {
 		pop3_client_free(c);
 		return NULL;
 	}
@@ -1200,12 +1162,9 @@ void pop3_client_free(struct pop3_client *c)
 	if (c == NULL)
 		return;
 	wipe_password(c);
-	if (c->out != NULL)
-		OPENSSL_cleanse(c->out, c->out_max);
+	cmd_pipe_release(&c->p, 1); /* the output may hold PASS or APOP */
 	free(c->line_buf);
 	free(c->chunk);
-	free(c->out);
-	free(c->fifo);
 	free(c->reqs);
 	free(c->evs);
 	free(c->entries);
@@ -1217,7 +1176,7 @@ static void greet_wait(struct pop3_client *c)
 {
 	c->phase = PH_BUSY;
 	c->rd = RD_STATUS;
-	fifo_push(c, EX_GREETING, 0); /* end 0: the server may speak at once */
+	cmd_pipe_expect(&c->p, EX_GREETING, 0); /* end 0: the server may speak at once */
 }
 
 void pop3_client_connected(struct pop3_client *c)
@@ -1352,20 +1311,14 @@ int pop3_client_quit(struct pop3_client *c)
 
 const char *pop3_client_output(const struct pop3_client *c, size_t *len)
 {
-	*len = c->out_len;
-	return c->out;
+	*len = c->p.out_len;
+	return c->p.out;
 }
 
 void pop3_client_output_done(struct pop3_client *c, size_t n)
 {
-	if (n > c->out_len)
-		n = c->out_len;
 	/* What left may have held PASS or APOP: wipe it, and the copies the move leaves. */
-	OPENSSL_cleanse(c->out, n);
-	memmove(c->out, c->out + n, c->out_len - n);
-	OPENSSL_cleanse(c->out + c->out_len - n, n);
-	c->out_len -= n;
-	c->out_sent += n;
+	cmd_pipe_output_done(&c->p, n, 1);
 	deadline_update(c);
 }
 

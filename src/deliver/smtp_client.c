@@ -18,6 +18,8 @@
  * calls it is as good as the glue's reads allow.
  */
 #include "deliver/smtp_client.h"
+
+#include "proto/cmd_pipe.h"
 #include "proto/dotstuff.h"
 #include "proto/esmtp_param.h"
 #include "proto/smtp_reply_parse.h"
@@ -56,13 +58,6 @@ enum expect_kind {
 	EX_QUIT,
 };
 
-struct expect {
-	uint64_t end; /* output offset just past the command's octets */
-	unsigned long seq; /* unique per expectation (deadline re-arming) */
-	enum expect_kind kind;
-	size_t idx; /* EX_RCPT: the recipient */
-};
-
 /* A recipient's progress inside a transaction (the public status says the outcome). */
 enum rcpt_step { RS_UNSENT = 0, RS_SENT, RS_ACCEPTED, RS_FINAL };
 
@@ -84,14 +79,8 @@ struct smtp_client {
 	int line_allowed;
 	struct reply_acc acc;
 
-	char *out;
-	size_t out_len;
-	uint64_t out_total, out_sent; /* octets produced / handed to the glue */
-
-	struct expect *fifo;
-	size_t fifo_cap, fifo_head, fifo_n;
-	unsigned long seq;
-	const struct expect *handling; /* the reply's expectation while its handler runs */
+	struct cmd_pipe p; /* the output and the replies awaited, in order */
+	const struct cmd_expect *handling; /* the reply's expectation while its handler runs */
 
 	struct smtp_client_caps caps;
 	int tls_tried;
@@ -142,53 +131,16 @@ static void act(struct smtp_client *c, enum smtp_client_action a)
 	c->actions |= 1u << a;
 }
 
-static const struct expect *head(const struct smtp_client *c)
-{
-	return c->fifo_n ? &c->fifo[c->fifo_head] : NULL;
-}
-
 /* The peer may answer the head only once its command has left (see the top). */
 static int head_allowed(const struct smtp_client *c)
 {
-	const struct expect *e = head(c);
-	return e != NULL && e->end <= c->out_sent;
-}
-
-static int fifo_push(struct smtp_client *c, enum expect_kind kind, size_t idx)
-{
-	if (c->fifo_n >= c->fifo_cap)
-		return -1;
-	struct expect *e = &c->fifo[(c->fifo_head + c->fifo_n) % c->fifo_cap];
-	e->end = c->out_total;
-	e->seq = ++c->seq;
-	e->kind = kind;
-	e->idx = idx;
-	c->fifo_n++;
-	return 0;
-}
-
-static struct expect fifo_pop(struct smtp_client *c)
-{
-	struct expect e = c->fifo[c->fifo_head];
-	c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
-	c->fifo_n--;
-	return e;
+	return cmd_pipe_head_sent(&c->p);
 }
 
 static size_t cmd_room(const struct smtp_client *c)
 {
-	size_t used = c->out_len + OUT_RESERVE;
+	size_t used = c->p.out_len + OUT_RESERVE;
 	return used >= c->conf.out_max ? 0 : c->conf.out_max - used;
-}
-
-static int out_append(struct smtp_client *c, const char *s, size_t n)
-{
-	if (n > c->conf.out_max - c->out_len)
-		return -1;
-	memcpy(c->out + c->out_len, s, n);
-	c->out_len += n;
-	c->out_total += n;
-	return 0;
 }
 
 /* ---- the names ---- */
@@ -271,7 +223,7 @@ static enum smtp_client_wait wait_of_kind(enum expect_kind kind)
 
 static enum smtp_client_wait wait_of(const struct smtp_client *c)
 {
-	const struct expect *e = head(c);
+	const struct cmd_expect *e = cmd_pipe_head(&c->p);
 	if (e != NULL)
 		return wait_of_kind(e->kind);
 	switch (c->phase) {
@@ -306,7 +258,7 @@ static unsigned wait_seconds(const struct smtp_client_timeouts *t, enum smtp_cli
 /* A new wait (another head, another phase) re-arms the glue's timer. */
 static void deadline_update(struct smtp_client *c)
 {
-	const struct expect *e = head(c);
+	const struct cmd_expect *e = cmd_pipe_head(&c->p);
 	unsigned long seq = e ? e->seq : 0;
 	if (seq == c->dl_seq && c->phase == c->dl_phase)
 		return;
@@ -395,8 +347,7 @@ static void txn_report(struct smtp_client *c)
 
 static void close_now(struct smtp_client *c)
 {
-	c->out_len = 0;
-	c->fifo_n = 0;
+	cmd_pipe_clear(&c->p);
 	c->phase = PH_DONE;
 	c->actions &= ~((1u << SMTP_CLIENT_ACT_READY) | (1u << SMTP_CLIENT_ACT_START_TLS) |
 	                (1u << SMTP_CLIENT_ACT_WANT_BODY));
@@ -455,13 +406,11 @@ static void protocol_error(struct smtp_client *c, const char *why)
 static int send_cmd(struct smtp_client *c, const char *line, size_t n, enum expect_kind kind,
                     size_t idx)
 {
-	if (c->out_len + n + 2 > c->conf.out_max || c->fifo_n >= c->fifo_cap) {
+	if (cmd_pipe_send(&c->p, line, n, (int)kind, idx) != 0) {
 		internal_error(c, "output buffer full");
 		return -1;
 	}
-	out_append(c, line, n);
-	out_append(c, "\r\n", 2);
-	return fifo_push(c, kind, idx);
+	return 0;
 }
 
 static int send_str(struct smtp_client *c, const char *line, enum expect_kind kind)
@@ -663,7 +612,7 @@ static void txn_pump(struct smtp_client *c)
 	if (c->caps.pipelining) {
 		while (c->phase == PH_TXN && txn_send_next(c))
 			;
-	} else if (c->fifo_n == 0) {
+	} else if (c->p.fifo_n == 0) {
 		txn_send_next(c);
 	}
 }
@@ -687,7 +636,7 @@ static void txn_advance(struct smtp_client *c)
 	if (c->phase != PH_TXN)
 		return;
 	txn_pump(c);
-	if (c->phase == PH_TXN && c->fifo_n == 0 && !txn_has_more(c))
+	if (c->phase == PH_TXN && c->p.fifo_n == 0 && !txn_has_more(c))
 		txn_finish(c);
 }
 
@@ -723,10 +672,10 @@ static void after_hello(struct smtp_client *c)
 
 /* ---- reply handlers, one per awaited reply ---- */
 
-typedef void (*reply_handler)(struct smtp_client *c, const struct expect *e,
+typedef void (*reply_handler)(struct smtp_client *c, const struct cmd_expect *e,
                               const struct smtp_client_reply *r);
 
-static void on_greeting(struct smtp_client *c, const struct expect *e,
+static void on_greeting(struct smtp_client *c, const struct cmd_expect *e,
                         const struct smtp_client_reply *r)
 {
 	if (r->code / 100 == 2) {
@@ -742,7 +691,7 @@ static void on_greeting(struct smtp_client *c, const struct expect *e,
 	conn_quit(c, SMTP_CLIENT_CONN_GREETING, r);
 }
 
-static void on_ehlo(struct smtp_client *c, const struct expect *e,
+static void on_ehlo(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	switch (r->code / 100) {
@@ -758,7 +707,7 @@ static void on_ehlo(struct smtp_client *c, const struct expect *e,
 	}
 }
 
-static void on_helo(struct smtp_client *c, const struct expect *e,
+static void on_helo(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	int tls = c->caps.tls;
@@ -773,7 +722,7 @@ static void on_helo(struct smtp_client *c, const struct expect *e,
 	}
 }
 
-static void on_starttls(struct smtp_client *c, const struct expect *e,
+static void on_starttls(struct smtp_client *c, const struct cmd_expect *e,
                         const struct smtp_client_reply *r)
 {
 	c->tls_tried = 1;
@@ -792,7 +741,7 @@ static void on_starttls(struct smtp_client *c, const struct expect *e,
 	}
 }
 
-static void on_rset(struct smtp_client *c, const struct expect *e,
+static void on_rset(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	if (r->code / 100 == 2)
@@ -801,7 +750,7 @@ static void on_rset(struct smtp_client *c, const struct expect *e,
 		conn_quit(c, SMTP_CLIENT_CONN_RSET, r);
 }
 
-static void on_mail(struct smtp_client *c, const struct expect *e,
+static void on_mail(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	if (r->code / 100 == 2)
@@ -817,7 +766,7 @@ static void on_mail(struct smtp_client *c, const struct expect *e,
 	rcpt_final_all(c, r);
 }
 
-static void on_rcpt(struct smtp_client *c, const struct expect *e,
+static void on_rcpt(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	c->rcpt_waiting--;
@@ -825,18 +774,18 @@ static void on_rcpt(struct smtp_client *c, const struct expect *e,
 		protocol_error(c, "3xx reply");
 		return;
 	}
-	if (c->rstep[e->idx] != RS_SENT)
+	if (c->rstep[e->arg] != RS_SENT)
 		return; /* already decided by the MAIL reply */
 	if (r->code / 100 == 2) {
-		c->rstep[e->idx] = RS_ACCEPTED;
+		c->rstep[e->arg] = RS_ACCEPTED;
 		c->accepted++;
 		return;
 	}
 	c->txn_reply = *r;
-	rcpt_final(c, e->idx, r);
+	rcpt_final(c, e->arg, r);
 }
 
-static void on_data(struct smtp_client *c, const struct expect *e,
+static void on_data(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	if (r->code == 354) {
@@ -860,7 +809,8 @@ static void on_data(struct smtp_client *c, const struct expect *e,
 	rcpt_final_accepted(c, r);
 }
 
-static void on_dot(struct smtp_client *c, const struct expect *e, const struct smtp_client_reply *r)
+static void on_dot(struct smtp_client *c, const struct cmd_expect *e,
+                   const struct smtp_client_reply *r)
 {
 	if (r->code / 100 == 3) {
 		protocol_error(c, "3xx reply");
@@ -872,13 +822,13 @@ static void on_dot(struct smtp_client *c, const struct expect *e, const struct s
 	rcpt_final_accepted(c, r);
 }
 
-static void on_null_dot(struct smtp_client *c, const struct expect *e,
+static void on_null_dot(struct smtp_client *c, const struct cmd_expect *e,
                         const struct smtp_client_reply *r)
 {
 	/* Nothing was delivered whatever it says; RSET follows. */
 }
 
-static void on_quit(struct smtp_client *c, const struct expect *e,
+static void on_quit(struct smtp_client *c, const struct cmd_expect *e,
                     const struct smtp_client_reply *r)
 {
 	close_now(c);
@@ -945,7 +895,7 @@ static void dispatch(struct smtp_client *c)
 		conn_abort(c, SMTP_CLIENT_CONN_SHUTDOWN, r); /* only a 421 gets here */
 		return;
 	}
-	struct expect e = fifo_pop(c);
+	struct cmd_expect e = cmd_pipe_pop(&c->p);
 	if (r->code == 421 && e.kind != EX_QUIT) {
 		/* RFC 5321 3.8: the server is closing; whatever was not finally
 		 * answered is deferred. */
@@ -978,7 +928,7 @@ static void on_line(struct smtp_client *c, const struct smtp_reply_line *l)
 		protocol_error(c, "unsolicited reply");
 		return;
 	}
-	const struct expect *h = head(c);
+	const struct cmd_expect *h = cmd_pipe_head(&c->p);
 	if (a->allowed && h != NULL && h->kind == EX_EHLO && l->index > 0)
 		ehlo_keyword(&a->caps, t, n);
 	/* RFC 2034 4: each line repeats the enhanced code; keep the text only. */
@@ -1063,13 +1013,11 @@ struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
 	c->conf = *conf;
 	snprintf(c->helo, sizeof c->helo, "%s", conf->helo_name);
 	c->conf.helo_name = c->helo;
-	c->fifo_cap = conf->max_rcpts + 8;
+	int pipe_rc = cmd_pipe_init(&c->p, conf->out_max, conf->max_rcpts + 8);
 	c->line_buf = malloc(conf->reply_line_max);
-	c->out = malloc(conf->out_max);
-	c->fifo = calloc(c->fifo_cap, sizeof *c->fifo);
 	c->rr = calloc(conf->max_rcpts, sizeof *c->rr);
 	c->rstep = calloc(conf->max_rcpts, 1);
-	if (!c->line_buf || !c->out || !c->fifo || !c->rr || !c->rstep) {
+	if (pipe_rc != 0 || !c->line_buf || !c->rr || !c->rstep) {
 		smtp_client_free(c);
 		return NULL;
 	}
@@ -1085,8 +1033,7 @@ void smtp_client_free(struct smtp_client *c)
 	if (c == NULL)
 		return;
 	free(c->line_buf);
-	free(c->out);
-	free(c->fifo);
+	cmd_pipe_release(&c->p, 0);
 	free(c->rr);
 	free(c->rstep);
 	free(c);
@@ -1097,7 +1044,7 @@ void smtp_client_connected(struct smtp_client *c)
 	if (c->phase != PH_CONNECT)
 		return;
 	c->phase = PH_BUSY;
-	fifo_push(c, EX_GREETING, 0); /* end 0: the peer may speak at once */
+	cmd_pipe_expect(&c->p, EX_GREETING, 0); /* end 0: the peer may speak at once */
 	deadline_update(c);
 }
 
@@ -1241,9 +1188,9 @@ size_t smtp_client_body(struct smtp_client *c, const char *data, size_t len)
 	size_t w = 0;
 	if (c->phase != PH_BODY)
 		return 0;
-	size_t used = dotstuff_feed(&c->ds, data, len, c->out + c->out_len, cmd_room(c), &w);
-	c->out_len += w;
-	c->out_total += w;
+	size_t used = dotstuff_feed(&c->ds, data, len, c->p.out + c->p.out_len, cmd_room(c), &w);
+	c->p.out_len += w;
+	c->p.out_total += w;
 	if (used > 0)
 		c->dl.serial++; /* RFC 5321 4.5.3.2.5: the data-block timer restarts */
 	return used;
@@ -1254,32 +1201,30 @@ int smtp_client_body_end(struct smtp_client *c)
 	if (c->phase != PH_BODY)
 		return -1;
 	/* OUT_RESERVE keeps room for the end (DOTSTUFF_END_MAX octets). */
-	size_t n = dotstuff_end(&c->ds, c->out + c->out_len, c->conf.out_max - c->out_len);
+	size_t n = dotstuff_end(&c->ds, c->p.out + c->p.out_len, c->conf.out_max - c->p.out_len);
 	if (n == 0) {
 		internal_error(c, "output buffer full");
 		return -1;
 	}
-	c->out_len += n;
-	c->out_total += n;
+	c->p.out_len += n;
+	c->p.out_total += n;
 	c->phase = PH_TXN;
-	fifo_push(c, EX_DOT, 0);
+	cmd_pipe_expect(&c->p, EX_DOT, 0);
 	deadline_update(c);
 	return 0;
 }
 
 const char *smtp_client_output(const struct smtp_client *c, size_t *len)
 {
-	*len = c->out_len;
-	return c->out;
+	*len = c->p.out_len;
+	return c->p.out;
 }
 
 void smtp_client_output_done(struct smtp_client *c, size_t n)
 {
-	if (n > c->out_len)
-		n = c->out_len;
-	memmove(c->out, c->out + n, c->out_len - n);
-	c->out_len -= n;
-	c->out_sent += n;
+	if (n > c->p.out_len)
+		n = c->p.out_len;
+	cmd_pipe_output_done(&c->p, n, 0);
 	if (c->phase == PH_BODY && n > 0)
 		c->dl.serial++;
 	txn_advance(c); /* pipelined commands that did not fit yet */

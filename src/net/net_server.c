@@ -24,8 +24,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
 #include "util/log.h"
 #include "util/netaddr.h"
+#include "util/tls_ctx.h"
 
 /* Input kept in the bufferevent before reading pauses (the session consumes it). */
 #define IN_HIGH (64 * 1024)
@@ -833,6 +835,35 @@ fail:
 void net_server_set_limits(struct net_server *s, const struct net_limits *lim)
 {
 	s->lim = *lim;
+}
+
+int net_server_listen_list(struct net_server *s, const struct conf *c, const struct addrlist *l,
+                           int tag, enum net_tls_mode tls, const char *label, char *err,
+                           size_t errlen)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		char where[512];
+		conf_addr_where(c, l, i, where, sizeof where);
+		if (net_server_listen(s, (const struct sockaddr *)&l->v[i].ss, l->v[i].len, tag,
+		                      tls, label, where, err, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int net_server_load_tls(struct net_server *s, const char *cert_file, const char *key_file,
+                        char *err, size_t errlen)
+{
+	if (!cert_file || !*cert_file) {
+		net_server_set_tls(s, NULL);
+		return 0;
+	}
+	SSL_CTX *ctx = tls_ctx_server_new(cert_file, key_file, NULL, err, errlen);
+	if (!ctx)
+		return -1;
+	net_server_set_tls(s, ctx); /* takes its own reference */
+	SSL_CTX_free(ctx);
+	return 0;
 }
 
 void net_server_set_tls(struct net_server *s, SSL_CTX *ctx)

@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+struct addrlist;
+struct conf;
 struct event_base;
 struct net_server;
 struct net_conn;
@@ -128,6 +130,16 @@ int net_server_listen(struct net_server *s, const struct sockaddr *sa, socklen_t
                       enum net_tls_mode tls, const char *label, const char *where, char *err,
                       size_t errlen);
 
+/*
+ * net_server_listen on every entry of l (an address list of c, e.g.
+ * &c->pop3_listen), each with tag, tls and label; an error names the config
+ * line: "FILE:LINE: KEY HOST:PORT: reason" (conf_addr_where). Returns 0, or -1
+ * at the first that fails (those before it stay open).
+ */
+int net_server_listen_list(struct net_server *s, const struct conf *c, const struct addrlist *l,
+                           int tag, enum net_tls_mode tls, const char *label, char *err,
+                           size_t errlen);
+
 /* Limits for connections accepted from now on (open ones keep theirs). */
 void net_server_set_limits(struct net_server *s, const struct net_limits *lim);
 
@@ -136,6 +148,16 @@ void net_server_set_limits(struct net_server *s, const struct net_limits *lim);
  * implicit-TLS connections are closed and net_conn_starttls() fails).
  */
 void net_server_set_tls(struct net_server *s, SSL_CTX *ctx);
+
+/*
+ * net_server_set_tls with a context made from cert_file and key_file (PEM, as
+ * tls_ctx_server_new); no cert_file (NULL or empty): no TLS (no STARTTLS or
+ * STLS, implicit-TLS connections closed). Returns 0, or -1 with the reason in
+ * err, the context in use, if any, staying (a SIGHUP with a bad new key keeps
+ * the old one).
+ */
+int net_server_load_tls(struct net_server *s, const char *cert_file, const char *key_file,
+                        char *err, size_t errlen);
 
 /* 1 when a TLS context is set. */
 int net_server_tls_available(const struct net_server *s);

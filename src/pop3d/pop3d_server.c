@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +18,11 @@
 #include "pop3d/pop3_session.h"
 #include "pop3d/pop3d_work.h"
 #include "screen/screen.h"
+#include "screen/screen_auth.h"
 #include "store/mailbox.h"
 #include "store/maildir.h"
 #include "util/log.h"
 #include "util/timeutil.h"
-#include "util/tls_ctx.h"
 
 #define ROOT_MAX 4096
 
@@ -34,21 +33,6 @@ struct mjob;
 struct lock {
 	struct lock *next;
 	char key[POP_LOGIN_KEY_MAX + 1];
-};
-
-/*
- * One password check, by a server-wide id: the pool has no cancel, so a check
- * whose connection went stays, orphaned (c NULL), until its result comes. A
- * failure waits on `delay` (the Dynamic Screen's growing delay) before its -ERR.
- */
-struct auth_req {
-	struct auth_req *prev, *next;
-	struct pop3d_server *srv;
-	struct pconn *c; /* NULL: orphaned */
-	uint64_t id; /* the session's */
-	uint64_t gid; /* the pool's */
-	struct event *delay;
-	int screened;
 };
 
 /* One connection's POP3 side (net_server's `sess`). */
@@ -72,13 +56,12 @@ struct pop3d_server {
 	const struct conf *conf;
 	struct event_base *base;
 	struct net_server *net;
-	struct password_check *pc;
 	struct pop3d_work *work; /* listings and UPDATEs (started at attach) */
 	struct screen *screen;
 	struct pop_login *logins;
 	struct lock *locks;
-	struct auth_req *auths;
-	uint64_t next_gid;
+	struct screen_auth
+	        *auth; /* the password checks under way, failures waiting out their delay */
 	char root[ROOT_MAX]; /* <state_dir>/mail */
 };
 
@@ -343,155 +326,43 @@ static void op_log_line(void *arg, const char *line)
 
 /* ---- password checks, the Dynamic Screen and POP before SMTP ---- */
 
-static void auth_req_free(struct auth_req *a)
-{
-	struct pop3d_server *s = a->srv;
-	if (a->prev)
-		a->prev->next = a->next;
-	else if (s)
-		s->auths = a->next;
-	if (a->next)
-		a->next->prev = a->prev;
-	if (a->delay)
-		event_free(a->delay);
-	free(a);
-}
-
-/* c goes: a delayed failure goes with it, a check the pool still owes is orphaned. */
-static void auth_cancel(struct pconn *c)
-{
-	struct auth_req *next;
-	for (struct auth_req *a = c->srv ? c->srv->auths : NULL; a; a = next) {
-		next = a->next;
-		if (a->c != c)
-			continue;
-		if (a->delay)
-			auth_req_free(a);
-		else
-			a->c = NULL;
-	}
-}
-
-static void on_password(void *arg, const struct password_check_result *r);
-
+/* The session's auth_check op: the check goes to the pool (screen_auth.h). */
 static int op_auth_check(void *arg, uint64_t id, const char *identity, const char *password,
                          size_t len)
 {
 	struct pconn *c = arg;
-	struct pop3d_server *s = c->srv;
-	struct auth_req *a = s && s->pc ? calloc(1, sizeof *a) : NULL;
-	if (!a)
+	if (!c->srv)
 		return -1;
-	a->srv = s;
-	a->c = c;
-	a->id = id;
-	a->gid = ++s->next_gid;
-	/* Invalid credentials cost the same hash as an unknown user (password_check.h). */
-	if (password_check_submit_to(s->pc, a->gid, identity ? identity : "",
-	                             password ? password : "", identity ? len : 0, on_password,
-	                             s) != 0) {
-		free(a);
-		return -1;
-	}
-	a->next = s->auths;
-	if (s->auths)
-		s->auths->prev = a;
-	s->auths = a;
-	return 0;
+	return screen_auth_submit(c->srv->auth, c, (const struct sockaddr *)&c->peer, id, identity,
+	                          password, len);
 }
 
-static void auth_fail_deliver(struct auth_req *a)
+/* A check's answer (after a failure's delay): a login counts for POP before SMTP. */
+static void on_auth_done(void *conn, uint64_t id, enum password_check_status status,
+                         const struct password_check_result *r, int screened)
 {
-	struct pconn *c = a->c;
-	uint64_t id = a->id;
-	int screened = a->screened;
-	auth_req_free(a);
-	if (!c)
-		return;
-	pop3_session_auth_done(c->sess, id, POP3_AUTH_FAIL, NULL);
-	if (screened)
-		pop3_session_screened(c->sess);
-	net_conn_pump(c->nc);
-}
-
-static void on_auth_delay(evutil_socket_t fd, short what, void *arg)
-{
-	auth_fail_deliver(arg);
-}
-
-/* A failure counts for screen_auth_failures and waits its growing delay (as SMTP's). */
-static void auth_failed(struct auth_req *a)
-{
-	struct pop3d_server *s = a->srv;
-	unsigned ms = 0;
-	if (s->screen) {
-		int n = screen_note(s->screen, (const struct sockaddr *)&a->c->peer,
-		                    SCREEN_EVENT_AUTH_FAILURE, time_wall_s(), &a->screened);
-		ms = screen_auth_delay_ms(n);
-	}
-	if (ms > 0 && (a->delay = evtimer_new(s->base, on_auth_delay, a)) != NULL) {
-		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-		evtimer_add(a->delay, &tv);
-		return;
-	}
-	auth_fail_deliver(a);
-}
-
-/* The pool's answer, on the loop (password_check_submit_to's callback). */
-static void on_password(void *arg, const struct password_check_result *r)
-{
-	struct pop3d_server *s = arg;
-	struct auth_req *a = s->auths;
-	while (a && a->gid != r->id)
-		a = a->next;
-	if (!a)
-		return;
-	if (!a->c) {
-		auth_req_free(a);
-		return;
-	}
-	if (r->status == PASSWORD_CHECK_FAIL) {
-		auth_failed(a);
-		return;
-	}
-	struct pconn *c = a->c;
-	uint64_t id = a->id;
-	auth_req_free(a);
-	if (r->status == PASSWORD_CHECK_OK) {
-		if (s->screen)
-			screen_forget(s->screen, (const struct sockaddr *)&c->peer,
-			              SCREEN_EVENT_AUTH_FAILURE);
-		if (s->logins)
-			pop_login_note(s->logins, r->account, time_wall_s());
+	struct pconn *c = conn;
+	if (status == PASSWORD_CHECK_OK) {
+		if (c->srv->logins)
+			pop_login_note(c->srv->logins, r->account, time_wall_s());
 		pop3_session_auth_done(c->sess, id, POP3_AUTH_OK, r->account);
+	} else if (status == PASSWORD_CHECK_FAIL) {
+		pop3_session_auth_done(c->sess, id, POP3_AUTH_FAIL, NULL);
+		if (screened)
+			pop3_session_screened(c->sess);
 	} else {
 		pop3_session_auth_done(c->sess, id, POP3_AUTH_TEMPFAIL, NULL);
 	}
 	net_conn_pump(c->nc);
 }
 
-static void auths_free(struct pop3d_server *s)
-{
-	while (s->auths) {
-		s->auths->srv = s;
-		auth_req_free(s->auths);
-	}
-}
-
 /* At accept: a screened address gets the -ERR and is closed (as SMTP's 421 4.7.0). */
 static const char *sv_admit(void *svc, const struct sockaddr *sa)
 {
 	struct pop3d_server *s = svc;
-	int64_t now = time_wall_s();
-	int screened = 0;
-	if (s->screen == NULL)
-		return NULL;
-	if (!screen_is_blocked(s->screen, sa, now)) {
-		screen_note(s->screen, sa, SCREEN_EVENT_CONNECTION, now, &screened);
-		if (!screened)
-			return NULL;
-	}
-	return "-ERR [SYS/TEMP] access denied by the Dynamic Screen\r\n";
+	return screen_admit(s->screen, sa, time_wall_s())
+	               ? "-ERR [SYS/TEMP] access denied by the Dynamic Screen\r\n"
+	               : NULL;
 }
 
 /* ---- the session vtable ---- */
@@ -603,7 +474,7 @@ static void sv_tls_done(void *sess, int ok)
 static int sv_close(void *sess)
 {
 	struct pconn *c = sess;
-	auth_cancel(c);
+	screen_auth_cancel(c->srv ? c->srv->auth : NULL, c, 0);
 	if (c->job)
 		c->job->c = NULL; /* its done only cleans up */
 	pop3_session_free(c->sess); /* releases the maildrop through its op */
@@ -641,34 +512,6 @@ static void limits_of(const struct conf *c, struct net_limits *out)
 	out->handshake_timeout = POP3D_HANDSHAKE_TIMEOUT;
 }
 
-static int listen_all(struct pop3d_server *s, const struct addrlist *l, enum net_tls_mode tls,
-                      const char *label, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		char where[512];
-		conf_addr_where(s->conf, l, i, where, sizeof where);
-		if (net_server_listen(s->net, (const struct sockaddr *)&l->v[i].ss, l->v[i].len, 0,
-		                      tls, label, where, err, errlen) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* The same certificate as SMTP's (tls_cert_file, tls_key_file); none: no STLS, no 995. */
-static int tls_load(struct pop3d_server *s, const struct conf *c, char *err, size_t errlen)
-{
-	if (!c->tls_cert_file || !*c->tls_cert_file) {
-		net_server_set_tls(s->net, NULL);
-		return 0;
-	}
-	SSL_CTX *ctx = tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, NULL, err, errlen);
-	if (!ctx)
-		return -1;
-	net_server_set_tls(s->net, ctx);
-	SSL_CTX_free(ctx);
-	return 0;
-}
-
 struct pop3d_server *pop3d_server_new(const struct conf *c, struct event_base *base, char *err,
                                       size_t errlen)
 {
@@ -685,13 +528,20 @@ struct pop3d_server *pop3d_server_new(const struct conf *c, struct event_base *b
 	}
 	s->conf = c;
 	s->base = base;
+	if (!(s->auth = screen_auth_new(base, on_auth_done))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (conf_state_path(c, "mail", s->root, sizeof s->root) != 0) {
 		snprintf(err, errlen, "state_dir too long");
 		goto fail;
 	}
-	if (listen_all(s, &c->pop3_listen, NET_TLS_NONE, "pop3", err, errlen) != 0 ||
-	    listen_all(s, &c->pop3s_listen, NET_TLS_IMPLICIT, "pop3s", err, errlen) != 0 ||
-	    tls_load(s, c, err, errlen) != 0)
+	/* The same certificate as SMTP's (tls_cert_file, tls_key_file); none: no STLS, no 995. */
+	if (net_server_listen_list(s->net, c, &c->pop3_listen, 0, NET_TLS_NONE, "pop3", err,
+	                           errlen) != 0 ||
+	    net_server_listen_list(s->net, c, &c->pop3s_listen, 0, NET_TLS_IMPLICIT, "pop3s", err,
+	                           errlen) != 0 ||
+	    net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, errlen) != 0)
 		goto fail;
 	return s;
 fail:
@@ -704,8 +554,8 @@ int pop3d_server_attach(struct pop3d_server *s, struct password_check *pc, struc
 {
 	if (!s->work && !(s->work = pop3d_work_new(s->base, err, errlen)))
 		return -1;
-	s->pc = pc;
 	s->screen = sc;
+	screen_auth_set(s->auth, pc, sc);
 	s->logins = pl;
 	return 0;
 }
@@ -717,7 +567,7 @@ void pop3d_server_reload(struct pop3d_server *s, const struct conf *c)
 	s->conf = c;
 	limits_of(c, &lim);
 	net_server_set_limits(s->net, &lim);
-	if (tls_load(s, c, err, sizeof err) != 0)
+	if (net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, sizeof err) != 0)
 		log_err("SIGHUP: pop3: %s; TLS keeps the certificate it had", err);
 }
 
@@ -750,7 +600,7 @@ void pop3d_server_free(struct pop3d_server *s)
 		return;
 	net_server_free(s->net); /* every job is orphaned now */
 	pop3d_work_free(s->work); /* their dones clean up (the locks they held) */
-	auths_free(s);
+	screen_auth_free(s->auth);
 	while (s->locks) {
 		struct lock *l = s->locks;
 		s->locks = l->next;

@@ -29,24 +29,6 @@ static const char *const cs_opt_names[CS_OPT_COUNT] = {
         "password_file", "tls", "interval", "leave_days", "max_size",
 };
 
-static int is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static size_t next_word(const char *line, size_t *pos, const char **w)
-{
-	size_t i = *pos;
-	while (line[i] && is_blank(line[i]))
-		i++;
-	size_t start = i;
-	while (line[i] && !is_blank(line[i]))
-		i++;
-	*w = line + start;
-	*pos = i;
-	return i - start;
-}
-
 static int quote_len(size_t len)
 {
 	return (int)(len > CS_QUOTE_MAX ? CS_QUOTE_MAX : len);
@@ -236,36 +218,24 @@ static void name_format(struct collect_spec *s)
 	         s->host, v6 ? "]" : "", s->port);
 }
 
-static int line_printable(const char *line, char *err, size_t errlen)
-{
-	for (const char *p = line; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (!is_blank(*p) && (c < 0x21 || c > 0x7e)) {
-			str_errf(err, errlen, "control or non-ASCII octet in the line");
-			return -1;
-		}
-	}
-	return 0;
-}
-
 int collect_spec_parse(const char *line, struct collect_spec *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
 	out->interval = COLLECT_SPEC_INTERVAL_DEFAULT;
 	out->max_size = COLLECT_SPEC_MAX_SIZE_DEFAULT;
-	if (line_printable(line, err, errlen) < 0)
+	if (str_line_printable(line, err, errlen) < 0)
 		return -1;
 	size_t pos = 0, len;
 	const char *w;
 	int implicit = 0;
-	if ((len = next_word(line, &pos, &w)) == 0) {
+	if ((len = str_next_word(line, &pos, &w)) == 0) {
 		str_errf(err, errlen, "empty (want pop3://USER@HOST[:PORT] password_file=F ...)");
 		return -1;
 	}
 	if (url_parse(w, len, out, &implicit, err, errlen) < 0)
 		return -1;
 	unsigned seen = 0;
-	while ((len = next_word(line, &pos, &w)) > 0)
+	while ((len = str_next_word(line, &pos, &w)) > 0)
 		if (opt_apply(w, len, &seen, out, err, errlen) < 0)
 			return -1;
 	if (!(seen & (1u << CS_OPT_PASSWORD_FILE))) {

@@ -208,25 +208,6 @@ int nexthop_spec_parse(const char *s, size_t len, struct nexthop_spec *out, char
 	return 0;
 }
 
-static int is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* Next blank-separated token of s at *pos: sets *tok and returns its length (0: none left). */
-static size_t next_token(const char *s, size_t *pos, const char **tok)
-{
-	size_t i = *pos;
-	while (s[i] && is_blank(s[i]))
-		i++;
-	size_t start = i;
-	while (s[i] && !is_blank(s[i]))
-		i++;
-	*tok = s + start;
-	*pos = i;
-	return i - start;
-}
-
 int nexthop_hosts_parse(const char *s, struct nexthop_spec *specs, size_t max, size_t *n, char *err,
                         size_t errlen)
 {
@@ -236,7 +217,7 @@ int nexthop_hosts_parse(const char *s, struct nexthop_spec *specs, size_t max, s
 	if (max > NEXTHOP_SPECS_MAX)
 		max = NEXTHOP_SPECS_MAX;
 	*n = 0;
-	while ((len = next_token(s, &pos, &tok)) > 0) {
+	while ((len = str_next_word(s, &pos, &tok)) > 0) {
 		if (count == max) {
 			str_errf(err, errlen, "more than %zu hosts", max);
 			return -1;
@@ -260,7 +241,7 @@ int nexthop_route_parse(const char *s, struct nexthop_route *out, char *err, siz
 	size_t pos = 0;
 	const char *tok;
 	memset(out, 0, sizeof *out);
-	size_t len = next_token(s, &pos, &tok);
+	size_t len = str_next_word(s, &pos, &tok);
 	if (len == 0) {
 		str_errf(err, errlen, "empty route (want DOMAIN HOST[:PORT]...)");
 		return -1;

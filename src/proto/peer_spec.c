@@ -28,37 +28,9 @@ static const char *const ps_opt_names[PS_OPT_COUNT] = {
         "minger_port", "secret_file", "host", "minger", "unreachable", "domain_sharing",
 };
 
-static int is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* The next blank-separated word of line at *pos: its length (0: none left), *w its start. */
-static size_t next_word(const char *line, size_t *pos, const char **w)
-{
-	size_t i = *pos;
-	while (line[i] && is_blank(line[i]))
-		i++;
-	size_t start = i;
-	while (line[i] && !is_blank(line[i]))
-		i++;
-	*w = line + start;
-	*pos = i;
-	return i - start;
-}
-
 static int quote_len(size_t len)
 {
 	return (int)(len > PS_QUOTE_MAX ? PS_QUOTE_MAX : len);
-}
-
-/* 1 when the word is printable ASCII (no control octets reach an error message). */
-static int word_printable(const char *w, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)w[i] < 0x21 || (unsigned char)w[i] > 0x7e)
-			return 0;
-	return 1;
 }
 
 /* 1 when a HOST[:PORT] word names a port (after the ']' of a bracketed host). */
@@ -152,25 +124,15 @@ static int opt_take(const char *w, size_t len, unsigned allowed, unsigned *seen,
 	return o;
 }
 
-static int line_printable(const char *line, char *err, size_t errlen)
-{
-	for (const char *p = line; *p; p++)
-		if (!is_blank(*p) && !word_printable(p, 1)) {
-			str_errf(err, errlen, "control or non-ASCII octet in the line");
-			return -1;
-		}
-	return 0;
-}
-
 int peer_spec_parse_peer(const char *line, struct peer_spec_peer *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
 	out->minger_port = PEER_SPEC_MINGER_PORT;
-	if (line_printable(line, err, errlen) < 0)
+	if (str_line_printable(line, err, errlen) < 0)
 		return -1;
 	size_t pos = 0, len;
 	const char *w;
-	if ((len = next_word(line, &pos, &w)) == 0) {
+	if ((len = str_next_word(line, &pos, &w)) == 0) {
 		str_errf(err, errlen,
 		         "no host given (want HOST[:SMTPPORT] [minger_port=N] "
 		         "[secret_file=F])");
@@ -184,7 +146,7 @@ int peer_spec_parse_peer(const char *line, struct peer_spec_peer *out, char *err
 	if (hostport_parse(w, len, NEXTHOP_PORT_SMTP, &out->smtp, err, errlen) < 0)
 		return -1;
 	unsigned seen = 0, allowed = (1u << PS_OPT_MINGER_PORT) | (1u << PS_OPT_SECRET_FILE);
-	while ((len = next_word(line, &pos, &w)) > 0) {
+	while ((len = str_next_word(line, &pos, &w)) > 0) {
 		const char *v;
 		size_t vlen;
 		int o = opt_take(w, len, allowed, &seen, &v, &vlen, err, errlen);
@@ -270,18 +232,18 @@ int peer_spec_parse_gateway(const char *line, int forward, struct peer_spec_gate
 {
 	memset(out, 0, sizeof *out);
 	out->unreachable = PEER_SPEC_UNREACHABLE_DEFER;
-	if (line_printable(line, err, errlen) < 0)
+	if (str_line_printable(line, err, errlen) < 0)
 		return -1;
 	size_t pos = 0, len;
 	const char *w;
-	len = next_word(line, &pos, &w);
+	len = str_next_word(line, &pos, &w);
 	if (domain_word(w, len, out, err, errlen) < 0)
 		return -1;
 	unsigned seen = 0;
 	unsigned allowed = (1u << PS_OPT_HOST) | (1u << PS_OPT_MINGER) | (1u << PS_OPT_SECRET_FILE);
 	if (!forward)
 		allowed |= (1u << PS_OPT_UNREACHABLE) | (1u << PS_OPT_DOMAIN_SHARING);
-	while ((len = next_word(line, &pos, &w)) > 0) {
+	while ((len = str_next_word(line, &pos, &w)) > 0) {
 		const char *v;
 		size_t vlen;
 		int o = opt_take(w, len, allowed, &seen, &v, &vlen, err, errlen);

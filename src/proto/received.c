@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "proto/rfc5322.h"
+
 #include "util/strutil.h"
 
 enum clause {
@@ -38,22 +40,6 @@ static int is_wsp(char ch)
 	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
 }
 
-/* Skips a comment at v[i] == '(' (nested, quoted-pairs); the index after it, or -1 unterminated. */
-static long skip_comment(const char *v, size_t n, size_t i)
-{
-	int depth = 0;
-	for (; i < n; i++) {
-		if (v[i] == '\\') {
-			i++;
-		} else if (v[i] == '(') {
-			depth++;
-		} else if (v[i] == ')' && --depth == 0) {
-			return (long)(i + 1);
-		}
-	}
-	return -1;
-}
-
 /* The index after a quoted string at v[i] == '"', or -1 unterminated. */
 static long skip_quoted(const char *v, size_t n, size_t i)
 {
@@ -77,10 +63,10 @@ static enum tok_kind next_token(const char *v, size_t n, size_t *pos, struct tok
 	size_t i = *pos;
 	while (i < n && (is_wsp(v[i]) || v[i] == '(')) {
 		if (v[i] == '(') {
-			long j = skip_comment(v, n, i);
-			if (j < 0)
+			size_t j = rfc5322_skip_comment(v, n, i);
+			if (j == 0)
 				return TOK_BAD;
-			i = (size_t)j;
+			i = j;
 		} else {
 			i++;
 		}

@@ -11,6 +11,20 @@
 #include <string.h>
 #include <time.h>
 
+size_t rfc5322_skip_comment(const char *v, size_t n, size_t i)
+{
+	int depth = 0;
+	for (; i < n; i++) {
+		if (v[i] == '\\')
+			i++;
+		else if (v[i] == '(')
+			depth++;
+		else if (v[i] == ')' && --depth == 0)
+			return i + 1;
+	}
+	return 0;
+}
+
 long rfc5322_header_end(const char *msg, size_t len)
 {
 	if (len >= 2 && msg[0] == '\r' && msg[1] == '\n')

@@ -31,6 +31,15 @@ struct rfc5322_field {
 long rfc5322_header_end(const char *msg, size_t len);
 
 /*
+ * The index just after the comment that starts at v[i] == '(' in v[0..n)
+ * (section 3.2.2: comments nest, and a quoted-pair hides a parenthesis), or 0
+ * when it does not end within n (never a valid index after a comment: it takes
+ * two octets at least). Shared by every reader of CFWS (addresses, Received,
+ * Message-ID).
+ */
+size_t rfc5322_skip_comment(const char *v, size_t n, size_t i);
+
+/*
  * Reads the field starting at msg[*pos] (msg[0..len) being the header section).
  * Returns 1 and advances *pos past it, 0 at the end of the section (pos at len,
  * or at the empty line, which is not consumed), -1 on a line that is not a field

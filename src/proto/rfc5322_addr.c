@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "proto/rfc5322.h"
+
 enum tok {
 	TOK_NONE, /* nothing yet in the element */
 	TOK_WORD, /* an atom, quoted string or domain literal just ended */
@@ -78,21 +80,15 @@ static void word_begins(struct elem *e)
 	e->gap = 0;
 }
 
-/* Skips a comment at v[i] == '(' (nested, quoted-pairs); the index after it, or n if unterminated. */
+/* rfc5322_skip_comment, an unterminated comment marking the rest bad (the index n). */
 static size_t skip_comment(const char *v, size_t n, size_t i, int *bad)
 {
-	int depth = 0;
-	for (; i < n; i++) {
-		if (v[i] == '\\') {
-			i++;
-		} else if (v[i] == '(') {
-			depth++;
-		} else if (v[i] == ')' && --depth == 0) {
-			return i + 1;
-		}
+	size_t j = rfc5322_skip_comment(v, n, i);
+	if (j == 0) {
+		*bad = 1;
+		return n;
 	}
-	*bad = 1;
-	return n;
+	return j;
 }
 
 /*

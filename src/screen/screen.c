@@ -388,6 +388,17 @@ int screen_note(struct screen *s, const struct sockaddr *sa, enum screen_event e
 	return n;
 }
 
+int screen_admit(struct screen *s, const struct sockaddr *sa, int64_t now)
+{
+	int screened = 0;
+	if (s == NULL)
+		return 0;
+	if (screen_is_blocked(s, sa, now))
+		return 1;
+	screen_note(s, sa, SCREEN_EVENT_CONNECTION, now, &screened);
+	return screened;
+}
+
 void screen_forget(struct screen *s, const struct sockaddr *sa, enum screen_event ev)
 {
 	struct screen_key k;

@@ -102,6 +102,15 @@ int screen_is_exempt(const struct screen *s, const struct sockaddr *sa);
 int screen_is_blocked(struct screen *s, const struct sockaddr *sa, int64_t now);
 
 /*
+ * At accept, before any session is spent on the peer: 1 when it is to be
+ * refused (the service's "access denied by the Dynamic Screen" and close),
+ * because it is screened, or because this connection is the one that reaches
+ * screen_connection_rate's COUNT; else 0. Every connection of a peer not
+ * screened counts for screen_connection_rate. s NULL: 0.
+ */
+int screen_admit(struct screen *s, const struct sockaddr *sa, int64_t now);
+
+/*
  * Counts one event of the peer at now. Returns how many of its events of that
  * kind lie inside the rule's DURATION (this one included; 0 when exempt or the
  * rule is off). When that reaches the rule's COUNT the peer is screened for

@@ -1,8 +1,9 @@
 /* screen_db: see screen_db.h. */
 #include "screen/screen_db.h"
 
+#include "util/fsutil.h"
+
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,23 +30,6 @@ static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 }
 
 /* A file root just created gets the owner of its folder (see screen_db.h). */
-static int give_to_folder_owner(const char *path, char *err, size_t errlen)
-{
-	char copy[4096];
-	struct stat dir;
-	if (geteuid() != 0 || strlen(path) >= sizeof copy)
-		return 0;
-	memcpy(copy, path, strlen(path) + 1);
-	if (stat(dirname(copy), &dir) != 0 || (dir.st_uid == 0 && dir.st_gid == 0))
-		return 0;
-	if (lchown(path, dir.st_uid, dir.st_gid) != 0) {
-		snprintf(err, errlen, "%s: chown to the owner of its folder: %s", path,
-		         strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 struct screen_db *screen_db_open(const char *path, char *err, size_t errlen)
 {
 	struct screen_db *s = calloc(1, sizeof *s);
@@ -71,7 +55,9 @@ struct screen_db *screen_db_open(const char *path, char *err, size_t errlen)
 		screen_db_close(s);
 		return NULL;
 	}
-	if ((!existed && give_to_folder_owner(path, err, errlen) != 0)) {
+	if (!existed && fs_give_to_folder_owner(path) != 0) {
+		snprintf(err, errlen, "%s: chown to the owner of its folder: %s", path,
+		         strerror(errno));
 		screen_db_close(s);
 		return NULL;
 	}

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +23,12 @@
 #include "net/net_server.h"
 #include "queue/queue.h"
 #include "screen/screen.h"
+#include "screen/screen_auth.h"
 #include "smtpd/smtp_session.h"
 #include "smtpd/smtpd_server.h"
 #include "util/log.h"
 #include "util/netaddr.h"
 #include "util/timeutil.h"
-#include "util/tls_ctx.h"
 #include "verify/lookup.h"
 #include "verify/mailbox_index.h"
 #include "verify/verify.h"
@@ -48,22 +47,6 @@ struct conn_req {
 	uint64_t id;
 	enum smtp_request_kind kind;
 	struct verify_req *vr; /* RCPT, SENDER: verify's handle */
-};
-
-/*
- * One AUTH request (smtp_session.h SMTP_REQUEST_AUTH), by a server-wide id: the
- * password check pool has no cancel, so a request whose connection went stays
- * here, orphaned (c NULL), until its result comes and is dropped. A failure is
- * held for the Dynamic Screen's growing delay (on `delay`) before the 535.
- */
-struct auth_req {
-	struct auth_req *prev, *next;
-	struct smtpd_server *srv;
-	struct conn *c; /* NULL: orphaned */
-	uint64_t id; /* the session's request id */
-	uint64_t gid; /* password_check's id */
-	struct event *delay; /* a failure waiting for its 535 */
-	int screened; /* that failure screened the client */
 };
 
 /* One connection's SMTP side: the session net_server drives (its `sess`). */
@@ -92,8 +75,7 @@ struct smtpd_server {
 	struct password_check *pc; /* AUTH; NULL: not offered (smtpd_server_set_auth) */
 	struct screen *screen; /* the Dynamic Screen, or NULL */
 	struct pop_login *pop_logins; /* POP before SMTP's logins, or NULL */
-	struct auth_req *auths; /* AUTH requests the pool still owes, or delayed failures */
-	uint64_t next_gid;
+	struct screen_auth *auth; /* AUTH requests the pool still owes, or delayed failures */
 };
 
 static int peer_trusted(const struct conf *cf, const struct sockaddr *sa)
@@ -279,12 +261,10 @@ static int op_sender_verify(void *arg, uint64_t id, const char *mailbox, size_t 
 	return 1;
 }
 
-static void auth_cancel(struct conn *c, uint64_t id);
-
 static void op_request_cancel(void *arg, uint64_t id)
 {
 	struct conn *c = arg;
-	auth_cancel(c, id);
+	screen_auth_cancel(c->srv ? c->srv->auth : NULL, c, id);
 	struct conn_req *r = req_find(c, id);
 	if (!r || r->kind == SMTP_REQUEST_COMMIT)
 		return; /* already answered or cancelled; a commit is never cancelled */
@@ -398,16 +378,9 @@ static int op_tls_start(void *arg, uint64_t id)
 static const char *sv_admit(void *svc, const struct sockaddr *sa)
 {
 	struct smtpd_server *s = svc;
-	int64_t now = time_wall_s();
-	int screened = 0;
-	if (s->screen == NULL)
-		return NULL;
-	if (!screen_is_blocked(s->screen, sa, now)) {
-		screen_note(s->screen, sa, SCREEN_EVENT_CONNECTION, now, &screened);
-		if (!screened)
-			return NULL;
-	}
-	return "421 4.7.0 Access denied by the Dynamic Screen\r\n";
+	return screen_admit(s->screen, sa, time_wall_s())
+	               ? "421 4.7.0 Access denied by the Dynamic Screen\r\n"
+	               : NULL;
 }
 
 /* The session's screen_note op: harvesting counts, AUTH on 25 screens at once. */
@@ -425,134 +398,39 @@ static int op_screen_note(void *arg, enum smtp_screen_note what)
 	return screened;
 }
 
-static void auth_req_free(struct auth_req *a)
-{
-	struct smtpd_server *s = a->srv;
-	if (a->prev)
-		a->prev->next = a->next;
-	else if (s)
-		s->auths = a->next;
-	if (a->next)
-		a->next->prev = a->prev;
-	if (a->delay)
-		event_free(a->delay);
-	free(a);
-}
-
-/*
- * Connection c no longer wants AUTH request id (0: any of its own): a delayed
- * failure goes now; one the pool still owes stays, orphaned, for its result.
- */
-static void auth_cancel(struct conn *c, uint64_t id)
-{
-	struct smtpd_server *s = c->srv;
-	struct auth_req *next;
-	for (struct auth_req *a = s ? s->auths : NULL; a; a = next) {
-		next = a->next;
-		if (a->c != c || (id != 0 && a->id != id))
-			continue;
-		if (a->delay)
-			auth_req_free(a);
-		else
-			a->c = NULL;
-	}
-}
-
-/* The session's auth_check op: the check goes to the pool with a server-wide id. */
+/* The session's auth_check op: the check goes to the pool (screen_auth.h). */
 static int op_auth_check(void *arg, uint64_t id, const char *identity, const char *password,
                          size_t len)
 {
 	struct conn *c = arg;
-	struct smtpd_server *s = c->srv;
-	struct auth_req *a = s && s->pc ? calloc(1, sizeof *a) : NULL;
-	if (!a)
+	if (!c->srv)
 		return -1;
-	a->srv = s;
-	a->c = c;
-	a->id = id;
-	a->gid = ++s->next_gid;
-	/* Invalid credentials cost the same hash as an unknown user (password_check.h). */
-	if (password_check_submit(s->pc, a->gid, identity ? identity : "", password ? password : "",
-	                          identity ? len : 0) != 0) {
-		free(a);
-		return -1;
-	}
-	a->next = s->auths;
-	if (s->auths)
-		s->auths->prev = a;
-	s->auths = a;
-	return 0;
+	return screen_auth_submit(c->srv->auth, c, (const struct sockaddr *)&c->peer, id, identity,
+	                          password, len);
 }
 
-/* Hands a failure to its session (after its delay), then the 421 if it screened. */
-static void auth_fail_deliver(struct auth_req *a)
+/* A check's answer (a failure after its delay; the 421 then if it screened the client). */
+static void on_auth_done(void *conn, uint64_t id, enum password_check_status status,
+                         const struct password_check_result *r, int screened)
 {
-	struct conn *c = a->c;
-	uint64_t id = a->id;
-	int screened = a->screened;
-	auth_req_free(a);
-	if (!c)
-		return;
-	smtp_session_auth_done(c->sess, id, SMTP_AUTH_FAIL, NULL, NULL, 0);
-	if (screened)
-		smtp_session_screened(c->sess);
+	struct conn *c = conn;
+	if (status == PASSWORD_CHECK_OK) {
+		smtp_session_auth_done(c->sess, id, SMTP_AUTH_OK, r->account, r->addresses,
+		                       r->n_addresses);
+	} else if (status == PASSWORD_CHECK_FAIL) {
+		smtp_session_auth_done(c->sess, id, SMTP_AUTH_FAIL, NULL, NULL, 0);
+		if (screened)
+			smtp_session_screened(c->sess);
+	} else {
+		smtp_session_auth_done(c->sess, id, SMTP_AUTH_TEMPFAIL, NULL, NULL, 0);
+	}
 	conn_pump(c);
-}
-
-static void on_auth_delay(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd, (void)what;
-	auth_fail_deliver(arg);
-}
-
-/* A failure: counted by the Dynamic Screen, answered after its growing delay. */
-static void auth_failed(struct auth_req *a)
-{
-	struct smtpd_server *s = a->srv;
-	const struct sockaddr *sa = (const struct sockaddr *)&a->c->peer;
-	unsigned ms = 0;
-	if (s->screen) {
-		int n = screen_note(s->screen, sa, SCREEN_EVENT_AUTH_FAILURE, time_wall_s(),
-		                    &a->screened);
-		ms = screen_auth_delay_ms(n);
-	}
-	if (ms > 0 && (a->delay = evtimer_new(s->base, on_auth_delay, a)) != NULL) {
-		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-		evtimer_add(a->delay, &tv);
-		return;
-	}
-	auth_fail_deliver(a);
 }
 
 void smtpd_server_password_done(void *arg, const struct password_check_result *r)
 {
 	struct smtpd_server *s = arg;
-	struct auth_req *a = s->auths;
-	while (a && a->gid != r->id)
-		a = a->next;
-	if (!a)
-		return;
-	if (!a->c) { /* its connection went meanwhile */
-		auth_req_free(a);
-		return;
-	}
-	if (r->status == PASSWORD_CHECK_FAIL) {
-		auth_failed(a);
-		return;
-	}
-	struct conn *c = a->c;
-	uint64_t id = a->id;
-	auth_req_free(a);
-	if (r->status == PASSWORD_CHECK_OK) {
-		if (s->screen)
-			screen_forget(s->screen, (const struct sockaddr *)&c->peer,
-			              SCREEN_EVENT_AUTH_FAILURE);
-		smtp_session_auth_done(c->sess, id, SMTP_AUTH_OK, r->account, r->addresses,
-		                       r->n_addresses);
-	} else {
-		smtp_session_auth_done(c->sess, id, SMTP_AUTH_TEMPFAIL, NULL, NULL, 0);
-	}
-	conn_pump(c);
+	screen_auth_result(s->auth, r);
 }
 
 /* The AUTH and screen ops of a new connection (none unless set up). */
@@ -562,15 +440,6 @@ static void auth_ops(struct conn *c)
 		c->ops.auth_check = op_auth_check;
 	if (c->srv->screen)
 		c->ops.screen_note = op_screen_note;
-}
-
-/* At free: the records of checks never answered (the pool is freed after us, or was). */
-static void auths_free(struct smtpd_server *s)
-{
-	while (s->auths) {
-		s->auths->srv = s;
-		auth_req_free(s->auths);
-	}
 }
 
 /* ---- the session vtable for net_server ---- */
@@ -697,7 +566,7 @@ static int sv_close(void *sess)
 {
 	struct conn *c = sess;
 	reqs_cancel_verify(c);
-	auth_cancel(c, 0);
+	screen_auth_cancel(c->srv ? c->srv->auth : NULL, c, 0);
 	if (c->srv && c->srv->freeing)
 		c->srv = NULL; /* the server goes: a commit still pending orphans c */
 	if (commit_pending(c)) {
@@ -746,42 +615,6 @@ static void limits_of(const struct conf *c, struct net_limits *out)
 	out->handshake_timeout = c->smtp_command_timeout;
 }
 
-/*
- * Binds and listens on every entry of l. Every error names the config line:
- * "FILE:LINE: smtp_listen HOST:PORT: reason".
- */
-static int listen_all(struct smtpd_server *s, const struct addrlist *l, enum smtp_port_kind kind,
-                      enum net_tls_mode tls, const char *label, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		char where[512];
-		conf_addr_where(s->conf, l, i, where, sizeof where);
-		if (net_server_listen(s->net, (const struct sockaddr *)&l->v[i].ss, l->v[i].len,
-		                      (int)kind, tls, label, where, err, errlen) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * The TLS context of c's tls_cert_file and tls_key_file for new handshakes
- * (none without a certificate). Returns 0, or -1 with the reason in err (the
- * context in use, if any, stays).
- */
-static int tls_load(struct smtpd_server *s, const struct conf *c, char *err, size_t errlen)
-{
-	if (!c->tls_cert_file || !*c->tls_cert_file) {
-		net_server_set_tls(s->net, NULL);
-		return 0;
-	}
-	SSL_CTX *ctx = tls_ctx_server_new(c->tls_cert_file, c->tls_key_file, NULL, err, errlen);
-	if (!ctx)
-		return -1;
-	net_server_set_tls(s->net, ctx); /* takes its own reference */
-	SSL_CTX_free(ctx);
-	return 0;
-}
-
 struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *base,
                                       struct queue *q, struct mailbox_index *idx, struct verify *v,
                                       char *err, size_t errlen)
@@ -803,14 +636,19 @@ struct smtpd_server *smtpd_server_new(const struct conf *c, struct event_base *b
 	s->idx = idx;
 	s->verify = v;
 	s->rej_fd = -1;
-	if (listen_all(s, &c->smtp_listen, SMTP_PORT_SMTP, NET_TLS_NONE, "smtp", err, errlen) !=
-	            0 ||
-	    listen_all(s, &c->submission_listen, SMTP_PORT_SUBMISSION, NET_TLS_NONE, "submission",
-	               err, errlen) != 0 ||
-	    listen_all(s, &c->smtps_listen, SMTP_PORT_SMTPS, NET_TLS_IMPLICIT, "smtps", err,
-	               errlen) != 0)
+	if (!(s->auth = screen_auth_new(base, on_auth_done))) {
+		snprintf(err, errlen, "out of memory");
 		goto fail;
-	if (tls_load(s, c, err, errlen) != 0)
+	}
+	/* Every error names the config line: "FILE:LINE: smtp_listen HOST:PORT: reason". */
+	if (net_server_listen_list(s->net, c, &c->smtp_listen, SMTP_PORT_SMTP, NET_TLS_NONE, "smtp",
+	                           err, errlen) != 0 ||
+	    net_server_listen_list(s->net, c, &c->submission_listen, SMTP_PORT_SUBMISSION,
+	                           NET_TLS_NONE, "submission", err, errlen) != 0 ||
+	    net_server_listen_list(s->net, c, &c->smtps_listen, SMTP_PORT_SMTPS, NET_TLS_IMPLICIT,
+	                           "smtps", err, errlen) != 0)
+		goto fail;
+	if (net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, errlen) != 0)
 		goto fail;
 	if (c->smtp_rejected_recipients_log && *c->smtp_rejected_recipients_log)
 		rej_open(s); /* early, so a bad path shows in the log at start-up */
@@ -832,6 +670,7 @@ void smtpd_server_set_auth(struct smtpd_server *s, struct password_check *pc, st
 {
 	s->pc = pc;
 	s->screen = sc;
+	screen_auth_set(s->auth, pc, sc);
 }
 
 void smtpd_server_set_pop_logins(struct smtpd_server *s, struct pop_login *t)
@@ -859,7 +698,7 @@ void smtpd_server_reload(struct smtpd_server *s, const struct conf *c)
 	limits_of(c, &lim);
 	net_server_set_limits(s->net, &lim);
 	/* The certificate and key are read again: new handshakes use them, open sessions keep theirs. */
-	if (tls_load(s, c, err, sizeof err) != 0)
+	if (net_server_load_tls(s->net, c->tls_cert_file, c->tls_key_file, err, sizeof err) != 0)
 		log_err("SIGHUP: %s; TLS keeps the certificate it had", err);
 	else if (c->tls_cert_file && *c->tls_cert_file)
 		log_info("tls: certificate %s loaded", c->tls_cert_file);
@@ -900,7 +739,7 @@ void smtpd_server_free(struct smtpd_server *s)
 	s->freeing = 1;
 	net_server_each(s->net, conn_orphan, NULL);
 	net_server_free(s->net);
-	auths_free(s);
+	screen_auth_free(s->auth);
 	if (s->rej_fd >= 0)
 		close(s->rej_fd);
 	free(s);

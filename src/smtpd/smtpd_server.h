@@ -64,8 +64,9 @@ void smtpd_server_attach(struct smtpd_server *s, struct queue *q, struct mailbox
 
 /*
  * AUTH and the Dynamic Screen for connections accepted from now on: pc (NULL:
- * AUTH not offered) checks passwords, and its results must be handed to
- * smtpd_server_password_done() (pc's done callback, with s as its argument);
+ * AUTH not offered) checks passwords (the server's checks come back to it on
+ * their own: screen/screen_auth.h; pc's done callback may be
+ * smtpd_server_password_done(), with s as its argument);
  * sc (NULL: none) refuses screened clients at accept (421 4.7.0) and counts
  * connections, AUTH failures (each 535 after screen_auth_delay_ms()) and unknown
  * recipients. Both are borrowed: free pc before the server, sc after it.

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <linux/magic.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -109,4 +110,17 @@ int fs_mkdirs(const char *path, mode_t mode, int durable)
 		buf[i] = saved;
 	}
 	return 0;
+}
+
+int fs_give_to_folder_owner(const char *path)
+{
+	char copy[4096];
+	struct stat dir;
+	size_t len = strlen(path);
+	if (geteuid() != 0 || len >= sizeof copy)
+		return 0;
+	memcpy(copy, path, len + 1);
+	if (stat(dirname(copy), &dir) != 0 || (dir.st_uid == 0 && dir.st_gid == 0))
+		return 0;
+	return lchown(path, dir.st_uid, dir.st_gid);
 }

@@ -35,4 +35,14 @@ int fs_fsync_path(const char *path);
  */
 int fs_names_durable_with_file(int fd);
 
+/*
+ * Gives the file (or symlink: lchown) at `path` the owner and group of the folder
+ * holding it, so a file the daemon creates as root (its SQLite databases) stays
+ * usable by the unprivileged user owning the state folder. Does nothing, and
+ * returns 0, when not running as root, when the folder is root's (uid and gid 0),
+ * when the folder cannot be stat(2)ed, or for paths of 4096 octets or more.
+ * Returns 0, or -1 with errno set when the lchown(2) failed.
+ */
+int fs_give_to_folder_owner(const char *path);
+
 #endif

@@ -46,3 +46,28 @@ uint64_t str_hash(const void *p, size_t len, int fold)
 		h = (h ^ (unsigned)(fold ? ascii_lower(s[i]) : s[i])) * 1099511628211ULL;
 	return h;
 }
+
+size_t str_next_word(const char *line, size_t *pos, const char **w)
+{
+	size_t i = *pos;
+	while (line[i] && ascii_is_blank(line[i]))
+		i++;
+	size_t start = i;
+	while (line[i] && !ascii_is_blank(line[i]))
+		i++;
+	*w = line + start;
+	*pos = i;
+	return i - start;
+}
+
+int str_line_printable(const char *line, char *err, size_t errlen)
+{
+	for (const char *p = line; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!ascii_is_blank(c) && (c < 0x21 || c > 0x7e)) {
+			str_errf(err, errlen, "control or non-ASCII octet in the line");
+			return -1;
+		}
+	}
+	return 0;
+}

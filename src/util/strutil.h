@@ -15,6 +15,24 @@ static inline int ascii_lower(int c)
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
+/* 1 for the blanks that separate the words of a config value: space and tab. */
+static inline int ascii_is_blank(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * The next blank-separated word of the NUL-terminated line from *pos on: sets *w
+ * to its start, moves *pos past it and returns its length (0: no word left).
+ */
+size_t str_next_word(const char *line, size_t *pos, const char **w);
+
+/*
+ * 0 when line holds only printable ASCII and blanks; else -1 with the reason in err
+ * (no control octet reaches an error message or a log line quoting the line).
+ */
+int str_line_printable(const char *line, char *err, size_t errlen);
+
 /*
  * 1 if s[0..len) equals the NUL-terminated word, ASCII case-insensitively (s may
  * hold any octets, NUL included), else 0.

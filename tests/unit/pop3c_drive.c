@@ -10,7 +10,7 @@
  *               [--t-tls S] [--t-greeting S] [--t-connect S] [--max-seconds S]
  *               [--second-port P]   (a second address to try after the first)
  *               [--pause-ms MS]     (pause reading at each MSG_BEGIN, resume MS later)
- *               [--abort-at N]      (collect_session_abort() at message N's MSG_BEGIN)
+ *               [--abort-at N]      (collect_transport_abort() at message N's MSG_BEGIN)
  *
  * Policy (the collector's, simplified): RETR every listed message whose uid
  * is not a repeat, as room allows; with --dele, DELE each one whose MSG_END
@@ -43,7 +43,7 @@ struct drive {
 	int done;
 	int pause_ms;
 	uint64_t abort_at;
-	struct collect_session *s;
+	struct collect_transport *s;
 	struct event *unpause;
 };
 
@@ -52,13 +52,13 @@ static void path_of(const struct drive *d, uint64_t n, const char *ext, char *bu
 	snprintf(buf, len, "%s/%llu.%s", d->out, (unsigned long long)n, ext);
 }
 
-static void retr_more(struct drive *d, struct collect_session *s)
+static void retr_more(struct drive *d, struct collect_transport *s)
 {
-	const struct pop3_client_listing *l = collect_session_listing(s);
-	while (l && d->next < l->n && collect_session_room(s) > 0) {
+	const struct pop3_client_listing *l = collect_transport_listing(s);
+	while (l && d->next < l->n && collect_transport_room(s) > 0) {
 		const struct pop3_client_entry *e = &l->entries[d->next++];
 		if (!e->dup_uid)
-			collect_session_retr(s, e->num);
+			collect_transport_retr(s, e->num);
 	}
 }
 
@@ -75,14 +75,14 @@ static void msg_gone(struct drive *d, uint64_t n)
 	}
 }
 
-static void on_event(void *arg, struct collect_session *s, const struct pop3_client_event *ev)
+static void on_event(void *arg, struct collect_transport *s, const struct pop3_client_event *ev)
 {
 	struct drive *d = arg;
 	char p[4096], q[4096];
 	const struct pop3_client_listing *l;
 	switch (ev->action) {
 	case POP3_CLIENT_ACT_LISTING:
-		l = collect_session_listing(s);
+		l = collect_transport_listing(s);
 		printf("LISTING stat=%llu/%llu n=%zu uidl=%d dups=%zu\n",
 		       (unsigned long long)l->stat_count, (unsigned long long)l->stat_octets, l->n,
 		       l->have_uidl, l->dup_uids);
@@ -101,11 +101,11 @@ static void on_event(void *arg, struct collect_session *s, const struct pop3_cli
 			d->part = fopen(p, "wb");
 		}
 		if (d->abort_at == ev->num) {
-			collect_session_abort(s, "the driver aborted");
+			collect_transport_abort(s, "the driver aborted");
 		} else if (d->pause_ms > 0) {
 			/* The deadlines stop meanwhile: the data deadline must not fire. */
 			struct timeval tv = {d->pause_ms / 1000, (d->pause_ms % 1000) * 1000};
-			collect_session_pause(s, 1);
+			collect_transport_pause(s, 1);
 			printf("PAUSED %llu\n", (unsigned long long)ev->num);
 			evtimer_add(d->unpause, &tv);
 		}
@@ -125,7 +125,7 @@ static void on_event(void *arg, struct collect_session *s, const struct pop3_cli
 			rename(p, q);
 		}
 		if (d->dele)
-			collect_session_dele(s, ev->num);
+			collect_transport_dele(s, ev->num);
 		retr_more(d, s);
 		break;
 	case POP3_CLIENT_ACT_MSG_ERROR:
@@ -152,7 +152,7 @@ static void on_event(void *arg, struct collect_session *s, const struct pop3_cli
 		break;
 	case POP3_CLIENT_ACT_READY:
 		printf("READY\n");
-		collect_session_quit(s);
+		collect_transport_quit(s);
 		break;
 	default: break;
 	}
@@ -176,7 +176,7 @@ static void on_done(void *arg, const struct collect_transport_result *r)
 static void on_unpause(evutil_socket_t fd, short what, void *arg)
 {
 	struct drive *d = arg;
-	collect_session_pause(d->s, 0);
+	collect_transport_pause(d->s, 0);
 }
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -302,11 +302,11 @@ int main(int argc, char **argv)
 	struct timeval tv = {max_seconds, 0};
 	evtimer_add(dog, &tv);
 	d.unpause = evtimer_new(d.base, on_unpause, &d);
-	struct collect_session *s = collect_session_new(d.base, &cf, on_event, on_done, &d);
+	struct collect_transport *s = collect_transport_new(d.base, &cf, on_event, on_done, &d);
 	d.s = s;
 	memset(password, 0, sizeof password);
 	if (s == NULL) {
-		fprintf(stderr, "pop3c_drive: collect_session_new refused the conf\n");
+		fprintf(stderr, "pop3c_drive: collect_transport_new refused the conf\n");
 		return 2;
 	}
 	event_base_dispatch(d.base);

@@ -1,6 +1,6 @@
 /*
  * Unit tests for collect/collect.c (the collector thread) over a fake POP3
- * session: this file defines collect_session_*() (the collect_transport.h API)
+ * session: this file defines collect_transport_*() (the collect_transport.h API)
  * as a scripted mailbox, so the collector runs with the real queue, the real
  * collect.db, routing and dedupe, and is driven by the real control files of
  * `sharemail collect now` (collect_ctl.h). Checked: what is queued for whom
@@ -57,10 +57,10 @@ static size_t box_left(void)
 	return n;
 }
 
-struct collect_session {
+struct collect_transport {
 	struct event_base *base;
-	collect_event_fn event;
-	collect_done_fn done;
+	collect_transport_event_fn event;
+	collect_transport_done_fn done;
 	void *arg;
 	struct pop3_client_entry entries[FAKE_MAX];
 	size_t map[FAKE_MAX]; /* listing index -> box index */
@@ -75,14 +75,14 @@ struct collect_session {
 	struct pop3_client_outcome outcome;
 };
 
-static void emit(struct collect_session *s, enum pop3_client_action a, uint64_t num,
+static void emit(struct collect_transport *s, enum pop3_client_action a, uint64_t num,
                  const char *data, size_t len)
 {
 	struct pop3_client_event ev = {.action = a, .num = num, .data = data, .len = len};
 	s->event(s->arg, s, &ev);
 }
 
-static void finish(struct collect_session *s, enum pop3_client_end end)
+static void finish(struct collect_transport *s, enum pop3_client_end end)
 {
 	s->ended = 1;
 	s->outcome.end = end;
@@ -94,12 +94,12 @@ static void finish(struct collect_session *s, enum pop3_client_end end)
 		free(s);
 }
 
-static void schedule(struct collect_session *s);
+static void schedule(struct collect_transport *s);
 
 /* Answers every queued request in order, then READY, or QUIT's end. */
 static void run_requests(evutil_socket_t fd, short what, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	s->scheduled = 0;
 	if (s->finished) {
 		free(s);
@@ -139,7 +139,7 @@ static void run_requests(evutil_socket_t fd, short what, void *arg)
 	emit(s, POP3_CLIENT_ACT_READY, 0, NULL, 0);
 }
 
-static void schedule(struct collect_session *s)
+static void schedule(struct collect_transport *s)
 {
 	if (s->scheduled)
 		return;
@@ -148,11 +148,12 @@ static void schedule(struct collect_session *s)
 	event_base_once(s->base, -1, EV_TIMEOUT, run_requests, s, &zero);
 }
 
-struct collect_session *collect_session_new(struct event_base *base,
-                                            const struct collect_transport_conf *conf,
-                                            collect_event_fn event, collect_done_fn done, void *arg)
+struct collect_transport *collect_transport_new(struct event_base *base,
+                                                const struct collect_transport_conf *conf,
+                                                collect_transport_event_fn event,
+                                                collect_transport_done_fn done, void *arg)
 {
-	struct collect_session *s = calloc(1, sizeof *s);
+	struct collect_transport *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
 	sessions++;
@@ -177,12 +178,12 @@ struct collect_session *collect_session_new(struct event_base *base,
 	return s;
 }
 
-const struct pop3_client_listing *collect_session_listing(const struct collect_session *s)
+const struct pop3_client_listing *collect_transport_listing(const struct collect_transport *s)
 {
 	return s->listed ? &s->listing : NULL;
 }
 
-static int push(struct collect_session *s, int dele, uint64_t num)
+static int push(struct collect_transport *s, int dele, uint64_t num)
 {
 	if (s->quit || num < 1 || num > s->listing.n || s->n_req >= 256)
 		return -1;
@@ -192,22 +193,22 @@ static int push(struct collect_session *s, int dele, uint64_t num)
 	return 0;
 }
 
-int collect_session_retr(struct collect_session *s, uint64_t num)
+int collect_transport_retr(struct collect_transport *s, uint64_t num)
 {
 	return push(s, 0, num);
 }
 
-int collect_session_dele(struct collect_session *s, uint64_t num)
+int collect_transport_dele(struct collect_transport *s, uint64_t num)
 {
 	return push(s, 1, num);
 }
 
-size_t collect_session_room(const struct collect_session *s)
+size_t collect_transport_room(const struct collect_transport *s)
 {
 	return s->quit ? 0 : 256 - s->n_req;
 }
 
-int collect_session_quit(struct collect_session *s)
+int collect_transport_quit(struct collect_transport *s)
 {
 	if (s->quit)
 		return -1;
@@ -216,13 +217,13 @@ int collect_session_quit(struct collect_session *s)
 	return 0;
 }
 
-void collect_session_pause(struct collect_session *s, int paused)
+void collect_transport_pause(struct collect_transport *s, int paused)
 {
 }
 
 static void abort_done(evutil_socket_t fd, short what, void *arg)
 {
-	struct collect_session *s = arg;
+	struct collect_transport *s = arg;
 	for (size_t i = 0; i < s->n_req; i++)
 		if (!s->req[i].dele)
 			emit(s, POP3_CLIENT_ACT_MSG_ABORTED, s->req[i].num, NULL, 0);
@@ -230,7 +231,7 @@ static void abort_done(evutil_socket_t fd, short what, void *arg)
 	finish(s, POP3_CLIENT_END_LOCAL);
 }
 
-void collect_session_abort(struct collect_session *s, const char *why)
+void collect_transport_abort(struct collect_transport *s, const char *why)
 {
 	if (s->ended)
 		return;

@@ -1,4 +1,7 @@
-/* Unit tests for proto/rfc5322: header section end, field iteration with folding, Date. */
+/*
+ * Unit tests for proto/rfc5322: header section end, field iteration with folding,
+ * Date, comments.
+ */
 #include <stdint.h>
 #include <string.h>
 
@@ -114,4 +117,22 @@ TEST(date_format)
 	CHECK_INT(rfc5322_date_format(0, out, 0), -1);
 }
 
-TEST_MAIN(T(header_end), T(fields), T(field_positions), T(date_format))
+/* Comments nest and a quoted-pair hides a parenthesis (3.2.2); 0 when one does not end. */
+TEST(skip_comment)
+{
+	static const struct {
+		const char *in;
+		size_t at, want;
+	} cases[] = {
+	        {"(a) x", 0, 3},    {"x (a (b) c) y", 2, 11}, {"(a \\) b) c", 0, 8},
+	        {"(a (b) c", 0, 0}, {"(a \\)", 0, 0},         {"()", 0, 2},
+	        {"(\\", 0, 0},
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+		CHECK(rfc5322_skip_comment(cases[k].in, strlen(cases[k].in), cases[k].at) ==
+		      cases[k].want);
+	/* n bounds the read: the ')' past it does not count */
+	CHECK(rfc5322_skip_comment("(ab)", 3, 0) == 0);
+}
+
+TEST_MAIN(T(header_end), T(fields), T(field_positions), T(date_format), T(skip_comment))

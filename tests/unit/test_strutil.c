@@ -1,4 +1,7 @@
-/* Unit tests for util/strutil: the one string hash (FNV-1a 64, published vectors). */
+/*
+ * Unit tests for util/strutil: the one string hash (FNV-1a 64, published vectors),
+ * the blank-separated words and the printable-line check of the config specs.
+ */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,4 +39,32 @@ TEST(fold_ascii_case_only)
 	CHECK(str_hash("x", 1, 1) != str_hash("X\x01", 2, 1));
 }
 
-TEST_MAIN(T(fnv1a_vectors), T(fold_ascii_case_only))
+/* Words split on spaces and tabs only, runs of blanks and leading/trailing ones skipped. */
+static void words_split_on_blanks(void)
+{
+	const char *line = " \tone two\t\tthree=x\v  ";
+	size_t pos = 0, len;
+	const char *w;
+	CHECK((len = str_next_word(line, &pos, &w)) == 3 && memcmp(w, "one", 3) == 0);
+	CHECK((len = str_next_word(line, &pos, &w)) == 3 && memcmp(w, "two", 3) == 0);
+	/* a vertical tab is not a blank: it stays in the word (and fails the printable check) */
+	CHECK((len = str_next_word(line, &pos, &w)) == 8 && memcmp(w, "three=x\v", 8) == 0);
+	CHECK(str_next_word(line, &pos, &w) == 0);
+	CHECK(str_next_word(line, &pos, &w) == 0);
+	pos = 0;
+	CHECK(str_next_word("", &pos, &w) == 0 && pos == 0);
+}
+
+static void printable_lines(void)
+{
+	char err[80] = "";
+	CHECK(str_line_printable("pop3://u@h password_file=/x\ttls=none ~", err, sizeof err) == 0);
+	CHECK(err[0] == '\0');
+	CHECK(str_line_printable("host\r", err, sizeof err) == -1);
+	CHECK(strstr(err, "control or non-ASCII") != NULL);
+	CHECK(str_line_printable("h\xc3\xa9", NULL, 0) == -1);
+	CHECK(str_line_printable("a\x7f", NULL, 0) == -1);
+	CHECK(str_line_printable("", NULL, 0) == 0);
+}
+
+TEST_MAIN(T(fnv1a_vectors), T(fold_ascii_case_only), T(words_split_on_blanks), T(printable_lines))
