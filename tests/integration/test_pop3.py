@@ -15,6 +15,7 @@ unstuffed by the client. Deadlines are waited for by polling with a bound.
 import base64
 import glob
 import os
+import re
 import poplib
 import shutil
 import smtplib
@@ -46,6 +47,15 @@ def client_ctx():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def delivery_order(path):
+    """The store's message order (src/store/mailbox.c): the name's seconds, then its
+    microseconds as a number (".M<usec>" is not zero-padded, so names of one second do
+    not sort as strings), then the name."""
+    name = os.path.basename(path)
+    m = re.match(r"(\d+)\.M(\d+)", name)
+    return (int(m.group(1)), int(m.group(2)), name) if m else (0, 0, name)
 
 
 class Pop3Daemon:
@@ -102,7 +112,7 @@ class Pop3Daemon:
         user, domain = addr.split("@")
         root = os.path.join(self.d.state, "mail", domain, user, "Maildir")
         return sorted(glob.glob(os.path.join(root, "new", "*")) +
-                      glob.glob(os.path.join(root, "cur", "*")))
+                      glob.glob(os.path.join(root, "cur", "*")), key=delivery_order)
 
     def login(self, user="alice@example.com", password=PASSWORD):
         p = poplib.POP3("127.0.0.1", self.pop, timeout=30)
