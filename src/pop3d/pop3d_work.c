@@ -29,7 +29,7 @@ struct pop3d_work {
 	int started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct fifo todo, finished;
+	struct fifo queued, finished;
 	int stop;
 	int signalled; /* a byte is in the pipe */
 	int pipe_rd, pipe_wr;
@@ -56,14 +56,14 @@ static void *worker(void *arg)
 	struct pop3d_work *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (!w->todo.head && !w->stop)
+		while (!w->queued.head && !w->stop)
 			pthread_cond_wait(&w->cv, &w->mu);
-		struct job *j = w->todo.head;
+		struct job *j = w->queued.head;
 		if (!j)
 			break; /* stop, and nothing left to run */
-		w->todo.head = j->next;
-		if (!w->todo.head)
-			w->todo.tail = &w->todo.head;
+		w->queued.head = j->next;
+		if (!w->queued.head)
+			w->queued.tail = &w->queued.head;
 		pthread_mutex_unlock(&w->mu);
 		j->run(j->arg);
 		pthread_mutex_lock(&w->mu);
@@ -107,7 +107,7 @@ struct pop3d_work *pop3d_work_new(struct event_base *base, char *err, size_t err
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	w->todo.tail = &w->todo.head;
+	w->queued.tail = &w->queued.head;
 	w->finished.tail = &w->finished.head;
 	w->pipe_rd = w->pipe_wr = -1;
 	pthread_mutex_init(&w->mu, NULL);
@@ -144,7 +144,7 @@ int pop3d_work_post(struct pop3d_work *w, pop3d_work_fn run, pop3d_work_fn done,
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&w->mu);
-	fifo_push(&w->todo, j);
+	fifo_push(&w->queued, j);
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
