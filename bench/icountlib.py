@@ -16,12 +16,15 @@ import time
 def wrapper_build(real_build, outdir):
     """A temporary build folder (the caller removes it) whose sharemaild runs the real one
     under `valgrind --tool=callgrind`, every thread in one dump, dumps in outdir; its
-    sharemail is the real one."""
+    sharemail is the real one. Names are written uncompressed in every dump, so each
+    dump can be read by callgrind_annotate on its own (compressed, a later dump names
+    functions by numbers that only the first dump defines)."""
     d = tempfile.mkdtemp(prefix="icount-build-")
     os.symlink(os.path.join(real_build, "sharemail"), os.path.join(d, "sharemail"))
     w = os.path.join(d, "sharemaild")
     with open(w, "w") as f:
         f.write("#!/bin/sh\nexec valgrind -q --tool=callgrind --separate-threads=no "
+                "--compress-strings=no --compress-pos=no "
                 f"--callgrind-out-file={outdir}/callgrind.out.%p "
                 f"{os.path.join(real_build, 'sharemaild')} \"$@\"\n")
     os.chmod(w, 0o755)

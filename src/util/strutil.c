@@ -38,13 +38,15 @@ void str_errf(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-uint64_t str_hash(const void *p, size_t len, int fold)
+void ascii_lower_copy(char *dst, const char *src, size_t len)
 {
-	const unsigned char *s = p;
-	uint64_t h = 14695981039346656037ULL; /* the FNV-1a 64-bit offset basis */
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned)(fold ? ascii_lower(s[i]) : s[i])) * 1099511628211ULL;
-	return h;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = ascii_lower_word(str_load_word((const unsigned char *)src + i));
+		memcpy(dst + i, &w, 8);
+	}
+	for (; i < len; i++)
+		dst[i] = (char)ascii_lower((unsigned char)src[i]);
 }
 
 size_t str_next_word(const char *line, size_t *pos, const char **w)

@@ -34,6 +34,7 @@
 
 #include "directory/directory.h"
 #include "proto/mailaddr.h"
+#include "util/strutil.h"
 #include "verify/lookup.h"
 
 #define MBX_EMPTY 0u
@@ -78,31 +79,12 @@ struct mailbox_index {
 };
 
 /*
- * Hash of a key: eight octets at a time (a multiply-xorshift mix per word, then a
- * 64-bit finaliser so the low bits, which pick the slot, depend on every octet).
- * Byte-at-a-time FNV-1a cost a dependent multiply per octet, which showed in the
- * Minger benchmark; the table's contents never leave the process, so the function
- * is free to change.
+ * Hash of a key: str_hash (eight octets at a time; the table's contents never
+ * leave the process, so the function is free to change).
  */
 static uint64_t mbx_hash(const char *key, size_t len)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, key + i, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdull;
-		h ^= h >> 32;
-	}
-	if (i < len) {
-		uint64_t w = 0;
-		memcpy(&w, key + i, len - i);
-		h = (h ^ w) * 0xff51afd7ed558ccdull;
-	}
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
+	return str_hash(key, len, 0);
 }
 
 /*
@@ -831,10 +813,7 @@ uint64_t mailbox_index_prefetch_slot(const struct mailbox_index *idx, const char
 	char key[MAILADDR_MAX + 1];
 	if (len == 0 || len > MAILADDR_MAX || !idx->t.slots)
 		return 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = mailbox[i];
-		key[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-	}
+	ascii_lower_copy(key, mailbox, len);
 	uint64_t h = mbx_hash(key, len);
 	__builtin_prefetch(&idx->t.slots[h & idx->t.mask]);
 	return h;
@@ -957,10 +936,7 @@ enum lookup_result mailbox_lookup_prefetched_locked(struct mailbox_index *idx, c
 	char key[MAILADDR_MAX + 1];
 	if (len == 0 || len > MAILADDR_MAX)
 		return LOOKUP_NOTFOUND;
-	for (size_t i = 0; i < len; i++) {
-		char c = mailbox[i];
-		key[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-	}
+	ascii_lower_copy(key, mailbox, len);
 	return answer_entry(idx, table_find_hashed(&idx->t, key, len, hash), out);
 }
 

@@ -14,6 +14,7 @@
 
 #include <sqlite3.h>
 
+#include "util/strutil.h"
 #include "util/timeutil.h"
 
 #define VCACHE_BUSY_MS 5000
@@ -74,10 +75,7 @@ static int fold_key(const char *s, char *out, size_t outsz)
 	size_t len = strlen(s);
 	if (len == 0 || len >= outsz)
 		return -1;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		out[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-	}
+	ascii_lower_copy(out, s, len);
 	out[len] = '\0';
 	return 0;
 }

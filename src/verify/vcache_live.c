@@ -262,8 +262,7 @@ int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_
 {
 	if (len == 0 || len >= sizeof k->a)
 		return -1;
-	for (size_t i = 0; i < len; i++) /* vcache_fold_key's rule: ASCII A-Z only */
-		k->a[i] = (char)ascii_lower((unsigned char)address[i]);
+	ascii_lower_copy(k->a, address, len); /* vcache_fold_key's rule: ASCII A-Z only */
 	k->a[len] = '\0';
 	k->len = len;
 	k->hash = str_hash(k->a, len, 0);

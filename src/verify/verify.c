@@ -60,6 +60,7 @@ struct vtarget {
 	/* for answers and logs, made once: "peer b.example:25 (192.0.2.7:4069)" and its ": 5" */
 	char label[100];
 	char reason5[VERIFY_REASON_MAX];
+	size_t reason5_len, route_len; /* strlen() of reason5 and of s->route */
 	struct vcache_live_server ckey; /* s->addr_key as the cache's key, made once */
 	/* peers.status */
 	int64_t last_answer;
@@ -358,6 +359,8 @@ static void targets_label(struct vtarget *t, size_t n)
 		snprintf(t[i].label, sizeof t[i].label, "%s %.48s (%.40s)",
 		         verify_status_kind_name(t[i].s->kind), t[i].s->name, t[i].s->addr_key);
 		snprintf(t[i].reason5, sizeof t[i].reason5, "%s: 5", t[i].label);
+		t[i].reason5_len = strlen(t[i].reason5);
+		t[i].route_len = strnlen(t[i].s->route, ENVELOPE_ROUTE_MAX);
 		vcache_live_server_make(&t[i].ckey, t[i].s->addr_key);
 	}
 }
@@ -449,10 +452,9 @@ static const char *label(const struct vtarget *t)
 static void answer_remote(struct verify_answer *a, const struct vtarget *t)
 {
 	a->status = VERIFY_REMOTE;
-	size_t rl = strnlen(t->s->route, ENVELOPE_ROUTE_MAX);
-	memcpy(a->route, t->s->route, rl);
-	a->route[rl] = '\0';
-	memcpy(a->reason, t->reason5, strnlen(t->reason5, sizeof a->reason - 1) + 1);
+	memcpy(a->route, t->s->route, t->route_len);
+	a->route[t->route_len] = '\0';
+	memcpy(a->reason, t->reason5, t->reason5_len + 1); /* both bounded at start-up */
 }
 
 /*
