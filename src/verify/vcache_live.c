@@ -1,16 +1,20 @@
 /*
- * vcache_live: see vcache_live.h. A chained hash table of entries keyed by
- * "server\0address", whose bucket is the address's alone: every server's entry
- * for one address is in one chain, so finding which of several servers has an
- * address walks one chain (vcache_live_find) and touches no other memory. Each
- * put gets a sequence number, and the background
- * thread records how far its SQLite writes have got, so a reload (which reads
- * what SQLite holds) keeps the entries whose writes are still queued.
+ * vcache_live: see vcache_live.h. A chained hash table whose bucket is the
+ * address's hash alone: every server's entry for one address is in one chain,
+ * so finding which of several servers has an address walks one chain
+ * (vcache_live_find). Servers are interned (vl->names: the few Minger servers
+ * this process has asked or read from SQLite), and an entry holds its server's
+ * number, not its name: an entry is one cache line (64-byte aligned) for an
+ * address of up to 26 octets, and matching it touches nothing else. Each put
+ * gets a sequence number, and the background thread records how far its SQLite
+ * writes have got, so a reload (which reads what SQLite holds) keeps the
+ * entries whose writes are still queued.
  */
 #include "verify/vcache_live.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +26,19 @@
 #include "verify/vcache.h"
 
 #define VL_ENTRIES_MAX 1000000 /* bound on memory; past it new answers go to SQLite only */
-#define VL_SERVER_MAX 128
+#define VL_SERVER_MAX 128 /* a server name's octets, with its NUL */
+#define VL_NAMES_MAX 4096 /* distinct server names kept in memory */
+#define VL_LINE 64 /* entries are allocated in whole cache lines */
 
 struct vl_entry {
 	struct vl_entry *next;
-	uint64_t hash; /* hash_parts(server's, address's) */
-	uint64_t ahash; /* the address's: the bucket */
+	uint64_t ahash; /* the address's hash: the bucket */
 	uint64_t seq; /* 0: loaded from SQLite; else the put's number */
 	int64_t expires;
-	int status;
-	size_t keylen;
-	size_t slen; /* the server's length: the address is at key + slen + 1 */
-	char key[]; /* server '\0' address '\0' */
+	uint16_t server; /* its number in vl->names */
+	uint16_t alen;
+	int8_t status;
+	char addr[]; /* the address folded (vcache_fold_key), NUL-terminated */
 };
 
 struct vl_table {
@@ -41,10 +46,17 @@ struct vl_table {
 	size_t nb, n;
 };
 
+/* The interned server names: a name's number never changes while the cache is open. */
+struct vl_names {
+	char **v;
+	size_t n, cap;
+};
+
 struct vcache_live {
-	pthread_mutex_t mu;
+	pthread_mutex_t mu; /* the table, the names and put_seq */
 	struct vl_table t;
-	uint64_t put_seq; /* under mu */
+	struct vl_names names;
+	uint64_t put_seq;
 	atomic_ullong written_seq; /* the last put recorded in SQLite */
 	struct vcache *vc; /* used at open, then only on the background thread */
 	struct bgwork *bg;
@@ -60,37 +72,46 @@ struct vl_write {
 	char address[VCACHE_KEY_MAX];
 };
 
-/*
- * The hash of (server, address) is made of the two parts' own hashes, so a
- * caller can hash each part once for many lookups (vcache_live_server,
- * vcache_live_addr). Keys are folded already (vcache_fold_key).
- */
-static uint64_t hash_parts(uint64_t server_hash, uint64_t addr_hash)
+/* ---- server names (under mu) ---- */
+
+/* The number of name, or VCACHE_LIVE_NO_SERVER when it was never interned. */
+static unsigned names_find(const struct vl_names *ns, const char *name)
 {
-	return addr_hash ^ (server_hash * 0x9E3779B97F4A7C15ULL);
+	for (size_t i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i], name) == 0)
+			return (unsigned)i;
+	return VCACHE_LIVE_NO_SERVER;
 }
 
-/* The hashes of key[0..len) ("server\0address"): the whole's, the address's, the server's length. */
-static uint64_t hash_key(const char *k, size_t len, uint64_t *ahash, size_t *slen)
+/* The number of name, interned if new; VCACHE_LIVE_NO_SERVER when too long, too many or no memory. */
+static unsigned names_intern(struct vl_names *ns, const char *name)
 {
-	size_t sl = strnlen(k, len);
-	size_t al = sl < len ? len - sl - 1 : 0;
-	*ahash = str_hash(k + len - al, al, 0);
-	*slen = sl;
-	return hash_parts(str_hash(k, sl, 0), *ahash);
+	unsigned id = names_find(ns, name);
+	if (id != VCACHE_LIVE_NO_SERVER || strlen(name) >= VL_SERVER_MAX || ns->n >= VL_NAMES_MAX)
+		return id;
+	if (ns->n == ns->cap) {
+		size_t cap = ns->cap ? ns->cap * 2 : 16;
+		char **v = realloc(ns->v, cap * sizeof *v);
+		if (!v)
+			return VCACHE_LIVE_NO_SERVER;
+		ns->v = v;
+		ns->cap = cap;
+	}
+	if (!(ns->v[ns->n] = strdup(name)))
+		return VCACHE_LIVE_NO_SERVER;
+	return (unsigned)ns->n++;
 }
 
-/* "server\0address" into out; its length, or 0 when it does not fit or the address is empty. */
-static size_t make_key(const char *server, const char *address, char *out, size_t outsz)
+static void names_free(struct vl_names *ns)
 {
-	size_t sl = strlen(server);
-	if (sl + 2 >= outsz)
-		return 0;
-	memcpy(out, server, sl + 1);
-	if (vcache_fold_key(address, out + sl + 1, outsz - sl - 1) < 0)
-		return 0;
-	return sl + 1 + strlen(out + sl + 1);
+	for (size_t i = 0; i < ns->n; i++)
+		free(ns->v[i]);
+	free(ns->v);
+	ns->v = NULL;
+	ns->n = ns->cap = 0;
 }
+
+/* ---- the table ---- */
 
 static int table_init(struct vl_table *t, size_t nb)
 {
@@ -113,11 +134,18 @@ static void table_free(struct vl_table *t)
 	t->nb = t->n = 0;
 }
 
-static struct vl_entry **table_slot(struct vl_table *t, const char *key, size_t len, uint64_t h,
-                                    uint64_t ah)
+/* 1 when e is for address a (its hash and octets), else 0. */
+static int entry_is_addr(const struct vl_entry *e, const struct vcache_live_addr *a)
 {
-	struct vl_entry **p = &t->b[ah & (t->nb - 1)];
-	while (*p && ((*p)->hash != h || (*p)->keylen != len || memcmp((*p)->key, key, len) != 0))
+	return e->ahash == a->hash && e->alen == a->len && memcmp(e->addr, a->a, a->len) == 0;
+}
+
+/* Where the entry of (server, a) is, or the chain's end to append it at. */
+static struct vl_entry **table_slot(struct vl_table *t, unsigned server,
+                                    const struct vcache_live_addr *a)
+{
+	struct vl_entry **p = &t->b[a->hash & (t->nb - 1)];
+	while (*p && ((*p)->server != server || !entry_is_addr(*p, a)))
 		p = &(*p)->next;
 	return p;
 }
@@ -158,59 +186,85 @@ static void table_purge(struct vl_table *t, int64_t now)
 		}
 }
 
-/* Inserts or replaces an entry. Returns 0 or -1 (out of memory, or the bound reached). */
-static int table_set(struct vl_table *t, const char *key, size_t len, int status, int64_t expires,
-                     uint64_t seq)
+/* A new entry in whole cache lines, line-aligned, or NULL. */
+static struct vl_entry *entry_new(const struct vcache_live_addr *a)
 {
-	uint64_t ah;
-	size_t sl;
-	uint64_t h = hash_key(key, len, &ah, &sl);
-	struct vl_entry **p = table_slot(t, key, len, h, ah);
-	if (*p) {
-		(*p)->status = status;
-		(*p)->expires = expires;
-		(*p)->seq = seq;
-		return 0;
-	}
-	if (t->n >= VL_ENTRIES_MAX) {
-		table_purge(t, time_wall_s());
-		if (t->n >= VL_ENTRIES_MAX)
-			return -1;
-		p = table_slot(t, key, len, h, ah);
-	}
-	struct vl_entry *e = malloc(sizeof *e + len + 1);
+	size_t size = offsetof(struct vl_entry, addr) + a->len + 1;
+	size = (size + VL_LINE - 1) / VL_LINE * VL_LINE;
+	struct vl_entry *e = aligned_alloc(VL_LINE, size);
 	if (!e)
-		return -1;
+		return NULL;
 	e->next = NULL;
-	e->hash = h;
-	e->ahash = ah;
-	e->slen = sl;
-	e->seq = seq;
+	e->ahash = a->hash;
+	e->alen = (uint16_t)a->len;
+	memcpy(e->addr, a->a, a->len + 1);
+	return e;
+}
+
+/* Inserts or replaces an entry. Returns 0 or -1 (out of memory, or the bound reached). */
+static int table_set(struct vl_table *t, unsigned server, const struct vcache_live_addr *a,
+                     int status, int64_t expires, uint64_t seq)
+{
+	if (server == VCACHE_LIVE_NO_SERVER)
+		return -1;
+	struct vl_entry **p = table_slot(t, server, a);
+	if (!*p) {
+		if (t->n >= VL_ENTRIES_MAX) {
+			table_purge(t, time_wall_s());
+			if (t->n >= VL_ENTRIES_MAX)
+				return -1;
+			p = table_slot(t, server, a);
+		}
+		if (!(*p = entry_new(a)))
+			return -1;
+		(*p)->server = (uint16_t)server;
+		t->n++;
+	}
+	struct vl_entry *e = *p;
+	e->status = (int8_t)status;
 	e->expires = expires;
-	e->status = status;
-	e->keylen = len;
-	memcpy(e->key, key, len);
-	e->key[len] = '\0';
-	*p = e;
-	t->n++;
+	e->seq = seq;
 	table_grow(t);
 	return 0;
 }
 
+/* ---- loading from SQLite ---- */
+
+struct vl_load {
+	struct vcache_live *vl;
+	struct vl_table *t;
+	char last[VL_SERVER_MAX]; /* rows come sorted by address: the names repeat */
+	unsigned last_id;
+};
+
+/* Folds and hashes a NUL-terminated address into k: 0, or -1 (empty or too long). */
+static int addr_key_of(struct vcache_live_addr *k, const char *address)
+{
+	return vcache_live_addr_make(k, address, strlen(address));
+}
+
 static int load_one(void *arg, const char *server, const char *address, int status, int64_t expires)
 {
-	char key[VL_SERVER_MAX + VCACHE_KEY_MAX];
-	size_t len = make_key(server, address, key, sizeof key);
-	if (len > 0)
-		(void)table_set(arg, key, len, status, expires, 0);
+	struct vl_load *ld = arg;
+	struct vcache_live_addr a;
+	if (addr_key_of(&a, address) < 0)
+		return 0;
+	if (ld->last_id == VCACHE_LIVE_NO_SERVER || strcmp(ld->last, server) != 0) {
+		pthread_mutex_lock(&ld->vl->mu);
+		ld->last_id = names_intern(&ld->vl->names, server);
+		pthread_mutex_unlock(&ld->vl->mu);
+		snprintf(ld->last, sizeof ld->last, "%s", server);
+	}
+	(void)table_set(ld->t, ld->last_id, &a, status, expires, 0);
 	return 0;
 }
 
-static int table_load(struct vcache *vc, struct vl_table *t)
+static int table_load(struct vcache_live *vl, struct vl_table *t)
 {
 	if (table_init(t, 1024) < 0)
 		return -1;
-	if (vcache_list(vc, load_one, t) < 0) {
+	struct vl_load ld = {.vl = vl, .t = t, .last_id = VCACHE_LIVE_NO_SERVER};
+	if (vcache_list(vl->vc, load_one, &ld) < 0) {
 		table_free(t);
 		return -1;
 	}
@@ -224,20 +278,23 @@ struct vcache_live *vcache_live_open(const char *path, struct bgwork *bg, char *
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	pthread_mutex_init(&vl->mu, NULL);
 	vl->bg = bg;
 	vl->vc = vcache_open(path, err, errlen);
 	if (!vl->vc) {
+		pthread_mutex_destroy(&vl->mu);
 		free(vl);
 		return NULL;
 	}
-	if (table_load(vl->vc, &vl->t) < 0) {
+	if (table_load(vl, &vl->t) < 0) {
 		snprintf(err, errlen, "%s: cannot read the cache", path);
 		vcache_close(vl->vc);
+		names_free(&vl->names);
+		pthread_mutex_destroy(&vl->mu);
 		free(vl);
 		return NULL;
 	}
 	vl->data_version = vcache_data_version(vl->vc);
-	pthread_mutex_init(&vl->mu, NULL);
 	return vl;
 }
 
@@ -246,16 +303,20 @@ void vcache_live_close(struct vcache_live *vl)
 	if (!vl)
 		return;
 	table_free(&vl->t);
+	names_free(&vl->names);
 	vcache_close(vl->vc);
 	pthread_mutex_destroy(&vl->mu);
 	free(vl);
 }
 
-void vcache_live_server_make(struct vcache_live_server *k, const char *name)
+/* ---- lookups ---- */
+
+int vcache_live_server_make(struct vcache_live *vl, struct vcache_live_server *k, const char *name)
 {
-	k->name = name;
-	k->len = strlen(name);
-	k->hash = str_hash(name, k->len, 0);
+	pthread_mutex_lock(&vl->mu);
+	k->id = names_intern(&vl->names, name);
+	pthread_mutex_unlock(&vl->mu);
+	return k->id == VCACHE_LIVE_NO_SERVER ? -1 : 0;
 }
 
 int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_t len)
@@ -269,27 +330,13 @@ int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_
 	return 0;
 }
 
-/* The entry of (server, address) in t, or NULL; h is hash_parts() of their hashes. */
-static const struct vl_entry *table_find(const struct vl_table *t,
-                                         const struct vcache_live_server *s,
-                                         const struct vcache_live_addr *a, uint64_t h)
-{
-	size_t len = s->len + 1 + a->len;
-	for (const struct vl_entry *e = t->b[a->hash & (t->nb - 1)]; e; e = e->next)
-		if (e->hash == h && e->keylen == len && memcmp(e->key, s->name, s->len + 1) == 0 &&
-		    memcmp(e->key + s->len + 1, a->a, a->len) == 0)
-			return e;
-	return NULL;
-}
-
 int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server *server,
                         const struct vcache_live_addr *addr, int *status)
 {
-	uint64_t h = hash_parts(server->hash, addr->hash);
 	int64_t now = time_wall_s();
 	int hit = 0;
 	pthread_mutex_lock(&vl->mu);
-	const struct vl_entry *e = table_find(&vl->t, server, addr, h);
+	const struct vl_entry *e = *table_slot(&vl->t, server->id, addr);
 	if (e && e->expires > now) {
 		*status = e->status;
 		hit = 1;
@@ -298,26 +345,18 @@ int vcache_live_get_key(struct vcache_live *vl, const struct vcache_live_server 
 	return hit;
 }
 
-/* 1 when e is for address a (its hash and octets), else 0. */
-static int entry_is_addr(const struct vl_entry *e, const struct vcache_live_addr *a)
-{
-	return e->ahash == a->hash && e->keylen - e->slen - 1 == a->len &&
-	       memcmp(e->key + e->slen + 1, a->a, a->len) == 0;
-}
-
 int vcache_live_find(struct vcache_live *vl, const struct vcache_live_server *servers, size_t n,
                      const struct vcache_live_addr *addr, int status, size_t *which)
 {
 	int64_t now = time_wall_s();
 	size_t best = n;
 	pthread_mutex_lock(&vl->mu);
-	for (const struct vl_entry *e = vl->t.b[addr->hash & (vl->t.nb - 1)]; e; e = e->next) {
+	for (const struct vl_entry *e = vl->t.b[addr->hash & (vl->t.nb - 1)]; e && best > 0;
+	     e = e->next) {
 		if (e->status != status || e->expires <= now || !entry_is_addr(e, addr))
 			continue;
 		for (size_t i = 0; i < best; i++)
-			if (e->hash == hash_parts(servers[i].hash, addr->hash) &&
-			    e->slen == servers[i].len &&
-			    memcmp(e->key, servers[i].name, e->slen) == 0) {
+			if (servers[i].id == e->server) {
 				best = i;
 				break;
 			}
@@ -333,10 +372,12 @@ int vcache_live_get(struct vcache_live *vl, const char *server, const char *addr
 {
 	struct vcache_live_server s;
 	struct vcache_live_addr a;
-	if (vcache_live_addr_make(&a, address, strlen(address)) < 0)
+	if (addr_key_of(&a, address) < 0)
 		return 0;
-	vcache_live_server_make(&s, server);
-	return vcache_live_get_key(vl, &s, &a, status);
+	pthread_mutex_lock(&vl->mu);
+	s.id = names_find(&vl->names, server); /* a name never interned has no entry */
+	pthread_mutex_unlock(&vl->mu);
+	return s.id != VCACHE_LIVE_NO_SERVER && vcache_live_get_key(vl, &s, &a, status);
 }
 
 /* Background thread: one put into SQLite. */
@@ -352,11 +393,10 @@ static void write_job(void *arg)
 int vcache_live_put(struct vcache_live *vl, const char *server, const char *address, int status,
                     int ttl)
 {
-	char key[VL_SERVER_MAX + VCACHE_KEY_MAX];
-	size_t len = make_key(server, address, key, sizeof key);
+	struct vcache_live_addr a;
 	if (status < 3 || status > 5 || ttl <= 0)
 		return 0;
-	if (len == 0)
+	if (addr_key_of(&a, address) < 0 || strlen(server) >= VL_SERVER_MAX)
 		return -1;
 	struct vl_write *w = malloc(sizeof *w);
 	if (!w)
@@ -364,11 +404,12 @@ int vcache_live_put(struct vcache_live *vl, const char *server, const char *addr
 	w->vl = vl;
 	w->status = status;
 	w->expires = time_wall_s() + ttl;
-	snprintf(w->server, sizeof w->server, "%s", server);
-	snprintf(w->address, sizeof w->address, "%s", key + strlen(server) + 1);
+	memcpy(w->server, server, strlen(server) + 1);
+	memcpy(w->address, a.a, a.len + 1);
 	pthread_mutex_lock(&vl->mu);
 	w->seq = ++vl->put_seq;
-	(void)table_set(&vl->t, key, len, status, w->expires, w->seq);
+	/* kept in memory unless a bound is reached: SQLite still gets it */
+	(void)table_set(&vl->t, names_intern(&vl->names, server), &a, status, w->expires, w->seq);
 	pthread_mutex_unlock(&vl->mu);
 	if (bgwork_post(vl->bg, write_job, w) < 0) {
 		free(w);
@@ -390,9 +431,11 @@ static void keep_unwritten(struct vl_table *fresh, const struct vl_table *old, u
 {
 	for (size_t i = 0; i < old->nb; i++)
 		for (const struct vl_entry *e = old->b[i]; e; e = e->next)
-			if (e->seq > written)
-				(void)table_set(fresh, e->key, e->keylen, e->status, e->expires,
-				                e->seq);
+			if (e->seq > written) {
+				struct vcache_live_addr a = {.hash = e->ahash, .len = e->alen};
+				memcpy(a.a, e->addr, e->alen + 1u);
+				(void)table_set(fresh, e->server, &a, e->status, e->expires, e->seq);
+			}
 }
 
 void vcache_live_tick(struct vcache_live *vl)
@@ -402,7 +445,7 @@ void vcache_live_tick(struct vcache_live *vl)
 		return;
 	uint64_t written = atomic_load(&vl->written_seq);
 	struct vl_table fresh;
-	if (table_load(vl->vc, &fresh) < 0)
+	if (table_load(vl, &fresh) < 0)
 		return; /* try again at the next tick */
 	vl->data_version = v;
 	pthread_mutex_lock(&vl->mu);

@@ -42,12 +42,13 @@ int vcache_live_get(struct vcache_live *vl, const char *server, const char *addr
  * Keys made once for many lookups (the warm path of a RCPT asks about one
  * address for each peer, and a peer's name is the same for every address):
  * the folding and hashing vcache_live_get() does on every call is done here
- * instead. A server key borrows its name, which must outlive it.
+ * instead. A server key is the server's number in this cache (its name
+ * interned: numbers stay valid until the cache is closed).
  */
+#define VCACHE_LIVE_NO_SERVER 0xFFFFu /* a key that matches no entry */
+
 struct vcache_live_server {
-	const char *name; /* "ADDR:PORT", NUL-terminated */
-	size_t len;
-	uint64_t hash;
+	unsigned id;
 };
 
 struct vcache_live_addr {
@@ -56,8 +57,12 @@ struct vcache_live_addr {
 	char a[VCACHE_KEY_MAX]; /* the address folded to lower case (vcache_fold_key's rule) */
 };
 
-/* Makes the key of server name (borrowed). */
-void vcache_live_server_make(struct vcache_live_server *k, const char *name);
+/*
+ * Makes the key of server name ("ADDR:PORT"). Returns 0, or -1 with the key set
+ * to VCACHE_LIVE_NO_SERVER (the name is too long, there are too many names, or
+ * no memory): lookups with it find nothing.
+ */
+int vcache_live_server_make(struct vcache_live *vl, struct vcache_live_server *k, const char *name);
 
 /* Makes the key of address[0..len). Returns 0, or -1 when it is empty or too long. */
 int vcache_live_addr_make(struct vcache_live_addr *k, const char *address, size_t len);

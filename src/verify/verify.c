@@ -353,7 +353,7 @@ static int services_init(struct verify *v, char *err, size_t errlen)
  * Labels every target once at start-up, bounded so a reason line always fits:
  * the warm path (a cached 5) then copies its answer instead of formatting it.
  */
-static void targets_label(struct vtarget *t, size_t n)
+static void targets_label(struct verify *v, struct vtarget *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		snprintf(t[i].label, sizeof t[i].label, "%s %.48s (%.40s)",
@@ -361,7 +361,9 @@ static void targets_label(struct vtarget *t, size_t n)
 		snprintf(t[i].reason5, sizeof t[i].reason5, "%s: 5", t[i].label);
 		t[i].reason5_len = strlen(t[i].reason5);
 		t[i].route_len = strnlen(t[i].s->route, ENVELOPE_ROUTE_MAX);
-		vcache_live_server_make(&t[i].ckey, t[i].s->addr_key);
+		t[i].ckey.id = VCACHE_LIVE_NO_SERVER;
+		if (v->cache && vcache_live_server_make(v->cache, &t[i].ckey, t[i].s->addr_key) < 0)
+			log_warning("verify: %s: answers not cached in memory", t[i].label);
 	}
 }
 
@@ -382,8 +384,8 @@ struct verify *verify_new_flags(struct event_base *base, const struct conf *c,
 		verify_free(v);
 		return NULL;
 	}
-	targets_label(v->peers, v->npeers);
-	targets_label(v->gws, v->ngws);
+	targets_label(v, v->peers, v->npeers);
+	targets_label(v, v->gws, v->ngws);
 	/* Without the array the warm path asks the peers (slower, never wrong). */
 	if (v->npeers > 0 && (v->peer_keys = calloc(v->npeers, sizeof *v->peer_keys)) != NULL)
 		for (size_t i = 0; i < v->npeers; i++)

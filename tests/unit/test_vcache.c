@@ -322,9 +322,9 @@ TEST(live_keys_made_once)
 		return;
 	CHECK_INT(vcache_live_put(vl, "127.0.0.2:4069", "Put@Example.com", 4, 60), 0);
 	struct vcache_live_server s1, s2, s3;
-	vcache_live_server_make(&s1, SRV);
-	vcache_live_server_make(&s2, "127.0.0.2:4069");
-	vcache_live_server_make(&s3, "127.0.0.2:406");
+	CHECK_INT(vcache_live_server_make(vl, &s1, SRV), 0);
+	CHECK_INT(vcache_live_server_make(vl, &s2, "127.0.0.2:4069"), 0);
+	CHECK_INT(vcache_live_server_make(vl, &s3, "127.0.0.2:406"), 0);
 	struct vcache_live_addr a;
 	int st = -9;
 	const char *loaded = "LOADED@example.COM";
@@ -344,6 +344,22 @@ TEST(live_keys_made_once)
 	memset(big, 'a', sizeof big);
 	CHECK_INT(vcache_live_addr_make(&a, big, VCACHE_KEY_MAX), -1);
 	CHECK_INT(vcache_live_addr_make(&a, big, VCACHE_KEY_MAX - 1), 0);
+	/* the longest address spans many of an entry's cache lines; one octet less is another */
+	big[VCACHE_KEY_MAX - 1] = '\0';
+	CHECK_INT(vcache_live_put(vl, "127.0.0.2:406", big, 5, 60), 0);
+	CHECK_INT(vcache_live_get_key(vl, &s3, &a, &st), 1); /* s3 was made before its first entry */
+	CHECK_INT(st, 5);
+	CHECK_INT(vcache_live_addr_make(&a, big, VCACHE_KEY_MAX - 2), 0);
+	CHECK_INT(vcache_live_get_key(vl, &s3, &a, &st), 0);
+	/* a server name that cannot be a key finds nothing and is not stored */
+	char longname[200];
+	memset(longname, '9', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	struct vcache_live_server s4;
+	CHECK_INT(vcache_live_server_make(vl, &s4, longname), -1);
+	CHECK_INT(vcache_live_put(vl, longname, "put@example.com", 5, 60), -1);
+	CHECK_INT(vcache_live_addr_make(&a, "put@example.com", 15), 0);
+	CHECK_INT(vcache_live_get_key(vl, &s4, &a, &st), 0);
 	time_fake_set(T0 + 60); /* the put's 60 s are over; the loaded entry's are not */
 	CHECK_INT(vcache_live_addr_make(&a, "put@example.com", 15), 0);
 	CHECK_INT(vcache_live_get_key(vl, &s2, &a, &st), 0);
@@ -375,7 +391,7 @@ TEST(live_find_which_server)
 	                       "127.0.0.4:4069"};
 	struct vcache_live_server k[4];
 	for (size_t i = 0; i < 4; i++)
-		vcache_live_server_make(&k[i], names[i]);
+		CHECK_INT(vcache_live_server_make(vl, &k[i], names[i]), 0);
 	CHECK_INT(vcache_live_put(vl, names[2], "Both@example.com", 5, 600), 0);
 	CHECK_INT(vcache_live_put(vl, names[1], "both@example.com", 5, 60), 0);
 	CHECK_INT(vcache_live_put(vl, names[0], "both@example.com", 3, 600), 0);
