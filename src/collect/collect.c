@@ -417,7 +417,7 @@ static int envelope_fill(struct envelope *e, const struct cmsg *m, const char *h
 	for (size_t i = 0; i < m->n_rcpts; i++) {
 		int k = envelope_add_rcpt(e, m->rcpts[i], NULL, 0);
 		if (k < 0 || (m->routes && m->routes[i] &&
-		              envelope_set(&e->rcpts[k].route, m->routes[i]) != 0))
+		              envelope_rcpt_set_route(&e->rcpts[k], m->routes[i]) != 0))
 			return -1;
 	}
 	e->received_at = wall_s();

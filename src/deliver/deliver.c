@@ -231,7 +231,7 @@ static void set_routes(const struct deliver_ctx *x, struct envelope *env)
 		enum deliver_dest_kind k = deliver_policy_rcpt_dest(&x->routes, rc->addr, rc->route,
 		                                                    key, sizeof key, NULL);
 		/* Local (and unusable) recipients have no route: the local transport decides. */
-		if (envelope_set(&rc->route, k > DELIVER_DEST_IS_LOCAL ? key : NULL) < 0)
+		if (envelope_rcpt_set_route(rc, k > DELIVER_DEST_IS_LOCAL ? key : NULL) < 0)
 			log_err("deliver %s: out of memory routing a recipient", env->id);
 	}
 }

@@ -160,7 +160,7 @@ static struct envelope *share_envelope(const struct deliver_ctx *x, const struct
 		char route[NEXTHOP_PEER_ROUTE_MAX + sizeof DELIVER_ROUTE_LIST_PREFIX];
 		snprintf(route, sizeof route, "%s%s", DELIVER_ROUTE_LIST_PREFIX, peers.v[i].route);
 		int k = envelope_add_rcpt(e, list, NULL, 0);
-		if (k < 0 || envelope_set(&e->rcpts[k].route, route) < 0) {
+		if (k < 0 || envelope_rcpt_set_route(&e->rcpts[k], route) < 0) {
 			verify_servers_free(&peers);
 			envelope_free(e);
 			return NULL;

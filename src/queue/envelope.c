@@ -20,13 +20,8 @@ void envelope_free(struct envelope *e)
 {
 	if (!e)
 		return;
-	for (size_t i = 0; i < e->n_rcpts; i++) {
-		envelope_clear_finals(&e->rcpts[i]);
-		free(e->rcpts[i].addr);
-		free(e->rcpts[i].orcpt);
-		free(e->rcpts[i].status);
-		free(e->rcpts[i].route);
-	}
+	for (size_t i = 0; i < e->n_rcpts; i++)
+		envelope_rcpt_clear(&e->rcpts[i]);
 	free(e->rcpts);
 	free(e->mail_from);
 	free(e->envid);
@@ -48,7 +43,31 @@ int envelope_set(char **field, const char *value)
 	return 0;
 }
 
-int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, unsigned notify)
+void envelope_rcpt_clear(struct envelope_rcpt *r)
+{
+	envelope_clear_finals(r);
+	if (!r->route_in_addr)
+		free(r->route);
+	free(r->addr);
+	free(r->orcpt);
+	free(r->status);
+	memset(r, 0, sizeof *r);
+}
+
+int envelope_rcpt_set_route(struct envelope_rcpt *r, const char *route)
+{
+	char *copy = NULL;
+	if (route && !(copy = strdup(route)))
+		return -1;
+	if (!r->route_in_addr)
+		free(r->route);
+	r->route = copy;
+	r->route_in_addr = 0;
+	return 0;
+}
+
+int envelope_add_rcpt_routed(struct envelope *e, const char *addr, const char *orcpt,
+                             unsigned notify, const char *route)
 {
 	if (!e || !addr || e->n_rcpts >= ENVELOPE_MAX_RCPTS)
 		return -1;
@@ -63,17 +82,29 @@ int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, u
 	}
 	struct envelope_rcpt *r = &e->rcpts[n];
 	memset(r, 0, sizeof *r);
-	r->addr = strdup(addr);
+	size_t alen = strlen(addr) + 1, rlen = route && *route ? strlen(route) + 1 : 0;
+	r->addr = malloc(alen + rlen);
 	r->orcpt = orcpt ? strdup(orcpt) : NULL;
 	if (!r->addr || (orcpt && !r->orcpt)) {
 		free(r->addr);
 		free(r->orcpt);
 		return -1;
 	}
+	memcpy(r->addr, addr, alen);
+	if (rlen) {
+		r->route = r->addr + alen;
+		memcpy(r->route, route, rlen);
+		r->route_in_addr = 1;
+	}
 	r->notify = notify;
 	r->state = RCPT_PENDING;
 	e->n_rcpts = n + 1;
 	return (int)n;
+}
+
+int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, unsigned notify)
+{
+	return envelope_add_rcpt_routed(e, addr, orcpt, notify, NULL);
 }
 
 int envelope_add_final(struct envelope_rcpt *r, const char *addr, enum rcpt_state state)

@@ -63,7 +63,13 @@ struct envelope_rcpt {
 	int attempts;
 	int64_t next_try; /* epoch seconds */
 	char *status; /* last result, e.g. "250 2.0.0 delivered" or "451 4.3.0 ..." */
-	char *route; /* destination key (at most ENVELOPE_ROUTE_MAX octets); NULL or "" = local */
+	/*
+	 * Destination key (at most ENVELOPE_ROUTE_MAX octets); NULL or "" = local.
+	 * Set it with envelope_rcpt_set_route() only: it may live in addr's
+	 * allocation (route_in_addr, envelope_add_rcpt_routed()), never freed alone.
+	 */
+	char *route;
+	int route_in_addr;
 	int delay_notified; /* the one delay notice (queue_delay_warning) went to the sender */
 	/*
 	 * Final mailboxes (none until delivery first expands a local recipient). With
@@ -104,6 +110,20 @@ int envelope_set(char **field, const char *value);
  * (capacity is implied by n_rcpts: the next power of two).
  */
 int envelope_add_rcpt(struct envelope *e, const char *addr, const char *orcpt, unsigned notify);
+
+/*
+ * envelope_add_rcpt() with the recipient's route (NULL or "": none) copied into
+ * the same allocation as its address: one allocation instead of two for every
+ * recipient routed to another server as it is received (a Domain Sharing peer).
+ */
+int envelope_add_rcpt_routed(struct envelope *e, const char *addr, const char *orcpt,
+                             unsigned notify, const char *route);
+
+/* Sets r's route (copied; NULL clears). Returns 0, or -1 (out of memory: r unchanged). */
+int envelope_rcpt_set_route(struct envelope_rcpt *r, const char *route);
+
+/* Frees everything r holds (its finals too) and zeroes it. */
+void envelope_rcpt_clear(struct envelope_rcpt *r);
 
 /*
  * Appends a final mailbox (copies addr) to r in the given state, attempts 0, no

@@ -884,7 +884,7 @@ static void state_move(struct envelope *env, struct envelope_rcpt *st)
 	for (size_t j = 0; j < env->n_rcpts; j++) {
 		struct envelope_rcpt *rc = &env->rcpts[j];
 		free(rc->status);
-		free(rc->route);
+		(void)envelope_rcpt_set_route(rc, NULL); /* clearing never fails */
 		envelope_clear_finals(rc);
 		rc->status = st[j].status;
 		rc->route = st[j].route;

@@ -294,20 +294,6 @@ static int rcpt_over_limit(struct smtp_session *s)
 	return 1;
 }
 
-/*
- * Takes back the recipient just added (envelope_add_rcpt() derives the array's
- * capacity from n_rcpts, and a smaller count only makes it grow sooner).
- */
-static void rcpt_unstore_last(struct envelope *e)
-{
-	struct envelope_rcpt *r = &e->rcpts[e->n_rcpts - 1];
-	free(r->addr);
-	free(r->orcpt);
-	free(r->route);
-	memset(r, 0, sizeof *r);
-	e->n_rcpts--;
-}
-
 /* Stores the accepted recipient; route (NULL or "": by domain) is the verifier's. */
 static void rcpt_store(struct smtp_session *s, const struct smtp_path *p,
                        const struct esmtp_rcpt_params *rp, const char *route)
@@ -322,11 +308,9 @@ static void rcpt_store(struct smtp_session *s, const struct smtp_path *p,
 	} else {
 		span_copy(to, sizeof to, p->mailbox, p->mailbox_len);
 	}
-	int i = envelope_add_rcpt(s->env, to, rp->has_orcpt ? rp->orcpt : NULL, rp->notify);
-	if (i < 0 || (route != NULL && route[0] != '\0' &&
-	              envelope_set(&s->env->rcpts[i].route, route) < 0)) {
-		if (i >= 0) /* not half stored (unrouted, it would go astray) */
-			rcpt_unstore_last(s->env);
+	/* the route in the address's allocation: it is stored whole or not at all */
+	if (envelope_add_rcpt_routed(s->env, to, rp->has_orcpt ? rp->orcpt : NULL, rp->notify,
+	                             route) < 0) {
 		smtp_session_reply(s, 451, "4.3.0", "Out of memory, try later", 1);
 		return;
 	}

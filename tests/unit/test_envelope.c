@@ -55,4 +55,39 @@ TEST(add_many_recipients)
 	envelope_free(e);
 }
 
-TEST_MAIN(T(new_is_zeroed), T(set_copies_and_clears), T(add_many_recipients))
+/*
+ * A route given with the recipient lives in its address's allocation: set again,
+ * cleared, or left for envelope_free, it is never freed alone (ASan sees any
+ * free of it, and any leak of a replaced one).
+ */
+TEST(routed_recipients)
+{
+	struct envelope *e = envelope_new();
+	CHECK_INT(envelope_add_rcpt_routed(e, "a@example.com", NULL, 0, "[192.0.2.7]:25"), 0);
+	CHECK_INT(envelope_add_rcpt_routed(e, "b@example.com", "rfc822;b@example.com", 0, ""), 1);
+	CHECK_INT(envelope_add_rcpt_routed(e, "c@example.com", NULL, 0, "[192.0.2.8]:25"), 2);
+	CHECK_INT(envelope_add_rcpt_routed(e, "d@example.com", NULL, 0, NULL), 3);
+	CHECK_STR(e->rcpts[0].addr, "a@example.com");
+	CHECK_STR(e->rcpts[0].route, "[192.0.2.7]:25");
+	CHECK(e->rcpts[1].route == NULL); /* "" is no route, as for envelope_set */
+	CHECK(e->rcpts[3].route == NULL);
+	CHECK_STR(e->rcpts[1].orcpt, "rfc822;b@example.com");
+	CHECK_INT(e->rcpts[0].state, RCPT_PENDING);
+	/* replaced: the new one is a copy of its own, the address intact */
+	CHECK_INT(envelope_rcpt_set_route(&e->rcpts[0], "[192.0.2.9]:2525"), 0);
+	CHECK_STR(e->rcpts[0].route, "[192.0.2.9]:2525");
+	CHECK_STR(e->rcpts[0].addr, "a@example.com");
+	CHECK_INT(envelope_rcpt_set_route(&e->rcpts[0], "[192.0.2.10]:25"), 0); /* own one freed */
+	CHECK_INT(envelope_rcpt_set_route(&e->rcpts[2], NULL), 0);
+	CHECK(e->rcpts[2].route == NULL);
+	CHECK_STR(e->rcpts[2].addr, "c@example.com");
+	CHECK_INT(envelope_rcpt_set_route(&e->rcpts[3], "[192.0.2.11]:25"), 0);
+	envelope_rcpt_clear(&e->rcpts[3]);
+	CHECK(e->rcpts[3].addr == NULL && e->rcpts[3].route == NULL);
+	e->n_rcpts = 3;
+	CHECK_INT(envelope_add_rcpt_routed(e, NULL, NULL, 0, "[192.0.2.7]:25"), -1);
+	envelope_free(e); /* [0] holds a copy of its own, [1] and [2] none */
+}
+
+TEST_MAIN(T(new_is_zeroed), T(set_copies_and_clears), T(add_many_recipients),
+          T(routed_recipients))
