@@ -434,7 +434,8 @@ static void keep_unwritten(struct vl_table *fresh, const struct vl_table *old, u
 			if (e->seq > written) {
 				struct vcache_live_addr a = {.hash = e->ahash, .len = e->alen};
 				memcpy(a.a, e->addr, e->alen + 1u);
-				(void)table_set(fresh, e->server, &a, e->status, e->expires, e->seq);
+				(void)table_set(fresh, e->server, &a, e->status, e->expires,
+				                e->seq);
 			}
 }
 

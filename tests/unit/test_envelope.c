@@ -89,5 +89,4 @@ TEST(routed_recipients)
 	envelope_free(e); /* [0] holds a copy of its own, [1] and [2] none */
 }
 
-TEST_MAIN(T(new_is_zeroed), T(set_copies_and_clears), T(add_many_recipients),
-          T(routed_recipients))
+TEST_MAIN(T(new_is_zeroed), T(set_copies_and_clears), T(add_many_recipients), T(routed_recipients))

@@ -125,5 +125,6 @@ static void printable_lines(void)
 	CHECK(str_line_printable("", NULL, 0) == 0);
 }
 
-TEST_MAIN(T(lower_word_matches_octets), T(lower_copy_every_length),
-          T(hash_depends_on_every_octet), T(hash_low_bits_spread), T(fold_ascii_case_only), T(words_split_on_blanks), T(printable_lines))
+TEST_MAIN(T(lower_word_matches_octets), T(lower_copy_every_length), T(hash_depends_on_every_octet),
+          T(hash_low_bits_spread), T(fold_ascii_case_only), T(words_split_on_blanks),
+          T(printable_lines))

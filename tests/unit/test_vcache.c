@@ -347,7 +347,8 @@ TEST(live_keys_made_once)
 	/* the longest address spans many of an entry's cache lines; one octet less is another */
 	big[VCACHE_KEY_MAX - 1] = '\0';
 	CHECK_INT(vcache_live_put(vl, "127.0.0.2:406", big, 5, 60), 0);
-	CHECK_INT(vcache_live_get_key(vl, &s3, &a, &st), 1); /* s3 was made before its first entry */
+	CHECK_INT(vcache_live_get_key(vl, &s3, &a, &st),
+	          1); /* s3 was made before its first entry */
 	CHECK_INT(st, 5);
 	CHECK_INT(vcache_live_addr_make(&a, big, VCACHE_KEY_MAX - 2), 0);
 	CHECK_INT(vcache_live_get_key(vl, &s3, &a, &st), 0);
