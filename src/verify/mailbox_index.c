@@ -3,7 +3,7 @@
  * mailbox_index.h and lookup.h for the contracts.
  *
  * Layout. One open-addressing hash table (linear probing, power-of-two size, load
- * kept <= 0.5) of 8-byte slots {arena offset, upper 32 hash bits}; the hash bits
+ * kept <= 0.5) of 8-byte slots {arena offset, upper 32 bits of the key's str_hash}; the hash bits
  * reject almost every non-matching slot without touching the arena. Entries live in
  * one growing byte arena, back to back, with no per-entry allocation:
  *
@@ -77,15 +77,6 @@ struct mailbox_index {
 	char **domains;
 	size_t n_domains;
 };
-
-/*
- * Hash of a key: str_hash (eight octets at a time; the table's contents never
- * leave the process, so the function is free to change).
- */
-static uint64_t mbx_hash(const char *key, size_t len)
-{
-	return str_hash(key, len, 0);
-}
 
 /*
  * With a million accounts the slot array and the arena are tens of MiB and every
@@ -215,7 +206,7 @@ static const unsigned char *table_find_hashed(const struct mbx_table *t, const c
 /* The entry for key, or NULL. */
 static const unsigned char *table_find(const struct mbx_table *t, const char *key, size_t klen)
 {
-	return table_find_hashed(t, key, klen, mbx_hash(key, klen));
+	return table_find_hashed(t, key, klen, str_hash(key, klen, 0));
 }
 
 /* Rebuilds the slot array with room for `want` entries at load <= 0.5. */
@@ -233,7 +224,7 @@ static int table_resize(struct mbx_table *t, size_t want)
 		if (s.off <= MBX_TOMB)
 			continue;
 		const unsigned char *e = t->arena.p + s.off;
-		size_t j = mbx_hash((const char *)e + MBX_HDR, get16(e + 2)) & (cap - 1);
+		size_t j = str_hash((const char *)e + MBX_HDR, get16(e + 2), 0) & (cap - 1);
 		while (slots[j].off != MBX_EMPTY)
 			j = (j + 1) & (cap - 1);
 		slots[j] = s;
@@ -252,7 +243,7 @@ static int table_put(struct mbx_table *t, const char *key, size_t klen, uint32_t
 		if (table_resize(t, t->live + 1) < 0)
 			return -1;
 	}
-	uint64_t h = mbx_hash(key, klen);
+	uint64_t h = str_hash(key, klen, 0);
 	size_t free_at = SIZE_MAX;
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		struct mbx_slot *s = &t->slots[i];
@@ -282,7 +273,7 @@ static void table_del(struct mbx_table *t, const char *key, size_t klen)
 {
 	if (!t->slots)
 		return;
-	uint64_t h = mbx_hash(key, klen);
+	uint64_t h = str_hash(key, klen, 0);
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		struct mbx_slot *s = &t->slots[i];
 		if (s->off == MBX_EMPTY)
@@ -814,7 +805,7 @@ uint64_t mailbox_index_prefetch_slot(const struct mailbox_index *idx, const char
 	if (len == 0 || len > MAILADDR_MAX || !idx->t.slots)
 		return 0;
 	ascii_lower_copy(key, mailbox, len);
-	uint64_t h = mbx_hash(key, len);
+	uint64_t h = str_hash(key, len, 0);
 	__builtin_prefetch(&idx->t.slots[h & idx->t.mask]);
 	return h;
 }

@@ -614,17 +614,16 @@ static void on_result(void *arg, int result, uint64_t rtt_us)
  * with *out filled, else 0.
  */
 static int cached_remote(struct verify *v, const struct vtarget *gw, int with_peers,
-                         const char *mailbox, size_t len, struct verify_answer *out)
+                         const struct vcache_live_addr *key, struct verify_answer *out)
 {
-	struct vcache_live_addr key; /* folded and hashed once for every target */
-	if (!v->cache || len > MAILADDR_MAX || vcache_live_addr_make(&key, mailbox, len) < 0)
+	if (!v->cache)
 		return 0;
 	const struct vtarget *hit = NULL;
-	if (gw && cache_lookup(v, gw, &key) == 5)
+	if (gw && cache_lookup(v, gw, key) == 5)
 		hit = gw;
 	size_t i;
 	if (!hit && with_peers && v->peer_keys &&
-	    vcache_live_find(v->cache, v->peer_keys, v->npeers, &key, 5, &i) == 1)
+	    vcache_live_find(v->cache, v->peer_keys, v->npeers, key, 5, &i) == 1)
 		hit = &v->peers[i];
 	if (!hit)
 		return 0;
@@ -644,7 +643,9 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
                struct verify_req **req)
 {
 	size_t n = (gw != NULL) + (with_peers ? v->npeers : 0);
-	if (cached_remote(v, gw, with_peers, mailbox, len, out))
+	struct vcache_live_addr key; /* folded and hashed once for every lookup below */
+	int keyed = len <= MAILADDR_MAX && vcache_live_addr_make(&key, mailbox, len) == 0;
+	if (keyed && cached_remote(v, gw, with_peers, &key, out))
 		return 0;
 	struct verify_req *r = calloc(1, sizeof *r + n * sizeof r->t[0]);
 	if (!r || len > MAILADDR_MAX || n == 0) {
@@ -665,8 +666,6 @@ static int ask(struct verify *v, struct vtarget *gw, int with_peers, const char 
 	for (size_t i = 0; with_peers && i < v->npeers; i++)
 		r->t[k++].t = &v->peers[i];
 	int hit5 = 0;
-	struct vcache_live_addr key;
-	int keyed = vcache_live_addr_make(&key, r->mailbox, len) == 0;
 	for (size_t i = 0; i < n; i++) {
 		r->t[i].r = r;
 		r->t[i].result = keyed ? cache_lookup(v, r->t[i].t, &key) : VR_PENDING;
